@@ -1,0 +1,69 @@
+"""The app factory: settings in, a FastAPI app with its models loaded in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..catalog import Catalog
+from ..config import Settings
+from ..errors import InternalError, OpenGLMError
+from ..serving.models import ModelPool
+from ..serving.service import ChatService
+from .errors import http_error, validation_error
+from .routes import chat, completions, models
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = ModelPool(Catalog.from_file(settings.models_file), settings)
+        await pool.start()
+        app.state.models = pool
+        app.state.chat = ChatService(pool)
+        try:
+            yield
+        finally:
+            await pool.stop()
+
+    app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (chat, completions, models):
+        app.include_router(module.router)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_platform_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, OpenGLMError)
+        headers = {"x-should-retry": "false"} if exc.status == 429 else None
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return await on_platform_error(request, validation_error(exc))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return await on_platform_error(request, http_error(exc))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return await on_platform_error(request, InternalError("internal error; see the server log"))
+
+    app.add_exception_handler(OpenGLMError, on_platform_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

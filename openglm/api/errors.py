@@ -1,0 +1,37 @@
+"""Framework errors translated into the platform's error hierarchy."""
+
+from __future__ import annotations
+
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import InvalidFieldError, InvalidRequestError, MissingFieldError, OpenGLMError
+
+
+def _where(loc: tuple[object, ...]) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+def validation_error(exc: RequestValidationError) -> OpenGLMError:
+    errors = exc.errors()
+    first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
+    kind, where = first.get("type", ""), _where(tuple(first.get("loc", ())))
+    if kind == "json_invalid":
+        return InvalidRequestError("request body is not valid JSON")
+    if kind == "missing":
+        return MissingFieldError(f"{where}: field is required")
+    if kind in {"model_attributes_type", "dict_type"} and where == "body":
+        return InvalidRequestError("request body must be a JSON object")
+    return InvalidFieldError(f"{where}: {first.get('msg', 'invalid value')}")
+
+
+def http_error(exc: StarletteHTTPException) -> OpenGLMError:
+    if exc.status_code == 404:
+        return OpenGLMError(f"API not found: {exc.detail}", code="1222", status=404)
+    if exc.status_code == 405:
+        return OpenGLMError("method not supported on this path", code="1212", status=405)
+    return OpenGLMError(str(exc.detail), code=str(exc.status_code), status=exc.status_code)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ...serving.models import ModelPool
+from ..schemas import ModelCard, ModelList
+from ._common import json_response
+
+router = APIRouter(tags=["models"])
+
+
+def model_cards(pool: ModelPool) -> list[ModelCard]:
+    cards = []
+    for served in pool.served():
+        spec = served.spec
+        for name in (spec.id, *spec.aliases):
+            cards.append(
+                ModelCard(id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.context_length)
+            )
+    return cards
+
+
+@router.get("/v1/models")
+@router.get("/api/paas/v4/models")
+async def list_models(request: Request) -> Response:
+    return json_response(ModelList(data=model_cards(request.app.state.models)))
+
+
+@router.get("/v1/models/{name}")
+@router.get("/api/paas/v4/models/{name}")
+async def get_model(name: str, request: Request) -> Response:
+    pool: ModelPool = request.app.state.models
+    served = pool.get(name)
+    spec = served.spec
+    return json_response(
+        ModelCard(id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.context_length)
+    )
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    pool: ModelPool = request.app.state.models
+    return JSONResponse({"status": "ok", "models": [served.spec.id for served in pool.served()]})

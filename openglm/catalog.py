@@ -1,0 +1,82 @@
+"""The model catalog: which models exist, where their weights live, how to talk to them."""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .errors import ModelNotFoundError
+
+
+class Prices(BaseModel):
+    """CNY per 1K tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+
+class ModelSpec(BaseModel):
+    id: str
+    aliases: list[str] = Field(default_factory=list)
+    engine: str = "llamacpp"
+    source: str
+    template: str = "auto"
+    tool_parser: str = "auto"
+    context_length: int = Field(default=4096, gt=0)
+    prices: Prices = Field(default_factory=Prices)
+    options: dict[str, Any] = Field(default_factory=dict)
+    owned_by: str = "openglm"
+
+
+class CatalogError(ValueError):
+    """The catalog file is unreadable or inconsistent."""
+
+
+def resolve_source(source: str) -> str:
+    """Turn ``package:<module>/<file>`` into a path without importing the module."""
+    if not source.startswith("package:"):
+        return source
+    module, _, relative = source.removeprefix("package:").partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise CatalogError(f"package {module!r} named by source {source!r} is not installed")
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / relative
+        if candidate.exists():
+            return str(candidate)
+    raise CatalogError(f"{relative!r} not found inside package {module!r}")
+
+
+class Catalog:
+    def __init__(self, specs: list[ModelSpec]):
+        self.specs = specs
+        self._by_name: dict[str, ModelSpec] = {}
+        for spec in specs:
+            for name in (spec.id, *spec.aliases):
+                if name in self._by_name:
+                    raise CatalogError(f"model name {name!r} is used twice in the catalog")
+                self._by_name[name] = spec
+
+    @classmethod
+    def from_file(cls, path: Path) -> Catalog:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            return cls([ModelSpec.model_validate(entry) for entry in data.get("models", [])])
+        except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+            raise CatalogError(f"cannot read model catalog {path}: {exc}") from exc
+
+    def lookup(self, name: str) -> ModelSpec:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise ModelNotFoundError(
+                f"模型不存在 / model {name!r} does not exist; available: "
+                + ", ".join(sorted(self._by_name))
+            ) from None
+
+    def names(self) -> list[str]:
+        return list(self._by_name)

@@ -1,0 +1,115 @@
+"""The engine interface: prompt in, a stream of generated text pieces out.
+
+Engines know nothing of HTTP, chat messages, tools or billing. The chat
+service renders the prompt, asks for a generation and post-processes text.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..catalog import ModelSpec
+    from ..config import Settings
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    sampling: SamplingParams
+    max_tokens: int | None = None
+    grammar: str | None = None
+    # Extra stop markers (special tokens of the chat template, e.g. "<|observation|>").
+    stop_markers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[TopLogprob]
+
+
+@dataclass
+class GenerationChunk:
+    text: str
+    n_tokens: int = 1
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None  # "stop" | "length" on the last chunk
+
+
+class GenerationHandle(abc.ABC):
+    """One running generation. Iterate for chunks; ``cancel`` frees its slot."""
+
+    prompt_tokens: int = 0
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[GenerationChunk]: ...
+
+    @abc.abstractmethod
+    def cancel(self) -> None: ...
+
+
+class Engine(abc.ABC):
+    """An engine serves one catalog entry."""
+
+    spec: ModelSpec
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load weights, open connections."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release everything ``start`` took."""
+
+    @abc.abstractmethod
+    async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        """Validate and enqueue; errors about the request are raised here, before any output."""
+
+    def template_hints(self) -> dict[str, str]:
+        """What the weights say about their chat format (architecture, jinja template, tokens)."""
+        return {}
+
+
+EngineFactory = type[Engine]
+engines: Registry[EngineFactory] = Registry("engine")
+
+
+def create_engine(spec: ModelSpec, settings: Settings) -> Engine:
+    # Importing the modules registers the built-in engines; kept lazy so that
+    # importing openglm does not load llama.cpp.
+    from . import llamacpp, remote  # noqa: F401
+
+    factory = engines.get(spec.engine)
+    return factory(spec, settings)  # type: ignore[call-arg]

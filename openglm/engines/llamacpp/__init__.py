@@ -1,0 +1,103 @@
+"""In-process llama.cpp engine with continuous batching."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ...catalog import ModelSpec, resolve_source
+from ...errors import PromptTooLongError
+from ..base import Engine, GenerationHandle, GenerationRequest, engines
+
+if TYPE_CHECKING:
+    from ...config import Settings
+    from .model import LlamaModel
+    from .scheduler import BatchScheduler
+
+
+@engines.register("llamacpp")
+class LlamaCppEngine(Engine):
+    """Options (catalog ``[models.options]``): threads, parallel, kv_tokens, batch_size."""
+
+    def __init__(self, spec: ModelSpec, settings: Settings):
+        self.spec = spec
+        options = spec.options
+        self.threads = int(options.get("threads", settings.threads))
+        self.parallel = int(options.get("parallel", 16))
+        self.kv_tokens = int(options.get("kv_tokens", max(spec.context_length, 4096)))
+        self.batch_size = int(options.get("batch_size", 512))
+        self.model: LlamaModel | None = None
+        self.scheduler: BatchScheduler | None = None
+
+    async def start(self) -> None:
+        from .model import LlamaModel
+        from .scheduler import BatchScheduler
+
+        path = resolve_source(self.spec.source)
+        self.model = await asyncio.to_thread(LlamaModel, path)
+        self.scheduler = BatchScheduler(
+            self.model,
+            threads=self.threads,
+            parallel=self.parallel,
+            kv_tokens=self.kv_tokens,
+            batch_size=self.batch_size,
+        )
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await asyncio.to_thread(self.scheduler.close)
+            self.scheduler = None
+        if self.model is not None:
+            self.model.close()
+            self.model = None
+
+    @property
+    def limit(self) -> int:
+        assert self.model is not None
+        return min(self.spec.context_length, self.kv_tokens)
+
+    def tokenize_prompt(self, prompt: str) -> list[int]:
+        model = self.model
+        assert model is not None
+        add_bos = model.adds_bos and not (model.bos_text and prompt.startswith(model.bos_text))
+        return model.tokenize(prompt, add_special=add_bos, parse_special=True)
+
+    async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        from .sampling import SamplerChain
+        from .sequence import LlamaHandle, Sequence
+
+        model, scheduler = self.model, self.scheduler
+        if model is None or scheduler is None:
+            raise RuntimeError("engine is not started")
+        prompt = self.tokenize_prompt(request.prompt)
+        room = self.limit - len(prompt)
+        if room <= 0:
+            raise PromptTooLongError(
+                f"Prompt 超长 / prompt is too long: {len(prompt)} tokens, "
+                f"model {self.spec.id} accepts at most {self.limit} tokens in total"
+            )
+        max_tokens = room if request.max_tokens is None else min(request.max_tokens, room)
+        stop_ids = {model.special_token_id(marker) for marker in request.stop_markers}
+        seq = Sequence(
+            prompt=prompt,
+            max_tokens=max_tokens,
+            limit=self.limit,
+            sampler=SamplerChain(model, request.sampling, request.grammar),
+            stop_ids=frozenset(t for t in stop_ids if t is not None),
+            logprobs=request.sampling.logprobs,
+            top_logprobs=request.sampling.top_logprobs,
+            loop=asyncio.get_running_loop(),
+        )
+        scheduler.submit(seq)
+        return LlamaHandle(seq, scheduler.cancel)
+
+    def template_hints(self) -> dict[str, str]:
+        model = self.model
+        if model is None:
+            return {}
+        return {
+            "architecture": model.architecture,
+            "chat_template": model.chat_template or "",
+            "bos_token": model.bos_text,
+            "eos_token": model.eos_text,
+        }

@@ -1,0 +1,224 @@
+"""Continuous batching over one llama.cpp context.
+
+A single decode thread owns the context. Each step it builds one batch from
+every active sequence: one token for each sequence that is generating, and
+prompt chunks (up to the batch budget) for sequences still prefilling.
+Sequences join between steps when a slot and KV room are free, and leave
+when they finish or are cancelled. If the KV cache is full the youngest
+sequence is preempted: its cache is dropped and it is re-queued to be
+recomputed (prompt and generated tokens) once room frees up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import defaultdict, deque
+
+import llama_cpp as lc
+
+from ...errors import EngineError, PromptTooLongError
+from ..base import GenerationChunk
+from .model import LlamaModel
+from .sampling import token_logprobs
+from .sequence import Sequence
+
+log = logging.getLogger(__name__)
+
+Delivery = tuple[Sequence, GenerationChunk | BaseException]
+
+
+class BatchScheduler:
+    def __init__(
+        self, model: LlamaModel, *, threads: int, parallel: int, kv_tokens: int, batch_size: int = 512
+    ):
+        self.model = model
+        self.parallel = parallel
+        self.kv_tokens = kv_tokens
+        self.batch_size = batch_size
+        params = lc.llama_context_default_params()
+        params.n_ctx = kv_tokens
+        params.n_batch = batch_size
+        params.n_ubatch = batch_size
+        params.n_seq_max = parallel
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.kv_unified = True  # one pool shared by all sequences
+        params.no_perf = True
+        self.ctx = lc.llama_init_from_model(model.ptr, params)
+        if not self.ctx:
+            raise EngineError("llama.cpp could not create a context")
+        self.memory = lc.llama_get_memory(self.ctx)
+        self.batch = lc.llama_batch_init(batch_size, 0, 1)
+        self._cond = threading.Condition()
+        self._waiting: deque[Sequence] = deque()
+        self._active: list[Sequence] = []
+        self._free_slots = list(range(parallel - 1, -1, -1))
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="llamacpp-batch", daemon=True)
+        self._thread.start()
+
+    # -- called from the event loop ---------------------------------------------
+
+    def submit(self, seq: Sequence) -> None:
+        with self._cond:
+            self._waiting.append(seq)
+            self._cond.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        seq.cancelled = True
+        with self._cond:
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        lc.llama_batch_free(self.batch)
+        lc.llama_free(self.ctx)
+        self.ctx = None
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {"active": len(self._active), "waiting": len(self._waiting)}
+
+    # -- the decode thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._waiting and not self._active:
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                self._admit()
+            out: list[Delivery] = []
+            try:
+                self._step(out)
+            except Exception as exc:  # keep serving others; fail what was in the batch
+                log.exception("decode step failed")
+                for seq in list(self._active):
+                    self._finish(seq)
+                    out.append((seq, EngineError(f"generation failed: {exc}")))
+            self._deliver(out)
+        out = []
+        for seq in [*self._active, *self._waiting]:
+            out.append((seq, EngineError("the engine is shutting down")))
+        self._deliver(out)
+
+    def _admit(self) -> None:
+        while self._waiting and self._waiting[0].cancelled:
+            self._waiting.popleft().sampler.close()
+        used = sum(len(seq.tokens) for seq in self._active)
+        while self._waiting and self._free_slots:
+            seq = self._waiting[0]
+            if seq.cancelled:
+                self._waiting.popleft().sampler.close()
+                continue
+            need = len(seq.tokens) + min(seq.remaining, 64)
+            if self._active and used + need > self.kv_tokens:
+                break
+            self._waiting.popleft()
+            seq.slot = self._free_slots.pop()
+            self._active.append(seq)
+            used += need
+
+    def _step(self, out: list[Delivery]) -> None:
+        for seq in [s for s in self._active if s.cancelled]:
+            self._finish(seq)
+        if not self._active:
+            return
+        rows = self._fill_batch()
+        rc = lc.llama_decode(self.ctx, self.batch)
+        if rc == 1:
+            self._preempt(out)
+            return
+        if rc != 0:
+            raise EngineError(f"llama_decode returned {rc}")
+        for seq in self._active:
+            seq.n_past += seq.feeding
+        for seq, index in rows:
+            self._sample(seq, index, out)
+
+    def _fill_batch(self) -> list[tuple[Sequence, int]]:
+        """Generating sequences first (one token each), then prompt chunks."""
+        batch, n = self.batch, 0
+        rows: list[tuple[Sequence, int]] = []
+        for seq in sorted(self._active, key=lambda s: s.pending > 1):
+            take = min(seq.pending, self.batch_size - n)
+            seq.feeding = max(take, 0)
+            for j in range(seq.feeding):
+                batch.token[n + j] = seq.tokens[seq.n_past + j]
+                batch.pos[n + j] = seq.n_past + j
+                batch.n_seq_id[n + j] = 1
+                batch.seq_id[n + j][0] = seq.slot
+                batch.logits[n + j] = 0
+            if seq.feeding and take == seq.pending:
+                batch.logits[n + take - 1] = 1
+                rows.append((seq, n + take - 1))
+            n += seq.feeding
+        batch.n_tokens = n
+        return rows
+
+    def _sample(self, seq: Sequence, index: int, out: list[Delivery]) -> None:
+        token = seq.sampler.sample(self.ctx, index)
+        logprobs = (
+            [token_logprobs(self.model, self.ctx, index, token, seq.top_logprobs)] if seq.logprobs else []
+        )
+        seq.n_generated += 1
+        if self.model.is_eog(token) or token in seq.stop_ids:
+            self._finish(seq)
+            out.append((seq, GenerationChunk(seq.decoder.decode(b"", final=True), 1, [], "stop")))
+            return
+        text = seq.decoder.decode(self.model.piece(token))
+        seq.tokens.append(token)
+        finish = None
+        if seq.n_generated >= seq.max_tokens or len(seq.tokens) >= seq.limit:
+            finish = "length"
+            text += seq.decoder.decode(b"", final=True)
+            self._finish(seq)
+        out.append((seq, GenerationChunk(text, 1, logprobs, finish)))
+
+    def _preempt(self, out: list[Delivery]) -> None:
+        """The KV cache is full: recompute the youngest sequence later."""
+        if len(self._active) == 1:
+            seq = self._active[0]
+            self._finish(seq)
+            out.append((seq, PromptTooLongError("the request does not fit in the KV cache")))
+            return
+        victim = max(self._active, key=lambda s: s.order)
+        log.info("KV cache full: preempting a sequence of %d tokens", len(victim.tokens))
+        lc.llama_memory_seq_rm(self.memory, victim.slot, -1, -1)
+        self._active.remove(victim)
+        self._free_slots.append(victim.slot)
+        victim.slot, victim.n_past, victim.feeding = -1, 0, 0
+        with self._cond:
+            self._waiting.appendleft(victim)
+
+    def _finish(self, seq: Sequence) -> None:
+        if seq.finished:
+            return
+        seq.finished = True
+        lc.llama_memory_seq_rm(self.memory, seq.slot, -1, -1)
+        self._active.remove(seq)
+        self._free_slots.append(seq.slot)
+        seq.sampler.close()
+
+    @staticmethod
+    def _deliver(out: list[Delivery]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Delivery]] = defaultdict(list)
+        for seq, item in out:
+            if not seq.cancelled:
+                by_loop[seq.loop].append((seq, item))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:  # the loop is closed: nobody is listening
+                pass
+
+
+def _put_all(items: list[Delivery]) -> None:
+    for seq, item in items:
+        seq.queue.put_nowait(item)

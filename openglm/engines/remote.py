@@ -1,0 +1,142 @@
+"""Any OpenAI-compatible server (vLLM, SGLang, llama-server, another OpenGLM) as an engine.
+
+The chat template, tool-call parsing and grammars stay on this side: the
+remote server receives the rendered prompt on ``/completions`` and returns
+text, so a GPU box plugs in by URL and behaves like the in-process engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ..errors import EngineError, InvalidRequestError, PromptTooLongError
+from .base import Engine, GenerationChunk, GenerationHandle, GenerationRequest, engines
+
+if TYPE_CHECKING:
+    from ..catalog import ModelSpec
+    from ..config import Settings
+
+
+def completion_body(request: GenerationRequest, model: str, grammar_field: str) -> dict[str, Any]:
+    sampling = request.sampling
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": request.prompt,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": max(sampling.temperature, 0.0),
+        "top_p": sampling.top_p,
+        "presence_penalty": sampling.presence_penalty,
+        "frequency_penalty": sampling.frequency_penalty,
+    }
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.stop_markers:
+        body["stop"] = list(request.stop_markers)
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    if sampling.top_k > 0:
+        body["top_k"] = sampling.top_k
+    if sampling.min_p > 0:
+        body["min_p"] = sampling.min_p
+    if sampling.repetition_penalty != 1.0:
+        body["repetition_penalty"] = sampling.repetition_penalty
+    if sampling.logit_bias:
+        body["logit_bias"] = {str(k): v for k, v in sampling.logit_bias.items()}
+    if request.grammar:
+        body[grammar_field] = request.grammar
+    return body
+
+
+def remote_error(status: int, payload: bytes) -> Exception:
+    try:
+        error = json.loads(payload)["error"]
+        message = str(error.get("message", error))
+        code = str(error.get("code", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, code = payload.decode("utf-8", "replace")[:500], ""
+    if code == "1261" or "context" in message.lower() and "length" in message.lower():
+        return PromptTooLongError(f"remote engine: {message}")
+    if 400 <= status < 500:
+        return InvalidRequestError(f"remote engine rejected the request: {message}")
+    return EngineError(f"remote engine failed ({status}): {message}")
+
+
+class RemoteHandle(GenerationHandle):
+    def __init__(self, response: httpx.Response):
+        self._response = response
+        self._counted = 0
+
+    def __aiter__(self) -> AsyncIterator[GenerationChunk]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[GenerationChunk]:
+        finish: str | None = None
+        try:
+            async for line in self._response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                event = json.loads(data)
+                if "error" in event:
+                    raise EngineError(f"remote engine: {event['error'].get('message', event['error'])}")
+                if event.get("usage"):
+                    self.prompt_tokens = int(event["usage"].get("prompt_tokens", 0))
+                    total = int(event["usage"].get("completion_tokens", self._counted))
+                    if total > self._counted:
+                        yield GenerationChunk("", total - self._counted)
+                        self._counted = total
+                for choice in event.get("choices") or []:
+                    finish = choice.get("finish_reason") or finish
+                    text = choice.get("text") or ""
+                    if text:
+                        self._counted += 1
+                        yield GenerationChunk(text, 1)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"remote engine connection failed: {exc}") from exc
+        finally:
+            await self._response.aclose()
+        yield GenerationChunk("", 0, [], "length" if finish == "length" else "stop")
+
+    def cancel(self) -> None:
+        # Closing the stream makes the remote server cancel the generation.
+        if not self._response.is_closed:
+            asyncio.get_running_loop().create_task(self._response.aclose())
+
+
+@engines.register("remote")
+class RemoteEngine(Engine):
+    """Options: remote_model (name the server knows), api_key, grammar_field, timeout."""
+
+    def __init__(self, spec: ModelSpec, settings: Settings):
+        self.spec = spec
+        self.base_url = spec.source.rstrip("/")
+        options = spec.options
+        self.remote_model = str(options.get("remote_model", spec.id))
+        self.grammar_field = str(options.get("grammar_field", "grammar"))
+        headers = {"Authorization": f"Bearer {options['api_key']}"} if options.get("api_key") else {}
+        timeout = httpx.Timeout(float(options.get("timeout", settings.stream_timeout)), connect=10.0)
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout)
+
+    async def stop(self) -> None:
+        await self._client.aclose()
+
+    async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        body = completion_body(request, self.remote_model, self.grammar_field)
+        http_request = self._client.build_request("POST", f"{self.base_url}/completions", json=body)
+        try:
+            response = await self._client.send(http_request, stream=True)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"remote engine {self.base_url} is unreachable: {exc}") from exc
+        if response.status_code != 200:
+            payload = await response.aread()
+            await response.aclose()
+            raise remote_error(response.status_code, payload)
+        return RemoteHandle(response)

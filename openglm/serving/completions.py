@@ -1,0 +1,124 @@
+"""Text completions (``/v1/completions``): raw prompts, no chat template.
+
+This is also the surface a remote OpenGLM engine talks to, so it accepts a
+GBNF ``grammar`` like llama-server and llama-cpp-python do.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ..api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
+from ..engines.base import GenerationHandle, GenerationRequest, TokenLogprob
+from .choice import ChoiceDecoder
+from .models import ModelPool
+from .service import merge_events, response_format_grammar, sampling_from, stop_list
+from .toolcalls.base import ContentDelta
+
+
+@dataclass
+class CompletionRun:
+    id: str
+    created: int
+    model: str
+    prompts: list[str]
+    n: int
+    echo: bool
+    stops: list[str]
+    handles: list[GenerationHandle]
+    include_usage: bool
+
+    def prompt_tokens(self) -> int:
+        return sum(self.handles[i * self.n].prompt_tokens for i in range(len(self.prompts)))
+
+
+async def start_completion(models: ModelPool, request: CompletionRequest) -> CompletionRun:
+    served = models.get(request.model)
+    prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
+    grammar = request.grammar or response_format_grammar(request.response_format)
+    n = request.n or 1
+    stops = stop_list(request.stop)
+    handles: list[GenerationHandle] = []
+    try:
+        for prompt in prompts:
+            for i in range(n):
+                generation = GenerationRequest(prompt, sampling_from(request, i), request.max_tokens, grammar)
+                handles.append(await served.engine.submit(generation))
+    except BaseException:
+        for handle in handles:
+            handle.cancel()
+        raise
+    return CompletionRun(
+        id="cmpl-" + secrets.token_hex(12),
+        created=int(time.time()),
+        model=request.model,
+        prompts=prompts,
+        n=n,
+        echo=bool(request.echo),
+        stops=stops,
+        handles=handles,
+        include_usage=bool(request.stream_options and request.stream_options.include_usage),
+    )
+
+
+def _logprobs(items: list[TokenLogprob]) -> CompletionLogprobs:
+    return CompletionLogprobs(
+        tokens=[t.token for t in items],
+        token_logprobs=[t.logprob for t in items],
+        top_logprobs=[{x.token: x.logprob for x in t.top} for t in items],
+    )
+
+
+def _usage(run: CompletionRun, completion_tokens: int) -> Usage:
+    prompt = run.prompt_tokens()
+    return Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens)
+
+
+async def completion_chunks(run: CompletionRun) -> AsyncIterator[Completion]:
+    decoders = [ChoiceDecoder(i, run.stops, None) for i in range(len(run.handles))]
+    completion_tokens = 0
+    echoed: set[int] = set()
+    async for event in merge_events(decoders, run.handles):
+        completion_tokens += event.n_tokens
+        text = "".join(d.text for d in event.deltas if isinstance(d, ContentDelta))
+        if run.echo and event.index not in echoed:
+            echoed.add(event.index)
+            text = run.prompts[event.index // run.n] + text
+        if not (text or event.finish_reason or event.logprobs):
+            continue
+        choice = CompletionChoice(
+            index=event.index,
+            text=text,
+            finish_reason=event.finish_reason,
+            logprobs=_logprobs(event.logprobs) if event.logprobs else None,
+        )
+        yield Completion(id=run.id, created=run.created, model=run.model, choices=[choice])
+    if run.include_usage:
+        yield Completion(id=run.id, created=run.created, model=run.model, choices=[], usage=_usage(run, completion_tokens))
+
+
+async def collect_completion(run: CompletionRun) -> Completion:
+    texts = [""] * len(run.handles)
+    finish = ["stop"] * len(run.handles)
+    logprobs: list[list[TokenLogprob]] = [[] for _ in run.handles]
+    decoders = [ChoiceDecoder(i, run.stops, None) for i in range(len(run.handles))]
+    completion_tokens = 0
+    async for event in merge_events(decoders, run.handles):
+        completion_tokens += event.n_tokens
+        texts[event.index] += "".join(d.text for d in event.deltas if isinstance(d, ContentDelta))
+        logprobs[event.index].extend(event.logprobs)
+        if event.finish_reason:
+            finish[event.index] = event.finish_reason
+    choices = [
+        CompletionChoice(
+            index=i,
+            text=(run.prompts[i // run.n] if run.echo else "") + texts[i],
+            finish_reason=finish[i],
+            logprobs=_logprobs(logprobs[i]) if logprobs[i] else None,
+        )
+        for i in range(len(run.handles))
+    ]
+    return Completion(id=run.id, created=run.created, model=run.model, choices=choices, usage=_usage(run, completion_tokens))

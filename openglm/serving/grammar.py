@@ -1,0 +1,51 @@
+"""GBNF grammars for JSON mode, JSON schemas and forced tool calls.
+
+Grammars are what make ``tool_choice="required"``, a named function and
+``response_format`` hold even for a 135M-parameter model: the sampler can only
+pick tokens that keep the output inside the grammar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidFieldError
+from .toolcalls.base import ToolCallParser
+
+EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def _converter() -> Any:
+    # Imported lazily: llama_cpp loads its shared library on import.
+    from llama_cpp.llama_grammar import SchemaConverter
+
+    return SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+
+
+def _visit(converter: Any, schema: dict[str, Any], name: str, where: str) -> str:
+    try:
+        resolved = converter.resolve_refs(schema, where)
+        return str(converter.visit(resolved, name))
+    except Exception as exc:  # the converter raises bare Exceptions on what it can't express
+        raise InvalidFieldError(f"{where}: unsupported JSON schema: {exc}") from exc
+
+
+def json_schema_grammar(schema: dict[str, Any], where: str = "response_format.json_schema") -> str:
+    converter = _converter()
+    _visit(converter, schema, "", where)
+    return str(converter.format_grammar())
+
+
+def json_object_grammar() -> str:
+    return json_schema_grammar({"type": "object"}, "response_format")
+
+
+def tool_call_grammar(parser: ToolCallParser, tools: list[dict[str, Any]], parallel: bool) -> str:
+    """Only calls to ``tools``, each with arguments valid for its parameter schema."""
+    converter = _converter()
+    rules: dict[str, str] = {}
+    for i, tool in enumerate(tools):
+        function = tool["function"]
+        schema = function.get("parameters") or EMPTY_OBJECT
+        rules[function["name"]] = _visit(converter, schema, f"args{i}", f"tools[{i}].function.parameters")
+    return parser.call_grammar(rules, parallel) + str(converter.format_grammar())

@@ -1,0 +1,96 @@
+"""Check a chat request's messages and turn them into the plain dicts templates render."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..api.schemas import ChatMessage, ToolCall
+from ..errors import InvalidFieldError
+from .templates.base import ChatTemplate, Message
+from .toolcalls.base import ParsedCall, ToolCallParser
+
+ROLE_ALIASES = {"developer": "system", "function": "tool", "observation": "tool"}
+
+
+def normalize_messages(messages: list[ChatMessage]) -> list[Message]:
+    """Validated messages with one spelling per role; errors name the offending index."""
+    if not messages:
+        raise InvalidFieldError("messages 参数非法 / messages must be a non-empty list")
+    out: list[Message] = []
+    pending: dict[str, str] = {}  # tool-call id -> function name, awaiting a result
+    for i, message in enumerate(messages):
+        role = ROLE_ALIASES.get(message.role, message.role)
+        where = f"messages[{i}]"
+        content = _text_content(message, where)
+        if role == "assistant":
+            calls = [_normalize_call(call, f"{where}.tool_calls[{j}]") for j, call in enumerate(message.tool_calls or [])]
+            if content is None and not calls:
+                raise InvalidFieldError(f"{where}: an assistant message needs content or tool_calls")
+            pending = {call["id"]: call["name"] for call in calls}
+            out.append({"role": "assistant", "content": content or "", "tool_calls": calls})
+        elif role == "tool":
+            out.append(_tool_result(message, content, pending, where))
+        else:
+            if content is None:
+                raise InvalidFieldError(f"{where}: a {message.role} message needs content")
+            if message.tool_calls:
+                raise InvalidFieldError(f"{where}: only assistant messages may carry tool_calls")
+            out.append({"role": role, "content": content})
+    return out
+
+
+def _text_content(message: ChatMessage, where: str) -> str | None:
+    if message.content is None or isinstance(message.content, str):
+        return message.content
+    texts = []
+    for j, part in enumerate(message.content):
+        if part.type != "text" or part.text is None:
+            raise InvalidFieldError(
+                f"{where}.content[{j}]: content part type {part.type!r} is not supported by this model"
+            )
+        texts.append(part.text)
+    return "".join(texts)
+
+
+def _normalize_call(call: ToolCall, where: str) -> dict[str, str]:
+    arguments = call.function.arguments
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    return {"id": call.id or f"call_{abs(hash((where, arguments))):x}", "name": call.function.name, "arguments": arguments}
+
+
+def _tool_result(message: ChatMessage, content: str | None, pending: dict[str, str], where: str) -> Message:
+    if not pending:
+        raise InvalidFieldError(f"{where}: a tool message must follow an assistant message with tool_calls")
+    call_id = message.tool_call_id
+    if call_id is not None and call_id not in pending:
+        raise InvalidFieldError(f"{where}: tool_call_id {call_id!r} does not match a preceding tool call")
+    name = pending.get(call_id) if call_id else message.name or next(iter(pending.values()))
+    return {"role": "tool", "content": content or "", "tool_call_id": call_id, "name": name}
+
+
+def adapt_for_template(
+    messages: list[Message], template: ChatTemplate, parser: ToolCallParser, tools: list[dict[str, Any]] | None
+) -> list[Message]:
+    """Write tools, calls and results as text for templates that have no notion of them."""
+    if template.renders_tools:
+        return messages
+    out: list[Message] = []
+    for message in messages:
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            calls = [ParsedCall(c["name"], c["arguments"]) for c in message["tool_calls"]]
+            text = "\n".join(filter(None, [message["content"], parser.render_calls(calls)]))
+            out.append({"role": "assistant", "content": text})
+        elif message["role"] == "tool":
+            role, text = parser.render_result(message["content"], message.get("name"))
+            out.append({"role": role, "content": text})
+        else:
+            out.append({"role": message["role"], "content": message["content"]})
+    if tools:
+        instructions = parser.system_prompt()
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{instructions}"}
+        else:
+            out.insert(0, {"role": "system", "content": instructions})
+    return out

@@ -1,0 +1,62 @@
+"""Loaded models: one engine, chat template and tool-call parser per catalog entry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..catalog import Catalog, ModelSpec
+from ..config import Settings
+from ..engines.base import Engine, create_engine
+from ..errors import ModelNotFoundError
+from .templates.base import ChatTemplate, choose_template
+from .toolcalls.base import ParserFactory, get_parser
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedModel:
+    spec: ModelSpec
+    engine: Engine
+    template: ChatTemplate
+    parser: ParserFactory
+
+
+def choose_parser(setting: str, template: ChatTemplate) -> ParserFactory:
+    if setting == "auto":
+        setting = "glm4" if template.name == "glm4" else "hermes"
+    return get_parser(setting)
+
+
+class ModelPool:
+    def __init__(self, catalog: Catalog, settings: Settings):
+        self.catalog = catalog
+        self.settings = settings
+        self._served: dict[str, ServedModel] = {}
+
+    async def start(self) -> None:
+        wanted = self.settings.models_to_load()
+        for spec in self.catalog.specs:
+            if wanted and spec.id not in wanted:
+                continue
+            engine = create_engine(spec, self.settings)
+            await engine.start()
+            template = choose_template(spec.template, engine.template_hints())
+            self._served[spec.id] = ServedModel(spec, engine, template, choose_parser(spec.tool_parser, template))
+            log.info("model %s ready (engine %s, template %s)", spec.id, spec.engine, template.name)
+
+    async def stop(self) -> None:
+        for served in self._served.values():
+            await served.engine.stop()
+        self._served.clear()
+
+    def get(self, name: str) -> ServedModel:
+        spec = self.catalog.lookup(name)
+        served = self._served.get(spec.id)
+        if served is None:
+            raise ModelNotFoundError(f"model {name!r} is in the catalog but not loaded on this server")
+        return served
+
+    def served(self) -> list[ServedModel]:
+        return list(self._served.values())

@@ -1,0 +1,206 @@
+"""ChatService: the one place a chat request becomes tokens and back."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.schemas import ChatCompletionRequest, ResponseFormat
+from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
+from ..errors import InvalidFieldError
+from .choice import ChoiceDecoder, ChoiceEvent
+from .grammar import json_object_grammar, json_schema_grammar, tool_call_grammar
+from .messages import adapt_for_template, normalize_messages
+from .models import ModelPool, ServedModel
+from .toolcalls.base import ToolCallParser, ToolCallStream
+
+DEFAULT_TEMPERATURE = 0.95  # GLM-4's defaults on the Zhipu platform
+DEFAULT_TOP_P = 0.7
+
+
+@dataclass
+class ChatPlan:
+    """Everything decided before the first token: prompt, grammar, sampling, ids."""
+
+    id: str
+    request_id: str
+    created: int
+    model: str
+    served: ServedModel
+    generations: list[GenerationRequest]
+    parser: ToolCallParser | None
+    stops: list[str]
+    include_usage: bool
+
+    def decoder(self, index: int) -> ChoiceDecoder:
+        stream = ToolCallStream(self.parser) if self.parser is not None else None
+        return ChoiceDecoder(index, self.stops, stream)
+
+
+@dataclass
+class ChatRun:
+    plan: ChatPlan
+    handles: list[GenerationHandle]
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.handles[0].prompt_tokens if self.handles else 0
+
+
+def sampling_from(request: Any, index: int) -> SamplingParams:
+    greedy = request.do_sample is False if hasattr(request, "do_sample") else False
+    temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
+    try:
+        logit_bias = {int(k): float(v) for k, v in (request.logit_bias or {}).items()}
+    except ValueError:
+        raise InvalidFieldError("logit_bias keys must be token ids") from None
+    top_logprobs = request.top_logprobs if hasattr(request, "top_logprobs") else request.logprobs
+    return SamplingParams(
+        temperature=0.0 if greedy else temperature,
+        top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
+        top_k=request.top_k or 0,
+        min_p=request.min_p or 0.0,
+        seed=None if request.seed is None else request.seed + index,
+        repetition_penalty=request.repetition_penalty or 1.0,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=logit_bias,
+        logprobs=bool(request.logprobs),
+        top_logprobs=top_logprobs or 0,
+    )
+
+
+def stop_list(stop: str | list[str] | None) -> list[str]:
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(stops) > 16:
+        raise InvalidFieldError("stop: at most 16 stop strings")
+    return [s for s in stops if s]
+
+
+class ChatService:
+    def __init__(self, models: ModelPool, default_max_tokens: int = 1024):
+        self.models = models
+        self.default_max_tokens = default_max_tokens
+
+    async def start(self, request: ChatCompletionRequest) -> ChatRun:
+        """Plan and submit; every request error surfaces here, before any output."""
+        plan = self.plan(request)
+        handles: list[GenerationHandle] = []
+        try:
+            for generation in plan.generations:
+                handles.append(await plan.served.engine.submit(generation))
+        except BaseException:
+            for handle in handles:
+                handle.cancel()
+            raise
+        return ChatRun(plan, handles)
+
+    def plan(self, request: ChatCompletionRequest) -> ChatPlan:
+        served = self.models.get(request.model)
+        messages = normalize_messages(request.messages)
+        tools = [t.model_dump(exclude_none=True) for t in request.tools or [] if t.type == "function" and t.function]
+        choice = request.tool_choice or "auto"
+        if choice != "auto" and choice != "none" and not tools:
+            raise InvalidFieldError("tool_choice requires tools")
+        active_tools = tools if choice != "none" else []
+        parser = served.parser(active_tools)
+        prompt = served.template.render(
+            adapt_for_template(messages, served.template, parser, active_tools), active_tools or None
+        )
+        grammar = self._grammar(parser, active_tools, choice, request)
+        max_tokens = request.max_completion_tokens or request.max_tokens or self.default_max_tokens
+        generations = [
+            GenerationRequest(
+                prompt=prompt,
+                sampling=sampling_from(request, i),
+                max_tokens=max_tokens,
+                grammar=grammar,
+                stop_markers=served.template.stop_markers,
+            )
+            for i in range(request.n or 1)
+        ]
+        chat_id = "chatcmpl-" + secrets.token_hex(12)
+        request_id = chat_id if request.request_id is None else _request_id(request.request_id)
+        return ChatPlan(
+            id=chat_id,
+            request_id=request_id,
+            created=int(time.time()),
+            model=request.model,
+            served=served,
+            generations=generations,
+            parser=parser if active_tools else None,
+            stops=stop_list(request.stop),
+            include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        )
+
+    @staticmethod
+    def _grammar(
+        parser: ToolCallParser, tools: list[dict[str, Any]], choice: Any, request: ChatCompletionRequest
+    ) -> str | None:
+        if choice == "required":
+            return tool_call_grammar(parser, tools, request.parallel_tool_calls is not False)
+        if not isinstance(choice, str):
+            named = [t for t in tools if t["function"]["name"] == choice.function.name]
+            if not named:
+                raise InvalidFieldError(f"tool_choice names {choice.function.name!r}, which is not in tools")
+            return tool_call_grammar(parser, named, False)
+        return response_format_grammar(request.response_format)
+
+    async def events(self, run: ChatRun) -> AsyncIterator[ChoiceEvent]:
+        decoders = [run.plan.decoder(i) for i in range(len(run.handles))]
+        async for event in merge_events(decoders, run.handles):
+            yield event
+
+
+async def merge_events(decoders: list[ChoiceDecoder], handles: list[GenerationHandle]) -> AsyncIterator[ChoiceEvent]:
+    """Events of every choice, interleaved as they are produced."""
+    if len(decoders) == 1:
+        async for event in decoders[0].events(handles[0]):
+            yield event
+        return
+    queue: asyncio.Queue[ChoiceEvent | BaseException | None] = asyncio.Queue()
+
+    async def pump(decoder: ChoiceDecoder, handle: GenerationHandle) -> None:
+        try:
+            async for event in decoder.events(handle):
+                await queue.put(event)
+        except Exception as exc:  # surfaced to the reader below
+            await queue.put(exc)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(d, h)) for d, h in zip(decoders, handles, strict=True)]
+    try:
+        running = len(tasks)
+        while running:
+            item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        for handle in handles:
+            handle.cancel()
+
+
+def response_format_grammar(response_format: ResponseFormat | None) -> str | None:
+    if response_format is None or response_format.type == "text":
+        return None
+    schema = response_format.schema_
+    if response_format.type == "json_schema":
+        if response_format.json_schema is None or response_format.json_schema.schema_ is None:
+            raise InvalidFieldError("response_format.json_schema.schema is required for type json_schema")
+        schema = response_format.json_schema.schema_
+    return json_schema_grammar(schema) if schema else json_object_grammar()
+
+
+def _request_id(value: str | int | float) -> str:
+    return str(value)

@@ -1,0 +1,79 @@
+"""The template a GGUF carries in ``tokenizer.chat_template``, rendered in a jinja2 sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NoReturn
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ...errors import InvalidRequestError
+from .base import ChatTemplate, Message, templates
+
+
+def _raise(message: str) -> NoReturn:
+    raise InvalidRequestError(f"the model's chat template rejected the conversation: {message}")
+
+
+def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent)
+
+
+class JinjaTemplate(ChatTemplate):
+    name = "gguf"
+
+    def __init__(self, source: str, *, bos_token: str = "", eos_token: str = ""):
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.filters["tojson"] = _tojson
+        env.globals["raise_exception"] = _raise
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        self.template = env.from_string(source)
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.renders_tools = "tools" in source
+        self.stop_markers = (eos_token,) if eos_token else ()
+
+    def render(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> str:
+        try:
+            return self.template.render(
+                messages=[_for_jinja(m) for m in messages],
+                tools=tools if self.renders_tools else None,
+                add_generation_prompt=True,
+                bos_token=self.bos_token,
+                eos_token=self.eos_token,
+            )
+        except TemplateError as exc:
+            raise InvalidRequestError(f"the model's chat template failed: {exc}") from exc
+
+
+def _for_jinja(message: Message) -> Message:
+    """HF templates expect tool-call arguments as objects and the OpenAI nesting."""
+    out = {k: v for k, v in message.items() if k != "tool_calls"}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": _maybe_json(call["arguments"])},
+            }
+            for call in message["tool_calls"]
+        ]
+    return out
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@templates.register("gguf")
+def _gguf(hints: Mapping[str, str]) -> ChatTemplate:
+    source = hints.get("chat_template")
+    if not source:
+        raise KeyError("template 'gguf' needs a GGUF with tokenizer.chat_template; use 'chatml'")
+    return JinjaTemplate(source, bos_token=hints.get("bos_token", ""), eos_token=hints.get("eos_token", ""))
