@@ -74,8 +74,7 @@ class Catalog:
             return self._by_name[name]
         except KeyError:
             raise ModelNotFoundError(
-                f"模型不存在 / model {name!r} does not exist; available: "
-                + ", ".join(sorted(self._by_name))
+                f"模型不存在 / model {name!r} does not exist; available: " + ", ".join(sorted(self._by_name))
             ) from None
 
     def names(self) -> list[str]:

@@ -43,7 +43,8 @@ def _models(args: argparse.Namespace) -> int:
         except CatalogError as exc:
             where = f"unavailable: {exc}"
         aliases = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
-        print(f"{spec.id}{aliases}\n  engine={spec.engine} template={spec.template} context={spec.context_length}\n  {where}")
+        print(f"{spec.id}{aliases}")
+        print(f"  engine={spec.engine} template={spec.template} context={spec.context_length}\n  {where}")
     return 0
 
 

@@ -37,6 +37,4 @@ async def encode_events(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[bytes
 
 
 def sse_response(chunks: AsyncIterator[BaseModel]) -> StreamingResponse:
-    return StreamingResponse(
-        encode_events(chunks), media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS
-    )
+    return StreamingResponse(encode_events(chunks), media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)

@@ -97,6 +97,10 @@ class Engine(abc.ABC):
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         """Validate and enqueue; errors about the request are raised here, before any output."""
 
+    def stats(self) -> dict[str, int]:
+        """Load figures for /health (running and queued generations)."""
+        return {}
+
     def template_hints(self) -> dict[str, str]:
         """What the weights say about their chat format (architecture, jinja template, tokens)."""
         return {}

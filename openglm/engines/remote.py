@@ -60,7 +60,7 @@ def remote_error(status: int, payload: bytes) -> Exception:
         code = str(error.get("code", ""))
     except (ValueError, KeyError, TypeError, AttributeError):
         message, code = payload.decode("utf-8", "replace")[:500], ""
-    if code == "1261" or "context" in message.lower() and "length" in message.lower():
+    if code == "1261" or ("context" in message.lower() and "length" in message.lower()):
         return PromptTooLongError(f"remote engine: {message}")
     if 400 <= status < 500:
         return InvalidRequestError(f"remote engine rejected the request: {message}")

@@ -97,7 +97,9 @@ async def completion_chunks(run: CompletionRun) -> AsyncIterator[Completion]:
         )
         yield Completion(id=run.id, created=run.created, model=run.model, choices=[choice])
     if run.include_usage:
-        yield Completion(id=run.id, created=run.created, model=run.model, choices=[], usage=_usage(run, completion_tokens))
+        yield Completion(
+            id=run.id, created=run.created, model=run.model, choices=[], usage=_usage(run, completion_tokens)
+        )
 
 
 async def collect_completion(run: CompletionRun) -> Completion:
@@ -121,4 +123,6 @@ async def collect_completion(run: CompletionRun) -> Completion:
         )
         for i in range(len(run.handles))
     ]
-    return Completion(id=run.id, created=run.created, model=run.model, choices=choices, usage=_usage(run, completion_tokens))
+    return Completion(
+        id=run.id, created=run.created, model=run.model, choices=choices, usage=_usage(run, completion_tokens)
+    )

@@ -19,7 +19,7 @@ def _converter() -> Any:
     # Imported lazily: llama_cpp loads its shared library on import.
     from llama_cpp.llama_grammar import SchemaConverter
 
-    return SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    return SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)  # type: ignore[no-untyped-call]
 
 
 def _visit(converter: Any, schema: dict[str, Any], name: str, where: str) -> str:

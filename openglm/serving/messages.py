@@ -24,7 +24,9 @@ def normalize_messages(messages: list[ChatMessage]) -> list[Message]:
         where = f"messages[{i}]"
         content = _text_content(message, where)
         if role == "assistant":
-            calls = [_normalize_call(call, f"{where}.tool_calls[{j}]") for j, call in enumerate(message.tool_calls or [])]
+            calls = [
+                _normalize_call(call, f"{where}.tool_calls[{j}]") for j, call in enumerate(message.tool_calls or [])
+            ]
             if content is None and not calls:
                 raise InvalidFieldError(f"{where}: an assistant message needs content or tool_calls")
             pending = {call["id"]: call["name"] for call in calls}
@@ -57,7 +59,11 @@ def _normalize_call(call: ToolCall, where: str) -> dict[str, str]:
     arguments = call.function.arguments
     if not isinstance(arguments, str):
         arguments = json.dumps(arguments, ensure_ascii=False)
-    return {"id": call.id or f"call_{abs(hash((where, arguments))):x}", "name": call.function.name, "arguments": arguments}
+    return {
+        "id": call.id or f"call_{abs(hash((where, arguments))):x}",
+        "name": call.function.name,
+        "arguments": arguments,
+    }
 
 
 def _tool_result(message: ChatMessage, content: str | None, pending: dict[str, str], where: str) -> Message:

@@ -66,7 +66,11 @@ async def collect_chat(service: ChatService, run: ChatRun) -> ChatCompletion:
                 state.content.append(delta.text)
             elif delta.id is not None:
                 state.calls.append(
-                    ToolCallOut(id=delta.id, index=delta.index, function=FunctionCallOut(name=delta.name or "", arguments=delta.arguments))
+                    ToolCallOut(
+                        id=delta.id,
+                        index=delta.index,
+                        function=FunctionCallOut(name=delta.name or "", arguments=delta.arguments),
+                    )
                 )
             else:
                 state.calls[delta.index].function.arguments += delta.arguments
@@ -76,15 +80,21 @@ async def collect_chat(service: ChatService, run: ChatRun) -> ChatCompletion:
     choices = [
         Choice(
             index=i,
-            message=AssistantMessage(content="".join(s.content) if s.content or not s.calls else None, tool_calls=s.calls or None),
+            message=AssistantMessage(
+                content="".join(s.content) if s.content or not s.calls else None, tool_calls=s.calls or None
+            ),
             finish_reason=s.finish_reason,
             logprobs=logprobs_out(s.logprobs) if s.logprobs else None,
         )
         for i, s in enumerate(states)
     ]
     return ChatCompletion(
-        id=plan.id, created=plan.created, model=plan.model, request_id=plan.request_id,
-        choices=choices, usage=usage(run, completion_tokens),
+        id=plan.id,
+        created=plan.created,
+        model=plan.model,
+        request_id=plan.request_id,
+        choices=choices,
+        usage=usage(run, completion_tokens),
     )
 
 
@@ -100,7 +110,11 @@ def _delta(event: ChoiceEvent, first: bool) -> Delta:
         for d in event.deltas
         if isinstance(d, ToolCallDelta)
     ]
-    return Delta(role="assistant" if first else None, content=content or ("" if first and not calls else None), tool_calls=calls or None)
+    return Delta(
+        role="assistant" if first else None,
+        content=content or ("" if first and not calls else None),
+        tool_calls=calls or None,
+    )
 
 
 async def stream_chat(service: ChatService, run: ChatRun) -> AsyncIterator[ChatCompletionChunk]:
@@ -111,7 +125,12 @@ async def stream_chat(service: ChatService, run: ChatRun) -> AsyncIterator[ChatC
 
     def chunk(choices: list[ChunkChoice], usage_: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
-            id=plan.id, created=plan.created, model=plan.model, request_id=plan.request_id, choices=choices, usage=usage_
+            id=plan.id,
+            created=plan.created,
+            model=plan.model,
+            request_id=plan.request_id,
+            choices=choices,
+            usage=usage_,
         )
 
     async for event in service.events(run):

@@ -42,4 +42,5 @@ async def get_model(name: str, request: Request) -> Response:
 @router.get("/health")
 async def health(request: Request) -> Response:
     pool: ModelPool = request.app.state.models
-    return JSONResponse({"status": "ok", "models": [served.spec.id for served in pool.served()]})
+    engines = {served.spec.id: served.engine.stats() for served in pool.served()}
+    return JSONResponse({"status": "ok", "models": list(engines), "engines": engines})

@@ -91,6 +91,9 @@ class LlamaCppEngine(Engine):
         scheduler.submit(seq)
         return LlamaHandle(seq, scheduler.cancel)
 
+    def stats(self) -> dict[str, int]:
+        return self.scheduler.stats() if self.scheduler is not None else {}
+
     def template_hints(self) -> dict[str, str]:
         model = self.model
         if model is None:

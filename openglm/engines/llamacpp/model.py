@@ -15,7 +15,7 @@ _backend_ready = False
 _GGML_WARN, _GGML_ERROR = 2, 3
 
 
-@lc.llama_log_callback
+@lc.llama_log_callback  # type: ignore[untyped-decorator]
 def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     # llama.cpp narrates every tensor it loads; keep only warnings and errors.
     if level in (_GGML_WARN, _GGML_ERROR):

@@ -32,14 +32,10 @@ class SamplerChain:
         if params.logit_bias:
             biases = (lc.llama_logit_bias * len(params.logit_bias))()
             for i, (token, bias) in enumerate(params.logit_bias.items()):
-                biases[i].token = token
+                biases[i].token = token  # type: ignore[assignment]
                 biases[i].bias = bias
             self._add(lc.llama_sampler_init_logit_bias(model.n_vocab, len(params.logit_bias), biases))
-        if (
-            params.repetition_penalty != 1.0
-            or params.presence_penalty != 0.0
-            or params.frequency_penalty != 0.0
-        ):
+        if params.repetition_penalty != 1.0 or params.presence_penalty != 0.0 or params.frequency_penalty != 0.0:
             self._add(
                 lc.llama_sampler_init_penalties(
                     model.n_vocab,
@@ -76,9 +72,7 @@ class SamplerChain:
             self.ptr = None
 
 
-def token_logprobs(
-    model: LlamaModel, ctx: lc.llama_context_p, index: int, token: int, top_n: int
-) -> TokenLogprob:
+def token_logprobs(model: LlamaModel, ctx: lc.llama_context_p, index: int, token: int, top_n: int) -> TokenLogprob:
     """Log-probability of ``token`` (and the ``top_n`` best) under the raw model distribution."""
     ptr = lc.llama_get_logits_ith(ctx, index)
     logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(model.n_vocab,))

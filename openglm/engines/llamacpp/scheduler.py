@@ -12,6 +12,7 @@ recomputed (prompt and generated tokens) once room frees up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import defaultdict, deque
@@ -31,7 +32,15 @@ Delivery = tuple[Sequence, GenerationChunk | BaseException]
 
 class BatchScheduler:
     def __init__(
-        self, model: LlamaModel, *, threads: int, parallel: int, kv_tokens: int, batch_size: int = 512
+        self,
+        model: LlamaModel,
+        *,
+        threads: int,
+        parallel: int,
+        kv_tokens: int,
+        batch_size: int = 512,
+        kv_unified: bool = True,
+        flash_attn: int = -1,
     ):
         self.model = model
         self.parallel = parallel
@@ -44,7 +53,8 @@ class BatchScheduler:
         params.n_seq_max = parallel
         params.n_threads = threads
         params.n_threads_batch = threads
-        params.kv_unified = True  # one pool shared by all sequences
+        params.kv_unified = kv_unified
+        params.flash_attn_type = flash_attn
         params.no_perf = True
         self.ctx = lc.llama_init_from_model(model.ptr, params)
         if not self.ctx:
@@ -164,9 +174,7 @@ class BatchScheduler:
 
     def _sample(self, seq: Sequence, index: int, out: list[Delivery]) -> None:
         token = seq.sampler.sample(self.ctx, index)
-        logprobs = (
-            [token_logprobs(self.model, self.ctx, index, token, seq.top_logprobs)] if seq.logprobs else []
-        )
+        logprobs = [token_logprobs(self.model, self.ctx, index, token, seq.top_logprobs)] if seq.logprobs else []
         seq.n_generated += 1
         if self.model.is_eog(token) or token in seq.stop_ids:
             self._finish(seq)
@@ -213,10 +221,8 @@ class BatchScheduler:
             if not seq.cancelled:
                 by_loop[seq.loop].append((seq, item))
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
                 loop.call_soon_threadsafe(_put_all, items)
-            except RuntimeError:  # the loop is closed: nobody is listening
-                pass
 
 
 def _put_all(items: list[Delivery]) -> None:

@@ -95,7 +95,5 @@ class GLM4ToolParser(ToolCallParser):
 
     def call_grammar(self, argument_rules: dict[str, str], parallel: bool) -> str:
         # One call per turn: GLM-4 writes the next call in a new <|assistant|> turn.
-        alternatives = " | ".join(
-            f"{json.dumps(name)} \"\\n\" {rule}" for name, rule in argument_rules.items()
-        )
+        alternatives = " | ".join(f'{json.dumps(name)} "\\n" {rule}' for name, rule in argument_rules.items())
         return f"root ::= {alternatives}\n"

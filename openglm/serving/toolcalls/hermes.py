@@ -120,8 +120,7 @@ class HermesToolParser(ToolCallParser):
 
     def call_grammar(self, argument_rules: dict[str, str], parallel: bool) -> str:
         alternatives = " | ".join(
-            f'"{{\\"name\\": \\"{name}\\", \\"arguments\\": " {rule} "}}"'
-            for name, rule in argument_rules.items()
+            f'"{{\\"name\\": \\"{name}\\", \\"arguments\\": " {rule} "}}"' for name, rule in argument_rules.items()
         )
         repeat = ' ("\\n" call){0,7}' if parallel else ""
         return f'root ::= call{repeat}\ncall ::= "<tool_call>\\n" ({alternatives}) "\\n</tool_call>"\n'

@@ -53,8 +53,7 @@ class JsonToolParser(ToolCallParser):
 
     def call_grammar(self, argument_rules: dict[str, str], parallel: bool) -> str:
         alternatives = " | ".join(
-            f'"{{\\"name\\": \\"{name}\\", \\"arguments\\": " {rule} "}}"'
-            for name, rule in argument_rules.items()
+            f'"{{\\"name\\": \\"{name}\\", \\"arguments\\": " {rule} "}}"' for name, rule in argument_rules.items()
         )
         root = 'call | "[" call (", " call){0,7} "]"' if parallel else "call"
         return f"root ::= {root}\ncall ::= {alternatives}\n"

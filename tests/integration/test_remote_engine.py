@@ -1,0 +1,98 @@
+"""A gateway whose model is served by another OpenAI-compatible server (here: a second OpenGLM)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from .conftest import write_catalog
+from .server import RunningServer
+
+
+@pytest.fixture(scope="module")
+def gateway(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp: Path = tmp_path_factory.mktemp("remote")
+    catalog = write_catalog(
+        tmp / "models.toml",
+        f"""
+[[models]]
+id = "upstream-smollm2"
+engine = "remote"
+source = "{server.url}/v1"
+template = "chatml"
+tool_parser = "hermes"
+context_length = 8192
+
+[models.options]
+remote_model = "default"
+""",
+    )
+    running = RunningServer(models_file=catalog, log=tmp / "gateway.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def remote(gateway: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-test", max_retries=0, timeout=120)
+
+
+def test_chat_through_remote_engine(remote: openai.OpenAI) -> None:
+    response = remote.chat.completions.create(
+        model="upstream-smollm2", messages=[{"role": "user", "content": "Hello!"}], max_tokens=12, temperature=0
+    )
+    assert response.choices[0].message.content
+    assert response.usage.prompt_tokens > 0 and 0 < response.usage.completion_tokens <= 12
+
+
+def test_streaming_through_remote_engine_matches(remote: openai.OpenAI) -> None:
+    kwargs = {
+        "model": "upstream-smollm2",
+        "messages": [{"role": "user", "content": "Name a color."}],
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    whole = remote.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in remote.chat.completions.create(**kwargs, stream=True)  # type: ignore[call-overload]
+        if c.choices
+    )
+    assert streamed == whole
+
+
+def test_grammar_travels_to_the_remote_engine(remote: openai.OpenAI) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                "required": ["a", "b"],
+            },
+        },
+    }
+    response = remote.chat.completions.create(
+        model="upstream-smollm2",
+        messages=[{"role": "user", "content": "Add 2 and 3."}],
+        tools=[tool],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_tokens=60,
+        temperature=0,
+    )
+    (call,) = response.choices[0].message.tool_calls
+    assert call.function.name == "add"
+    args = json.loads(call.function.arguments)
+    assert isinstance(args["a"], int) and isinstance(args["b"], int)
+
+
+def test_remote_errors_are_translated(remote: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        remote.chat.completions.create(model="upstream-smollm2", messages=[{"role": "user", "content": "hi " * 9000}])
+    assert "1261" in str(info.value.body) or "too long" in str(info.value).lower()
