@@ -64,7 +64,7 @@ async def test_disconnecting_clients_do_not_disturb_others(server: RunningServer
     async with httpx.AsyncClient() as http:
         for _ in range(50):
             stats = (await http.get(f"{server.url}/health")).json()["engines"]["smollm2-135m-instruct"]
-            if stats == {"active": 0, "waiting": 0}:
+            if (stats["active"], stats["waiting"]) == (0, 0):
                 break
             await asyncio.sleep(0.1)
-    assert stats == {"active": 0, "waiting": 0}
+    assert (stats["active"], stats["waiting"]) == (0, 0)
