@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -96,3 +97,34 @@ def test_remote_errors_are_translated(remote: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         remote.chat.completions.create(model="upstream-smollm2", messages=[{"role": "user", "content": "hi " * 9000}])
     assert "1261" in str(info.value.body) or "too long" in str(info.value).lower()
+
+
+def test_upstream_failure_mid_stream_is_reported_in_band(tmp_path: Path) -> None:
+    """If the engine dies while streaming, the client gets a data: {"error"} event and [DONE], not a cut socket."""
+    upstream = RunningServer(log=tmp_path / "upstream.log")
+    catalog = write_catalog(
+        tmp_path / "models.toml",
+        f'[[models]]\nid = "fragile"\nengine = "remote"\nsource = "{upstream.url}/v1"\ntemplate = "chatml"\n'
+        '[models.options]\nremote_model = "default"\n',
+    )
+    gateway = RunningServer(models_file=catalog, log=tmp_path / "gateway.log")
+    try:
+        body = {
+            "model": "fragile", "messages": [{"role": "user", "content": "Write a very long story."}],
+            "max_tokens": 4000, "stream": True, "logit_bias": {"0": -100, "2": -100},
+        }
+        events: list[str] = []
+        with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=60) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(line[6:])
+                if len(events) == 3:
+                    upstream.process.kill()  # the GPU box goes away mid-answer
+        assert events[-1] == "[DONE]"
+        error = json.loads(events[-2])["error"]
+        assert error["code"] == "1260" and "remote engine" in error["message"]
+    finally:
+        gateway.stop()
+        upstream.stop()
