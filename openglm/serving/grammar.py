@@ -13,6 +13,9 @@ from ..errors import InvalidFieldError
 from .toolcalls.base import ToolCallParser
 
 EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
+# llama-cpp-python's converter lets raw control characters into strings, which JSON forbids
+# (json.loads rejects them), so its ``char`` rule is replaced by a strict one.
+STRICT_CHAR = r'char ::= [^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
 
 
 def _converter() -> Any:
@@ -30,10 +33,15 @@ def _visit(converter: Any, schema: dict[str, Any], name: str, where: str) -> str
         raise InvalidFieldError(f"{where}: unsupported JSON schema: {exc}") from exc
 
 
+def _rules(converter: Any) -> str:
+    lines = str(converter.format_grammar()).splitlines()
+    return "\n".join(STRICT_CHAR if line.startswith("char ::=") else line for line in lines) + "\n"
+
+
 def json_schema_grammar(schema: dict[str, Any], where: str = "response_format.json_schema") -> str:
     converter = _converter()
     _visit(converter, schema, "", where)
-    return str(converter.format_grammar())
+    return _rules(converter)
 
 
 def json_object_grammar() -> str:
@@ -48,4 +56,4 @@ def tool_call_grammar(parser: ToolCallParser, tools: list[dict[str, Any]], paral
         function = tool["function"]
         schema = function.get("parameters") or EMPTY_OBJECT
         rules[function["name"]] = _visit(converter, schema, f"args{i}", f"tools[{i}].function.parameters")
-    return parser.call_grammar(rules, parallel) + str(converter.format_grammar())
+    return parser.call_grammar(rules, parallel) + _rules(converter)

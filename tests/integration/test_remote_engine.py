@@ -110,8 +110,11 @@ def test_upstream_failure_mid_stream_is_reported_in_band(tmp_path: Path) -> None
     gateway = RunningServer(models_file=catalog, log=tmp_path / "gateway.log")
     try:
         body = {
-            "model": "fragile", "messages": [{"role": "user", "content": "Write a very long story."}],
-            "max_tokens": 4000, "stream": True, "logit_bias": {"0": -100, "2": -100},
+            "model": "fragile",
+            "messages": [{"role": "user", "content": "Write a very long story."}],
+            "max_tokens": 4000,
+            "stream": True,
+            "logit_bias": {"0": -100, "2": -100},
         }
         events: list[str] = []
         with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=60) as response:

@@ -27,7 +27,9 @@ class LlamaCppEngine(Engine):
     sequences; false gives each sequence kv_tokens/parallel of its own, which
     makes attention cheaper at high concurrency but disables prefix reuse),
     flash_attn ("auto"|"on"|"off"), prefix_cache (reuse KV cells of prompts
-    that start like an earlier or running one).
+    that start like an earlier or running one), draft_tokens (prompt-lookup
+    speculative tokens per step, 0 disables) used while at most
+    draft_max_batch sequences are running.
     """
 
     def __init__(self, spec: ModelSpec, settings: Settings):
@@ -40,6 +42,8 @@ class LlamaCppEngine(Engine):
         self.kv_unified = bool(options.get("kv_unified", True))
         self.flash_attn = FLASH_ATTN[str(options.get("flash_attn", "auto"))]
         self.prefix_cache = bool(options.get("prefix_cache", True))
+        self.draft_tokens = int(options.get("draft_tokens", 0))
+        self.draft_max_batch = int(options.get("draft_max_batch", 2))
         self.model: LlamaModel | None = None
         self.scheduler: BatchScheduler | None = None
 
@@ -58,6 +62,8 @@ class LlamaCppEngine(Engine):
             kv_unified=self.kv_unified,
             flash_attn=self.flash_attn,
             prefix_cache=self.prefix_cache,
+            draft_tokens=self.draft_tokens,
+            draft_max_batch=self.draft_max_batch,
         )
 
     async def stop(self) -> None:

@@ -25,6 +25,7 @@ from .model import LlamaModel
 from .sampling import token_logprobs
 from .sequence import Sequence
 from .slots import SlotPool
+from .speculative import propose_draft
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class BatchScheduler:
         kv_unified: bool = True,
         flash_attn: int = -1,
         prefix_cache: bool = True,
+        draft_tokens: int = 0,
+        draft_max_batch: int = 2,
     ):
         self.model = model
         self.parallel = parallel
@@ -69,6 +72,10 @@ class BatchScheduler:
         self.slots = SlotPool(self.memory, parallel, reuse=kv_unified and prefix_cache)
         self._stopping = False
         self.reused_tokens = 0
+        self.draft_tokens = draft_tokens
+        self.draft_max_batch = draft_max_batch
+        self.drafted_tokens = 0
+        self.accepted_tokens = 0
         self._thread = threading.Thread(target=self._run, name="llamacpp-batch", daemon=True)
         self._thread.start()
 
@@ -100,6 +107,8 @@ class BatchScheduler:
                 "waiting": len(self._waiting),
                 "cached_prefixes": self.slots.n_cached,
                 "reused_prompt_tokens": self.reused_tokens,
+                "drafted_tokens": self.drafted_tokens,
+                "accepted_draft_tokens": self.accepted_tokens,
             }
 
     # -- the decode thread ---------------------------------------------------------
@@ -166,33 +175,67 @@ class BatchScheduler:
             self._sample(seq, index, out)
 
     def _fill_batch(self) -> list[tuple[Sequence, int]]:
-        """Generating sequences first (one token each), then prompt chunks."""
-        batch, n = self.batch, 0
+        """Generating sequences first (one token each, plus any draft), then prompt chunks."""
+        n = 0
         rows: list[tuple[Sequence, int]] = []
+        speculate = self.draft_tokens > 0 and len(self._active) <= self.draft_max_batch
         for seq in sorted(self._active, key=lambda s: s.pending > 1):
             take = min(seq.pending, self.batch_size - n)
             seq.feeding = max(take, 0)
-            for j in range(seq.feeding):
-                batch.token[n + j] = seq.tokens[seq.n_past + j]
-                batch.pos[n + j] = seq.n_past + j
-                batch.n_seq_id[n + j] = 1
-                batch.seq_id[n + j][0] = seq.slot
-                batch.logits[n + j] = 0
+            seq.draft = self._draft(seq) if speculate and seq.pending == 1 and seq.feeding else []
+            if seq.feeding and len(seq.draft) + n + 1 > self.batch_size:
+                seq.draft = []
+            self._put(n, seq.tokens[seq.n_past : seq.n_past + seq.feeding], seq.n_past, seq.slot)
             if seq.feeding and take == seq.pending:
-                batch.logits[n + take - 1] = 1
+                self.batch.logits[n + take - 1] = 1
                 rows.append((seq, n + take - 1))
-            n += seq.feeding
-        batch.n_tokens = n
+                # Drafted tokens follow, each with logits, at the positions they would take.
+                self._put(n + take, seq.draft, seq.n_past + take, seq.slot, logits=True)
+            n += seq.feeding + len(seq.draft)
+        self.batch.n_tokens = n
         return rows
 
+    def _put(self, at: int, tokens: list[int], pos: int, slot: int, logits: bool = False) -> None:
+        batch = self.batch
+        for j, token in enumerate(tokens):
+            batch.token[at + j] = token
+            batch.pos[at + j] = pos + j
+            batch.n_seq_id[at + j] = 1
+            batch.seq_id[at + j][0] = slot
+            batch.logits[at + j] = logits
+
+    def _draft(self, seq: Sequence) -> list[int]:
+        room = min(self.draft_tokens, seq.remaining - 1, seq.limit - len(seq.tokens) - 1)
+        if room <= 0 or not seq.draft_stats.should_try():
+            return []
+        return propose_draft(seq.tokens, room)
+
     def _sample(self, seq: Sequence, index: int, out: list[Delivery]) -> None:
+        """Sample at ``index``; while samples match the draft, the next drafted position is valid too."""
+        draft, seq.draft = seq.draft, []
+        accepted = 0
+        while True:
+            token = self._sample_one(seq, index + accepted, out)
+            if token is None or accepted == len(draft) or token != draft[accepted]:
+                break
+            accepted += 1
+            seq.n_past += 1  # the drafted cell now holds the token that was actually sampled
+        if draft:
+            seq.draft_stats.record(len(draft), accepted)
+            self.drafted_tokens += len(draft)
+            self.accepted_tokens += accepted
+            if not seq.finished:
+                lc.llama_memory_seq_rm(self.memory, seq.slot, seq.n_past, -1)
+
+    def _sample_one(self, seq: Sequence, index: int, out: list[Delivery]) -> int | None:
+        """One token from the sequence's sampler chain; None once the sequence has finished."""
         token = seq.sampler.sample(self.ctx, index)
         logprobs = [token_logprobs(self.model, self.ctx, index, token, seq.top_logprobs)] if seq.logprobs else []
         seq.n_generated += 1
         if self.model.is_eog(token) or token in seq.stop_ids:
             self._finish(seq)
             out.append((seq, GenerationChunk(seq.decoder.decode(b"", final=True), 1, [], "stop")))
-            return
+            return None
         text = seq.decoder.decode(self.model.piece(token))
         seq.tokens.append(token)
         finish = None
@@ -201,6 +244,7 @@ class BatchScheduler:
             text += seq.decoder.decode(b"", final=True)
             self._finish(seq)
         out.append((seq, GenerationChunk(text, 1, logprobs, finish)))
+        return None if finish else token
 
     def _preempt(self, out: list[Delivery]) -> None:
         """The KV cache is full: drop cached prefixes, else recompute the youngest sequence later."""
@@ -224,6 +268,7 @@ class BatchScheduler:
             return
         seq.finished = True
         self._active.remove(seq)
+        lc.llama_memory_seq_rm(self.memory, seq.slot, seq.n_past, -1)  # cells of unverified drafts
         self.slots.release(seq.slot, seq.tokens[: seq.n_past])
         seq.sampler.close()
 

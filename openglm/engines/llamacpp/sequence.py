@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ..base import GenerationChunk, GenerationHandle
 from .sampling import SamplerChain
+from .speculative import DraftStats
 
 _admission_counter = itertools.count()
 
@@ -46,6 +47,8 @@ class Sequence:
         self.feeding = 0
         self.cancelled = False
         self.finished = False
+        self.draft: list[int] = []
+        self.draft_stats = DraftStats()
 
     @property
     def pending(self) -> int:

@@ -62,7 +62,9 @@ def test_sequences_share_a_running_prefix() -> None:
         eng = engine(parallel=4)
         await eng.start()
         try:
-            results = await asyncio.gather(*(generate(eng, chat(f"Question {i}: why is the sky blue?")) for i in range(4)))
+            results = await asyncio.gather(
+                *(generate(eng, chat(f"Question {i}: why is the sky blue?")) for i in range(4))
+            )
             assert all(finish in {"stop", "length"} for _, finish, _ in results)
             return eng.stats()
         finally:
@@ -134,3 +136,27 @@ def test_stop_markers_end_generation() -> None:
     assert run(scenario(("<|im_start|>",))) == ("", "stop", 1)
     text, finish, _ = run(scenario(()))
     assert finish == "length" and text.startswith("<|im_start|>")
+
+
+COPY = chat(
+    "Copy this text exactly: The quick brown fox jumps over the lazy dog. "
+    "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over the lazy dog."
+)
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SamplingParams(temperature=0.8, top_k=40, seed=42)])
+def test_speculative_drafts_do_not_change_the_output(sampling: SamplingParams) -> None:
+    async def scenario(draft_tokens: int) -> tuple[tuple[str, str | None, int], dict[str, int]]:
+        eng = engine(draft_tokens=draft_tokens, prefix_cache=False)
+        await eng.start()
+        try:
+            return await generate(eng, COPY, max_tokens=60, sampling=sampling), eng.stats()
+        finally:
+            await eng.stop()
+
+    plain, _ = run(scenario(0))
+    drafted, stats = run(scenario(4))
+    assert drafted == plain
+    assert stats["drafted_tokens"] > 0
+    if sampling is GREEDY:
+        assert stats["accepted_draft_tokens"] > 0, "copying the prompt is what prompt lookup is for"
