@@ -49,8 +49,16 @@ def completion_body(request: GenerationRequest, model: str, grammar_field: str) 
     if sampling.logit_bias:
         body["logit_bias"] = {str(k): v for k, v in sampling.logit_bias.items()}
     if request.grammar:
-        body[grammar_field] = request.grammar
+        _set_path(body, grammar_field, request.grammar)
     return body
+
+
+def _set_path(body: dict[str, Any], path: str, value: Any) -> None:
+    """``a.b`` sets ``body["a"]["b"]``: vLLM nests its grammar under ``structured_outputs``."""
+    *parents, leaf = path.split(".")
+    for key in parents:
+        body = body.setdefault(key, {})
+    body[leaf] = value
 
 
 def remote_error(status: int, payload: bytes) -> Exception:

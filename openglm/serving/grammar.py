@@ -25,9 +25,45 @@ def _converter() -> Any:
     return SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)  # type: ignore[no-untyped-call]
 
 
+SMALL_RANGE = 256
+
+
+def bounded_integers_as_enums(schema: Any) -> Any:
+    """The converter ignores ``minimum``/``maximum``; a small integer range is exact as an enum."""
+    if isinstance(schema, list):
+        return [bounded_integers_as_enums(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: bounded_integers_as_enums(value) for key, value in schema.items()}
+    low, high = _integer_bounds(out)
+    if low is not None and high is not None and 0 <= high - low <= SMALL_RANGE:
+        return {key: value for key, value in out.items() if key not in _BOUND_KEYS | {"type"}} | {
+            "enum": list(range(low, high + 1))
+        }
+    return out
+
+
+_BOUND_KEYS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
+
+
+def _integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None]:
+    if schema.get("type") != "integer" or "enum" in schema:
+        return None, None
+    low = high = None
+    if isinstance(schema.get("minimum"), int):
+        low = schema["minimum"]
+    if isinstance(schema.get("exclusiveMinimum"), int):
+        low = schema["exclusiveMinimum"] + 1
+    if isinstance(schema.get("maximum"), int):
+        high = schema["maximum"]
+    if isinstance(schema.get("exclusiveMaximum"), int):
+        high = schema["exclusiveMaximum"] - 1
+    return low, high
+
+
 def _visit(converter: Any, schema: dict[str, Any], name: str, where: str) -> str:
     try:
-        resolved = converter.resolve_refs(schema, where)
+        resolved = converter.resolve_refs(bounded_integers_as_enums(schema), where)
         return str(converter.visit(resolved, name))
     except Exception as exc:  # the converter raises bare Exceptions on what it can't express
         raise InvalidFieldError(f"{where}: unsupported JSON schema: {exc}") from exc

@@ -57,3 +57,35 @@ def test_json_grammars_compile(model: object) -> None:
 def test_invalid_gbnf_is_a_request_error(model: object) -> None:
     with pytest.raises(InvalidFieldError, match="GBNF"):
         compiles(model, "root ::= (")
+
+
+def test_small_integer_ranges_become_exact_enums() -> None:
+    from openglm.serving.grammar import bounded_integers_as_enums
+
+    schema = {
+        "type": "object",
+        "properties": {"days": {"type": "integer", "minimum": 1, "maximum": 7, "description": "d"}},
+    }
+    assert bounded_integers_as_enums(schema)["properties"]["days"] == {
+        "description": "d",
+        "enum": [1, 2, 3, 4, 5, 6, 7],
+    }
+    wide = {"type": "integer", "minimum": 0, "maximum": 10**6}
+    assert bounded_integers_as_enums(wide) == wide
+    assert bounded_integers_as_enums({"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 3})["enum"] == [
+        1,
+        2,
+    ]
+
+
+def test_bounded_integer_grammar_only_allows_the_range(model: object) -> None:
+    grammar = json_schema_grammar(
+        {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 3}}, "required": ["n"]}
+    )
+    assert '"1"' in grammar and '"3"' in grammar and '"4"' not in grammar
+    compiles(model, grammar)
+
+
+def test_json_strings_exclude_control_characters() -> None:
+    grammar = json_schema_grammar({"type": "string"})
+    assert r"\x00-\x1F" in grammar.splitlines()[0]
