@@ -28,6 +28,7 @@ from openglm.serving.templates.jinja import JinjaTemplate
 from ..fixtures.tiny_glm4 import write_tiny_glm4_gguf
 from .conftest import write_catalog
 from .server import RunningServer
+from .streams import collect_stream
 
 MODEL = "tiny-glm4"
 CITIES = ["Beijing", "Shanghai", "Paris"]
@@ -134,25 +135,6 @@ def normalized(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | Non
 def glm4_prompt_tokens(model: LlamaModel, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> int:
     chat, tool_dicts = normalized(messages, tools)
     return len(model.tokenize(GLM4Template().render(chat, tool_dicts or None)))
-
-
-def collect_stream(stream: Any) -> dict[str, Any]:
-    content, calls, finish, usage = "", [], None, None
-    for chunk in stream:
-        if chunk.usage is not None:
-            usage = chunk.usage
-        for choice in chunk.choices:
-            content += choice.delta.content or ""
-            for call in choice.delta.tool_calls or []:
-                if call.id is not None:
-                    assert call.index == len(calls)
-                    calls.append({"name": call.function.name, "arguments": call.function.arguments or ""})
-                else:
-                    calls[call.index]["arguments"] += call.function.arguments or ""
-            if choice.finish_reason:
-                assert finish is None
-                finish = choice.finish_reason
-    return {"content": content, "calls": calls, "finish": finish, "usage": usage}
 
 
 def assert_valid_weather_arguments(arguments: str) -> None:
