@@ -75,10 +75,21 @@ def remote_error(status: int, payload: bytes) -> Exception:
     return EngineError(f"remote engine failed ({status}): {message}")
 
 
+def _event(data: str) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        raise EngineError(f"remote engine sent an unreadable event: {data[:200]!r}") from None
+    if not isinstance(event, dict):
+        raise EngineError(f"remote engine sent an unexpected event: {data[:200]!r}")
+    return event
+
+
 class RemoteHandle(GenerationHandle):
     def __init__(self, response: httpx.Response):
         self._response = response
         self._counted = 0
+        self._closing: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> AsyncIterator[GenerationChunk]:
         return self._iterate()
@@ -92,9 +103,11 @@ class RemoteHandle(GenerationHandle):
                 data = line[5:].strip()
                 if data == "[DONE]":
                     break
-                event = json.loads(data)
+                event = _event(data)
                 if "error" in event:
-                    raise EngineError(f"remote engine: {event['error'].get('message', event['error'])}")
+                    error = event["error"]
+                    message = error.get("message", error) if isinstance(error, dict) else error
+                    raise EngineError(f"remote engine: {message}")
                 if event.get("usage"):
                     self.prompt_tokens = int(event["usage"].get("prompt_tokens", 0))
                     total = int(event["usage"].get("completion_tokens", self._counted))
@@ -115,8 +128,8 @@ class RemoteHandle(GenerationHandle):
 
     def cancel(self) -> None:
         # Closing the stream makes the remote server cancel the generation.
-        if not self._response.is_closed:
-            asyncio.get_running_loop().create_task(self._response.aclose())
+        if not self._response.is_closed and self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._response.aclose())
 
 
 @engines.register("remote")

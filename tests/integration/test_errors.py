@@ -100,3 +100,12 @@ def test_openai_sdk_sees_a_bad_request(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="does-not-exist", messages=OK_MESSAGES)
     assert "does not exist" in str(info.value)
+
+
+def test_empty_completion_prompt_is_a_clear_error(server: RunningServer) -> None:
+    for prompt in ("", [""]):
+        response = post(server, {"model": MODEL, "prompt": prompt, "max_tokens": 4}, path="/v1/completions")
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "1214"
+    # The engine is still healthy afterwards.
+    assert post(server, {"model": MODEL, "messages": OK_MESSAGES, "max_tokens": 2}).status_code == 200

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-
-T = TypeVar("T")
+from starlette.responses import JSONResponse, Response
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", exclude_none=True), status_code=status_code)
 
 
-async def until_disconnect(request: Request, work: Awaitable[T], poll: float = 0.5) -> T:
-    """Run ``work``; if the client goes away first, cancel it so its slots are freed."""
+CLIENT_CLOSED = 499  # nginx's status for "the client went away"
+
+
+async def until_disconnect(request: Request, work: Awaitable[BaseModel]) -> Response:
+    """Run ``work`` and answer with it; if the client goes away first, cancel it so its slots are freed."""
     task = asyncio.ensure_future(work)
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=poll)
+            done, _ = await asyncio.wait({task}, timeout=0.5)
             if done:
-                return task.result()
+                return json_response(task.result())
             if await request.is_disconnected():
-                task.cancel()
-                raise asyncio.CancelledError("client disconnected")
+                return Response(status_code=CLIENT_CLOSED)
     finally:
         if not task.done():
             task.cancel()

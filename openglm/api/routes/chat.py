@@ -7,7 +7,7 @@ from starlette.responses import Response
 from ...serving.responses import collect_chat, stream_chat
 from ..schemas import ChatCompletionRequest
 from ..sse import sse_response
-from ._common import json_response, until_disconnect
+from ._common import until_disconnect
 
 router = APIRouter(tags=["chat"])
 
@@ -19,4 +19,4 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     run = await service.start(body)
     if body.stream:
         return sse_response(stream_chat(service, run))
-    return json_response(await until_disconnect(request, collect_chat(service, run)))
+    return await until_disconnect(request, collect_chat(service, run))

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from ...serving.completions import collect_completion, completion_chunks, start_completion
 from ..schemas import CompletionRequest
 from ..sse import sse_response
-from ._common import json_response, until_disconnect
+from ._common import until_disconnect
 
 router = APIRouter(tags=["completions"])
 
@@ -18,4 +18,4 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     run = await start_completion(request.app.state.models, body)
     if body.stream:
         return sse_response(completion_chunks(run))
-    return json_response(await until_disconnect(request, collect_completion(run)))
+    return await until_disconnect(request, collect_completion(run))

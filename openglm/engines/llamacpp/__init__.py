@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ...catalog import ModelSpec, resolve_source
-from ...errors import PromptTooLongError
+from ...errors import InvalidFieldError, PromptTooLongError
 from ..base import Engine, GenerationHandle, GenerationRequest, engines
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class LlamaCppEngine(Engine):
         if model is None or scheduler is None:
             raise RuntimeError("engine is not started")
         prompt = self.tokenize_prompt(request.prompt)
+        if not prompt:
+            raise InvalidFieldError("prompt is empty: there is nothing to continue from")
         room = self.limit - len(prompt)
         if room <= 0:
             raise PromptTooLongError(

@@ -83,6 +83,8 @@ class BatchScheduler:
 
     def submit(self, seq: Sequence) -> None:
         with self._cond:
+            if self._stopping or not self._thread.is_alive():
+                raise EngineError("the engine is not running")
             self._waiting.append(seq)
             self._cond.notify()
 
@@ -115,25 +117,27 @@ class BatchScheduler:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._stopping and not self._waiting and not self._active:
-                    self._cond.wait()
-                if self._stopping:
-                    break
-                self._admit()
             out: list[Delivery] = []
             try:
+                with self._cond:
+                    while not self._stopping and not self._waiting and not self._active:
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    self._admit()
                 self._step(out)
-            except Exception as exc:  # keep serving others; fail what was in the batch
+            except Exception as exc:  # keep the thread alive; fail what was running
                 log.exception("decode step failed")
                 for seq in list(self._active):
                     self._finish(seq)
                     out.append((seq, EngineError(f"generation failed: {exc}")))
             self._deliver(out)
-        out = []
-        for seq in [*self._active, *self._waiting]:
-            out.append((seq, EngineError("the engine is shutting down")))
-        self._deliver(out)
+        with self._cond:
+            leftover = [*self._active, *self._waiting]
+            self._waiting.clear()
+        self._deliver([(seq, EngineError("the engine is shutting down")) for seq in leftover])
+        for seq in leftover:
+            seq.sampler.close()
 
     def _admit(self) -> None:
         used = sum(len(seq.tokens) for seq in self._active) + self.slots.cached_tokens

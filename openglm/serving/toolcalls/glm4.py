@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 
 from .base import ParsedCall, ParseResult, ToolCallParser, parsers, partial_suffix, stable_arguments
+from .jsonscan import scan_value
 
 TURN = "<|assistant|>"
 
@@ -42,7 +43,7 @@ class GLM4ToolParser(ToolCallParser):
             self._parse_prose(turn, is_open, result)
             return
         if name in self.tool_names:
-            result.calls.append(ParsedCall(name, stable_arguments(body, not is_open)))
+            self._call(name, body, is_open, result)
             return
         if not name:
             self._parse_prose(body, is_open, result)
@@ -58,13 +59,29 @@ class GLM4ToolParser(ToolCallParser):
             match = self._embedded_call(text)
             if match is not None:
                 result.content += text[: match.start()].rstrip("\n")
-                body = text[match.end() :]
-                result.calls.append(ParsedCall(match.group("name"), stable_arguments(body, not is_open)))
+                self._call(match.group("name"), text[match.end() :], is_open, result)
                 return
             if is_open:
                 # Trailing newlines stay back too: a call would swallow them.
                 text = text[: self._undecided_tail(text)].rstrip("\n")
         result.content += text
+
+    def _call(self, name: str, body: str, is_open: bool, result: ParseResult) -> None:
+        """A call's body: a JSON object (text after it is prose again), or raw text for built-in tools."""
+        at = len(body) - len(body.lstrip())
+        if body[at : at + 1] != "{":
+            result.calls.append(ParsedCall(name, stable_arguments(body, not is_open)))
+            return
+        value = scan_value(body, at)
+        raw = body[value.start : value.end]
+        result.calls.append(ParsedCall(name, raw if value.complete else raw.rstrip()))
+        rest = body[value.end :].lstrip() if value.complete else ""
+        if rest:  # the model went on writing after the arguments: prose, or another call
+            after = ParseResult()
+            self._parse_prose(rest, is_open, after)
+            if after.content:
+                result.content += ("\n" if result.content else "") + after.content
+            result.calls.extend(after.calls)
 
     def _embedded_call(self, text: str) -> re.Match[str] | None:
         names = "|".join(re.escape(n) for n in sorted(self.tool_names, key=len, reverse=True))
@@ -72,14 +89,15 @@ class GLM4ToolParser(ToolCallParser):
 
     def _undecided_tail(self, text: str) -> int:
         """Where the part of ``text`` that may still turn into a call begins."""
+        names = "|".join(re.escape(n) for n in self.tool_names)
+        waiting = re.search(rf"(?:^|\n)(?:{names})[ \t]*\n\s*$", text)
+        if waiting is not None:  # "name\n" and blank space, waiting for the "{" that makes it a call
+            return waiting.start()
         lines = text.split("\n")
         last = lines[-1]
         cut = len(text) - len(last)
         if self._could_be_name(last.strip()) and last.strip():
             return cut
-        # "name\n" or "name\n   " waiting for the "{" that makes it a call.
-        if len(lines) >= 2 and not last.strip() and lines[-2].strip() in self.tool_names:
-            return cut - len(lines[-2]) - 1
         return len(text)
 
     def system_prompt(self) -> str:

@@ -3,70 +3,44 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 
-from .base import (
-    ParsedCall,
-    ParseResult,
-    ToolCallParser,
-    arguments_from_object,
-    parsers,
-    partial_suffix,
-    stable_arguments,
-)
+from .base import ParsedCall, ParseResult, ToolCallParser, parsers, partial_suffix
+from .jsonscan import top_level_values
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
-NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
-ARGUMENTS = re.compile(r'"(?:arguments|parameters)"\s*:\s*')
 
 
-def parse_call_object(body: str, closed: bool) -> ParsedCall | None:
-    """The call inside one ``{"name": ..., "arguments": ...}`` object, as far as it is written."""
-    if closed:
-        try:
-            obj = json.loads(body)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
-            args = obj.get("arguments", obj.get("parameters", {}))
-            raw = _raw_arguments(body)
-            # Keep the model's own spelling when "arguments" is the last key.
-            if raw is not None and _is_json(raw) and json.loads(raw) == args:
-                return ParsedCall(obj["name"], raw)
-            return ParsedCall(obj["name"], arguments_from_object(args))
-    name = NAME.search(body)
+def parse_call_object(body: str) -> ParsedCall | None:
+    """The call in a ``{"name": ..., "arguments": ...}`` object, as far as it is written.
+
+    Only top-level keys count (a nested ``"name"`` inside the arguments is not the
+    function's name), and the arguments are the raw text of their value, so they
+    only grow while the object is being written.
+    """
+    values, finished = top_level_values(body)
+    name_value = values.get("name")
+    if name_value is None or not name_value.complete:
+        return None
+    name = _json_string(body[name_value.start : name_value.end])
     if name is None:
         return None
-    args_at = ARGUMENTS.search(body)
-    if args_at is None or args_at.start() < name.start():
-        # Arguments not started, or written before the name: wait for the whole object.
-        return ParsedCall(json.loads(f'"{name.group(1)}"'), "")
-    tail = body[args_at.end() :]
-    if closed:
-        return ParsedCall(json.loads(f'"{name.group(1)}"'), _strip_outer_brace(tail))
-    # While streaming, the object's closing brace may be the last "}" written.
-    return ParsedCall(json.loads(f'"{name.group(1)}"'), stable_arguments(tail, False).rstrip("}").rstrip())
+    args = values.get("arguments") or values.get("parameters")
+    if args is None:
+        return ParsedCall(name, "{}" if finished else "")
+    raw = body[args.start : args.end]
+    if raw.startswith('"'):  # arguments sent as a JSON-encoded string: usable once complete
+        inner = _json_string(raw) if args.complete else None
+        return ParsedCall(name, inner if inner is not None else "")
+    return ParsedCall(name, raw if args.complete else raw.rstrip())
 
 
-def _raw_arguments(body: str) -> str | None:
-    name, args_at = NAME.search(body), ARGUMENTS.search(body)
-    if name is None or args_at is None or args_at.start() < name.start():
-        return None
-    return _strip_outer_brace(body[args_at.end() :])
-
-
-def _strip_outer_brace(tail: str) -> str:
-    text = tail.strip()
-    return text[:-1].rstrip() if text.endswith("}") else text
-
-
-def _is_json(text: str) -> bool:
+def _json_string(literal: str) -> str | None:
     try:
-        json.loads(text)
+        value = json.loads(literal)
     except ValueError:
-        return False
-    return True
+        return None
+    return value if isinstance(value, str) else None
 
 
 @parsers.register("hermes")
@@ -84,21 +58,15 @@ class HermesToolParser(ToolCallParser):
         else:  # a tag may be starting; whitespace before it would be dropped
             result.content = head[: len(head) - partial_suffix(head, OPEN)].rstrip()
         for i, piece in enumerate(pieces[1:], start=1):
-            body, closed_tag, _ = piece.partition(CLOSE)
-            is_last = i == len(pieces) - 1
-            closed = bool(closed_tag) or (final and is_last)
-            if not closed:
-                body = body[: len(body) - partial_suffix(body, CLOSE)]
-            call = parse_call_object(body.strip(), closed)
+            body = piece.partition(CLOSE)[0]
+            if not final and i == len(pieces) - 1:  # still being written: a tag may be starting
+                body = body[: len(body) - max(partial_suffix(body, CLOSE), partial_suffix(body, OPEN))]
+            call = parse_call_object(body.strip())
             if call is None:
                 if final:  # not a call after all: give the text back
                     result.content += OPEN + piece
                 break
-            if closed and not _is_json(call.arguments):
-                call.arguments = stable_arguments(call.arguments, True)
             result.calls.append(call)
-            if not closed:
-                break
         return result
 
     def system_prompt(self) -> str:

@@ -19,7 +19,7 @@ class JsonToolParser(ToolCallParser):
             return ParseResult(content=text if final or body else "")
         if body[0] == "[":
             return self._parse_list(body, text) if final else ParseResult()
-        call = parse_call_object(body, closed=final)
+        call = parse_call_object(body)
         if call is not None and call.name in self.tool_names:
             return ParseResult(calls=[call])
         return ParseResult(content=text) if final else ParseResult()

@@ -33,6 +33,10 @@ GLM4_CASES = [
     ("Hello\nthere\nget_weather is a tool", "Hello\nthere\nget_weather is a tool", []),
     ("get_weather\nnot json at all", "", [("get_weather", "not json at all")]),
     ("get_wea", "get_wea", []),
+    # Review findings: blank line before "{", text after the arguments, two prose-embedded calls.
+    ('Hello\nget_weather\n\n{"a": 1}', "Hello", [("get_weather", '{"a": 1}')]),
+    ('\nSure\nget_weather\n{"a": 1}\nDone.', "Sure\nDone.", [("get_weather", '{"a": 1}')]),
+    ('x\nget_weather\n{"a": 1}\nget_time\n{"b": 2}', "x", [("get_weather", '{"a": 1}'), ("get_time", '{"b": 2}')]),
     ("\n", "", []),
 ]
 
@@ -56,6 +60,28 @@ HERMES_CASES = [
         [("get_weather", '{"city": "Paris"}')],
     ),
     ("a < b and <tool", "a < b and <tool", []),
+    # Review findings: a missing close tag, keys after the arguments, a nested "name", bad escapes, string arguments.
+    (
+        '<tool_call>{"name": "get_weather", "arguments": {"a": 1}}\n<tool_call>{"name": "get_time", "arguments": {}}</tool_call>',
+        "",
+        [("get_weather", '{"a": 1}'), ("get_time", "{}")],
+    ),
+    (
+        '<tool_call>{"name": "get_weather", "arguments": {"a": 1}, "x": 2}</tool_call>',
+        "",
+        [("get_weather", '{"a": 1}')],
+    ),
+    (
+        '<tool_call>{"arguments": {"name": "x", "v": [1, "}"]}, "name": "get_time"}</tool_call>',
+        "",
+        [("get_time", '{"name": "x", "v": [1, "}"]}')],
+    ),
+    (
+        '<tool_call>{"name": "get\\q", "arguments": {}}</tool_call>',
+        '<tool_call>{"name": "get\\q", "arguments": {}}</tool_call>',
+        [],
+    ),
+    ('<tool_call>{"name": "get_time", "arguments": "{\\"tz\\": 1}"}</tool_call>', "", [("get_time", '{"tz": 1}')]),
     ("<tool_call>oops</tool_call>", "<tool_call>oops</tool_call>", []),
 ]
 
@@ -67,6 +93,7 @@ JSON_CASES = [
         [("get_weather", '{"city": "A"}'), ("get_time", "{}")],
     ),
     ('{"answer": 42}', '{"answer": 42}', []),
+    ('{"name": "get_time", "arguments": {"tz": "UTC"}} trailing', "", [("get_time", '{"tz": "UTC"}')]),
     ("plain words", "plain words", []),
 ]
 
