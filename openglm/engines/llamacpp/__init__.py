@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from ...catalog import ModelSpec, resolve_source
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from .scheduler import BatchScheduler
 
 
+log = logging.getLogger(__name__)
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 
 
@@ -53,6 +55,10 @@ class LlamaCppEngine(Engine):
 
         path = resolve_source(self.spec.source)
         self.model = await asyncio.to_thread(LlamaModel, path)
+        if not self.model.plain_kv_cache:
+            # Recurrent, hybrid and sliding-window models cannot drop or share arbitrary cache cells.
+            log.info("%s: prefix reuse and drafts are off for this architecture", self.spec.id)
+            self.prefix_cache, self.draft_tokens = False, 0
         self.scheduler = BatchScheduler(
             self.model,
             threads=self.threads,

@@ -71,6 +71,15 @@ class LlamaModel:
         return self.meta("general.architecture") or ""
 
     @property
+    def plain_kv_cache(self) -> bool:
+        """Whether every token keeps its own KV cells (no recurrent state, no sliding window)."""
+        return not (
+            lc.llama_model_is_recurrent(self.ptr)
+            or lc.llama_model_is_hybrid(self.ptr)
+            or lc.llama_model_n_swa(self.ptr) > 0
+        )
+
+    @property
     def chat_template(self) -> str | None:
         return self.meta("tokenizer.chat_template")
 

@@ -140,16 +140,15 @@ class BatchScheduler:
             seq.sampler.close()
 
     def _admit(self) -> None:
-        used = sum(len(seq.tokens) for seq in self._active) + self.slots.cached_tokens
         while self._waiting:
             seq = self._waiting[0]
             if seq.cancelled:
                 self._waiting.popleft().sampler.close()
                 continue
-            need = len(seq.tokens) + min(seq.remaining, 64)
-            while used + need > self.kv_tokens and self.slots.evict_one():
-                used = sum(len(s.tokens) for s in self._active) + self.slots.cached_tokens
-            if self._active and used + need > self.kv_tokens:
+            # Tokens a cached prefix already holds need no new room, and that prefix must survive eviction.
+            keep, reusable = self.slots.best_cached(seq.tokens)
+            need = len(seq.tokens) - reusable + min(seq.remaining, 64)
+            if not self._make_room(need, keep) and self._active:
                 break
             running = [(s.slot, s.tokens[: s.n_past]) for s in self._active]
             acquired = self.slots.acquire(seq.tokens, running)
@@ -159,7 +158,13 @@ class BatchScheduler:
             seq.slot, seq.n_past = acquired
             self.reused_tokens += seq.n_past
             self._active.append(seq)
-            used += need
+
+    def _make_room(self, need: int, keep: int | None) -> bool:
+        """Evict cached prefixes until ``need`` more tokens fit in the KV cache."""
+        while sum(len(s.tokens) for s in self._active) + self.slots.cached_tokens + need > self.kv_tokens:
+            if not self.slots.evict_one(keep):
+                return False
+        return True
 
     def _step(self, out: list[Delivery]) -> None:
         for seq in [s for s in self._active if s.cancelled]:

@@ -54,6 +54,11 @@ class SlotPool:
     def n_cached(self) -> int:
         return len(self._cached)
 
+    def best_cached(self, prompt: list[int]) -> tuple[int | None, int]:
+        """The cached slot that holds the longest start of ``prompt``, and how many tokens that is."""
+        slot, length = _longest_match(self._cached.items(), prompt, len(prompt) - 1)
+        return (slot, length) if length >= self.min_reuse else (None, 0)
+
     def acquire(self, prompt: list[int], running: Iterable[tuple[int, Sequence[int]]]) -> tuple[int, int] | None:
         """A slot for ``prompt`` and how many of its tokens are already in it; None if all are busy."""
         limit = len(prompt) - 1  # the last prompt token is always decoded, for its logits
@@ -82,11 +87,13 @@ class SlotPool:
         lc.llama_memory_seq_rm(self.memory, slot, -1, -1)
         self._free.append(slot)
 
-    def evict_one(self) -> bool:
-        if not self._cached:
+    def evict_one(self, keep: int | None = None) -> bool:
+        """Drop the least recently cached prefix (never ``keep``); False if there is none to drop."""
+        victim = next((slot for slot in self._cached if slot != keep), None)
+        if victim is None:
             return False
-        slot, _ = self._cached.popitem(last=False)
-        self.drop(slot)
+        del self._cached[victim]
+        self.drop(victim)
         return True
 
     def _take(self) -> int | None:

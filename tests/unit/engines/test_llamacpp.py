@@ -160,3 +160,21 @@ def test_speculative_drafts_do_not_change_the_output(sampling: SamplingParams) -
     assert stats["drafted_tokens"] > 0
     if sampling is GREEDY:
         assert stats["accepted_draft_tokens"] > 0, "copying the prompt is what prompt lookup is for"
+
+
+def test_a_long_conversation_keeps_its_prefix_under_kv_pressure() -> None:
+    """The next turn reuses the cached conversation even when it and the new turn would not both fit."""
+    history = chat("Summarize: " + "The river flows to the sea and the sea feeds the clouds. " * 20)
+
+    async def scenario() -> dict[str, int]:
+        eng = engine(parallel=2, kv_tokens=640)
+        await eng.start()
+        try:
+            first, _, _ = await generate(eng, history, max_tokens=8)
+            await generate(eng, history + first + "<|im_end|>\n<|im_start|>user\nShorter please.<|im_end|>\n<|im_start|>assistant\n")
+            return eng.stats()
+        finally:
+            await eng.stop()
+
+    stats = run(scenario())
+    assert stats["reused_prompt_tokens"] >= 250
