@@ -45,6 +45,9 @@ class GenerationRequest:
     grammar: str | None = None
     # Extra stop markers (special tokens of the chat template, e.g. "<|observation|>").
     stop_markers: tuple[str, ...] = ()
+    # The caller's stop strings. The chat service cuts the text at them itself; an engine
+    # may also stop there (a remote one does, so that it still reports usage).
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class GenerationHandle(abc.ABC):
     """One running generation. Iterate for chunks; ``cancel`` frees its slot."""
 
     prompt_tokens: int = 0
+    # True when the engine itself ends the generation at the request's stop strings: the
+    # caller then reads on to the end (for usage) instead of cancelling.
+    ends_at_stop_strings: bool = False
 
     @abc.abstractmethod
     def __aiter__(self) -> AsyncIterator[GenerationChunk]: ...

@@ -36,8 +36,9 @@ def completion_body(request: GenerationRequest, model: str, grammar_field: str) 
     }
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
-    if request.stop_markers:
-        body["stop"] = list(request.stop_markers)
+    stops = list(dict.fromkeys([*request.stop_markers, *request.stop]))
+    if stops:
+        body["stop"] = stops
     if sampling.seed is not None:
         body["seed"] = sampling.seed
     if sampling.top_k > 0:
@@ -160,4 +161,6 @@ class RemoteEngine(Engine):
             payload = await response.aread()
             await response.aclose()
             raise remote_error(response.status_code, payload)
-        return RemoteHandle(response)
+        handle = RemoteHandle(response)
+        handle.ends_at_stop_strings = bool(request.stop)
+        return handle

@@ -67,11 +67,19 @@ class ChoiceDecoder:
             if finish is not None:
                 event.finish_reason = self._finish_reason(finish)
                 if stopped:
-                    handle.cancel()
+                    event.n_tokens += await self._close(handle)
                 yield event
                 return
             if event.deltas or event.logprobs or event.n_tokens:
                 yield event
+
+    @staticmethod
+    async def _close(handle: GenerationHandle) -> int:
+        """Tokens generated after the stop string: counted when the engine ends by itself, else cancelled."""
+        if not handle.ends_at_stop_strings:
+            handle.cancel()
+            return 0
+        return sum([chunk.n_tokens async for chunk in handle])
 
     def _finish_reason(self, reason: str) -> str:
         if reason == "stop" and self.tools is not None and self.tools.call_ids:

@@ -45,7 +45,9 @@ async def start_completion(models: ModelPool, request: CompletionRequest) -> Com
     try:
         for prompt in prompts:
             for i in range(n):
-                generation = GenerationRequest(prompt, sampling_from(request, i), request.max_tokens, grammar)
+                generation = GenerationRequest(
+                    prompt, sampling_from(request, i), request.max_tokens, grammar, stop=tuple(stops)
+                )
                 handles.append(await served.engine.submit(generation))
     except BaseException:
         for handle in handles:

@@ -113,6 +113,7 @@ class ChatService:
         )
         grammar = self._grammar(parser, active_tools, choice, request)
         max_tokens = request.max_completion_tokens or request.max_tokens or self.default_max_tokens
+        stops = stop_list(request.stop)
         generations = [
             GenerationRequest(
                 prompt=prompt,
@@ -120,6 +121,7 @@ class ChatService:
                 max_tokens=max_tokens,
                 grammar=grammar,
                 stop_markers=served.template.stop_markers,
+                stop=tuple(stops),
             )
             for i in range(request.n or 1)
         ]
@@ -133,7 +135,7 @@ class ChatService:
             served=served,
             generations=generations,
             parser=parser if active_tools else None,
-            stops=stop_list(request.stop),
+            stops=stops,
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
         )
 

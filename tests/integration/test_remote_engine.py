@@ -66,6 +66,16 @@ def test_streaming_through_remote_engine_matches(remote: openai.OpenAI) -> None:
     assert streamed == whole
 
 
+def test_stop_strings_through_the_remote_engine_keep_usage(remote: openai.OpenAI) -> None:
+    kwargs = {"model": "upstream-smollm2", "messages": [{"role": "user", "content": "Count from 1 to 20."}], "max_tokens": 40, "temperature": 0}
+    text = remote.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    cut = remote.chat.completions.create(**kwargs, stop=[stop])  # type: ignore[call-overload]
+    assert cut.choices[0].message.content == text[: text.index(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.usage.prompt_tokens > 0 and cut.usage.completion_tokens > 0, "usage survives an early stop"
+
+
 def test_grammar_travels_to_the_remote_engine(remote: openai.OpenAI) -> None:
     tool = {
         "type": "function",

@@ -24,7 +24,7 @@ from ..base import GenerationChunk
 from .model import LlamaModel
 from .sampling import token_logprobs
 from .sequence import Sequence
-from .slots import SlotPool
+from .slots import SlotPool, common_prefix
 from .speculative import propose_draft
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,8 @@ class BatchScheduler:
             if seq.cancelled:
                 self._waiting.popleft().sampler.close()
                 continue
+            if self._prefix_in_progress(seq):
+                break  # a running sequence is computing this prompt's start: share it next step
             # Tokens a cached prefix already holds need no new room, and that prefix must survive eviction.
             keep, reusable = self.slots.best_cached(seq.tokens)
             need = len(seq.tokens) - reusable + min(seq.remaining, 64)
@@ -158,6 +160,15 @@ class BatchScheduler:
             seq.slot, seq.n_past = acquired
             self.reused_tokens += seq.n_past
             self._active.append(seq)
+
+    def _prefix_in_progress(self, seq: Sequence) -> bool:
+        limit = len(seq.tokens) - 1
+        for other in self._active:
+            if other.n_past < limit and common_prefix(other.tokens, seq.tokens, limit) > max(
+                other.n_past, self.slots.min_reuse - 1
+            ):
+                return True
+        return False
 
     def _make_room(self, need: int, keep: int | None) -> bool:
         """Evict cached prefixes until ``need`` more tokens fit in the KV cache."""
