@@ -184,6 +184,8 @@ class BatchScheduler:
             return
         rows = self._fill_batch()
         rc = lc.llama_decode(self.ctx, self.batch)
+        if rc == 1 and self._drop_drafts():
+            return  # the guesses did not fit: try again without them before preempting anyone
         if rc == 1:
             self._preempt(out)
             return
@@ -223,6 +225,13 @@ class BatchScheduler:
             batch.n_seq_id[at + j] = 1
             batch.seq_id[at + j][0] = slot
             batch.logits[at + j] = logits
+
+    def _drop_drafts(self) -> bool:
+        drafted = [seq for seq in self._active if seq.draft]
+        for seq in drafted:
+            seq.draft = []
+            seq.draft_stats.cooldown = 8
+        return bool(drafted)
 
     def _draft(self, seq: Sequence) -> list[int]:
         room = min(self.draft_tokens, seq.remaining - 1, seq.limit - len(seq.tokens) - 1)
