@@ -45,9 +45,11 @@ async def start_completion(models: ModelPool, request: CompletionRequest) -> Com
     try:
         for prompt in prompts:
             for i in range(n):
-                generation = GenerationRequest(
-                    prompt, sampling_from(request, i), request.max_tokens, grammar, stop=tuple(stops)
+                # OpenAI's completions "logprobs": N asks for the chosen token plus the N most likely.
+                sampling = sampling_from(
+                    request, i, logprobs=request.logprobs is not None, top_logprobs=request.logprobs or 0
                 )
+                generation = GenerationRequest(prompt, sampling, request.max_tokens, grammar, stop=tuple(stops))
                 handles.append(await served.engine.submit(generation))
     except BaseException:
         for handle in handles:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.schemas import ChatCompletionRequest, ResponseFormat
+from ..api.schemas import ChatCompletionRequest, ResponseFormat, SamplingFields
 from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
 from ..errors import InvalidFieldError
 from .choice import ChoiceDecoder, ChoiceEvent
@@ -51,14 +51,15 @@ class ChatRun:
         return self.handles[0].prompt_tokens if self.handles else 0
 
 
-def sampling_from(request: Any, index: int) -> SamplingParams:
-    greedy = request.do_sample is False if hasattr(request, "do_sample") else False
+def sampling_from(
+    request: SamplingFields, index: int, *, greedy: bool = False, logprobs: bool = False, top_logprobs: int = 0
+) -> SamplingParams:
+    """Sampling for choice ``index`` (seeds differ per choice so that n > 1 gives n different samples)."""
     temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
     try:
         logit_bias = {int(k): float(v) for k, v in (request.logit_bias or {}).items()}
     except ValueError:
         raise InvalidFieldError("logit_bias keys must be token ids") from None
-    top_logprobs = request.top_logprobs if hasattr(request, "top_logprobs") else request.logprobs
     return SamplingParams(
         temperature=0.0 if greedy else temperature,
         top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
@@ -69,8 +70,8 @@ def sampling_from(request: Any, index: int) -> SamplingParams:
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
         logit_bias=logit_bias,
-        logprobs=bool(request.logprobs),
-        top_logprobs=top_logprobs or 0,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
 
 
@@ -117,7 +118,13 @@ class ChatService:
         generations = [
             GenerationRequest(
                 prompt=prompt,
-                sampling=sampling_from(request, i),
+                sampling=sampling_from(
+                    request,
+                    i,
+                    greedy=request.do_sample is False,
+                    logprobs=bool(request.logprobs),
+                    top_logprobs=request.top_logprobs or 0,
+                ),
                 max_tokens=max_tokens,
                 grammar=grammar,
                 stop_markers=served.template.stop_markers,

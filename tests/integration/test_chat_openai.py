@@ -260,3 +260,11 @@ def test_text_completions(client: openai.OpenAI) -> None:
         if c.choices
     )
     assert streamed == response.choices[0].text
+
+
+def test_text_completion_logprobs(client: openai.OpenAI) -> None:
+    chosen_only = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=4, temperature=0, logprobs=0)
+    assert len(chosen_only.choices[0].logprobs.token_logprobs) == chosen_only.usage.completion_tokens
+    with_top = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=4, temperature=0, logprobs=2)
+    assert all(len(top) == 2 for top in with_top.choices[0].logprobs.top_logprobs)
+    assert with_top.choices[0].logprobs.tokens == chosen_only.choices[0].logprobs.tokens
