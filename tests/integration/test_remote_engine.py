@@ -67,7 +67,12 @@ def test_streaming_through_remote_engine_matches(remote: openai.OpenAI) -> None:
 
 
 def test_stop_strings_through_the_remote_engine_keep_usage(remote: openai.OpenAI) -> None:
-    kwargs = {"model": "upstream-smollm2", "messages": [{"role": "user", "content": "Count from 1 to 20."}], "max_tokens": 40, "temperature": 0}
+    kwargs = {
+        "model": "upstream-smollm2",
+        "messages": [{"role": "user", "content": "Count from 1 to 20."}],
+        "max_tokens": 40,
+        "temperature": 0,
+    }
     text = remote.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
     stop = text[len(text) // 2 : len(text) // 2 + 2]
     cut = remote.chat.completions.create(**kwargs, stop=[stop])  # type: ignore[call-overload]

@@ -171,7 +171,10 @@ def test_a_long_conversation_keeps_its_prefix_under_kv_pressure() -> None:
         await eng.start()
         try:
             first, _, _ = await generate(eng, history, max_tokens=8)
-            await generate(eng, history + first + "<|im_end|>\n<|im_start|>user\nShorter please.<|im_end|>\n<|im_start|>assistant\n")
+            await generate(
+                eng,
+                history + first + "<|im_end|>\n<|im_start|>user\nShorter please.<|im_end|>\n<|im_start|>assistant\n",
+            )
             return eng.stats()
         finally:
             await eng.stop()

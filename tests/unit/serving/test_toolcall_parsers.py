@@ -12,7 +12,7 @@ TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
     {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}},
 ]
-MODES = ["chars", "words", "whole"]
+MODES = ["tokens", "chars", "words", "whole"]
 
 GLM4_CASES = [
     # (model text, expected content, expected [(name, arguments)])
