@@ -61,10 +61,33 @@ async def test_disconnecting_clients_do_not_disturb_others(server: RunningServer
     results = await asyncio.wait_for(asyncio.gather(*keepers), timeout=120)
     assert all(finish == "length" for _, finish in results)
     # The abandoned generations were cancelled, not left running to 2000 tokens.
+    stats = await wait_idle(server)
+    assert (stats["active"], stats["waiting"]) == (0, 0)
+
+
+async def wait_idle(server: RunningServer, model: str = "smollm2-135m-instruct") -> dict[str, int]:
     async with httpx.AsyncClient() as http:
-        for _ in range(50):
-            stats = (await http.get(f"{server.url}/health")).json()["engines"]["smollm2-135m-instruct"]
+        for _ in range(100):
+            stats: dict[str, int] = (await http.get(f"{server.url}/health")).json()["engines"][model]
             if (stats["active"], stats["waiting"]) == (0, 0):
                 break
             await asyncio.sleep(0.1)
-    assert (stats["active"], stats["waiting"]) == (0, 0)
+    return stats
+
+
+async def test_non_streaming_client_that_gives_up_frees_its_sequence(server: RunningServer) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Write a long poem."}],
+        "max_tokens": 4000,
+        "logit_bias": BAN_EOS,
+    }
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        try:
+            await http.post(f"{server.url}/v1/chat/completions", json=body)
+        except httpx.TimeoutException:
+            pass
+        else:
+            raise AssertionError("4000 tokens cannot arrive within a second here")
+    stats = await wait_idle(server)
+    assert (stats["active"], stats["waiting"]) == (0, 0), "the abandoned generation was cancelled"

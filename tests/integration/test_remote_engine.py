@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +147,23 @@ def test_upstream_failure_mid_stream_is_reported_in_band(tmp_path: Path) -> None
     finally:
         gateway.stop()
         upstream.stop()
+
+
+def test_abandoned_stream_is_cancelled_upstream(server: RunningServer, gateway: RunningServer) -> None:
+    body = {
+        "model": "upstream-smollm2",
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "max_tokens": 4000,
+        "stream": True,
+        "logit_bias": {"0": -100, "2": -100},
+    }
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=60) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                break  # hang up on the gateway after the first token
+    for _ in range(100):
+        stats = httpx.get(f"{server.url}/health").json()["engines"]["smollm2-135m-instruct"]
+        if stats["active"] == 0:
+            break
+        time.sleep(0.1)
+    assert stats["active"] == 0, "the upstream generation stopped when the gateway's client left"
