@@ -109,18 +109,18 @@ class RemoteHandle(GenerationHandle):
                     error = event["error"]
                     message = error.get("message", error) if isinstance(error, dict) else error
                     raise EngineError(f"remote engine: {message}")
-                if event.get("usage"):
-                    self.prompt_tokens = int(event["usage"].get("prompt_tokens", 0))
-                    total = int(event["usage"].get("completion_tokens", self._counted))
-                    if total > self._counted:
-                        yield GenerationChunk("", total - self._counted)
-                        self._counted = total
                 for choice in event.get("choices") or []:
                     finish = choice.get("finish_reason") or finish
                     text = choice.get("text") or ""
                     if text:
                         self._counted += 1
                         yield GenerationChunk(text, 1)
+                if event.get("usage"):  # after the choices: a server may send both in one event
+                    self.prompt_tokens = int(event["usage"].get("prompt_tokens", 0))
+                    total = int(event["usage"].get("completion_tokens", self._counted))
+                    if total > self._counted:
+                        yield GenerationChunk("", total - self._counted)
+                        self._counted = total
         except httpx.HTTPError as exc:
             raise EngineError(f"remote engine connection failed: {exc}") from exc
         finally:

@@ -133,7 +133,7 @@ class ChatService:
             for i in range(request.n or 1)
         ]
         chat_id = "chatcmpl-" + secrets.token_hex(12)
-        request_id = chat_id if request.request_id is None else _request_id(request.request_id)
+        request_id = chat_id if request.request_id is None else str(request.request_id)
         return ChatPlan(
             id=chat_id,
             request_id=request_id,
@@ -209,7 +209,3 @@ def response_format_grammar(response_format: ResponseFormat | None) -> str | Non
             raise InvalidFieldError("response_format.json_schema.schema is required for type json_schema")
         schema = response_format.json_schema.schema_
     return json_schema_grammar(schema) if schema else json_object_grammar()
-
-
-def _request_id(value: str | int | float) -> str:
-    return str(value)

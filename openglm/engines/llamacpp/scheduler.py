@@ -48,7 +48,6 @@ class BatchScheduler:
         draft_max_batch: int = 2,
     ):
         self.model = model
-        self.parallel = parallel
         self.kv_tokens = kv_tokens
         self.batch_size = batch_size
         params = lc.llama_context_default_params()
@@ -162,6 +161,8 @@ class BatchScheduler:
             self._active.append(seq)
 
     def _prefix_in_progress(self, seq: Sequence) -> bool:
+        if not self.slots.reuses:
+            return False
         limit = len(seq.tokens) - 1
         for other in self._active:
             if other.n_past < limit and common_prefix(other.tokens, seq.tokens, limit) > max(

@@ -42,6 +42,7 @@ class SlotPool:
     def __init__(self, memory: lc.llama_memory_t, n_slots: int, *, reuse: bool = True):
         self.memory = memory
         # Sharing cells between sequences needs the unified KV cache.
+        self.reuses = reuse
         self.min_reuse = MIN_REUSE if reuse else 1 << 30
         self._free = list(range(n_slots - 1, -1, -1))
         self._cached: OrderedDict[int, list[int]] = OrderedDict()
