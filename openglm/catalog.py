@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import importlib.util
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ModelNotFoundError
 
 
 class Prices(BaseModel):
-    """CNY per 1K tokens."""
+    """CNY: ``input``/``output`` per 1K tokens (embeddings bill input tokens), ``image`` per generated image."""
 
-    input: float = 0.0
-    output: float = 0.0
+    model_config = ConfigDict(extra="forbid")
+
+    input: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
+    output: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
+    image: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
+
+
+# The early-2024 Zhipu price list (CNY), used for catalog entries with these names that set no prices.
+SEED_PRICES: dict[str, Prices] = {
+    "glm-4": Prices(input=Decimal("0.1"), output=Decimal("0.1")),
+    "glm-4v": Prices(input=Decimal("0.1"), output=Decimal("0.1")),
+    "glm-3-turbo": Prices(input=Decimal("0.005"), output=Decimal("0.005")),
+    "charglm-3": Prices(input=Decimal("0.015"), output=Decimal("0.015")),
+    "embedding-2": Prices(input=Decimal("0.0005")),
+    "cogview-3": Prices(image=Decimal("0.25")),
+}
 
 
 class ModelSpec(BaseModel):
@@ -27,9 +42,19 @@ class ModelSpec(BaseModel):
     template: str = "auto"
     tool_parser: str = "auto"
     context_length: int = Field(default=4096, gt=0)
-    prices: Prices = Field(default_factory=Prices)
+    # None: the seed price for the entry's id or an alias, else free.
+    prices: Prices | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     owned_by: str = "openglm"
+
+
+    def effective_prices(self) -> Prices:
+        if self.prices is not None:
+            return self.prices
+        for name in (self.id, *self.aliases):
+            if name in SEED_PRICES:
+                return SEED_PRICES[name]
+        return Prices()
 
 
 class CatalogError(ValueError):

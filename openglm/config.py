@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CATALOG = PACKAGE_DIR / "models.toml"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "openglm"
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def default_threads() -> int:
@@ -30,5 +41,33 @@ class Settings(BaseSettings):
     # Seconds a stalled stream may wait for its next token before it is failed.
     stream_timeout: float = 300.0
 
+    # Where the SQLite database, the master key file and blobs live; created on first run.
+    data_dir: Path = default_data_dir()
+    # sqlite:///path or postgresql://user@host/db; empty means a SQLite file in data_dir.
+    database_url: str = ""
+    # Set to share per-key limits between gateway replicas (redis://host:6379/0); empty keeps them in-process.
+    redis_url: str = ""
+    # "auto": off when bound to loopback (one local user), on otherwise; "on"; "off" (loopback binds only).
+    auth: Literal["auto", "on", "off"] = "auto"
+    # Seals API-key secrets at rest; every replica must share it. Empty: a key file in data_dir.
+    secret_key: str = Field(default="", repr=False)
+    # CNY granted to each new account (a ledger entry of kind "grant").
+    free_grant: Decimal = Decimal("5")
+    # Limits for keys that set none of their own; 0 means unlimited.
+    key_concurrency: int = Field(default=16, ge=0)
+    key_rpm: int = Field(default=600, ge=0)
+    key_daily_tokens: int = Field(default=0, ge=0)
+    # Clock skew tolerated on JWT expiry, seconds.
+    jwt_leeway: float = Field(default=30.0, ge=0)
+
     def models_to_load(self) -> set[str]:
         return {name.strip() for name in self.load_models.split(",") if name.strip()}
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"
+
+    def auth_enabled(self) -> bool:
+        loopback = self.host in LOOPBACK_HOSTS
+        if self.auth == "off" and not loopback:
+            raise ValueError(f"OPENGLM_AUTH=off is refused when binding {self.host}: keys are required off loopback")
+        return self.auth == "on" or (self.auth == "auto" and not loopback)

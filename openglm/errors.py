@@ -6,8 +6,19 @@
     │   ├── InvalidFieldError         1214  400   wrong type / value of a named field
     │   └── PromptTooLongError        1261  400
     ├── ModelNotFoundError            1211  400
-    ├── AuthenticationError           1000  401
-    ├── RateLimitError                1302  429
+    ├── NotFoundError                 1214  404   a key, account or other resource named in the path
+    ├── AuthenticationError           1000  401   the key or token is not accepted
+    │   ├── MissingCredentialsError   1001  401   no Authorization header
+    │   ├── InvalidTokenError         1002  401   malformed, or names no known key
+    │   ├── ExpiredTokenError         1003  401   JWT past its exp, or the key past its expiry
+    │   └── TokenVerificationError    1004  401   wrong secret / bad signature / key disabled
+    ├── PermissionDeniedError         1220  403   a user key on the admin API
+    ├── AccountInactiveError          1110  403   the account is disabled
+    ├── RateLimitError                1305  429   too many requests (also an upstream engine's 429)
+    │   ├── ConcurrencyLimitError     1302  429   retryable
+    │   ├── FrequencyLimitError       1303  429   retryable after Retry-After
+    │   ├── DailyQuotaError           1304  429   not retryable today
+    │   └── InsufficientBalanceError  1113  429   not retryable: top up first
     ├── EngineError                   1260  500   the engine failed while generating
     └── InternalError                  500  500
 
@@ -32,6 +43,18 @@ class OpenGLMError(Exception):
             self.code = code
         if status is not None:
             self.status = status
+
+    # Zhipu's SDK (and openai's) retry a 429 unless told not to.
+    retryable: bool = False
+    retry_after: float | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.status != 429:
+            return {}
+        headers = {"x-should-retry": "true" if self.retryable else "false"}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, round(self.retry_after)))
+        return headers
 
     def to_body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message}}
@@ -62,14 +85,64 @@ class ModelNotFoundError(OpenGLMError):
     status = 400
 
 
+class NotFoundError(OpenGLMError):
+    code = "1214"
+    status = 404
+
+
 class AuthenticationError(OpenGLMError):
     code = "1000"
     status = 401
 
 
+class MissingCredentialsError(AuthenticationError):
+    code = "1001"
+
+
+class InvalidTokenError(AuthenticationError):
+    code = "1002"
+
+
+class ExpiredTokenError(AuthenticationError):
+    code = "1003"
+
+
+class TokenVerificationError(AuthenticationError):
+    code = "1004"
+
+
+class PermissionDeniedError(OpenGLMError):
+    code = "1220"
+    status = 403
+
+
+class AccountInactiveError(OpenGLMError):
+    code = "1110"
+    status = 403
+
+
 class RateLimitError(OpenGLMError):
-    code = "1302"
+    code = "1305"
     status = 429
+    retryable = True
+
+
+class ConcurrencyLimitError(RateLimitError):
+    code = "1302"
+
+
+class FrequencyLimitError(RateLimitError):
+    code = "1303"
+
+
+class DailyQuotaError(RateLimitError):
+    code = "1304"
+    retryable = False
+
+
+class InsufficientBalanceError(RateLimitError):
+    code = "1113"
+    retryable = False
 
 
 class EngineError(OpenGLMError):

@@ -12,13 +12,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from ..accounts.platform import Platform
 from ..catalog import Catalog
 from ..config import Settings
 from ..errors import InternalError, OpenGLMError
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from .errors import http_error, validation_error
-from .routes import chat, completions, models
+from .routes import account, admin, chat, completions, models
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = ModelPool(Catalog.from_file(settings.models_file), settings)
-        await pool.start()
-        app.state.models = pool
-        app.state.chat = ChatService(pool)
+        catalog = Catalog.from_file(settings.models_file)
+        platform = await Platform.open(settings)
+        pool = ModelPool(catalog, settings)
         try:
+            await pool.start()
+            app.state.platform = platform
+            app.state.models = pool
+            app.state.chat = ChatService(pool)
             yield
         finally:
             await pool.stop()
+            await platform.close()
 
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (chat, completions, models):
+    for module in (chat, completions, models, account, admin):
         app.include_router(module.router)
     return app
 
@@ -48,8 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_platform_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, OpenGLMError)
-        headers = {"x-should-retry": "false"} if exc.status == 429 else None
-        return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers())
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

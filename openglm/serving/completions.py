@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from ..api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
 from ..engines.base import GenerationHandle, GenerationRequest, TokenLogprob
 from .choice import ChoiceDecoder
-from .models import ModelPool
+from .models import ServedModel
 from .service import merge_events, response_format_grammar, sampling_from, stop_list
 from .toolcalls.base import ContentDelta
+from .usage import Tally
 
 
 @dataclass
@@ -35,8 +36,7 @@ class CompletionRun:
         return sum(self.handles[i * self.n].prompt_tokens for i in range(len(self.prompts)))
 
 
-async def start_completion(models: ModelPool, request: CompletionRequest) -> CompletionRun:
-    served = models.get(request.model)
+async def start_completion(served: ServedModel, request: CompletionRequest) -> CompletionRun:
     prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
     grammar = request.grammar or response_format_grammar(request.response_format)
     n = request.n or 1
@@ -81,7 +81,8 @@ def _usage(run: CompletionRun, completion_tokens: int) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens)
 
 
-async def completion_chunks(run: CompletionRun) -> AsyncIterator[Completion]:
+async def completion_chunks(run: CompletionRun, tally: Tally | None = None) -> AsyncIterator[Completion]:
+    tally = tally if tally is not None else Tally()
     decoders = [ChoiceDecoder(i, run.stops, None) for i in range(len(run.handles))]
     completion_tokens = 0
     echoed: set[int] = set()
@@ -100,13 +101,15 @@ async def completion_chunks(run: CompletionRun) -> AsyncIterator[Completion]:
             logprobs=_logprobs(event.logprobs) if event.logprobs else None,
         )
         yield Completion(id=run.id, created=run.created, model=run.model, choices=[choice])
+        tally.completion_tokens = completion_tokens  # resumed: the consumer has taken the chunk
+    tally.completion_tokens = completion_tokens
     if run.include_usage:
         yield Completion(
             id=run.id, created=run.created, model=run.model, choices=[], usage=_usage(run, completion_tokens)
         )
 
 
-async def collect_completion(run: CompletionRun) -> Completion:
+async def collect_completion(run: CompletionRun, tally: Tally | None = None) -> Completion:
     texts = [""] * len(run.handles)
     finish = ["stop"] * len(run.handles)
     logprobs: list[list[TokenLogprob]] = [[] for _ in run.handles]
@@ -118,6 +121,8 @@ async def collect_completion(run: CompletionRun) -> Completion:
         logprobs[event.index].extend(event.logprobs)
         if event.finish_reason:
             finish[event.index] = event.finish_reason
+    if tally is not None:
+        tally.completion_tokens = completion_tokens
     choices = [
         CompletionChoice(
             index=i,

@@ -25,6 +25,7 @@ from ..engines.base import TokenLogprob
 from .choice import ChoiceEvent
 from .service import ChatRun, ChatService
 from .toolcalls.base import ContentDelta, ToolCallDelta
+from .usage import Tally
 
 
 def logprobs_out(items: list[TokenLogprob]) -> ChoiceLogprobs:
@@ -54,7 +55,7 @@ class _ChoiceState:
     finish_reason: str = "stop"
 
 
-async def collect_chat(service: ChatService, run: ChatRun) -> ChatCompletion:
+async def collect_chat(service: ChatService, run: ChatRun, tally: Tally | None = None) -> ChatCompletion:
     states = [_ChoiceState() for _ in run.handles]
     completion_tokens = 0
     async for event in service.events(run):
@@ -76,6 +77,8 @@ async def collect_chat(service: ChatService, run: ChatRun) -> ChatCompletion:
                 state.calls[delta.index].function.arguments += delta.arguments
         if event.finish_reason:
             state.finish_reason = event.finish_reason
+    if tally is not None:
+        tally.completion_tokens = completion_tokens
     plan = run.plan
     choices = [
         Choice(
@@ -117,7 +120,11 @@ def _delta(event: ChoiceEvent, first: bool) -> Delta:
     )
 
 
-async def stream_chat(service: ChatService, run: ChatRun) -> AsyncIterator[ChatCompletionChunk]:
+async def stream_chat(
+    service: ChatService, run: ChatRun, tally: Tally | None = None
+) -> AsyncIterator[ChatCompletionChunk]:
+    """Chunks as choices produce them; ``tally`` counts the tokens of chunks the client has taken."""
+    tally = tally if tally is not None else Tally()
     plan = run.plan
     started: set[int] = set()
     remaining = len(run.handles)
@@ -148,5 +155,7 @@ async def stream_chat(service: ChatService, run: ChatRun) -> AsyncIterator[ChatC
         remaining -= 1 if event.finish_reason else 0
         # Zhipu clients read usage from the chunk that finishes the last choice.
         yield chunk([choice], usage(run, completion_tokens) if remaining == 0 else None)
+        tally.completion_tokens = completion_tokens  # resumed: the consumer has taken the chunk
+    tally.completion_tokens = completion_tokens
     if plan.include_usage:  # OpenAI's stream_options: a final chunk with no choices
         yield chunk([], usage(run, completion_tokens))

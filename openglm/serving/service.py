@@ -89,7 +89,10 @@ class ChatService:
 
     async def start(self, request: ChatCompletionRequest) -> ChatRun:
         """Plan and submit; every request error surfaces here, before any output."""
-        plan = self.plan(request)
+        return await self.submit(self.plan(request))
+
+    async def submit(self, plan: ChatPlan) -> ChatRun:
+        """Hand a plan's generations to its engine (all of them, or none)."""
         handles: list[GenerationHandle] = []
         try:
             for generation in plan.generations:

@@ -30,7 +30,13 @@ class RunningServer:
             command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "OPENGLM_THREADS": "2", **(env or {})},
+            # Each server gets its own data directory (SQLite file, master key) unless the test names one.
+            env={
+                **os.environ,
+                "OPENGLM_THREADS": "2",
+                "OPENGLM_DATA_DIR": str(log.parent / f"data-{self.port}"),
+                **(env or {}),
+            },
         )
         self.log_path = log
         self._wait_ready()

@@ -9,6 +9,10 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ...accounts.auth import Principal
+from ...accounts.metering import MeteredCall
+from ...serving.models import ServedModel
+
 
 def json_response(model: BaseModel, status_code: int = 200) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", exclude_none=True), status_code=status_code)
@@ -30,3 +34,18 @@ async def until_disconnect(request: Request, work: Awaitable[BaseModel]) -> Resp
     finally:
         if not task.done():
             task.cancel()
+
+
+async def admit(
+    request: Request,
+    principal: Principal,
+    served: ServedModel,
+    endpoint: str,
+    usage_id: str | None,
+    request_id: str | None,
+) -> MeteredCall:
+    """Limits and balance, before the engine is touched."""
+    call: MeteredCall = await request.app.state.platform.meter.admit(principal, served.spec, endpoint)
+    if usage_id is not None:
+        call.bind(usage_id, request_id)
+    return call

@@ -4,18 +4,24 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...accounts.metering import metered_result, metered_stream
 from ...serving.completions import collect_completion, completion_chunks, start_completion
+from ..deps import Caller
 from ..schemas import CompletionRequest
 from ..sse import sse_response
-from ._common import until_disconnect
+from ._common import admit, until_disconnect
 
 router = APIRouter(tags=["completions"])
 
 
 @router.post("/v1/completions")
 @router.post("/api/paas/v4/completions")
-async def completions(body: CompletionRequest, request: Request) -> Response:
-    run = await start_completion(request.app.state.models, body)
+async def completions(body: CompletionRequest, request: Request, principal: Caller) -> Response:
+    served = request.app.state.models.get(body.model)
+    call = await admit(request, principal, served, "completions", None, None)
+    run = await call.guard(start_completion(served, body))
+    call.bind(run.id, None)
+    call.tally.prompt_tokens = run.prompt_tokens()
     if body.stream:
-        return sse_response(completion_chunks(run))
-    return await until_disconnect(request, collect_completion(run))
+        return sse_response(metered_stream(call, completion_chunks(run, call.tally)))
+    return await until_disconnect(request, metered_result(call, collect_completion(run, call.tally)))

@@ -1,0 +1,1 @@
+"""Accounts, API keys, authentication, metering, billing and limits."""

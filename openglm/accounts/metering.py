@@ -1,0 +1,202 @@
+"""Admission and metering: limits and balance before the engine is touched; one usage record and one ledger
+entry after the call, for what was delivered.
+
+    call = await meter.admit(principal, spec, "chat.completions")   # may raise 1113 / 1302 / 1303 / 1304
+    ...generate; call.tally counts tokens as they reach the client...
+    await call.settle("succeeded")        # or call.abandon() when the call failed before generating
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from ..catalog import ModelSpec, Prices
+from ..errors import InsufficientBalanceError
+from ..serving.usage import Tally
+from ..store.db import Database
+from ..store.models import UsageRecord
+from ..store.types import utcnow
+from . import ledger
+from .auth import Principal
+from .limits import Lease, Limiter
+from .money import cost_of, format_yuan, to_nano
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STATUSES = ("succeeded", "cancelled", "failed")
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """A model's prices in nano-yuan."""
+
+    input_per_1k: int
+    output_per_1k: int
+    per_image: int
+
+    @classmethod
+    def of(cls, prices: Prices) -> PriceBook:
+        return cls(to_nano(prices.input), to_nano(prices.output), to_nano(prices.image))
+
+    @property
+    def free(self) -> bool:
+        return not (self.input_per_1k or self.output_per_1k or self.per_image)
+
+    def cost(self, tally: Tally) -> int:
+        return (
+            cost_of(tally.prompt_tokens, self.input_per_1k)
+            + cost_of(tally.completion_tokens, self.output_per_1k)
+            + tally.images * self.per_image
+        )
+
+
+class Meter:
+    def __init__(self, db: Database, limiter: Limiter):
+        self.db = db
+        self.limiter = limiter
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def admit(self, principal: Principal, spec: ModelSpec, endpoint: str) -> MeteredCall:
+        prices = PriceBook.of(spec.effective_prices())
+        if principal.key_id is not None and not prices.free:
+            await self._check_balance(principal.account_id)
+        lease = await self.limiter.admit(principal.key_id, principal.limits) if principal.key_id else None
+        return MeteredCall(self, principal, spec.id, endpoint, prices, lease)
+
+    async def _check_balance(self, account_id: str) -> None:
+        async with self.db.session() as session:
+            balance = await ledger.balance(session, account_id)
+        if balance <= 0:
+            raise InsufficientBalanceError(
+                f"您的账户已欠费，请充值后重试。 (account balance is {format_yuan(balance)} CNY; top up to continue)"
+            )
+
+    def spawn_settlement(self, call: MeteredCall, status: str) -> asyncio.Task[None]:
+        """Settle in a task of its own, so that a cancelled request (client gone) still writes its record."""
+        task = asyncio.create_task(call.settle(status))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Wait for settlements in flight (at shutdown)."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)
+
+
+@dataclass
+class MeteredCall:
+    meter: Meter
+    principal: Principal
+    model: str
+    endpoint: str
+    prices: PriceBook
+    lease: Lease | None
+    tally: Tally = field(default_factory=Tally)
+    usage_id: str | None = None
+    request_id: str | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    _done: bool = False
+
+    def bind(self, usage_id: str, request_id: str | None) -> None:
+        """The response id (the usage record's id) and the caller's request id, known once planning is done."""
+        self.usage_id, self.request_id = usage_id, request_id
+
+    async def guard(self, start: Awaitable[T]) -> T:
+        """Await the step that submits to the engine; if it fails, the call is abandoned uncharged."""
+        try:
+            return await start
+        except BaseException:
+            await self.abandon()
+            raise
+
+    async def abandon(self) -> None:
+        """The call failed before generating: nothing is charged, nothing recorded."""
+        if not self._done:
+            self._done = True
+            await self._release()
+
+    async def settle(self, status: str) -> None:
+        """Record and charge what was delivered. A call that failed before delivering anything is not charged."""
+        if status == "failed" and not self.tally.delivered_anything:
+            await self.abandon()
+            return
+        if self._done:
+            return
+        self._done = True
+        try:
+            if self.usage_id is None:
+                raise RuntimeError("a metered call was settled before bind()")
+            await self._record(status)
+            if self.principal.key_id is not None:
+                tokens = self.tally.prompt_tokens + self.tally.completion_tokens
+                await self.meter.limiter.add_tokens(self.principal.key_id, tokens)
+        except Exception:
+            log.exception("usage record for %s could not be written: %s %s", self.usage_id, self.tally, status)
+        finally:
+            await self._release()
+
+    async def _record(self, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown usage status {status!r}")
+        cost = self.prices.cost(self.tally)
+        assert self.usage_id is not None
+        async with self.meter.db.session() as session:
+            session.add(
+                UsageRecord(
+                    id=self.usage_id,
+                    request_id=self.request_id,
+                    account_id=self.principal.account_id,
+                    key_id=self.principal.key_id,
+                    model=self.model,
+                    endpoint=self.endpoint,
+                    prompt_tokens=self.tally.prompt_tokens,
+                    completion_tokens=self.tally.completion_tokens,
+                    images=self.tally.images,
+                    cost=cost,
+                    status=status,
+                    started_at=self.started_at,
+                )
+            )
+            await session.flush()  # the record first: the ledger entry references it
+            ledger.append(
+                session, self.principal.account_id, "charge", -cost, usage_id=self.usage_id, note=self.endpoint
+            )
+
+    async def _release(self) -> None:
+        if self.lease is not None:
+            await self.lease.release()
+
+
+async def metered_stream(call: MeteredCall, chunks: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Pass chunks through; when the stream ends for any reason, settle what the client took."""
+    status = "cancelled"  # unless it runs to the end or fails: the client went away
+    try:
+        async for chunk in chunks:
+            yield chunk
+        status = "succeeded"
+    except Exception:
+        status = "failed"
+        raise
+    finally:
+        # Not awaited here: a disconnect cancels this task, and its cancel scope would cancel the write too.
+        call.meter.spawn_settlement(call, status)
+
+
+async def metered_result(call: MeteredCall, work: Awaitable[T]) -> T:
+    status = "cancelled"
+    try:
+        result = await work
+        status = "succeeded"
+        return result
+    except Exception:
+        status = "failed"
+        raise
+    finally:
+        call.meter.spawn_settlement(call, status)

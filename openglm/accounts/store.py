@@ -1,0 +1,288 @@
+"""Accounts, users and API keys in the store; the only code that reads or writes those tables."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..errors import InvalidFieldError, NotFoundError
+from ..store.db import Database
+from ..store.models import Account, ApiKey, Meta, UsageRecord, User
+from . import ledger
+from .limits import KeyLimits
+from .sealing import SealingError, SecretBox
+
+LOCAL_ACCOUNT = "local"
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+_SECRET_LENGTH = 24  # ~143 bits
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What authentication needs to know about a key, secret opened."""
+
+    id: str
+    account_id: str
+    account_status: str
+    user_id: str | None
+    scope: str
+    status: str
+    secret: str
+    expires_at: datetime | None
+    limits: KeyLimits
+
+
+@dataclass(frozen=True)
+class AccountView:
+    account: Account
+    balance: int
+
+
+@dataclass(frozen=True)
+class KeyView:
+    key: ApiKey
+    account_name: str
+    last_used_at: datetime | None
+
+
+class AccountStore:
+    def __init__(self, db: Database, box: SecretBox, *, free_grant: int = 0):
+        self.db = db
+        self.box = box
+        self.free_grant = free_grant
+
+    async def check_master_key(self) -> None:
+        """Refuse to start with a master key other than the one this database's secrets were sealed with."""
+        async with self.db.session() as session:
+            stored = await session.get(Meta, "secret_fingerprint")
+            if stored is None:
+                session.add(Meta(key="secret_fingerprint", value=self.box.fingerprint))
+            elif stored.value != self.box.fingerprint:
+                raise SealingError(
+                    "OPENGLM_SECRET_KEY (or the data directory's secret.key) is not the master key this database "
+                    "was created with; every replica must use the same one"
+                )
+
+    # accounts
+
+    async def create_account(self, name: str, *, grant: int | None = None) -> Account:
+        name = name.strip()
+        if not name:
+            raise InvalidFieldError("account name must not be empty")
+        grant = self.free_grant if grant is None else grant
+        try:
+            async with self.db.session() as session:
+                account = Account(id=new_id("acct"), name=name)
+                session.add(account)
+                await session.flush()
+                if grant:
+                    ledger.append(session, account.id, "grant", grant, note="free grant for a new account")
+        except IntegrityError:
+            raise InvalidFieldError(f"an account named {name!r} already exists") from None
+        return account
+
+    async def ensure_account(self, name: str) -> Account:
+        async with self.db.session() as session:
+            found = await session.scalar(select(Account).where(Account.name == name))
+        return found if found is not None else await self.create_account(name, grant=0)
+
+    async def account(self, ref: str) -> Account:
+        async with self.db.session() as session:
+            return await _account(session, ref)
+
+    async def accounts(self) -> list[AccountView]:
+        async with self.db.session() as session:
+            rows = await session.scalars(select(Account).order_by(Account.created_at, Account.id))
+            return [AccountView(a, await ledger.balance(session, a.id)) for a in rows]
+
+    async def account_view(self, ref: str) -> AccountView:
+        async with self.db.session() as session:
+            account = await _account(session, ref)
+            return AccountView(account, await ledger.balance(session, account.id))
+
+    async def add_entry(self, ref: str, kind: str, amount: int, note: str = "") -> ledger.Entry:
+        """Top-ups, grants, refunds (positive) and adjustments (either sign); charges only come from metering."""
+        if kind not in ("topup", "grant", "refund", "adjustment"):
+            raise InvalidFieldError("kind must be one of topup, grant, refund, adjustment")
+        if amount == 0 or (amount < 0 and kind != "adjustment"):
+            raise InvalidFieldError(f"a {kind} needs a positive amount" if kind != "adjustment" else "amount is 0")
+        async with self.db.session() as session:
+            account = await _account(session, ref)
+            entry = ledger.append(session, account.id, kind, amount, note=note)
+            await session.flush()
+            return ledger.Entry(entry.id, entry.account_id, kind, amount, None, note, entry.created_at)
+
+    async def ledger(self, ref: str, *, limit: int = 100, before: int | None = None) -> list[ledger.Entry]:
+        async with self.db.session() as session:
+            account = await _account(session, ref)
+            return await ledger.entries(session, account.id, limit=limit, before=before)
+
+    async def set_account_status(self, ref: str, status: str) -> Account:
+        if status not in ("active", "disabled"):
+            raise InvalidFieldError("account status must be 'active' or 'disabled'")
+        async with self.db.session() as session:
+            account = await _account(session, ref)
+            account.status = status
+        return account
+
+    async def create_user(self, account_ref: str, name: str, email: str | None = None) -> User:
+        async with self.db.session() as session:
+            account = await _account(session, account_ref)
+            user = User(id=new_id("user"), account_id=account.id, name=name, email=email)
+            session.add(user)
+        return user
+
+    async def users(self, account_ref: str) -> list[User]:
+        async with self.db.session() as session:
+            account = await _account(session, account_ref)
+            return list(await session.scalars(select(User).where(User.account_id == account.id).order_by(User.name)))
+
+    # keys
+
+    async def create_key(
+        self,
+        account_ref: str,
+        *,
+        name: str = "",
+        scope: str = "user",
+        user_id: str | None = None,
+        expires_at: datetime | None = None,
+        limits: KeyLimits | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its full ``id.secret`` text, which is shown once and never again."""
+        if scope not in ("user", "admin"):
+            raise InvalidFieldError("key scope must be 'user' or 'admin'")
+        limits = limits or KeyLimits()
+        key_id = secrets.token_hex(16)
+        secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
+        async with self.db.session() as session:
+            account = await _account(session, account_ref)
+            if user_id is not None:
+                user = await session.get(User, user_id)
+                if user is None or user.account_id != account.id:
+                    raise NotFoundError(f"user {user_id!r} does not exist in account {account.name!r}")
+            key = ApiKey(
+                id=key_id,
+                account_id=account.id,
+                user_id=user_id,
+                name=name,
+                scope=scope,
+                sealed_secret=self.box.seal(secret, key_id),
+                secret_hint=secret[-4:],
+                expires_at=expires_at,
+                max_concurrency=limits.concurrency,
+                rpm=limits.rpm,
+                daily_tokens=limits.daily_tokens,
+            )
+            session.add(key)
+        return key, f"{key_id}.{secret}"
+
+    async def keys(self, account_ref: str | None = None, *, include_deleted: bool = False) -> list[KeyView]:
+        async with self.db.session() as session:
+            last_used = (
+                select(UsageRecord.key_id, func.max(UsageRecord.created_at).label("last"))
+                .group_by(UsageRecord.key_id)
+                .subquery()
+            )
+            query = (
+                select(ApiKey, Account.name, last_used.c.last)
+                .join(Account, Account.id == ApiKey.account_id)
+                .outerjoin(last_used, last_used.c.key_id == ApiKey.id)
+            )
+            if account_ref is not None:
+                query = query.where(ApiKey.account_id == (await _account(session, account_ref)).id)
+            if not include_deleted:
+                query = query.where(ApiKey.status != "deleted")
+            rows = await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))
+            return [KeyView(key, account_name, last) for key, account_name, last in rows]
+
+    async def key(self, key_id: str) -> ApiKey:
+        async with self.db.session() as session:
+            return await _key(session, key_id)
+
+    async def set_key_status(self, key_id: str, status: str) -> ApiKey:
+        if status not in ("active", "disabled"):
+            raise InvalidFieldError("key status must be 'active' or 'disabled'")
+        async with self.db.session() as session:
+            key = await _key(session, key_id)
+            key.status = status
+        return key
+
+    async def delete_key(self, key_id: str) -> ApiKey:
+        """Deleted keys keep their row (usage records point at it) but lose their secret for good."""
+        async with self.db.session() as session:
+            key = await _key(session, key_id)
+            key.status, key.sealed_secret = "deleted", None
+        return key
+
+    async def update_key(
+        self,
+        key_id: str,
+        *,
+        name: str | None = None,
+        expires_at: datetime | None = None,
+        clear_expiry: bool = False,
+        limits: KeyLimits | None = None,
+    ) -> ApiKey:
+        async with self.db.session() as session:
+            key = await _key(session, key_id)
+            if name is not None:
+                key.name = name
+            if expires_at is not None or clear_expiry:
+                key.expires_at = expires_at
+            if limits is not None:
+                key.max_concurrency, key.rpm, key.daily_tokens = limits.concurrency, limits.rpm, limits.daily_tokens
+        return key
+
+    async def key_for_auth(self, key_id: str) -> KeyRecord | None:
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey, Account.status)
+                    .join(Account, Account.id == ApiKey.account_id)
+                    .where(ApiKey.id == key_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        key, account_status = row
+        if key.sealed_secret is None:
+            return None
+        return KeyRecord(
+            id=key.id,
+            account_id=key.account_id,
+            account_status=account_status,
+            user_id=key.user_id,
+            scope=key.scope,
+            status=key.status,
+            secret=self.box.open(key.sealed_secret, key.id),
+            expires_at=key.expires_at,
+            limits=KeyLimits(key.max_concurrency, key.rpm, key.daily_tokens),
+        )
+
+
+async def _account(session: AsyncSession, ref: str) -> Account:
+    """By id or by name."""
+    account = await session.get(Account, ref)
+    if account is None:
+        account = await session.scalar(select(Account).where(Account.name == ref))
+    if account is None:
+        raise NotFoundError(f"account {ref!r} does not exist")
+    return account
+
+
+async def _key(session: AsyncSession, key_id: str) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.status == "deleted":
+        raise NotFoundError(f"API key {key_id!r} does not exist")
+    return key

@@ -1,0 +1,134 @@
+"""The operator's API under ``/admin``: accounts, users, keys, ledger and usage. Needs an admin key."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Depends, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...accounts.store import AccountStore
+from ...accounts.usage import GroupBy, usage_summary
+from ..account_schemas import AccountCreate, AccountUpdate, KeyCreate, KeyUpdate, LedgerCreate, ListOf, UserCreate
+from ..account_views import (
+    account_out,
+    entry_out,
+    key_out,
+    key_view_out,
+    limits_in,
+    parse_amount,
+    usage_report,
+    user_out,
+)
+from ..deps import admin
+from ._common import json_response
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])
+
+
+def _store(request: Request) -> AccountStore:
+    store: AccountStore = request.app.state.platform.store
+    return store
+
+
+@router.post("/accounts")
+async def create_account(body: AccountCreate, request: Request) -> Response:
+    grant = None if body.grant is None else parse_amount(body.grant, "grant")
+    account = await _store(request).create_account(body.name, grant=grant)
+    return json_response(account_out(await _store(request).account_view(account.id)), status_code=201)
+
+
+@router.get("/accounts")
+async def list_accounts(request: Request) -> Response:
+    return json_response(ListOf(data=[account_out(v) for v in await _store(request).accounts()]))
+
+
+@router.get("/accounts/{ref}")
+async def get_account(ref: str, request: Request) -> Response:
+    return json_response(account_out(await _store(request).account_view(ref)))
+
+
+@router.patch("/accounts/{ref}")
+async def update_account(ref: str, body: AccountUpdate, request: Request) -> Response:
+    account = await _store(request).set_account_status(ref, body.status)
+    return json_response(account_out(await _store(request).account_view(account.id)))
+
+
+@router.post("/accounts/{ref}/users")
+async def create_user(ref: str, body: UserCreate, request: Request) -> Response:
+    return json_response(user_out(await _store(request).create_user(ref, body.name, body.email)), status_code=201)
+
+
+@router.post("/accounts/{ref}/keys")
+async def create_key(ref: str, body: KeyCreate, request: Request) -> Response:
+    key, full = await _store(request).create_key(
+        ref,
+        name=body.name,
+        scope=body.scope,
+        user_id=body.user_id,
+        expires_at=body.expires_at,
+        limits=limits_in(body.limits),
+    )
+    return json_response(key_out(key, full_key=full), status_code=201)
+
+
+@router.get("/keys")
+async def list_keys(request: Request, account: str | None = None, include_deleted: bool = False) -> Response:
+    views = await _store(request).keys(account, include_deleted=include_deleted)
+    return json_response(ListOf(data=[key_view_out(v) for v in views]))
+
+
+@router.get("/keys/{key_id}")
+async def get_key(key_id: str, request: Request) -> Response:
+    return json_response(key_out(await _store(request).key(key_id)))
+
+
+@router.patch("/keys/{key_id}")
+async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response:
+    store = _store(request)
+    key = await store.update_key(
+        key_id,
+        name=body.name,
+        expires_at=body.expires_at,
+        clear_expiry=body.clear_expiry,
+        limits=limits_in(body.limits),
+    )
+    if body.status is not None:
+        key = await store.set_key_status(key_id, body.status)
+    return json_response(key_out(key))
+
+
+@router.delete("/keys/{key_id}")
+async def delete_key(key_id: str, request: Request) -> Response:
+    return json_response(key_out(await _store(request).delete_key(key_id)))
+
+
+@router.post("/accounts/{ref}/ledger")
+async def add_ledger_entry(ref: str, body: LedgerCreate, request: Request) -> Response:
+    entry = await _store(request).add_entry(ref, body.kind, parse_amount(body.amount, "amount"), body.note)
+    return json_response(entry_out(entry), status_code=201)
+
+
+@router.get("/accounts/{ref}/ledger")
+async def list_ledger(
+    ref: str, request: Request, limit: int = Query(default=100, ge=1, le=1000), before: int | None = None
+) -> Response:
+    entries = await _store(request).ledger(ref, limit=limit, before=before)
+    return json_response(ListOf(data=[entry_out(e) for e in entries]))
+
+
+@router.get("/usage")
+async def usage(
+    request: Request,
+    by: GroupBy = "day",
+    account: str | None = None,
+    key_id: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> Response:
+    account_id = None if account is None else (await _store(request).account(account)).id
+    rows = await usage_summary(
+        request.app.state.platform.db, by=by, account_id=account_id, key_id=key_id, since=since, until=until
+    )
+    return json_response(usage_report(by, rows))

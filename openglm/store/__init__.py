@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 models, Alembic migrations, one ``Database`` for SQLite and PostgreSQL."""

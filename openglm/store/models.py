@@ -1,0 +1,105 @@
+"""Tables. Money is an integer number of nano-yuan (1e-9 CNY), so prices like 0.0005 CNY/1K tokens are exact.
+
+The usage and ledger tables are append-only: triggers created by the migration refuse UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Small facts about the database itself (e.g. which master key sealed its secrets)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Account(Base):
+    """An organisation: it owns keys, users and a balance."""
+
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    """``<id>.<secret>``: the id is public and indexed; the secret is sealed with the server's master key.
+
+    The secret cannot be hashed: Zhipu JWTs are HMAC-signed with it, so the server must be able to recompute them.
+    """
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    scope: Mapped[str] = mapped_column(String(16), default="user")  # user | admin
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled | deleted
+    sealed_secret: Mapped[bytes | None] = mapped_column(LargeBinary)  # NULL once deleted
+    secret_hint: Mapped[str] = mapped_column(String(8), default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    max_concurrency: Mapped[int | None] = mapped_column(Integer, default=None)
+    rpm: Mapped[int | None] = mapped_column(Integer, default=None)
+    daily_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UsageRecord(Base):
+    """Exactly one per billable call; its id is the response id the caller saw."""
+
+    __tablename__ = "usage_records"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
+    model: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[int] = mapped_column(BigInteger, default=0)  # nano-yuan
+    status: Mapped[str] = mapped_column(String(16))  # succeeded | cancelled | failed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_usage_account_created", "account_id", "created_at"),
+        Index("ix_usage_key_created", "key_id", "created_at"),
+    )
+
+
+class LedgerEntry(Base):
+    """Every change of a balance; a balance is the sum of its account's entries."""
+
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # grant | topup | charge | refund | adjustment
+    amount: Mapped[int] = mapped_column(BigInteger)  # nano-yuan, signed: charges are negative
+    usage_id: Mapped[str | None] = mapped_column(ForeignKey("usage_records.id"), unique=True, default=None)
+    note: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_ledger_account", "account_id", "id"),)
