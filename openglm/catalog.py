@@ -47,7 +47,6 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     owned_by: str = "openglm"
 
-
     def effective_prices(self) -> Prices:
         if self.prices is not None:
             return self.prices

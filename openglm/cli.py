@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the model catalog")
     models.add_argument("--models-file", type=Path)
     models.set_defaults(func=_models)
+    from .accounts.cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

@@ -185,8 +185,7 @@ async def metered_stream(call: MeteredCall, chunks: AsyncIterator[T]) -> AsyncIt
         status = "failed"
         raise
     finally:
-        # Not awaited here: a disconnect cancels this task, and its cancel scope would cancel the write too.
-        call.meter.spawn_settlement(call, status)
+        await _settle(call, status)
 
 
 async def metered_result(call: MeteredCall, work: Awaitable[T]) -> T:
@@ -199,4 +198,13 @@ async def metered_result(call: MeteredCall, work: Awaitable[T]) -> T:
         status = "failed"
         raise
     finally:
-        call.meter.spawn_settlement(call, status)
+        await _settle(call, status)
+
+
+async def _settle(call: MeteredCall, status: str) -> None:
+    """Settle in a task of its own. A call that ended normally waits for its record, so a client that has the
+    whole answer can already see its usage; a cancelled one (the client went away) does not wait, because its
+    cancel scope would cancel the wait, but the task still writes the record."""
+    task = call.meter.spawn_settlement(call, status)
+    if status != "cancelled":
+        await asyncio.shield(task)

@@ -91,10 +91,16 @@ class AccountStore:
             raise InvalidFieldError(f"an account named {name!r} already exists") from None
         return account
 
-    async def ensure_account(self, name: str) -> Account:
+    async def ensure_account(self, name: str, *, grant: int | None = 0) -> Account:
+        """The account called ``name``, created (with ``grant``; None: the free grant) if there is none."""
         async with self.db.session() as session:
             found = await session.scalar(select(Account).where(Account.name == name))
-        return found if found is not None else await self.create_account(name, grant=0)
+        if found is not None:
+            return found
+        try:
+            return await self.create_account(name, grant=grant)
+        except InvalidFieldError:  # created by someone else meanwhile
+            return await self.account(name)
 
     async def account(self, ref: str) -> Account:
         async with self.db.session() as session:

@@ -19,27 +19,32 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, *, models_file: Path | None = None, env: dict[str, str] | None = None, log: Path):
+    def __init__(
+        self,
+        *,
+        models_file: Path | None = None,
+        env: dict[str, str] | None = None,
+        log: Path,
+        host: str = "127.0.0.1",
+        wait: bool = True,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "openglm", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [sys.executable, "-m", "openglm", "serve", "--host", host, "--port", str(self.port)]
         if models_file is not None:
             command += ["--models-file", str(models_file)]
         self._log = log.open("wb")
-        self.process = subprocess.Popen(
-            command,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            # Each server gets its own data directory (SQLite file, master key) unless the test names one.
-            env={
-                **os.environ,
-                "OPENGLM_THREADS": "2",
-                "OPENGLM_DATA_DIR": str(log.parent / f"data-{self.port}"),
-                **(env or {}),
-            },
-        )
+        # Each server gets its own data directory (SQLite file, master key) unless the test names one.
+        self.env = {
+            **os.environ,
+            "OPENGLM_THREADS": "2",
+            "OPENGLM_DATA_DIR": str(log.parent / f"data-{self.port}"),
+            **(env or {}),
+        }
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)
         self.log_path = log
-        self._wait_ready()
+        if wait:
+            self._wait_ready()
 
     def _wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -54,6 +59,15 @@ class RunningServer:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError("server did not become ready")
+
+    def cli(self, *args: str) -> str:
+        """Run ``openglm <args>`` against this server's store; its stdout."""
+        done = subprocess.run(
+            [sys.executable, "-m", "openglm", *args], env=self.env, capture_output=True, text=True, timeout=60
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"openglm {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -5,6 +5,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...serving.models import ModelPool
+from ..deps import Caller
 from ..schemas import ModelCard, ModelList
 from ._common import json_response
 
@@ -24,13 +25,13 @@ def model_cards(pool: ModelPool) -> list[ModelCard]:
 
 @router.get("/v1/models")
 @router.get("/api/paas/v4/models")
-async def list_models(request: Request) -> Response:
+async def list_models(request: Request, _: Caller) -> Response:
     return json_response(ModelList(data=model_cards(request.app.state.models)))
 
 
 @router.get("/v1/models/{name}")
 @router.get("/api/paas/v4/models/{name}")
-async def get_model(name: str, request: Request) -> Response:
+async def get_model(name: str, request: Request, _: Caller) -> Response:
     pool: ModelPool = request.app.state.models
     served = pool.get(name)
     spec = served.spec
@@ -39,7 +40,7 @@ async def get_model(name: str, request: Request) -> Response:
     )
 
 
-@router.get("/health")
+@router.get("/health")  # public: load balancers probe it without a key
 async def health(request: Request) -> Response:
     pool: ModelPool = request.app.state.models
     engines = {served.spec.id: served.engine.stats() for served in pool.served()}
