@@ -46,6 +46,10 @@ class Principal:
         return self.scope == "admin"
 
 
+# Only the signature is checked by PyJWT: expiry is read leniently below, and claims Zhipu tokens do not use
+# (aud, nbf, iat, possibly in milliseconds) must not turn a well-signed token into a "bad signature".
+_SIGNATURE_ONLY = {"verify_exp": False, "verify_iat": False, "verify_nbf": False, "verify_aud": False}
+
 KeyLoader = Callable[[str], Any]  # async (key_id) -> KeyRecord | None
 
 
@@ -121,7 +125,7 @@ class Authenticator:
         record = await self._record(key_id)
         try:
             # exp is checked below, leniently; PyJWT would read milliseconds as a date far in the future.
-            jwt.decode(token, record.secret, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False})
+            jwt.decode(token, record.secret, algorithms=["HS256"], options=_SIGNATURE_ONLY)
         except jwt.PyJWTError:
             raise TokenVerificationError("JWT signature is invalid / Authorization Token 验证失败") from None
         if "exp" not in claims:

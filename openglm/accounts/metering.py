@@ -70,15 +70,19 @@ class Meter:
         return MeteredCall(self, principal, spec.id, endpoint, prices, lease)
 
     async def _check_balance(self, account_id: str) -> None:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             balance = await ledger.balance(session, account_id)
         if balance <= 0:
             raise InsufficientBalanceError(
                 f"您的账户已欠费，请充值后重试。 (account balance is {format_yuan(balance)} CNY; top up to continue)"
             )
 
-    def spawn_settlement(self, call: MeteredCall, status: str) -> asyncio.Task[None]:
-        """Settle in a task of its own, so that a cancelled request (client gone) still writes its record."""
+    def spawn_settlement(self, call: MeteredCall, status: str) -> asyncio.Task[None] | None:
+        """Settle in a task of its own, so that a cancelled request (client gone) still writes its record.
+        The first status claimed for a call wins; later ones return None."""
+        if call.claimed:
+            return None
+        call.claimed = True
         task = asyncio.create_task(call.settle(status))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
@@ -102,11 +106,17 @@ class MeteredCall:
     usage_id: str | None = None
     request_id: str | None = None
     started_at: datetime = field(default_factory=utcnow)
+    claimed: bool = False  # a settlement has been started
     _done: bool = False
 
     def bind(self, usage_id: str, request_id: str | None) -> None:
         """The response id (the usage record's id) and the caller's request id, known once planning is done."""
         self.usage_id, self.request_id = usage_id, request_id
+
+    def close(self) -> None:
+        """The backstop when a response is over: a stream the server never started reading (the client left
+        first) has not settled itself, so settle it as cancelled. A no-op for every call that did."""
+        self.meter.spawn_settlement(self, "cancelled")
 
     async def guard(self, start: Awaitable[T]) -> T:
         """Await the step that submits to the engine; if it fails, the call is abandoned uncharged."""
@@ -206,5 +216,5 @@ async def _settle(call: MeteredCall, status: str) -> None:
     whole answer can already see its usage; a cancelled one (the client went away) does not wait, because its
     cancel scope would cancel the wait, but the task still writes the record."""
     task = call.meter.spawn_settlement(call, status)
-    if status != "cancelled":
+    if task is not None and status != "cancelled":
         await asyncio.shield(task)

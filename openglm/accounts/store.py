@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -16,9 +16,13 @@ from ..store.db import Database
 from ..store.models import Account, ApiKey, Meta, UsageRecord, User
 from . import ledger
 from .limits import KeyLimits
+from .money import format_yuan
 from .sealing import SealingError, SecretBox
 
 LOCAL_ACCOUNT = "local"
+# 100 million CNY: far above any real entry, and far enough below the 64-bit limit that balances can never
+# overflow a SUM (SQLite's SUM over integers raises on overflow; amounts are nano-yuan).
+MAX_ENTRY = 10**8 * 10**9
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _SECRET_LENGTH = 24  # ~143 bits
 
@@ -37,9 +41,9 @@ class KeyRecord:
     user_id: str | None
     scope: str
     status: str
-    secret: str
-    expires_at: datetime | None
-    limits: KeyLimits
+    secret: str = field(repr=False)  # never in a log line or a traceback's locals
+    expires_at: datetime | None = None
+    limits: KeyLimits = field(default_factory=KeyLimits)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ class AccountStore:
 
     async def ensure_account(self, name: str, *, grant: int | None = 0) -> Account:
         """The account called ``name``, created (with ``grant``; None: the free grant) if there is none."""
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             found = await session.scalar(select(Account).where(Account.name == name))
         if found is not None:
             return found
@@ -103,16 +107,16 @@ class AccountStore:
             return await self.account(name)
 
     async def account(self, ref: str) -> Account:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             return await _account(session, ref)
 
     async def accounts(self) -> list[AccountView]:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             rows = await session.scalars(select(Account).order_by(Account.created_at, Account.id))
             return [AccountView(a, await ledger.balance(session, a.id)) for a in rows]
 
     async def account_view(self, ref: str) -> AccountView:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             account = await _account(session, ref)
             return AccountView(account, await ledger.balance(session, account.id))
 
@@ -120,6 +124,8 @@ class AccountStore:
         """Top-ups, grants, refunds (positive) and adjustments (either sign); charges only come from metering."""
         if kind not in ("topup", "grant", "refund", "adjustment"):
             raise InvalidFieldError("kind must be one of topup, grant, refund, adjustment")
+        if abs(amount) > MAX_ENTRY:
+            raise InvalidFieldError(f"amount: at most {format_yuan(MAX_ENTRY)} CNY per ledger entry")
         if amount == 0 or (amount < 0 and kind != "adjustment"):
             raise InvalidFieldError(f"a {kind} needs a positive amount" if kind != "adjustment" else "amount is 0")
         async with self.db.session() as session:
@@ -129,7 +135,7 @@ class AccountStore:
             return ledger.Entry(entry.id, entry.account_id, kind, amount, None, note, entry.created_at)
 
     async def ledger(self, ref: str, *, limit: int = 100, before: int | None = None) -> list[ledger.Entry]:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             account = await _account(session, ref)
             return await ledger.entries(session, account.id, limit=limit, before=before)
 
@@ -149,7 +155,7 @@ class AccountStore:
         return user
 
     async def users(self, account_ref: str) -> list[User]:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             account = await _account(session, account_ref)
             return list(await session.scalars(select(User).where(User.account_id == account.id).order_by(User.name)))
 
@@ -194,7 +200,7 @@ class AccountStore:
         return key, f"{key_id}.{secret}"
 
     async def keys(self, account_ref: str | None = None, *, include_deleted: bool = False) -> list[KeyView]:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             last_used = (
                 select(UsageRecord.key_id, func.max(UsageRecord.created_at).label("last"))
                 .group_by(UsageRecord.key_id)
@@ -213,7 +219,7 @@ class AccountStore:
             return [KeyView(key, account_name, last) for key, account_name, last in rows]
 
     async def key(self, key_id: str) -> ApiKey:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             return await _key(session, key_id)
 
     async def set_key_status(self, key_id: str, status: str) -> ApiKey:
@@ -251,7 +257,7 @@ class AccountStore:
         return key
 
     async def key_for_auth(self, key_id: str) -> KeyRecord | None:
-        async with self.db.session() as session:
+        async with self.db.read() as session:
             row = (
                 await session.execute(
                     select(ApiKey, Account.status)

@@ -64,6 +64,6 @@ async def usage_summary(
         query = query.where(UsageRecord.created_at >= _start_of(since))
     if until is not None:
         query = query.where(UsageRecord.created_at < _start_of(until + timedelta(days=1)))
-    async with db.session() as session:
+    async with db.read() as session:
         rows = (await session.execute(query.order_by(group))).all()
     return [UsageRow(str(g), int(n), int(p), int(c), int(i), int(cost)) for g, n, p, c, i, cost in rows]

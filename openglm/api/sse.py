@@ -8,10 +8,12 @@ a stream as one ``data: {"error": ...}`` line followed by ``[DONE]``.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ..errors import EngineError, OpenGLMError
 
@@ -36,5 +38,23 @@ async def encode_events(chunks: AsyncIterator[BaseModel]) -> AsyncIterator[bytes
     yield b"data: [DONE]\n\n"
 
 
-def sse_response(chunks: AsyncIterator[BaseModel]) -> StreamingResponse:
-    return StreamingResponse(encode_events(chunks), media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS)
+class ClosingStreamingResponse(StreamingResponse):
+    """Runs ``on_close`` however the response ends: finished, failed, or abandoned by the client before its
+    body iterator was ever started (when that iterator's own ``finally`` never runs)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None] | None, **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+
+def sse_response(chunks: AsyncIterator[BaseModel], on_close: Callable[[], None] | None = None) -> StreamingResponse:
+    return ClosingStreamingResponse(
+        encode_events(chunks), on_close, media_type="text/event-stream; charset=utf-8", headers=SSE_HEADERS
+    )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import EngineError, InvalidRequestError, PromptTooLongError
+from ..errors import EngineError, InvalidRequestError, PromptTooLongError, RateLimitError
 from .base import Engine, GenerationChunk, GenerationHandle, GenerationRequest, engines
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ def remote_error(status: int, payload: bytes) -> Exception:
         message, code = payload.decode("utf-8", "replace")[:500], ""
     if code == "1261" or ("context" in message.lower() and "length" in message.lower()):
         return PromptTooLongError(f"remote engine: {message}")
+    if status in (401, 403, 404):  # the gateway's credentials or model name are wrong, not the caller's request
+        return EngineError(f"remote engine refused the gateway ({status}); check its url, api_key and model: {message}")
+    if status == 429:
+        return RateLimitError(f"remote engine is overloaded, retry later: {message}")
     if 400 <= status < 500:
         return InvalidRequestError(f"remote engine rejected the request: {message}")
     return EngineError(f"remote engine failed ({status}): {message}")

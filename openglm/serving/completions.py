@@ -35,6 +35,10 @@ class CompletionRun:
     def prompt_tokens(self) -> int:
         return sum(self.handles[i * self.n].prompt_tokens for i in range(len(self.prompts)))
 
+    def cancel(self) -> None:
+        for handle in self.handles:
+            handle.cancel()
+
 
 async def start_completion(served: ServedModel, request: CompletionRequest) -> CompletionRun:
     prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)

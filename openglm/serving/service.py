@@ -50,6 +50,11 @@ class ChatRun:
     def prompt_tokens(self) -> int:
         return self.handles[0].prompt_tokens if self.handles else 0
 
+    def cancel(self) -> None:
+        """Stop every choice (harmless once they have finished)."""
+        for handle in self.handles:
+            handle.cancel()
+
 
 def sampling_from(
     request: SamplingFields, index: int, *, greedy: bool = False, logprobs: bool = False, top_logprobs: int = 0

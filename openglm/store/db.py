@@ -12,13 +12,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same for every replica running migrations.
 _MIGRATION_LOCK = 0x6F70656E676C6D
+_WRITES = "openglm_writes"
 
 
 def async_url(url: str) -> str:
@@ -33,7 +34,7 @@ def async_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Take over transaction control from the driver so that every transaction can start IMMEDIATE (below).
+    # Take over transaction control from the driver so that write transactions can start IMMEDIATE (below).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run while one writer commits; busy_timeout makes writers queue instead of failing.
@@ -44,10 +45,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin_immediate(connection: Connection) -> None:
+def _sqlite_begin(connection: Connection) -> None:
     # A deferred transaction that reads and then writes fails at once (SQLITE_BUSY) when another writer got in
-    # between; IMMEDIATE takes the write lock up front, so writers queue on busy_timeout instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # between; a writing session takes the write lock up front (IMMEDIATE) and so queues on busy_timeout instead.
+    # Readers stay deferred: under WAL they read the last commit without waiting for writers.
+    writes = connection.get_execution_options().get(_WRITES, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 class Database:
@@ -60,20 +63,32 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed on success, rolled back on any error."""
+        """A session in one transaction that may write: committed on success, rolled back on any error."""
+        async with self._sessions() as session, session.begin():
+            await session.connection(execution_options={_WRITES: True})
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session that only reads; on SQLite it never waits for writers."""
         async with self._sessions() as session, session.begin():
             yield session
 
     async def migrate(self) -> None:
-        async with self.engine.begin() as connection:
-            if self.dialect == "postgresql":  # replicas starting together migrate one at a time
-                await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-            await connection.run_sync(_upgrade)
+        async with self.engine.connect() as connection:
+            await connection.execution_options(**{_WRITES: True})
+            async with connection.begin():
+                await self._upgrade_in(connection)
+
+    async def _upgrade_in(self, connection: AsyncConnection) -> None:
+        if self.dialect == "postgresql":  # replicas starting together migrate one at a time
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        await connection.run_sync(_upgrade)
 
     async def close(self) -> None:
         await self.engine.dispose()

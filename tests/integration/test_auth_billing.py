@@ -259,3 +259,12 @@ def test_public_bind_refuses_auth_off(tmp_path) -> None:  # type: ignore[no-unty
 
 def test_loopback_default_says_auth_is_off(server: RunningServer) -> None:
     assert "authentication is OFF" in server.log_path.read_text()
+
+
+def test_secrets_never_reach_the_log(billed: RunningServer) -> None:
+    key = new_key(billed, "acme")
+    secret = key.split(".")[1]
+    for header in (key, f"Bearer {key}", jwt_for(key), f"{key.split('.')[0]}.wrong-{secret[::-1]}"):
+        post_chat(billed, header)
+    log = billed.log_path.read_text(errors="replace")
+    assert secret not in log and secret[::-1] not in log

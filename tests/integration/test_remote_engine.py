@@ -167,3 +167,31 @@ def test_abandoned_stream_is_cancelled_upstream(server: RunningServer, gateway: 
             break
         time.sleep(0.1)
     assert stats["active"] == 0, "the upstream generation stopped when the gateway's client left"
+
+
+def test_remote_engine_with_keys(tmp_path: Path) -> None:
+    """An upstream that needs a key: the gateway's configured key works; a wrong one is the operator's error
+    (500, 1260), not a 400 blamed on the caller."""
+    upstream = RunningServer(log=tmp_path / "upstream.log", env={"OPENGLM_AUTH": "on"})
+    try:
+        good = upstream.cli("keys", "create").strip()
+        catalog = write_catalog(
+            tmp_path / "models.toml",
+            "".join(
+                f'[[models]]\nid = "{name}"\nengine = "remote"\nsource = "{upstream.url}/v1"\ntemplate = "chatml"\n'
+                f'[models.options]\nremote_model = "default"\napi_key = "{key}"\n'
+                for name, key in (("keyed", good), ("misconfigured", good.split(".")[0] + ".wrong"))
+            ),
+        )
+        gateway = RunningServer(models_file=catalog, log=tmp_path / "gateway.log")
+        try:
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-local", max_retries=0)
+            reply = client.chat.completions.create(model="keyed", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+            assert reply.usage is not None and reply.usage.completion_tokens > 0
+            with pytest.raises(openai.InternalServerError) as info:
+                client.chat.completions.create(model="misconfigured", messages=[{"role": "user", "content": "Hi"}])
+            assert "1260" in str(info.value.body) and "api_key" in str(info.value.body)
+        finally:
+            gateway.stop()
+    finally:
+        upstream.stop()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -49,3 +50,17 @@ async def admit(
     if usage_id is not None:
         call.bind(usage_id, request_id)
     return call
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+def closer(run: Cancellable, call: MeteredCall) -> Callable[[], None]:
+    """What a streamed response does when it is over, however it ended: stop generating, settle the call."""
+
+    def close() -> None:
+        run.cancel()
+        call.close()
+
+    return close

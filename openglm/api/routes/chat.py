@@ -9,7 +9,7 @@ from ...serving.responses import collect_chat, stream_chat
 from ..deps import Caller
 from ..schemas import ChatCompletionRequest
 from ..sse import sse_response
-from ._common import admit, until_disconnect
+from ._common import admit, closer, until_disconnect
 
 router = APIRouter(tags=["chat"])
 
@@ -23,5 +23,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     run = await call.guard(service.submit(plan))
     call.tally.prompt_tokens = run.prompt_tokens
     if body.stream:
-        return sse_response(metered_stream(call, stream_chat(service, run, call.tally)))
+        stream = metered_stream(call, stream_chat(service, run, call.tally))
+        return sse_response(stream, on_close=closer(run, call))
     return await until_disconnect(request, metered_result(call, collect_chat(service, run, call.tally)))

@@ -9,7 +9,7 @@ from ...serving.completions import collect_completion, completion_chunks, start_
 from ..deps import Caller
 from ..schemas import CompletionRequest
 from ..sse import sse_response
-from ._common import admit, until_disconnect
+from ._common import admit, closer, until_disconnect
 
 router = APIRouter(tags=["completions"])
 
@@ -23,5 +23,6 @@ async def completions(body: CompletionRequest, request: Request, principal: Call
     call.bind(run.id, None)
     call.tally.prompt_tokens = run.prompt_tokens()
     if body.stream:
-        return sse_response(metered_stream(call, completion_chunks(run, call.tally)))
+        stream = metered_stream(call, completion_chunks(run, call.tally))
+        return sse_response(stream, on_close=closer(run, call))
     return await until_disconnect(request, metered_result(call, collect_completion(run, call.tally)))

@@ -1,0 +1,170 @@
+"""The migrated schema matches the models, migrating is idempotent, and SQLite runs in WAL with foreign keys on.
+
+Drift is found by Alembic's own autogenerate comparison, on a real SQLite file and a real PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Column, Connection, Integer, MetaData, event, text
+from sqlalchemy.exc import IntegrityError
+
+from openglm.store.db import Database, open_database
+from openglm.store.models import Account, Base, User
+
+TABLES = {"meta", "accounts", "users", "api_keys", "usage_records", "ledger_entries"}
+APPEND_ONLY = {"usage_records", "ledger_entries"}
+HEAD = "0002"  # the latest migration
+
+
+def schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+    # Triggers and the trigger function are invisible to autogenerate, so nothing needs filtering out for them.
+    return list(compare_metadata(context, metadata))
+
+
+async def diff_against(database: Database, metadata: MetaData = Base.metadata) -> list[Any]:
+    async with database.engine.connect() as conn:
+        return await conn.run_sync(schema_diff, metadata)
+
+
+async def scalar(database: Database, sql: str) -> Any:
+    async with database.engine.connect() as conn:
+        return (await conn.execute(text(sql))).scalar_one()
+
+
+async def trigger_names(database: Database) -> set[str]:
+    if database.dialect == "sqlite":
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    else:
+        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    async with database.engine.connect() as conn:
+        return {name for (name,) in await conn.execute(text(sql))}
+
+
+async def table_names(database: Database) -> set[str]:
+    async with database.engine.connect() as conn:
+        return await conn.run_sync(lambda c: set(c.dialect.get_table_names(c)))
+
+
+# --- models vs migrations ------------------------------------------------------------
+
+
+async def test_migrated_schema_matches_the_models(database: Database) -> None:
+    assert await diff_against(database) == []
+
+
+async def test_the_comparison_does_see_drift(database: Database) -> None:
+    """Guards the test above: a model the migrations do not match is reported."""
+    drifted = MetaData()
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(drifted)
+    drifted.tables["accounts"].append_column(Column("nickname", Integer))
+    diff = await diff_against(database, drifted)
+    assert [(op[0], op[2], op[3].name) for op in diff] == [("add_column", "accounts", "nickname")]
+
+
+async def test_tables_version_and_triggers(database: Database) -> None:
+    assert await table_names(database) == TABLES | {"alembic_version"}
+    assert await scalar(database, "SELECT version_num FROM alembic_version") == HEAD
+    if database.dialect == "sqlite":
+        expected = {f"{table}_no_{action}" for table in APPEND_ONLY for action in ("update", "delete")}
+    else:
+        expected = {f"{table}_{kind}" for table in APPEND_ONLY for kind in ("append_only", "no_truncate")}
+        assert await scalar(database, "SELECT count(*) FROM pg_proc WHERE proname = 'openglm_append_only'") == 1
+    assert await trigger_names(database) == expected
+
+
+# --- idempotence ---------------------------------------------------------------------
+
+
+async def test_migrating_twice_is_a_no_op(database: Database, db_url: str) -> None:
+    async with database.session() as session:
+        session.add(Account(id="acct_1", name="acme"))
+    triggers = await trigger_names(database)
+
+    await database.migrate()
+    reopened = await open_database(db_url)
+    try:
+        for db in (database, reopened):
+            assert await scalar(db, "SELECT count(*) FROM alembic_version") == 1
+            assert await scalar(db, "SELECT version_num FROM alembic_version") == HEAD
+            assert await scalar(db, "SELECT name FROM accounts WHERE id = 'acct_1'") == "acme"
+            assert await trigger_names(db) == triggers
+            assert await diff_against(db) == []
+    finally:
+        await reopened.close()
+
+
+# --- constraints -----------------------------------------------------------------------
+
+
+async def test_foreign_keys_are_enforced(database: Database) -> None:
+    with pytest.raises(IntegrityError):
+        async with database.session() as session:
+            session.add(User(id="user_1", account_id="acct_missing", name="ada", created_at=datetime.now(UTC)))
+
+
+async def test_account_names_are_unique(database: Database) -> None:
+    async with database.session() as session:
+        session.add(Account(id="acct_1", name="acme"))
+    with pytest.raises(IntegrityError):
+        async with database.session() as session:
+            session.add(Account(id="acct_2", name="acme"))
+
+
+# --- SQLite specifics ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sqlite_database(tmp_path: Path) -> Any:
+    db = await open_database(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'openglm.db'}")
+    yield db
+    await db.close()
+
+
+async def test_sqlite_file_and_its_directory_are_created(sqlite_database: Database, tmp_path: Path) -> None:
+    assert (tmp_path / "nested" / "dir" / "openglm.db").is_file()
+
+
+async def test_sqlite_runs_in_wal_with_foreign_keys_on(sqlite_database: Database) -> None:
+    assert await scalar(sqlite_database, "PRAGMA journal_mode") == "wal"
+    assert await scalar(sqlite_database, "PRAGMA foreign_keys") == 1
+    assert await scalar(sqlite_database, "PRAGMA busy_timeout") == 30000
+
+
+async def test_sqlite_wal_is_a_property_of_the_file(sqlite_database: Database, tmp_path: Path) -> None:
+    import sqlite3
+
+    plain = sqlite3.connect(tmp_path / "nested" / "dir" / "openglm.db")
+    try:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        plain.close()
+
+
+def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    # Runs after the Database's own pragmas, so a blocked BEGIN fails in 0.2 s instead of 30 s.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=200")
+    cursor.close()
+
+
+async def test_sqlite_reader_runs_while_a_write_transaction_is_open(sqlite_database: Database) -> None:
+    reader = Database(sqlite_database.url)
+    event.listen(reader.engine.sync_engine, "connect", _short_busy_timeout)
+    try:
+        async with sqlite_database.session() as writing:
+            writing.add(Account(id="acct_1", name="acme"))
+            await writing.flush()
+            async with reader.engine.connect() as conn:
+                seen = (await conn.execute(text("SELECT count(*) FROM accounts"))).scalar_one()
+        assert seen == 0  # the reader sees the last committed state, without waiting
+    finally:
+        await reader.close()
