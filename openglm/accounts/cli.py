@@ -17,6 +17,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import OpenGLMError
 from ..store.db import open_database
+from . import ledger as ledger_module
 from .limits import KeyLimits
 from .money import format_yuan, to_nano
 from .sealing import SecretBox, load_master_key
@@ -194,6 +195,17 @@ async def db_upgrade(store: AccountStore, args: argparse.Namespace) -> None:
     print(f"database is at the latest schema ({store.db.dialect})")
 
 
+async def db_verify(store: AccountStore, args: argparse.Namespace) -> None:
+    """Every kept balance against the sum of its ledger entries."""
+    async with store.db.read() as session:
+        mismatches = await ledger_module.verify(session)
+    for m in mismatches:
+        print(f"{m.account_id}: kept {format_yuan(m.kept)} CNY, ledger sums to {format_yuan(m.summed)} CNY")
+    if mismatches:
+        raise ValueError(f"{len(mismatches)} account balance(s) differ from the ledger")
+    print("every balance equals the sum of its ledger entries")
+
+
 def _run(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         async def main() -> None:
@@ -227,6 +239,7 @@ def add_parsers(sub: Any) -> None:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=_run(db_upgrade))
+    db_sub.add_parser("verify", help="check balances against the ledger").set_defaults(func=_run(db_verify))
 
 
 def _account_parsers(parser: argparse.ArgumentParser) -> None:

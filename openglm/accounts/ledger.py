@@ -1,14 +1,21 @@
-"""The append-only ledger: balances are sums of entries; grants, top-ups and charges are all entries."""
+"""The append-only ledger: balances are sums of entries; grants, top-ups and charges are all entries.
+
+Database triggers (migration 0003) move the account's row in ``account_balances`` with every entry inserted, so
+reading a balance is one row; ``verify`` recomputes the sums from the entries and lists any account where they
+differ.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from ..store.models import LedgerEntry
+from ..store.db import Database
+from ..store.models import AccountBalance, LedgerEntry
+from ..store.types import utcnow
 
 KINDS = ("grant", "topup", "charge", "refund", "adjustment")
 
@@ -24,21 +31,61 @@ class Entry:
     created_at: datetime
 
 
+def _balance_query(account_id: str) -> Select[tuple[int]]:
+    return select(AccountBalance.balance).where(AccountBalance.account_id == account_id)
+
+
 async def balance(session: AsyncSession, account_id: str) -> int:
-    total = await session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.account_id == account_id)
-    )
-    return int(total or 0)
+    return int((await session.execute(_balance_query(account_id))).scalar() or 0)
 
 
-def append(
-    session: AsyncSession, account_id: str, kind: str, amount: int, *, note: str = "", usage_id: str | None = None
-) -> LedgerEntry:
+async def fetch_balance(db: Database, account_id: str) -> int:
+    """The balance as of the latest commit, read the hot path's way (admission checks)."""
+    rows = await db.fetch(_balance_query(account_id))
+    return int(rows[0][0]) if rows else 0
+
+
+async def append(
+    db: AsyncSession | AsyncConnection,
+    account_id: str,
+    kind: str,
+    amount: int,
+    *,
+    note: str = "",
+    usage_id: str | None = None,
+) -> Entry:
+    """Insert one entry (a Core statement: this runs for every metered call); triggers move the balance."""
     if kind not in KINDS:
         raise ValueError(f"unknown ledger entry kind {kind!r}; known: {', '.join(KINDS)}")
-    entry = LedgerEntry(account_id=account_id, kind=kind, amount=amount, note=note, usage_id=usage_id)
-    session.add(entry)
-    return entry
+    created_at = utcnow()
+    result = await db.execute(
+        insert(LedgerEntry)
+        .values(account_id=account_id, kind=kind, amount=amount, note=note, usage_id=usage_id, created_at=created_at)
+        .returning(LedgerEntry.id)
+    )
+    return Entry(int(result.scalar_one()), account_id, kind, amount, usage_id, note, created_at)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    account_id: str
+    kept: int
+    summed: int
+
+
+async def verify(session: AsyncSession) -> list[Mismatch]:
+    """Accounts whose kept balance differs from the sum of their ledger entries (none, unless tampered with)."""
+    sums = (
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount).label("summed"))
+        .group_by(LedgerEntry.account_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(AccountBalance.account_id, AccountBalance.balance, func.coalesce(sums.c.summed, 0)).outerjoin(
+            sums, sums.c.account_id == AccountBalance.account_id
+        )
+    )
+    return [Mismatch(a, int(kept), int(summed)) for a, kept, summed in rows if int(kept) != int(summed)]
 
 
 async def entries(

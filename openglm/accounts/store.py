@@ -90,7 +90,7 @@ class AccountStore:
                 session.add(account)
                 await session.flush()
                 if grant:
-                    ledger.append(session, account.id, "grant", grant, note="free grant for a new account")
+                    await ledger.append(session, account.id, "grant", grant, note="free grant for a new account")
         except IntegrityError:
             raise InvalidFieldError(f"an account named {name!r} already exists") from None
         return account
@@ -130,9 +130,7 @@ class AccountStore:
             raise InvalidFieldError(f"a {kind} needs a positive amount" if kind != "adjustment" else "amount is 0")
         async with self.db.session() as session:
             account = await _account(session, ref)
-            entry = ledger.append(session, account.id, kind, amount, note=note)
-            await session.flush()
-            return ledger.Entry(entry.id, entry.account_id, kind, amount, None, note, entry.created_at)
+            return await ledger.append(session, account.id, kind, amount, note=note)
 
     async def ledger(self, ref: str, *, limit: int = 100, before: int | None = None) -> list[ledger.Entry]:
         async with self.db.read() as session:
@@ -257,31 +255,39 @@ class AccountStore:
         return key
 
     async def key_for_auth(self, key_id: str) -> KeyRecord | None:
-        async with self.db.read() as session:
-            row = (
-                await session.execute(
-                    select(ApiKey, Account.status)
-                    .join(Account, Account.id == ApiKey.account_id)
-                    .where(ApiKey.id == key_id)
-                )
-            ).first()
-        if row is None:
-            return None
-        key, account_status = row
-        if key.sealed_secret is None:
-            return None
-        return KeyRecord(
-            id=key.id,
-            account_id=key.account_id,
-            account_status=account_status,
-            user_id=key.user_id,
-            scope=key.scope,
-            status=key.status,
-            secret=self.box.open(key.sealed_secret, key.id),
-            expires_at=key.expires_at,
-            limits=KeyLimits(key.max_concurrency, key.rpm, key.daily_tokens),
+        # Runs on every call: one Core SELECT on a bare connection, no ORM objects.
+        query = (
+            select(
+                ApiKey.account_id,
+                Account.status,
+                ApiKey.user_id,
+                ApiKey.scope,
+                ApiKey.status,
+                ApiKey.sealed_secret,
+                ApiKey.expires_at,
+                ApiKey.max_concurrency,
+                ApiKey.rpm,
+                ApiKey.daily_tokens,
+            )
+            .join(Account, Account.id == ApiKey.account_id)
+            .where(ApiKey.id == key_id)
         )
-
+        rows = await self.db.fetch(query)
+        if not rows or rows[0].sealed_secret is None:
+            return None
+        row = rows[0]
+        account_id, account_status, user_id, scope, status, sealed, expires_at, concurrency, rpm, daily = row
+        return KeyRecord(
+            id=key_id,
+            account_id=account_id,
+            account_status=account_status,
+            user_id=user_id,
+            scope=scope,
+            status=status,
+            secret=self.box.open(sealed, key_id),
+            expires_at=expires_at,
+            limits=KeyLimits(concurrency, rpm, daily),
+        )
 
 async def _account(session: AsyncSession, ref: str) -> Account:
     """By id or by name."""

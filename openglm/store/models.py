@@ -103,3 +103,14 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_ledger_account", "account_id", "id"),)
+
+
+class AccountBalance(Base):
+    """The running sum of an account's ledger entries, kept by database triggers on every insert (migration
+    0003), so a balance check reads one row instead of summing a ledger that grows with every call. The ledger
+    stays the source of truth: ``openglm db verify`` recomputes every sum and compares."""
+
+    __tablename__ = "account_balances"
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)  # nano-yuan
+    entries: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -138,6 +138,13 @@ def test_ledger_matches_usage_under_load(loaded_server: tuple[RunningServer, str
             charges = list(conn.execute(text("SELECT usage_id, amount FROM ledger_entries WHERE kind = 'charge'")))
             grants = conn.scalar(text("SELECT sum(amount) FROM ledger_entries WHERE kind = 'grant'"))
             balances = conn.scalar(text("SELECT sum(amount) FROM ledger_entries"))
+            kept = conn.scalar(text("SELECT sum(balance) FROM account_balances"))
+            drifted = conn.scalar(
+                text(
+                    "SELECT count(*) FROM account_balances b WHERE b.balance != "
+                    "(SELECT COALESCE(SUM(l.amount), 0) FROM ledger_entries l WHERE l.account_id = b.account_id)"
+                )
+            )
     finally:
         engine.dispose()
 
@@ -147,6 +154,7 @@ def test_ledger_matches_usage_under_load(loaded_server: tuple[RunningServer, str
         assert amount == -records[usage_id].cost
     assert sum(-amount for _, amount in charges) == sum(r.cost for r in records.values()) > 0
     assert balances == grants - sum(r.cost for r in records.values())
+    assert kept == balances and drifted == 0  # the balances the admission check reads agree with the ledger
 
     for outcome in outcomes:
         record = records[outcome.response_id]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from openglm.accounts import ledger
 from openglm.accounts.limits import KeyLimits
 from openglm.accounts.money import to_nano
 from openglm.accounts.sealing import SealingError, SecretBox
@@ -530,3 +531,20 @@ async def test_other_tables_stay_editable(store: AccountStore, database: Databas
     account = await store.create_account("acme")
     await raw_execute(database, "UPDATE accounts SET name = 'renamed' WHERE id = :id", id=account.id)
     assert (await store.account(account.id)).name == "renamed"
+
+
+async def test_balances_are_kept_by_the_database_and_verify_clean(store: AccountStore, database: Database) -> None:
+    account = await store.create_account("acme")
+    await store.add_entry("acme", "topup", to_nano(3))
+    await usage_record(database, account.id)  # a raw ORM insert: the trigger still moves the balance
+    assert (await store.account_view("acme")).balance == FREE_GRANT + to_nano(3) - 100
+    async with database.read() as session:
+        assert await ledger.verify(session) == []
+
+
+async def test_verify_reports_a_balance_that_left_the_ledger(store: AccountStore, database: Database) -> None:
+    account = await store.create_account("acme")
+    await raw_execute(database, f"UPDATE account_balances SET balance = balance + 1 WHERE account_id = '{account.id}'")
+    async with database.read() as session:
+        (mismatch,) = await ledger.verify(session)
+    assert (mismatch.account_id, mismatch.kept, mismatch.summed) == (account.id, FREE_GRANT + 1, FREE_GRANT)

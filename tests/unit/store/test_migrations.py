@@ -18,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from openglm.store.db import Database, open_database
 from openglm.store.models import Account, Base, User
 
-TABLES = {"meta", "accounts", "users", "api_keys", "usage_records", "ledger_entries"}
+TABLES = {"meta", "accounts", "users", "api_keys", "usage_records", "ledger_entries", "account_balances"}
 APPEND_ONLY = {"usage_records", "ledger_entries"}
-HEAD = "0002"  # the latest migration
+HEAD = "0003"  # the latest migration
+BALANCE_TRIGGERS = {"accounts_open_balance", "ledger_entries_move_balance"}
 
 
 def schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
@@ -78,7 +79,7 @@ async def test_tables_version_and_triggers(database: Database) -> None:
     else:
         expected = {f"{table}_{kind}" for table in APPEND_ONLY for kind in ("append_only", "no_truncate")}
         assert await scalar(database, "SELECT count(*) FROM pg_proc WHERE proname = 'openglm_append_only'") == 1
-    assert await trigger_names(database) == expected
+    assert await trigger_names(database) == expected | BALANCE_TRIGGERS
 
 
 # --- idempotence ---------------------------------------------------------------------
