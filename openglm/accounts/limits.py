@@ -344,14 +344,16 @@ class RedisLimiter(Limiter):
     async def close(self) -> None:
         await self._client.aclose()
 
+    # The key id in braces is a Redis Cluster hash tag: one key's three entries share a slot, as the admission
+    # script (which touches all three) requires there.
     def _tokens_key(self, key_id: str, now: float) -> str:
-        return f"{self._prefix}:tokens:{key_id}:{utc_day(now)}"
+        return f"{self._prefix}:tokens:{{{key_id}}}:{utc_day(now)}"
 
     def _rpm_key(self, key_id: str) -> str:
-        return f"{self._prefix}:rpm:{key_id}"
+        return f"{self._prefix}:rpm:{{{key_id}}}"
 
     def _leases_key(self, key_id: str) -> str:
-        return f"{self._prefix}:leases:{key_id}"
+        return f"{self._prefix}:leases:{{{key_id}}}"
 
     @staticmethod
     def _raise_if_rejected(outcome: int, detail: int, limits: KeyLimits) -> None:

@@ -308,9 +308,9 @@ async def test_redis_keys_live_under_the_prefix_and_expire(redis_prefix: str, cl
 
         keys = sorted([key.decode() async for key in client.scan_iter(match=f"{redis_prefix}:*")])
         assert keys == [
-            f"{redis_prefix}:leases:{KEY}",
-            f"{redis_prefix}:rpm:{KEY}",
-            f"{redis_prefix}:tokens:{KEY}:20250301",
+            f"{redis_prefix}:leases:{{{KEY}}}",
+            f"{redis_prefix}:rpm:{{{KEY}}}",
+            f"{redis_prefix}:tokens:{{{KEY}}}:20250301",
         ]
         for key in keys:
             assert await client.pttl(key) > 0
