@@ -27,6 +27,7 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check openglm tests benchmarks
+	$(BIN)/ruff format --check openglm tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

@@ -6,7 +6,8 @@
     │   ├── InvalidFieldError         1214  400   wrong type / value of a named field
     │   └── PromptTooLongError        1261  400
     ├── ModelNotFoundError            1211  400
-    ├── NotFoundError                 1214  404   a key, account or other resource named in the path
+    ├── NotFoundError                 1214  404   a key or other resource named in the path
+    │   └── AccountNotFoundError      1111  404   账户不存在
     ├── AuthenticationError           1000  401   the key or token is not accepted
     │   ├── MissingCredentialsError   1001  401   no Authorization header
     │   ├── InvalidTokenError         1002  401   malformed, or names no known key
@@ -20,7 +21,8 @@
     │   ├── DailyQuotaError           1304  429   not retryable today
     │   └── InsufficientBalanceError  1113  429   not retryable: top up first
     ├── EngineError                   1260  500   the engine failed while generating
-    └── InternalError                  500  500
+    ├── ServiceUnavailableError       1234  503   a backing service (limits store) is unreachable; retryable
+    └── InternalError                  500  500   also the server's own misconfiguration (SealingError)
 
 Codes and statuses follow the Zhipu API v4 (see docs/architecture.md); the
 body is always ``{"error": {"code": "<str>", "message": "..."}}``.
@@ -90,6 +92,10 @@ class NotFoundError(OpenGLMError):
     status = 404
 
 
+class AccountNotFoundError(NotFoundError):
+    code = "1111"
+
+
 class AuthenticationError(OpenGLMError):
     code = "1000"
     status = 401
@@ -148,6 +154,11 @@ class InsufficientBalanceError(RateLimitError):
 class EngineError(OpenGLMError):
     code = "1260"
     status = 500
+
+
+class ServiceUnavailableError(OpenGLMError):
+    code = "1234"
+    status = 503
 
 
 class InternalError(OpenGLMError):

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..config import Settings
-from ..errors import OpenGLMError
+from ..errors import InternalError, OpenGLMError
 from ..store.db import open_database
 from . import ledger as ledger_module
 from .limits import KeyLimits
@@ -202,7 +202,7 @@ async def db_verify(store: AccountStore, args: argparse.Namespace) -> None:
     for m in mismatches:
         print(f"{m.account_id}: kept {format_yuan(m.kept)} CNY, ledger sums to {format_yuan(m.summed)} CNY")
     if mismatches:
-        raise ValueError(f"{len(mismatches)} account balance(s) differ from the ledger")
+        raise InternalError(f"{len(mismatches)} account balance(s) differ from the ledger")
     print("every balance equals the sum of its ledger entries")
 
 

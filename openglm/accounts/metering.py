@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..catalog import ModelSpec, Prices
-from ..errors import InsufficientBalanceError
+from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
 from ..serving.usage import Tally
 from ..store.db import Database
 from ..store.models import UsageRecord
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STATUSES = ("succeeded", "cancelled", "failed")
+RECORD_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,18 @@ class Meter:
         prices = PriceBook.of(spec.effective_prices())
         if principal.key_id is not None and not prices.free:
             await self._check_balance(principal.account_id)
-        lease = await self.limiter.admit(principal.key_id, principal.limits) if principal.key_id else None
+        lease = await self._take_limits(principal) if principal.key_id else None
         return MeteredCall(self, principal, spec.id, endpoint, prices, lease)
+
+    async def _take_limits(self, principal: Principal) -> Lease:
+        assert principal.key_id is not None
+        try:
+            return await self.limiter.admit(principal.key_id, principal.limits)
+        except OpenGLMError:
+            raise
+        except Exception as exc:  # Redis down or unreachable: say so, and let the SDK retry later
+            log.warning("limiter unavailable: %s", exc)
+            raise ServiceUnavailableError("the limits store is unavailable; retry shortly") from None
 
     async def _check_balance(self, account_id: str) -> None:
         balance = await ledger.fetch_balance(self.db, account_id)
@@ -144,14 +156,41 @@ class MeteredCall:
         try:
             if self.usage_id is None:
                 raise RuntimeError("a metered call was settled before bind()")
-            await self._record(status)
+            await self._record_with_retries(status)
             if self.principal.key_id is not None:
                 tokens = self.tally.prompt_tokens + self.tally.completion_tokens
                 await self.meter.limiter.add_tokens(self.principal.key_id, tokens)
         except Exception:
-            log.exception("usage record for %s could not be written: %s %s", self.usage_id, self.tally, status)
+            # The answer has been delivered; nothing is left to refuse. Log the whole record, so that an
+            # operator can enter it by hand, and loudly.
+            log.exception(
+                "USAGE NOT RECORDED id=%s account=%s key=%s model=%s %s status=%s cost=%s",
+                self.usage_id,
+                self.principal.account_id,
+                self.principal.key_id,
+                self.model,
+                self.tally,
+                status,
+                self.prices.cost(self.tally),
+            )
         finally:
             await self._release()
+
+    async def _record_with_retries(self, status: str) -> None:
+        """A brief database hiccup must not lose a record: retry, and count a duplicate key as done (the
+        attempt that raised may have committed)."""
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await self._record(status)
+                return
+            except IntegrityError:
+                if attempt == 0:
+                    raise  # the first attempt cannot have committed before: a real conflict
+                return
+            except DBAPIError:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
 
     async def _record(self, status: str) -> None:
         if status not in STATUSES:
@@ -182,8 +221,12 @@ class MeteredCall:
             )
 
     async def _release(self) -> None:
-        if self.lease is not None:
+        if self.lease is None:
+            return
+        try:
             await self.lease.release()
+        except Exception:  # the slot expires by itself (Redis leases have a TTL); the answer stands
+            log.warning("could not give back the concurrency slot of key %s", self.principal.key_id, exc_info=True)
 
 
 async def metered_stream(call: MeteredCall, chunks: AsyncIterator[T]) -> AsyncIterator[T]:

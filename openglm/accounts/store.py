@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..errors import InvalidFieldError, NotFoundError
+from ..errors import AccountNotFoundError, InvalidFieldError, NotFoundError
 from ..store.db import Database
 from ..store.models import Account, ApiKey, Meta, UsageRecord, User
 from . import ledger
@@ -25,6 +25,23 @@ LOCAL_ACCOUNT = "local"
 MAX_ENTRY = 10**8 * 10**9
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _SECRET_LENGTH = 24  # ~143 bits
+
+
+def check_entry(kind: str, amount: int) -> None:
+    """The rules for every entry an operator makes (charges come only from metering)."""
+    if kind not in ("topup", "grant", "refund", "adjustment"):
+        raise InvalidFieldError("kind must be one of topup, grant, refund, adjustment")
+    if abs(amount) > MAX_ENTRY:
+        raise InvalidFieldError(f"amount: at most {format_yuan(MAX_ENTRY)} CNY per ledger entry")
+    if amount == 0 or (amount < 0 and kind != "adjustment"):
+        raise InvalidFieldError(f"a {kind} needs a positive amount" if kind != "adjustment" else "amount is 0")
+
+
+def check_limits(limits: KeyLimits) -> None:
+    for name in ("concurrency", "rpm", "daily_tokens"):
+        value = getattr(limits, name)
+        if value is not None and value < 0:
+            raise InvalidFieldError(f"{name} must be 0 (unlimited) or more, not {value}")
 
 
 def new_id(prefix: str) -> str:
@@ -84,6 +101,8 @@ class AccountStore:
         if not name:
             raise InvalidFieldError("account name must not be empty")
         grant = self.free_grant if grant is None else grant
+        if grant:
+            check_entry("grant", grant)
         try:
             async with self.db.session() as session:
                 account = Account(id=new_id("acct"), name=name)
@@ -122,12 +141,7 @@ class AccountStore:
 
     async def add_entry(self, ref: str, kind: str, amount: int, note: str = "") -> ledger.Entry:
         """Top-ups, grants, refunds (positive) and adjustments (either sign); charges only come from metering."""
-        if kind not in ("topup", "grant", "refund", "adjustment"):
-            raise InvalidFieldError("kind must be one of topup, grant, refund, adjustment")
-        if abs(amount) > MAX_ENTRY:
-            raise InvalidFieldError(f"amount: at most {format_yuan(MAX_ENTRY)} CNY per ledger entry")
-        if amount == 0 or (amount < 0 and kind != "adjustment"):
-            raise InvalidFieldError(f"a {kind} needs a positive amount" if kind != "adjustment" else "amount is 0")
+        check_entry(kind, amount)
         async with self.db.session() as session:
             account = await _account(session, ref)
             return await ledger.append(session, account.id, kind, amount, note=note)
@@ -173,6 +187,7 @@ class AccountStore:
         if scope not in ("user", "admin"):
             raise InvalidFieldError("key scope must be 'user' or 'admin'")
         limits = limits or KeyLimits()
+        check_limits(limits)
         key_id = secrets.token_hex(16)
         secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
         async with self.db.session() as session:
@@ -243,9 +258,17 @@ class AccountStore:
         expires_at: datetime | None = None,
         clear_expiry: bool = False,
         limits: KeyLimits | None = None,
+        status: str | None = None,
     ) -> ApiKey:
+        """Every change in one transaction: all of them happen or none."""
+        if limits is not None:
+            check_limits(limits)
+        if status is not None and status not in ("active", "disabled"):
+            raise InvalidFieldError("key status must be 'active' or 'disabled'")
         async with self.db.session() as session:
             key = await _key(session, key_id)
+            if status is not None:
+                key.status = status
             if name is not None:
                 key.name = name
             if expires_at is not None or clear_expiry:
@@ -289,13 +312,14 @@ class AccountStore:
             limits=KeyLimits(concurrency, rpm, daily),
         )
 
+
 async def _account(session: AsyncSession, ref: str) -> Account:
     """By id or by name."""
     account = await session.get(Account, ref)
     if account is None:
         account = await session.scalar(select(Account).where(Account.name == ref))
     if account is None:
-        raise NotFoundError(f"account {ref!r} does not exist")
+        raise AccountNotFoundError(f"account {ref!r} does not exist / 账户不存在")
     return account
 
 

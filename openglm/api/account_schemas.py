@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class AccountOut(BaseModel):
@@ -52,14 +52,14 @@ class KeyCreate(BaseModel):
     name: str = Field(default="", max_length=200)
     scope: Literal["user", "admin"] = "user"
     user_id: str | None = None
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
     limits: KeyLimitsIn | None = None
 
 
 class KeyUpdate(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     status: Literal["active", "disabled"] | None = None
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
     clear_expiry: bool = False
     limits: KeyLimitsIn | None = None
 

@@ -7,9 +7,9 @@ official SDKs send fields the other does not know (``request_id``,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class WireModel(BaseModel):
@@ -105,7 +105,8 @@ class SamplingFields(WireModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage]
-    request_id: str | int | float | None = None
+    # Stored with the usage record: bounded, and no NUL (PostgreSQL text cannot hold one).
+    request_id: Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00]*$")] | int | float | None = None
     user_id: str | None = None
     do_sample: bool | None = None
     max_tokens: int | None = Field(default=None, ge=1)

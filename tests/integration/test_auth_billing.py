@@ -268,3 +268,25 @@ def test_secrets_never_reach_the_log(billed: RunningServer) -> None:
         post_chat(billed, header)
     log = billed.log_path.read_text(errors="replace")
     assert secret not in log and secret[::-1] not in log
+
+
+def test_request_id_is_bounded(billed: RunningServer) -> None:
+    key = new_key(billed, "acme")
+    too_long = post_chat(billed, key, request_id="r" * 129)
+    assert too_long.status_code == 400
+    with_nul = post_chat(billed, key, request_id="a\x00b")
+    assert with_nul.status_code == 400
+    assert post_chat(billed, key, request_id="r" * 128).status_code == 200
+
+
+def test_admin_api_refuses_bad_input_with_4xx(billed: RunningServer) -> None:
+    admin_key = billed.cli("keys", "create", "--admin").strip()
+    admin = httpx.Client(base_url=f"{billed.url}/admin", headers={"Authorization": f"Bearer {admin_key}"})
+    assert admin.post("/accounts", json={"name": "grant-check", "grant": "-5"}).status_code == 400
+    assert admin.post("/accounts", json={"name": "grant-check", "grant": "1e12"}).status_code == 400
+    assert admin.get("/accounts/grant-check").status_code == 404  # nothing half-made
+    admin.post("/accounts", json={"name": "grant-check"})
+    naive = admin.post("/accounts/grant-check/keys", json={"expires_at": "2030-01-01T00:00:00"})
+    assert naive.status_code == 400  # a time without a zone is ambiguous
+    negative = admin.post("/accounts/grant-check/keys", json={"limits": {"rpm": -1}})
+    assert negative.status_code == 400

@@ -186,7 +186,9 @@ def test_remote_engine_with_keys(tmp_path: Path) -> None:
         gateway = RunningServer(models_file=catalog, log=tmp_path / "gateway.log")
         try:
             client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-local", max_retries=0)
-            reply = client.chat.completions.create(model="keyed", messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+            reply = client.chat.completions.create(
+                model="keyed", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+            )
             assert reply.usage is not None and reply.usage.completion_tokens > 0
             with pytest.raises(openai.InternalServerError) as info:
                 client.chat.completions.create(model="misconfigured", messages=[{"role": "user", "content": "Hi"}])

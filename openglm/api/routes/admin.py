@@ -86,16 +86,14 @@ async def get_key(key_id: str, request: Request) -> Response:
 
 @router.patch("/keys/{key_id}")
 async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response:
-    store = _store(request)
-    key = await store.update_key(
+    key = await _store(request).update_key(
         key_id,
         name=body.name,
         expires_at=body.expires_at,
         clear_expiry=body.clear_expiry,
         limits=limits_in(body.limits),
+        status=body.status,
     )
-    if body.status is not None:
-        key = await store.set_key_status(key_id, body.status)
     return json_response(key_out(key))
 
 

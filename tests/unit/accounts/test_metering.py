@@ -18,14 +18,20 @@ import pytest
 from sqlalchemy import select
 
 from openglm.accounts.auth import Principal
-from openglm.accounts.limits import KeyLimits, MemoryLimiter
+from openglm.accounts.limits import KeyLimits, Lease, MemoryLimiter, RedisLimiter
 from openglm.accounts.metering import Meter, MeteredCall, PriceBook, metered_result, metered_stream
 from openglm.accounts.money import to_nano
 from openglm.accounts.sealing import SecretBox
 from openglm.accounts.store import AccountStore
 from openglm.accounts.usage import UsageRow, usage_summary
 from openglm.catalog import ModelSpec, Prices
-from openglm.errors import ConcurrencyLimitError, DailyQuotaError, EngineError, InsufficientBalanceError
+from openglm.errors import (
+    ConcurrencyLimitError,
+    DailyQuotaError,
+    EngineError,
+    InsufficientBalanceError,
+    ServiceUnavailableError,
+)
 from openglm.store.db import Database
 from openglm.store.models import LedgerEntry, UsageRecord
 
@@ -321,7 +327,7 @@ async def test_settle_before_bind_logs_and_releases(
     call.tally.completion_tokens = 3
     with caplog.at_level(logging.ERROR, logger="openglm.accounts.metering"):
         await call.settle("succeeded")
-    assert "could not be written" in caplog.text
+    assert "USAGE NOT RECORDED" in caplog.text
     assert await usage_records(database) == []
     assert await limiter.in_flight(tenant.key_id) == 0
 
@@ -555,3 +561,44 @@ async def test_usage_days_are_utc_days_and_since_until_are_inclusive(database: D
     assert await usage_summary(database, by="day", since=date(2025, 3, 3), until=date(2025, 3, 3)) == []
     assert await usage_summary(database, by="key", since=date(2025, 3, 2)) == [UsageRow("(no key)", 2, 20, 2, 0, 9)]
     assert await usage_summary(database, by="model", until=date(2025, 3, 2)) == [UsageRow("glm-4", 4, 40, 4, 0, 10)]
+
+
+# --- backing services failing ---------------------------------------------------------
+
+
+async def test_an_unreachable_limits_store_is_a_503_not_a_500(database: Database, tenant: Tenant) -> None:
+    # A real Redis client aimed at a port where nothing listens.
+    dead = RedisLimiter.from_url("redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(ServiceUnavailableError) as info:
+            await Meter(database, dead).admit(tenant.principal(KeyLimits(concurrency=5)), PRICED, CHAT)
+        assert (info.value.status, info.value.code) == (503, "1234")
+    finally:
+        await dead.close()
+
+
+class BrokenLease(Lease):
+    async def release(self) -> None:
+        raise ConnectionError("redis went away")
+
+
+async def test_a_lease_that_cannot_be_given_back_does_not_undo_the_record(
+    meter: Meter, database: Database, tenant: Tenant
+) -> None:
+    call = await admitted(meter, tenant.principal())
+    call.lease = BrokenLease()
+    call.tally.prompt_tokens, call.tally.completion_tokens = 10, 2
+    await call.settle("succeeded")  # must not raise: the answer was delivered and is charged
+    assert [r.id for r in await usage_records(database)] == ["chatcmpl-1"]
+    assert len(await charges(database)) == 1
+
+
+async def test_a_conflicting_usage_id_is_logged_not_raised(
+    meter: Meter, database: Database, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await admitted(meter, tenant.principal())
+    await first.settle("succeeded")
+    second = await admitted(meter, tenant.principal())  # the same usage id: a conflict, not a retry
+    await second.settle("succeeded")
+    assert len(await usage_records(database)) == 1
+    assert "USAGE NOT RECORDED id=chatcmpl-1" in caplog.text

@@ -548,3 +548,39 @@ async def test_verify_reports_a_balance_that_left_the_ledger(store: AccountStore
     async with database.read() as session:
         (mismatch,) = await ledger.verify(session)
     assert (mismatch.account_id, mismatch.kept, mismatch.summed) == (account.id, FREE_GRANT + 1, FREE_GRANT)
+
+
+# --- review fixes: every operator-made amount and limit is checked --------------------
+
+
+@pytest.mark.parametrize("grant", [-1, to_nano("1e9")])
+async def test_a_bad_grant_at_creation_is_refused_and_nothing_is_created(store: AccountStore, grant: int) -> None:
+    with pytest.raises(InvalidFieldError):
+        await store.create_account("acme", grant=grant)
+    assert await store.accounts() == []
+
+
+@pytest.mark.parametrize("limits", [KeyLimits(rpm=-1), KeyLimits(concurrency=-2), KeyLimits(daily_tokens=-5)])
+async def test_negative_limits_are_refused(store: AccountStore, limits: KeyLimits) -> None:
+    await store.create_account("acme")
+    with pytest.raises(InvalidFieldError):
+        await store.create_key("acme", limits=limits)
+    key, _ = await store.create_key("acme")
+    with pytest.raises(InvalidFieldError):
+        await store.update_key(key.id, limits=limits)
+
+
+async def test_update_key_applies_all_changes_or_none(store: AccountStore) -> None:
+    await store.create_account("acme")
+    key, _ = await store.create_key("acme", name="old")
+    with pytest.raises(InvalidFieldError):
+        await store.update_key(key.id, name="new", status="frozen")
+    assert (await store.key(key.id)).name == "old"
+    updated = await store.update_key(key.id, name="new", status="disabled", limits=KeyLimits(rpm=5))
+    assert (updated.name, updated.status, updated.rpm) == ("new", "disabled", 5)
+
+
+async def test_unknown_account_has_zhipus_code(store: AccountStore) -> None:
+    with pytest.raises(NotFoundError) as info:
+        await store.account("nobody")
+    assert (info.value.code, info.value.status) == ("1111", 404)

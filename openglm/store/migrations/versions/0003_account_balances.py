@@ -31,7 +31,6 @@ def upgrade() -> None:
         "LEFT JOIN ledger_entries l ON l.account_id = a.id GROUP BY a.id"
     )
 
-
     if op.get_bind().dialect.name == "postgresql":
         _postgres_triggers()
     else:
