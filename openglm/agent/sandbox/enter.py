@@ -1,0 +1,131 @@
+"""Runs as root inside fresh mount, PID, network, IPC and UTS namespaces (made by ``unshare``), builds the
+sandbox's view of the filesystem, sets the limits, drops to the kernel's own uid and becomes the kernel.
+
+    unshare --mount --pid --net --ipc --uts --fork --kill-child python -m openglm.agent.sandbox.enter SPEC_JSON
+
+Only the standard library: this starts for every kernel and must be quick.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+SANDBOX_ROOT = "/mnt"  # inside: /mnt/workspace (the code's cwd and HOME) and /mnt/ipc (the kernel's sockets)
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    encoded = [None if v is None else v.encode() for v in (source, target, fstype, data)]
+    if _libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount {source} on {target}: {os.strerror(errno)}")
+
+
+def umount(target: str) -> None:
+    if _libc.umount2(target.encode(), MNT_DETACH) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"umount {target}: {os.strerror(errno)}")
+
+
+def tmpfs(target: str, mode: str, size: int) -> None:
+    mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={size}")
+
+
+def bind(source: str, target: str, *, read_only: bool) -> None:
+    mount(source, target, None, MS_BIND | MS_REC)
+    if read_only:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def build_filesystem(spec: dict[str, Any]) -> None:
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here leaks back to the host
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this PID namespace's processes only
+    tmpfs(SANDBOX_ROOT, "0755", 1024 * 1024)
+    stage = f"{SANDBOX_ROOT}/.stage"
+    for name in ("workspace", "ipc", ".stage"):
+        os.mkdir(f"{SANDBOX_ROOT}/{name}")
+    bind(spec["workspace"], f"{SANDBOX_ROOT}/workspace", read_only=False)
+    bind(spec["ipc_dir"], f"{SANDBOX_ROOT}/ipc", read_only=False)
+    # Paths the kernel needs (the Python installation) that sit inside a hidden path are kept aside first,
+    # then put back read-only on top of the emptied path.
+    kept = []
+    for i, path in enumerate(spec["keep"]):
+        os.mkdir(f"{stage}/{i}")
+        bind(path, f"{stage}/{i}", read_only=True)
+        kept.append((f"{stage}/{i}", path))
+    for path in spec["hide"]:
+        if os.path.isdir(path):
+            tmpfs(path, "0755", 1024 * 1024)
+    for staged, path in kept:
+        if any(path == h or path.startswith(h.rstrip("/") + "/") for h in spec["hide"]):
+            os.makedirs(path, exist_ok=True)
+            bind(staged, path, read_only=True)
+        umount(staged)
+        os.rmdir(staged)
+    os.rmdir(stage)
+    for path in SCRATCH_DIRS:
+        if os.path.isdir(path):
+            tmpfs(path, "1777", spec["limits"]["tmp_bytes"])
+
+
+def set_limits(limits: dict[str, int]) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"]))
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def drop_privileges(uid: int) -> None:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)  # from root to an ordinary uid: every capability is gone with it
+    # no_new_privs: no setuid binary can hand any back.
+    PR_SET_NO_NEW_PRIVS = 38
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    build_filesystem(spec)
+    set_limits(spec["limits"])
+    drop_privileges(spec["uid"])
+    os.chdir(f"{SANDBOX_ROOT}/workspace")
+    env = {
+        "PATH": os.path.dirname(spec["argv"][0]) + ":/usr/local/bin:/usr/bin:/bin",
+        "HOME": f"{SANDBOX_ROOT}/workspace",
+        "USER": "sandbox",
+        "LOGNAME": "sandbox",
+        "LANG": "C.UTF-8",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "XDG_CACHE_HOME": "/tmp/cache",  # the workspace holds what the code writes, nothing else
+        "IPYTHONDIR": "/tmp/ipython",
+        "JUPYTER_RUNTIME_DIR": "/tmp/jupyter",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    Path("/tmp/matplotlib").mkdir()
+    os.execve(spec["argv"][0], spec["argv"], env)
+
+
+if __name__ == "__main__":
+    main()

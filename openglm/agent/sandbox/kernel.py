@@ -1,0 +1,238 @@
+"""One sandboxed IPython kernel: started in its namespaces, spoken to over Unix sockets, run with a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import queue
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .policy import SandboxPolicy
+
+log = logging.getLogger(__name__)
+
+INSIDE_IPC = "/mnt/ipc"
+PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+NAMESPACES = ["--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child"]
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Beyond the data directory: homes, sockets of local services (PostgreSQL's trusts its Unix socket), their data.
+DEFAULT_HIDDEN = ("/root", "/home", "/run", "/var/run", "/var/lib", "/var/log", "/srv")
+INTERRUPT_GRACE = 5.0
+
+
+class KernelStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Execution:
+    """What one run of code produced."""
+
+    logs: str = ""
+    images: list[bytes] = field(default_factory=list)
+    error: str | None = None  # "NameError: name 'x' is not defined"
+    timed_out: bool = False
+    # The kernel died (memory, CPU limit, killed) or had to be killed; a new one replaced it, state is gone.
+    restarted: bool = False
+
+
+@dataclass
+class _Collector:
+    parts: list[str] = field(default_factory=list)
+    images: list[bytes] = field(default_factory=list)
+    error: str | None = None
+
+    def take(self, msg: dict[str, Any]) -> None:
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream":
+            self.parts.append(content["text"])
+        elif kind in ("execute_result", "display_data"):
+            data = content.get("data", {})
+            if "image/png" in data:
+                self.images.append(base64.b64decode(data["image/png"]))
+            elif "text/plain" in data:
+                self.parts.append(data["text/plain"] + "\n")
+        elif kind == "error":
+            self.error = f"{content['ename']}: {content['evalue']}"
+            self.parts.append(ANSI.sub("", "\n".join(content.get("traceback", []))) + "\n")
+
+
+class SandboxedKernel:
+    def __init__(self, policy: SandboxPolicy, workspace: Path, uid: int, hidden: list[str]):
+        self.policy = policy
+        self.workspace = workspace
+        self.uid = uid
+        self.hidden = [*hidden, *DEFAULT_HIDDEN, *policy.hidden_paths]
+        self.ipc_dir = Path(tempfile.mkdtemp(prefix="ogk-"))  # short: Unix socket paths max out at 108 bytes
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client: Any = None
+        self.started_at = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    async def start(self, timeout: float = 60.0) -> None:
+        from jupyter_client.asynchronous.client import AsyncKernelClient
+
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        for path in (self.workspace, self.ipc_dir):
+            os.chown(path, self.uid, self.uid)
+            path.chmod(0o700)
+        key = secrets.token_hex(16)
+        self._write_connection_file(key)
+        self.process = subprocess.Popen(
+            ["unshare", *NAMESPACES, sys.executable, "-m", "openglm.agent.sandbox.enter", json.dumps(self._spec())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.client = AsyncKernelClient()
+        self.client.load_connection_info(self._connection(key, str(self.ipc_dir)))
+        self.client.start_channels()
+        try:
+            await asyncio.wait_for(self.client.wait_for_ready(timeout=timeout), timeout + 1)
+        except (RuntimeError, TimeoutError) as exc:
+            detail = self._stderr()
+            await self.shutdown()
+            raise KernelStartError(f"sandboxed kernel did not start: {exc}; {detail}") from None
+        self.started_at = time.monotonic()
+
+    def _spec(self) -> dict[str, Any]:
+        python = sys.executable
+        keep = sorted({sys.base_prefix, sys.prefix, str(Path(python).resolve().parent.parent)})
+        policy = self.policy
+        return {
+            "workspace": str(self.workspace),
+            "ipc_dir": str(self.ipc_dir),
+            "uid": self.uid,
+            "hide": self.hidden,
+            "keep": keep,
+            "limits": {
+                "memory_bytes": policy.memory_bytes,
+                "cpu_seconds": policy.cpu_seconds,
+                "processes": policy.processes,
+                "file_bytes": policy.file_bytes,
+                "open_files": policy.open_files,
+                "tmp_bytes": policy.tmp_bytes,
+            },
+            "argv": [
+                python,
+                "-m",
+                "ipykernel_launcher",
+                "-f",
+                f"{INSIDE_IPC}/kernel.json",
+                "--HistoryManager.enabled=False",
+                "--matplotlib=inline",
+            ],
+        }
+
+    def _connection(self, key: str, directory: str) -> dict[str, Any]:
+        return {
+            "transport": "ipc",
+            "ip": f"{directory}/k",
+            **PORTS,
+            "key": key,
+            "signature_scheme": "hmac-sha256",
+            "kernel_name": "",
+        }
+
+    def _write_connection_file(self, key: str) -> None:
+        path = self.ipc_dir / "kernel.json"
+        path.write_text(json.dumps(self._connection(key, INSIDE_IPC)))
+        os.chown(path, self.uid, self.uid)
+        path.chmod(0o600)
+
+    def _stderr(self) -> str:
+        if self.process is None or self.process.poll() is None or self.process.stderr is None:
+            return "still running"
+        return self.process.stderr.read().decode(errors="replace")[-2000:]
+
+    async def execute(self, code: str, timeout: float | None = None) -> Execution:
+        timeout = self.policy.timeout if timeout is None else timeout
+        msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        collector = _Collector()
+        finished = await self._collect(msg_id, collector, time.monotonic() + timeout)
+        result = Execution(images=collector.images, error=collector.error)
+        if not finished and self.alive:
+            result.timed_out = True
+            await self.interrupt()
+            finished = await self._collect(msg_id, collector, time.monotonic() + INTERRUPT_GRACE)
+        if not finished:
+            result.restarted = True
+        result.logs = "".join(collector.parts)
+        result.error = collector.error or result.error
+        return result
+
+    async def _collect(self, msg_id: str, collector: _Collector, deadline: float) -> bool:
+        """Read this execution's output until the kernel is idle again; False if the deadline or death came first."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.alive:
+                return False
+            try:
+                msg = await self.client.get_iopub_msg(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return True
+            collector.take(msg)
+
+    async def interrupt(self) -> None:
+        """Jupyter's interrupt message; the kernel raises KeyboardInterrupt in the running code."""
+        msg = self.client.session.msg("interrupt_request", {})
+        self.client.control_channel.send(msg)
+
+    async def shutdown(self) -> None:
+        if self.client is not None:
+            self.client.stop_channels()
+        if self.process is not None and self.process.poll() is None:
+            # The unshare process is the session leader; --kill-child takes the namespace's init (the kernel),
+            # and with it every process in the namespace.
+            os.killpg(self.process.pid, signal.SIGKILL)
+            await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
+        await asyncio.get_running_loop().run_in_executor(None, wait_until_gone, self.uid)
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                found.append(int(entry.name))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def wait_until_gone(uid: int, timeout: float = 10.0) -> None:
+    """The namespace dies with its init, but its processes take a moment to be reaped; a uid is only free for
+    the next kernel once they have."""
+    deadline = time.monotonic() + timeout
+    while processes_of(uid):
+        if time.monotonic() > deadline:
+            for pid in processes_of(uid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.02)

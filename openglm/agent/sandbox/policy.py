@@ -1,0 +1,29 @@
+"""What a sandboxed kernel may use. One policy per server, from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    # Address space of the kernel (RLIMIT_AS): numpy + matplotlib need ~1 GiB of mappings to start.
+    memory_bytes: int = 2048 * MiB
+    # CPU seconds over the kernel's whole life (RLIMIT_CPU); past it the kernel is killed and restarted.
+    cpu_seconds: int = 600
+    # Processes and threads of the kernel's own uid (RLIMIT_NPROC): stops fork bombs.
+    processes: int = 128  # an IPython kernel alone runs ~15 threads, and threads count
+    # Largest file the code may write (RLIMIT_FSIZE).
+    file_bytes: int = 256 * MiB
+    open_files: int = 256
+    # Size of the private /tmp, /var/tmp, /dev/shm and /run/lock.
+    tmp_bytes: int = 64 * MiB
+    # Wall-clock seconds one execution may run before it is interrupted.
+    timeout: float = 60.0
+    # Kernels get uids base_uid, base_uid + 1, ... (no passwd entry needed): one uid per kernel, so the
+    # process limit is per kernel and kernels cannot signal or read each other.
+    base_uid: int = 200_000
+    # Paths made empty inside the sandbox, besides the server's data directory and root's home.
+    hidden_paths: tuple[str, ...] = field(default_factory=tuple)

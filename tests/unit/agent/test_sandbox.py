@@ -1,0 +1,170 @@
+"""The code interpreter's sandbox, attacked for real: each attack is contained, reported, and the host and the
+next run are unharmed. Real kernels in real namespaces; nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from openglm.agent.sandbox.kernel import SandboxedKernel
+from openglm.agent.sandbox.policy import MiB, SandboxPolicy
+from openglm.agent.sandbox.pool import KernelPool
+
+POLICY = SandboxPolicy(timeout=3.0, memory_bytes=1024 * MiB, processes=64, file_bytes=8 * MiB)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """Stands in for the server's data directory: a secret the code must not read."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secret.key").write_text("top secret")
+    return data
+
+
+@pytest.fixture
+async def pool(data_dir: Path) -> AsyncIterator[KernelPool]:
+    kernels = KernelPool(POLICY, data_dir / "sandboxes", warm=1, hidden=[str(data_dir)])
+    await kernels.start()
+    yield kernels
+    await kernels.close()
+
+
+async def run(pool: KernelPool, code: str, conversation: str = "c1"):  # type: ignore[no-untyped-def]
+    async with pool.session(conversation) as kernel:
+        return await kernel.execute(code)
+
+
+def sandbox_processes(uid: int) -> list[str]:
+    found = subprocess.run(["pgrep", "-u", str(uid)], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+async def test_state_carries_over_within_a_conversation_only(pool: KernelPool) -> None:
+    assert (await run(pool, "x = 41")).error is None
+    assert (await run(pool, "x + 1")).logs == "42\n"
+    other = await run(pool, "x", conversation="c2")
+    assert other.error == "NameError: name 'x' is not defined"
+
+
+async def test_stdout_results_tracebacks_and_images(pool: KernelPool) -> None:
+    printed = await run(pool, "print('hello'); 6 * 7")
+    assert printed.logs == "hello\n42\n" and printed.error is None
+    failed = await run(pool, "1 / 0")
+    assert failed.error == "ZeroDivisionError: division by zero" and "Traceback" in failed.logs
+    drawn = await run(pool, "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\nplt.show()")
+    assert len(drawn.images) == 1 and drawn.images[0].startswith(b"\x89PNG")
+
+
+async def test_code_runs_in_its_workspace_as_its_own_uid(pool: KernelPool) -> None:
+    seen = await run(pool, "import os; print(os.getcwd(), os.getuid(), os.getppid())")
+    cwd, uid, parent = seen.logs.split()
+    assert cwd == "/mnt/workspace" and int(uid) >= POLICY.base_uid and parent == "0"  # PID namespace init
+    await run(pool, "open('report.csv', 'w').write('a,b\\n1,2\\n')")
+    workspace = pool.workspace_of("c1")
+    assert workspace is not None and (workspace / "report.csv").read_text() == "a,b\n1,2\n"
+
+
+async def test_no_network_at_all(pool: KernelPool) -> None:
+    for target in ("('127.0.0.1', 5432)", "('127.0.0.1', 6379)", "('1.1.1.1', 443)"):
+        attempt = await run(pool, f"import socket; socket.create_connection({target}, timeout=2)")
+        assert attempt.error is not None and "unreachable" in attempt.error.lower(), attempt.error
+    lookup = await run(pool, "import socket; socket.gethostbyname('example.com')")
+    assert lookup.error is not None
+
+
+async def test_local_service_sockets_are_out_of_reach(pool: KernelPool) -> None:
+    # PostgreSQL trusts its Unix socket; the sandbox must not see it.
+    attempt = await run(pool, "import os; print(sorted(os.listdir('/run')), sorted(os.listdir('/var/run')))")
+    assert attempt.logs == "[] []\n"
+
+
+async def test_the_servers_data_and_homes_cannot_be_read(pool: KernelPool, data_dir: Path) -> None:
+    secret = await run(pool, f"open({str(data_dir / 'secret.key')!r}).read()")
+    assert secret.error is not None and "FileNotFoundError" in secret.error
+    listing = await run(pool, f"import os; print(os.path.exists({str(data_dir)!r}) and os.listdir({str(data_dir)!r}))")
+    assert listing.logs in ("False\n", "[]\n")  # gone, or an empty directory
+    home = await run(pool, "import os; print(os.listdir('/root'))")
+    assert home.logs == "['.pyenv']\n"  # only the Python installation the kernel runs on, read-only
+    environ = await run(pool, "import os; print(sorted(k for k in os.environ if k.startswith('OPENGLM')))")
+    assert environ.logs == "[]\n"  # the server's settings (its secret key) never reach the kernel
+
+
+async def test_writing_outside_the_workspace_is_refused_or_private(pool: KernelPool, tmp_path: Path) -> None:
+    here = Path(__file__).resolve()
+    attempt = await run(pool, f"open({str(here.parent / 'planted.py')!r}, 'w')")
+    assert attempt.error is not None and "PermissionError" in attempt.error
+    assert not (here.parent / "planted.py").exists()
+    scratch = await run(pool, "open('/tmp/x', 'w').write('private'); print(open('/tmp/x').read())")
+    assert scratch.logs == "private\n" and not Path("/tmp/x").exists()  # its /tmp is its own
+
+
+async def test_file_size_limit(pool: KernelPool) -> None:
+    big = await run(pool, "open('big.bin', 'wb').write(b'0' * (16 * 1024 * 1024))")
+    assert big.error is not None and "File too large" in big.logs
+
+
+async def test_memory_bomb_is_contained(pool: KernelPool) -> None:
+    bomb = await run(pool, "blob = bytearray(8 * 1024 ** 3)")
+    assert bomb.error == "MemoryError: "
+    assert (await run(pool, "print('still here')")).logs == "still here\n"
+
+
+async def test_infinite_loop_is_interrupted(pool: KernelPool) -> None:
+    loop = await run(pool, "while True:\n    pass")
+    assert loop.timed_out and loop.error == "KeyboardInterrupt: "
+    assert (await run(pool, "print('after')")).logs == "after\n"
+
+
+async def test_fork_bomb_is_contained_and_cleaned_up(pool: KernelPool) -> None:
+    async with pool.session("bomb") as kernel:
+        uid = kernel.uid
+        bomb = await kernel.execute("import os\nwhile True:\n    os.fork()")
+    assert bomb.error is not None or bomb.timed_out or bomb.restarted
+    assert len(sandbox_processes(uid)) <= POLICY.processes
+    await pool.release("bomb")
+    assert sandbox_processes(uid) == []  # the whole namespace went with its kernel
+    assert (await run(pool, "print('fine')", conversation="next")).logs == "fine\n"
+
+
+async def test_killing_the_parent_only_kills_the_sandbox(pool: KernelPool) -> None:
+    async with pool.session("killer") as kernel:
+        first_uid = kernel.uid
+        attack = await kernel.execute("import os, signal\nos.kill(-1, signal.SIGKILL)\nos.kill(0, signal.SIGKILL)")
+    assert attack.restarted or attack.error is not None
+    assert os.getpid() > 0 and socket.gethostname()  # this process (the host side) is untouched
+    async with pool.session("killer") as kernel:  # a dead kernel is replaced on the next run
+        assert kernel.alive
+        assert (await kernel.execute("print('reborn')")).logs == "reborn\n"
+    assert first_uid >= POLICY.base_uid
+
+
+async def test_idle_conversations_are_reaped(data_dir: Path) -> None:
+    kernels = KernelPool(POLICY, data_dir / "sandboxes", warm=0, idle_seconds=0.0)
+    await kernels.start()
+    try:
+        async with kernels.session("idle") as kernel:
+            await kernel.execute("print(1)")
+            process = kernel.process
+        await kernels.reap()
+        assert kernels.workspace_of("idle") is None
+        assert process is not None and process.poll() is not None
+    finally:
+        await kernels.close()
+
+
+async def test_kernels_cannot_see_each_other(pool: KernelPool) -> None:
+    await run(pool, "open('mine.txt', 'w').write('a')", conversation="a")
+    code = "import os; print(os.listdir('/mnt/workspace'), [p for p in os.listdir('/proc') if p.isdigit()])"
+    peek = await run(pool, code, conversation="b")
+    assert peek.logs == "[] ['1']\n"  # an empty workspace of its own; one process in sight: itself
+
+
+def test_kernel_start_failure_is_reported(tmp_path: Path) -> None:
+    kernel = SandboxedKernel(POLICY, tmp_path / "ws", POLICY.base_uid, [])
+    assert not kernel.alive
