@@ -56,6 +56,17 @@ class ModelSpec(BaseModel):
         return Prices()
 
 
+class AgentSpec(BaseModel):
+    """An All Tools agent: a name clients send as ``model``, run as a tool-using loop over a catalog model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    model: str
+    max_rounds: int = Field(default=10, ge=1, le=50)
+    system: str | None = None
+
+
 class CatalogError(ValueError):
     """The catalog file is unreadable or inconsistent."""
 
@@ -76,20 +87,29 @@ def resolve_source(source: str) -> str:
 
 
 class Catalog:
-    def __init__(self, specs: list[ModelSpec]):
+    def __init__(self, specs: list[ModelSpec], agents: list[AgentSpec] | None = None):
         self.specs = specs
+        self.agents = {agent.id: agent for agent in agents or []}
         self._by_name: dict[str, ModelSpec] = {}
         for spec in specs:
             for name in (spec.id, *spec.aliases):
                 if name in self._by_name:
                     raise CatalogError(f"model name {name!r} is used twice in the catalog")
                 self._by_name[name] = spec
+        for agent in self.agents.values():
+            if agent.id in self._by_name:
+                raise CatalogError(f"agent {agent.id!r} has the name of a model")
+            if agent.model not in self._by_name:
+                raise CatalogError(f"agent {agent.id!r} runs on {agent.model!r}, which is not in the catalog")
 
     @classmethod
     def from_file(cls, path: Path) -> Catalog:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-            return cls([ModelSpec.model_validate(entry) for entry in data.get("models", [])])
+            return cls(
+                [ModelSpec.model_validate(entry) for entry in data.get("models", [])],
+                [AgentSpec.model_validate(entry) for entry in data.get("agents", [])],
+            )
         except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
             raise CatalogError(f"cannot read model catalog {path}: {exc}") from exc
 

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # Clock skew tolerated on JWT expiry, seconds.
     jwt_leeway: float = Field(default=30.0, ge=0)
 
+    # Code interpreter: kernels kept booted for new conversations, and seconds one run may take.
+    sandbox_warm: int = Field(default=2, ge=0, le=32)
+    sandbox_timeout: float = Field(default=60.0, gt=0)
+
     def models_to_load(self) -> set[str]:
         return {name.strip() for name in self.load_models.split(",") if name.strip()}
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..accounts.platform import Platform
+from ..agent.service import AgentService
 from ..catalog import Catalog
 from ..config import Settings
 from ..errors import InternalError, OpenGLMError
@@ -32,13 +33,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog = Catalog.from_file(settings.models_file)
         platform = await Platform.open(settings)
         pool = ModelPool(catalog, settings)
+        agents: AgentService | None = None
         try:
             await pool.start()
             app.state.platform = platform
             app.state.models = pool
             app.state.chat = ChatService(pool)
+            agents = app.state.agents = await AgentService.open(settings, catalog, app.state.chat)
             yield
         finally:
+            if agents is not None:
+                await agents.close()
             await pool.stop()
             await platform.close()
 

@@ -29,6 +29,10 @@ class FunctionDefinition(WireModel):
 class ToolDefinition(WireModel):
     type: str = "function"
     function: FunctionDefinition | None = None
+    # All Tools built-ins carry their options under their own type's name.
+    code_interpreter: dict[str, Any] | None = None
+    web_browser: dict[str, Any] | None = None
+    drawing_tool: dict[str, Any] | None = None
 
 
 class ToolCallFunction(WireModel):
@@ -105,6 +109,8 @@ class SamplingFields(WireModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage]
+    # All Tools: the conversation whose tool state (kernel, pages, last image prompt) a request continues.
+    conversation_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
     # Stored with the usage record: bounded, and no NUL (PostgreSQL text cannot hold one).
     request_id: Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00]*$")] | int | float | None = None
     user_id: str | None = None

@@ -119,7 +119,7 @@ engines: Registry[EngineFactory] = Registry("engine")
 def create_engine(spec: ModelSpec, settings: Settings) -> Engine:
     # Importing the modules registers the built-in engines; kept lazy so that
     # importing openglm does not load llama.cpp.
-    from . import llamacpp, remote  # noqa: F401
+    from . import llamacpp, remote, scripted  # noqa: F401
 
     factory = engines.get(spec.engine)
     return factory(spec, settings)  # type: ignore[call-arg]

@@ -4,7 +4,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...accounts.auth import Principal
 from ...accounts.metering import metered_result, metered_stream
+from ...agent.service import AgentService
+from ...agent.stream import AllToolsWriter
+from ...errors import InvalidFieldError
 from ...serving.responses import collect_chat, stream_chat
 from ..deps import Caller
 from ..schemas import ChatCompletionRequest
@@ -17,6 +21,8 @@ router = APIRouter(tags=["chat"])
 @router.post("/v1/chat/completions")
 @router.post("/api/paas/v4/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request, principal: Caller) -> Response:
+    if request.app.state.agents.spec(body.model) is not None:
+        return await agent_completions(body, request, principal)
     service = request.app.state.chat
     plan = service.plan(body)
     call = await admit(request, principal, plan.served, "chat.completions", plan.id, plan.request_id)
@@ -26,3 +32,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         stream = metered_stream(call, stream_chat(service, run, call.tally))
         return sse_response(stream, on_close=closer(run, call))
     return await until_disconnect(request, metered_result(call, collect_chat(service, run, call.tally)))
+
+
+async def agent_completions(body: ChatCompletionRequest, request: Request, principal: Principal) -> Response:
+    """An All Tools agent: the tool loop, streamed in the glm-4-alltools format."""
+    agents: AgentService = request.app.state.agents
+    spec = agents.spec(body.model)
+    assert spec is not None
+    if not body.stream:
+        raise InvalidFieldError("stream: All Tools agents answer as a stream only; set stream=true")
+    run = agents.loop.prepare(spec, body, principal.account_id)
+    writer = AllToolsWriter(run, body.model)
+    served = request.app.state.models.get(spec.model)
+    call = await admit(request, principal, served, "chat.completions", writer.id, str(body.request_id or writer.id))
+    chunks = writer.chunks(agents.loop.run(run, call.tally), call.tally)
+    return sse_response(metered_stream(call, chunks), on_close=call.close)

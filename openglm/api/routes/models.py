@@ -20,6 +20,15 @@ def model_cards(pool: ModelPool) -> list[ModelCard]:
             cards.append(
                 ModelCard(id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.context_length)
             )
+    loaded = {served.spec.id for served in pool.served()}
+    for agent in pool.catalog.agents.values():  # All Tools agents are called like models
+        model = pool.catalog.lookup(agent.model)
+        if model.id in loaded:
+            cards.append(
+                ModelCard(
+                    id=agent.id, created=0, owned_by="openglm", root=model.id, context_length=model.context_length
+                )
+            )
     return cards
 
 

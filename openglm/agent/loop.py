@@ -1,0 +1,206 @@
+"""The All Tools loop: ask the model, run the tools it calls, feed the results back, until it answers.
+
+It sits above the chat service (each round is an ordinary planned chat request) and yields ``AgentEvent``s,
+which ``agent/stream.py`` writes in the glm-4-alltools wire format.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    FunctionDefinition,
+    ToolCall,
+    ToolCallFunction,
+    ToolDefinition,
+)
+from ..catalog import AgentSpec
+from ..errors import InvalidFieldError
+from ..serving.service import ChatService
+from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
+from ..serving.usage import Tally
+from .partial import partial_string
+from .tools.base import AgentTool, ToolContext
+
+
+@dataclass
+class Text:
+    text: str
+
+
+@dataclass
+class ToolInput:
+    call_id: str
+    tool_type: str
+    fragment: str
+
+
+@dataclass
+class FunctionCall:
+    index: int
+    call_id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass
+class ToolCallsEnd:
+    pass
+
+
+@dataclass
+class ToolOutputs:
+    tool_type: str
+    outputs: list[dict[str, Any]]
+
+
+@dataclass
+class Finished:
+    finish_reason: str
+    status: str  # completed | requires_action | failed
+
+
+AgentEvent = Text | ToolInput | FunctionCall | ToolCallsEnd | ToolOutputs | Finished
+
+
+@dataclass
+class _Call:
+    call_id: str
+    name: str
+    arguments: str = ""
+    streamed: str = ""  # the part of the input argument already sent
+
+
+@dataclass
+class AgentRun:
+    """One request's loop: its tools, its conversation, its history so far."""
+
+    spec: AgentSpec
+    request: ChatCompletionRequest
+    builtins: dict[str, tuple[AgentTool, ToolContext]]  # by function name
+    functions: list[ToolDefinition]
+    conversation: str
+    messages: list[ChatMessage] = field(default_factory=list)
+
+
+class AgentLoop:
+    def __init__(self, chat: ChatService, tools: dict[str, AgentTool]):
+        self.chat = chat
+        self.tools = tools  # available built-ins, by type
+
+    def prepare(self, spec: AgentSpec, request: ChatCompletionRequest, account_id: str) -> AgentRun:
+        conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
+        builtins: dict[str, tuple[AgentTool, ToolContext]] = {}
+        functions = []
+        for entry in request.tools or []:
+            if entry.type == "function" and entry.function is not None:
+                functions.append(entry)
+                continue
+            tool = self.tools.get(entry.type)
+            if tool is None:
+                known = ", ".join(sorted([*self.tools, "function"]))
+                raise InvalidFieldError(f"tools: {entry.type!r} is not available here; available: {known}")
+            options = getattr(entry, entry.type, None) or {}
+            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, options))
+        messages = list(request.messages)
+        if spec.system and not any(m.role == "system" for m in messages):
+            messages.insert(0, ChatMessage(role="system", content=spec.system))
+        return AgentRun(spec, request, builtins, functions, conversation, messages)
+
+    async def run(self, run: AgentRun, tally: Tally) -> AsyncIterator[AgentEvent]:
+        for round_number in range(run.spec.max_rounds):
+            calls: list[_Call] = []
+            async for event in self._round(run, tally, calls, first=round_number == 0):
+                yield event
+            if not calls:
+                yield Finished("stop", "completed")
+                return
+            if any(call.name not in run.builtins for call in calls):
+                yield Finished("tool_calls", "requires_action")  # the client runs its functions
+                return
+            yield ToolCallsEnd()
+            if not all(run.builtins[c.name][0].runs_here(run.builtins[c.name][1]) for c in calls):
+                yield Finished("tool_calls", "requires_action")  # sandbox "none": the client runs the code
+                return
+            async for event in self._run_tools(run, calls):
+                yield event
+        yield Text(f"\n[Stopped after {run.spec.max_rounds} tool rounds without a final answer.]")
+        yield Finished("stop", "completed")
+
+    async def _round(
+        self, run: AgentRun, tally: Tally, calls: list[_Call], *, first: bool
+    ) -> AsyncIterator[AgentEvent]:
+        request = run.request.model_copy(
+            update={
+                "model": run.spec.model,
+                "messages": run.messages,
+                "tools": [
+                    ToolDefinition(type="function", function=FunctionDefinition.model_validate(t.definition()))
+                    for t, _ in run.builtins.values()
+                ]
+                + run.functions,
+                "n": 1,
+                "stream": True,
+                # A forced choice (required, a named tool) holds for the first round; later rounds must be free
+                # to answer, or the loop could only end at its round limit.
+                "tool_choice": run.request.tool_choice if first else "auto",
+            }
+        )
+        if not request.tools:
+            request.tools, request.tool_choice = None, None
+        chat_run = await self.chat.start(request)
+        tally.prompt_tokens += chat_run.prompt_tokens
+        content: list[str] = []
+        async for event in self.chat.events(chat_run):
+            tally.completion_tokens += event.n_tokens
+            for delta in event.deltas:
+                if isinstance(delta, ContentDelta):
+                    content.append(delta.text)
+                    yield Text(delta.text)
+                else:
+                    for out in self._call_delta(run, calls, delta):
+                        yield out
+        run.messages.append(_assistant_message("".join(content), calls))
+
+    def _call_delta(self, run: AgentRun, calls: list[_Call], delta: ToolCallDelta) -> list[AgentEvent]:
+        if delta.id is not None:
+            calls.append(_Call(delta.id, delta.name or ""))
+        call = calls[delta.index]
+        call.arguments += delta.arguments
+        builtin = run.builtins.get(call.name)
+        if builtin is None:
+            return [FunctionCall(delta.index, delta.id, delta.name, delta.arguments)]
+        tool = builtin[0]
+        text = partial_string(call.arguments, tool.input_argument)
+        fresh, call.streamed = text[len(call.streamed) :], text
+        return [ToolInput(call.call_id, tool.type, fresh)] if fresh else []
+
+    async def _run_tools(self, run: AgentRun, calls: list[_Call]) -> AsyncIterator[AgentEvent]:
+        for call in calls:
+            tool, context = run.builtins[call.name]
+            try:
+                arguments = json.loads(call.arguments or "{}")
+                result = await tool.run(arguments, context)
+                outputs, observation = result.outputs, result.observation
+            except Exception as exc:  # a tool's failure is something the model should read and work around
+                outputs = [{"type": "logs", "logs": f"tool error: {exc}"}]
+                observation = f"[the tool failed: {exc}]"
+            yield ToolOutputs(tool.type, outputs)
+            run.messages.append(ChatMessage(role="tool", tool_call_id=call.call_id, content=observation))
+
+
+def _assistant_message(content: str, calls: list[_Call]) -> ChatMessage:
+    return ChatMessage(
+        role="assistant",
+        content=content or None,
+        tool_calls=[
+            ToolCall(id=c.call_id, function=ToolCallFunction(name=c.name, arguments=c.arguments)) for c in calls
+        ]
+        or None,
+    )

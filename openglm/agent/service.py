@@ -1,0 +1,60 @@
+"""The All Tools agents a server offers: their catalog entries, the loop, and the tools' shared resources."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import replace
+
+from ..catalog import AgentSpec, Catalog
+from ..config import Settings
+from ..serving.service import ChatService
+from .loop import AgentLoop
+from .sandbox.policy import SandboxPolicy
+from .sandbox.pool import KernelPool
+from .tools.base import AgentTool
+from .tools.code_interpreter import CodeInterpreter
+
+log = logging.getLogger(__name__)
+
+
+def sandbox_unavailable() -> str | None:
+    """Why sandboxed kernels cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "the server is not running as root (needed for namespaces and per-kernel uids)"
+    if shutil.which("unshare") is None:
+        return "util-linux's unshare is not installed"
+    return None
+
+
+class AgentService:
+    def __init__(self, catalog: Catalog, chat: ChatService, tools: dict[str, AgentTool], pool: KernelPool | None):
+        self.catalog = catalog
+        self.loop = AgentLoop(chat, tools)
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, settings: Settings, catalog: Catalog, chat: ChatService) -> AgentService:
+        tools: dict[str, AgentTool] = {}
+        pool = None
+        if catalog.agents:
+            reason = sandbox_unavailable()
+            if reason is None:
+                policy = replace(SandboxPolicy(), timeout=settings.sandbox_timeout)
+                pool = KernelPool(
+                    policy, settings.data_dir / "sandboxes", warm=settings.sandbox_warm, hidden=[str(settings.data_dir)]
+                )
+                await pool.start()
+                tools["code_interpreter"] = CodeInterpreter(pool)
+            else:
+                log.warning("code_interpreter is not offered: %s", reason)
+            log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
+        return cls(catalog, chat, tools, pool)
+
+    def spec(self, name: str) -> AgentSpec | None:
+        return self.catalog.agents.get(name)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()

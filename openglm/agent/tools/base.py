@@ -1,0 +1,45 @@
+"""The agent-tool interface and its registry."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...registry import Registry
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    conversation: str
+    account_id: str
+    options: dict[str, Any] = field(default_factory=dict)  # the request's tool entry, e.g. {"sandbox": "none"}
+
+
+@dataclass
+class ToolResult:
+    outputs: list[dict[str, Any]]  # what the client sees in the role:"tool" chunk
+    observation: str  # what the model reads in the next round
+
+
+class AgentTool(abc.ABC):
+    """A built-in tool (``{"type": "<type>"}`` in a request), offered to the model as one function."""
+
+    type: str
+    function_name: str
+    # The argument whose text is streamed to the client as the call's ``input`` (e.g. the code).
+    input_argument: str
+
+    @abc.abstractmethod
+    def definition(self) -> dict[str, Any]:
+        """An OpenAI function definition (name, description, parameters)."""
+
+    @abc.abstractmethod
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult: ...
+
+    def runs_here(self, context: ToolContext) -> bool:
+        """False when the client asked to run the call itself (``sandbox: "none"``)."""
+        return True
+
+
+agent_tools: Registry[type[AgentTool]] = Registry("agent tool")

@@ -1,0 +1,75 @@
+"""``scripted``: a deterministic engine that answers from a script instead of weights.
+
+For demos and for testing what sits above the engines (the agent loop, tool-call parsing, metering) with
+conversations a small model could not hold. Each rule is ``{when = "text", reply = "text"}``: the first rule
+whose ``when`` occurs in the rendered prompt gives the reply (``when = ""`` matches everything), streamed in
+pieces of a few characters as if they were tokens. Grammars are not applied.
+
+    [[models]]
+    id = "scripted"
+    engine = "scripted"
+    source = "-"
+    [[models.options.script]]
+    when = "<tool_response>"
+    reply = "The answer is 2."
+    [[models.options.script]]
+    when = ""
+    reply = "<tool_call>{...}</tool_call>"
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..catalog import ModelSpec
+from ..config import Settings
+from ..errors import EngineError, PromptTooLongError
+from .base import Engine, GenerationChunk, GenerationHandle, GenerationRequest, engines
+
+CHARS_PER_TOKEN = 4
+
+
+class ScriptedHandle(GenerationHandle):
+    def __init__(self, reply: str, prompt_tokens: int, max_tokens: int | None):
+        self.prompt_tokens = prompt_tokens
+        self._reply = reply
+        self._max_tokens = max_tokens
+        self._cancelled = False
+
+    def __aiter__(self) -> AsyncIterator[GenerationChunk]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[GenerationChunk]:
+        pieces = [self._reply[i : i + CHARS_PER_TOKEN] for i in range(0, len(self._reply), CHARS_PER_TOKEN)]
+        limit = len(pieces) if self._max_tokens is None else min(len(pieces), self._max_tokens)
+        for n, piece in enumerate(pieces[:limit], start=1):
+            if self._cancelled:
+                return
+            await asyncio.sleep(0)  # yield to the loop between "tokens", as a real engine does
+            last = n == limit
+            finish = ("stop" if limit == len(pieces) else "length") if last else None
+            yield GenerationChunk(text=piece, finish_reason=finish)
+        if limit == 0:
+            yield GenerationChunk(text="", n_tokens=0, finish_reason="stop")
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+
+@engines.register("scripted")
+class ScriptedEngine(Engine):
+    def __init__(self, spec: ModelSpec, settings: Settings):
+        self.spec = spec
+        script: Any = spec.options.get("script", [])
+        if not isinstance(script, list) or not all(isinstance(r, dict) and "reply" in r for r in script):
+            raise EngineError(f"model {spec.id}: options.script must be a list of {{when, reply}} tables")
+        self.rules = [(str(rule.get("when", "")), str(rule["reply"])) for rule in script]
+
+    async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        prompt_tokens = max(1, len(request.prompt) // CHARS_PER_TOKEN)
+        if prompt_tokens > self.spec.context_length:
+            raise PromptTooLongError(f"prompt of {prompt_tokens} tokens exceeds {self.spec.context_length}")
+        reply = next((reply for when, reply in self.rules if when in request.prompt), "")
+        return ScriptedHandle(reply, prompt_tokens, request.max_tokens)

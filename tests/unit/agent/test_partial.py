@@ -1,0 +1,35 @@
+"""Streaming a tool call's code out of its half-written JSON arguments, replayed character by character."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openglm.agent.partial import partial_string
+
+CODES = [
+    "print(1)",
+    'print("quoted \\\\ backslash")\nfor i in range(3):\n\tprint(i)',
+    "s = '中文 and emoji 🎉'\nprint(s)",
+    "x = '\\u00e9'",
+]
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_prefixes_only_grow_and_end_exact(code: str) -> None:
+    raw = json.dumps({"code": code}, ensure_ascii=True)
+    seen = ""
+    for end in range(len(raw) + 1):
+        decoded = partial_string(raw[:end], "code")
+        assert decoded.startswith(seen), (raw[:end], decoded, seen)  # never takes back what it gave
+        seen = decoded
+    assert seen == code
+
+
+def test_no_value_yet_and_other_keys() -> None:
+    assert partial_string("", "code") == ""
+    assert partial_string('{"co', "code") == ""
+    assert partial_string('{"language": "py", "code": "ab', "code") == "ab"
+    assert partial_string('{"code": "a\\', "code") == "a"  # an escape still coming is held back
+    assert partial_string('{"code": "a\\u00', "code") == "a"
