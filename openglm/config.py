@@ -64,8 +64,19 @@ class Settings(BaseSettings):
     sandbox_warm: int = Field(default=2, ge=0, le=32)
     sandbox_timeout: float = Field(default=60.0, gt=0)
 
+    # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
+    browser_search: Literal["", "local", "searxng"] = ""
+    browser_searxng_url: str = ""
+    browser_sites: str = ""  # comma-separated start URLs for the local index
+    # Addresses the browser may open although they are private or local (CIDRs, hosts, host:port), comma-separated.
+    browser_allow: str = ""
+
     def models_to_load(self) -> set[str]:
         return {name.strip() for name in self.load_models.split(",") if name.strip()}
+
+    @staticmethod
+    def split(value: str) -> list[str]:
+        return [item.strip() for item in value.split(",") if item.strip()]
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"

@@ -114,6 +114,22 @@ class AgentLoop:
         return AgentRun(spec, request, builtins, functions, conversation, messages)
 
     async def run(self, run: AgentRun, tally: Tally) -> AsyncIterator[AgentEvent]:
+        filters = [f for tool, _ in run.builtins.values() if (f := tool.text_filter(run.conversation)) is not None]
+        async for event in self._run(run, tally):
+            if not filters:
+                yield event
+            elif isinstance(event, Text):
+                for text_filter in filters:
+                    event = Text(text_filter.feed(event.text))
+                if event.text:
+                    yield event
+            else:
+                held = "".join(f.flush() for f in filters)
+                if held:
+                    yield Text(held)
+                yield event
+
+    async def _run(self, run: AgentRun, tally: Tally) -> AsyncIterator[AgentEvent]:
         for round_number in range(run.spec.max_rounds):
             calls: list[_Call] = []
             async for event in self._round(run, tally, calls, first=round_number == 0):

@@ -10,11 +10,14 @@ from dataclasses import replace
 from ..catalog import AgentSpec, Catalog
 from ..config import Settings
 from ..serving.service import ChatService
+from .browser.fetch import SafeFetcher
+from .browser.search import LocalIndexProvider, SearchProvider, SearxngProvider
 from .loop import AgentLoop
 from .sandbox.policy import SandboxPolicy
 from .sandbox.pool import KernelPool
 from .tools.base import AgentTool
 from .tools.code_interpreter import CodeInterpreter
+from .tools.web_browser import WebBrowser
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ class AgentService:
                 tools["code_interpreter"] = CodeInterpreter(pool)
             else:
                 log.warning("code_interpreter is not offered: %s", reason)
+            browser = _browser(settings)
+            if browser is not None:
+                tools["web_browser"] = browser
             log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
         return cls(catalog, chat, tools, pool)
 
@@ -58,3 +64,20 @@ class AgentService:
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()
+        browser = self.loop.tools.get("web_browser")
+        if isinstance(browser, WebBrowser):
+            if browser.provider is not None:
+                await browser.provider.close()
+            await browser.fetcher.close()
+
+
+def _browser(settings: Settings) -> WebBrowser | None:
+    if not settings.browser_search:
+        return None
+    fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
+    provider: SearchProvider
+    if settings.browser_search == "searxng":
+        provider = SearxngProvider(settings.browser_searxng_url)
+    else:
+        provider = LocalIndexProvider(settings.split(settings.browser_sites), fetcher)
+    return WebBrowser(provider, fetcher)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ...registry import Registry
 
@@ -22,6 +22,12 @@ class ToolResult:
     observation: str  # what the model reads in the next round
 
 
+class TextFilter(Protocol):
+    def feed(self, text: str) -> str: ...
+
+    def flush(self) -> str: ...
+
+
 class AgentTool(abc.ABC):
     """A built-in tool (``{"type": "<type>"}`` in a request), offered to the model as one function."""
 
@@ -36,6 +42,10 @@ class AgentTool(abc.ABC):
 
     @abc.abstractmethod
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult: ...
+
+    def text_filter(self, conversation: str) -> TextFilter | None:
+        """A rewriter of the answer's text (the browser turns its citations into links); None: as written."""
+        return None
 
     def runs_here(self, context: ToolContext) -> bool:
         """False when the client asked to run the call itself (``sandbox: "none"``)."""
