@@ -87,9 +87,13 @@ def resolve_source(source: str) -> str:
 
 
 class Catalog:
-    def __init__(self, specs: list[ModelSpec], agents: list[AgentSpec] | None = None):
+    def __init__(
+        self, specs: list[ModelSpec], agents: list[AgentSpec] | None = None, images: list[ModelSpec] | None = None
+    ):
         self.specs = specs
         self.agents = {agent.id: agent for agent in agents or []}
+        # Image models ([[images]]): ``engine`` names an image provider, ``source`` its URL or model path.
+        self.images = {name: spec for spec in images or [] for name in (spec.id, *spec.aliases)}
         self._by_name: dict[str, ModelSpec] = {}
         for spec in specs:
             for name in (spec.id, *spec.aliases):
@@ -109,6 +113,7 @@ class Catalog:
             return cls(
                 [ModelSpec.model_validate(entry) for entry in data.get("models", [])],
                 [AgentSpec.model_validate(entry) for entry in data.get("agents", [])],
+                [ModelSpec.model_validate(entry) for entry in data.get("images", [])],
             )
         except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
             raise CatalogError(f"cannot read model catalog {path}: {exc}") from exc

@@ -26,7 +26,7 @@ from ..serving.service import ChatService
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
 from ..serving.usage import Tally
 from .partial import partial_string
-from .tools.base import AgentTool, ToolContext
+from .tools.base import AgentTool, Billing, ToolContext
 
 
 @dataclass
@@ -94,7 +94,9 @@ class AgentLoop:
         self.chat = chat
         self.tools = tools  # available built-ins, by type
 
-    def prepare(self, spec: AgentSpec, request: ChatCompletionRequest, account_id: str) -> AgentRun:
+    def prepare(
+        self, spec: AgentSpec, request: ChatCompletionRequest, account_id: str, billing: Billing | None = None
+    ) -> AgentRun:
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         builtins: dict[str, tuple[AgentTool, ToolContext]] = {}
         functions = []
@@ -107,7 +109,7 @@ class AgentLoop:
                 known = ", ".join(sorted([*self.tools, "function"]))
                 raise InvalidFieldError(f"tools: {entry.type!r} is not available here; available: {known}")
             options = getattr(entry, entry.type, None) or {}
-            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, options))
+            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, options, billing))
         messages = list(request.messages)
         if spec.system and not any(m.role == "system" for m in messages):
             messages.insert(0, ChatMessage(role="system", content=spec.system))
@@ -156,11 +158,7 @@ class AgentLoop:
             update={
                 "model": run.spec.model,
                 "messages": run.messages,
-                "tools": [
-                    ToolDefinition(type="function", function=FunctionDefinition.model_validate(t.definition()))
-                    for t, _ in run.builtins.values()
-                ]
-                + run.functions,
+                "tools": [self._offer(run, tool, context) for tool, context in run.builtins.values()] + run.functions,
                 "n": 1,
                 "stream": True,
                 # A forced choice (required, a named tool) holds for the first round; later rounds must be free
@@ -184,6 +182,15 @@ class AgentLoop:
                         yield out
         run.messages.append(_assistant_message("".join(content), calls))
 
+    def _offer(self, run: AgentRun, tool: AgentTool, context: ToolContext) -> ToolDefinition:
+        """The template's own section for a built-in it knows (GLM-4: python, simple_browser, cogview, with the
+        official texts), else a JSON function. A forced call needs a JSON schema for its grammar."""
+        forced = run.request.tool_choice not in (None, "auto", "none")
+        template = self.chat.models.get(run.spec.model).template
+        if tool.function_name in template.builtin_tools and not forced:
+            return ToolDefinition(type=tool.function_name)
+        return ToolDefinition(type="function", function=FunctionDefinition.model_validate(tool.definition(context)))
+
     def _call_delta(self, run: AgentRun, calls: list[_Call], delta: ToolCallDelta) -> list[AgentEvent]:
         if delta.id is not None:
             calls.append(_Call(delta.id, delta.name or ""))
@@ -193,7 +200,7 @@ class AgentLoop:
         if builtin is None:
             return [FunctionCall(delta.index, delta.id, delta.name, delta.arguments)]
         tool = builtin[0]
-        text = partial_string(call.arguments, tool.input_argument)
+        text = tool_input(call.arguments, tool.input_argument)
         fresh, call.streamed = text[len(call.streamed) :], text
         return [ToolInput(call.call_id, tool.type, fresh)] if fresh else []
 
@@ -201,8 +208,7 @@ class AgentLoop:
         for call in calls:
             tool, context = run.builtins[call.name]
             try:
-                arguments = json.loads(call.arguments or "{}")
-                result = await tool.run(arguments, context)
+                result = await tool.run(tool_arguments(call.arguments, tool.input_argument), context)
                 outputs, observation = result.outputs, result.observation
             except Exception as exc:  # a tool's failure is something the model should read and work around
                 outputs = [{"type": "logs", "logs": f"tool error: {exc}"}]
@@ -220,3 +226,30 @@ def _assistant_message(content: str, calls: list[_Call]) -> ChatMessage:
         ]
         or None,
     )
+
+
+def _is_json_object(arguments: str) -> bool:
+    return arguments.lstrip().startswith("{")
+
+
+def tool_input(arguments: str, key: str) -> str:
+    """The text a built-in call streams as its ``input``: one JSON argument, or a raw body (GLM-4's builtins)."""
+    return partial_string(arguments, key) if _is_json_object(arguments) else arguments
+
+
+def tool_arguments(arguments: str, key: str) -> dict[str, Any]:
+    if _is_json_object(arguments):
+        parsed = json.loads(arguments)
+        if not isinstance(parsed, dict):
+            raise InvalidFieldError("tool arguments must be a JSON object")
+        return parsed
+    return {key: _strip_fence(arguments)}
+
+
+def _strip_fence(body: str) -> str:
+    """GLM-4 sometimes wraps python's body in a markdown fence."""
+    text = body.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.removesuffix("```").rstrip()
+    return text

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from ..catalog import AgentSpec, Catalog
 from ..config import Settings
+from ..images.service import ImageService
 from ..serving.service import ChatService
 from .browser.fetch import SafeFetcher
 from .browser.search import LocalIndexProvider, SearchProvider, SearxngProvider
@@ -17,6 +18,7 @@ from .sandbox.policy import SandboxPolicy
 from .sandbox.pool import KernelPool
 from .tools.base import AgentTool
 from .tools.code_interpreter import CodeInterpreter
+from .tools.drawing_tool import DrawingTool
 from .tools.web_browser import WebBrowser
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class AgentService:
         self.pool = pool
 
     @classmethod
-    async def open(cls, settings: Settings, catalog: Catalog, chat: ChatService) -> AgentService:
+    async def open(cls, settings: Settings, catalog: Catalog, chat: ChatService, images: ImageService) -> AgentService:
         tools: dict[str, AgentTool] = {}
         pool = None
         if catalog.agents:
@@ -55,6 +57,8 @@ class AgentService:
             browser = _browser(settings)
             if browser is not None:
                 tools["web_browser"] = browser
+            if images.available:  # with no image model the tool is not offered
+                tools["drawing_tool"] = DrawingTool(images)
             log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
         return cls(catalog, chat, tools, pool)
 

@@ -17,10 +17,11 @@ from ..agent.service import AgentService
 from ..catalog import Catalog
 from ..config import Settings
 from ..errors import InternalError, OpenGLMError
+from ..images.service import ImageService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, models
+from .routes import account, admin, chat, completions, images, models
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +35,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         platform = await Platform.open(settings)
         pool = ModelPool(catalog, settings)
         agents: AgentService | None = None
+        image_service = app.state.images = ImageService(catalog)
         try:
             await pool.start()
             app.state.platform = platform
             app.state.models = pool
             app.state.chat = ChatService(pool)
-            agents = app.state.agents = await AgentService.open(settings, catalog, app.state.chat)
+            agents = app.state.agents = await AgentService.open(settings, catalog, app.state.chat, image_service)
             yield
         finally:
             if agents is not None:
                 await agents.close()
+            await image_service.close()
             await pool.stop()
             await platform.close()
 
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (chat, completions, models, account, admin):
+    for module in (chat, completions, models, images, account, admin):
         app.include_router(module.router)
     return app
 

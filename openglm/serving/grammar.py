@@ -88,7 +88,10 @@ def tool_call_grammar(parser: ToolCallParser, tools: list[dict[str, Any]], paral
     """Only calls to ``tools``, each with arguments valid for its parameter schema."""
     converter = _converter()
     rules: dict[str, str] = {}
-    for i, tool in enumerate(tools):
+    functions = [tool for tool in tools if tool.get("function")]
+    if not functions:
+        raise InvalidFieldError("tool_choice: a call can only be forced to function tools")
+    for i, tool in enumerate(functions):
         function = tool["function"]
         schema = function.get("parameters") or EMPTY_OBJECT
         rules[function["name"]] = _visit(converter, schema, f"args{i}", f"tools[{i}].function.parameters")

@@ -111,7 +111,11 @@ class ChatService:
     def plan(self, request: ChatCompletionRequest) -> ChatPlan:
         served = self.models.get(request.model)
         messages = normalize_messages(request.messages)
-        tools = [t.model_dump(exclude_none=True) for t in request.tools or [] if t.type == "function" and t.function]
+        tools = [
+            t.model_dump(exclude_none=True)
+            for t in request.tools or []
+            if (t.type == "function" and t.function) or t.type in served.template.builtin_tools
+        ]
         choice = request.tool_choice or "auto"
         if choice != "auto" and choice != "none" and not tools:
             raise InvalidFieldError("tool_choice requires tools")
@@ -161,7 +165,7 @@ class ChatService:
         if choice == "required":
             return tool_call_grammar(parser, tools, request.parallel_tool_calls is not False)
         if not isinstance(choice, str):
-            named = [t for t in tools if t["function"]["name"] == choice.function.name]
+            named = [t for t in tools if t.get("function", {}).get("name") == choice.function.name]
             if not named:
                 raise InvalidFieldError(f"tool_choice names {choice.function.name!r}, which is not in tools")
             return tool_call_grammar(parser, named, False)

@@ -70,9 +70,26 @@ reply = "It is sunny, 22 degrees."
 when = ""
 reply = {call("get_weather", {"city": "Beijing"})}
 
+[[models]]
+id = "script-glm4"
+engine = "scripted"
+source = "-"
+template = "glm4"
+tool_parser = "glm4"
+[[models.options.script]]
+when = "sum=42"
+reply = "\\nThe sum is 42."
+[[models.options.script]]
+when = "有状态的 Jupyter notebook"
+reply = {json.dumps("python" + chr(10) + CODE)}
+
 [[agents]]
 id = "glm-4-alltools"
 model = "script-code"
+
+[[agents]]
+id = "glm4-native"
+model = "script-glm4"
 
 [[agents]]
 id = "looping-agent"
@@ -241,3 +258,19 @@ def test_agents_are_listed_with_the_models(agents: RunningServer) -> None:
     listed = {m["id"]: m for m in httpx.get(f"{agents.url}/v1/models").json()["data"]}
     assert listed["glm-4-alltools"]["root"] == "script-code"
     assert {"looping-agent", "function-agent", "small-alltools", "smollm2"} <= set(listed)
+
+
+def test_glm4_template_gets_the_native_python_tool(agents: RunningServer) -> None:
+    """With the GLM-4 template the code interpreter is the official `python` section (the scripted model only
+    calls it when that text is in its prompt) and the call is GLM-4's raw body, not JSON."""
+    chunks = stream(agents, model="glm4-native", messages=user("What is 40 + 2?"), tools=[{"type": "code_interpreter"}])
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    code = "".join(
+        d["tool_calls"][0]["code_interpreter"]["input"]
+        for d in deltas
+        if d.get("role") == "assistant" and d.get("tool_calls")
+    )
+    assert code == CODE
+    (result,) = [d for d in deltas if d.get("role") == "tool"]
+    assert result["tool_calls"][0]["code_interpreter"]["outputs"] == [{"type": "logs", "logs": "sum=42\n"}]
+    assert "".join(d.get("content") or "" for d in deltas) == "The sum is 42."

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...registry import Registry
+
+if TYPE_CHECKING:
+    from ...accounts.metering import MeteredCall
+    from ...catalog import ModelSpec
+
+
+class Billing(Protocol):
+    """Admission and metering of a billable call a tool makes on the caller's behalf (an image, say)."""
+
+    async def __call__(self, spec: ModelSpec, endpoint: str) -> MeteredCall: ...
 
 
 @dataclass(frozen=True)
@@ -14,6 +24,7 @@ class ToolContext:
     conversation: str
     account_id: str
     options: dict[str, Any] = field(default_factory=dict)  # the request's tool entry, e.g. {"sandbox": "none"}
+    billing: Billing | None = None
 
 
 @dataclass
@@ -37,8 +48,8 @@ class AgentTool(abc.ABC):
     input_argument: str
 
     @abc.abstractmethod
-    def definition(self) -> dict[str, Any]:
-        """An OpenAI function definition (name, description, parameters)."""
+    def definition(self, context: ToolContext) -> dict[str, Any]:
+        """An OpenAI function definition (name, description, parameters), for this conversation."""
 
     @abc.abstractmethod
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult: ...

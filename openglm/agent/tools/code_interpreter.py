@@ -27,7 +27,7 @@ class CodeInterpreter(AgentTool):
     def __init__(self, pool: KernelPool):
         self.pool = pool
 
-    def definition(self) -> dict[str, Any]:
+    def definition(self, context: ToolContext) -> dict[str, Any]:
         return {
             "name": self.function_name,
             "description": (

@@ -24,7 +24,7 @@ class WebBrowser(AgentTool):
         self.fetcher = fetcher
         self._sessions: OrderedDict[str, BrowserSession] = OrderedDict()
 
-    def definition(self) -> dict[str, Any]:
+    def definition(self, context: ToolContext) -> dict[str, Any]:
         return {
             "name": self.function_name,
             "description": (

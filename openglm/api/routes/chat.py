@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,7 +43,8 @@ async def agent_completions(body: ChatCompletionRequest, request: Request, princ
     assert spec is not None
     if not body.stream:
         raise InvalidFieldError("stream: All Tools agents answer as a stream only; set stream=true")
-    run = agents.loop.prepare(spec, body, principal.account_id)
+    meter = request.app.state.platform.meter
+    run = agents.loop.prepare(spec, body, principal.account_id, partial(meter.admit, principal))
     writer = AllToolsWriter(run, body.model)
     served = request.app.state.models.get(spec.model)
     call = await admit(request, principal, served, "chat.completions", writer.id, str(body.request_id or writer.id))

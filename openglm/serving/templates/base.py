@@ -23,6 +23,8 @@ class ChatTemplate(abc.ABC):
     stop_markers: tuple[str, ...] = ()
     # Whether ``render`` puts tool definitions into the prompt itself.
     renders_tools: bool = False
+    # Built-in tools the format knows by type (GLM-4: python, simple_browser, cogview), called with a raw body.
+    builtin_tools: frozenset[str] = frozenset()
 
     @abc.abstractmethod
     def render(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> str:

@@ -50,6 +50,7 @@ class GLM4Template(ChatTemplate):
     name = "glm4"
     stop_markers = ("<|endoftext|>", "<|user|>", "<|observation|>")
     renders_tools = True
+    builtin_tools = frozenset(BUILTIN_TOOL_TEXT)
 
     def render(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> str:
         parts = ["[gMASK]<sop>"]

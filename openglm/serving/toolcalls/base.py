@@ -54,7 +54,8 @@ class ToolCallParser(abc.ABC):
 
     def __init__(self, tools: Sequence[dict[str, Any]]):
         self.tools = list(tools)
-        self.tool_names = {t["function"]["name"] for t in tools if t.get("function")}
+        # Functions by name; built-in tools (GLM-4's python, simple_browser, cogview) by type.
+        self.tool_names = {t["function"]["name"] if t.get("function") else t["type"] for t in tools}
 
     @abc.abstractmethod
     def parse(self, text: str, final: bool) -> ParseResult: ...

@@ -1,0 +1,69 @@
+"""``drawing_tool``: pictures from the image providers, with multi-turn editing — the conversation's last
+prompt is shown to the model, which revises it rather than starting over."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from typing import Any
+
+from ...images.service import ImageService, data_url
+from .base import AgentTool, ToolContext, ToolResult, agent_tools
+
+MAX_CONVERSATIONS = 1024
+
+
+@agent_tools.register("drawing_tool")
+class DrawingTool(AgentTool):
+    type = "drawing_tool"
+    function_name = "cogview"
+    input_argument = "prompt"
+
+    def __init__(self, images: ImageService):
+        self.images = images
+        self._last_prompt: OrderedDict[str, str] = OrderedDict()
+
+    def definition(self, context: ToolContext) -> dict[str, Any]:
+        description = "Draw a picture from a detailed description (the prompt)."
+        previous = self._last_prompt.get(context.conversation)
+        if previous is not None:
+            description += (
+                f" The last picture in this conversation was drawn from: {previous!r}. To change it, call again with"
+                " that prompt revised (keep what the user did not ask to change)."
+            )
+        return {
+            "name": self.function_name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {"prompt": {"type": "string", "description": "what to draw"}},
+                "required": ["prompt"],
+            },
+        }
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        prompt = str(arguments.get("prompt", "")).strip()
+        if not prompt:
+            return ToolResult([], "[cogview needs a prompt]")
+        spec = self.images.resolve(context.options.get("model"))
+        call = await context.billing(spec, "images.generations") if context.billing else None
+        if call is not None:
+            call.bind("img-" + secrets.token_hex(12), None)
+        try:
+            images = await self.images.generate(spec, prompt)
+        except BaseException:
+            if call is not None:
+                await call.abandon()
+            raise
+        if call is not None:
+            call.tally.images = len(images)
+            await call.settle("succeeded")
+        self._remember(context.conversation, prompt)
+        outputs = [{"image": data_url(image.png)} for image in images]
+        return ToolResult(outputs, f"Drew {len(images)} picture(s) from the prompt {prompt!r}; the user can see them.")
+
+    def _remember(self, conversation: str, prompt: str) -> None:
+        self._last_prompt[conversation] = prompt
+        self._last_prompt.move_to_end(conversation)
+        while len(self._last_prompt) > MAX_CONVERSATIONS:
+            self._last_prompt.popitem(last=False)

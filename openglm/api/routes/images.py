@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...accounts.metering import metered_result
+from ...images.service import ImageService, data_url
+from ..deps import Caller
+from ..image_schemas import ImageData, ImageGenerationRequest, ImagesResponse
+from ._common import json_response
+
+router = APIRouter(tags=["images"])
+
+
+@router.post("/v1/images/generations")
+@router.post("/api/paas/v4/images/generations")
+async def generate_images(body: ImageGenerationRequest, request: Request, principal: Caller) -> Response:
+    images: ImageService = request.app.state.images
+    spec = images.resolve(body.model)
+    call = await request.app.state.platform.meter.admit(principal, spec, "images.generations")
+    call.bind("img-" + secrets.token_hex(12), None)
+
+    async def work() -> ImagesResponse:
+        generated = await images.generate(spec, body.prompt, body.n or 1, body.size)
+        call.tally.images = len(generated)
+        as_b64 = body.response_format == "b64_json"
+        return ImagesResponse(
+            created=int(time.time()),
+            data=[
+                ImageData(
+                    b64_json=base64.b64encode(g.png).decode() if as_b64 else None,
+                    url=None if as_b64 else data_url(g.png),
+                    revised_prompt=g.revised_prompt,
+                )
+                for g in generated
+            ],
+        )
+
+    return json_response(await metered_result(call, work()))

@@ -1,0 +1,1 @@
+"""Image generation: providers (one registry) behind ``/images/generations`` and the drawing tool."""

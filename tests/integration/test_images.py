@@ -1,0 +1,123 @@
+"""Images through the real server: /images/generations with both SDKs, metered per image, and the drawing tool
+with multi-turn editing, all against an OpenAI-compatible image server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from zhipuai import ZhipuAI
+
+from ..fixtures.image_server import ImageServer
+from .conftest import write_catalog
+from .server import RunningServer
+from .test_alltools import stream, user
+
+
+def call(prompt: str) -> str:
+    arguments = json.dumps({"name": "cogview", "arguments": {"prompt": prompt}})
+    return json.dumps(f"<tool_call>\n{arguments}\n</tool_call>")
+
+
+def catalog(images: ImageServer) -> str:
+    return f"""
+[[models]]
+id = "script-draw"
+engine = "scripted"
+source = "-"
+template = "chatml"
+tool_parser = "hermes"
+[[models.options.script]]
+when = "the user can see them"
+reply = "Here it is."
+[[models.options.script]]
+when = "drawn from: 'a red cat'"
+reply = {call("a red cat wearing a blue hat")}
+[[models.options.script]]
+when = ""
+reply = {call("a red cat")}
+
+[[agents]]
+id = "glm-4-alltools"
+model = "script-draw"
+
+[[images]]
+id = "cogview-3"
+engine = "openai"
+source = "{images.url}"
+[images.options]
+api_key = "upstream-key"
+"""
+
+
+@pytest.fixture(scope="module")
+def drawing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, ImageServer]]:
+    images = ImageServer()
+    tmp: Path = tmp_path_factory.mktemp("images")
+    server = RunningServer(
+        models_file=write_catalog(tmp / "models.toml", catalog(images)),
+        log=tmp / "s.log",
+        env={"OPENGLM_SANDBOX_WARM": "0"},
+    )
+    yield server, images
+    server.stop()
+    images.stop()
+
+
+def test_images_endpoint_with_both_sdks_and_metering(drawing: tuple[RunningServer, ImageServer]) -> None:
+    server, images = drawing
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    result = client.images.generate(model="cogview-3", prompt="a lighthouse", n=2, response_format="b64_json")
+    assert len(result.data) == 2 and base64.b64decode(result.data[0].b64_json or "").startswith(b"\x89PNG")
+    assert images.requests[-1]["authorization"] == "Bearer upstream-key"
+    zhipu = ZhipuAI(api_key="id.secret", base_url=f"{server.url}/api/paas/v4", max_retries=0)
+    one = zhipu.images.generations(model="cogview-3", prompt="a harbour")
+    assert one.data[0].url.startswith("data:image/png;base64,")
+    usage = httpx.get(f"{server.url}/v1/account/usage", params={"by": "model"}).json()["data"]
+    row = next(r for r in usage if r["group"] == "cogview-3")
+    assert row["images"] == 3 and row["cost"] == "0.75"  # the seed price: 0.25 CNY per image
+
+
+def test_images_endpoint_refuses_bad_input(drawing: tuple[RunningServer, ImageServer]) -> None:
+    server, _ = drawing
+    url = f"{server.url}/v1/images/generations"
+    assert httpx.post(url, json={"model": "cogview-3", "prompt": ""}).status_code == 400
+    assert httpx.post(url, json={"model": "cogview-3", "prompt": "x", "n": 9}).status_code == 400
+    missing = httpx.post(url, json={"model": "dall-e-9", "prompt": "x"})
+    assert missing.status_code == 400 and "cogview-3" in missing.json()["error"]["message"]
+
+
+def test_drawing_tool_revises_the_last_prompt(drawing: tuple[RunningServer, ImageServer]) -> None:
+    server, images = drawing
+    first = stream(server, model="glm-4-alltools", messages=user("Draw a red cat"), tools=[{"type": "drawing_tool"}])
+    conversation = first[-1]["conversation_id"]
+    (outputs,) = [
+        c["choices"][0]["delta"]["tool_calls"][0]["drawing_tool"]["outputs"]
+        for c in first
+        if c["choices"][0]["delta"].get("role") == "tool"
+    ]
+    assert outputs[0]["image"].startswith("data:image/png;base64,")
+    second = stream(
+        server,
+        model="glm-4-alltools",
+        messages=user("Now give it a blue hat"),
+        tools=[{"type": "drawing_tool"}],
+        conversation_id=conversation,
+    )
+    assert images.prompts[-2:] == ["a red cat", "a red cat wearing a blue hat"]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in second) == "Here it is."
+
+
+def test_no_image_model_means_no_tool_and_a_clear_400(server: RunningServer) -> None:
+    refused = httpx.post(f"{server.url}/v1/images/generations", json={"prompt": "x"})
+    assert refused.status_code == 400 and "no image model" in refused.json()["error"]["message"]
+    tool = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"model": "glm-4-alltools", "stream": True, "messages": user("draw"), "tools": [{"type": "drawing_tool"}]},
+    )
+    assert tool.status_code == 400 and "drawing_tool" in tool.json()["error"]["message"]
