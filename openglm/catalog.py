@@ -56,6 +56,17 @@ class ModelSpec(BaseModel):
         return Prices()
 
 
+class HttpApiSpec(BaseModel):
+    """Server-side HTTP tools: an OpenAPI document (a file path, or the document inline) and how to call it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    openapi: str
+    base_url: str | None = None
+    # {"type": "bearer", "value": ...} | {"type": "header" | "query", "name": ..., "value": ...}
+    auth: dict[str, str] = Field(default_factory=dict)
+
+
 class AgentSpec(BaseModel):
     """An All Tools agent: a name clients send as ``model``, run as a tool-using loop over a catalog model."""
 
@@ -65,6 +76,7 @@ class AgentSpec(BaseModel):
     model: str
     max_rounds: int = Field(default=10, ge=1, le=50)
     system: str | None = None
+    http_apis: list[HttpApiSpec] = Field(default_factory=list)
 
 
 class CatalogError(ValueError):

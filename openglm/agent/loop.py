@@ -95,7 +95,13 @@ class AgentLoop:
         self.tools = tools  # available built-ins, by type
 
     def prepare(
-        self, spec: AgentSpec, request: ChatCompletionRequest, account_id: str, billing: Billing | None = None
+        self,
+        spec: AgentSpec,
+        request: ChatCompletionRequest,
+        account_id: str,
+        billing: Billing | None = None,
+        server_tools: list[AgentTool] | None = None,
+        base_url: str = "",
     ) -> AgentRun:
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         builtins: dict[str, tuple[AgentTool, ToolContext]] = {}
@@ -109,7 +115,9 @@ class AgentLoop:
                 known = ", ".join(sorted([*self.tools, "function"]))
                 raise InvalidFieldError(f"tools: {entry.type!r} is not available here; available: {known}")
             options = getattr(entry, entry.type, None) or {}
-            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, options, billing))
+            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, options, billing, base_url))
+        for tool in server_tools or []:  # the agent's own HTTP tools, always on
+            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, {}, billing, base_url))
         messages = list(request.messages)
         if spec.system and not any(m.role == "system" for m in messages):
             messages.insert(0, ChatMessage(role="system", content=spec.system))
@@ -200,6 +208,8 @@ class AgentLoop:
         if builtin is None:
             return [FunctionCall(delta.index, delta.id, delta.name, delta.arguments)]
         tool = builtin[0]
+        if not tool.streams_input:
+            return [FunctionCall(delta.index, delta.id, delta.name, delta.arguments)]
         text = tool_input(call.arguments, tool.input_argument)
         fresh, call.streamed = text[len(call.streamed) :], text
         return [ToolInput(call.call_id, tool.type, fresh)] if fresh else []

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from ..catalog import AgentSpec, Catalog
 from ..config import Settings
+from ..files.store import FileStore
 from ..images.service import ImageService
 from ..serving.service import ChatService
 from .browser.fetch import SafeFetcher
@@ -19,6 +20,7 @@ from .sandbox.pool import KernelPool
 from .tools.base import AgentTool
 from .tools.code_interpreter import CodeInterpreter
 from .tools.drawing_tool import DrawingTool
+from .tools.http_api import load_document, operations
 from .tools.web_browser import WebBrowser
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,18 @@ class AgentService:
         self.catalog = catalog
         self.loop = AgentLoop(chat, tools)
         self.pool = pool
+        self.server_tools: dict[str, list[AgentTool]] = {}  # each agent's HTTP tools
+        self.http_fetcher: SafeFetcher | None = None
 
     @classmethod
-    async def open(cls, settings: Settings, catalog: Catalog, chat: ChatService, images: ImageService) -> AgentService:
+    async def open(
+        cls,
+        settings: Settings,
+        catalog: Catalog,
+        chat: ChatService,
+        images: ImageService,
+        files: FileStore | None = None,
+    ) -> AgentService:
         tools: dict[str, AgentTool] = {}
         pool = None
         if catalog.agents:
@@ -51,7 +62,7 @@ class AgentService:
                     policy, settings.data_dir / "sandboxes", warm=settings.sandbox_warm, hidden=[str(settings.data_dir)]
                 )
                 await pool.start()
-                tools["code_interpreter"] = CodeInterpreter(pool)
+                tools["code_interpreter"] = CodeInterpreter(pool, files)
             else:
                 log.warning("code_interpreter is not offered: %s", reason)
             browser = _browser(settings)
@@ -59,8 +70,19 @@ class AgentService:
                 tools["web_browser"] = browser
             if images.available:  # with no image model the tool is not offered
                 tools["drawing_tool"] = DrawingTool(images)
+        service = cls(catalog, chat, tools, pool)
+        service.http_fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
+        for agent in catalog.agents.values():
+            service.server_tools[agent.id] = [
+                op
+                for api in agent.http_apis
+                for op in operations(
+                    load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=service.http_fetcher
+                )
+            ]
+        if catalog.agents:
             log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
-        return cls(catalog, chat, tools, pool)
+        return service
 
     def spec(self, name: str) -> AgentSpec | None:
         return self.catalog.agents.get(name)
@@ -68,6 +90,8 @@ class AgentService:
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()
+        if self.http_fetcher is not None:
+            await self.http_fetcher.close()
         browser = self.loop.tools.get("web_browser")
         if isinstance(browser, WebBrowser):
             if browser.provider is not None:

@@ -17,11 +17,13 @@ from ..agent.service import AgentService
 from ..catalog import Catalog
 from ..config import Settings
 from ..errors import InternalError, OpenGLMError
+from ..files.blobs import LocalBlobStore
+from ..files.store import FileStore
 from ..images.service import ImageService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, images, models
+from .routes import account, admin, chat, completions, files, images, models
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await pool.start()
             app.state.platform = platform
+            app.state.files = FileStore(platform.db, LocalBlobStore(settings.data_dir / "blobs"))
             app.state.models = pool
             app.state.chat = ChatService(pool)
-            agents = app.state.agents = await AgentService.open(settings, catalog, app.state.chat, image_service)
+            agents = app.state.agents = await AgentService.open(
+                settings, catalog, app.state.chat, image_service, app.state.files
+            )
             yield
         finally:
             if agents is not None:
@@ -53,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (chat, completions, models, images, account, admin):
+    for module in (chat, completions, models, images, files, account, admin):
         app.include_router(module.router)
     return app
 

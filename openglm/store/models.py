@@ -114,3 +114,18 @@ class AccountBalance(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)  # nano-yuan
     entries: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class File(Base):
+    """An uploaded file or a tool's output; the bytes live in the blob store under the same id."""
+
+    __tablename__ = "files"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(255))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_files_account", "account_id", "purpose", "id"),)

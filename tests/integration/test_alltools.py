@@ -18,6 +18,12 @@ from .conftest import write_catalog
 from .server import RunningServer
 
 CODE = "print('sum=' + str(40 + 2))"
+FILES_CODE = (
+    "import matplotlib.pyplot as plt\n"
+    "rows = open('data.csv').read().split()\n"
+    "open('double.csv', 'w').write('\\n'.join(str(2 * int(r)) for r in rows))\n"
+    "plt.plot([int(r) for r in rows]); plt.show()"
+)
 
 
 def call(name: str, arguments: dict[str, Any]) -> str:
@@ -83,9 +89,26 @@ reply = "\\nThe sum is 42."
 when = "有状态的 Jupyter notebook"
 reply = {json.dumps("python" + chr(10) + CODE)}
 
+[[models]]
+id = "script-files"
+engine = "scripted"
+source = "-"
+template = "chatml"
+tool_parser = "hermes"
+[[models.options.script]]
+when = "given to the user"
+reply = "Done."
+[[models.options.script]]
+when = ""
+reply = {call("python", {"code": FILES_CODE})}
+
 [[agents]]
 id = "glm-4-alltools"
 model = "script-code"
+
+[[agents]]
+id = "files-agent"
+model = "script-files"
 
 [[agents]]
 id = "glm4-native"
@@ -274,3 +297,17 @@ def test_glm4_template_gets_the_native_python_tool(agents: RunningServer) -> Non
     (result,) = [d for d in deltas if d.get("role") == "tool"]
     assert result["tool_calls"][0]["code_interpreter"]["outputs"] == [{"type": "logs", "logs": "sum=42\n"}]
     assert "".join(d.get("content") or "" for d in deltas) == "The sum is 42."
+
+
+def test_attached_files_in_and_written_files_out_through_the_files_api(agents: RunningServer) -> None:
+    upload = httpx.post(
+        f"{agents.url}/v1/files", files={"file": ("data.csv", b"1\n2\n3\n")}, data={"purpose": "code-interpreter"}
+    ).json()
+    tools = [{"type": "code_interpreter", "code_interpreter": {"file_ids": [upload["id"]]}}]
+    chunks = stream(agents, model="files-agent", messages=user("Double my numbers and plot them"), tools=tools)
+    (result,) = [c["choices"][0]["delta"] for c in chunks if c["choices"][0]["delta"].get("role") == "tool"]
+    links = [o["file"] for o in result["tool_calls"][0]["code_interpreter"]["outputs"] if o["type"] == "file"]
+    assert len(links) == 2 and all("/v1/files/file-" in link for link in links)
+    contents = [httpx.get(link).content for link in links]
+    assert contents[0].startswith(b"\x89PNG") and contents[1] == b"2\n4\n6"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Done."

@@ -64,6 +64,11 @@ class SafeFetcher:
             timeout=timeout, follow_redirects=False, headers={"User-Agent": "OpenGLM-browser/0.1"}
         )
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The client behind ``fetch``, for callers that check URLs with ``check`` themselves (HTTP tools)."""
+        return self._client
+
     async def close(self) -> None:
         await self._client.aclose()
 

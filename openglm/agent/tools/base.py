@@ -25,6 +25,7 @@ class ToolContext:
     account_id: str
     options: dict[str, Any] = field(default_factory=dict)  # the request's tool entry, e.g. {"sandbox": "none"}
     billing: Billing | None = None
+    base_url: str = ""  # where the server is reached, for links to files it makes (…/v1/files/{id}/content)
 
 
 @dataclass
@@ -46,6 +47,8 @@ class AgentTool(abc.ABC):
     function_name: str
     # The argument whose text is streamed to the client as the call's ``input`` (e.g. the code).
     input_argument: str
+    # False: the call streams as an OpenAI function call (name, argument fragments) instead.
+    streams_input: bool = True
 
     @abc.abstractmethod
     def definition(self, context: ToolContext) -> dict[str, Any]:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+from ...files.store import FileStore
 from ..sandbox.kernel import Execution
 from ..sandbox.pool import KernelPool
 from .base import AgentTool, ToolContext, ToolResult, agent_tools
 
 # What the model reads back is cut to this; the client still gets every line in its logs output.
 OBSERVATION_CHARS = 4000
-# Files the code writes come back inline (data: URLs) up to this size in all.
+# Files the code writes are returned up to this size each.
 ATTACH_BYTES = 5 * 1024 * 1024
+PURPOSE = "code-interpreter"
 
 
 @agent_tools.register("code_interpreter")
@@ -24,8 +27,9 @@ class CodeInterpreter(AgentTool):
     function_name = "python"
     input_argument = "code"
 
-    def __init__(self, pool: KernelPool):
+    def __init__(self, pool: KernelPool, files: FileStore | None = None):
         self.pool = pool
+        self.files = files
 
     def definition(self, context: ToolContext) -> dict[str, Any]:
         return {
@@ -48,11 +52,40 @@ class CodeInterpreter(AgentTool):
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         code = str(arguments.get("code", ""))
         async with self.pool.session(context.conversation) as kernel:
+            await self._attach(context, kernel.workspace, kernel.uid)
             before = _snapshot(kernel.workspace)
             started = time.time()
             execution = await kernel.execute(code)
             written = _written_since(kernel.workspace, before, started)
-        return _result(execution, written)
+        links = await self._publish(context, execution, written)
+        return _result(execution, written, links)
+
+    async def _attach(self, context: ToolContext, workspace: Path, uid: int) -> None:
+        """The request's ``file_ids`` appear in the workspace under their names (once per conversation)."""
+        if self.files is None:
+            return
+        for file_id in context.options.get("file_ids") or []:
+            record, data = await self.files.content(context.account_id, str(file_id))
+            target = workspace / record.filename
+            if not target.exists():
+                target.write_bytes(data)
+                os.chown(target, uid, uid)
+
+    async def _publish(self, context: ToolContext, execution: Execution, written: list[Path]) -> list[str] | None:
+        """Images and written files as files of the account, linked through the files API; None: no store."""
+        if self.files is None:
+            return None
+        links = []
+        for n, image in enumerate(execution.images):
+            record = await self.files.create(context.account_id, PURPOSE, f"image-{n}.png", image, "image/png")
+            links.append(f"{context.base_url}v1/files/{record.id}/content")
+        for path in written:
+            if path.stat().st_size > ATTACH_BYTES:
+                continue
+            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            record = await self.files.create(context.account_id, PURPOSE, path.name, path.read_bytes(), media_type)
+            links.append(f"{context.base_url}v1/files/{record.id}/content")
+        return links
 
 
 def _snapshot(workspace: Path) -> dict[Path, float]:
@@ -67,30 +100,29 @@ def _data_url(data: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _result(execution: Execution, written: list[Path]) -> ToolResult:
-    outputs: list[dict[str, Any]] = []
+def _result(execution: Execution, written: list[Path], links: list[str] | None = None) -> ToolResult:
+    """Outputs for the client and an observation for the model. ``links``: the images and files (those within
+    the size limit) already published through the files API; None: return them inline as data: URLs."""
+    outputs: list[dict[str, Any]] = [{"type": "logs", "logs": execution.logs}] if execution.logs else []
     notes: list[str] = []
-    if execution.logs:
-        outputs.append({"type": "logs", "logs": execution.logs})
-    for image in execution.images:
-        outputs.append({"type": "file", "file": _data_url(image, "image/png")})
-    budget = ATTACH_BYTES
+    small = [p for p in written if p.stat().st_size <= ATTACH_BYTES]
     for path in written:
-        size = path.stat().st_size
-        if size > budget:
-            notes.append(f"[file {path.name} written, {size} bytes: too large to attach]")
-            continue
-        budget -= size
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        outputs.append({"type": "file", "file": _data_url(path.read_bytes(), media_type), "name": path.name})
-        notes.append(f"[file {path.name} written and given to the user]")
+        if path in small:
+            notes.append(f"[file {path.name} written and given to the user]")
+        else:
+            notes.append(f"[file {path.name} written, {path.stat().st_size} bytes: too large to return]")
+    if links is not None:
+        outputs.extend({"type": "file", "file": link} for link in links)
+    else:
+        outputs.extend({"type": "file", "file": _data_url(image, "image/png")} for image in execution.images)
+        for path in small:
+            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            outputs.append({"type": "file", "file": _data_url(path.read_bytes(), media_type), "name": path.name})
+    if execution.images:
+        notes.append(f"[{len(execution.images)} image(s) shown to the user]")
     if execution.timed_out:
         notes.append("[the code ran past the time limit and was interrupted]")
     if execution.restarted:
         notes.append("[the kernel died (a resource limit or a kill) and was restarted; variables are gone]")
-    if execution.images:
-        notes.append(f"[{len(execution.images)} image(s) shown to the user]")
-    observation = execution.logs[-OBSERVATION_CHARS:] + "".join(f"\n{n}" for n in notes)
-    if not observation.strip():
-        observation = "[no output]"
-    return ToolResult(outputs=outputs or [{"type": "logs", "logs": ""}], observation=observation.strip())
+    observation = (execution.logs[-OBSERVATION_CHARS:] + "".join(f"\n{n}" for n in notes)).strip()
+    return ToolResult(outputs=outputs or [{"type": "logs", "logs": ""}], observation=observation or "[no output]")

@@ -211,7 +211,8 @@ async def test_unknown_key_id_jwt(auth: Authenticator, key: Key) -> None:
 
 
 async def test_wrong_secret_raw(auth: Authenticator, key: Key) -> None:
-    await refused(auth, f"Bearer {key.id}.{key.secret[:-1]}X", TokenVerificationError, "1004")
+    wrong_last = "X" if key.secret[-1] != "X" else "Y"  # always a different secret
+    await refused(auth, f"Bearer {key.id}.{key.secret[:-1]}{wrong_last}", TokenVerificationError, "1004")
 
 
 async def test_another_keys_secret_raw(auth: Authenticator, store: AccountStore, key: Key) -> None:

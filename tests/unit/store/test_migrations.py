@@ -18,9 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from openglm.store.db import Database, open_database
 from openglm.store.models import Account, Base, User
 
-TABLES = {"meta", "accounts", "users", "api_keys", "usage_records", "ledger_entries", "account_balances"}
+TABLES = {"meta", "accounts", "users", "api_keys", "usage_records", "ledger_entries", "account_balances", "files"}
 APPEND_ONLY = {"usage_records", "ledger_entries"}
-HEAD = "0003"  # the latest migration
+HEAD = "0004"  # the latest migration
 BALANCE_TRIGGERS = {"accounts_open_balance", "ledger_entries_move_balance"}
 
 

@@ -1,0 +1,155 @@
+"""Server-side HTTP tools from an OpenAPI 3 document: each operation becomes one function the model can call,
+run by the server with the document's auth settings, through the browser's SSRF-safe fetch policy."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ...errors import InvalidFieldError
+from ..browser.fetch import SafeFetcher
+from .base import AgentTool, ToolContext, ToolResult, agent_tools
+
+METHODS = ("get", "post", "put", "patch", "delete")
+RESPONSE_CHARS = 4000
+_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def load_document(source: str) -> dict[str, Any]:
+    """An OpenAPI document given inline (JSON or YAML) or as a file path."""
+    text = source if source.lstrip().startswith(("{", "openapi", "swagger")) else Path(source).read_text()
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        document = yaml.safe_load(text)
+    if not isinstance(document, dict) or "paths" not in document:
+        raise InvalidFieldError("not an OpenAPI document: it has no paths")
+    return document
+
+
+@agent_tools.register("http_api")
+class HttpOperation(AgentTool):
+    """One operation of an OpenAPI document."""
+
+    type = "function"
+    input_argument = ""
+    streams_input = False
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        method: str,
+        url: str,
+        description: str,
+        parameters: list[dict[str, Any]],
+        body_schema: dict[str, Any] | None,
+        auth: dict[str, str],
+        fetcher: SafeFetcher,
+    ):
+        self.function_name = name
+        self.method = method.upper()
+        self.url = url
+        self.description = description
+        self.parameters = parameters
+        self.body_schema = body_schema
+        self.auth = auth
+        self.fetcher = fetcher
+
+    def definition(self, context: ToolContext) -> dict[str, Any]:
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for parameter in self.parameters:
+            properties[parameter["name"]] = {**parameter.get("schema", {"type": "string"})}
+            if parameter.get("description"):
+                properties[parameter["name"]]["description"] = parameter["description"]
+            if parameter.get("required"):
+                required.append(parameter["name"])
+        if self.body_schema is not None:
+            properties["body"] = self.body_schema
+            required.append("body")
+        return {
+            "name": self.function_name,
+            "description": self.description,
+            "parameters": {"type": "object", "properties": properties, "required": required},
+        }
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        url, query, headers = self.url, {}, {}
+        for parameter in self.parameters:
+            if parameter["name"] not in arguments:
+                continue
+            value = arguments[parameter["name"]]
+            where = parameter.get("in", "query")
+            if where == "path":
+                url = url.replace("{" + parameter["name"] + "}", quote(str(value), safe=""))
+            elif where == "header":
+                headers[parameter["name"]] = str(value)
+            else:
+                query[parameter["name"]] = value
+        self._authorize(headers, query)
+        await self.fetcher.check(url)
+        try:
+            response = await self._client().request(
+                self.method,
+                url,
+                params=query,
+                headers=headers,
+                json=arguments.get("body") if self.body_schema else None,
+            )
+        except httpx.HTTPError as exc:
+            return ToolResult([{"content": f"request failed: {exc}"}], f"[the API call failed: {exc}]")
+        text = response.text[:RESPONSE_CHARS]
+        observation = f"HTTP {response.status_code}\n{text}"
+        return ToolResult([{"status": response.status_code, "content": text}], observation)
+
+    def _authorize(self, headers: dict[str, str], query: dict[str, Any]) -> None:
+        kind = self.auth.get("type")
+        if kind == "bearer":
+            headers["Authorization"] = f"Bearer {self.auth['value']}"
+        elif kind == "header":
+            headers[self.auth["name"]] = self.auth["value"]
+        elif kind == "query":
+            query[self.auth["name"]] = self.auth["value"]
+
+    def _client(self) -> httpx.AsyncClient:
+        return self.fetcher.client
+
+
+def operations(
+    document: dict[str, Any], *, base_url: str | None, auth: dict[str, str], fetcher: SafeFetcher
+) -> list[HttpOperation]:
+    """Every operation of the document as a tool (names from operationId, else method_path)."""
+    servers = document.get("servers") or [{}]
+    base = (base_url or servers[0].get("url") or "").rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise InvalidFieldError("the OpenAPI document names no absolute server URL; give base_url")
+    tools = []
+    for path, item in document["paths"].items():
+        shared = item.get("parameters", [])
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            name = _NAME.sub("_", operation.get("operationId") or f"{method}_{path.strip('/')}")[:64]
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            tools.append(
+                HttpOperation(
+                    name=name,
+                    method=method,
+                    url=base + path,
+                    description=operation.get("summary") or operation.get("description") or f"{method.upper()} {path}",
+                    parameters=[*shared, *operation.get("parameters", [])],
+                    body_schema=body,
+                    auth=auth,
+                    fetcher=fetcher,
+                )
+            )
+    return tools

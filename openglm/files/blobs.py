@@ -1,0 +1,42 @@
+"""Blob storage behind one small interface; a directory by default, an object store can implement it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Protocol
+
+
+class BlobStore(Protocol):
+    async def put(self, key: str, data: bytes) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class LocalBlobStore:
+    """Files under ``root``; writes go to a temporary name first, so a crash never leaves half a blob."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+
+    def _path(self, key: str) -> Path:
+        if "/" in key or key.startswith("."):
+            raise ValueError(f"bad blob key {key!r}")
+        return self.root / key
+
+    async def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        temporary = path.with_name(f".{key}.{secrets.token_hex(4)}")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+
+    async def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    async def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

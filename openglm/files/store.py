@@ -1,0 +1,151 @@
+"""File records and their blobs: per-account, limited per purpose, never half-stored."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePath
+
+from sqlalchemy import delete, select
+
+from ..errors import InvalidFieldError, NotFoundError
+from ..store.db import Database
+from ..store.models import File
+from .blobs import BlobStore
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PurposeRules:
+    max_bytes: int
+    suffixes: frozenset[str] | None = None  # None: any type
+    jsonl: bool = False  # every line must be a JSON object
+
+
+DOCUMENTS = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".doc", ".csv", ".xlsx", ".json"})
+PURPOSES = {
+    "fine-tune": PurposeRules(100 * MiB, frozenset({".jsonl"}), jsonl=True),
+    "batch": PurposeRules(100 * MiB, frozenset({".jsonl"}), jsonl=True),
+    "retrieval": PurposeRules(50 * MiB, DOCUMENTS),
+    "assistant": PurposeRules(50 * MiB),
+    "code-interpreter": PurposeRules(50 * MiB),  # attachments for, and files written by, the code interpreter
+}
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: str
+    account_id: str
+    purpose: str
+    filename: str
+    bytes: int
+    content_type: str
+    created_at: datetime
+
+
+def new_file_id(now: datetime) -> str:
+    """Zhipu's shape: ``file-20240428021923715-xjng4``."""
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+    return f"file-{now.strftime('%Y%m%d%H%M%S')}{now.microsecond // 1000:03d}-{suffix}"
+
+
+def check_upload(purpose: str, filename: str, data: bytes) -> None:
+    rules = PURPOSES.get(purpose)
+    if rules is None:
+        raise InvalidFieldError(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}")
+    if not data:
+        raise InvalidFieldError("the file is empty")
+    if len(data) > rules.max_bytes:
+        raise InvalidFieldError(f"the file is {len(data)} bytes; {purpose} files may have {rules.max_bytes}")
+    suffix = PurePath(filename).suffix.lower()
+    if rules.suffixes is not None and suffix not in rules.suffixes:
+        raise InvalidFieldError(f"{purpose} takes {', '.join(sorted(rules.suffixes))} files, not {filename!r}")
+    if rules.jsonl:
+        _check_jsonl(data)
+
+
+def _check_jsonl(data: bytes) -> None:
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InvalidFieldError("the file is not UTF-8 text") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            if not isinstance(json.loads(line), dict):
+                raise ValueError
+        except ValueError:
+            raise InvalidFieldError(f"line {number} is not a JSON object") from None
+
+
+class FileStore:
+    def __init__(self, db: Database, blobs: BlobStore):
+        self.db = db
+        self.blobs = blobs
+
+    async def create(
+        self, account_id: str, purpose: str, filename: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> FileRecord:
+        check_upload(purpose, filename, data)
+        now = datetime.now(UTC)
+        record = FileRecord(
+            new_file_id(now), account_id, purpose, PurePath(filename).name[:255], len(data), content_type[:100], now
+        )
+        await self.blobs.put(record.id, data)
+        try:
+            async with self.db.session() as session:
+                session.add(
+                    File(
+                        id=record.id,
+                        account_id=account_id,
+                        purpose=purpose,
+                        filename=record.filename,
+                        bytes=record.bytes,
+                        content_type=record.content_type,
+                        created_at=now,
+                    )
+                )
+        except BaseException:
+            await self.blobs.delete(record.id)  # no blob without its row
+            raise
+        return record
+
+    async def get(self, account_id: str, file_id: str) -> FileRecord:
+        async with self.db.read() as session:
+            row = await session.get(File, file_id)
+        if row is None or row.account_id != account_id:
+            raise NotFoundError(f"file {file_id!r} does not exist")
+        return _record(row)
+
+    async def content(self, account_id: str, file_id: str) -> tuple[FileRecord, bytes]:
+        record = await self.get(account_id, file_id)
+        return record, await self.blobs.get(record.id)
+
+    async def list(
+        self, account_id: str, *, purpose: str | None = None, limit: int = 20, after: str | None = None
+    ) -> tuple[list[FileRecord], bool]:
+        """Newest first; ``after`` pages on from a file id."""
+        query = select(File).where(File.account_id == account_id)
+        if purpose is not None:
+            query = query.where(File.purpose == purpose)
+        if after is not None:
+            query = query.where(File.id < after)
+        async with self.db.read() as session:
+            rows = list(await session.scalars(query.order_by(File.id.desc()).limit(limit + 1)))
+        return [_record(r) for r in rows[:limit]], len(rows) > limit
+
+    async def delete(self, account_id: str, file_id: str) -> FileRecord:
+        record = await self.get(account_id, file_id)
+        async with self.db.session() as session:
+            await session.execute(delete(File).where(File.id == file_id))
+        await self.blobs.delete(record.id)
+        return record
+
+
+def _record(row: File) -> FileRecord:
+    return FileRecord(row.id, row.account_id, row.purpose, row.filename, row.bytes, row.content_type, row.created_at)
