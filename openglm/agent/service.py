@@ -69,7 +69,7 @@ class AgentService:
             if browser is not None:
                 tools["web_browser"] = browser
             if images.available:  # with no image model the tool is not offered
-                tools["drawing_tool"] = DrawingTool(images)
+                tools["drawing_tool"] = DrawingTool(images, files)
         service = cls(catalog, chat, tools, pool)
         service.http_fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
         for agent in catalog.agents.values():

@@ -33,6 +33,7 @@ PURPOSES = {
     "retrieval": PurposeRules(50 * MiB, DOCUMENTS),
     "assistant": PurposeRules(50 * MiB),
     "code-interpreter": PurposeRules(50 * MiB),  # attachments for, and files written by, the code interpreter
+    "image-generation": PurposeRules(50 * MiB, frozenset({".png"})),  # pictures the image models made
 }
 
 

@@ -77,7 +77,7 @@ def test_images_endpoint_with_both_sdks_and_metering(drawing: tuple[RunningServe
     assert images.requests[-1]["authorization"] == "Bearer upstream-key"
     zhipu = ZhipuAI(api_key="id.secret", base_url=f"{server.url}/api/paas/v4", max_retries=0)
     one = zhipu.images.generations(model="cogview-3", prompt="a harbour")
-    assert one.data[0].url.startswith("data:image/png;base64,")
+    assert "/v1/files/file-" in one.data[0].url and httpx.get(one.data[0].url).content.startswith(b"\x89PNG")
     usage = httpx.get(f"{server.url}/v1/account/usage", params={"by": "model"}).json()["data"]
     row = next(r for r in usage if r["group"] == "cogview-3")
     assert row["images"] == 3 and row["cost"] == "0.75"  # the seed price: 0.25 CNY per image
@@ -101,7 +101,7 @@ def test_drawing_tool_revises_the_last_prompt(drawing: tuple[RunningServer, Imag
         for c in first
         if c["choices"][0]["delta"].get("role") == "tool"
     ]
-    assert outputs[0]["image"].startswith("data:image/png;base64,")
+    assert httpx.get(outputs[0]["image"]).content.startswith(b"\x89PNG")  # served by the files API
     second = stream(
         server,
         model="glm-4-alltools",

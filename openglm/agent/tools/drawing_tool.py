@@ -4,13 +4,12 @@ prompt is shown to the model, which revises it rather than starting over."""
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict
 from typing import Any
 
+from ...files.store import FileStore
 from ...images.service import ImageService, data_url
+from ..state import ConversationState
 from .base import AgentTool, ToolContext, ToolResult, agent_tools
-
-MAX_CONVERSATIONS = 1024
 
 
 @agent_tools.register("drawing_tool")
@@ -19,9 +18,10 @@ class DrawingTool(AgentTool):
     function_name = "cogview"
     input_argument = "prompt"
 
-    def __init__(self, images: ImageService):
+    def __init__(self, images: ImageService, files: FileStore | None = None):
         self.images = images
-        self._last_prompt: OrderedDict[str, str] = OrderedDict()
+        self.files = files
+        self._last_prompt: ConversationState[str] = ConversationState()
 
     def definition(self, context: ToolContext) -> dict[str, Any]:
         description = "Draw a picture from a detailed description (the prompt)."
@@ -59,11 +59,15 @@ class DrawingTool(AgentTool):
             call.tally.images = len(images)
             await call.settle("succeeded")
         self._remember(context.conversation, prompt)
-        outputs = [{"image": data_url(image.png)} for image in images]
+        outputs = [{"image": await self._link(context, image.png)} for image in images]
         return ToolResult(outputs, f"Drew {len(images)} picture(s) from the prompt {prompt!r}; the user can see them.")
 
+    async def _link(self, context: ToolContext, png: bytes) -> str:
+        """A link through the files API (a file of the caller's account), or a data: URL without a file store."""
+        if self.files is None:
+            return data_url(png)
+        record = await self.files.create(context.account_id, "image-generation", "image.png", png, "image/png")
+        return f"{context.base_url}v1/files/{record.id}/content"
+
     def _remember(self, conversation: str, prompt: str) -> None:
-        self._last_prompt[conversation] = prompt
-        self._last_prompt.move_to_end(conversation)
-        while len(self._last_prompt) > MAX_CONVERSATIONS:
-            self._last_prompt.popitem(last=False)
+        self._last_prompt.set(conversation, prompt)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 from ..browser.fetch import SafeFetcher
 from ..browser.search import SearchProvider
 from ..browser.session import BrowserSession, CitationLinker
+from ..state import ConversationState
 from .base import AgentTool, ToolContext, ToolResult, agent_tools
-
-MAX_SESSIONS = 512
 
 
 @agent_tools.register("web_browser")
@@ -22,7 +20,7 @@ class WebBrowser(AgentTool):
     def __init__(self, provider: SearchProvider | None, fetcher: SafeFetcher):
         self.provider = provider
         self.fetcher = fetcher
-        self._sessions: OrderedDict[str, BrowserSession] = OrderedDict()
+        self._sessions: ConversationState[BrowserSession] = ConversationState()
 
     def definition(self, context: ToolContext) -> dict[str, Any]:
         return {
@@ -40,13 +38,7 @@ class WebBrowser(AgentTool):
         }
 
     def session(self, conversation: str) -> BrowserSession:
-        session = self._sessions.get(conversation)
-        if session is None:
-            session = self._sessions[conversation] = BrowserSession(self.provider, self.fetcher)
-            while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
-        self._sessions.move_to_end(conversation)
-        return session
+        return self._sessions.setdefault(conversation, lambda: BrowserSession(self.provider, self.fetcher))
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         result = await self.session(context.conversation).run(str(arguments.get("command", "")))

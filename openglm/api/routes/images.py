@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.metering import metered_result
-from ...images.service import ImageService, data_url
+from ...files.store import FileStore
+from ...images.service import ImageService
 from ..deps import Caller
 from ..image_schemas import ImageData, ImageGenerationRequest, ImagesResponse
 from ._common import json_response
@@ -28,17 +29,20 @@ async def generate_images(body: ImageGenerationRequest, request: Request, princi
     async def work() -> ImagesResponse:
         generated = await images.generate(spec, body.prompt, body.n or 1, body.size)
         call.tally.images = len(generated)
-        as_b64 = body.response_format == "b64_json"
-        return ImagesResponse(
-            created=int(time.time()),
-            data=[
-                ImageData(
-                    b64_json=base64.b64encode(g.png).decode() if as_b64 else None,
-                    url=None if as_b64 else data_url(g.png),
-                    revised_prompt=g.revised_prompt,
+        if body.response_format == "b64_json":
+            data = [
+                ImageData(b64_json=base64.b64encode(g.png).decode(), revised_prompt=g.revised_prompt) for g in generated
+            ]
+        else:  # a link to the picture, kept as a file of the caller's account
+            files: FileStore = request.app.state.files
+            data = []
+            for n, g in enumerate(generated):
+                record = await files.create(
+                    principal.account_id, "image-generation", f"image-{n}.png", g.png, "image/png"
                 )
-                for g in generated
-            ],
-        )
+                data.append(
+                    ImageData(url=f"{request.base_url}v1/files/{record.id}/content", revised_prompt=g.revised_prompt)
+                )
+        return ImagesResponse(created=int(time.time()), data=data)
 
     return json_response(await metered_result(call, work()))
