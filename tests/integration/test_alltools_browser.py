@@ -21,6 +21,15 @@ def call(command: str) -> str:
     return json.dumps(f"<tool_call>\n{arguments}\n</tool_call>")
 
 
+GROWTH_CODE = "print('growth=' + str(round(((8.0 / 6.1) ** (1 / 23) - 1) * 100, 2)))"
+MULTI_ANSWER = "From 6.1 to 8.0 billion 【0†World population 2000-2023】: about 1.19% a year."
+
+
+def python(code: str) -> str:
+    arguments = json.dumps({"name": "python", "arguments": {"code": code}})
+    return json.dumps(f"<tool_call>\n{arguments}\n</tool_call>")
+
+
 ANSWER = "It grew about 1.2% a year 【1†Population growth】, from 6.1 billion 【0†World population 2000-2023】."
 
 
@@ -45,9 +54,29 @@ reply = {call("mclick([0])")}
 when = ""
 reply = {call('search("6.1 billion")')}
 
+[[models]]
+id = "script-multi"
+engine = "scripted"
+source = "-"
+template = "chatml"
+tool_parser = "hermes"
+[[models.options.script]]
+when = "growth="
+reply = {json.dumps(MULTI_ANSWER)}
+[[models.options.script]]
+when = "【0†World population"
+reply = {python(GROWTH_CODE)}
+[[models.options.script]]
+when = ""
+reply = {call('search("6.1 billion")')}
+
 [[agents]]
 id = "glm-4-alltools"
 model = "script-browse"
+
+[[agents]]
+id = "multi-tool"
+model = "script-multi"
 """
 
 
@@ -97,5 +126,27 @@ def test_two_hop_question_with_cited_links(browsing: tuple[RunningServer, Websit
     assert answer == (
         f"It grew about 1.2% a year [Population growth]({site.url}/growth.html), "
         f"from 6.1 billion [World population 2000-2023]({site.url}/population.html)."
+    )
+    assert chunks[-1]["status"] == "completed"
+
+
+def test_two_tools_in_one_task(browsing: tuple[RunningServer, Website]) -> None:
+    """Search for the figures, then compute with them: the browser's result feeds the code interpreter."""
+    server, site = browsing
+    chunks = stream(
+        server,
+        model="multi-tool",
+        messages=user("What was the average yearly growth of the world population 2000-2023?"),
+        tools=[{"type": "web_browser"}, {"type": "code_interpreter"}],
+    )
+    results = [
+        c["choices"][0]["delta"]["tool_calls"][0] for c in chunks if c["choices"][0]["delta"].get("role") == "tool"
+    ]
+    assert [r["type"] for r in results] == ["web_browser", "code_interpreter"]
+    assert results[1]["code_interpreter"]["outputs"] == [{"type": "logs", "logs": "growth=1.19\n"}]
+    answer = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert (
+        answer
+        == f"From 6.1 to 8.0 billion [World population 2000-2023]({site.url}/population.html): about 1.19% a year."
     )
     assert chunks[-1]["status"] == "completed"

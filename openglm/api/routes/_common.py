@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
+from fastapi import APIRouter
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -64,3 +65,18 @@ def closer(run: Cancellable, call: MeteredCall) -> Callable[[], None]:
         call.close()
 
     return close
+
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+PREFIXES = ("/v1", "/api/paas/v4")
+
+
+def both_prefixes(router: APIRouter, method: str, path: str) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for ``method path`` under the OpenAI (/v1) and the Zhipu (/api/paas/v4) prefix."""
+
+    def decorate(handler: Handler) -> Handler:
+        for prefix in PREFIXES:
+            router.api_route(prefix + path, methods=[method])(handler)
+        return handler
+
+    return decorate

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
-from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -14,32 +12,17 @@ from ...accounts.usage import GroupBy, usage_summary
 from ..account_schemas import ListOf
 from ..account_views import account_out, entry_out, usage_report
 from ..deps import Caller
-from ._common import json_response
+from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["account"])
-PREFIXES = ("/v1", "/api/paas/v4")
 
 
-Handler = TypeVar("Handler", bound=Callable[..., Any])
-
-
-def _routes(path: str) -> Callable[[Handler], Handler]:
-    """GET ``path`` under both API prefixes."""
-
-    def decorate(handler: Handler) -> Handler:
-        for prefix in PREFIXES:
-            router.get(prefix + path)(handler)
-        return handler
-
-    return decorate
-
-
-@_routes("/account")
+@both_prefixes(router, "GET", "/account")
 async def my_account(request: Request, principal: Caller) -> Response:
     return json_response(account_out(await request.app.state.platform.store.account_view(principal.account_id)))
 
 
-@_routes("/account/usage")
+@both_prefixes(router, "GET", "/account/usage")
 async def my_usage(
     request: Request,
     principal: Caller,
@@ -54,7 +37,7 @@ async def my_usage(
     return json_response(usage_report(by, rows))
 
 
-@_routes("/account/ledger")
+@both_prefixes(router, "GET", "/account/ledger")
 async def my_ledger(
     request: Request,
     principal: Caller,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 from fastapi import APIRouter, Form, Query, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,21 +10,10 @@ from ...errors import InvalidFieldError
 from ...files.store import PURPOSES, FileRecord, FileStore
 from ..deps import Caller
 from ..file_schemas import FileDeleted, FileList, FileObject
-from ._common import json_response
+from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["files"])
-PREFIXES = ("/v1", "/api/paas/v4")
-Handler = TypeVar("Handler", bound=Callable[..., Any])
 MAX_UPLOAD = max(rules.max_bytes for rules in PURPOSES.values())
-
-
-def _route(method: str, path: str) -> Callable[[Handler], Handler]:
-    def decorate(handler: Handler) -> Handler:
-        for prefix in PREFIXES:
-            router.api_route(prefix + path, methods=[method])(handler)
-        return handler
-
-    return decorate
 
 
 def _store(request: Request) -> FileStore:
@@ -45,7 +31,7 @@ def file_object(record: FileRecord) -> FileObject:
     )
 
 
-@_route("POST", "/files")
+@both_prefixes(router, "POST", "/files")
 async def upload(
     request: Request, principal: Caller, file: UploadFile, purpose: str = Form(), knowledge_id: str | None = Form(None)
 ) -> Response:
@@ -57,7 +43,7 @@ async def upload(
     return json_response(file_object(record))
 
 
-@_route("GET", "/files")
+@both_prefixes(router, "GET", "/files")
 async def list_files(
     request: Request,
     principal: Caller,
@@ -69,19 +55,19 @@ async def list_files(
     return json_response(FileList(data=[file_object(r) for r in records], has_more=more))
 
 
-@_route("GET", "/files/{file_id}")
+@both_prefixes(router, "GET", "/files/{file_id}")
 async def get_file(file_id: str, request: Request, principal: Caller) -> Response:
     return json_response(file_object(await _store(request).get(principal.account_id, file_id)))
 
 
-@_route("GET", "/files/{file_id}/content")
+@both_prefixes(router, "GET", "/files/{file_id}/content")
 async def file_content(file_id: str, request: Request, principal: Caller) -> Response:
     record, data = await _store(request).content(principal.account_id, file_id)
     disposition = f'attachment; filename="{record.filename.replace(chr(34), "")}"'
     return Response(data, media_type=record.content_type, headers={"Content-Disposition": disposition})
 
 
-@_route("DELETE", "/files/{file_id}")
+@both_prefixes(router, "DELETE", "/files/{file_id}")
 async def delete_file(file_id: str, request: Request, principal: Caller) -> Response:
     record = await _store(request).delete(principal.account_id, file_id)
     return json_response(FileDeleted(id=record.id))
