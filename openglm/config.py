@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     sandbox_timeout: float = Field(default=60.0, gt=0)
 
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
-    browser_search: Literal["", "local", "searxng"] = ""
+    browser_search: str = ""  # a search provider's registry name
     browser_searxng_url: str = ""
     browser_sites: str = ""  # comma-separated start URLs for the local index
     # Addresses the browser may open although they are private or local (CIDRs, hosts, host:port), comma-separated.

@@ -66,11 +66,13 @@ class Meter:
         self.limiter = limiter
         self._settling: set[asyncio.Task[None]] = set()
 
-    async def admit(self, principal: Principal, spec: ModelSpec, endpoint: str) -> MeteredCall:
+    async def admit(self, principal: Principal, spec: ModelSpec, endpoint: str, *, nested: bool = False) -> MeteredCall:
+        """``nested``: a call made inside one already admitted (a tool's picture in an agent request), which
+        checks the balance but takes no second concurrency slot or request of the key's limits."""
         prices = PriceBook.of(spec.effective_prices())
         if principal.key_id is not None and not prices.free:
             await self._check_balance(principal.account_id)
-        lease = await self._take_limits(principal) if principal.key_id else None
+        lease = await self._take_limits(principal) if principal.key_id and not nested else None
         return MeteredCall(self, principal, spec.id, endpoint, prices, lease)
 
     async def _take_limits(self, principal: Principal) -> Lease:

@@ -87,6 +87,7 @@ class AgentRun:
     functions: list[ToolDefinition]
     conversation: str
     messages: list[ChatMessage] = field(default_factory=list)
+    finish_reason: str = "stop"  # of the latest round: "length" when it ran out of tokens
 
 
 class AgentLoop:
@@ -104,6 +105,9 @@ class AgentLoop:
         base_url: str = "",
     ) -> AgentRun:
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
+        # Tool state (kernel, browser session, last image prompt) is the account's own: two accounts choosing the
+        # same conversation id must not share a kernel.
+        state_key = f"{account_id}:{conversation}"
         builtins: dict[str, tuple[AgentTool, ToolContext]] = {}
         functions = []
         for entry in request.tools or []:
@@ -115,16 +119,16 @@ class AgentLoop:
                 known = ", ".join(sorted([*self.tools, "function"]))
                 raise InvalidFieldError(f"tools: {entry.type!r} is not available here; available: {known}")
             options = getattr(entry, entry.type, None) or {}
-            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, options, billing, base_url))
+            builtins[tool.function_name] = (tool, ToolContext(state_key, account_id, options, billing, base_url))
         for tool in server_tools or []:  # the agent's own HTTP tools, always on
-            builtins[tool.function_name] = (tool, ToolContext(conversation, account_id, {}, billing, base_url))
+            builtins[tool.function_name] = (tool, ToolContext(state_key, account_id, {}, billing, base_url))
         messages = list(request.messages)
         if spec.system and not any(m.role == "system" for m in messages):
             messages.insert(0, ChatMessage(role="system", content=spec.system))
         return AgentRun(spec, request, builtins, functions, conversation, messages)
 
     async def run(self, run: AgentRun, tally: Tally) -> AsyncIterator[AgentEvent]:
-        filters = [f for tool, _ in run.builtins.values() if (f := tool.text_filter(run.conversation)) is not None]
+        filters = [f for tool, c in run.builtins.values() if (f := tool.text_filter(c.conversation)) is not None]
         async for event in self._run(run, tally):
             if not filters:
                 yield event
@@ -145,23 +149,34 @@ class AgentLoop:
             async for event in self._round(run, tally, calls, first=round_number == 0):
                 yield event
             if not calls:
-                yield Finished("stop", "completed")
+                yield Finished(run.finish_reason, "completed")
                 return
-            if any(call.name not in run.builtins for call in calls):
-                yield Finished("tool_calls", "requires_action")  # the client runs its functions
+            if round_number == run.spec.max_rounds - 1:
+                break  # no round is left to read the results: do not run (or bill) the tools
+            here = [
+                c
+                for c in calls
+                if c.name in run.builtins and run.builtins[c.name][0].runs_here(run.builtins[c.name][1])
+            ]
+            if len(here) < len(calls) and not any(c.name in run.builtins for c in calls if c not in here):
+                # Only user functions are left for the client: answer the built-ins first, then hand over.
+                if here:
+                    yield ToolCallsEnd()
+                async for event in self._run_tools(run, here):
+                    yield event
+                yield Finished("tool_calls", "requires_action")
                 return
-            yield ToolCallsEnd()
-            if not all(run.builtins[c.name][0].runs_here(run.builtins[c.name][1]) for c in calls):
+            if len(here) < len(calls):
                 yield Finished("tool_calls", "requires_action")  # sandbox "none": the client runs the code
                 return
+            yield ToolCallsEnd()
             async for event in self._run_tools(run, calls):
                 yield event
         yield Text(f"\n[Stopped after {run.spec.max_rounds} tool rounds without a final answer.]")
         yield Finished("stop", "completed")
 
-    async def _round(
-        self, run: AgentRun, tally: Tally, calls: list[_Call], *, first: bool
-    ) -> AsyncIterator[AgentEvent]:
+    def round_request(self, run: AgentRun, *, first: bool) -> ChatCompletionRequest:
+        """The chat request of one round: the history so far, the tools, the agent's model."""
         request = run.request.model_copy(
             update={
                 "model": run.spec.model,
@@ -176,11 +191,23 @@ class AgentLoop:
         )
         if not request.tools:
             request.tools, request.tool_choice = None, None
+        return request
+
+    def validate(self, run: AgentRun) -> None:
+        """Plan the first round now, so that a bad request is a 400 before the stream starts."""
+        self.chat.plan(self.round_request(run, first=True))
+
+    async def _round(
+        self, run: AgentRun, tally: Tally, calls: list[_Call], *, first: bool
+    ) -> AsyncIterator[AgentEvent]:
+        request = self.round_request(run, first=first)
         chat_run = await self.chat.start(request)
         tally.prompt_tokens += chat_run.prompt_tokens
         content: list[str] = []
         async for event in self.chat.events(chat_run):
             tally.completion_tokens += event.n_tokens
+            if event.finish_reason:
+                run.finish_reason = event.finish_reason
             for delta in event.deltas:
                 if isinstance(delta, ContentDelta):
                     content.append(delta.text)

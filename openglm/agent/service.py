@@ -13,7 +13,7 @@ from ..files.store import FileStore
 from ..images.service import ImageService
 from ..serving.service import ChatService
 from .browser.fetch import SafeFetcher
-from .browser.search import LocalIndexProvider, SearchProvider, SearxngProvider
+from .browser.search import search_providers
 from .loop import AgentLoop
 from .sandbox.policy import SandboxPolicy
 from .sandbox.pool import KernelPool
@@ -54,13 +54,24 @@ class AgentService:
     ) -> AgentService:
         tools: dict[str, AgentTool] = {}
         pool = None
+        # The agents' HTTP tools first: a bad OpenAPI document fails the start before any kernel is booted.
+        http_fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
+        server_tools: dict[str, list[AgentTool]] = {
+            agent.id: [
+                op
+                for api in agent.http_apis
+                for op in operations(
+                    load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=http_fetcher
+                )
+            ]
+            for agent in catalog.agents.values()
+        }
         if catalog.agents:
             reason = sandbox_unavailable()
             if reason is None:
                 policy = replace(SandboxPolicy(), timeout=settings.sandbox_timeout)
-                pool = KernelPool(
-                    policy, settings.data_dir / "sandboxes", warm=settings.sandbox_warm, hidden=[str(settings.data_dir)]
-                )
+                hidden = [str(settings.data_dir), str(settings.models_file.resolve())]  # the catalog holds API keys
+                pool = KernelPool(policy, settings.data_dir / "sandboxes", warm=settings.sandbox_warm, hidden=hidden)
                 await pool.start()
                 tools["code_interpreter"] = CodeInterpreter(pool, files)
             else:
@@ -71,15 +82,7 @@ class AgentService:
             if images.available:  # with no image model the tool is not offered
                 tools["drawing_tool"] = DrawingTool(images, files)
         service = cls(catalog, chat, tools, pool)
-        service.http_fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
-        for agent in catalog.agents.values():
-            service.server_tools[agent.id] = [
-                op
-                for api in agent.http_apis
-                for op in operations(
-                    load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=service.http_fetcher
-                )
-            ]
+        service.http_fetcher, service.server_tools = http_fetcher, server_tools
         if catalog.agents:
             log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
         return service
@@ -103,9 +106,5 @@ def _browser(settings: Settings) -> WebBrowser | None:
     if not settings.browser_search:
         return None
     fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
-    provider: SearchProvider
-    if settings.browser_search == "searxng":
-        provider = SearxngProvider(settings.browser_searxng_url)
-    else:
-        provider = LocalIndexProvider(settings.split(settings.browser_sites), fetcher)
+    provider = search_providers.get(settings.browser_search).configured(settings, fetcher)
     return WebBrowser(provider, fetcher)

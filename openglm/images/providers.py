@@ -16,6 +16,8 @@ from ..catalog import ModelSpec
 from ..errors import EngineError, InvalidFieldError
 from ..registry import Registry
 
+MAX_SIDE = 2048
+
 
 @dataclass(frozen=True)
 class GeneratedImage:
@@ -119,4 +121,6 @@ def _size(size: str | None) -> tuple[int | None, int | None]:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise InvalidFieldError(f"size must look like 1024x1024, not {size!r}") from None
+    if not (64 <= width <= MAX_SIDE and 64 <= height <= MAX_SIDE and width % 8 == 0 and height % 8 == 0):
+        raise InvalidFieldError(f"size: sides from 64 to {MAX_SIDE} pixels, multiples of 8; not {size!r}")
     return width, height

@@ -76,8 +76,11 @@ def test_files_belong_to_their_account(tmp_path: Path) -> None:
             data={"purpose": "batch"},
             headers={"Authorization": f"Bearer {one}"},
         ).json()
-        other = httpx.get(f"{server.url}/v1/files/{upload['id']}", headers={"Authorization": f"Bearer {two}"})
-        assert other.status_code == 404
+        for method, path in (("GET", ""), ("GET", "/content"), ("DELETE", "")):
+            other = httpx.request(
+                method, f"{server.url}/v1/files/{upload['id']}{path}", headers={"Authorization": f"Bearer {two}"}
+            )
+            assert other.status_code == 404, (method, path)
         listed = httpx.get(f"{server.url}/v1/files", headers={"Authorization": f"Bearer {two}"}).json()
         assert listed["data"] == [] and listed["has_more"] is False
         assert (
@@ -86,3 +89,12 @@ def test_files_belong_to_their_account(tmp_path: Path) -> None:
         )
     finally:
         server.stop()
+
+
+def test_download_keeps_a_non_latin_name(server: RunningServer) -> None:
+    upload = httpx.post(
+        f"{server.url}/v1/files", files={"file": ("报告.txt", "数据".encode())}, data={"purpose": "assistant"}
+    ).json()
+    response = httpx.get(f"{server.url}/v1/files/{upload['id']}/content")
+    assert response.status_code == 200 and response.content == "数据".encode()
+    assert "filename*=UTF-8''%E6%8A%A5%E5%91%8A.txt" in response.headers["content-disposition"]

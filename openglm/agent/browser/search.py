@@ -9,11 +9,11 @@ import sqlite3
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from ...config import Settings
 from ...registry import Registry
 from .extract import Document, extract
 from .fetch import FetchError, SafeFetcher
@@ -28,6 +28,11 @@ class SearchResult:
 
 
 class SearchProvider(abc.ABC):
+    @classmethod
+    @abc.abstractmethod
+    def configured(cls, settings: Settings, fetcher: SafeFetcher) -> SearchProvider:
+        """The provider as the settings describe it (``OPENGLM_BROWSER_*``)."""
+
     @abc.abstractmethod
     async def search(self, query: str, recency_days: int | None = None, limit: int = 8) -> list[SearchResult]: ...
 
@@ -35,13 +40,17 @@ class SearchProvider(abc.ABC):
         pass
 
 
-search_providers: Registry[Any] = Registry("search provider")
+search_providers: Registry[type[SearchProvider]] = Registry("search provider")
 SEARXNG_RANGES = ((1, "day"), (7, "week"), (31, "month"), (366, "year"))
 
 
 @search_providers.register("searxng")
 class SearxngProvider(SearchProvider):
     """A SearxNG instance the operator runs (its JSON format must be enabled in its settings)."""
+
+    @classmethod
+    def configured(cls, settings: Settings, fetcher: SafeFetcher) -> SearchProvider:
+        return cls(settings.browser_searxng_url)
 
     def __init__(self, url: str, timeout: float = 10.0):
         self.url = url.rstrip("/")
@@ -70,6 +79,10 @@ class SearxngProvider(SearchProvider):
 @search_providers.register("local")
 class LocalIndexProvider(SearchProvider):
     """Crawls the configured sites once (same host, breadth first, up to ``max_pages``) and searches them."""
+
+    @classmethod
+    def configured(cls, settings: Settings, fetcher: SafeFetcher) -> SearchProvider:
+        return cls(settings.split(settings.browser_sites), fetcher)
 
     def __init__(self, sites: list[str], fetcher: SafeFetcher, max_pages: int = 200):
         self.sites = sites
@@ -105,7 +118,7 @@ class LocalIndexProvider(SearchProvider):
         while queue and indexed < self.max_pages:
             url = queue.popleft()
             try:
-                document = extract(await self.fetcher.fetch(url))
+                document = await asyncio.to_thread(extract, await self.fetcher.fetch(url))
             except FetchError:
                 continue
             self._index(document)

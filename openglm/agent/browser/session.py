@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,8 @@ class BrowserSession:
 
     async def open_url(self, url: str) -> BrowseResult:
         try:
-            document = extract(await self.fetcher.fetch(str(url)))
+            page = await self.fetcher.fetch(str(url))
+            document = await asyncio.to_thread(extract, page)  # parsing a 2 MB page must not stall the loop
         except FetchError as exc:
             return BrowseResult([], f"[could not open {url}: {exc.message}]")
         source = self._source(document.title, document.url)

@@ -74,6 +74,8 @@ def build_filesystem(spec: dict[str, Any]) -> None:
     for path in spec["hide"]:
         if os.path.isdir(path):
             tmpfs(path, "0755", 1024 * 1024)
+        elif os.path.isfile(path):  # a single file (the model catalog, with its API keys): show it empty
+            mount("/dev/null", path, None, MS_BIND)
     for staged, path in kept:
         if any(path == h or path.startswith(h.rstrip("/") + "/") for h in spec["hide"]):
             os.makedirs(path, exist_ok=True)

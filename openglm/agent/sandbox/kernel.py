@@ -32,6 +32,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Beyond the data directory: homes, sockets of local services (PostgreSQL's trusts its Unix socket), their data.
 DEFAULT_HIDDEN = ("/root", "/home", "/run", "/var/run", "/var/lib", "/var/log", "/srv")
 INTERRUPT_GRACE = 5.0
+MAX_OUTPUT_BYTES = 1024 * 1024
+MAX_IMAGES = 20
 
 
 class KernelStartError(RuntimeError):
@@ -56,8 +58,17 @@ class _Collector:
     images: list[bytes] = field(default_factory=list)
     error: str | None = None
 
+    size: int = 0
+
     def take(self, msg: dict[str, Any]) -> None:
+        """Collect, up to a cap: code printing without end must not fill the server's memory."""
         kind, content = msg["msg_type"], msg["content"]
+        if self.size > MAX_OUTPUT_BYTES or len(self.images) >= MAX_IMAGES:
+            return
+        self.size += len(json.dumps(content)) if kind != "stream" else len(content.get("text", ""))
+        if self.size > MAX_OUTPUT_BYTES:
+            self.parts.append("\n[output truncated: more than 1 MB]\n")
+            return
         if kind == "stream":
             self.parts.append(content["text"])
         elif kind in ("execute_result", "display_data"):
@@ -167,7 +178,11 @@ class SandboxedKernel:
         timeout = self.policy.timeout if timeout is None else timeout
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         collector = _Collector()
-        finished = await self._collect(msg_id, collector, time.monotonic() + timeout)
+        try:
+            finished = await self._collect(msg_id, collector, time.monotonic() + timeout)
+        except asyncio.CancelledError:  # the request went away: stop the code rather than let it run on
+            await self.interrupt()
+            raise
         result = Execution(images=collector.images, error=collector.error)
         if not finished and self.alive:
             result.timed_out = True
@@ -175,6 +190,7 @@ class SandboxedKernel:
             finished = await self._collect(msg_id, collector, time.monotonic() + INTERRUPT_GRACE)
         if not finished:
             result.restarted = True
+            await self.shutdown()  # dead, or deaf to the interrupt: the next run gets a new kernel
         result.logs = "".join(collector.parts)
         result.error = collector.error or result.error
         return result

@@ -53,6 +53,7 @@ class KernelPool:
         self._uid_cursor = secrets.randbelow(UID_SPAN_PER_KERNEL * max_kernels)
         self._refilling: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._leasing = asyncio.Lock()
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -95,10 +96,11 @@ class KernelPool:
         return lease.kernel.workspace if lease else None
 
     async def _lease(self, conversation: str) -> _Lease:
-        lease = self._conversations.get(conversation)
-        if lease is None:
-            lease = _Lease(await self._take(), time.monotonic(), asyncio.Lock())
-            self._conversations[conversation] = lease
+        async with self._leasing:  # two first requests of one conversation must not both take a kernel
+            lease = self._conversations.get(conversation)
+            if lease is None:
+                lease = _Lease(await self._take(), time.monotonic(), asyncio.Lock())
+                self._conversations[conversation] = lease
         return lease
 
     async def _take(self) -> SandboxedKernel:

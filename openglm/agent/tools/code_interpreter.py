@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ OBSERVATION_CHARS = 4000
 # Files the code writes are returned up to this size each.
 ATTACH_BYTES = 5 * 1024 * 1024
 PURPOSE = "code-interpreter"
+MAX_FILES = 20  # files returned from one run
 
 
 @agent_tools.register("code_interpreter")
@@ -66,10 +68,7 @@ class CodeInterpreter(AgentTool):
             return
         for file_id in context.options.get("file_ids") or []:
             record, data = await self.files.content(context.account_id, str(file_id))
-            target = workspace / record.filename
-            if not target.exists():
-                target.write_bytes(data)
-                os.chown(target, uid, uid)
+            _create_in(workspace, record.filename, data, uid)
 
     async def _publish(self, context: ToolContext, execution: Execution, written: list[Path]) -> list[str] | None:
         """Images and written files as files of the account, linked through the files API; None: no store."""
@@ -79,21 +78,65 @@ class CodeInterpreter(AgentTool):
         for n, image in enumerate(execution.images):
             record = await self.files.create(context.account_id, PURPOSE, f"image-{n}.png", image, "image/png")
             links.append(f"{context.base_url}v1/files/{record.id}/content")
-        for path in written:
-            if path.stat().st_size > ATTACH_BYTES:
+        for path in written[:MAX_FILES]:
+            data = _read_regular(path)
+            if data is None:
                 continue
             media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            record = await self.files.create(context.account_id, PURPOSE, path.name, path.read_bytes(), media_type)
+            record = await self.files.create(context.account_id, PURPOSE, path.name, data, media_type)
             links.append(f"{context.base_url}v1/files/{record.id}/content")
         return links
 
 
+def _regular_files(workspace: Path) -> dict[Path, float]:
+    """Regular files in the workspace (by lstat: the kernel's symlinks and hard links to anything else are not
+    followed, or the server, reading as root, would hand out host files)."""
+    found = {}
+    for directory, _dirs, names in os.walk(workspace, followlinks=False):
+        for name in names:
+            path = Path(directory) / name
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                found[path] = info.st_mtime
+    return found
+
+
 def _snapshot(workspace: Path) -> dict[Path, float]:
-    return {p: p.stat().st_mtime for p in workspace.rglob("*") if p.is_file()}
+    return _regular_files(workspace)
 
 
 def _written_since(workspace: Path, before: dict[Path, float], started: float) -> list[Path]:
-    return sorted(p for p in workspace.rglob("*") if p.is_file() and (p not in before or p.stat().st_mtime > before[p]))
+    return sorted(p for p, mtime in _regular_files(workspace).items() if p not in before or mtime > before[p])
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` if it is still a regular, singly linked file when opened (no symlink race)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size > ATTACH_BYTES:
+            return None
+        return handle.read(ATTACH_BYTES + 1)[:ATTACH_BYTES]
+
+
+def _create_in(workspace: Path, filename: str, data: bytes, uid: int) -> None:
+    """A new file in the workspace, never through a link the kernel left there, owned by the kernel's uid."""
+    name = Path(filename).name
+    if name in ("", ".", ".."):
+        return
+    directory = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=directory)
+    except FileExistsError:
+        return  # attached before (or the kernel made something by that name): leave it
+    finally:
+        os.close(directory)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        os.fchown(handle.fileno(), uid, uid)
 
 
 def _data_url(data: bytes, media_type: str) -> str:
@@ -115,9 +158,11 @@ def _result(execution: Execution, written: list[Path], links: list[str] | None =
         outputs.extend({"type": "file", "file": link} for link in links)
     else:
         outputs.extend({"type": "file", "file": _data_url(image, "image/png")} for image in execution.images)
-        for path in small:
-            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            outputs.append({"type": "file", "file": _data_url(path.read_bytes(), media_type), "name": path.name})
+        for path in small[:MAX_FILES]:
+            data = _read_regular(path)
+            if data is not None:
+                media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                outputs.append({"type": "file", "file": _data_url(data, media_type), "name": path.name})
     if execution.images:
         notes.append(f"[{len(execution.images)} image(s) shown to the user]")
     if execution.timed_out:

@@ -44,9 +44,10 @@ async def agent_completions(body: ChatCompletionRequest, request: Request, princ
     if not body.stream:
         raise InvalidFieldError("stream: All Tools agents answer as a stream only; set stream=true")
     meter = request.app.state.platform.meter
-    billing = partial(meter.admit, principal)
+    billing = partial(meter.admit, principal, nested=True)
     server_tools = agents.server_tools.get(spec.id)
     run = agents.loop.prepare(spec, body, principal.account_id, billing, server_tools, str(request.base_url))
+    agents.loop.validate(run)  # a bad request is a 400 now, not an error event inside a 200 stream
     writer = AllToolsWriter(run, body.model)
     served = request.app.state.models.get(spec.model)
     call = await admit(request, principal, served, "chat.completions", writer.id, str(body.request_id or writer.id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Form, Query, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -63,7 +65,8 @@ async def get_file(file_id: str, request: Request, principal: Caller) -> Respons
 @both_prefixes(router, "GET", "/files/{file_id}/content")
 async def file_content(file_id: str, request: Request, principal: Caller) -> Response:
     record, data = await _store(request).content(principal.account_id, file_id)
-    disposition = f'attachment; filename="{record.filename.replace(chr(34), "")}"'
+    ascii_name = record.filename.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(record.filename)}"
     return Response(data, media_type=record.content_type, headers={"Content-Disposition": disposition})
 
 

@@ -28,7 +28,6 @@ async def generate_images(body: ImageGenerationRequest, request: Request, princi
 
     async def work() -> ImagesResponse:
         generated = await images.generate(spec, body.prompt, body.n or 1, body.size)
-        call.tally.images = len(generated)
         if body.response_format == "b64_json":
             data = [
                 ImageData(b64_json=base64.b64encode(g.png).decode(), revised_prompt=g.revised_prompt) for g in generated
@@ -43,6 +42,7 @@ async def generate_images(body: ImageGenerationRequest, request: Request, princi
                 data.append(
                     ImageData(url=f"{request.base_url}v1/files/{record.id}/content", revised_prompt=g.revised_prompt)
                 )
+        call.tally.images = len(generated)  # charged only once the answer is ready to go
         return ImagesResponse(created=int(time.time()), data=data)
 
     return json_response(await metered_result(call, work()))

@@ -33,3 +33,27 @@ def test_no_value_yet_and_other_keys() -> None:
     assert partial_string('{"language": "py", "code": "ab', "code") == "ab"
     assert partial_string('{"code": "a\\', "code") == "a"  # an escape still coming is held back
     assert partial_string('{"code": "a\\u00', "code") == "a"
+
+
+def test_tool_state_is_per_account() -> None:
+    """Two accounts that pick the same conversation id get different kernels, sessions and prompts."""
+    from openglm.agent.loop import AgentLoop
+    from openglm.api.schemas import ChatCompletionRequest
+    from openglm.catalog import AgentSpec
+
+    class Tool:
+        type, function_name, input_argument, streams_input = "code_interpreter", "python", "code", True
+
+    loop = AgentLoop(chat=None, tools={"code_interpreter": Tool()})  # type: ignore[arg-type,dict-item]
+    request = ChatCompletionRequest.model_validate(
+        {
+            "model": "agent",
+            "messages": [{"role": "user", "content": "hi"}],
+            "conversation_id": "1",
+            "tools": [{"type": "code_interpreter"}],
+        }
+    )
+    spec = AgentSpec(id="agent", model="m")
+    first = loop.prepare(spec, request, "acct_a").builtins["python"][1].conversation
+    second = loop.prepare(spec, request, "acct_b").builtins["python"][1].conversation
+    assert first != second and first.endswith(":1") and second.endswith(":1")

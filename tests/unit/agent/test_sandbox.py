@@ -3,15 +3,15 @@ next run are unharmed. Real kernels in real namespaces; nothing is mocked."""
 
 from __future__ import annotations
 
-import os
-import socket
+import shutil
 import subprocess
-from collections.abc import AsyncIterator
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from openglm.agent.sandbox.kernel import SandboxedKernel
 from openglm.agent.sandbox.policy import MiB, SandboxPolicy
 from openglm.agent.sandbox.pool import KernelPool
 
@@ -19,12 +19,13 @@ POLICY = SandboxPolicy(timeout=3.0, memory_bytes=1024 * MiB, processes=64, file_
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    """Stands in for the server's data directory: a secret the code must not read."""
-    data = tmp_path / "data"
-    data.mkdir()
+def data_dir() -> Iterator[Path]:
+    """Stands in for the server's data directory: a secret the code must not read. Outside /tmp on purpose:
+    the sandbox replaces /tmp anyway, which would hide it for the wrong reason."""
+    data = Path(tempfile.mkdtemp(prefix="openglm-test-", dir="/opt"))
     (data / "secret.key").write_text("top secret")
-    return data
+    yield data
+    shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture
@@ -90,7 +91,8 @@ async def test_the_servers_data_and_homes_cannot_be_read(pool: KernelPool, data_
     listing = await run(pool, f"import os; print(os.path.exists({str(data_dir)!r}) and os.listdir({str(data_dir)!r}))")
     assert listing.logs in ("False\n", "[]\n")  # gone, or an empty directory
     home = await run(pool, "import os; print(os.listdir('/root'))")
-    assert home.logs == "['.pyenv']\n"  # only the Python installation the kernel runs on, read-only
+    python_home = Path(sys.base_prefix).relative_to("/root").parts[:1] if sys.base_prefix.startswith("/root/") else ()
+    assert home.logs == f"{list(python_home)}\n"  # at most the Python installation the kernel runs on
     environ = await run(pool, "import os; print(sorted(k for k in os.environ if k.startswith('OPENGLM')))")
     assert environ.logs == "[]\n"  # the server's settings (its secret key) never reach the kernel
 
@@ -137,7 +139,6 @@ async def test_killing_the_parent_only_kills_the_sandbox(pool: KernelPool) -> No
         first_uid = kernel.uid
         attack = await kernel.execute("import os, signal\nos.kill(-1, signal.SIGKILL)\nos.kill(0, signal.SIGKILL)")
     assert attack.restarted or attack.error is not None
-    assert os.getpid() > 0 and socket.gethostname()  # this process (the host side) is untouched
     async with pool.session("killer") as kernel:  # a dead kernel is replaced on the next run
         assert kernel.alive
         assert (await kernel.execute("print('reborn')")).logs == "reborn\n"
@@ -163,8 +164,3 @@ async def test_kernels_cannot_see_each_other(pool: KernelPool) -> None:
     code = "import os; print(os.listdir('/mnt/workspace'), [p for p in os.listdir('/proc') if p.isdigit()])"
     peek = await run(pool, code, conversation="b")
     assert peek.logs == "[] ['1']\n"  # an empty workspace of its own; one process in sight: itself
-
-
-def test_kernel_start_failure_is_reported(tmp_path: Path) -> None:
-    kernel = SandboxedKernel(POLICY, tmp_path / "ws", POLICY.base_uid, [])
-    assert not kernel.alive
