@@ -71,21 +71,25 @@ def build_filesystem(spec: dict[str, Any]) -> None:
         os.mkdir(f"{stage}/{i}")
         bind(path, f"{stage}/{i}", read_only=True)
         kept.append((f"{stage}/{i}", path))
+    covered = []
     for path in spec["hide"]:
         if os.path.isdir(path):
             tmpfs(path, "0755", 1024 * 1024)
+            covered.append(path)
         elif os.path.isfile(path):  # a single file (the model catalog, with its API keys): show it empty
             mount("/dev/null", path, None, MS_BIND)
+    for path in SCRATCH_DIRS:
+        if os.path.isdir(path):
+            tmpfs(path, "1777", spec["limits"]["tmp_bytes"])
+            covered.append(path)
+    # Put back what the kernel needs that the covering hid (a Python under /root, a checkout under /tmp).
     for staged, path in kept:
-        if any(path == h or path.startswith(h.rstrip("/") + "/") for h in spec["hide"]):
+        if any(path == c or path.startswith(c.rstrip("/") + "/") for c in covered):
             os.makedirs(path, exist_ok=True)
             bind(staged, path, read_only=True)
         umount(staged)
         os.rmdir(staged)
     os.rmdir(stage)
-    for path in SCRATCH_DIRS:
-        if os.path.isdir(path):
-            tmpfs(path, "1777", spec["limits"]["tmp_bytes"])
 
 
 def set_limits(limits: dict[str, int]) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -21,6 +23,7 @@ from .policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
 UID_SPAN_PER_KERNEL = 64
+UID_LOCKS = Path("/run/openglm-sandbox-uids")
 
 
 @dataclass
@@ -50,6 +53,7 @@ class KernelPool:
         self._ready: list[SandboxedKernel] = []
         self._conversations: dict[str, _Lease] = {}
         self._uids_in_use: set[int] = set()
+        self._uid_locks: dict[int, int] = {}
         self._uid_cursor = secrets.randbelow(UID_SPAN_PER_KERNEL * max_kernels)
         self._refilling: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -121,26 +125,42 @@ class KernelPool:
         try:
             await kernel.start()
         except BaseException:
-            self._uids_in_use.discard(uid)
+            self._free_uid(uid)
             shutil.rmtree(kernel.workspace, ignore_errors=True)
             raise
         return kernel
 
     def _next_uid(self) -> int:
-        """Uids rotate through a range, so a freed one is not handed out again while its last processes may
-        still be exiting (the process limit counts every process of a uid)."""
+        """A uid no other kernel on this machine has, in this server or another: claimed with an flock on a file
+        in a directory shared by every server, held while the kernel lives (and dropped by the OS if the server
+        dies). Uids also rotate, so a freed one is not handed out while its last processes may still exit."""
         span = UID_SPAN_PER_KERNEL * self.max_kernels
+        UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
         for _ in range(span):
             uid = self.policy.base_uid + self._uid_cursor % span
             self._uid_cursor += 1
-            if uid not in self._uids_in_use:
-                return uid
+            if uid in self._uids_in_use:
+                continue
+            fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._uid_locks[uid] = fd
+            return uid
         raise RuntimeError("no free sandbox uid")
 
+    def _free_uid(self, uid: int) -> None:
+        self._uids_in_use.discard(uid)
+        fd = self._uid_locks.pop(uid, None)
+        if fd is not None:
+            os.close(fd)  # closing the file releases its lock
+
     async def _dispose(self, kernel: SandboxedKernel) -> None:
-        await kernel.shutdown()
+        await kernel.shutdown()  # waits until the uid's processes are gone
         shutil.rmtree(kernel.workspace, ignore_errors=True)
-        self._uids_in_use.discard(kernel.uid)
+        self._free_uid(kernel.uid)
 
     def _refill_soon(self) -> None:
         if self._refilling is None or self._refilling.done():
