@@ -49,7 +49,8 @@ def test_tools_with_zhipu_sdk(zhipu: ZhipuAI) -> None:
         messages=[{"role": "user", "content": "Weather in Beijing?"}],
         tools=[WEATHER],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=40,
+        max_tokens=64,
+        do_sample=False,  # sampled, the small model sometimes pads the forced call with spaces up to max_tokens
     )
     (call,) = response.choices[0].message.tool_calls
     assert call.function.name == "get_weather"
