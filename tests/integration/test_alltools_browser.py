@@ -13,21 +13,15 @@ import pytest
 from ..fixtures.website import Website
 from .conftest import write_catalog
 from .server import RunningServer
-from .test_alltools import stream, user
+from .test_alltools import call, stream, user
 
 
-def call(command: str) -> str:
-    arguments = json.dumps({"name": "simple_browser", "arguments": {"command": command}})
-    return json.dumps(f"<tool_call>\n{arguments}\n</tool_call>")
+def browse(command: str) -> str:
+    return call("simple_browser", {"command": command})
 
 
 GROWTH_CODE = "print('growth=' + str(round(((8.0 / 6.1) ** (1 / 23) - 1) * 100, 2)))"
 MULTI_ANSWER = "From 6.1 to 8.0 billion 【0†World population 2000-2023】: about 1.19% a year."
-
-
-def python(code: str) -> str:
-    arguments = json.dumps({"name": "python", "arguments": {"code": code}})
-    return json.dumps(f"<tool_call>\n{arguments}\n</tool_call>")
 
 
 ANSWER = "It grew about 1.2% a year 【1†Population growth】, from 6.1 billion 【0†World population 2000-2023】."
@@ -46,13 +40,13 @@ when = "1.2 percent"
 reply = {json.dumps(ANSWER)}
 [[models.options.script]]
 when = "/growth.html"
-reply = {call(f'open_url("{site.url}/growth.html")')}
+reply = {browse(f'open_url("{site.url}/growth.html")')}
 [[models.options.script]]
 when = "【0†World population"
-reply = {call("mclick([0])")}
+reply = {browse("mclick([0])")}
 [[models.options.script]]
 when = ""
-reply = {call('search("6.1 billion")')}
+reply = {browse('search("6.1 billion")')}
 
 [[models]]
 id = "script-multi"
@@ -65,10 +59,10 @@ when = "growth="
 reply = {json.dumps(MULTI_ANSWER)}
 [[models.options.script]]
 when = "【0†World population"
-reply = {python(GROWTH_CODE)}
+reply = {call("python", {"code": GROWTH_CODE})}
 [[models.options.script]]
 when = ""
-reply = {call('search("6.1 billion")')}
+reply = {browse('search("6.1 billion")')}
 
 [[agents]]
 id = "glm-4-alltools"

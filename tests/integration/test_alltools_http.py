@@ -12,12 +12,11 @@ import pytest
 from ..fixtures.api_server import API_KEY, ApiServer, openapi
 from .conftest import write_catalog
 from .server import RunningServer
-from .test_alltools import stream, user
+from .test_alltools import call, stream, user
 
 
 def catalog(api: ApiServer) -> str:
-    call = json.dumps({"name": "get_weather", "arguments": {"city": "Beijing", "units": "metric"}})
-    reply = json.dumps(f"<tool_call>\n{call}\n</tool_call>")
+    reply = call("get_weather", {"city": "Beijing", "units": "metric"})
     return f"""
 [[models]]
 id = "script-api"

@@ -4,7 +4,6 @@ with multi-turn editing, all against an OpenAI-compatible image server on 127.0.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +15,7 @@ from zhipuai import ZhipuAI
 from ..fixtures.image_server import ImageServer
 from .conftest import write_catalog
 from .server import RunningServer
-from .test_alltools import stream, user
-
-
-def call(prompt: str) -> str:
-    arguments = json.dumps({"name": "cogview", "arguments": {"prompt": prompt}})
-    return json.dumps(f"<tool_call>\n{arguments}\n</tool_call>")
+from .test_alltools import call, stream, user
 
 
 def catalog(images: ImageServer) -> str:
@@ -37,10 +31,10 @@ when = "the user can see them"
 reply = "Here it is."
 [[models.options.script]]
 when = "drawn from: 'a red cat'"
-reply = {call("a red cat wearing a blue hat")}
+reply = {call("cogview", {"prompt": "a red cat wearing a blue hat"})}
 [[models.options.script]]
 when = ""
-reply = {call("a red cat")}
+reply = {call("cogview", {"prompt": "a red cat"})}
 
 [[agents]]
 id = "glm-4-alltools"

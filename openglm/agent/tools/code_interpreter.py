@@ -6,7 +6,6 @@ import base64
 import mimetypes
 import os
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +54,9 @@ class CodeInterpreter(AgentTool):
         code = str(arguments.get("code", ""))
         async with self.pool.session(context.conversation) as kernel:
             await self._attach(context, kernel.workspace, kernel.uid)
-            before = _snapshot(kernel.workspace)
-            started = time.time()
+            before = _regular_files(kernel.workspace)
             execution = await kernel.execute(code)
-            written = _written_since(kernel.workspace, before, started)
+            written = _written_since(kernel.workspace, before)
         links = await self._publish(context, execution, written)
         return _result(execution, written, links)
 
@@ -101,11 +99,7 @@ def _regular_files(workspace: Path) -> dict[Path, float]:
     return found
 
 
-def _snapshot(workspace: Path) -> dict[Path, float]:
-    return _regular_files(workspace)
-
-
-def _written_since(workspace: Path, before: dict[Path, float], started: float) -> list[Path]:
+def _written_since(workspace: Path, before: dict[Path, float]) -> list[Path]:
     return sorted(p for p, mtime in _regular_files(workspace).items() if p not in before or mtime > before[p])
 
 
