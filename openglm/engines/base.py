@@ -43,6 +43,9 @@ class GenerationRequest:
     sampling: SamplingParams
     max_tokens: int | None = None
     grammar: str | None = None
+    # With triggers the grammar is lazy: free text until the output matches one of these regexes (whole-output
+    # match, llama.cpp's lazy grammars), then constrained from the regex's first group on. Auto-mode tool calls.
+    grammar_triggers: tuple[str, ...] = ()
     # Extra stop markers (special tokens of the chat template, e.g. "<|observation|>").
     stop_markers: tuple[str, ...] = ()
     # The caller's stop strings. The chat service cuts the text at them itself; an engine

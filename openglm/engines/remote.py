@@ -49,7 +49,9 @@ def completion_body(request: GenerationRequest, model: str, grammar_field: str) 
         body["repetition_penalty"] = sampling.repetition_penalty
     if sampling.logit_bias:
         body["logit_bias"] = {str(k): v for k, v in sampling.logit_bias.items()}
-    if request.grammar:
+    # A lazy grammar (auto-mode tool calls) has no portable wire form: an upstream given only the grammar would
+    # force a call on every reply, so it is not sent and such calls are parsed unguarded.
+    if request.grammar and not request.grammar_triggers:
         _set_path(body, grammar_field, request.grammar)
     return body
 

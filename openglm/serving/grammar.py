@@ -84,6 +84,32 @@ def json_object_grammar() -> str:
     return json_schema_grammar({"type": "object"}, "response_format")
 
 
+def lazy_tool_call_grammar(
+    parser: ToolCallParser, tools: list[dict[str, Any]], parallel: bool
+) -> tuple[str, tuple[str, ...]] | None:
+    """For ``tool_choice="auto"``: the call grammar and the triggers after which output must follow it.
+
+    The model is free to answer in prose; once it starts a call, the call is completed by the grammar, so it
+    is never malformed. None when the parser has no triggers or no tool is a JSON function.
+    """
+    openings = {
+        tool["function"]["name"]: _argument_openings(tool["function"].get("parameters") or EMPTY_OBJECT)
+        for tool in tools
+        if tool.get("function")
+    }
+    triggers = parser.call_triggers(openings, parallel) if openings else ()
+    if not triggers:
+        return None
+    return tool_call_grammar(parser, tools, parallel), triggers
+
+
+def _argument_openings(schema: dict[str, Any]) -> list[str]:
+    """Starts of a JSON argument text that the schema's grammar surely accepts."""
+    if schema.get("type", "object") != "object" or any(k in schema for k in ("anyOf", "oneOf", "allOf", "$ref")):
+        return []
+    return ["{", '{"'] if schema.get("properties") else ["{"]
+
+
 def tool_call_grammar(parser: ToolCallParser, tools: list[dict[str, Any]], parallel: bool) -> str:
     """Only calls to ``tools``, each with arguments valid for its parameter schema."""
     converter = _converter()

@@ -13,7 +13,7 @@ from ..api.schemas import ChatCompletionRequest, ResponseFormat, SamplingFields
 from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
 from ..errors import InvalidFieldError
 from .choice import ChoiceDecoder, ChoiceEvent
-from .grammar import json_object_grammar, json_schema_grammar, tool_call_grammar
+from .grammar import json_object_grammar, json_schema_grammar, lazy_tool_call_grammar, tool_call_grammar
 from .messages import adapt_for_template, normalize_messages
 from .models import ModelPool, ServedModel
 from .toolcalls.base import ToolCallParser, ToolCallStream
@@ -124,7 +124,7 @@ class ChatService:
         prompt = served.template.render(
             adapt_for_template(messages, served.template, parser, active_tools), active_tools or None
         )
-        grammar = self._grammar(parser, active_tools, choice, request)
+        grammar, triggers = self._grammar(parser, active_tools, choice, request)
         max_tokens = request.max_completion_tokens or request.max_tokens or self.default_max_tokens
         stops = stop_list(request.stop)
         generations = [
@@ -139,6 +139,7 @@ class ChatService:
                 ),
                 max_tokens=max_tokens,
                 grammar=grammar,
+                grammar_triggers=triggers,
                 stop_markers=served.template.stop_markers,
                 stop=tuple(stops),
             )
@@ -161,15 +162,21 @@ class ChatService:
     @staticmethod
     def _grammar(
         parser: ToolCallParser, tools: list[dict[str, Any]], choice: Any, request: ChatCompletionRequest
-    ) -> str | None:
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """The grammar, and its triggers when it is lazy (auto mode: only a call the model starts is guarded)."""
+        parallel = request.parallel_tool_calls is not False
         if choice == "required":
-            return tool_call_grammar(parser, tools, request.parallel_tool_calls is not False)
+            return tool_call_grammar(parser, tools, parallel), ()
         if not isinstance(choice, str):
             named = [t for t in tools if t.get("function", {}).get("name") == choice.function.name]
             if not named:
                 raise InvalidFieldError(f"tool_choice names {choice.function.name!r}, which is not in tools")
-            return tool_call_grammar(parser, named, False)
-        return response_format_grammar(request.response_format)
+            return tool_call_grammar(parser, named, False), ()
+        response_grammar = response_format_grammar(request.response_format)
+        if response_grammar is not None or not tools:
+            return response_grammar, ()
+        lazy = lazy_tool_call_grammar(parser, tools, parallel)
+        return lazy if lazy is not None else (None, ())
 
     async def events(self, run: ChatRun) -> AsyncIterator[ChoiceEvent]:
         decoders = [run.plan.decoder(i) for i in range(len(run.handles))]

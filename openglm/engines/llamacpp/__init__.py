@@ -114,7 +114,7 @@ class LlamaCppEngine(Engine):
             prompt=prompt,
             max_tokens=max_tokens,
             limit=self.limit,
-            sampler=SamplerChain(model, request.sampling, request.grammar),
+            sampler=SamplerChain(model, request.sampling, request.grammar, request.grammar_triggers),
             stop_ids=frozenset(t for t in stop_ids if t is not None),
             logprobs=request.sampling.logprobs,
             top_logprobs=request.sampling.top_logprobs,

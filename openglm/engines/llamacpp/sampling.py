@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import logging
+import math
+import re
 
 import llama_cpp as lc
 import numpy as np
@@ -11,16 +14,32 @@ from ...errors import InvalidFieldError
 from ..base import SamplingParams, TokenLogprob, TopLogprob
 from .model import LlamaModel
 
+log = logging.getLogger("openglm.llamacpp")
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
 
 
-class SamplerChain:
-    """Owns a ``llama_sampler`` chain; ``sample`` picks and accepts one token."""
+TRIGGER_WINDOW = 256  # bytes of recent output a trigger may start in (triggers are anchored at the end)
 
-    def __init__(self, model: LlamaModel, params: SamplingParams, grammar: str | None):
+
+class SamplerChain:
+    """Owns a ``llama_sampler`` chain; ``sample`` picks and accepts one token.
+
+    With ``triggers`` the grammar is lazy: the chain samples freely until the output ends with a match of one
+    of the trigger regexes, then it is rebuilt with the grammar, which first accepts the text from the match's
+    first group on. llama.cpp has lazy grammars of its own, but it matches its patterns against the whole output
+    on every token (quadratic in the output's length: +47% decode time at 1900 tokens here), and a trigger text
+    its grammar rejects aborts the process; here a trigger costs one regex search over a short window, and the
+    parsers' triggers only ever match text their call grammar accepts.
+    """
+
+    def __init__(self, model: LlamaModel, params: SamplingParams, grammar: str | None, triggers: tuple[str, ...] = ()):
         self.ptr = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        self._model, self._params, self._grammar = model, params, grammar
+        self._triggers = [re.compile(t.encode()) for t in triggers] if grammar else []
+        self._output = bytearray()
+        self._grammar_ptr: lc.llama_sampler_p | None = None  # owned by the chain
         try:
-            self._build(model, params, grammar)
+            self._build(model, params, None if self._triggers else grammar)
         except BaseException:
             self.close()
             raise
@@ -50,6 +69,7 @@ class SamplerChain:
             if not sampler:
                 raise InvalidFieldError("grammar is not valid GBNF (see the server log for where)")
             self._add(sampler)
+            self._grammar_ptr = sampler
         if params.greedy:
             self._add(lc.llama_sampler_init_greedy())
             return
@@ -63,8 +83,49 @@ class SamplerChain:
         seed = DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
         self._add(lc.llama_sampler_init_dist(seed))
 
+    @property
+    def constrained(self) -> bool:
+        """Whether a grammar is in force (a lazy one once it has been triggered)."""
+        return self._grammar_ptr is not None
+
     def sample(self, ctx: lc.llama_context_p, index: int) -> int:
-        return int(lc.llama_sampler_sample(self.ptr, ctx, index))
+        token = int(lc.llama_sampler_sample(self.ptr, ctx, index))
+        if self._triggers:
+            self._watch(token)
+        return token
+
+    def _watch(self, token: int) -> None:
+        self._output += self._model.piece(token)
+        start = max(0, len(self._output) - TRIGGER_WINDOW)
+        for trigger in self._triggers:
+            match = trigger.search(self._output, start)
+            if match is not None:
+                self._constrain(bytes(self._output[match.start(1) :]))
+                return
+
+    def _constrain(self, accepted: bytes) -> None:
+        """Switch to the grammar, which has already seen ``accepted`` (the start of the call)."""
+        self._triggers = []
+        chain = SamplerChain(self._model, self._params, self._grammar)
+        for token in self._model.tokenize(accepted.decode("utf-8", errors="replace")):
+            # llama.cpp aborts the process when a grammar is made to accept a token it rejects: ask first.
+            if not chain.allows(token):
+                log.warning("lazy grammar: trigger text %r is not a start the grammar accepts", accepted)
+                chain.close()
+                return
+            lc.llama_sampler_accept(chain.ptr, token)
+        self.close()
+        self.ptr, chain.ptr = chain.ptr, None
+        self._grammar_ptr, chain._grammar_ptr = chain._grammar_ptr, None
+
+    def allows(self, token: int) -> bool:
+        """Whether the grammar (if any) lets ``token`` come next."""
+        if self._grammar_ptr is None:
+            return True
+        candidates = (lc.llama_token_data * 1)(lc.llama_token_data(token, 0.0, 0.0))
+        view = lc.llama_token_data_array(candidates, 1, -1, False)
+        lc.llama_sampler_apply(self._grammar_ptr, ctypes.byref(view))
+        return math.isfinite(candidates[0].logit)
 
     def close(self) -> None:
         if self.ptr:

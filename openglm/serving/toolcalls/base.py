@@ -76,6 +76,17 @@ class ToolCallParser(abc.ABC):
     def call_grammar(self, argument_rules: dict[str, str], parallel: bool) -> str:
         """GBNF ``root`` forcing calls to the named functions (rule names for their arguments)."""
 
+    def call_triggers(self, openings: dict[str, list[str]], parallel: bool) -> tuple[str, ...]:
+        """Regexes marking the start of a call in free (``tool_choice="auto"``) output, for a lazy grammar.
+
+        Each is searched for at the end of the output so far (it ends in ``$``); once one matches, the rest of
+        the output must be what ``call_grammar`` accepts, starting from the match's first group. The text from
+        that group to the end must therefore always be a prefix the call grammar accepts: match only once the
+        model has committed to a call, and only texts that are surely valid. ``openings`` gives, per function,
+        the starts of its arguments that its grammar surely accepts. No triggers: auto-mode calls are unguarded.
+        """
+        return ()
+
 
 def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)

@@ -111,6 +111,15 @@ class GLM4ToolParser(ToolCallParser):
     def render_result(self, content: str, name: str | None) -> tuple[str, str]:
         return "observation", content
 
+    def call_triggers(self, openings: dict[str, list[str]], parallel: bool) -> tuple[str, ...]:
+        # A line that is a function's name, then the opening of its JSON arguments: where the parser sees a call.
+        calls = "|".join(
+            re.escape(name) + "\n(?:" + "|".join(re.escape(o) for o in starts) + ")"
+            for name, starts in openings.items()
+            if starts
+        )
+        return (rf"(?:^|(?<=<\|assistant\|>)|(?<=\n))((?:{calls}))$",) if calls else ()
+
     def call_grammar(self, argument_rules: dict[str, str], parallel: bool) -> str:
         # One call per turn: GLM-4 writes the next call in a new <|assistant|> turn.
         alternatives = " | ".join(f'{json.dumps(name)} "\\n" {rule}' for name, rule in argument_rules.items())

@@ -86,6 +86,10 @@ class HermesToolParser(ToolCallParser):
             for call in calls
         )
 
+    def call_triggers(self, openings: dict[str, list[str]], parallel: bool) -> tuple[str, ...]:
+        # The opening tag, and what the call grammar puts right after it.
+        return (r'(<tool_call>(?:\n(?:\{"?)?)?)$',)
+
     def call_grammar(self, argument_rules: dict[str, str], parallel: bool) -> str:
         alternatives = " | ".join(
             f'"{{\\"name\\": \\"{name}\\", \\"arguments\\": " {rule} "}}"' for name, rule in argument_rules.items()

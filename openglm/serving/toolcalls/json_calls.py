@@ -51,6 +51,11 @@ class JsonToolParser(ToolCallParser):
         items = [f'{{"name": {json.dumps(c.name)}, "arguments": {c.arguments or "{}"}}}' for c in calls]
         return items[0] if len(items) == 1 else "[" + ", ".join(items) + "]"
 
+    def call_triggers(self, openings: dict[str, list[str]], parallel: bool) -> tuple[str, ...]:
+        # A reply that opens with {"name": is a call (a list of calls too, when parallel calls are allowed).
+        list_start = r"\[?" if parallel else ""
+        return (rf'^\s*({list_start}\{{"name"(?::(?: "?)?)?)$',)
+
     def call_grammar(self, argument_rules: dict[str, str], parallel: bool) -> str:
         alternatives = " | ".join(
             f'"{{\\"name\\": \\"{name}\\", \\"arguments\\": " {rule} "}}"' for name, rule in argument_rules.items()

@@ -181,3 +181,33 @@ def test_a_long_conversation_keeps_its_prefix_under_kv_pressure() -> None:
 
     stats = run(scenario())
     assert stats["reused_prompt_tokens"] >= 250
+
+
+def test_a_lazy_grammar_completes_the_call_the_model_starts() -> None:
+    """Auto-mode tool calls: the model writes freely until it opens a call, then the grammar finishes it."""
+    from openglm.serving.grammar import lazy_tool_call_grammar
+    from openglm.serving.toolcalls.base import get_parser
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+    parser = get_parser("hermes")(tools)
+    lazy = lazy_tool_call_grammar(parser, tools, False)
+    assert lazy is not None
+    prompt = chat("Repeat exactly: <tool_call>\n<tool_call>\n<tool_call>")
+
+    async def scenario() -> tuple[tuple[str, str | None, int], tuple[str, str | None, int]]:
+        eng = engine()
+        await eng.start()
+        try:
+            free = await generate(eng, prompt, 60)
+            guarded = await generate(eng, prompt, 60, grammar=lazy[0], grammar_triggers=lazy[1])
+            return free, guarded
+        finally:
+            await eng.stop()
+
+    (free_text, _, _), (text, finish, _) = run(scenario())
+    assert "<tool_call>" in free_text and "</tool_call>" not in free_text  # unguarded, the call is never closed
+    assert finish == "stop"
+    prose = text.partition("<tool_call>")[0]
+    assert prose == free_text.partition("<tool_call>")[0]  # identical until the call starts
+    result = parser.parse(text, final=True)
+    assert [c.name for c in result.calls] == ["f"] and result.calls[0].arguments == "{}"

@@ -10,3 +10,9 @@ def test_grammar_field_may_be_nested() -> None:
     nested = completion_body(request, "m", "structured_outputs.grammar")
     assert nested["structured_outputs"] == {"grammar": 'root ::= "x"'}
     assert nested["temperature"] == 0.0 and nested["max_tokens"] == 5 and nested["stream"] is True
+
+
+def test_a_lazy_grammar_is_not_sent() -> None:
+    """An upstream would apply it from the first token and force a call on every reply."""
+    lazy = GenerationRequest("p", SamplingParams(), 5, grammar='root ::= "x"', grammar_triggers=("(x)$",))
+    assert "grammar" not in completion_body(lazy, "m", "grammar")

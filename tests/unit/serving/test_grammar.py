@@ -9,8 +9,13 @@ import pytest
 from openglm.catalog import resolve_source
 from openglm.engines.base import SamplingParams
 from openglm.errors import InvalidFieldError
-from openglm.serving.grammar import json_object_grammar, json_schema_grammar, tool_call_grammar
-from openglm.serving.toolcalls.base import get_parser
+from openglm.serving.grammar import (
+    json_object_grammar,
+    json_schema_grammar,
+    lazy_tool_call_grammar,
+    tool_call_grammar,
+)
+from openglm.serving.toolcalls.base import ParsedCall, get_parser
 
 TOOLS = [
     {
@@ -45,6 +50,72 @@ def test_tool_call_grammars_compile(model: object, parser: str, parallel: bool) 
     grammar = tool_call_grammar(get_parser(parser)(TOOLS), TOOLS, parallel)
     assert "root ::=" in grammar
     compiles(model, grammar)
+
+
+CALL = ParsedCall("get_weather", '{"city": "Paris"}')
+# Free text before a call, where each format lets a call start (the json format only at the very start).
+PROSE_BEFORE = {"glm4": "Let me look that up.\n", "hermes": "Let me look that up. ", "json": ""}
+# Replies that mention the tools but start no call: a lazy grammar must leave them alone.
+NOT_CALLS = [
+    "The get_weather function tells the weather.",
+    "get_weather\nis what I would use, but I know the answer: sunny.",
+    'Here is JSON: {"city": "Paris"}',
+    "I will not use <tool_ca",
+]
+
+
+def replay(model: object, text: str, grammar: str, triggers: tuple[str, ...]) -> tuple[bool, str]:
+    """Feed ``text`` token by token as if sampled under a lazy grammar: (constrained at the end, text seen
+    before the grammar took over). Once constrained, every further token must be one the grammar allows."""
+    import llama_cpp as lc
+
+    from openglm.engines.llamacpp.sampling import SamplerChain
+
+    chain = SamplerChain(model, SamplingParams(temperature=0.0), grammar, triggers)  # type: ignore[arg-type]
+    free = ""
+    try:
+        for token in model.tokenize(text):  # type: ignore[attr-defined]
+            if chain.constrained:
+                assert chain.allows(token), f"the grammar rejects {model.piece(token)!r} in {text!r}"  # type: ignore[attr-defined]
+                lc.llama_sampler_accept(chain.ptr, token)
+                continue
+            free += model.piece(token).decode()  # type: ignore[attr-defined]
+            chain._watch(token)
+        return chain.constrained, free
+    finally:
+        chain.close()
+
+
+@pytest.mark.parametrize("parser_name", ["glm4", "hermes", "json"])
+@pytest.mark.parametrize("parallel", [True, False])
+def test_lazy_grammar_takes_over_once_a_call_starts(model: object, parser_name: str, parallel: bool) -> None:
+    parser = get_parser(parser_name)(TOOLS)
+    lazy = lazy_tool_call_grammar(parser, TOOLS, parallel)
+    assert lazy is not None
+    grammar, triggers = lazy
+    prose = PROSE_BEFORE[parser_name]
+    constrained, free = replay(model, prose + parser.render_calls([CALL]), grammar, triggers)
+    assert constrained
+    assert free.startswith(prose) and len(free) <= len(prose) + len('<tool_call>\n{"name":')
+
+
+@pytest.mark.parametrize("parser_name", ["glm4", "hermes", "json"])
+@pytest.mark.parametrize("reply", NOT_CALLS)
+def test_lazy_grammar_leaves_prose_alone(model: object, parser_name: str, reply: str) -> None:
+    lazy = lazy_tool_call_grammar(get_parser(parser_name)(TOOLS), TOOLS, True)
+    assert lazy is not None
+    assert replay(model, reply, *lazy) == (False, reply)
+
+
+def test_a_trigger_the_grammar_rejects_leaves_the_output_free(model: object) -> None:
+    """A wrong trigger must not reach llama.cpp's grammar, which would abort the whole process."""
+    grammar = tool_call_grammar(get_parser("hermes")(TOOLS), TOOLS, False)
+    assert replay(model, "a tool call", grammar, (r"(tool)$",)) == (False, "a tool call")
+
+
+def test_no_lazy_grammar_without_json_functions() -> None:
+    odd = [{"type": "function", "function": {"name": "f", "parameters": {"anyOf": [{"type": "object"}]}}}]
+    assert lazy_tool_call_grammar(get_parser("glm4")(odd), odd, False) is None
 
 
 def test_json_grammars_compile(model: object) -> None:
