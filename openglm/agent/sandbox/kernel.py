@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .enter import MS_NODEV, MS_NOSUID, mount, umount
 from .policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class SandboxedKernel:
     async def start(self, timeout: float = 60.0) -> None:
         from jupyter_client.asynchronous.client import AsyncKernelClient
 
-        self.workspace.mkdir(parents=True, exist_ok=True)
+        self._mount_workspace()
         for path in (self.workspace, self.ipc_dir):
             os.chown(path, self.uid, self.uid)
             path.chmod(0o700)
@@ -117,12 +118,43 @@ class SandboxedKernel:
         self.client.load_connection_info(self._connection(key, str(self.ipc_dir)))
         self.client.start_channels()
         try:
-            await asyncio.wait_for(self.client.wait_for_ready(timeout=timeout), timeout + 1)
+            await self._wait_until_ready(timeout)
         except (RuntimeError, TimeoutError) as exc:
             detail = self._stderr()
             await self.shutdown()
             raise KernelStartError(f"sandboxed kernel did not start: {exc}; {detail}") from None
         self.started_at = time.monotonic()
+
+    async def _wait_until_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self.client.wait_for_ready(timeout=max(left, 0.1)), max(left, 0.1) + 1)
+                return
+            except RuntimeError:
+                # jupyter-client calls a kernel dead when one heartbeat (1 s) goes unanswered, which a kernel
+                # still importing on a loaded machine can miss: while its process lives, ask again.
+                if not self.alive or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    def _mount_workspace(self) -> None:
+        """The workspace is a tmpfs of its own, so the kernel's files are bounded in bytes and in number: a
+        disk-filling loop hits ENOSPC in its own workspace, not the server's disk."""
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        options = (
+            f"mode=0700,uid={self.uid},gid={self.uid},"
+            f"size={self.policy.workspace_bytes},nr_inodes={self.policy.workspace_files}"
+        )
+        try:
+            mount("tmpfs", str(self.workspace), "tmpfs", MS_NOSUID | MS_NODEV, options)
+        except OSError as exc:
+            raise KernelStartError(f"cannot give the sandbox its workspace: {exc}") from None
+
+    def remove_workspace(self) -> None:
+        """Unmount the workspace (and everything the kernel wrote with it), then remove its mount point."""
+        remove_workspace(self.workspace)
 
     def _spec(self) -> dict[str, Any]:
         python = sys.executable
@@ -226,6 +258,12 @@ class SandboxedKernel:
             await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
         await asyncio.get_running_loop().run_in_executor(None, wait_until_gone, self.uid)
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def remove_workspace(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        umount(str(path))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def processes_of(uid: int) -> list[int]:

@@ -18,6 +18,10 @@ class SandboxPolicy:
     # Largest file the code may write (RLIMIT_FSIZE).
     file_bytes: int = 256 * MiB
     open_files: int = 256
+    # The workspace is a tmpfs of its own (mounted by the server), so these bound what a conversation keeps:
+    # bytes in all and files in all (inodes). Past them, writes fail with "No space left on device".
+    workspace_bytes: int = 512 * MiB
+    workspace_files: int = 10_000
     # Size of the private /tmp, /var/tmp, /dev/shm and /run/lock.
     tmp_bytes: int = 64 * MiB
     # Wall-clock seconds one execution may run before it is interrupted.

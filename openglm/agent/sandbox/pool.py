@@ -13,12 +13,11 @@ import fcntl
 import logging
 import os
 import secrets
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .kernel import SandboxedKernel
+from .kernel import SandboxedKernel, remove_workspace
 from .policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,7 @@ class KernelPool:
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)  # kernels reach their own workspace, cannot list the others
+        self._remove_stale_workspaces()
         self._refill_soon()
         self._reaper = asyncio.create_task(self._reap_forever())
 
@@ -125,8 +125,8 @@ class KernelPool:
         try:
             await kernel.start()
         except BaseException:
+            kernel.remove_workspace()
             self._free_uid(uid)
-            shutil.rmtree(kernel.workspace, ignore_errors=True)
             raise
         return kernel
 
@@ -151,6 +151,26 @@ class KernelPool:
             return uid
         raise RuntimeError("no free sandbox uid")
 
+    def _remove_stale_workspaces(self) -> None:
+        """Workspaces a crashed server left mounted. A workspace belongs to its kernel's uid, whose lock a live
+        server holds (another server may share this root): one whose uid lock is free belongs to nobody."""
+        UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for workspace in self.root.iterdir():
+            try:
+                uid = workspace.lstat().st_uid
+            except OSError:
+                continue
+            fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live kernel's
+            else:
+                log.info("removing the stale sandbox workspace %s", workspace)
+                remove_workspace(workspace)
+            finally:
+                os.close(fd)
+
     def _free_uid(self, uid: int) -> None:
         self._uids_in_use.discard(uid)
         fd = self._uid_locks.pop(uid, None)
@@ -159,7 +179,7 @@ class KernelPool:
 
     async def _dispose(self, kernel: SandboxedKernel) -> None:
         await kernel.shutdown()  # waits until the uid's processes are gone
-        shutil.rmtree(kernel.workspace, ignore_errors=True)
+        kernel.remove_workspace()
         self._free_uid(kernel.uid)
 
     def _refill_soon(self) -> None:

@@ -186,3 +186,39 @@ async def test_two_servers_never_give_two_kernels_one_uid(data_dir: Path) -> Non
     finally:
         for pool in pools:
             await pool.close()
+
+
+async def test_the_workspace_has_a_quota_of_bytes_and_files(data_dir: Path) -> None:
+    policy = SandboxPolicy(timeout=10.0, file_bytes=64 * MiB, workspace_bytes=4 * MiB, workspace_files=200)
+    kernels = KernelPool(policy, data_dir / "sandboxes", warm=0, hidden=[str(data_dir)])
+    await kernels.start()
+    try:
+        filled = await run(kernels, "open('big', 'wb').write(b'x' * (8 * 1024 * 1024))")
+        assert filled.error is not None and "No space left on device" in filled.error
+        many = await run(kernels, "for i in range(1000): open(f'f{i}', 'w').close()")
+        assert many.error is not None and "No space left on device" in many.error
+        freed = await run(kernels, "import os\nfor n in os.listdir(): os.remove(n)\nopen('ok', 'w').write('fine')")
+        assert freed.error is None  # the conversation goes on once it makes room
+        workspace = kernels.workspace_of("c1")
+        assert workspace is not None and (workspace / "ok").read_text() == "fine"
+    finally:
+        await kernels.close()
+    assert workspace is not None and not workspace.exists()  # unmounted and removed with its kernel
+
+
+async def test_a_crashed_servers_workspaces_are_removed_at_start(data_dir: Path) -> None:
+    crashed = KernelPool(SandboxPolicy(), data_dir / "sandboxes", warm=1, hidden=[str(data_dir)])
+    await crashed.start()
+    async with crashed.session("c1") as kernel:
+        await kernel.execute("open('left', 'w').write('behind')")
+        left = kernel.workspace
+    # The server dies without cleaning up: its kernels go with it, its workspaces stay mounted.
+    for kernel in [*crashed._ready, *(lease.kernel for lease in crashed._conversations.values())]:
+        await kernel.shutdown()
+    for uid in list(crashed._uid_locks):
+        crashed._free_uid(uid)
+    assert (left / "left").exists()
+    fresh = KernelPool(SandboxPolicy(), data_dir / "sandboxes", warm=0, hidden=[str(data_dir)])
+    await fresh.start()
+    await fresh.close()
+    assert not left.exists() and list((data_dir / "sandboxes").iterdir()) == []
