@@ -79,7 +79,8 @@ class OpenAICompatibleImages(ImageProvider):
 @image_providers.register("diffusers")
 class DiffusersImages(ImageProvider):
     """``source`` is a diffusers model directory. Needs ``torch==2.13.0`` and ``diffusers`` installed; loaded on
-    first use and run in a worker thread, one image at a time."""
+    first use and run in a worker thread, one request at a time. Options: ``steps`` (denoising steps, 25),
+    ``device`` (``cpu`` by default, ``cuda`` for a GPU)."""
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
@@ -91,7 +92,12 @@ class DiffusersImages(ImageProvider):
             from diffusers import AutoPipelineForText2Image
         except ImportError:
             raise EngineError("the diffusers provider needs `pip install torch==2.13.0 diffusers`") from None
-        return AutoPipelineForText2Image.from_pretrained(self.spec.source)
+        try:
+            pipeline = AutoPipelineForText2Image.from_pretrained(self.spec.source)  # type: ignore[no-untyped-call]
+        except (OSError, ValueError) as exc:  # not a diffusers directory, or not a text-to-image one
+            raise EngineError(f"image model {self.spec.id}: cannot load {self.spec.source}: {exc}") from None
+        pipeline.set_progress_bar_config(disable=True)  # it would write a bar per request to the server's stderr
+        return pipeline.to(str(self.spec.options.get("device", "cpu")))
 
     async def generate(self, prompt: str, n: int, size: str | None) -> list[GeneratedImage]:
         width, height = _size(size)

@@ -4,6 +4,7 @@ with multi-turn editing, all against an OpenAI-compatible image server on 127.0.
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from zhipuai import ZhipuAI
 
 from ..fixtures.image_server import ImageServer
+from ..fixtures.tiny_diffusers import write_tiny_pipeline
 from .conftest import write_catalog
 from .server import RunningServer
 from .test_alltools import call, stream, user
@@ -115,3 +117,53 @@ def test_no_image_model_means_no_tool_and_a_clear_400(server: RunningServer) -> 
         json={"model": "glm-4-alltools", "stream": True, "messages": user("draw"), "tools": [{"type": "drawing_tool"}]},
     )
     assert tool.status_code == 400 and "drawing_tool" in tool.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def diffusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp: Path = tmp_path_factory.mktemp("diffusers")
+    pipeline = write_tiny_pipeline(tmp)
+    entry = f"""
+[[images]]
+id = "local-sd"
+engine = "diffusers"
+source = "{pipeline}"
+[images.prices]
+image = 0.01
+[images.options]
+steps = 2
+
+[[images]]
+id = "gone"
+engine = "diffusers"
+source = "{tmp / "nowhere"}"
+"""
+    server = RunningServer(
+        models_file=write_catalog(tmp / "models.toml", entry), log=tmp / "s.log", env={"OPENGLM_SANDBOX_WARM": "0"}
+    )
+    yield server
+    server.stop()
+
+
+def test_a_local_diffusers_pipeline_draws(diffusing: RunningServer) -> None:
+    from PIL import Image
+
+    client = openai.OpenAI(base_url=f"{diffusing.url}/v1", api_key="unused", max_retries=0)
+    result = client.images.generate(
+        model="local-sd", prompt="a lighthouse", n=2, size="64x64", response_format="b64_json"
+    )
+    pictures = [Image.open(io.BytesIO(base64.b64decode(item.b64_json or ""))) for item in result.data]
+    assert [(p.format, p.size) for p in pictures] == [("PNG", (64, 64))] * 2
+    zhipu = ZhipuAI(api_key="id.secret", base_url=f"{diffusing.url}/api/paas/v4", max_retries=0)
+    one = zhipu.images.generations(model="local-sd", prompt="a harbour", size="96x64")
+    assert Image.open(io.BytesIO(httpx.get(one.data[0].url).content)).size == (96, 64)
+    usage = httpx.get(f"{diffusing.url}/v1/account/usage", params={"by": "model"}).json()["data"]
+    assert next(r for r in usage if r["group"] == "local-sd")["images"] == 3
+
+
+def test_a_diffusers_model_that_cannot_load_is_a_clear_error(diffusing: RunningServer) -> None:
+    response = httpx.post(f"{diffusing.url}/v1/images/generations", json={"model": "gone", "prompt": "x"})
+    assert response.status_code == 500 and response.json()["error"]["code"] == "1260"
+    assert "cannot load" in response.json()["error"]["message"]
+    usage = httpx.get(f"{diffusing.url}/v1/account/usage", params={"by": "model"}).json()["data"]
+    assert all(row["group"] != "gone" for row in usage)  # nothing delivered, nothing charged
