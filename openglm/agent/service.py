@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import shutil
-from dataclasses import replace
 
 from ..catalog import AgentSpec, Catalog
 from ..config import Settings
@@ -13,33 +11,21 @@ from ..files.store import FileStore
 from ..images.service import ImageService
 from ..serving.service import ChatService
 from .browser.fetch import SafeFetcher
-from .browser.search import search_providers
 from .loop import AgentLoop
-from .sandbox.policy import SandboxPolicy
-from .sandbox.pool import KernelPool
-from .tools.base import AgentTool
-from .tools.code_interpreter import CodeInterpreter
-from .tools.drawing_tool import DrawingTool
+
+# The built-in tools register themselves in agent_tools when their modules are imported.
+from .tools import code_interpreter, drawing_tool, web_browser  # noqa: F401
+from .tools.base import AgentTool, ToolResources, ToolUnavailable, agent_tools
 from .tools.http_api import load_document, operations
-from .tools.web_browser import WebBrowser
 
 log = logging.getLogger(__name__)
 
 
-def sandbox_unavailable() -> str | None:
-    """Why sandboxed kernels cannot run here, or None when they can."""
-    if os.geteuid() != 0:
-        return "the server is not running as root (needed for namespaces and per-kernel uids)"
-    if shutil.which("unshare") is None:
-        return "util-linux's unshare is not installed"
-    return None
-
-
 class AgentService:
-    def __init__(self, catalog: Catalog, chat: ChatService, tools: dict[str, AgentTool], pool: KernelPool | None):
+    def __init__(self, catalog: Catalog, chat: ChatService, tools: dict[str, AgentTool]):
         self.catalog = catalog
         self.loop = AgentLoop(chat, tools)
-        self.pool = pool
+        self.tools = tools  # the built-ins this server opened, by type
         self.server_tools: dict[str, list[AgentTool]] = {}  # each agent's HTTP tools
         self.http_fetcher: SafeFetcher | None = None
 
@@ -52,8 +38,6 @@ class AgentService:
         images: ImageService,
         files: FileStore | None = None,
     ) -> AgentService:
-        tools: dict[str, AgentTool] = {}
-        pool = None
         # The agents' HTTP tools first: a bad OpenAPI document fails the start before any kernel is booted.
         http_fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
         server_tools: dict[str, list[AgentTool]] = {
@@ -66,45 +50,36 @@ class AgentService:
             ]
             for agent in catalog.agents.values()
         }
+        tools: dict[str, AgentTool] = {}
         if catalog.agents:
-            reason = sandbox_unavailable()
-            if reason is None:
-                policy = replace(SandboxPolicy(), timeout=settings.sandbox_timeout)
-                hidden = [str(settings.data_dir), str(settings.models_file.resolve())]  # the catalog holds API keys
-                pool = KernelPool(policy, settings.data_dir / "sandboxes", warm=settings.sandbox_warm, hidden=hidden)
-                await pool.start()
-                tools["code_interpreter"] = CodeInterpreter(pool, files)
-            else:
-                log.warning("code_interpreter is not offered: %s", reason)
-            browser = _browser(settings)
-            if browser is not None:
-                tools["web_browser"] = browser
-            if images.available:  # with no image model the tool is not offered
-                tools["drawing_tool"] = DrawingTool(images, files)
-        service = cls(catalog, chat, tools, pool)
-        service.http_fetcher, service.server_tools = http_fetcher, server_tools
-        if catalog.agents:
+            tools = await open_builtins(ToolResources(settings, images, files))
             log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
+        service = cls(catalog, chat, tools)
+        service.http_fetcher, service.server_tools = http_fetcher, server_tools
         return service
 
     def spec(self, name: str) -> AgentSpec | None:
         return self.catalog.agents.get(name)
 
     async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
+        for tool in self.tools.values():
+            with contextlib.suppress(Exception):
+                await tool.close()
         if self.http_fetcher is not None:
             await self.http_fetcher.close()
-        browser = self.loop.tools.get("web_browser")
-        if isinstance(browser, WebBrowser):
-            if browser.provider is not None:
-                await browser.provider.close()
-            await browser.fetcher.close()
 
 
-def _browser(settings: Settings) -> WebBrowser | None:
-    if not settings.browser_search:
-        return None
-    fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
-    provider = search_providers.get(settings.browser_search).configured(settings, fetcher)
-    return WebBrowser(provider, fetcher)
+async def open_builtins(resources: ToolResources) -> dict[str, AgentTool]:
+    """Every registered built-in this server can offer, opened; the others are logged with the reason."""
+    tools: dict[str, AgentTool] = {}
+    try:
+        for name in agent_tools.names():
+            try:
+                tools[name] = await agent_tools.get(name).open(resources)
+            except ToolUnavailable as reason:
+                log.warning("%s is not offered: %s", name, reason)
+    except BaseException:
+        for tool in tools.values():
+            await tool.close()
+        raise
+    return tools

@@ -11,6 +11,9 @@ from ...registry import Registry
 if TYPE_CHECKING:
     from ...accounts.metering import MeteredCall
     from ...catalog import ModelSpec
+    from ...config import Settings
+    from ...files.store import FileStore
+    from ...images.service import ImageService
 
 
 class Billing(Protocol):
@@ -40,8 +43,25 @@ class TextFilter(Protocol):
     def flush(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class ToolResources:
+    """What the server hands its built-in tools when it opens them."""
+
+    settings: Settings
+    images: ImageService
+    files: FileStore | None = None
+
+
+class ToolUnavailable(Exception):
+    """A built-in tool cannot be offered on this server (the reason is logged; requests naming it get a 400)."""
+
+
 class AgentTool(abc.ABC):
-    """A built-in tool (``{"type": "<type>"}`` in a request), offered to the model as one function."""
+    """A built-in tool (``{"type": "<type>"}`` in a request), offered to the model as one function.
+
+    Built-ins are registered in ``agent_tools`` under their type; the server opens every registered one with
+    ``open`` and closes it with ``close``.
+    """
 
     type: str
     function_name: str
@@ -49,6 +69,14 @@ class AgentTool(abc.ABC):
     input_argument: str
     # False: the call streams as an OpenAI function call (name, argument fragments) instead.
     streams_input: bool = True
+
+    @classmethod
+    async def open(cls, resources: ToolResources) -> AgentTool:
+        """The tool with its resources started; raises ``ToolUnavailable`` when this server cannot offer it."""
+        raise ToolUnavailable(f"{cls.__name__} is not opened by the server")
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop what ``open`` started."""
 
     @abc.abstractmethod
     def definition(self, context: ToolContext) -> dict[str, Any]:
@@ -66,4 +94,5 @@ class AgentTool(abc.ABC):
         return True
 
 
+# Built-in tools a request can name by type.
 agent_tools: Registry[type[AgentTool]] = Registry("agent tool")

@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import mimetypes
 import os
+import shutil
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ...files.store import FileStore
 from ..sandbox.kernel import Execution
+from ..sandbox.policy import SandboxPolicy
 from ..sandbox.pool import KernelPool
-from .base import AgentTool, ToolContext, ToolResult, agent_tools
+from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
 # What the model reads back is cut to this; the client still gets every line in its logs output.
 OBSERVATION_CHARS = 4000
@@ -31,6 +34,21 @@ class CodeInterpreter(AgentTool):
     def __init__(self, pool: KernelPool, files: FileStore | None = None):
         self.pool = pool
         self.files = files
+
+    @classmethod
+    async def open(cls, resources: ToolResources) -> CodeInterpreter:
+        reason = sandbox_unavailable()
+        if reason is not None:
+            raise ToolUnavailable(reason)
+        settings = resources.settings
+        policy = replace(SandboxPolicy(), timeout=settings.sandbox_timeout)
+        hidden = [str(settings.data_dir), str(settings.models_file.resolve())]  # the catalog holds API keys
+        pool = KernelPool(policy, settings.data_dir / "sandboxes", warm=settings.sandbox_warm, hidden=hidden)
+        await pool.start()
+        return cls(pool, resources.files)
+
+    async def close(self) -> None:
+        await self.pool.close()
 
     def definition(self, context: ToolContext) -> dict[str, Any]:
         return {
@@ -165,3 +183,12 @@ def _result(execution: Execution, written: list[Path], links: list[str] | None =
         notes.append("[the kernel died (a resource limit or a kill) and was restarted; variables are gone]")
     observation = (execution.logs[-OBSERVATION_CHARS:] + "".join(f"\n{n}" for n in notes)).strip()
     return ToolResult(outputs=outputs or [{"type": "logs", "logs": ""}], observation=observation or "[no output]")
+
+
+def sandbox_unavailable() -> str | None:
+    """Why sandboxed kernels cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "the server is not running as root (needed for namespaces and per-kernel uids)"
+    if shutil.which("unshare") is None:
+        return "util-linux's unshare is not installed"
+    return None

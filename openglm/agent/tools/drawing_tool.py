@@ -9,7 +9,7 @@ from typing import Any
 from ...files.store import FileStore
 from ...images.service import ImageService, data_url
 from ..state import ConversationState
-from .base import AgentTool, ToolContext, ToolResult, agent_tools
+from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
 
 @agent_tools.register("drawing_tool")
@@ -22,6 +22,12 @@ class DrawingTool(AgentTool):
         self.images = images
         self.files = files
         self._last_prompt: ConversationState[str] = ConversationState()
+
+    @classmethod
+    async def open(cls, resources: ToolResources) -> DrawingTool:
+        if not resources.images.available:
+            raise ToolUnavailable("no image model is in the catalog")
+        return cls(resources.images, resources.files)
 
     def definition(self, context: ToolContext) -> dict[str, Any]:
         description = "Draw a picture from a detailed description (the prompt)."

@@ -13,7 +13,7 @@ import httpx
 
 from ...errors import InvalidFieldError
 from ..browser.fetch import SafeFetcher
-from .base import AgentTool, ToolContext, ToolResult, agent_tools
+from .base import AgentTool, ToolContext, ToolResult
 
 METHODS = ("get", "post", "put", "patch", "delete")
 RESPONSE_CHARS = 4000
@@ -34,9 +34,9 @@ def load_document(source: str) -> dict[str, Any]:
     return document
 
 
-@agent_tools.register("http_api")
 class HttpOperation(AgentTool):
-    """One operation of an OpenAPI document."""
+    """One operation of an OpenAPI document: built per agent from its documents (``operations``), not a
+    built-in a request names, so it is not in ``agent_tools``."""
 
     type = "function"
     input_argument = ""

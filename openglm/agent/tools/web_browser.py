@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..browser.fetch import SafeFetcher
-from ..browser.search import SearchProvider
+from ..browser.search import SearchProvider, search_providers
 from ..browser.session import BrowserSession, CitationLinker
 from ..state import ConversationState
-from .base import AgentTool, ToolContext, ToolResult, agent_tools
+from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
 
 @agent_tools.register("web_browser")
@@ -21,6 +21,19 @@ class WebBrowser(AgentTool):
         self.provider = provider
         self.fetcher = fetcher
         self._sessions: ConversationState[BrowserSession] = ConversationState()
+
+    @classmethod
+    async def open(cls, resources: ToolResources) -> WebBrowser:
+        settings = resources.settings
+        if not settings.browser_search:
+            raise ToolUnavailable("no search provider is configured (OPENGLM_BROWSER_SEARCH)")
+        fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
+        return cls(search_providers.get(settings.browser_search).configured(settings, fetcher), fetcher)
+
+    async def close(self) -> None:
+        if self.provider is not None:
+            await self.provider.close()
+        await self.fetcher.close()
 
     def definition(self, context: ToolContext) -> dict[str, Any]:
         return {
