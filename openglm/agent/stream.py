@@ -14,11 +14,16 @@ from .loop import AgentEvent, AgentRun, Finished, FunctionCall, Text, ToolCallsE
 
 
 class AllToolsWriter:
+    """Function calls are written as glm-4-alltools writes them: while the model writes one, chunks repeat its
+    name with empty ``arguments``; the whole ``arguments`` string comes once, in the chunk that ends the calls
+    (``finish_reason: "tool_calls"``). A client that joins argument fragments, OpenAI-style, gets the same text."""
+
     def __init__(self, run: AgentRun, model: str):
         self.run = run
         self.model = model
         self.id = "chatcmpl-" + secrets.token_hex(12)
         self.created = int(time.time())
+        self._functions: dict[int, dict[str, Any]] = {}  # calls being written, by index, with their arguments
 
     def chunk(self, delta: AllToolsDelta, finish_reason: str | None = None) -> AllToolsChunk:
         return AllToolsChunk(
@@ -31,7 +36,7 @@ class AllToolsWriter:
     async def chunks(self, events: AsyncIterator[AgentEvent], tally: Tally) -> AsyncIterator[AllToolsChunk]:
         async for event in events:
             if isinstance(event, Finished):
-                last = self.chunk(AllToolsDelta(), event.finish_reason)
+                last = self.chunk(AllToolsDelta(tool_calls=self._whole_functions()), event.finish_reason)
                 total = tally.prompt_tokens + tally.completion_tokens
                 last.usage = Usage(
                     prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens, total_tokens=total
@@ -49,16 +54,32 @@ class AllToolsWriter:
             call = {"id": event.call_id, "type": event.tool_type, event.tool_type: {"input": event.fragment}}
             return AllToolsDelta(tool_calls=[call]), None
         if isinstance(event, FunctionCall):
-            function: dict[str, str] = {"arguments": event.arguments}
-            if event.name is not None:
-                function["name"] = event.name
-            entry: dict[str, Any] = {"index": event.index, "type": "function", "function": function}
-            if event.call_id is not None:
-                entry["id"] = event.call_id
-            return AllToolsDelta(tool_calls=[entry]), None
+            return AllToolsDelta(tool_calls=[self._function_in_progress(event)]), None
         if isinstance(event, ToolCallsEnd):
-            return AllToolsDelta(), "tool_calls"
+            return AllToolsDelta(tool_calls=self._whole_functions()), "tool_calls"
         assert isinstance(event, ToolOutputs)
         return AllToolsDelta(
             role="tool", tool_calls=[{"type": event.tool_type, event.tool_type: {"outputs": event.outputs}}]
         ), None
+
+    def _function_in_progress(self, event: FunctionCall) -> dict[str, Any]:
+        call = self._functions.setdefault(event.index, {"index": event.index, "type": "function", "arguments": ""})
+        if event.call_id is not None:
+            call["id"] = event.call_id
+        if event.name is not None:
+            call["name"] = event.name
+        call["arguments"] += event.arguments
+        return self._entry(call, "")
+
+    def _whole_functions(self) -> list[dict[str, Any]] | None:
+        calls = [self._entry(call, call["arguments"]) for call in self._functions.values()]
+        self._functions.clear()
+        return calls or None
+
+    @staticmethod
+    def _entry(call: dict[str, Any], arguments: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"index": call["index"], "type": "function"}
+        if "id" in call:
+            entry["id"] = call["id"]
+        entry["function"] = {"name": call.get("name", ""), "arguments": arguments}
+        return entry

@@ -221,8 +221,11 @@ def test_user_functions_end_with_requires_action_and_continue(agents: RunningSer
     assert first[-1]["status"] == "requires_action" and first[-1]["choices"][0]["finish_reason"] == "tool_calls"
     calls = [c["choices"][0]["delta"]["tool_calls"][0] for c in first if c["choices"][0]["delta"].get("tool_calls")]
     call_id = calls[0]["id"]
-    assert calls[0]["function"]["name"] == "get_weather"
-    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Beijing"}
+    # As glm-4-alltools writes them: the name repeated with empty arguments, then the whole arguments at the end.
+    assert all(c["function"] == {"name": "get_weather", "arguments": ""} for c in calls[:-1]) and len(calls) > 1
+    assert first[-1]["choices"][0]["delta"]["tool_calls"] == [calls[-1]] and calls[-1]["id"] == call_id
+    assert json.loads(calls[-1]["function"]["arguments"]) == {"city": "Beijing"}
+    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Beijing"}  # joined, too
     history = [
         *user("Weather in Beijing?"),
         {
@@ -240,6 +243,27 @@ def test_user_functions_end_with_requires_action_and_continue(agents: RunningSer
     second = stream(agents, model="function-agent", messages=history, tools=[WEATHER])
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in second) == "It is sunny, 22 degrees."
     assert second[-1]["status"] == "completed"
+
+
+def test_histories_written_the_zhipu_way_continue(agents: RunningServer) -> None:
+    """Zhipu's clients send tool rounds back without ids: a user function's call as the literal
+    ``arguments='…', name='…'``, code they ran themselves (sandbox "none") as the assistant's content."""
+    function_round = [
+        *user("Weather in Beijing?"),
+        {"role": "assistant", "content": "arguments='{\"city\": \"Beijing\"}', name='get_weather'"},
+        {"role": "tool", "content": "sunny-and-22"},
+    ]
+    answer = stream(agents, model="function-agent", messages=function_round, tools=[WEATHER])
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in answer) == "It is sunny, 22 degrees."
+    code_round = [
+        *user("What is 40 + 2?"),
+        {"role": "assistant", "content": CODE},
+        {"role": "tool", "content": "sum=42"},
+    ]
+    tools = [{"type": "code_interpreter", "code_interpreter": {"sandbox": "none"}}]
+    answer = stream(agents, model="glm-4-alltools", messages=code_round, tools=tools)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in answer) == "The sum is 42."
+    assert answer[-1]["status"] == "completed"
 
 
 def test_round_limit_gives_a_clear_final_message(agents: RunningServer) -> None:

@@ -57,7 +57,10 @@ def test_the_server_calls_the_api_and_answers(agent: tuple[RunningServer, ApiSer
     deltas = [c["choices"][0]["delta"] for c in chunks]
     calls = [d["tool_calls"][0] for d in deltas if d.get("role") == "assistant" and d.get("tool_calls")]
     assert calls[0]["function"]["name"] == "get_weather"
-    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Beijing", "units": "metric"}
+    assert json.loads(calls[-1]["function"]["arguments"]) == {"city": "Beijing", "units": "metric"}
+    assert {c["function"]["arguments"] for c in calls[:-1]} == {""}  # whole, in the chunk that ends the calls
+    ending = next(c for c in chunks if c["choices"][0].get("finish_reason") == "tool_calls")
+    assert ending["choices"][0]["delta"]["tool_calls"] == [calls[-1]]
     (result,) = [d["tool_calls"][0] for d in deltas if d.get("role") == "tool"]
     assert result["type"] == "function" and result["function"]["outputs"][0]["status"] == 200
     assert api.calls[-1] == {"method": "GET", "path": "/cities/Beijing/weather", "query": {"units": ["metric"]}}
