@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     # Code interpreter: kernels kept booted for new conversations, and seconds one run may take.
     sandbox_warm: int = Field(default=2, ge=0, le=32)
     sandbox_timeout: float = Field(default=60.0, gt=0)
+    # Live kernels at most (one per active conversation), and idle minutes before a conversation's kernel goes.
+    sandbox_max_kernels: int = Field(default=16, ge=1, le=1024)
+    sandbox_idle_minutes: float = Field(default=15.0, gt=0)
+    # Per kernel: address space, and the workspace's bytes and files (a tmpfs, so RAM when used).
+    sandbox_memory_mb: int = Field(default=2048, ge=512)
+    sandbox_workspace_mb: int = Field(default=512, ge=1)
+    sandbox_workspace_files: int = Field(default=10_000, ge=16)
 
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name

@@ -13,7 +13,7 @@ from typing import Any
 
 from ...files.store import FileStore
 from ..sandbox.kernel import Execution
-from ..sandbox.policy import SandboxPolicy
+from ..sandbox.policy import MiB, SandboxPolicy
 from ..sandbox.pool import KernelPool
 from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
@@ -41,9 +41,22 @@ class CodeInterpreter(AgentTool):
         if reason is not None:
             raise ToolUnavailable(reason)
         settings = resources.settings
-        policy = replace(SandboxPolicy(), timeout=settings.sandbox_timeout)
+        policy = replace(
+            SandboxPolicy(),
+            timeout=settings.sandbox_timeout,
+            memory_bytes=settings.sandbox_memory_mb * MiB,
+            workspace_bytes=settings.sandbox_workspace_mb * MiB,
+            workspace_files=settings.sandbox_workspace_files,
+        )
         hidden = [str(settings.data_dir), str(settings.models_file.resolve())]  # the catalog holds API keys
-        pool = KernelPool(policy, settings.data_dir / "sandboxes", warm=settings.sandbox_warm, hidden=hidden)
+        pool = KernelPool(
+            policy,
+            settings.data_dir / "sandboxes",
+            warm=min(settings.sandbox_warm, settings.sandbox_max_kernels),
+            max_kernels=settings.sandbox_max_kernels,
+            idle_seconds=settings.sandbox_idle_minutes * 60,
+            hidden=hidden,
+        )
         await pool.start()
         return cls(pool, resources.files)
 
