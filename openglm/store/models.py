@@ -129,3 +129,82 @@ class File(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_files_account", "account_id", "purpose", "id"),)
+
+
+class KnowledgeBase(Base):
+    """A knowledge base: documents of one account, chunked and embedded by one embedding model.
+
+    ``index_version`` moves with every change to its chunks, so an in-memory index (the embedded vector store)
+    knows when to reload, in this process or after another one wrote."""
+
+    __tablename__ = "knowledge_bases"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    background: Mapped[str] = mapped_column(String(32), default="")
+    icon: Mapped[str] = mapped_column(String(32), default="")
+    embedding_model: Mapped[str] = mapped_column(String(200))
+    dimensions: Mapped[int] = mapped_column(Integer)
+    chunk_tokens: Mapped[int] = mapped_column(Integer)
+    overlap_tokens: Mapped[int] = mapped_column(Integer)
+    separators: Mapped[str | None] = mapped_column(Text, default=None)  # JSON list of strings
+    index_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_knowledge_account", "account_id", "id"),)
+
+
+class KnowledgeDocument(Base):
+    """A document of a knowledge base, from an uploaded file; ``text`` is its parsed text, which chunk spans
+    point into. Ingestion moves ``status`` queued → parsing → embedding → ready (or failed, with ``error``)."""
+
+    __tablename__ = "knowledge_documents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    knowledge_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    file_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    name: Mapped[str] = mapped_column(String(255))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    characters: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[str | None] = mapped_column(Text, default=None)  # JSON: this document's chunking options
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_knowledge_documents_kb", "knowledge_id", "id"),
+        Index("ux_knowledge_documents_content", "knowledge_id", "content_hash", unique=True),
+        Index("ix_knowledge_documents_status", "status"),
+    )
+
+
+class KnowledgeChunk(Base):
+    """One chunk: its place in its document (index and character span, for citations), its text, and its
+    embedding (float32, little-endian), kept here so any index can be rebuilt from the database."""
+
+    __tablename__ = "knowledge_chunks"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # the full-text index's rowid
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # <document id>-<index>, stable
+    knowledge_id: Mapped[str] = mapped_column(ForeignKey("knowledge_bases.id", ondelete="CASCADE"))
+    document_id: Mapped[str] = mapped_column(ForeignKey("knowledge_documents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    start: Mapped[int] = mapped_column(Integer)
+    end: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    search_text: Mapped[str] = mapped_column(Text)  # what full-text search indexes (headings, CJK bigrams)
+    headings: Mapped[str] = mapped_column(Text, default="")  # JSON list: the section path
+    page: Mapped[int | None] = mapped_column(Integer, default=None)
+    kind: Mapped[str] = mapped_column(String(16), default="text")
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (
+        Index("ix_knowledge_chunks_kb", "knowledge_id", "seq"),
+        Index("ix_knowledge_chunks_document", "document_id", "position"),
+    )
