@@ -53,4 +53,5 @@ async def get_model(name: str, request: Request, _: Caller) -> Response:
 async def health(request: Request) -> Response:
     pool: ModelPool = request.app.state.models
     engines = {served.spec.id: served.engine.stats() for served in pool.served()}
-    return JSONResponse({"status": "ok", "models": list(engines), "engines": engines})
+    embeddings = request.app.state.embeddings.stats()
+    return JSONResponse({"status": "ok", "models": list(engines), "engines": engines, "embeddings": embeddings})
