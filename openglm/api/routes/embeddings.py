@@ -12,7 +12,7 @@ from ...accounts.metering import metered_result
 from ...embeddings.service import EmbeddingService
 from ..deps import Caller
 from ..embedding_schemas import EmbeddingRequest
-from ._common import both_prefixes, until_disconnect
+from ._common import both_prefixes, compact_json, until_disconnect
 
 router = APIRouter(tags=["embeddings"])
 
@@ -24,4 +24,4 @@ async def create_embeddings(body: EmbeddingRequest, request: Request, principal:
     call = await request.app.state.platform.meter.admit(principal, plan.spec, "embeddings")
     usage_id = "emb-" + secrets.token_hex(12)
     call.bind(usage_id, usage_id if body.request_id is None else str(body.request_id))
-    return await until_disconnect(request, metered_result(call, service.run(plan, call.tally)))
+    return await until_disconnect(request, metered_result(call, service.run(plan, call.tally)), compact_json)
