@@ -214,3 +214,12 @@ def test_remote_endpoint_gives_the_upstream_vectors_billed_at_the_seed_price(
     with pytest.raises(openai.InternalServerError, match="unreachable") as down:
         proxied.embeddings.create(model="nowhere", input="x")
     assert down.value.body["code"] == "1260"  # type: ignore[index]
+
+
+def test_embedding_models_are_listed_with_the_models(client: openai.OpenAI, gateway: RunningServer) -> None:
+    listed = {m.id: m for m in client.models.list()}
+    assert {"smollm2-135m-instruct", MODEL, "sentence-transformers/all-MiniLM-L6-v2"} <= set(listed)
+    card = client.models.retrieve("sentence-transformers/all-MiniLM-L6-v2")
+    assert card.root == MODEL and card.context_length == 256  # type: ignore[attr-defined]
+    remote = httpx.get(f"{gateway.url}/api/paas/v4/models").json()["data"]
+    assert {m["id"] for m in remote} == {"minilm-gguf", "upstream-minilm", "embedding-2", "nowhere"}
