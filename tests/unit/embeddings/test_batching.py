@@ -21,10 +21,13 @@ class Forward:
         self.delay, self.fail_on, self.short = delay, fail_on, short
         self.passes: list[list[str]] = []
         self.threads: set[str] = set()
+        self.gate: threading.Event | None = None  # when set up, every pass waits for it
 
     def __call__(self, texts: list[str]) -> Vectors:
         self.passes.append(list(texts))
         self.threads.add(threading.current_thread().name)
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
         time.sleep(self.delay)
         if self.fail_on in texts:
             raise RuntimeError("the model broke")
@@ -63,11 +66,14 @@ async def test_a_big_request_takes_turns_with_small_ones() -> None:
 
 
 async def test_a_cancelled_request_loses_its_waiting_texts() -> None:
-    forward = Forward(delay=0.05)
+    forward = Forward()
+    forward.gate = threading.Event()
     worker = BatchWorker(forward, batch_size=2, name="embed-test")
     doomed = asyncio.create_task(worker.embed([f"doomed {n}" for n in range(8)]))
-    await asyncio.sleep(0.02)
+    while not forward.passes:  # the first pass is running (held at the gate)
+        await asyncio.sleep(0.005)
     doomed.cancel()
+    forward.gate.set()
     assert np.array_equal(await worker.embed(["next"]), expected(["next"]))
     assert forward.passes == [["doomed 0", "doomed 1"], ["next"]]
     await worker.close()
@@ -90,10 +96,17 @@ async def test_a_pass_with_too_few_vectors_is_an_engine_error() -> None:
 
 
 async def test_close_fails_what_is_waiting() -> None:
-    worker = BatchWorker(Forward(delay=0.1), batch_size=1, name="embed-test")
+    forward = Forward(delay=0.05)
+    forward.gate = threading.Event()
+    worker = BatchWorker(forward, batch_size=1, name="embed-test")
     waiting = asyncio.create_task(worker.embed(["a", "b", "c"]))
-    await asyncio.sleep(0.02)
-    await worker.close()
+    while not forward.passes:
+        await asyncio.sleep(0.005)
+    closing = asyncio.create_task(worker.close())
+    await asyncio.sleep(0.01)
+    forward.gate.set()  # the pass in flight ends; close waits for it, then nothing else runs
+    await closing
+    assert forward.passes == [["a"]]
     with pytest.raises(EngineError, match="shut down"):
         await waiting
 
