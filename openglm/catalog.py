@@ -6,7 +6,7 @@ import importlib.util
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +34,25 @@ SEED_PRICES: dict[str, Prices] = {
 }
 
 
+def seed_prices(prices: Prices | None, names: tuple[str, ...]) -> Prices:
+    """An entry's own prices, else the seed price of its id or an alias, else free."""
+    if prices is not None:
+        return prices
+    for name in names:
+        if name in SEED_PRICES:
+            return SEED_PRICES[name]
+    return Prices()
+
+
+class PricedModel(Protocol):
+    """What metering needs of a catalog entry (chat, image or embedding model)."""
+
+    @property
+    def id(self) -> str: ...
+
+    def effective_prices(self) -> Prices: ...
+
+
 class ModelSpec(BaseModel):
     id: str
     aliases: list[str] = Field(default_factory=list)
@@ -48,12 +67,33 @@ class ModelSpec(BaseModel):
     owned_by: str = "openglm"
 
     def effective_prices(self) -> Prices:
-        if self.prices is not None:
-            return self.prices
-        for name in (self.id, *self.aliases):
-            if name in SEED_PRICES:
-                return SEED_PRICES[name]
-        return Prices()
+        return seed_prices(self.prices, (self.id, *self.aliases))
+
+
+class EmbeddingSpec(BaseModel):
+    """An embedding model ([[embeddings]]): ``engine`` names an embedding backend, ``source`` its model (a
+    directory, ``package:<module>/<dir>``, a GGUF path, or an OpenAI-compatible base URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    aliases: list[str] = Field(default_factory=list)
+    engine: str = "sentence_transformers"
+    source: str
+    dimensions: int = Field(gt=0)
+    # Tokens per input as the model reads them (special tokens included); None: the model's own limit.
+    max_input_tokens: int | None = Field(default=None, gt=0)
+    max_inputs: int = Field(default=2048, ge=1)
+    max_request_tokens: int = Field(default=300_000, ge=1)
+    # Matryoshka models: a smaller ``dimensions`` keeps the first components, renormalized to unit length.
+    truncate_dimensions: bool = False
+    preload: bool = False  # load in the lifespan instead of on the first request
+    prices: Prices | None = None  # ``input`` per 1K tokens
+    options: dict[str, Any] = Field(default_factory=dict)
+    owned_by: str = "openglm"
+
+    def effective_prices(self) -> Prices:
+        return seed_prices(self.prices, (self.id, *self.aliases))
 
 
 class HttpApiSpec(BaseModel):
@@ -100,12 +140,23 @@ def resolve_source(source: str) -> str:
 
 class Catalog:
     def __init__(
-        self, specs: list[ModelSpec], agents: list[AgentSpec] | None = None, images: list[ModelSpec] | None = None
+        self,
+        specs: list[ModelSpec],
+        agents: list[AgentSpec] | None = None,
+        images: list[ModelSpec] | None = None,
+        embeddings: list[EmbeddingSpec] | None = None,
     ):
         self.specs = specs
         self.agents = {agent.id: agent for agent in agents or []}
         # Image models ([[images]]): ``engine`` names an image provider, ``source`` its URL or model path.
         self.images = {name: spec for spec in images or [] for name in (spec.id, *spec.aliases)}
+        # Embedding models ([[embeddings]]), by every name; a namespace of their own, like images.
+        self.embeddings: dict[str, EmbeddingSpec] = {}
+        for embedding in embeddings or []:
+            for name in (embedding.id, *embedding.aliases):
+                if name in self.embeddings:
+                    raise CatalogError(f"embedding model name {name!r} is used twice in the catalog")
+                self.embeddings[name] = embedding
         self._by_name: dict[str, ModelSpec] = {}
         for spec in specs:
             for name in (spec.id, *spec.aliases):
@@ -126,6 +177,7 @@ class Catalog:
                 [ModelSpec.model_validate(entry) for entry in data.get("models", [])],
                 [AgentSpec.model_validate(entry) for entry in data.get("agents", [])],
                 [ModelSpec.model_validate(entry) for entry in data.get("images", [])],
+                [EmbeddingSpec.model_validate(entry) for entry in data.get("embeddings", [])],
             )
         except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
             raise CatalogError(f"cannot read model catalog {path}: {exc}") from exc

@@ -18,7 +18,7 @@ from typing import TypeVar
 from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..catalog import ModelSpec, Prices
+from ..catalog import PricedModel, Prices
 from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
 from ..serving.usage import Tally
 from ..store.db import Database
@@ -66,7 +66,9 @@ class Meter:
         self.limiter = limiter
         self._settling: set[asyncio.Task[None]] = set()
 
-    async def admit(self, principal: Principal, spec: ModelSpec, endpoint: str, *, nested: bool = False) -> MeteredCall:
+    async def admit(
+        self, principal: Principal, spec: PricedModel, endpoint: str, *, nested: bool = False
+    ) -> MeteredCall:
         """``nested``: a call made inside one already admitted (a tool's picture in an agent request), which
         checks the balance but takes no second concurrency slot or request of the key's limits."""
         prices = PriceBook.of(spec.effective_prices())

@@ -16,6 +16,7 @@ from ..accounts.platform import Platform
 from ..agent.service import AgentService
 from ..catalog import Catalog
 from ..config import Settings
+from ..embeddings.service import EmbeddingService
 from ..errors import InternalError, OpenGLMError
 from ..files.blobs import LocalBlobStore
 from ..files.store import FileStore
@@ -23,7 +24,7 @@ from ..images.service import ImageService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, files, images, models
+from .routes import account, admin, chat, completions, embeddings, files, images, models
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         catalog = Catalog.from_file(settings.models_file)
+        embedding_service = app.state.embeddings = EmbeddingService(catalog, settings.threads)  # loads nothing yet
         platform = await Platform.open(settings)
         pool = ModelPool(catalog, settings)
         agents: AgentService | None = None
         image_service = app.state.images = ImageService(catalog)
         try:
             await pool.start()
+            await embedding_service.start()
             app.state.platform = platform
             app.state.files = FileStore(platform.db, LocalBlobStore(settings.data_dir / "blobs"))
             app.state.models = pool
@@ -52,13 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if agents is not None:
                 await agents.close()
             await image_service.close()
+            await embedding_service.close()
             await pool.stop()
             await platform.close()
 
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (chat, completions, models, images, files, account, admin):
+    for module in (chat, completions, models, images, embeddings, files, account, admin):
         app.include_router(module.router)
     return app
 

@@ -4,6 +4,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ...embeddings.service import EmbeddingService
+from ...errors import ModelNotFoundError
 from ...serving.models import ModelPool
 from ..deps import Caller
 from ..schemas import ModelCard, ModelList
@@ -32,17 +34,33 @@ def model_cards(pool: ModelPool) -> list[ModelCard]:
     return cards
 
 
+def embedding_card(name: str, embeddings: EmbeddingService) -> ModelCard:
+    """``context_length`` of an embedding model: its tokens per input (0 where only the model knows)."""
+    spec = embeddings.resolve(name)
+    return ModelCard(
+        id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.max_input_tokens or 0
+    )
+
+
 @router.get("/v1/models")
 @router.get("/api/paas/v4/models")
 async def list_models(request: Request, _: Caller) -> Response:
-    return json_response(ModelList(data=model_cards(request.app.state.models)))
+    embeddings: EmbeddingService = request.app.state.embeddings
+    cards = model_cards(request.app.state.models) + [embedding_card(name, embeddings) for name in embeddings.models]
+    return json_response(ModelList(data=cards))
 
 
-@router.get("/v1/models/{name}")
-@router.get("/api/paas/v4/models/{name}")
+@router.get("/v1/models/{name:path}")  # names may hold a slash (sentence-transformers/...)
+@router.get("/api/paas/v4/models/{name:path}")
 async def get_model(name: str, request: Request, _: Caller) -> Response:
     pool: ModelPool = request.app.state.models
-    served = pool.get(name)
+    embeddings: EmbeddingService = request.app.state.embeddings
+    try:
+        served = pool.get(name)
+    except ModelNotFoundError:
+        if name not in embeddings.models:
+            raise
+        return json_response(embedding_card(name, embeddings))
     spec = served.spec
     return json_response(
         ModelCard(id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.context_length)
@@ -53,4 +71,5 @@ async def get_model(name: str, request: Request, _: Caller) -> Response:
 async def health(request: Request) -> Response:
     pool: ModelPool = request.app.state.models
     engines = {served.spec.id: served.engine.stats() for served in pool.served()}
-    return JSONResponse({"status": "ok", "models": list(engines), "engines": engines})
+    embeddings = request.app.state.embeddings.stats()
+    return JSONResponse({"status": "ok", "models": list(engines), "engines": engines, "embeddings": embeddings})

@@ -1,0 +1,1 @@
+"""Embeddings: backends (one registry) behind ``/embeddings``, batched forward passes, metered per input token."""
