@@ -93,7 +93,7 @@ class DiffusersImages(ImageProvider):
         except ImportError:
             raise EngineError("the diffusers provider needs `pip install torch==2.13.0 diffusers`") from None
         try:
-            pipeline = AutoPipelineForText2Image.from_pretrained(self.spec.source)  # type: ignore[no-untyped-call]
+            pipeline = AutoPipelineForText2Image.from_pretrained(self.spec.source)
         except (OSError, ValueError) as exc:  # not a diffusers directory, or not a text-to-image one
             raise EngineError(f"image model {self.spec.id}: cannot load {self.spec.source}: {exc}") from None
         pipeline.set_progress_bar_config(disable=True)  # it would write a bar per request to the server's stderr
