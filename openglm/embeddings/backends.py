@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,16 @@ class EmbeddingBackend(abc.ABC):
     async def embed(self, texts: Sequence[str]) -> Embedded:
         """One vector per text, in order; raises PromptTooLongError for inputs over the model's limits."""
 
+    async def token_counter(self) -> TokenCounter:
+        """A counter of the model's tokens in a text (special tokens left out), safe to call from any thread: what
+        chunking sizes chunks by. Without a tokenizer here (a remote model), a cautious estimate."""
+        return estimate_tokens
+
+    @property
+    def input_token_limit(self) -> int | None:
+        """Tokens one input may have, special tokens included, once known (after ``start``)."""
+        return self.spec.max_input_tokens
+
     def stats(self) -> dict[str, Any]:
         return {}
 
@@ -38,7 +48,14 @@ class EmbeddingBackend(abc.ABC):
         pass
 
 
+TokenCounter = Callable[[str], int]
 embedding_backends: Registry[type[EmbeddingBackend]] = Registry("embedding backend")
+
+
+def estimate_tokens(text: str) -> int:
+    """More than most tokenizers give: a token per 3 bytes of UTF-8 (a CJK character is 3 bytes and at most a
+    token or two), never less than a token per word."""
+    return max(len(text.encode("utf-8")) // 3 + 1, len(text.split()))
 
 
 def backend_class(engine: str) -> type[EmbeddingBackend]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..catalog import EmbeddingSpec, resolve_source
 from ..errors import EngineError, OpenGLMError, PromptTooLongError
-from .backends import Embedded, EmbeddingBackend, embedding_backends
+from .backends import Embedded, EmbeddingBackend, TokenCounter, embedding_backends, estimate_tokens
 from .batching import BatchWorker, Vectors
 
 DEFAULT_BATCH_SIZE = 32  # texts per forward pass
@@ -82,6 +82,10 @@ class LocalBackend(EmbeddingBackend):
                 f"the inputs are {sum(counts)} tokens together; at most {self.spec.max_request_tokens} per request"
             )
 
+    @property
+    def input_token_limit(self) -> int | None:
+        return self.max_input_tokens or self.spec.max_input_tokens
+
     def stats(self) -> dict[str, Any]:
         worker = self.worker.stats
         return {"loaded": self._loaded, "passes": worker.passes, "texts": worker.texts, "largest_pass": worker.largest}
@@ -108,6 +112,7 @@ class SentenceTransformersBackend(LocalBackend):
     Options: ``device`` ("cpu"), ``batch_size``."""
 
     _model: Any = None
+    _counter: TokenCounter | None = None
 
     def _load(self) -> ModelFacts:
         try:
@@ -130,6 +135,25 @@ class SentenceTransformersBackend(LocalBackend):
     def _count_tokens(self, texts: list[str]) -> list[int]:
         encoded = self._model.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
+
+    async def token_counter(self) -> TokenCounter:
+        # A tokenizer of its own: the model's is reconfigured (padding, truncation) by every encode on the model's
+        # thread, and a Rust tokenizer used from two threads while that happens fails ("Already borrowed").
+        await self.start()
+        if self._counter is None:
+            self._counter = await self.worker.call(self._load_counter)
+        return self._counter
+
+    def _load_counter(self) -> TokenCounter:
+        tokenizer_file = Path(resolve_source(self.spec.source)) / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            return estimate_tokens
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _forward(self, texts: list[str]) -> Vectors:
         vectors = self._model.encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
@@ -171,6 +195,11 @@ class LlamaCppEmbeddings(LocalBackend):
 
     def _count_tokens(self, texts: list[str]) -> list[int]:
         return [len(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)) for text in texts]
+
+    async def token_counter(self) -> TokenCounter:
+        await self.start()
+        llm = self._llm  # tokenizing only reads the vocabulary: safe beside the model's thread
+        return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def _forward(self, texts: list[str]) -> Vectors:
         return np.asarray(self._llm.embed(texts, normalize=True, truncate=False), dtype=np.float32)

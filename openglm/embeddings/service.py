@@ -23,7 +23,7 @@ from ..api.embedding_schemas import EmbeddingData, EmbeddingRequest, EmbeddingsR
 from ..catalog import Catalog, CatalogError, EmbeddingSpec
 from ..errors import EngineError, InvalidFieldError, ModelNotFoundError
 from ..serving.usage import Tally
-from .backends import Embedded, EmbeddingBackend, backend_class, create_backend
+from .backends import Embedded, EmbeddingBackend, TokenCounter, backend_class, create_backend
 from .batching import Vectors
 
 Encoding = Literal["float", "base64"]
@@ -139,6 +139,16 @@ class EmbeddingService:
                 f"{spec.id} gave vectors of shape {embedded.vectors.shape}; expected ({len(texts)}, {spec.dimensions})"
             )
         return Embedded(shorten(embedded.vectors, dimensions or spec.dimensions), embedded.tokens)
+
+    async def token_counter(self, spec: EmbeddingSpec) -> TokenCounter:
+        """The model's token count (no special tokens), callable from any thread: for sizing chunks."""
+        return await self.backend(spec).token_counter()
+
+    async def input_token_limit(self, spec: EmbeddingSpec) -> int | None:
+        """Tokens one input may have, special tokens included (loads the model if needed to know)."""
+        backend = self.backend(spec)
+        await backend.start()
+        return backend.input_token_limit
 
     async def run(self, plan: EmbeddingPlan, tally: Tally) -> EmbeddingsResponse:
         embedded = await self.embed(plan.spec, plan.texts, plan.dimensions)

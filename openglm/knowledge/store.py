@@ -1,0 +1,365 @@
+"""Knowledge bases, documents and chunks in the database (SQLite or PostgreSQL), one account's at a time."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import NotFoundError
+from ..store.db import Database
+from ..store.models import KnowledgeBase, KnowledgeChunk, KnowledgeDocument
+from .fulltext import fts5_query, tsquery
+from .records import (
+    ChunkRecord,
+    DocumentRecord,
+    KnowledgeRecord,
+    chunk_record,
+    document_record,
+    knowledge_record,
+)
+
+
+def new_id() -> str:
+    """Zhipu's shape: a 19-digit number, as a string."""
+    return str(10**18 + secrets.randbelow(9 * 10**18))
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk ready to store: its place, its text, and its embedding (float32 bytes)."""
+
+    position: int
+    start: int
+    end: int
+    text: str
+    search_text: str
+    headings: list[str]
+    page: int | None
+    kind: str
+    tokens: int
+    embedding: bytes
+
+
+class KnowledgeStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- knowledge bases ------------------------------------------------------
+
+    async def create(self, account_id: str, **fields: Any) -> KnowledgeRecord:
+        now = datetime.now(UTC)
+        if "separators" in fields:
+            fields["separators"] = _json_or_none(fields["separators"])
+        row = KnowledgeBase(
+            id=new_id(), account_id=account_id, index_version=0, created_at=now, updated_at=now, **fields
+        )
+        async with self.db.session() as session:
+            session.add(row)
+        return knowledge_record(row)
+
+    async def get(self, account_id: str, knowledge_id: str) -> KnowledgeRecord:
+        async with self.db.read() as session:
+            row = await session.get(KnowledgeBase, knowledge_id)
+        if row is None or row.account_id != account_id:
+            raise NotFoundError(f"knowledge base {knowledge_id!r} does not exist")
+        return knowledge_record(row)
+
+    async def bases(self, account_id: str, page: int, size: int) -> tuple[list[KnowledgeRecord], int]:
+        query = select(KnowledgeBase).where(KnowledgeBase.account_id == account_id)
+        async with self.db.read() as session:
+            total = await session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = await session.scalars(
+                query.order_by(KnowledgeBase.created_at.desc(), KnowledgeBase.id).offset((page - 1) * size).limit(size)
+            )
+            return [knowledge_record(r) for r in rows], int(total or 0)
+
+    async def update(self, account_id: str, knowledge_id: str, **fields: Any) -> KnowledgeRecord:
+        await self.get(account_id, knowledge_id)
+        if "separators" in fields:
+            fields["separators"] = _json_or_none(fields["separators"])
+        async with self.db.session() as session:
+            await session.execute(
+                update(KnowledgeBase)
+                .where(KnowledgeBase.id == knowledge_id)
+                .values(**fields, updated_at=datetime.now(UTC))
+            )
+        return await self.get(account_id, knowledge_id)
+
+    async def remove(self, account_id: str, knowledge_id: str) -> list[DocumentRecord]:
+        """The base, its documents and chunks (the index follows by cascade); returns the documents it had."""
+        await self.get(account_id, knowledge_id)
+        documents = await self.documents_of(knowledge_id)
+        async with self.db.session() as session:
+            await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.knowledge_id == knowledge_id))
+            await session.execute(delete(KnowledgeDocument).where(KnowledgeDocument.knowledge_id == knowledge_id))
+            await session.execute(delete(KnowledgeBase).where(KnowledgeBase.id == knowledge_id))
+        return documents
+
+    async def usage(self, account_id: str) -> tuple[int, int]:
+        """(characters, bytes-equivalent) of every document the account keeps."""
+        async with self.db.read() as session:
+            characters = await session.scalar(
+                select(func.coalesce(func.sum(KnowledgeDocument.characters), 0)).where(
+                    KnowledgeDocument.account_id == account_id
+                )
+            )
+        return int(characters or 0), int(characters or 0)
+
+    # -- documents ------------------------------------------------------------
+
+    async def add_document(
+        self,
+        account_id: str,
+        knowledge_id: str,
+        *,
+        name: str,
+        content_hash: str,
+        file_id: str | None,
+        options: dict[str, Any],
+    ) -> tuple[DocumentRecord, bool]:
+        """A queued document, or the one this base already has with the same content (False: not new)."""
+        now = datetime.now(UTC)
+        row = KnowledgeDocument(
+            id=new_id(),
+            knowledge_id=knowledge_id,
+            account_id=account_id,
+            file_id=file_id,
+            name=name[:255],
+            content_hash=content_hash,
+            status="queued",
+            chunks_total=0,
+            chunks_done=0,
+            characters=0,
+            options=json.dumps(options) if options else None,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:
+            existing = await self._document_with_content(knowledge_id, content_hash)
+            if existing is None:
+                raise
+            return existing, False
+        return document_record(row), True
+
+    async def _document_with_content(self, knowledge_id: str, content_hash: str) -> DocumentRecord | None:
+        async with self.db.read() as session:
+            row = await session.scalar(
+                select(KnowledgeDocument).where(
+                    KnowledgeDocument.knowledge_id == knowledge_id, KnowledgeDocument.content_hash == content_hash
+                )
+            )
+        return None if row is None else document_record(row)
+
+    async def document(self, account_id: str, document_id: str) -> DocumentRecord:
+        async with self.db.read() as session:
+            row = await session.get(KnowledgeDocument, document_id)
+        if row is None or row.account_id != account_id:
+            raise NotFoundError(f"document {document_id!r} does not exist")
+        return document_record(row)
+
+    async def document_text(self, document_id: str) -> str | None:
+        async with self.db.read() as session:
+            row = await session.get(KnowledgeDocument, document_id)
+        return None if row is None else row.text
+
+    async def documents(
+        self, account_id: str, knowledge_id: str, page: int, limit: int, newest_first: bool = True
+    ) -> tuple[list[DocumentRecord], int]:
+        await self.get(account_id, knowledge_id)
+        query = select(KnowledgeDocument).where(KnowledgeDocument.knowledge_id == knowledge_id)
+        order = KnowledgeDocument.created_at.desc() if newest_first else KnowledgeDocument.created_at.asc()
+        async with self.db.read() as session:
+            total = await session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = await session.scalars(
+                query.order_by(order, KnowledgeDocument.id).offset((page - 1) * limit).limit(limit)
+            )
+            return [document_record(r) for r in rows], int(total or 0)
+
+    async def documents_of(self, knowledge_id: str) -> list[DocumentRecord]:
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(KnowledgeDocument).where(KnowledgeDocument.knowledge_id == knowledge_id)
+            )
+            return [document_record(r) for r in rows]
+
+    async def update_document_options(self, account_id: str, document_id: str, options: dict[str, Any]) -> None:
+        """New chunking options: the document is queued to be chunked again."""
+        await self.document(account_id, document_id)
+        async with self.db.session() as session:
+            await session.execute(
+                update(KnowledgeDocument)
+                .where(KnowledgeDocument.id == document_id)
+                .values(options=json.dumps(options), status="queued", error=None, updated_at=datetime.now(UTC))
+            )
+
+    async def delete_document(self, account_id: str, document_id: str) -> DocumentRecord:
+        document = await self.document(account_id, document_id)
+        async with self.db.session() as session:
+            await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document_id))
+            await session.execute(delete(KnowledgeDocument).where(KnowledgeDocument.id == document_id))
+            await _bump(session, document.knowledge_id)
+        return document
+
+    # -- ingestion ------------------------------------------------------------
+
+    async def claim_queued(self) -> DocumentRecord | None:
+        """Take the oldest queued document for ingestion; one claimant wins even across replicas."""
+        async with self.db.session() as session:
+            candidate = await session.scalar(
+                select(KnowledgeDocument.id)
+                .where(KnowledgeDocument.status == "queued")
+                .order_by(KnowledgeDocument.updated_at, KnowledgeDocument.id)
+                .limit(1)
+            )
+            if candidate is None:
+                return None
+            claimed = await session.execute(
+                update(KnowledgeDocument)
+                .where(KnowledgeDocument.id == candidate, KnowledgeDocument.status == "queued")
+                .values(status="parsing", updated_at=datetime.now(UTC))
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = await session.get(KnowledgeDocument, candidate)
+            return None if row is None else document_record(row)
+
+    async def requeue_interrupted(self) -> int:
+        """Documents a stopped server was ingesting go back to the queue."""
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(KnowledgeDocument)
+                .where(KnowledgeDocument.status.in_(("parsing", "embedding")))
+                .values(status="queued", updated_at=datetime.now(UTC))
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def set_progress(self, document_id: str, **values: Any) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                update(KnowledgeDocument)
+                .where(KnowledgeDocument.id == document_id)
+                .values(**values, updated_at=datetime.now(UTC))
+            )
+
+    async def store_chunks(self, document: DocumentRecord, text_: str, chunks: Sequence[NewChunk]) -> bool:
+        """A document's chunks, all at once with its text, replacing earlier ones; False when the document was
+        deleted meanwhile (nothing is written then)."""
+        async with self.db.session() as session:
+            still_there = await session.scalar(select(KnowledgeDocument.id).where(KnowledgeDocument.id == document.id))
+            if still_there is None:
+                return False
+            await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document.id))
+            session.add_all(
+                KnowledgeChunk(
+                    id=f"{document.id}-{chunk.position}",
+                    knowledge_id=document.knowledge_id,
+                    document_id=document.id,
+                    position=chunk.position,
+                    start=chunk.start,
+                    end=chunk.end,
+                    text=chunk.text,
+                    search_text=chunk.search_text,
+                    headings=json.dumps(chunk.headings, ensure_ascii=False),
+                    page=chunk.page,
+                    kind=chunk.kind,
+                    tokens=chunk.tokens,
+                    embedding=chunk.embedding,
+                )
+                for chunk in chunks
+            )
+            await session.execute(
+                update(KnowledgeDocument)
+                .where(KnowledgeDocument.id == document.id)
+                .values(
+                    status="ready",
+                    error=None,
+                    text=text_,
+                    characters=len(text_),
+                    chunks_total=len(chunks),
+                    chunks_done=len(chunks),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            await _bump(session, document.knowledge_id)
+        return True
+
+    # -- chunks and search ----------------------------------------------------
+
+    async def chunks(self, account_id: str, document_id: str, page: int, size: int) -> tuple[list[ChunkRecord], int]:
+        document = await self.document(account_id, document_id)
+        query = select(KnowledgeChunk).where(KnowledgeChunk.document_id == document_id)
+        async with self.db.read() as session:
+            total = await session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = await session.scalars(query.order_by(KnowledgeChunk.position).offset((page - 1) * size).limit(size))
+            return [chunk_record(r, document.name) for r in rows], int(total or 0)
+
+    async def chunks_by_seq(self, seqs: Sequence[int]) -> dict[int, ChunkRecord]:
+        if not seqs:
+            return {}
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(KnowledgeChunk, KnowledgeDocument.name)
+                .join(KnowledgeDocument, KnowledgeDocument.id == KnowledgeChunk.document_id)
+                .where(KnowledgeChunk.seq.in_(list(seqs)))
+            )
+            return {chunk.seq: chunk_record(chunk, name) for chunk, name in rows}
+
+    async def index_version(self, knowledge_id: str) -> int | None:
+        rows = await self.db.fetch(select(KnowledgeBase.index_version).where(KnowledgeBase.id == knowledge_id))
+        return int(rows[0][0]) if rows else None
+
+    async def embeddings(self, knowledge_id: str) -> tuple[list[int], list[bytes], int]:
+        """Every chunk's seq and embedding in the base, with the index version they belong to."""
+        async with self.db.read() as session:
+            version = await session.scalar(select(KnowledgeBase.index_version).where(KnowledgeBase.id == knowledge_id))
+            rows = (
+                await session.execute(
+                    select(KnowledgeChunk.seq, KnowledgeChunk.embedding)
+                    .where(KnowledgeChunk.knowledge_id == knowledge_id)
+                    .order_by(KnowledgeChunk.seq)
+                )
+            ).all()
+        return [r[0] for r in rows], [r[1] for r in rows], int(version or 0)
+
+    async def text_search(self, knowledge_id: str, terms: list[str], limit: int) -> list[tuple[int, float]]:
+        """(seq, score) of the chunks matching any term, best first: BM25 on SQLite, ts_rank_cd on PostgreSQL."""
+        if not terms:
+            return []
+        if self.db.dialect == "sqlite":
+            statement = text(
+                "SELECT c.seq, -bm25(knowledge_chunks_fts) AS score FROM knowledge_chunks_fts "
+                "JOIN knowledge_chunks c ON c.seq = knowledge_chunks_fts.rowid "
+                "WHERE knowledge_chunks_fts MATCH :query AND c.knowledge_id = :kb "
+                "ORDER BY bm25(knowledge_chunks_fts) LIMIT :limit"
+            ).bindparams(query=fts5_query(terms), kb=knowledge_id, limit=limit)
+        else:
+            statement = text(
+                "SELECT seq, ts_rank_cd(to_tsvector('simple', search_text), q) AS score "
+                "FROM knowledge_chunks, to_tsquery('simple', :query) q "
+                "WHERE knowledge_id = :kb AND to_tsvector('simple', search_text) @@ q "
+                "ORDER BY score DESC, seq LIMIT :limit"
+            ).bindparams(query=tsquery(terms), kb=knowledge_id, limit=limit)
+        async with self.db.read() as session:
+            return [(int(seq), float(score)) for seq, score in await session.execute(statement)]
+
+
+async def _bump(session: Any, knowledge_id: str) -> None:
+    await session.execute(
+        update(KnowledgeBase)
+        .where(KnowledgeBase.id == knowledge_id)
+        .values(index_version=KnowledgeBase.index_version + 1, updated_at=datetime.now(UTC))
+    )
+
+
+def _json_or_none(value: list[str] | None) -> str | None:
+    return json.dumps(value, ensure_ascii=False) if value else None

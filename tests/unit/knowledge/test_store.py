@@ -1,0 +1,143 @@
+"""The knowledge store on a real SQLite file and a real PostgreSQL database: documents deduplicated and claimed
+once, chunks written whole, full-text search on both engines, the flat index following every change."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from openglm.errors import NotFoundError
+from openglm.knowledge.fulltext import query_terms, search_text
+from openglm.knowledge.index import FlatIndex
+from openglm.knowledge.records import DocumentRecord, KnowledgeRecord
+from openglm.knowledge.store import KnowledgeStore, NewChunk
+from openglm.store.db import Database
+from openglm.store.models import Account
+
+DIMS = 4
+
+
+@pytest.fixture
+async def store(database: Database) -> KnowledgeStore:
+    async with database.session() as session:
+        session.add_all([Account(id="acct_a", name="a"), Account(id="acct_b", name="b")])
+    return KnowledgeStore(database)
+
+
+async def base(store: KnowledgeStore, account: str = "acct_a") -> KnowledgeRecord:
+    return await store.create(
+        account, name="kb", embedding_model="m", dimensions=DIMS, chunk_tokens=64, overlap_tokens=8
+    )
+
+
+def unit(*values: float) -> bytes:
+    vector = np.asarray(values, dtype=np.float32)
+    return (vector / np.linalg.norm(vector)).astype("<f4").tobytes()
+
+
+def chunks(*texts_and_vectors: tuple[str, bytes]) -> list[NewChunk]:
+    out, offset = [], 0
+    for position, (body, vector) in enumerate(texts_and_vectors):
+        out.append(NewChunk(position, offset, offset + len(body), body, search_text(body), [], None, "text", 3, vector))
+        offset += len(body) + 2
+    return out
+
+
+async def ready_document(
+    store: KnowledgeStore, kb: KnowledgeRecord, name: str, *items: tuple[str, bytes]
+) -> DocumentRecord:
+    document, _ = await store.add_document(kb.account_id, kb.id, name=name, content_hash=name, file_id=None, options={})
+    new = chunks(*items)
+    assert await store.store_chunks(document, "\n\n".join(c.text for c in new), new)
+    return document
+
+
+async def test_bases_belong_to_their_account(store: KnowledgeStore) -> None:
+    kb = await base(store)
+    assert (await store.get("acct_a", kb.id)).name == "kb"
+    with pytest.raises(NotFoundError):
+        await store.get("acct_b", kb.id)
+    assert (await store.bases("acct_b", 1, 10)) == ([], 0)
+
+
+async def test_the_same_content_twice_is_one_document(store: KnowledgeStore) -> None:
+    kb = await base(store)
+    first, new = await store.add_document("acct_a", kb.id, name="a.txt", content_hash="h", file_id="f1", options={})
+    again, new_again = await store.add_document(
+        "acct_a", kb.id, name="b.txt", content_hash="h", file_id="f2", options={}
+    )
+    assert new and not new_again and again.id == first.id
+    other = await base(store)
+    _, in_other_base = await store.add_document(
+        "acct_a", other.id, name="a.txt", content_hash="h", file_id=None, options={}
+    )
+    assert in_other_base  # deduplicated per base
+
+
+async def test_a_queued_document_is_claimed_once(store: KnowledgeStore) -> None:
+    kb = await base(store)
+    for i in range(3):
+        await store.add_document("acct_a", kb.id, name=f"{i}.txt", content_hash=str(i), file_id=None, options={})
+    claims = await asyncio.gather(*(store.claim_queued() for _ in range(6)))
+    claimed = [c.id for c in claims if c is not None]
+    assert len(claimed) == len(set(claimed)) <= 3
+    while (more := await store.claim_queued()) is not None:
+        claimed.append(more.id)
+    assert len(set(claimed)) == 3
+    assert await store.requeue_interrupted() == 3  # a restart puts them back
+
+
+async def test_full_text_search_ranks_and_follows_deletes(store: KnowledgeStore) -> None:
+    kb = await base(store)
+    doc = await ready_document(
+        store,
+        kb,
+        "d",
+        ("Beijing weather is sunny today", unit(1, 0, 0, 0)),
+        ("The capital of France is Paris", unit(0, 1, 0, 0)),
+        ("北京天气晴朗，气温二十度", unit(0, 0, 1, 0)),
+    )
+    hits = await store.text_search(kb.id, query_terms("weather in Beijing"), 10)
+    found = await store.chunks_by_seq([seq for seq, _ in hits])
+    assert found[hits[0][0]].position == 0
+    chinese = await store.text_search(kb.id, query_terms("北京的天气"), 10)
+    assert {found.position for found in (await store.chunks_by_seq([s for s, _ in chinese])).values()} == {2}
+    await store.delete_document("acct_a", doc.id)
+    assert await store.text_search(kb.id, query_terms("Beijing"), 10) == []
+
+
+async def test_deleting_a_base_removes_everything_under_it(store: KnowledgeStore, database: Database) -> None:
+    kb = await base(store)
+    await ready_document(store, kb, "d", ("alpha beta", unit(1, 1, 0, 0)))
+    await store.remove("acct_a", kb.id)
+    async with database.engine.connect() as conn:
+        for table in ("knowledge_chunks", "knowledge_documents", "knowledge_bases"):
+            assert (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one() == 0
+    assert await store.text_search(kb.id, ["alpha"], 10) == []
+
+
+async def test_chunks_of_a_deleted_document_are_not_written(store: KnowledgeStore) -> None:
+    kb = await base(store)
+    document, _ = await store.add_document("acct_a", kb.id, name="x", content_hash="x", file_id=None, options={})
+    await store.delete_document("acct_a", document.id)
+    assert not await store.store_chunks(document, "gone", chunks(("gone", unit(1, 0, 0, 0))))
+
+
+async def test_the_flat_index_is_exact_and_follows_changes(store: KnowledgeStore) -> None:
+    kb = await base(store)
+    index = FlatIndex(store)
+    await ready_document(store, kb, "one", ("east", unit(1, 0, 0, 0)), ("north", unit(0, 1, 0, 0)))
+    query = np.frombuffer(unit(1, 0.2, 0, 0), dtype="<f4")
+    first = await index.search(kb.id, query, 2)
+    found = await store.chunks_by_seq([seq for seq, _ in first])
+    assert [found[seq].text for seq, _ in first] == ["east", "north"]
+    assert first[0][1] == pytest.approx(float(query @ np.frombuffer(unit(1, 0, 0, 0), dtype="<f4")), abs=1e-6)
+    later = await ready_document(store, kb, "two", ("east-ish", unit(1, 0.1, 0, 0)))
+    assert len(await index.search(kb.id, query, 10)) == 3  # the version moved: reloaded
+    await store.delete_document("acct_a", later.id)
+    assert len(await index.search(kb.id, query, 10)) == 2
+    await store.remove("acct_a", kb.id)
+    assert await index.search(kb.id, query, 10) == []
