@@ -26,7 +26,7 @@ from ..serving.service import ChatService
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
 from ..serving.usage import Tally
 from .partial import partial_string
-from .replay import with_replayed_calls
+from .replay import needs_replay, with_replayed_calls
 from .tools.base import AgentTool, Billing, ToolContext
 
 
@@ -123,8 +123,10 @@ class AgentLoop:
             builtins[tool.function_name] = (tool, ToolContext(state_key, account_id, options, billing, base_url))
         for tool in server_tools or []:  # the agent's own HTTP tools, always on
             builtins[tool.function_name] = (tool, ToolContext(state_key, account_id, {}, billing, base_url))
-        native_code = "python" in self.chat.models.get(spec.model).template.builtin_tools
-        messages = with_replayed_calls(list(request.messages), native_code=native_code)
+        messages = list(request.messages)
+        if needs_replay(messages):
+            native_code = "python" in self.chat.models.get(spec.model).template.builtin_tools
+            messages = with_replayed_calls(messages, native_code=native_code)
         if spec.system and not any(m.role == "system" for m in messages):
             messages.insert(0, ChatMessage(role="system", content=spec.system))
         return AgentRun(spec, request, builtins, functions, conversation, messages)

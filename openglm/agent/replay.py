@@ -8,6 +8,7 @@ followed by a ``tool`` message with the result, with or without a ``tool_call_id
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -18,6 +19,20 @@ FUNCTION_LITERAL = re.compile(r"arguments='(?P<arguments>.*)', name='(?P<name>[A
 CODE_FUNCTION = "python"  # the code interpreter's function name
 
 
+def needs_replay(messages: list[ChatMessage]) -> bool:
+    return any(_is_call_without_id(m, n) for m, n in itertools.pairwise(messages))
+
+
+def _is_call_without_id(message: ChatMessage, following: ChatMessage | None) -> bool:
+    return (
+        message.role == "assistant"
+        and not message.tool_calls
+        and isinstance(message.content, str)
+        and following is not None
+        and following.role == "tool"
+    )
+
+
 def with_replayed_calls(messages: list[ChatMessage], *, native_code: bool) -> list[ChatMessage]:
     """``messages`` with every id-less tool round made explicit: an assistant message right before a tool
     message, with no ``tool_calls`` of its own, becomes the call the tool message answers. ``native_code``: the
@@ -25,14 +40,8 @@ def with_replayed_calls(messages: list[ChatMessage], *, native_code: bool) -> li
     out: list[ChatMessage] = []
     for i, message in enumerate(messages):
         following = messages[i + 1] if i + 1 < len(messages) else None
-        if (
-            message.role == "assistant"
-            and not message.tool_calls
-            and isinstance(message.content, str)
-            and following is not None
-            and following.role == "tool"
-        ):
-            message = _as_call(message.content, native_code)
+        if _is_call_without_id(message, following):
+            message = _as_call(str(message.content), native_code)
         elif message.role == "tool" and out and _replayed(out[-1]):
             # The answer to a call made explicit above (its own tool_call_id, if any, named nothing we know).
             message = message.model_copy(update={"tool_call_id": out[-1].tool_calls[0].id})  # type: ignore[index]
