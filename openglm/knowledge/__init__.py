@@ -18,7 +18,7 @@ from .document import (
     TextKind,
     content_hash,
 )
-from .formats import DocumentFormat, document_format, formats
+from .formats import DocumentFormat, document_format, document_formats
 from .parsing import find_format, parse, supported_suffixes
 
 __all__ = [
@@ -36,8 +36,8 @@ __all__ = [
     "TextKind",
     "content_hash",
     "document_format",
+    "document_formats",
     "find_format",
-    "formats",
     "parse",
     "supported_suffixes",
 ]

@@ -6,7 +6,7 @@ from pathlib import PurePath
 
 from ..errors import DocumentError
 from .document import DEFAULT_MAX_CHARS, ParsedDocument
-from .formats import DocumentFormat, formats
+from .formats import DocumentFormat, document_formats
 
 # Formats people upload that no parser here reads, with what to do instead.
 _LEGACY = {
@@ -34,18 +34,18 @@ def find_format(filename: str, media_type: str | None = None) -> DocumentFormat:
     """The format named by the file's suffix, else by its media type (browsers often send octet-stream)."""
     suffix = PurePath(filename).suffix.lower()
     bare_type = (media_type or "").split(";")[0].strip().lower()
-    for name in formats.names():
-        if suffix in formats.get(name).suffixes:
-            return formats.get(name)
+    for name in document_formats.names():
+        if suffix in document_formats.get(name).suffixes:
+            return document_formats.get(name)
     if suffix in _LEGACY:
         raise DocumentError("unsupported", f"{suffix} files cannot be read: {_LEGACY[suffix]}")
-    for name in formats.names():
-        if bare_type and bare_type in formats.get(name).media_types:
-            return formats.get(name)
+    for name in document_formats.names():
+        if bare_type and bare_type in document_formats.get(name).media_types:
+            return document_formats.get(name)
     raise DocumentError(
         "unsupported", f"{filename!r} is not a supported document; supported: {', '.join(supported_suffixes())}"
     )
 
 
 def supported_suffixes() -> list[str]:
-    return sorted(suffix for name in formats.names() for suffix in formats.get(name).suffixes)
+    return sorted(suffix for name in document_formats.names() for suffix in document_formats.get(name).suffixes)

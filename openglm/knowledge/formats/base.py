@@ -23,7 +23,7 @@ class DocumentFormat:
     parse: ParseFunction
 
 
-formats: Registry[DocumentFormat] = Registry("document format")
+document_formats: Registry[DocumentFormat] = Registry("document format")
 
 
 def document_format(
@@ -32,7 +32,7 @@ def document_format(
     """Registers a parse function under ``name`` for the file suffixes and media types it reads."""
 
     def decorator(parse: ParseFunction) -> ParseFunction:
-        formats.register(name)(DocumentFormat(name, suffixes, media_types, parse))
+        document_formats.register(name)(DocumentFormat(name, suffixes, media_types, parse))
         return parse
 
     return decorator

@@ -176,9 +176,9 @@ class _MarkdownReader:
 
     def _add_heading(self, first: int, last: int, level: int, title: str) -> None:
         title = " ".join(title.split())
-        if title:
-            start, end = self.lines[first][0], self.lines[last][1]
-            self.blocks.append(Heading(start, end, level, title))
+        span = trimmed(self.text, self.lines[first][0], self.lines[last][1])
+        if title and span is not None:
+            self.blocks.append(Heading(*span, level, title))
 
     def _add_text(self, first: int, last: int, kind: TextKind) -> None:
         if span := trimmed(self.text, self.lines[first][0], self.lines[last][1]):

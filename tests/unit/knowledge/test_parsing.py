@@ -16,8 +16,8 @@ from openglm.knowledge import (
     Table,
     TextBlock,
     content_hash,
+    document_formats,
     find_format,
-    formats,
     parse,
 )
 
@@ -107,7 +107,7 @@ def test_the_suffix_wins_and_the_media_type_is_the_fallback() -> None:
     assert find_format("report.PDF", "application/octet-stream").name == "pdf"
     assert find_format("upload", "text/markdown; charset=utf-8").name == "markdown"
     assert find_format("data.bin", "text/csv").name == "csv"
-    assert set(formats.names()) == {"csv", "docx", "html", "json", "markdown", "pdf", "txt", "xlsx"}
+    assert set(document_formats.names()) == {"csv", "docx", "html", "json", "markdown", "pdf", "txt", "xlsx"}
 
 
 def test_too_much_text_is_refused() -> None:
