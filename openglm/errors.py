@@ -4,6 +4,7 @@
     ├── InvalidRequestError           1210  400   malformed body, bad parameter values
     │   ├── MissingFieldError         1213  400
     │   ├── InvalidFieldError         1214  400   wrong type / value of a named field
+    │   │   └── DocumentError         1214  400   an upload that cannot be read as a document (.problem says why)
     │   └── PromptTooLongError        1261  400
     ├── ModelNotFoundError            1211  400
     ├── NotFoundError                 1214  404   a key or other resource named in the path
@@ -31,7 +32,7 @@ body is always ``{"error": {"code": "<str>", "message": "..."}}``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 
 class OpenGLMError(Exception):
@@ -76,6 +77,22 @@ class MissingFieldError(InvalidRequestError):
 
 class InvalidFieldError(InvalidRequestError):
     code = "1214"
+
+
+# empty: no bytes or no text; unsupported: a type no parser reads; undecodable: not text in any known encoding;
+# corrupt: the format's library could not read it; encrypted: a password is needed; too_large: too much text.
+DocumentProblem = Literal["empty", "unsupported", "undecodable", "corrupt", "encrypted", "too_large"]
+
+
+class DocumentError(InvalidFieldError):
+    """A knowledge document that cannot be parsed; ``problem`` says why, for machines (see ``DocumentProblem``).
+
+    The message is written for the uploader ("the PDF is encrypted"), so the API can pass it on as it is.
+    """
+
+    def __init__(self, problem: DocumentProblem, message: str):
+        super().__init__(message)
+        self.problem = problem
 
 
 class PromptTooLongError(InvalidRequestError):
