@@ -1,4 +1,4 @@
-"""The invariants every chunking of every document must keep."""
+"""The invariants every parsed document and every chunking of it must keep."""
 
 from __future__ import annotations
 
@@ -36,3 +36,20 @@ def check_coverage(document: ParsedDocument, chunks: list[Chunk]) -> None:
         for position in range(start, end):
             if not document.text[position].isspace():
                 assert covered[position], f"{document.text[position]!r} at {position} is in no chunk"
+
+
+def well_formed(document: ParsedDocument) -> ParsedDocument:
+    """Blocks in text order, disjoint, inside the text, with no whitespace at their edges; cells inside rows."""
+    previous_end = 0
+    for block in document.blocks:
+        assert previous_end <= block.start < block.end <= len(document.text)
+        span = document.text[block.start : block.end]
+        assert span == span.strip()
+        previous_end = block.end
+        if isinstance(block, Heading):
+            assert block.title in " ".join(span.split())
+        if isinstance(block, Table):
+            for row in (block.header, *block.rows):
+                assert block.start <= row.start < row.end <= block.end
+                assert all(row.start <= cell.start <= cell.end <= row.end for cell in row.cells)
+    return document

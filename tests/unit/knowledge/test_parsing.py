@@ -21,24 +21,8 @@ from openglm.knowledge import (
     parse,
 )
 
+from .checks import well_formed
 from .documents import encrypt_pdf, make_docx, make_pdf, make_xlsx
-
-
-def well_formed(document: ParsedDocument) -> ParsedDocument:
-    """Blocks in text order, disjoint, inside the text, with no whitespace at their edges; cells inside rows."""
-    previous_end = 0
-    for block in document.blocks:
-        assert previous_end <= block.start < block.end <= len(document.text)
-        span = document.text[block.start : block.end]
-        assert span == span.strip()
-        previous_end = block.end
-        if isinstance(block, Heading):
-            assert block.title in " ".join(span.split())
-        if isinstance(block, Table):
-            for row in (block.header, *block.rows):
-                assert block.start <= row.start < row.end <= block.end
-                assert all(row.start <= cell.start <= cell.end <= row.end for cell in row.cells)
-    return document
 
 
 def cells(document: ParsedDocument, row_index: int | None = None, table: int = 0) -> list[str]:

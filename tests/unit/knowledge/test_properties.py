@@ -16,8 +16,7 @@ from openglm.knowledge import (
     parse,
 )
 
-from .checks import check_chunks, check_coverage
-from .test_parsing import well_formed
+from .checks import check_chunks, check_coverage, well_formed
 
 _FRAGMENTS = st.one_of(
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12),
