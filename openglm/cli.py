@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,12 @@ def _serve(args: argparse.Namespace) -> int:
             overrides[key] = value
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() == 0:
+        from .agent.sandbox.enter import private_mount_namespace
+
+        # Before uvicorn starts any thread: the sandboxes' mounts are the server's alone and die with it.
+        if not private_mount_namespace():
+            logging.getLogger(__name__).warning("no private mount namespace: a killed server may leave mounts")
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     sandbox_workspace_mb: int = Field(default=512, ge=1)
     sandbox_workspace_files: int = Field(default=10_000, ge=16)
 
+    # Knowledge bases: the embedding model new bases use (empty: the catalog's first [[embeddings]] entry), the
+    # vector index ("flat": exact, in memory), ingestion workers, and the characters an account may keep.
+    knowledge_embedding_model: str = ""
+    vector_index: str = "flat"
+    ingest_workers: int = Field(default=2, ge=1, le=16)
+    knowledge_capacity_chars: int = Field(default=20_000_000, ge=1)
+
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name
     browser_searxng_url: str = ""

@@ -21,10 +21,11 @@ from ..errors import InternalError, OpenGLMError
 from ..files.blobs import LocalBlobStore
 from ..files.store import FileStore
 from ..images.service import ImageService
+from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, embeddings, files, images, models
+from .routes import account, admin, chat, completions, embeddings, files, images, knowledge, models
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         platform = await Platform.open(settings)
         pool = ModelPool(catalog, settings)
         agents: AgentService | None = None
+        knowledge: KnowledgeService | None = None
         image_service = app.state.images = ImageService(catalog)
         try:
             await pool.start()
@@ -47,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.files = FileStore(platform.db, LocalBlobStore(settings.data_dir / "blobs"))
             app.state.models = pool
             app.state.chat = ChatService(pool)
+            knowledge = app.state.knowledge = await KnowledgeService.open(
+                settings, platform.db, embedding_service, app.state.files, platform.meter
+            )
             agents = app.state.agents = await AgentService.open(
                 settings, catalog, app.state.chat, image_service, app.state.files
             )
@@ -54,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if agents is not None:
                 await agents.close()
+            if knowledge is not None:
+                await knowledge.close()
             await image_service.close()
             await embedding_service.close()
             await pool.stop()
@@ -62,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (chat, completions, models, images, embeddings, files, account, admin):
+    for module in (chat, completions, models, images, embeddings, files, knowledge, account, admin):
         app.include_router(module.router)
     return app
 

@@ -33,6 +33,8 @@ class ToolDefinition(WireModel):
     code_interpreter: dict[str, Any] | None = None
     web_browser: dict[str, Any] | None = None
     drawing_tool: dict[str, Any] | None = None
+    # Knowledge-base retrieval: {knowledge_id, prompt_template, top_k, score_threshold, mode}.
+    retrieval: dict[str, Any] | None = None
 
 
 class ToolCallFunction(WireModel):
@@ -182,6 +184,22 @@ class Usage(WireModel):
     total_tokens: int
 
 
+class RetrievalCitation(WireModel):
+    """A knowledge chunk given to the model for a ``retrieval`` tool: the answer cites it as ``[index]``."""
+
+    index: int
+    id: str
+    knowledge_id: str
+    document_id: str
+    document_name: str
+    position: int
+    start: int
+    end: int
+    page: int | None = None
+    score: float
+    text: str
+
+
 class ChatCompletion(WireModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -190,6 +208,7 @@ class ChatCompletion(WireModel):
     request_id: str
     choices: list[Choice]
     usage: Usage
+    retrieval: list[RetrievalCitation] | None = None
 
 
 class DeltaFunction(WireModel):
@@ -225,6 +244,7 @@ class ChatCompletionChunk(WireModel):
     request_id: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
+    retrieval: list[RetrievalCitation] | None = None  # on the first chunk
 
 
 class CompletionLogprobs(WireModel):

@@ -1,9 +1,12 @@
-"""Knowledge bases, the library part: documents parsed into one canonical text, then cut into cited chunks.
+"""Knowledge bases. This package's top level is the library part: documents parsed into one canonical text,
+then cut into cited chunks.
 
     parse(bytes, filename, media_type) -> ParsedDocument      parsing.py, formats/ (one registry entry per format)
     chunk(document, ChunkingOptions, count_tokens) -> [Chunk]   chunking.py, sections.py, splitting.py
 
-No HTTP and no database here; nothing heavy is imported until a format that needs it is parsed.
+The platform part is in its modules: store.py (database), index.py (vector indexes), fulltext.py, fusion.py and
+retrieval.py (hybrid search), ingest.py (background ingestion), chat.py (the retrieval tool), service.py.
+Nothing heavy is imported until a format that needs it is parsed.
 """
 
 from ..errors import DocumentError, DocumentProblem

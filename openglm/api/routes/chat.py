@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+from collections.abc import AsyncIterator
 from functools import partial
 
 from fastapi import APIRouter
@@ -11,9 +13,11 @@ from ...accounts.metering import metered_result, metered_stream
 from ...agent.service import AgentService
 from ...agent.stream import AllToolsWriter
 from ...errors import InvalidFieldError
+from ...knowledge.chat import Grounding, retrieval_tools
+from ...knowledge.service import KnowledgeService
 from ...serving.responses import collect_chat, stream_chat
 from ..deps import Caller
-from ..schemas import ChatCompletionRequest
+from ..schemas import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, RetrievalCitation
 from ..sse import sse_response
 from ._common import admit, closer, until_disconnect
 
@@ -26,14 +30,56 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     if request.app.state.agents.spec(body.model) is not None:
         return await agent_completions(body, request, principal)
     service = request.app.state.chat
+    service.plan(body)  # a bad request is refused before anything is retrieved or billed
+    body, grounding = await ground(request, principal, body)
     plan = service.plan(body)
     call = await admit(request, principal, plan.served, "chat.completions", plan.id, plan.request_id)
     run = await call.guard(service.submit(plan))
     call.tally.prompt_tokens = run.prompt_tokens
+    citations = grounding.citations() if grounding.chunks else None
     if body.stream:
-        stream = metered_stream(call, stream_chat(service, run, call.tally))
-        return sse_response(stream, on_close=closer(run, call))
-    return await until_disconnect(request, metered_result(call, collect_chat(service, run, call.tally)))
+        chunks = with_citations(stream_chat(service, run, call.tally), citations)
+        return sse_response(metered_stream(call, chunks), on_close=closer(run, call))
+
+    async def answer() -> ChatCompletion:
+        completion = await collect_chat(service, run, call.tally)
+        completion.retrieval = citations
+        return completion
+
+    return await until_disconnect(request, metered_result(call, answer()))
+
+
+async def ground(
+    request: Request, principal: Principal, body: ChatCompletionRequest
+) -> tuple[ChatCompletionRequest, Grounding]:
+    """``retrieval`` tools: the question answered from knowledge bases; the query's embedding is billed."""
+    tools = retrieval_tools(body)
+    if not tools:
+        return body, Grounding()
+    knowledge: KnowledgeService = request.app.state.knowledge
+    base = await knowledge.store.get(principal.account_id, tools[0].knowledge_id)
+    spec = knowledge.embeddings.resolve(base.embedding_model)
+    call = await request.app.state.platform.meter.admit(principal, spec, "knowledge.retrieve", nested=True)
+    usage_id = "ret-" + secrets.token_hex(12)
+    call.bind(usage_id, usage_id)
+
+    async def retrieve() -> tuple[ChatCompletionRequest, Grounding]:
+        grounded, grounding = await knowledge.ground(principal.account_id, body)
+        call.tally.prompt_tokens = grounding.query_tokens
+        return grounded, grounding
+
+    return await metered_result(call, retrieve())
+
+
+async def with_citations(
+    chunks: AsyncIterator[ChatCompletionChunk], citations: list[RetrievalCitation] | None
+) -> AsyncIterator[ChatCompletionChunk]:
+    first = True
+    async for chunk in chunks:
+        if first and citations:
+            chunk.retrieval = citations
+        first = False
+        yield chunk
 
 
 async def agent_completions(body: ChatCompletionRequest, request: Request, principal: Principal) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, UploadFile
@@ -12,7 +14,10 @@ from ...errors import InvalidFieldError
 from ...files.store import PURPOSES, FileRecord, FileStore
 from ..deps import Caller
 from ..file_schemas import FileDeleted, FileList, FileObject
+from ..knowledge_schemas import DocumentObject, DocumentPage, DocumentSuccessInfo
+from ..knowledge_views import document_data
 from ._common import both_prefixes, json_response
+from .knowledge import service as knowledge_service
 
 router = APIRouter(tags=["files"])
 MAX_UPLOAD = max(rules.max_bytes for rules in PURPOSES.values())
@@ -35,14 +40,44 @@ def file_object(record: FileRecord) -> FileObject:
 
 @both_prefixes(router, "POST", "/files")
 async def upload(
-    request: Request, principal: Caller, file: UploadFile, purpose: str = Form(), knowledge_id: str | None = Form(None)
+    request: Request,
+    principal: Caller,
+    file: UploadFile,
+    purpose: str = Form(),
+    knowledge_id: str | None = Form(None),
+    sentence_size: int | None = Form(None),
+    custom_separator: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    if knowledge_id is not None:
-        raise InvalidFieldError("knowledge_id: knowledge bases are not available on this server yet")
     data = await file.read(MAX_UPLOAD + 1)  # a cap on what is read, whatever the client claims
     content_type = file.content_type or "application/octet-stream"
-    record = await _store(request).create(principal.account_id, purpose, file.filename or "upload", data, content_type)
+    filename = file.filename or "upload"
+    if knowledge_id is not None:
+        if purpose != "retrieval":
+            raise InvalidFieldError("knowledge_id: documents of a knowledge base are uploaded with purpose retrieval")
+        options = {"sentence_size": sentence_size, "custom_separator": _separators(custom_separator)}
+        knowledge = knowledge_service(request)
+        result = await knowledge.upload(
+            principal, knowledge_id, filename, data, content_type, {k: v for k, v in options.items() if v}
+        )
+        info = DocumentSuccessInfo(documentId=result.document.id, filename=filename, duplicate=result.duplicate)
+        return json_response(DocumentObject(successInfos=[info], failedInfos=[]))
+    record = await _store(request).create(principal.account_id, purpose, filename, data, content_type)
     return json_response(file_object(record))
+
+
+def _separators(values: list[str] | None) -> list[str] | None:
+    """Zhipu's SDK sends the list as repeated form fields; a client may also send one JSON-encoded list."""
+    if not values:
+        return None
+    if len(values) == 1 and values[0].startswith("["):
+        try:
+            decoded = json.loads(values[0])
+        except ValueError:
+            raise InvalidFieldError("custom_separator must be a list of strings") from None
+        if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
+            raise InvalidFieldError("custom_separator must be a list of strings")
+        return decoded
+    return [value.replace("\\n", "\n").replace("\\t", "\t") for value in values]  # curl -F sends \n as is
 
 
 @both_prefixes(router, "GET", "/files")
@@ -52,7 +87,16 @@ async def list_files(
     purpose: str | None = None,
     limit: int = Query(default=20, ge=1, le=100),
     after: str | None = None,
+    knowledge_id: str | None = None,
+    page: int = Query(default=1, ge=1),
+    order: str = Query(default="desc", pattern="^(asc|desc)$"),
 ) -> Response:
+    if knowledge_id is not None:  # Zhipu: a knowledge base's documents
+        documents, total = await knowledge_service(request).store.documents(
+            principal.account_id, knowledge_id, page, limit, newest_first=order == "desc"
+        )
+        url = str(request.base_url).rstrip("/")
+        return json_response(DocumentPage(list=[document_data(d, url) for d in documents], total=total))
     records, more = await _store(request).list(principal.account_id, purpose=purpose, limit=limit, after=after)
     return json_response(FileList(data=[file_object(r) for r in records], has_more=more))
 
