@@ -9,12 +9,13 @@ from ..catalog import AgentSpec, Catalog
 from ..config import Settings
 from ..files.store import FileStore
 from ..images.service import ImageService
+from ..knowledge.service import KnowledgeService
 from ..serving.service import ChatService
 from .browser.fetch import SafeFetcher
 from .loop import AgentLoop
 
 # The built-in tools register themselves in agent_tools when their modules are imported.
-from .tools import code_interpreter, drawing_tool, web_browser  # noqa: F401
+from .tools import code_interpreter, drawing_tool, retrieval, web_browser  # noqa: F401
 from .tools.base import AgentTool, ToolResources, ToolUnavailable, agent_tools
 from .tools.http_api import load_document, operations
 
@@ -37,6 +38,7 @@ class AgentService:
         chat: ChatService,
         images: ImageService,
         files: FileStore | None = None,
+        knowledge: KnowledgeService | None = None,
     ) -> AgentService:
         # The agents' HTTP tools first: a bad OpenAPI document fails the start before any kernel is booted.
         http_fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
@@ -52,7 +54,7 @@ class AgentService:
         }
         tools: dict[str, AgentTool] = {}
         if catalog.agents:
-            tools = await open_builtins(ToolResources(settings, images, files))
+            tools = await open_builtins(ToolResources(settings, images, files, knowledge))
             log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
         service = cls(catalog, chat, tools)
         service.http_fetcher, service.server_tools = http_fetcher, server_tools

@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings, platform.db, embedding_service, app.state.files, platform.meter
             )
             agents = app.state.agents = await AgentService.open(
-                settings, catalog, app.state.chat, image_service, app.state.files
+                settings, catalog, app.state.chat, image_service, app.state.files, knowledge
             )
             yield
         finally:

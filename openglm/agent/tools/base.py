@@ -10,16 +10,17 @@ from ...registry import Registry
 
 if TYPE_CHECKING:
     from ...accounts.metering import MeteredCall
-    from ...catalog import ModelSpec
+    from ...catalog import PricedModel
     from ...config import Settings
     from ...files.store import FileStore
     from ...images.service import ImageService
+    from ...knowledge.service import KnowledgeService
 
 
 class Billing(Protocol):
     """Admission and metering of a billable call a tool makes on the caller's behalf (an image, say)."""
 
-    async def __call__(self, spec: ModelSpec, endpoint: str) -> MeteredCall: ...
+    async def __call__(self, spec: PricedModel, endpoint: str) -> MeteredCall: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ToolResources:
     settings: Settings
     images: ImageService
     files: FileStore | None = None
+    knowledge: KnowledgeService | None = None
 
 
 class ToolUnavailable(Exception):

@@ -1,0 +1,83 @@
+"""``retrieval``: the agent searches a knowledge base (``{"type": "retrieval", "retrieval": {"knowledge_id"}}``),
+through the same ``Retriever`` as chat's retrieval tool and the retrieval test, and cites chunks as ``[n]``."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from ...errors import InvalidFieldError
+from ...knowledge.chat import knowledge_text
+from ...knowledge.retrieval import RetrievalOptions
+from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
+
+if TYPE_CHECKING:
+    from ...knowledge.service import KnowledgeService
+
+
+@agent_tools.register("retrieval")
+class RetrievalTool(AgentTool):
+    type = "retrieval"
+    function_name = "retrieval"
+    input_argument = "query"
+
+    def __init__(self, knowledge: KnowledgeService):
+        self.knowledge = knowledge
+
+    @classmethod
+    async def open(cls, resources: ToolResources) -> RetrievalTool:
+        if resources.knowledge is None:
+            raise ToolUnavailable("knowledge bases are not available on this server")
+        return cls(resources.knowledge)
+
+    def definition(self, context: ToolContext) -> dict[str, Any]:
+        return {
+            "name": self.function_name,
+            "description": (
+                "Search the user's knowledge base. Returns numbered excerpts; cite the ones you use as [n]. "
+                "Ask in the words the documents would use."
+            ),
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string", "description": "what to look for"}},
+                "required": ["query"],
+            },
+        }
+
+    async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
+        query = str(arguments.get("query", "")).strip()
+        if not query:
+            return ToolResult([], "[retrieval needs a query]")
+        knowledge_id = context.options.get("knowledge_id")
+        if not knowledge_id:
+            raise InvalidFieldError("tools: retrieval needs retrieval.knowledge_id")
+        options = RetrievalOptions(top_k=int(context.options.get("top_k", 5)))
+        base = await self.knowledge.store.get(context.account_id, str(knowledge_id))
+        spec = self.knowledge.embeddings.resolve(base.embedding_model)
+        call = await context.billing(spec, "knowledge.retrieve") if context.billing else None
+        if call is not None:
+            call.bind("ret-" + secrets.token_hex(12), None)
+        try:
+            _, retrieval = await self.knowledge.retrieve(context.account_id, base.id, query, options)
+        except BaseException:
+            if call is not None:
+                await call.abandon()
+            raise
+        if call is not None:
+            call.tally.prompt_tokens = retrieval.query_tokens
+            await call.settle("succeeded")
+        outputs = [
+            {
+                "text": item.chunk.text,
+                "document": item.chunk.document_name,
+                "document_id": item.chunk.document_id,
+                "chunk_id": item.chunk.id,
+                "start": item.chunk.start,
+                "end": item.chunk.end,
+            }
+            for item in retrieval.chunks
+        ]
+        observation = (
+            knowledge_text(retrieval.chunks) if retrieval.chunks else "[nothing in the knowledge base matches]"
+        )
+        return ToolResult(outputs, observation)
