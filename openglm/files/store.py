@@ -26,7 +26,14 @@ class PurposeRules:
     jsonl: bool = False  # every line must be a JSON object
 
 
-DOCUMENTS = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".doc", ".csv", ".xlsx", ".json"})
+def _document_suffixes() -> frozenset[str]:
+    """What the knowledge parsers read (the formats' own registry): a retrieval file is one a base can take."""
+    from ..knowledge.parsing import supported_suffixes
+
+    return frozenset(supported_suffixes())
+
+
+DOCUMENTS = _document_suffixes()
 PURPOSES = {
     "fine-tune": PurposeRules(100 * MiB, frozenset({".jsonl"}), jsonl=True),
     "batch": PurposeRules(100 * MiB, frozenset({".jsonl"}), jsonl=True),
