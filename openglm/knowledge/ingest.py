@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,12 +52,14 @@ class Ingestor:
         meter: Meter | None = None,
         *,
         workers: int = 2,
+        batch_documents: int = 16,
     ):
         self.store = store
         self.embeddings = embeddings
         self.blobs = blobs
         self.meter = meter
         self.workers = workers
+        self.batch_documents = batch_documents  # documents one worker claims at once (small ones share passes)
         self.stats = IngestStats()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,37 +85,51 @@ class Ingestor:
     async def _work(self) -> None:
         while True:
             try:
-                document = await self.store.claim_queued()
+                documents = await self.store.claim_queued(self.batch_documents)
             except Exception:
                 log.exception("ingestion: cannot read the queue")
-                document = None
-            if document is None:
+                documents = []
+            if not documents:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
                 continue
             self._wake.set()  # there may be more: let the other workers look too
-            await self.ingest(document)
+            await self.ingest(documents)
 
-    async def ingest(self, document: DocumentRecord) -> None:
+    async def ingest(self, documents: list[DocumentRecord]) -> None:
+        """A batch of documents: each parsed and chunked, then all their chunks embedded together, then all
+        stored in one transaction. A document that fails is marked failed alone; the others go on."""
+        prepared: list[_Prepared] = []
+        for document in documents:
+            try:
+                prepared.append(await self._prepare(document))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._fail(document, exc)
+        if not prepared:
+            return
         try:
-            knowledge = await self.store.get(document.account_id, document.knowledge_id)
-            await self._ingest(knowledge, document)
-            self.stats.documents += 1
+            await self._embed_and_store(prepared)
         except asyncio.CancelledError:
             raise
-        except OpenGLMError as exc:
-            await self._fail(document, exc.message)
         except Exception as exc:
-            log.exception("ingestion of document %s failed", document.id)
-            await self._fail(document, f"internal error: {type(exc).__name__}")
+            for item in prepared:
+                await self._fail(item.document, exc)
 
-    async def _fail(self, document: DocumentRecord, reason: str) -> None:
+    async def _fail(self, document: DocumentRecord, exc: Exception) -> None:
+        if isinstance(exc, OpenGLMError):
+            reason = exc.message
+        else:
+            log.exception("ingestion of document %s failed", document.id, exc_info=exc)
+            reason = f"internal error: {type(exc).__name__}"
         self.stats.failed += 1
         with contextlib.suppress(Exception):
             await self.store.set_progress(document.id, status="failed", error=reason)
 
-    async def _ingest(self, knowledge: KnowledgeRecord, document: DocumentRecord) -> None:
+    async def _prepare(self, document: DocumentRecord) -> _Prepared:
+        knowledge = await self.store.get(document.account_id, document.knowledge_id)
         if document.file_id is None:
             raise OpenGLMError("the document has no file")
         data = await self.blobs.get(document.file_id)
@@ -122,28 +138,39 @@ class Ingestor:
         options = chunking_options(knowledge, document, await self.embeddings.input_token_limit(spec))
         parsed = await asyncio.to_thread(parse, data, document.name)
         chunks = await asyncio.to_thread(chunk, parsed, options, count_tokens)
-        await self.store.set_progress(document.id, status="embedding", chunks_total=len(chunks), chunks_done=0)
-        call = self._metered(document, spec)
-        vectors = await self._embed(document, spec, chunks, call)
-        stored = await self.store.store_chunks(document, parsed.text, _new_chunks(chunks, vectors))
-        if call is not None:
-            await call.settle("succeeded" if stored else "cancelled")
-        self.stats.chunks += len(chunks)
-        if stored and self.on_ready is not None:
-            self.on_ready(document)
+        return _Prepared(document, spec, parsed.text, chunks)
 
-    async def _embed(
-        self, document: DocumentRecord, spec: EmbeddingSpec, chunks: list[Chunk], call: MeteredCall | None
-    ) -> list[bytes]:
-        vectors: list[bytes] = []
-        for start in range(0, len(chunks), EMBED_BATCH):
-            batch = chunks[start : start + EMBED_BATCH]
-            embedded = await self.embeddings.embed(spec, [c.embed_text for c in batch])
+    async def _embed_and_store(self, prepared: list[_Prepared]) -> None:
+        for item in prepared:  # one call per document: each status write names its own total
+            await self.store.set_progress(
+                item.document.id, status="embedding", chunks_total=len(item.chunks), chunks_done=0
+            )
+        calls = {item.document.id: self._metered(item.document, item.spec) for item in prepared}
+        # Concurrently: the embedding backend merges the documents' texts into shared forward passes, and each
+        # document still learns its own exact token count.
+        await asyncio.gather(*(self._embed(item, calls[item.document.id]) for item in prepared))
+        stored = await self.store.store_documents(
+            [(item.document, item.text, _new_chunks(item.chunks, item.vectors)) for item in prepared]
+        )
+        for item in prepared:
+            call = calls[item.document.id]
+            if call is not None:
+                await call.settle("succeeded" if item.document.id in stored else "cancelled")
+            if item.document.id in stored:
+                self.stats.documents += 1
+                self.stats.chunks += len(item.chunks)
+                if self.on_ready is not None:
+                    self.on_ready(item.document)
+
+    async def _embed(self, item: _Prepared, call: MeteredCall | None) -> None:
+        for start in range(0, len(item.chunks), EMBED_BATCH):
+            batch = item.chunks[start : start + EMBED_BATCH]
+            embedded = await self.embeddings.embed(item.spec, [c.embed_text for c in batch])
+            item.vectors.extend(np.asarray(row, dtype="<f4").tobytes() for row in embedded.vectors)
             if call is not None:
                 call.tally.prompt_tokens += embedded.tokens
-            vectors.extend(np.asarray(row, dtype="<f4").tobytes() for row in embedded.vectors)
-            await self.store.set_progress(document.id, chunks_done=len(vectors))
-        return vectors
+            if len(item.vectors) < len(item.chunks):  # a finished document is written with its chunks
+                await self.store.set_progress(item.document.id, chunks_done=len(item.vectors))
 
     def _metered(self, document: DocumentRecord, spec: EmbeddingSpec) -> MeteredCall | None:
         """The document's embedding tokens, billed to its account as one ``knowledge.ingest`` usage record."""
@@ -154,6 +181,15 @@ class Ingestor:
         call = MeteredCall(self.meter, principal, spec.id, "knowledge.ingest", prices, None)
         call.bind(f"kb-{document.id}-{document.updated_at.timestamp():.0f}", document.id)
         return call
+
+
+@dataclass
+class _Prepared:
+    document: DocumentRecord
+    spec: EmbeddingSpec
+    text: str
+    chunks: list[Chunk]
+    vectors: list[bytes] = field(default_factory=list)
 
 
 def chunking_options(knowledge: KnowledgeRecord, document: DocumentRecord, input_limit: int | None) -> ChunkingOptions:

@@ -143,6 +143,7 @@ class KnowledgeService:
                 content_hash=digest,
                 file_id=record.id,
                 options=options,
+                characters=len(parsed.text),
             )
         except BaseException:
             await self.files.delete(principal.account_id, record.id)
@@ -150,7 +151,6 @@ class KnowledgeService:
         if not new:
             await self.files.delete(principal.account_id, record.id)  # the base keeps the first copy
             return Upload(document, None, True)
-        await self.store.set_progress(document.id, characters=len(parsed.text))
         self.ingestor.wake()
         return Upload(document, record, False)
 

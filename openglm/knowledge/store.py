@@ -123,6 +123,7 @@ class KnowledgeStore:
         content_hash: str,
         file_id: str | None,
         options: dict[str, Any],
+        characters: int = 0,
     ) -> tuple[DocumentRecord, bool]:
         """A queued document, or the one this base already has with the same content (False: not new)."""
         now = datetime.now(UTC)
@@ -136,7 +137,7 @@ class KnowledgeStore:
             status="queued",
             chunks_total=0,
             chunks_done=0,
-            characters=0,
+            characters=characters,
             options=json.dumps(options) if options else None,
             created_at=now,
             updated_at=now,
@@ -212,26 +213,28 @@ class KnowledgeStore:
 
     # -- ingestion ------------------------------------------------------------
 
-    async def claim_queued(self) -> DocumentRecord | None:
-        """Take the oldest queued document for ingestion; one claimant wins even across replicas."""
+    async def claim_queued(self, limit: int = 1) -> list[DocumentRecord]:
+        """Take up to ``limit`` of the oldest queued documents for ingestion. Each is claimed by one caller only,
+        across replicas too: the update re-checks the status, and a row another transaction took is skipped."""
         async with self.db.session() as session:
-            candidate = await session.scalar(
-                select(KnowledgeDocument.id)
-                .where(KnowledgeDocument.status == "queued")
-                .order_by(KnowledgeDocument.updated_at, KnowledgeDocument.id)
-                .limit(1)
+            candidates = list(
+                await session.scalars(
+                    select(KnowledgeDocument.id)
+                    .where(KnowledgeDocument.status == "queued")
+                    .order_by(KnowledgeDocument.updated_at, KnowledgeDocument.id)
+                    .limit(limit)
+                )
             )
-            if candidate is None:
-                return None
-            claimed = await session.execute(
+            if not candidates:
+                return []
+            claimed = await session.scalars(
                 update(KnowledgeDocument)
-                .where(KnowledgeDocument.id == candidate, KnowledgeDocument.status == "queued")
+                .where(KnowledgeDocument.id.in_(candidates), KnowledgeDocument.status == "queued")
                 .values(status="parsing", updated_at=datetime.now(UTC))
+                .returning(KnowledgeDocument),
+                execution_options={"synchronize_session": False},
             )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            row = await session.get(KnowledgeDocument, candidate)
-            return None if row is None else document_record(row)
+            return sorted((document_record(row) for row in claimed), key=lambda d: (d.created_at, d.id))
 
     async def requeue_interrupted(self) -> int:
         """Documents a stopped server was ingesting go back to the queue."""
@@ -243,55 +246,38 @@ class KnowledgeStore:
             )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
-    async def set_progress(self, document_id: str, **values: Any) -> None:
+    async def set_progress(self, document_id: str | Sequence[str], **values: Any) -> None:
+        ids = [document_id] if isinstance(document_id, str) else list(document_id)
+        if not ids:
+            return
         async with self.db.session() as session:
             await session.execute(
                 update(KnowledgeDocument)
-                .where(KnowledgeDocument.id == document_id)
+                .where(KnowledgeDocument.id.in_(ids))
                 .values(**values, updated_at=datetime.now(UTC))
             )
 
     async def store_chunks(self, document: DocumentRecord, text_: str, chunks: Sequence[NewChunk]) -> bool:
         """A document's chunks, all at once with its text, replacing earlier ones; False when the document was
         deleted meanwhile (nothing is written then)."""
+        return document.id in await self.store_documents([(document, text_, chunks)])
+
+    async def store_documents(self, documents: Sequence[tuple[DocumentRecord, str, Sequence[NewChunk]]]) -> set[str]:
+        """Several documents' chunks in one transaction (each as ``store_chunks``); the ids of those written."""
+        stored: set[str] = set()
         async with self.db.session() as session:
-            still_there = await session.scalar(select(KnowledgeDocument.id).where(KnowledgeDocument.id == document.id))
-            if still_there is None:
-                return False
-            await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document.id))
-            session.add_all(
-                KnowledgeChunk(
-                    id=f"{document.id}-{chunk.position}",
-                    knowledge_id=document.knowledge_id,
-                    document_id=document.id,
-                    position=chunk.position,
-                    start=chunk.start,
-                    end=chunk.end,
-                    text=chunk.text,
-                    search_text=chunk.search_text,
-                    headings=json.dumps(chunk.headings, ensure_ascii=False),
-                    page=chunk.page,
-                    kind=chunk.kind,
-                    tokens=chunk.tokens,
-                    embedding=chunk.embedding,
-                )
-                for chunk in chunks
-            )
-            await session.execute(
-                update(KnowledgeDocument)
-                .where(KnowledgeDocument.id == document.id)
-                .values(
-                    status="ready",
-                    error=None,
-                    text=text_,
-                    characters=len(text_),
-                    chunks_total=len(chunks),
-                    chunks_done=len(chunks),
-                    updated_at=datetime.now(UTC),
+            present = set(
+                await session.scalars(
+                    select(KnowledgeDocument.id).where(KnowledgeDocument.id.in_([d.id for d, _, _ in documents]))
                 )
             )
-            await _bump(session, document.knowledge_id)
-        return True
+            for document, text_, chunks in documents:
+                if document.id in present:
+                    await _write_chunks(session, document, text_, chunks)
+                    stored.add(document.id)
+            for knowledge_id in {d.knowledge_id for d, _, _ in documents if d.id in stored}:
+                await _bump(session, knowledge_id)
+        return stored
 
     # -- chunks and search ----------------------------------------------------
 
@@ -351,6 +337,41 @@ class KnowledgeStore:
             ).bindparams(query=tsquery(terms), kb=knowledge_id, limit=limit)
         async with self.db.read() as session:
             return [(int(seq), float(score)) for seq, score in await session.execute(statement)]
+
+
+async def _write_chunks(session: Any, document: DocumentRecord, text_: str, chunks: Sequence[NewChunk]) -> None:
+    await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.document_id == document.id))
+    session.add_all(
+        KnowledgeChunk(
+            id=f"{document.id}-{chunk.position}",
+            knowledge_id=document.knowledge_id,
+            document_id=document.id,
+            position=chunk.position,
+            start=chunk.start,
+            end=chunk.end,
+            text=chunk.text,
+            search_text=chunk.search_text,
+            headings=json.dumps(chunk.headings, ensure_ascii=False),
+            page=chunk.page,
+            kind=chunk.kind,
+            tokens=chunk.tokens,
+            embedding=chunk.embedding,
+        )
+        for chunk in chunks
+    )
+    await session.execute(
+        update(KnowledgeDocument)
+        .where(KnowledgeDocument.id == document.id)
+        .values(
+            status="ready",
+            error=None,
+            text=text_,
+            characters=len(text_),
+            chunks_total=len(chunks),
+            chunks_done=len(chunks),
+            updated_at=datetime.now(UTC),
+        )
+    )
 
 
 async def _bump(session: Any, knowledge_id: str) -> None:

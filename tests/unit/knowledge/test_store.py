@@ -81,12 +81,12 @@ async def test_a_queued_document_is_claimed_once(store: KnowledgeStore) -> None:
     kb = await base(store)
     for i in range(3):
         await store.add_document("acct_a", kb.id, name=f"{i}.txt", content_hash=str(i), file_id=None, options={})
-    claims = await asyncio.gather(*(store.claim_queued() for _ in range(6)))
-    claimed = [c.id for c in claims if c is not None]
+    claims = await asyncio.gather(*(store.claim_queued(2) for _ in range(6)))
+    claimed = [document.id for batch in claims for document in batch]
     assert len(claimed) == len(set(claimed)) <= 3
-    while (more := await store.claim_queued()) is not None:
-        claimed.append(more.id)
-    assert len(set(claimed)) == 3
+    while more := await store.claim_queued(2):
+        claimed.extend(document.id for document in more)
+    assert len(set(claimed)) == len(claimed) == 3
     assert await store.requeue_interrupted() == 3  # a restart puts them back
 
 
