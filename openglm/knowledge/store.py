@@ -47,9 +47,15 @@ class NewChunk:
     embedding: bytes
 
 
+COMMON_FRACTION = 0.05  # a term in more than this share of all chunks tells little apart (BM25 IDF below ~3)
+PRUNE_FROM = 20_000  # chunks: below this the full query is fast, and dropping terms costs some keyword recall
+MAX_TERMS = 8
+
+
 class KnowledgeStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, *, prune_terms_from: int = PRUNE_FROM):
         self.db = db
+        self.prune_terms_from = prune_terms_from
 
     # -- knowledge bases ------------------------------------------------------
 
@@ -281,6 +287,22 @@ class KnowledgeStore:
 
     # -- chunks and search ----------------------------------------------------
 
+    async def _discriminating(self, terms: list[str]) -> list[str]:
+        """In a large index (SQLite), the query's rarest terms: terms in more than 5% of the chunks weigh little
+        in BM25 but make an OR query visit most of the index (at 100k chunks, 102 → 10 ms p50 without them). If
+        every term is common, the two rarest are kept."""
+        total = (await self.db.fetch(select(func.max(KnowledgeChunk.seq))))[0][0] or 0
+        if total < self.prune_terms_from:
+            return terms
+        placeholders = ", ".join(f":t{i}" for i in range(len(terms)))
+        lookup = text(f"SELECT term, doc FROM knowledge_chunks_fts_vocab WHERE term IN ({placeholders})").bindparams(
+            **{f"t{i}": term for i, term in enumerate(terms)}
+        )
+        counts = {str(term): int(doc) for term, doc in await self.db.fetch(lookup)}
+        present = sorted((t for t in terms if counts.get(t)), key=lambda t: counts[t])
+        rare = [t for t in present if counts[t] <= COMMON_FRACTION * total]
+        return (rare or present[:2] or terms)[:MAX_TERMS]
+
     async def chunks(self, account_id: str, document_id: str, page: int, size: int) -> tuple[list[ChunkRecord], int]:
         document = await self.document(account_id, document_id)
         query = select(KnowledgeChunk).where(KnowledgeChunk.document_id == document_id)
@@ -322,11 +344,13 @@ class KnowledgeStore:
         if not terms:
             return []
         if self.db.dialect == "sqlite":
+            terms = await self._discriminating(terms)
+            # ORDER BY rank (BM25) lets FTS5 rank inside the virtual table: ~3x faster than ORDER BY bm25().
             statement = text(
-                "SELECT c.seq, -bm25(knowledge_chunks_fts) AS score FROM knowledge_chunks_fts "
+                "SELECT c.seq, -knowledge_chunks_fts.rank AS score FROM knowledge_chunks_fts "
                 "JOIN knowledge_chunks c ON c.seq = knowledge_chunks_fts.rowid "
                 "WHERE knowledge_chunks_fts MATCH :query AND c.knowledge_id = :kb "
-                "ORDER BY bm25(knowledge_chunks_fts) LIMIT :limit"
+                "ORDER BY knowledge_chunks_fts.rank LIMIT :limit"
             ).bindparams(query=fts5_query(terms), kb=knowledge_id, limit=limit)
         else:
             statement = text(

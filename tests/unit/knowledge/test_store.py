@@ -141,3 +141,19 @@ async def test_the_flat_index_is_exact_and_follows_changes(store: KnowledgeStore
     assert len(await index.search(kb.id, query, 10)) == 2
     await store.remove("acct_a", kb.id)
     assert await index.search(kb.id, query, 10) == []
+
+
+async def test_a_large_index_searches_with_the_rarer_terms_only(database: Database) -> None:
+    async with database.session() as session:
+        session.add(Account(id="acct_a", name="a"))
+    store = KnowledgeStore(database, prune_terms_from=1)  # as if the index were large
+    kb = await base(store)
+    common = [(f"common words in chunk {i}", unit(1, 0, 0, 0)) for i in range(30)]
+    await ready_document(store, kb, "d", *common, ("common words and a zebra", unit(0, 1, 0, 0)))
+    hits = await store.text_search(kb.id, query_terms("common zebra"), 10)
+    found = await store.chunks_by_seq([seq for seq, _ in hits])
+    if database.dialect == "sqlite":  # "common" is in every chunk: only "zebra" is asked for
+        assert [found[seq].text for seq, _ in hits] == ["common words and a zebra"]
+    else:
+        assert found[hits[0][0]].text == "common words and a zebra"
+    assert len(await store.text_search(kb.id, query_terms("common words"), 10)) == 10  # all common: still answers

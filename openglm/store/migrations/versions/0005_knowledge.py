@@ -34,6 +34,8 @@ SQLITE_FULL_TEXT = [
     "INSERT INTO knowledge_chunks_fts(knowledge_chunks_fts, rowid, search_text) "
     "VALUES ('delete', old.seq, old.search_text); "
     "INSERT INTO knowledge_chunks_fts(rowid, search_text) VALUES (new.seq, new.search_text); END",
+    # How many chunks hold each term: queries leave out the terms too common to tell chunks apart.
+    "CREATE VIRTUAL TABLE knowledge_chunks_fts_vocab USING fts5vocab(knowledge_chunks_fts, row)",
 ]
 POSTGRES_FULL_TEXT = [
     "CREATE INDEX ix_knowledge_chunks_search ON knowledge_chunks USING gin (to_tsvector('simple', search_text))",
@@ -116,6 +118,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE knowledge_chunks_fts_vocab")
         op.execute("DROP TABLE knowledge_chunks_fts")
     op.drop_table("knowledge_chunks")
     op.drop_table("knowledge_documents")
