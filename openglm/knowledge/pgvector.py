@@ -28,9 +28,10 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import UserDefinedType
 
 from ..config import Settings
 from .index import Vector, VectorIndex, VectorIndexUnavailable, vector_indexes
@@ -110,17 +111,33 @@ def hnsw_index(dims: int) -> str:
 
 def approximate_query(dims: int) -> str:
     """Nearest first through the HNSW index of this size (the cast and the literal ``dims`` match its expression
-    and predicate); binds :q (a vector's text), :kb, :limit."""
+    and predicate); binds :q (see ``statement``), :kb, :limit."""
     return (
-        f"SELECT seq, embedding::vector({dims}) <=> CAST(:q AS vector({dims})) AS distance FROM knowledge_vectors "
+        f"SELECT seq, embedding::vector({dims}) <=> :q AS distance FROM knowledge_vectors "
         f"WHERE dims = {dims} AND knowledge_id = :kb ORDER BY distance LIMIT :limit"
     )
 
 
 EXACT_QUERY = (
-    "SELECT seq, embedding <=> CAST(:q AS vector) AS distance FROM knowledge_vectors "
+    "SELECT seq, embedding <=> :q AS distance FROM knowledge_vectors "
     "WHERE knowledge_id = :kb AND dims = :dims ORDER BY distance, seq LIMIT :limit"
 )
+
+
+class VectorParameter(UserDefinedType[str]):
+    """pgvector's text form, bound as ``$1::vector``: PostgreSQL parses it once. Bound as the varchar it would
+    otherwise be, a cast in the query is redone for every row compared once psycopg prepares the statement and
+    the server picks a generic plan (a 2,000-row exact scan went from ~3 to ~70 ms)."""
+
+    cache_ok = True
+    render_bind_cast = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "vector"
+
+
+def statement(query: str) -> TextClause:
+    return text(query).bindparams(bindparam("q", type_=VectorParameter()))
 
 
 def vector_text(vector: Vector) -> str:
@@ -213,11 +230,11 @@ class PgVectorIndex(VectorIndex):
         self, query: str, values: dict[str, object], *, ef_search: int | None = None
     ) -> list[tuple[int, float]]:
         if ef_search is None:
-            rows = await self.store.db.fetch(text(query).bindparams(**values))
+            rows = await self.store.db.fetch(statement(query).bindparams(**values))
         else:
             async with self.store.db.read() as session:  # ef_search is set for this transaction only
                 await session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
-                rows = (await session.execute(text(query), values)).all()
+                rows = (await session.execute(statement(query), values)).all()
         return [(int(seq), float(distance)) for seq, distance in rows]
 
     async def _base(self, knowledge_id: str, dims: int) -> _Base | None:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from openglm.config import Settings
 from openglm.knowledge.fulltext import search_text
 from openglm.knowledge.index import FlatIndex, VectorIndex, VectorIndexUnavailable, open_vector_index
-from openglm.knowledge.pgvector import PgVectorIndex, approximate_query, vector_text
+from openglm.knowledge.pgvector import PgVectorIndex, approximate_query, statement, vector_text
 from openglm.knowledge.records import DocumentRecord, KnowledgeRecord
 from openglm.knowledge.store import KnowledgeStore, NewChunk
 from openglm.store.db import Database, open_database
@@ -116,7 +116,8 @@ async def test_the_hnsw_index_is_used_and_recalls_what_an_exact_search_finds(
         plan = "\n".join(
             (
                 await connection.execute(
-                    text("EXPLAIN " + approximate_query(dims)), {"q": vector_text(query), "kb": big.id, "limit": 10}
+                    statement("EXPLAIN " + approximate_query(dims)),
+                    {"q": vector_text(query), "kb": big.id, "limit": 10},
                 )
             ).scalars()
         )
