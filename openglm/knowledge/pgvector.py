@@ -16,9 +16,10 @@ costs ~0.15 ms per 384-dimension chunk (docs/architecture.md), less than inserti
 
 Search: a base with at most ``exact_rows`` vectors of the query's size is scanned exactly (its rows by the
 knowledge_id index, every distance computed: the same answer as ``flat``). A bigger one is searched in the HNSW
-index of its size, which holds every base's vectors; pgvector 0.6 filters the index's ``ef_search`` nearest by
-base afterwards, so when fewer than ``limit`` of them belong to the base, ``ef_search`` is raised (×4, up to
-1000) and, failing that, the base is scanned exactly. A search never returns fewer hits than an exact one would.
+index of its size (the planner is told not to sort instead), which holds every base's vectors; pgvector 0.6
+filters the index's ``ef_search`` nearest by base afterwards, so when fewer than ``limit`` of them belong to the
+base, ``ef_search`` is raised (×4, up to 1000) and, failing that, the base is scanned exactly. A search never
+returns fewer hits than an exact one would.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import UserDefinedType
 
 from ..config import Settings
@@ -157,7 +158,7 @@ class _Base:
 class PgVectorIndex(VectorIndex):
     """HNSW (cosine) in PostgreSQL; bases up to ``exact_rows`` vectors are searched exactly."""
 
-    def __init__(self, store: KnowledgeStore, *, ef_search: int = 100, exact_rows: int = EXACT_ROWS):
+    def __init__(self, store: KnowledgeStore, *, ef_search: int = 200, exact_rows: int = EXACT_ROWS):
         super().__init__(store)
         if store.db.dialect != "postgresql":
             raise VectorIndexUnavailable(
@@ -232,10 +233,18 @@ class PgVectorIndex(VectorIndex):
         if ef_search is None:
             rows = await self.store.db.fetch(statement(query).bindparams(**values))
         else:
-            async with self.store.db.read() as session:  # ef_search is set for this transaction only
-                await session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
+            async with self.store.db.read() as session:
+                await _through_the_graph(session, ef_search)
                 rows = (await session.execute(statement(query), values)).all()
         return [(int(seq), float(distance)) for seq, distance in rows]
+
+    async def explain(self, knowledge_id: str, query: Vector, limit: int) -> str:
+        """The plan of the HNSW search of this base (as ``search`` runs it past ``exact_rows``)."""
+        async with self.store.db.read() as session:
+            await _through_the_graph(session, self.ef_search)
+            values = {"q": vector_text(query), "kb": knowledge_id, "limit": limit}
+            plan = await session.execute(statement("EXPLAIN " + approximate_query(int(query.shape[-1]))), values)
+            return "\n".join(plan.scalars())
 
     async def _base(self, knowledge_id: str, dims: int) -> _Base | None:
         """The base's version and row count of this size, counted again when its index version moves."""
@@ -263,6 +272,16 @@ class PgVectorIndex(VectorIndex):
     async def _indexed_sizes(self) -> set[int]:
         async with self.store.db.engine.connect() as connection:
             return await _indexed_sizes(connection)
+
+
+async def _through_the_graph(session: AsyncSession, ef_search: int) -> None:
+    """For this transaction: ``ef_search``, and no top-N sort. A base gets here only when it holds more than
+    ``exact_rows`` vectors, which the planner may not know: at 20,000 of 25,000 rows it chose to sort them all
+    (13 ms) over the HNSW index (5-7 ms at 0.91-0.97 recall@20)."""
+    await session.execute(
+        text("SELECT set_config('hnsw.ef_search', :ef, true), set_config('enable_sort', 'off', true)"),
+        {"ef": str(ef_search)},
+    )
 
 
 async def _create_extension(connection: AsyncConnection) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from openglm.config import Settings
 from openglm.knowledge.fulltext import search_text
 from openglm.knowledge.index import FlatIndex, VectorIndex, VectorIndexUnavailable, open_vector_index
-from openglm.knowledge.pgvector import PgVectorIndex, approximate_query, statement, vector_text
+from openglm.knowledge.pgvector import PgVectorIndex, approximate_query
 from openglm.knowledge.records import DocumentRecord, KnowledgeRecord
 from openglm.knowledge.store import KnowledgeStore, NewChunk
 from openglm.store.db import Database, open_database
@@ -101,7 +101,7 @@ async def test_the_hnsw_index_is_used_and_recalls_what_an_exact_search_finds(
     store: KnowledgeStore, database: Database
 ) -> None:
     rng, dims = np.random.default_rng(2), 64
-    index, flat = await opened(store, exact_rows=100, ef_search=40), FlatIndex(store)
+    index, flat = await opened(store, exact_rows=100), FlatIndex(store)  # the default ef_search
     big, other, small, tiny = [await base(store, dims) for _ in range(4)]
     await index.prepare({dims})  # what the server does with the catalog's sizes: the HNSW index exists before rows
     assert dims in index.indexed
@@ -112,15 +112,7 @@ async def test_the_hnsw_index_is_used_and_recalls_what_an_exact_search_finds(
     await document(store, tiny, "tiny", unit_vectors(rng, 20, dims))
     async with database.engine.connect() as connection:
         await connection.exec_driver_sql("ANALYZE knowledge_vectors")
-        query = unit_vectors(rng, 1, dims)[0]
-        plan = "\n".join(
-            (
-                await connection.execute(
-                    statement("EXPLAIN " + approximate_query(dims)),
-                    {"q": vector_text(query), "kb": big.id, "limit": 10},
-                )
-            ).scalars()
-        )
+    plan = await index.explain(big.id, unit_vectors(rng, 1, dims)[0], 10)
     assert f"Index Scan using ix_knowledge_vectors_hnsw_{dims}" in plan, plan
 
     queries: list[str] = []
