@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import importlib
 import importlib.util
 import inspect
 import json
+import os
+import platform
 import re
 import statistics
 import sys
@@ -214,8 +217,18 @@ if __name__ == "__main__":
     parser.add_argument("--data", choices=["random", "minilm", "fitted"], default="random")
     parser.add_argument("--vectors", help="a .npy of real embeddings (for --data minilm or fitted)")
     parser.add_argument("--embed", metavar="FILE", help="only write the stdlib sentences' MiniLM embeddings to FILE")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     arguments = parser.parse_args()
     if arguments.embed:
         embed(arguments.embed)
-    else:
-        print(json.dumps(asyncio.run(main(arguments)), indent=2))
+        raise SystemExit
+    results = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "command": " ".join(sys.argv),
+        **asyncio.run(main(arguments)),
+    }
+    print(json.dumps(results, indent=2))
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    (arguments.out / f"pgvector-{arguments.data}-{stamp}.json").write_text(json.dumps(results, indent=2))
