@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -7,12 +8,28 @@ import pytest
 
 from openglm.store.db import Database, open_database
 
-from .databases import database_url
+from .databases import database_url, pgvector_server
+
+
+@pytest.fixture(scope="session")
+def pgvector_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The admin URL of a PostgreSQL server with pgvector, started once for the session (see databases.py)."""
+    if importlib.util.find_spec("pgserver") is None:
+        pytest.skip("pgserver (a PostgreSQL with pgvector) is not installed: pip install pgserver==0.1.4")
+    with pgvector_server(tmp_path_factory.mktemp("pgvector") / "pgdata") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, tmp_path) as url:
+def db_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def db_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    admin = request.getfixturevalue("pgvector_admin") if db_kind == "pgvector" else None
+    with database_url(db_kind, tmp_path, admin) as url:
         yield url
 
 

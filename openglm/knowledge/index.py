@@ -1,6 +1,9 @@
 """Vector indexes, one registry: where a knowledge base's chunk embeddings are searched.
 
-``flat`` (the default) keeps each searched base's embeddings as one float32 matrix in memory, loaded from the
+``OPENGLM_VECTOR_INDEX`` names one; ``auto`` (the default) is ``pgvector`` (pgvector.py) where the database is
+PostgreSQL with the ``vector`` extension, else ``flat``.
+
+``flat`` keeps each searched base's embeddings as one float32 matrix in memory, loaded from the
 chunks table (the source of truth) and refreshed when the base's ``index_version`` moves, and searches it
 exactly: a matrix-vector product and a partial sort. At 100k chunks of 384 dimensions that is 150 MB and a few
 milliseconds (docs/benchmarks.md), so below that scale an approximate index would trade recall for nothing.
@@ -10,22 +13,37 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from ..config import Settings
+from ..errors import InternalError
 from ..registry import Registry
 from .store import KnowledgeStore
 
+log = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
 INLINE_ROWS = 20_000  # smaller bases are searched on the event loop; larger ones in a thread
+
+
+class VectorIndexUnavailable(InternalError):
+    """The configured index cannot run on this database (a startup error; ``auto`` falls back to ``flat``)."""
 
 
 class VectorIndex(abc.ABC):
     def __init__(self, store: KnowledgeStore):
         self.store = store
+
+    @classmethod
+    async def open(cls, store: KnowledgeStore, settings: Settings, dimensions: Collection[int]) -> VectorIndex:
+        """The index, ready to search; ``dimensions`` are the catalog's embedding sizes. Raises
+        ``VectorIndexUnavailable`` when this database cannot hold it."""
+        return cls(store)
 
     @abc.abstractmethod
     async def search(self, knowledge_id: str, query: Vector, limit: int) -> list[tuple[int, float]]:
@@ -36,6 +54,21 @@ class VectorIndex(abc.ABC):
 
 
 vector_indexes: Registry[type[VectorIndex]] = Registry("vector index")
+
+
+async def open_vector_index(settings: Settings, store: KnowledgeStore, dimensions: Collection[int]) -> VectorIndex:
+    """The index ``settings.vector_index`` names, opened; ``auto`` tries ``pgvector`` on PostgreSQL, else ``flat``."""
+    from . import pgvector  # noqa: F401 - registers "pgvector"
+
+    name = settings.vector_index
+    if name != "auto":
+        return await vector_indexes.get(name).open(store, settings, dimensions)
+    if store.db.dialect == "postgresql":
+        try:
+            return await vector_indexes.get("pgvector").open(store, settings, dimensions)
+        except VectorIndexUnavailable as reason:
+            log.info("vector index: flat (%s)", reason.message)
+    return await vector_indexes.get("flat").open(store, settings, dimensions)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ..files.store import FileRecord, FileStore
 from ..store.db import Database
 from .chat import Grounding, grounded_request, question_of, retrieval_tools
 from .document import content_hash
-from .index import VectorIndex, vector_indexes
+from .index import VectorIndex, open_vector_index
 from .ingest import Ingestor
 from .options import ChunkingOptions
 from .parsing import parse
@@ -60,7 +60,7 @@ class KnowledgeService:
         cls, settings: Settings, db: Database, embeddings: EmbeddingService, files: FileStore, meter: Meter | None
     ) -> KnowledgeService:
         store = KnowledgeStore(db)
-        index = vector_indexes.get(settings.vector_index)(store)
+        index = await open_vector_index(settings, store, {spec.dimensions for spec in embeddings.specs()})
         ingestor = Ingestor(store, embeddings, files.blobs, meter, workers=settings.ingest_workers)
         service = cls(settings, store, embeddings, files, index, ingestor)
         await ingestor.start()

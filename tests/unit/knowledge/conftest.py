@@ -22,6 +22,13 @@ def minilm_tokens() -> TokenCounter:
     return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
+@pytest.fixture(params=["sqlite", "postgresql", "pgvector"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """The store's tests run on PostgreSQL with pgvector too (where the ``pgvector`` index is the one tested)."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(params=["approximate", "minilm"])
 def count_tokens(request: pytest.FixtureRequest) -> TokenCounter:
     """Budget tests run with the regex estimate and with a real embedding tokenizer."""

@@ -1,5 +1,6 @@
-"""The knowledge store on a real SQLite file and a real PostgreSQL database: documents deduplicated and claimed
-once, chunks written whole, full-text search on both engines, the flat index following every change."""
+"""The knowledge store on a real SQLite file, a real PostgreSQL database and a PostgreSQL with pgvector: documents
+deduplicated and claimed once, chunks written whole, full-text search on both engines, the vector index (flat, or
+pgvector where the database has it) following every change."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from sqlalchemy import text
 
 from openglm.errors import NotFoundError
 from openglm.knowledge.fulltext import query_terms, search_text
-from openglm.knowledge.index import FlatIndex
+from openglm.knowledge.index import FlatIndex, VectorIndex
+from openglm.knowledge.pgvector import PgVectorIndex
 from openglm.knowledge.records import DocumentRecord, KnowledgeRecord
 from openglm.knowledge.store import KnowledgeStore, NewChunk
 from openglm.store.db import Database
@@ -126,9 +128,17 @@ async def test_chunks_of_a_deleted_document_are_not_written(store: KnowledgeStor
     assert not await store.store_chunks(document, "gone", chunks(("gone", unit(1, 0, 0, 0))))
 
 
-async def test_the_flat_index_is_exact_and_follows_changes(store: KnowledgeStore) -> None:
+@pytest.fixture
+async def index(store: KnowledgeStore, db_kind: str) -> VectorIndex:
+    if db_kind != "pgvector":
+        return FlatIndex(store)
+    pgvector = PgVectorIndex(store)
+    await pgvector.prepare()
+    return pgvector
+
+
+async def test_the_vector_index_is_exact_and_follows_changes(store: KnowledgeStore, index: VectorIndex) -> None:
     kb = await base(store)
-    index = FlatIndex(store)
     await ready_document(store, kb, "one", ("east", unit(1, 0, 0, 0)), ("north", unit(0, 1, 0, 0)))
     query = np.frombuffer(unit(1, 0.2, 0, 0), dtype="<f4")
     first = await index.search(kb.id, query, 2)
