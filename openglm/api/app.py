@@ -20,12 +20,13 @@ from ..embeddings.service import EmbeddingService
 from ..errors import InternalError, OpenGLMError
 from ..files.blobs import LocalBlobStore
 from ..files.store import FileStore
+from ..glms.store import AgentStore
 from ..images.service import ImageService
 from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, embeddings, files, images, knowledge, models
+from .routes import account, admin, chat, completions, embeddings, files, glms, images, knowledge, models
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await embedding_service.start()
             app.state.platform = platform
             app.state.files = FileStore(platform.db, LocalBlobStore(settings.data_dir / "blobs"))
+            app.state.glms = AgentStore(platform.db)
             app.state.models = pool
             app.state.chat = ChatService(pool)
             knowledge = app.state.knowledge = await KnowledgeService.open(
@@ -69,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (chat, completions, models, images, embeddings, files, knowledge, account, admin):
+    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, admin):
         app.include_router(module.router)
     return app
 

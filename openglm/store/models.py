@@ -208,3 +208,39 @@ class KnowledgeChunk(Base):
         Index("ix_knowledge_chunks_kb", "knowledge_id", "seq"),
         Index("ix_knowledge_chunks_document", "document_id", "position"),
     )
+
+
+class Agent(Base):
+    """A GLM: an agent someone built (instructions, model, tools), owned by an account. Its configuration lives
+    in versions; ``version`` is the current one. ``visibility``: private (the owner's), link (anyone who knows
+    the id), listed (also in the agent center)."""
+
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    avatar: Mapped[str] = mapped_column(String(500), default="")
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    recommended: Mapped[int] = mapped_column(Integer, default=0)  # an operator's ranking in the center; 0: none
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    uses: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_agents_account", "account_id", "created_at"),
+        Index("ix_agents_center", "visibility", "recommended", "uses"),
+    )
+
+
+class AgentVersion(Base):
+    """One saved configuration of an agent (JSON: instructions, model, tools, knowledge bases, HTTP APIs,
+    starter prompts). Never changed once written; conversations record the version they used."""
+
+    __tablename__ = "agent_versions"
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

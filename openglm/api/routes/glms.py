@@ -1,0 +1,125 @@
+"""GLMs under both prefixes: create, edit (each edit a version), share, list in the agent center."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...errors import InvalidFieldError, NotFoundError
+from ...glms.config import AgentConfig
+from ...glms.store import AgentRecord, AgentStore
+from ..deps import Caller
+from ..glm_schemas import AgentCreate, AgentEdit, AgentOut, AgentPage, AgentVersionOut, AgentVersions
+from ._common import both_prefixes, json_response
+
+router = APIRouter(tags=["glms"])
+
+
+def store(request: Request) -> AgentStore:
+    agents: AgentStore = request.app.state.glms
+    return agents
+
+
+async def checked(request: Request, account_id: str, config: AgentConfig) -> AgentConfig:
+    """A configuration this server can run for this account: its model, tools and knowledge bases exist."""
+    request.app.state.models.get(config.model)  # 1211 for an unknown model
+    offered = request.app.state.agents.tools
+    missing = [tool for tool in config.tools if tool not in offered]
+    if missing:
+        raise InvalidFieldError(
+            f"config.tools: {', '.join(missing)} not available here; available: {', '.join(offered)}"
+        )
+    if "retrieval" in config.tools and not config.knowledge_ids:
+        raise InvalidFieldError("config.knowledge_ids: the retrieval tool needs at least one knowledge base")
+    for knowledge_id in config.knowledge_ids:
+        try:
+            await request.app.state.knowledge.store.get(account_id, knowledge_id)
+        except NotFoundError:
+            raise InvalidFieldError(
+                f"config.knowledge_ids: no knowledge base {knowledge_id!r} in your account"
+            ) from None
+    return config
+
+
+def agent_out(record: AgentRecord, viewer: str) -> AgentOut:
+    mine = record.account_id == viewer
+    return AgentOut(
+        id=record.id,
+        name=record.name,
+        description=record.description,
+        avatar=record.avatar,
+        visibility=record.visibility,
+        version=record.version,
+        uses=record.uses,
+        recommended=record.recommended,
+        mine=mine,
+        config=record.config if mine else None,
+        starter_prompts=record.config.starter_prompts,
+        tools=list(record.config.tools),
+        created_at=int(record.created_at.timestamp()),
+        updated_at=int(record.updated_at.timestamp()),
+    )
+
+
+@both_prefixes(router, "POST", "/glms")
+async def create_agent(body: AgentCreate, request: Request, principal: Caller) -> Response:
+    config = await checked(request, principal.account_id, body.config)
+    record = await store(request).create(
+        principal.account_id,
+        config,
+        user_id=principal.user_id,
+        name=body.name,
+        description=body.description,
+        avatar=body.avatar,
+        visibility=body.visibility,
+    )
+    return json_response(agent_out(record, principal.account_id))
+
+
+@both_prefixes(router, "GET", "/glms")
+async def my_agents(
+    request: Request, principal: Caller, page: int = Query(default=1, ge=1), size: int = Query(default=20, ge=1, le=100)
+) -> Response:
+    records, total = await store(request).mine(principal.account_id, page, size)
+    return json_response(AgentPage(data=[agent_out(r, principal.account_id) for r in records], total=total))
+
+
+@both_prefixes(router, "GET", "/glms/center")
+async def agent_center(
+    request: Request,
+    principal: Caller,
+    q: str | None = Query(default=None, max_length=100),
+    page: int = Query(default=1, ge=1),
+    size: int = Query(default=20, ge=1, le=100),
+) -> Response:
+    records, total = await store(request).center(q, page, size)
+    return json_response(AgentPage(data=[agent_out(r, principal.account_id) for r in records], total=total))
+
+
+@both_prefixes(router, "GET", "/glms/{agent_id}")
+async def get_agent(agent_id: str, request: Request, principal: Caller) -> Response:
+    return json_response(agent_out(await store(request).get(principal.account_id, agent_id), principal.account_id))
+
+
+@both_prefixes(router, "PUT", "/glms/{agent_id}")
+async def edit_agent(agent_id: str, body: AgentEdit, request: Request, principal: Caller) -> Response:
+    config = None if body.config is None else await checked(request, principal.account_id, body.config)
+    details = body.model_dump(exclude_none=True, exclude={"config"})
+    record = await store(request).update(principal.account_id, agent_id, config, **details)
+    return json_response(agent_out(record, principal.account_id))
+
+
+@both_prefixes(router, "GET", "/glms/{agent_id}/versions")
+async def agent_versions(agent_id: str, request: Request, principal: Caller) -> Response:
+    versions = await store(request).versions(principal.account_id, agent_id)
+    data = [
+        AgentVersionOut(version=v.version, config=v.config, created_at=int(v.created_at.timestamp())) for v in versions
+    ]
+    return json_response(AgentVersions(data=data))
+
+
+@both_prefixes(router, "DELETE", "/glms/{agent_id}")
+async def delete_agent(agent_id: str, request: Request, principal: Caller) -> Response:
+    await store(request).delete(principal.account_id, agent_id)
+    return Response(status_code=200, content=b"{}", media_type="application/json")
