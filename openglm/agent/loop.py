@@ -104,6 +104,8 @@ class AgentLoop:
         billing: Billing | None = None,
         server_tools: list[AgentTool] | None = None,
         base_url: str = "",
+        *,
+        resources_of: str | None = None,
     ) -> AgentRun:
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         # Tool state (kernel, browser session, last image prompt) is the account's own: two accounts choosing the
@@ -120,9 +122,13 @@ class AgentLoop:
                 known = ", ".join(sorted([*self.tools, "function"]))
                 raise InvalidFieldError(f"tools: {entry.type!r} is not available here; available: {known}")
             options = getattr(entry, entry.type, None) or {}
-            builtins[tool.function_name] = (tool, ToolContext(state_key, account_id, options, billing, base_url))
+            context = ToolContext(state_key, account_id, options, billing, base_url, resources_of)
+            builtins[tool.function_name] = (tool, context)
         for tool in server_tools or []:  # the agent's own HTTP tools, always on
-            builtins[tool.function_name] = (tool, ToolContext(state_key, account_id, {}, billing, base_url))
+            builtins[tool.function_name] = (
+                tool,
+                ToolContext(state_key, account_id, {}, billing, base_url, resources_of),
+            )
         messages = list(request.messages)
         if needs_replay(messages):
             native_code = "python" in self.chat.models.get(spec.model).template.builtin_tools

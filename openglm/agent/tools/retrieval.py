@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidFieldError
 from ...knowledge.chat import knowledge_text
-from ...knowledge.retrieval import RetrievalOptions
+from ...knowledge.retrieval import Retrieval, RetrievalOptions, RetrievedChunk
 from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
 if TYPE_CHECKING:
@@ -48,24 +48,29 @@ class RetrievalTool(AgentTool):
         query = str(arguments.get("query", "")).strip()
         if not query:
             return ToolResult([], "[retrieval needs a query]")
-        knowledge_id = context.options.get("knowledge_id")
-        if not knowledge_id:
-            raise InvalidFieldError("tools: retrieval needs retrieval.knowledge_id")
+        knowledge_ids = knowledge_ids_of(context.options)
         options = RetrievalOptions(top_k=int(context.options.get("top_k", 5)))
-        base = await self.knowledge.store.get(context.account_id, str(knowledge_id))
-        spec = self.knowledge.embeddings.resolve(base.embedding_model)
+        owner = context.resource_account
+        bases = [await self.knowledge.store.get(owner, knowledge_id) for knowledge_id in knowledge_ids]
+        spec = self.knowledge.embeddings.resolve(bases[0].embedding_model)
         call = await context.billing(spec, "knowledge.retrieve") if context.billing else None
         if call is not None:
             call.bind("ret-" + secrets.token_hex(12), None)
+        found: list[RetrievedChunk] = []
         try:
-            _, retrieval = await self.knowledge.retrieve(context.account_id, base.id, query, options)
+            for base in bases:
+                _, retrieval = await self.knowledge.retrieve(owner, base.id, query, options)
+                found.extend(retrieval.chunks)
+                if call is not None:
+                    call.tally.prompt_tokens += retrieval.query_tokens
         except BaseException:
             if call is not None:
                 await call.abandon()
             raise
         if call is not None:
-            call.tally.prompt_tokens = retrieval.query_tokens
             await call.settle("succeeded")
+        found.sort(key=lambda item: -item.score)
+        retrieval = Retrieval(query, found[: options.top_k])
         outputs = [
             {
                 "text": item.chunk.text,
@@ -81,3 +86,11 @@ class RetrievalTool(AgentTool):
             knowledge_text(retrieval.chunks) if retrieval.chunks else "[nothing in the knowledge base matches]"
         )
         return ToolResult(outputs, observation)
+
+
+def knowledge_ids_of(options: dict[str, Any]) -> list[str]:
+    """``knowledge_id`` (Zhipu's, one) or ``knowledge_ids`` (several; a GLM's)."""
+    ids = options.get("knowledge_ids") or ([options["knowledge_id"]] if options.get("knowledge_id") else [])
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str | int) and str(i) for i in ids):
+        raise InvalidFieldError("tools: retrieval needs retrieval.knowledge_id")
+    return [str(i) for i in ids][:8]

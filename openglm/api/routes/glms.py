@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...agent.tools.http_api import load_document, operations
 from ...errors import InvalidFieldError, NotFoundError
 from ...glms.config import AgentConfig
 from ...glms.store import AgentRecord, AgentStore
@@ -32,6 +33,13 @@ async def checked(request: Request, account_id: str, config: AgentConfig) -> Age
         )
     if "retrieval" in config.tools and not config.knowledge_ids:
         raise InvalidFieldError("config.knowledge_ids: the retrieval tool needs at least one knowledge base")
+    for api in config.http_apis:  # a document that does not describe operations is refused now, not in a chat
+        operations(
+            load_document(api.openapi),
+            base_url=api.base_url,
+            auth=api.auth,
+            fetcher=request.app.state.agents.http_fetcher,
+        )
     for knowledge_id in config.knowledge_ids:
         try:
             await request.app.state.knowledge.store.get(account_id, knowledge_id)
