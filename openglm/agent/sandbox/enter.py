@@ -55,6 +55,17 @@ def bind(source: str, target: str, *, read_only: bool) -> None:
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+PR_SET_PDEATHSIG = 1
+SIGKILL = 9
+
+
+def die_with_parent() -> None:
+    """For ``Popen(preexec_fn=...)``: the sandbox's ``unshare`` gets SIGKILL when the server that started it
+    dies, however it dies (``--kill-child`` then takes the whole namespace with it): no orphaned kernels. Only a
+    system call, as a pre-exec function must be."""
+    _libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+
+
 MS_SLAVE = 1 << 19
 CLONE_NEWNS = 0x00020000
 
@@ -131,6 +142,9 @@ def main() -> None:
     build_filesystem(spec)
     set_limits(spec["limits"])
     drop_privileges(spec["uid"])
+    # unshare --kill-child set this, but changing uid clears it: without it the namespace would outlive a
+    # killed server. (When this process, the namespace's init, dies, the kernel dies with it.)
+    die_with_parent()
     os.chdir(f"{SANDBOX_ROOT}/workspace")
     env = {
         "PATH": os.path.dirname(spec["argv"][0]) + ":/usr/local/bin:/usr/bin:/bin",

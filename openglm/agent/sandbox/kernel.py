@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .enter import MS_NODEV, MS_NOSUID, mount, umount
+from .enter import MS_NODEV, MS_NOSUID, die_with_parent, mount, umount
 from .policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ class SandboxedKernel:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # one prctl: nothing in the child waits on a lock
         )
         self.client = AsyncKernelClient()
         self.client.load_connection_info(self._connection(key, str(self.ipc_dir)))

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -222,3 +223,32 @@ async def test_a_crashed_servers_workspaces_are_removed_at_start(data_dir: Path)
     await fresh.start()
     await fresh.close()
     assert not left.exists() and list((data_dir / "sandboxes").iterdir()) == []
+
+
+def test_a_killed_server_takes_its_kernels_with_it(data_dir: Path) -> None:
+    """SIGKILL leaves no cleanup to run: the kernels must die by themselves (parent-death signal)."""
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from openglm.agent.sandbox.policy import SandboxPolicy\n"
+        "from openglm.agent.sandbox.pool import KernelPool\n"
+        "async def main():\n"
+        f"    pool = KernelPool(SandboxPolicy(), Path({str(data_dir / 'sandboxes')!r}), warm=0)\n"
+        "    await pool.start()\n"
+        "    async with pool.session('c') as kernel:\n"
+        "        print(kernel.uid, flush=True)\n"
+        "        await asyncio.sleep(600)\n"
+        "asyncio.run(main())\n"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        uid = int(server.stdout.readline())
+        assert sandbox_processes(uid)
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 10
+    while sandbox_processes(uid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_processes(uid) == []
