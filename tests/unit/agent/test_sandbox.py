@@ -230,6 +230,8 @@ def test_a_killed_server_takes_its_kernels_with_it(data_dir: Path) -> None:
     script = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
+        "from openglm.agent.sandbox.enter import private_mount_namespace\n"
+        "assert private_mount_namespace()  # as openglm serve does: its mounts go with it\n"
         "from openglm.agent.sandbox.policy import SandboxPolicy\n"
         "from openglm.agent.sandbox.pool import KernelPool\n"
         "async def main():\n"
@@ -252,3 +254,5 @@ def test_a_killed_server_takes_its_kernels_with_it(data_dir: Path) -> None:
     while sandbox_processes(uid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert sandbox_processes(uid) == []
+    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
+    assert str(data_dir) not in mounts
