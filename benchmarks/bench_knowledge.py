@@ -138,7 +138,7 @@ async def measure(
         await store.text_search(knowledge.id, query_terms(text_query), 40)
         bm25.append(time.perf_counter() - t)
         t = time.perf_counter()
-        await _hybrid_given_vector(retriever, knowledge, text_query, vector)
+        await retriever.search(knowledge, text_query, vector, RetrievalOptions(top_k=10))
         hybrid.append(time.perf_counter() - t)
     return {
         "chunks": size,
@@ -151,16 +151,6 @@ async def measure(
         "bm25": summary(bm25),
         "hybrid_without_query_embedding": summary(hybrid),
     }
-
-
-async def _hybrid_given_vector(retriever: Retriever, knowledge: Any, query: str, vector: np.ndarray) -> None:
-    """Retriever.retrieve's searches, fusion and chunk reads, with the query vector given."""
-    options = RetrievalOptions(top_k=10)
-    candidates = max(options.top_k * 4, 20)
-    vector_hits = await retriever.index.search(knowledge.id, vector, candidates)
-    keyword_hits = await retriever.store.text_search(knowledge.id, query_terms(query), candidates)
-    fused = retriever._fuse(vector_hits, keyword_hits, "hybrid")[: options.top_k]
-    await retriever.store.chunks_by_seq([seq for seq, _ in fused])
 
 
 async def embed_query_latency(embeddings: EmbeddingService, queries: list[str]) -> dict[str, float]:

@@ -33,8 +33,10 @@ class EmbeddingBackend(abc.ABC):
 
     async def token_counter(self) -> TokenCounter:
         """A counter of the model's tokens in a text (special tokens left out), safe to call from any thread: what
-        chunking sizes chunks by. Without a tokenizer here (a remote model), a cautious estimate."""
-        return estimate_tokens
+        chunking sizes chunks by. Without a tokenizer here (a remote model), the chunker's regex estimate."""
+        from ..knowledge.options import approximate_tokens
+
+        return approximate_tokens
 
     @property
     def input_token_limit(self) -> int | None:
@@ -50,12 +52,6 @@ class EmbeddingBackend(abc.ABC):
 
 TokenCounter = Callable[[str], int]
 embedding_backends: Registry[type[EmbeddingBackend]] = Registry("embedding backend")
-
-
-def estimate_tokens(text: str) -> int:
-    """More than most tokenizers give: a token per 3 bytes of UTF-8 (a CJK character is 3 bytes and at most a
-    token or two), never less than a token per word."""
-    return max(len(text.encode("utf-8")) // 3 + 1, len(text.split()))
 
 
 def backend_class(engine: str) -> type[EmbeddingBackend]:

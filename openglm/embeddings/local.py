@@ -17,7 +17,7 @@ import numpy as np
 
 from ..catalog import EmbeddingSpec, resolve_source
 from ..errors import EngineError, OpenGLMError, PromptTooLongError
-from .backends import Embedded, EmbeddingBackend, TokenCounter, embedding_backends, estimate_tokens
+from .backends import Embedded, EmbeddingBackend, TokenCounter, embedding_backends
 from .batching import BatchWorker, Vectors
 
 DEFAULT_BATCH_SIZE = 32  # texts per forward pass
@@ -147,7 +147,9 @@ class SentenceTransformersBackend(LocalBackend):
     def _load_counter(self) -> TokenCounter:
         tokenizer_file = Path(resolve_source(self.spec.source)) / "tokenizer.json"
         if not tokenizer_file.is_file():
-            return estimate_tokens
+            from ..knowledge.options import approximate_tokens
+
+            return approximate_tokens
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(tokenizer_file))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,13 +35,6 @@ POLL_SECONDS = 5.0  # how often an idle worker looks for documents another repli
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]: the model's limit counts them, the chunker's counter does not
 
 
-@dataclass
-class IngestStats:
-    documents: int = 0
-    failed: int = 0
-    chunks: int = 0
-
-
 class Ingestor:
     def __init__(
         self,
@@ -60,10 +52,8 @@ class Ingestor:
         self.meter = meter
         self.workers = workers
         self.batch_documents = batch_documents  # documents one worker claims at once (small ones share passes)
-        self.stats = IngestStats()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.on_ready: Callable[[DocumentRecord], None] | None = None
 
     async def start(self) -> None:
         requeued = await self.store.requeue_interrupted()
@@ -124,7 +114,6 @@ class Ingestor:
         else:
             log.exception("ingestion of document %s failed", document.id, exc_info=exc)
             reason = f"internal error: {type(exc).__name__}"
-        self.stats.failed += 1
         with contextlib.suppress(Exception):
             await self.store.set_progress(document.id, status="failed", error=reason)
 
@@ -156,11 +145,6 @@ class Ingestor:
             call = calls[item.document.id]
             if call is not None:
                 await call.settle("succeeded" if item.document.id in stored else "cancelled")
-            if item.document.id in stored:
-                self.stats.documents += 1
-                self.stats.chunks += len(item.chunks)
-                if self.on_ready is not None:
-                    self.on_ready(item.document)
 
     async def _embed(self, item: _Prepared, call: MeteredCall | None) -> None:
         for start in range(0, len(item.chunks), EMBED_BATCH):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from ..catalog import EmbeddingSpec
 from ..embeddings.service import EmbeddingService
@@ -69,20 +70,36 @@ class Retriever:
         self._rerankers: dict[str, Reranker] = {}
 
     async def retrieve(self, knowledge: KnowledgeRecord, query: str, options: RetrievalOptions) -> Retrieval:
+        vector, tokens = None, 0
+        if options.mode != "keyword":
+            embedded = await self.embeddings.embed(self._spec(knowledge), [query])
+            vector, tokens = np.asarray(embedded.vectors[0]), embedded.tokens
+        return await self.search(knowledge, query, vector, options, tokens)
+
+    async def search(
+        self,
+        knowledge: KnowledgeRecord,
+        query: str,
+        vector: npt.NDArray[np.float32] | None,
+        options: RetrievalOptions,
+        query_tokens: int = 0,
+    ) -> Retrieval:
+        """``retrieve`` with the query already embedded (``vector``; None in keyword mode)."""
         candidates = max(options.top_k * 4, MIN_CANDIDATES)
         vector_hits: list[tuple[int, float]] = []
         keyword_hits: list[tuple[int, float]] = []
-        tokens = 0
-        if options.mode != "keyword":
-            spec = self._spec(knowledge)
-            embedded = await self.embeddings.embed(spec, [query])
-            tokens = embedded.tokens
-            vector_hits = await self.index.search(knowledge.id, np.asarray(embedded.vectors[0]), candidates)
+        if vector is not None and options.mode != "keyword":
+            vector_hits = await self.index.search(knowledge.id, vector, candidates)
         if options.mode != "vector":
             keyword_hits = await self.store.text_search(knowledge.id, query_terms(query), candidates)
         fused = self._fuse(vector_hits, keyword_hits, options.mode)
-        chunks = await self.store.chunks_by_seq([seq for seq, _ in fused])
         vector_scores, keyword_scores = dict(vector_hits), dict(keyword_hits)
+        if options.score_threshold is not None and options.mode != "keyword":
+            # keyword-only hits have no similarity to compare: in vector and hybrid modes they are dropped
+            fused = [(seq, s) for seq, s in fused if vector_scores.get(seq, -2.0) >= options.score_threshold]
+        if not options.reranker:
+            fused = fused[: options.top_k]  # read only the chunks that are returned
+        chunks = await self.store.chunks_by_seq([seq for seq, _ in fused])
         results = [
             RetrievedChunk(chunks[seq], score, vector_scores.get(seq), keyword_scores.get(seq))
             for seq, score in fused
@@ -90,8 +107,7 @@ class Retriever:
         ]
         if options.reranker:
             results = await self._reranker(options.reranker).rerank(query, results)
-        results = _above_threshold(results, options)
-        return Retrieval(query, results[: options.top_k], tokens)
+        return Retrieval(query, results[: options.top_k], query_tokens)
 
     def _spec(self, knowledge: KnowledgeRecord) -> EmbeddingSpec:
         return self.embeddings.resolve(knowledge.embedding_model)
@@ -110,10 +126,3 @@ class Retriever:
         if name not in self._rerankers:
             self._rerankers[name] = rerankers.get(name)()
         return self._rerankers[name]
-
-
-def _above_threshold(results: list[RetrievedChunk], options: RetrievalOptions) -> list[RetrievedChunk]:
-    if options.score_threshold is None or options.mode == "keyword":
-        return results
-    threshold = options.score_threshold
-    return [r for r in results if r.vector_score is not None and r.vector_score >= threshold]

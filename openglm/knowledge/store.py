@@ -108,15 +108,15 @@ class KnowledgeStore:
             await session.execute(delete(KnowledgeBase).where(KnowledgeBase.id == knowledge_id))
         return documents
 
-    async def usage(self, account_id: str) -> tuple[int, int]:
-        """(characters, bytes-equivalent) of every document the account keeps."""
+    async def usage(self, account_id: str) -> int:
+        """Characters of text in every document the account keeps."""
         async with self.db.read() as session:
             characters = await session.scalar(
                 select(func.coalesce(func.sum(KnowledgeDocument.characters), 0)).where(
                     KnowledgeDocument.account_id == account_id
                 )
             )
-        return int(characters or 0), int(characters or 0)
+        return int(characters or 0)
 
     # -- documents ------------------------------------------------------------
 

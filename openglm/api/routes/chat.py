@@ -49,8 +49,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
             raise ModelNotFoundError(f"模型不存在 / model or agent {body.model!r} does not exist") from None
         return await glm_completions(body, request, principal, glm)
     service = request.app.state.chat
-    service.plan(body)  # a bad request is refused before anything is retrieved or billed
-    body, grounding = await ground(request, principal, body)
+    grounding = Grounding()
+    if retrieval_tools(body):
+        service.plan(body)  # a bad request is refused before anything is retrieved or billed
+        body, grounding = await ground(request, principal, body)
     plan = service.plan(body)
     call = await admit(request, principal, plan.served, "chat.completions", plan.id, plan.request_id)
     run = await call.guard(service.submit(plan))
@@ -73,8 +75,6 @@ async def ground(
 ) -> tuple[ChatCompletionRequest, Grounding]:
     """``retrieval`` tools: the question answered from knowledge bases; the query's embedding is billed."""
     tools = retrieval_tools(body)
-    if not tools:
-        return body, Grounding()
     knowledge: KnowledgeService = request.app.state.knowledge
     base = await knowledge.store.get(principal.account_id, tools[0].knowledge_id)
     spec = knowledge.embeddings.resolve(base.embedding_model)

@@ -69,11 +69,11 @@ async def list_knowledge(
 @both_prefixes(router, "GET", "/knowledge/capacity")
 async def capacity(request: Request, principal: Caller) -> Response:
     knowledge = service(request)
-    used, length = await knowledge.store.usage(principal.account_id)
+    used = await knowledge.store.usage(principal.account_id)
     total = knowledge.settings.knowledge_capacity_chars
     return json_response(
         KnowledgeUsed(
-            used=KnowledgeStatistics(word_num=used, length=length),
+            used=KnowledgeStatistics(word_num=used, length=used),
             total=KnowledgeStatistics(word_num=total, length=total),
         )
     )
