@@ -21,12 +21,12 @@ from ..errors import EngineError, InvalidFieldError
 from .config import AgentConfig, BuiltinTool
 
 # Bounds of the model's answer: every string and list is bounded so that generation always ends.
-MAX_REPLY = 300
-MAX_NAME = 50
-MAX_DESCRIPTION = 200
-MAX_INSTRUCTIONS = 1000
+MAX_REPLY = 200
+MAX_NAME = 40
+MAX_DESCRIPTION = 160
+MAX_INSTRUCTIONS = 800
 MAX_PROMPTS = 4
-MAX_PROMPT = 100
+MAX_PROMPT = 80
 # Enough tokens for the longest answer the schema allows (a token is at least one character, plus the keys).
 MAX_TOKENS = MAX_REPLY + MAX_NAME + MAX_DESCRIPTION + MAX_INSTRUCTIONS + MAX_PROMPTS * (MAX_PROMPT + 4) + 400
 TEMPERATURE = 0.7

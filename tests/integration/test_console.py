@@ -223,6 +223,8 @@ def test_an_expired_session_key_is_1003(console: RunningServer) -> None:
     assert edited.status_code == 200, edited.text
     expired = httpx.get(f"{console.url}/v1/auth/session", headers=as_key(session["key"]))
     assert expired.status_code == 401 and code(expired) == "1003"
+    listed = httpx.get(f"{console.url}/v1/account/keys", headers=as_key(account_key(console, "web-co"))).json()
+    assert session["key"].split(".")[0] not in [row["id"] for row in listed["data"]]  # expired sessions are hidden
 
 
 def test_the_admin_api_sets_and_clears_passwords(console: RunningServer) -> None:

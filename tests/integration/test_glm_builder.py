@@ -25,7 +25,7 @@ FIRST = {"role": "user", "content": "Make me an agent that plans vegetable garde
 
 
 def build(server: RunningServer, body: dict[str, Any], prefix: str = "/v1") -> httpx.Response:
-    return httpx.post(f"{server.url}{prefix}/glms/builder", json=body, timeout=300)
+    return httpx.post(f"{server.url}{prefix}/glms/builder", json=body, timeout=600)
 
 
 def builder_charges(server: RunningServer) -> list[dict[str, Any]]:

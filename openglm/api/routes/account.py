@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -58,7 +58,12 @@ def _store(request: Request) -> AccountStore:
 @both_prefixes(router, "GET", "/account/keys")
 async def my_keys(request: Request, principal: Caller) -> Response:
     views = await _store(request).keys(principal.account_id)
-    data = [console_key_out(v.key, v.last_used_at) for v in views if v.key.scope == "user"]
+    now = datetime.now(UTC)
+    data = [
+        console_key_out(v.key, v.last_used_at)
+        for v in views
+        if v.key.scope == "user" and not (v.key.web_session and v.key.expires_at and v.key.expires_at < now)
+    ]  # sign-in sessions that have expired are of no more use to anyone
     return json_response(ListOf(data=data), nulls=True)
 
 
