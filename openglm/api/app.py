@@ -26,7 +26,7 @@ from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, embeddings, files, glms, images, knowledge, models
+from .routes import account, admin, auth, chat, completions, embeddings, files, glms, images, knowledge, models
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
-    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, admin):
+    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, auth, admin):
         app.include_router(module.router)
     return app
 
