@@ -57,7 +57,7 @@ class Platform:
             await db.close()
             raise
         limiter = create_limiter(settings.redis_url or None)
-        platform = cls(db, store, authenticator, limiter, Meter(db, limiter), local)
+        platform = cls(db, store, authenticator, limiter, Meter(db, limiter, settings.creator_share), local)
         platform._announce(settings)
         return platform
 

@@ -65,3 +65,20 @@ class Recommendation(WireModel):
     """An operator's ranking of an agent in the center: 1 comes first; 0 takes the recommendation away."""
 
     rank: int = Field(ge=0, le=1_000_000)
+
+
+class AgentUsageDay(BaseModel):
+    day: str
+    calls: int
+    tokens: int
+    cost: str  # CNY, as /account/usage
+    earnings: str
+
+
+class AgentUsage(BaseModel):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: str
+    earnings: str
+    by_day: list[AgentUsageDay]

@@ -6,12 +6,23 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...accounts.money import format_yuan
+from ...accounts.usage import agent_tokens, agent_usage
 from ...agent.tools.http_api import load_document, operations
 from ...errors import InvalidFieldError, NotFoundError
 from ...glms.config import AgentConfig
 from ...glms.store import AgentRecord, AgentStore
 from ..deps import Caller
-from ..glm_schemas import AgentCreate, AgentEdit, AgentOut, AgentPage, AgentVersionOut, AgentVersions
+from ..glm_schemas import (
+    AgentCreate,
+    AgentEdit,
+    AgentOut,
+    AgentPage,
+    AgentUsage,
+    AgentUsageDay,
+    AgentVersionOut,
+    AgentVersions,
+)
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["glms"])
@@ -125,6 +136,30 @@ async def agent_versions(agent_id: str, request: Request, principal: Caller) -> 
         AgentVersionOut(version=v.version, config=v.config, created_at=int(v.created_at.timestamp())) for v in versions
     ]
     return json_response(AgentVersions(data=data))
+
+
+@both_prefixes(router, "GET", "/glms/{agent_id}/usage")
+async def agent_usage_report(agent_id: str, request: Request, principal: Caller) -> Response:
+    """The creator's view of the calls made through their agent (anyone's), and what they earned."""
+    await store(request).owned(principal.account_id, agent_id)
+    db = request.app.state.platform.db
+    days = await agent_usage(db, agent_id)
+    prompt, completion = await agent_tokens(db, agent_id)
+    by_day = [
+        AgentUsageDay(
+            day=d.day, calls=d.calls, tokens=d.tokens, cost=format_yuan(d.cost), earnings=format_yuan(d.earnings)
+        )
+        for d in days
+    ]
+    report = AgentUsage(
+        calls=sum(d.calls for d in days),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=format_yuan(sum(d.cost for d in days)),
+        earnings=format_yuan(sum(d.earnings for d in days)),
+        by_day=by_day,
+    )
+    return json_response(report)
 
 
 @both_prefixes(router, "DELETE", "/glms/{agent_id}")
