@@ -149,7 +149,9 @@ class ConversationStore:
     ) -> None:
         now = datetime.now(UTC)
         async with self.db.session() as session:
-            row = await session.get(Conversation, (account_id, conversation_id))
+            # Locked on PostgreSQL, so a concurrent turn waits and then reads the totals and last seq this one
+            # leaves (SQLite's writing sessions are serialized already).
+            row = await session.get(Conversation, (account_id, conversation_id), with_for_update=True)
             if row is None:
                 row = Conversation(
                     account_id=account_id,

@@ -71,7 +71,7 @@ class TurnSaver:
         )
 
     async def record(self, events: AsyncIterator[AgentEvent], tally: Tally) -> AsyncIterator[AgentEvent]:
-        """Pass events through, feeding each one taken into the turn; when the stream ends, however it ends,
+        """Pass events through, feeding each one handed out into the turn; when the stream ends, however it ends,
         store the turn (a client that hung up gets what it was sent). A stream that failed before anything was
         delivered stores nothing."""
         recorder = TurnRecorder(self.turn)
@@ -81,9 +81,9 @@ class TurnSaver:
                 if isinstance(event, Finished):  # the answer is whole: store it before the last chunk goes out
                     saved = True
                     await asyncio.shield(self._spawn(tally))
-                yield event
+                recorder.feed(event)  # handed out: the client has it, or had it on its way when it left
                 delivered = True
-                recorder.feed(event)
+                yield event
         finally:
             if delivered and not saved:
                 self._spawn(tally)
