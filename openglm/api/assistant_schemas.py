@@ -37,6 +37,8 @@ class AssistantRequest(WireModel):
     user_id: str | None = None
     model: str | None = None  # listed by the docs, never sent by the SDK; the assistant's own model is used
     extra_parameters: dict[str, Any] | None = None
+    # OpenGLM's extension (the SDK's ``extra_body``): a cap on each model round's answer.
+    max_tokens: int | None = Field(default=None, ge=1)
 
 
 class AssistantDelta(BaseModel):

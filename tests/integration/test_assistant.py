@@ -17,7 +17,7 @@ import httpx
 import pytest
 from zhipuai import ZhipuAI
 
-from .conftest import write_catalog
+from .conftest import MODEL, write_catalog
 from .server import RunningServer
 from .test_alltools import CODE, call
 
@@ -58,7 +58,7 @@ SHARE = 0.5
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def scripted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     tmp: Path = tmp_path_factory.mktemp("assistant")
     running = RunningServer(
         models_file=write_catalog(tmp / "models.toml", CATALOG),
@@ -103,13 +103,13 @@ class Account:
 
 
 @pytest.fixture(scope="module")
-def alice(server: RunningServer) -> Account:
-    return Account(server, "alice-co")
+def alice(scripted: RunningServer) -> Account:
+    return Account(scripted, "alice-co")
 
 
 @pytest.fixture(scope="module")
-def bob(server: RunningServer) -> Account:
-    return Account(server, "bob-co")
+def bob(scripted: RunningServer) -> Account:
+    return Account(scripted, "bob-co")
 
 
 @pytest.fixture(scope="module")
@@ -224,10 +224,10 @@ def test_attachments_reach_the_model_and_are_stored(bob: Account, rhymer: dict[s
     assert stored["messages"][0]["content"] == "What does my file say?"
 
 
-def test_a_client_that_leaves_early_gets_what_it_was_sent_stored(server: RunningServer, bob: Account) -> None:
+def test_a_client_that_leaves_early_gets_what_it_was_sent_stored(scripted: RunningServer, bob: Account) -> None:
     body = {"assistant_id": "glm-4-alltools", "messages": [{"role": "user", "content": "LONG-STORY"}], "stream": True}
     received = []
-    with httpx.stream("POST", f"{server.url}/v1/assistant", json=body, headers=bob.headers, timeout=60) as response:
+    with httpx.stream("POST", f"{scripted.url}/v1/assistant", json=body, headers=bob.headers, timeout=60) as response:
         assert response.status_code == 200
         for line in response.iter_lines():
             if line.startswith("data: {"):
@@ -242,7 +242,7 @@ def test_a_client_that_leaves_early_gets_what_it_was_sent_stored(server: Running
     answer = stored.json()["messages"][1]["content"]
     assert answer.startswith("word word") and len(answer) < len("word " * 20000)
     assert len(answer) >= len("".join(c["choices"][0]["delta"].get("content") or "" for c in received))
-    while not (records := usage_rows(server, "id = ?", received[0]["id"])):
+    while not (records := usage_rows(scripted, "id = ?", received[0]["id"])):
         assert time.monotonic() < deadline, "the call was not settled"
         time.sleep(0.2)
     assert [r["status"] for r in records] == ["cancelled"]
@@ -293,11 +293,11 @@ def test_rest_conversations_list_get_and_delete(bob: Account, alice: Account) ->
 
 
 def test_usage_through_a_glm_is_attributed_and_shared_with_its_creator(
-    server: RunningServer, alice: Account, bob: Account, rhymer: dict[str, Any]
+    scripted: RunningServer, alice: Account, bob: Account, rhymer: dict[str, Any]
 ) -> None:
     bob.converse(rhymer["id"], "Pay the creator")
     chat = httpx.post(
-        f"{server.url}/v1/chat/completions",
+        f"{scripted.url}/v1/chat/completions",
         json={"model": rhymer["id"], "messages": [{"role": "user", "content": "via chat"}], "stream": True},
         headers=bob.headers,
         timeout=120,
@@ -306,15 +306,15 @@ def test_usage_through_a_glm_is_attributed_and_shared_with_its_creator(
     events = [json.loads(line[6:]) for line in chat.text.splitlines() if line.startswith("data: {")]
     chat_conversation = events[-1]["conversation_id"]
 
-    rows = usage_rows(server, "agent_id = ?", rhymer["id"])
+    rows = usage_rows(scripted, "agent_id = ?", rhymer["id"])
     assert {r["endpoint"] for r in rows} == {"assistant", "chat.completions"}
     assert {r["agent_owner"] for r in rows} == {alice.id} and {r["account_id"] for r in rows} == {bob.id}
     assert all(r["cost"] > 0 and r["agent_share"] == int(r["cost"] * SHARE) for r in rows)
-    assert not usage_rows(server, "agent_id IS NOT NULL AND model = 'glm-4-alltools'")
+    assert not usage_rows(scripted, "agent_id IS NOT NULL AND model = 'glm-4-alltools'")
 
     shares = [e for e in alice.get("/v1/account/ledger").json()["data"] if e["kind"] == "share"]
     assert len(shares) == len(rows)
-    assert "every balance equals the sum of its ledger entries" in server.cli("db", "verify")
+    assert "every balance equals the sum of its ledger entries" in scripted.cli("db", "verify")
 
     report = alice.get(f"/v1/glms/{rhymer['id']}/usage").json()
     assert report["calls"] == len(rows)
@@ -335,12 +335,12 @@ def test_usage_through_a_glm_is_attributed_and_shared_with_its_creator(
 
 
 def test_bad_requests_are_clear_4xx_and_store_nothing(
-    server: RunningServer, alice: Account, bob: Account, rhymer: dict[str, Any]
+    scripted: RunningServer, alice: Account, bob: Account, rhymer: dict[str, Any]
 ) -> None:
     alices = alice.converse(rhymer["id"], "Alice's own")[-1].conversation_id
     bobs = bob.converse("glm-4-alltools", "Bob's own")[-1].conversation_id
     before_conversations = count_conversations(bob)
-    before_usage = len(usage_rows(server, "account_id = ?", bob.id))
+    before_usage = len(usage_rows(scripted, "account_id = ?", bob.id))
     message = [{"role": "user", "content": "Hi"}]
     cases: list[tuple[dict[str, Any], int, str | None]] = [
         ({"assistant_id": rhymer["id"], "messages": message, "stream": False}, 400, "1214"),
@@ -368,9 +368,67 @@ def test_bad_requests_are_clear_4xx_and_store_nothing(
         error = response.json()["error"]
         assert error["message"] and (code is None or error["code"] == code), (body, error)
     assert count_conversations(bob) == before_conversations
-    assert len(usage_rows(server, "account_id = ?", bob.id)) == before_usage
+    assert len(usage_rows(scripted, "account_id = ?", bob.id)) == before_usage
     # A GLM conversation in chat must be with that GLM too.
     clash = bob.post(
         "/v1/chat/completions", {"model": rhymer["id"], "messages": message, "stream": True, "conversation_id": bobs}
     )
     assert clash.status_code == 400 and clash.json()["error"]["code"] == "1214"
+
+
+# --- the real default model ---------------------------------------------------------------------------------
+
+
+def test_a_glm_on_the_real_default_model_through_the_sdk(server: RunningServer, zhipu: ZhipuAI) -> None:
+    """The session's server (the default catalog, SmolLM2-135M, no keys): structure only, never wording."""
+    config = {"instructions": "You are a terse assistant.", "model": MODEL}
+    glm = httpx.post(f"{server.url}/v1/glms", json={"name": "Terse", "config": config}).json()
+
+    def turn(text: str, conversation_id: str | None = None) -> list[Any]:
+        return list(
+            zhipu.assistant.conversation(  # type: ignore[arg-type]
+                assistant_id=glm["id"],
+                messages=[{"role": "user", "content": [{"type": "text", "text": text}]}],  # type: ignore[list-item]
+                stream=True,
+                conversation_id=conversation_id,
+                extra_body={"max_tokens": 24},  # OpenGLM's extension: the 135M model rambles otherwise
+            )
+        )
+
+    first = turn("Name a colour.")
+    last = first[-1]
+    assert last.status == "completed" and last.choices[0].finish_reason in ("stop", "length")
+    assert last.usage.completion_tokens <= 24
+    assert last.usage.completion_tokens > 0 and last.usage.total_tokens == (
+        last.usage.prompt_tokens + last.usage.completion_tokens
+    )
+    second = turn("Another one.", last.conversation_id)
+    # The first question and answer were replayed: the prompt holds at least them.
+    assert second[-1].usage.prompt_tokens > last.usage.prompt_tokens + last.usage.completion_tokens
+    stored = httpx.get(f"{server.url}/v1/assistant/conversations/{last.conversation_id}").json()
+    assert [m["content"] for m in stored["messages"][::2]] == ["Name a colour.", "Another one."]
+    assert stored["messages"][1]["content"] == text_of(first) and stored["agent_version"] == 1
+
+
+def test_glm_4_alltools_on_the_real_default_model_through_the_sdk(server: RunningServer, zhipu: ZhipuAI) -> None:
+    chunks = list(
+        zhipu.assistant.conversation(  # type: ignore[arg-type]
+            assistant_id="glm-4-alltools",
+            messages=[{"role": "user", "content": [{"type": "text", "text": "What is 6 times 7?"}]}],  # type: ignore[list-item]
+            stream=True,
+            extra_body={"max_tokens": 24},
+        )
+    )
+    last = chunks[-1]
+    assert last.status == "completed" and last.usage.total_tokens > 0
+    assert all(c.status == "in_progress" for c in chunks[:-1])
+    for chunk in chunks[:-1]:
+        delta = chunk.choices[0].delta
+        if delta.role == "tool":  # whatever the model chose to call: one tool per chunk, input or outputs
+            (call,) = delta.tool_calls
+            body = getattr(call, call.type)
+            assert (body.input is not None) or (body.outputs is not None)
+        else:
+            assert isinstance(delta.content, str)
+    stored = httpx.get(f"{server.url}/v1/assistant/conversations/{last.conversation_id}").json()
+    assert stored["messages"][1]["content"] == text_of(chunks) and stored["assistant_id"] == "glm-4-alltools"

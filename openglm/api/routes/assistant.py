@@ -88,6 +88,7 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
         conversation_id=conversation_id,
         request_id=body.request_id,
         user_id=body.user_id,
+        max_tokens=body.max_tokens,
         tools=None if glm else catalog_tools(request),
     )
     if glm is not None:
