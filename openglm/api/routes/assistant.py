@@ -98,8 +98,6 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
     run = prepare_agent(chat, request, principal, plan)
     writer = AssistantWriter(body.assistant_id, conversation_id)
     call = await admit_agent(request, principal, plan, "assistant", writer.id, body.request_id or writer.id)
-    if glm is not None:
-        await request.app.state.glms.count_use(glm.id)
     version = glm.version if glm else None
     turn = TurnSaver(conversations(request), account, conversation_id, body.assistant_id, version, text, attachments)
     agents: AgentService = request.app.state.agents

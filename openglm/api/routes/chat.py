@@ -146,6 +146,8 @@ async def admit_agent(
     served = request.app.state.models.get(plan.spec.model)
     call = await admit(request, principal, served, endpoint, usage_id, request_id)
     call.agent = plan.attribution
+    if plan.attribution is not None:
+        await call.guard(request.app.state.glms.count_use(plan.attribution.agent_id))  # a use: an admitted call
     return call
 
 
@@ -180,7 +182,6 @@ async def glm_completions(
     body = body.model_copy(update={"conversation_id": conversation_id})
     body, plan = glm_plan(request, glm, body)
     turn = TurnSaver(conversations, principal.account_id, conversation_id, glm.id, glm.version, last_user_text(body))
-    await request.app.state.glms.count_use(glm.id)
     return await agent_completions(body, request, principal, plan, turn)
 
 
