@@ -310,7 +310,14 @@ def test_usage_through_a_glm_is_attributed_and_shared_with_its_creator(
     assert {r["endpoint"] for r in rows} == {"assistant", "chat.completions"}
     assert {r["agent_owner"] for r in rows} == {alice.id} and {r["account_id"] for r in rows} == {bob.id}
     assert all(r["cost"] > 0 and r["agent_share"] == int(r["cost"] * SHARE) for r in rows)
-    assert not usage_rows(scripted, "agent_id IS NOT NULL AND model = 'glm-4-alltools'")
+    catalog = bob.converse("glm-4-alltools", "Not through a GLM")[-1]
+    [plain] = usage_rows(scripted, "id = ?", catalog.id)  # the chunks' id is the usage record's
+    assert (plain["endpoint"], plain["agent_id"], plain["agent_owner"], plain["agent_share"]) == (
+        "assistant",
+        None,
+        None,
+        None,
+    )
 
     shares = [e for e in alice.get("/v1/account/ledger").json()["data"] if e["kind"] == "share"]
     assert len(shares) == len(rows)
@@ -327,8 +334,10 @@ def test_usage_through_a_glm_is_attributed_and_shared_with_its_creator(
 
     # The chat conversation was stored too, with the version it used.
     stored = bob.get(f"/v1/assistant/conversations/{chat_conversation}").json()
-    assert stored["assistant_id"] == rhymer["id"] and stored["agent_version"] == 2
-    assert [m["content"] for m in stored["messages"]] == ["via chat", "There once was a cat."]
+    current = alice.get(f"/v1/glms/{rhymer['id']}").json()["version"]
+    assert stored["assistant_id"] == rhymer["id"] and stored["agent_version"] == current
+    answer = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    assert [m["content"] for m in stored["messages"]] == ["via chat", answer] and answer
 
 
 # --- refusals -----------------------------------------------------------------------------------------------
