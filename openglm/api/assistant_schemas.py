@@ -156,3 +156,12 @@ class ConversationDetail(ConversationOut):
 class ConversationPage(BaseModel):
     data: list[ConversationOut]
     total: int
+
+
+class SuggestQuery(WireModel):
+    assistant_id: str = Field(min_length=1, max_length=200)
+    conversation_id: ConversationId
+
+
+class SuggestList(BaseModel):
+    suggest_list: list[str]

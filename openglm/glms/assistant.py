@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import Any
 
-from ..api.schemas import ChatMessage
+from ..api.schemas import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
 from ..errors import DocumentError, InvalidFieldError, NotFoundError
 from ..files.store import FileStore
 from ..knowledge.parsing import parse
@@ -83,3 +83,47 @@ def transcript(message: StoredMessage) -> str:
     if message.content:
         lines.append(message.content)
     return "\n".join(lines)
+
+
+SUGGESTIONS = 3
+SUGGESTION_CHARS = 80
+SUGGEST_TOKENS = 400  # above what the schema's grammar lets the model write
+SUGGEST_PROMPT = (
+    "Suggest up to three short follow-up questions the user might ask next in this conversation. "
+    'Answer with JSON: {"suggest_list": ["…", "…", "…"]}.'
+)
+# The grammar built from this schema bounds the answer: at most 3 strings of at most 80 characters.
+SUGGEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "suggest_list": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": SUGGESTION_CHARS},
+            "minItems": 1,
+            "maxItems": SUGGESTIONS,
+        }
+    },
+    "required": ["suggest_list"],
+}
+
+
+def suggest_request(model: str, history: list[ChatMessage]) -> ChatCompletionRequest:
+    schema = JsonSchemaFormat(name="suggestions", schema=SUGGEST_SCHEMA)
+    return ChatCompletionRequest(
+        model=model,
+        messages=[*history, ChatMessage(role="user", content=SUGGEST_PROMPT)],
+        max_tokens=SUGGEST_TOKENS,
+        response_format=ResponseFormat(type="json_schema", json_schema=schema),
+    )
+
+
+def suggestions_of(answer: str | None) -> list[str]:
+    """The model's list (a grammar-bound model writes exactly the schema; any other answer gives what it can)."""
+    try:
+        parsed = json.loads(answer or "")
+    except ValueError:
+        return []
+    items = parsed.get("suggest_list") if isinstance(parsed, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [item.strip()[:SUGGESTION_CHARS] for item in items if isinstance(item, str) and item.strip()][:SUGGESTIONS]

@@ -32,6 +32,9 @@ tool_parser = "hermes"
 input = 1.0
 output = 2.0
 [[models.options.script]]
+when = "short follow-up questions"
+reply = {json.dumps(json.dumps({"suggest_list": ["Why 42?", "Show the code?", "Try 7 times 6?"]}))}
+[[models.options.script]]
 when = "LONG-STORY"
 reply = "{"word " * 20000}"
 [[models.options.script]]
@@ -271,6 +274,20 @@ def test_query_conversation_usage_pages_the_callers_conversations(bob: Account, 
     assert alice.sdk.assistant.query_conversation_usage(assistant_id="glm-4-alltools").data.conversation_list == []
 
 
+def test_suggestions_for_a_stored_conversation(scripted: RunningServer, bob: Account, alice: Account) -> None:
+    conversation_id = bob.converse("glm-4-alltools", "What is 40 + 2?")[-1].conversation_id
+    body = {"assistant_id": "glm-4-alltools", "conversation_id": conversation_id}
+    suggested = bob.post("/api/paas/v4/assistant/conversation/suggest", body)
+    assert suggested.status_code == 200, suggested.text
+    assert suggested.json() == {"suggest_list": ["Why 42?", "Show the code?", "Try 7 times 6?"]}
+    assert [
+        r["status"] for r in usage_rows(scripted, "account_id = ? AND endpoint = ?", bob.id, "assistant.suggest")
+    ] == ["succeeded"]
+    assert alice.post("/v1/assistant/conversation/suggest", body).status_code == 404
+    wrong = bob.post("/v1/assistant/conversation/suggest", {**body, "assistant_id": "0" * 24})
+    assert wrong.status_code == 400
+
+
 # --- REST extensions for the web app ------------------------------------------------------------------------
 
 
@@ -417,6 +434,11 @@ def test_a_glm_on_the_real_default_model_through_the_sdk(server: RunningServer, 
     stored = httpx.get(f"{server.url}/v1/assistant/conversations/{last.conversation_id}").json()
     assert [m["content"] for m in stored["messages"][::2]] == ["Name a colour.", "Another one."]
     assert stored["messages"][1]["content"] == text_of(first) and stored["agent_version"] == 1
+    # Suggestions come from a JSON-schema grammar: at most three strings of at most 80 characters.
+    body = {"assistant_id": glm["id"], "conversation_id": last.conversation_id}
+    suggested = httpx.post(f"{server.url}/v1/assistant/conversation/suggest", json=body, timeout=120).json()
+    assert len(suggested["suggest_list"]) <= 3  # whitespace-only strings are dropped, so maybe fewer
+    assert all(isinstance(s, str) and 0 < len(s) <= 80 for s in suggested["suggest_list"])
 
 
 def test_glm_4_alltools_on_the_real_default_model_through_the_sdk(server: RunningServer, zhipu: ZhipuAI) -> None:

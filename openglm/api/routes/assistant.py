@@ -8,15 +8,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...accounts.auth import Principal
-from ...accounts.metering import metered_stream
+from ...accounts.metering import metered_result, metered_stream
 from ...agent.assistant_stream import AssistantWriter
 from ...agent.service import AgentService
 from ...errors import InvalidFieldError, ModelNotFoundError, NotFoundError
 from ...files.store import FileStore
-from ...glms.assistant import attachments_of, replayed, user_message
+from ...glms.assistant import attachments_of, replayed, suggest_request, suggestions_of, user_message
 from ...glms.conversations import ConversationRecord, ConversationStore, StoredMessage, new_conversation_id
 from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord, AgentStore
+from ...serving.responses import collect_chat
+from ...serving.service import ChatService
 from ..assistant_schemas import (
     AssistantRequest,
     AssistantSupport,
@@ -29,17 +31,20 @@ from ..assistant_schemas import (
     ConversationUsageList,
     ConversationUsageResponse,
     StoredToolCall,
+    SuggestList,
+    SuggestQuery,
     SupportList,
     SupportQuery,
 )
 from ..deps import Caller
 from ..schemas import ChatCompletionRequest, ToolDefinition, Usage
 from ..sse import sse_response
-from ._common import both_prefixes, json_response
+from ._common import admit, both_prefixes, json_response
 from .chat import GLM_ID, AgentPlan, admit_agent, catalog_plan, glm_plan, message_text, prepare_agent
 
 router = APIRouter(tags=["assistant"])
 CENTER_PAGE = 100
+SUGGEST_CONTEXT = 6  # the last messages a suggestion reads
 
 
 def conversations(request: Request) -> ConversationStore:
@@ -117,6 +122,31 @@ def with_files(chat: ChatCompletionRequest, attachments: list[dict[str, str]]) -
     for tool in chat.tools or []:
         if tool.type == "code_interpreter" and attachments:
             tool.code_interpreter = {**(tool.code_interpreter or {}), "file_ids": [a["file_id"] for a in attachments]}
+
+
+@both_prefixes(router, "POST", "/assistant/conversation/suggest")
+async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Response:
+    """Follow-up questions for a stored conversation: one structured-output call on the assistant's model (a
+    JSON-schema grammar, so it works on small models), billed like a chat call and attributed like the turns."""
+    account = principal.account_id
+    record = await conversations(request).get(account, body.conversation_id)
+    if record.assistant_id != body.assistant_id:
+        raise InvalidFieldError(f"conversation_id: conversation {record.id!r} is with another assistant")
+    plan, glm = await resolve(request, principal, record.assistant_id, record.agent_version)
+    if glm is not None:
+        _, plan = glm_plan(request, glm, ChatCompletionRequest(model=glm.id, messages=[]))
+    assert plan is not None
+    history = await conversations(request).messages(account, record.id)
+    files: FileStore = request.app.state.files
+    chat = suggest_request(plan.spec.model, await replayed(files, account, history[-SUGGEST_CONTEXT:]))
+    service: ChatService = request.app.state.chat
+    planned = service.plan(chat)
+    call = await admit(request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id)
+    call.agent = plan.attribution
+    run = await call.guard(service.submit(planned))
+    call.tally.prompt_tokens = run.prompt_tokens
+    completion = await metered_result(call, collect_chat(service, run, call.tally))
+    return json_response(SuggestList(suggest_list=suggestions_of(completion.choices[0].message.content)))
 
 
 @both_prefixes(router, "POST", "/assistant/list")
