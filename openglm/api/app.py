@@ -25,8 +25,9 @@ from ..images.service import ImageService
 from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
+from ..web.assets import WebAssets
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, embeddings, files, glms, images, knowledge, models
+from .routes import account, admin, chat, completions, embeddings, files, glms, images, knowledge, models, web
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.web = WebAssets.load()  # a few hundred KB of static files, read once
     install_error_handlers(app)
-    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, admin):
+    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, admin, web):
         app.include_router(module.router)
     return app
 

@@ -1,0 +1,227 @@
+"""The web app in headless Chromium against the real server (auth on, a key the platform made): sign in, chat
+with the default model and with glm-4-alltools running code, a knowledge base from upload to a cited answer, an
+agent made and used, the console, the playground. Assertions are on structure, never on the small model's words;
+the scripted agent's words are fixed by its script."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from ..integration.server import RunningServer
+from .conftest import screenshot
+
+GUIDE = (
+    "# Growing tomatoes\n\nTomatoes need full sun: six to eight hours of direct sunlight a day.\n\n"
+    "## Watering\n\nWater deeply twice a week; keep the leaves dry to avoid blight.\n"
+)
+LONG = 180_000  # ms: a first call loads the model, a first upload the embedding model
+
+
+def send(page: Any, text: str) -> Any:
+    """Type a message, send it with Enter, and wait for the answer to finish; the answer's element."""
+    before = page.locator("article.turn.assistant").count()
+    page.get_by_label("Message", exact=True).fill(text)
+    page.get_by_label("Message", exact=True).press("Enter")
+    answer = page.locator("article.turn.assistant").nth(before)
+    answer.locator(".parts[aria-busy='false']").wait_for(timeout=LONG)
+    return answer
+
+
+def test_shell_and_assets_are_served_with_strict_headers(server: RunningServer) -> None:
+    shell = httpx.get(f"{server.url}/")
+    assert shell.status_code == 200 and shell.headers["content-type"].startswith("text/html")
+    csp = shell.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
+    assert shell.headers["cache-control"] == "no-cache"
+    scripts = re.findall(r"<script[^>]*>", shell.text)
+    assert scripts and all("src=" in tag for tag in scripts)  # no inline script
+    assert "http://" not in shell.text and "https://" not in shell.text  # nothing from another origin
+    [main_js] = re.findall(r'src="(/app/[0-9a-f]{12}/main\.js)"', shell.text)
+    asset = httpx.get(f"{server.url}{main_js}")
+    assert asset.status_code == 200 and asset.headers["content-type"].startswith("text/javascript")
+    assert "immutable" in asset.headers["cache-control"]
+    css = httpx.get(f"{server.url}{main_js.replace('main.js', 'app.css')}")
+    assert css.headers["content-type"].startswith("text/css")
+    stale = httpx.get(f"{server.url}/app/000000000000/main.js")
+    assert stale.status_code == 404 and "error" in stale.json()
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"  # the API is not shadowed
+    assert httpx.get(f"{server.url}/v1/models").status_code == 401  # and still needs a key
+
+
+def test_sign_in_with_a_key(browser: Any, server: RunningServer, key: str) -> None:
+    context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto("/")
+    page.get_by_role("heading", name="Sign in").wait_for()
+    assert page.locator("#nav").is_hidden()
+    page.get_by_label("API key", exact=True).fill("0" * 32 + ".wrongwrongwrongwrongwron")
+    page.locator("form", has_text="With an API key").get_by_role("button", name="Sign in").click()
+    page.get_by_role("alert").wait_for()
+    screenshot(page, "signin")
+    page.get_by_label("API key", exact=True).fill(key)
+    page.locator("form", has_text="With an API key").get_by_role("button", name="Sign in").click()
+    page.locator("#nav").wait_for()
+    assert page.url.endswith("#/chat")
+    assert "web" in page.locator("#who").inner_text()
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in").wait_for()
+    context.close()
+
+
+def test_chat_with_the_default_model_streams_an_answer(page: Any) -> None:
+    page.goto("/#/chat")
+    page.get_by_label("Talk to").select_option("default")
+    answer = send(page, "Say hello in one short sentence.")
+    assert answer.locator(".text").inner_text().strip()  # some text, whatever the words
+    assert re.search(r"\d+ \+ \d+ tokens", answer.locator(".usage").inner_text())
+    assert not answer.locator(".error").count()
+    page.locator(".history-list a", has_text="Say hello").wait_for()  # kept in the history list
+    screenshot(page, "chat")
+
+
+def test_alltools_agent_runs_code_in_a_tool_panel(page: Any) -> None:
+    page.goto("/#/chat")
+    page.get_by_label("Talk to").select_option("glm-4-alltools")
+    assert page.get_by_label("Code interpreter").is_checked()
+    answer = send(page, "What is 40 + 2? Use Python.")
+    panel = answer.locator("details.tool-code_interpreter")
+    assert panel.locator(".tool-input").inner_text() == "print('sum=' + str(40 + 2))"
+    assert panel.locator(".logs").inner_text().strip() == "sum=42"
+    assert answer.locator(".text").inner_text().strip() == "The sum is 42."
+    screenshot(page, "chat-alltools")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, "chat-narrow")
+
+
+def test_knowledge_base_upload_chunks_retrieval_and_a_cited_answer(page: Any, tmp_path: Any) -> None:
+    page.goto("/#/knowledge")
+    page.get_by_label("Name").fill("Garden")
+    page.get_by_label("Description").fill("How to garden")
+    page.get_by_role("button", name="Create").click()
+    page.get_by_role("heading", name="Garden").wait_for()
+    document = tmp_path / "tomatoes.md"
+    document.write_text(GUIDE, encoding="utf-8")
+    page.get_by_label("Files").set_input_files(str(document))
+    page.get_by_role("button", name="Upload").click()
+    page.locator("tr[data-status='ready']", has_text="tomatoes.md").wait_for(timeout=LONG)
+    assert page.get_by_label("Upload progress").evaluate("bar => bar.value") == 1
+    page.get_by_role("button", name="Chunks").click()
+    chunks = page.locator("ol.chunks li")
+    chunks.first.wait_for()
+    assert "six to eight hours" in page.locator("ol.chunks").inner_text()
+    page.get_by_label("Question").fill("how much sun do tomatoes need")
+    page.get_by_role("button", name="Search").click()
+    hit = page.locator("li.hit").first
+    hit.wait_for()
+    assert "tomatoes.md" in hit.inner_text() and "sunlight" in hit.inner_text()
+    screenshot(page, "knowledge")
+
+    page.goto("/#/chat")
+    page.get_by_label("Talk to").select_option("default")
+    page.get_by_label("Answer from knowledge base").select_option(label="Garden")
+    answer = send(page, "How much sun do tomatoes need?")
+    citations = answer.locator("ol.citations li")
+    assert citations.count() >= 1
+    assert "tomatoes.md" in citations.first.inner_text() and "sunlight" in answer.locator("ol.citations").inner_text()
+    screenshot(page, "chat-cited")
+
+
+def builder_available(server: RunningServer, key: str) -> bool:
+    answer = httpx.post(f"{server.url}/v1/glms/builder", json={}, headers={"Authorization": f"Bearer {key}"})
+    return answer.status_code != 405 and not (answer.status_code == 404 and answer.json()["error"]["code"] == "1222")
+
+
+def test_create_an_agent_and_chat_with_it_using_a_tool(page: Any, server: RunningServer, key: str) -> None:
+    page.goto("/#/agents/new")
+    page.get_by_role("heading", name="Create an agent").wait_for()
+    if builder_available(server, key):
+        page.get_by_label("Describe your agent").fill("An agent that does arithmetic with Python, called Calculator.")
+        page.get_by_role("button", name="Send").click()
+        page.locator(".builder-log p.reply").wait_for(timeout=LONG)
+        assert page.get_by_label("Name", exact=True).input_value()  # the builder filled the form in
+    page.get_by_label("Name", exact=True).fill("Calculator")
+    page.get_by_label("Description").fill("Works sums out in Python.")
+    page.get_by_label("Instructions").fill("Use Python for every calculation.")
+    page.get_by_label("Model").select_option("script-code")
+    page.get_by_role("checkbox", name="Code interpreter").check()
+    page.get_by_label("Starter prompts").fill("What is 40 + 2?")
+    page.get_by_label("Visibility").select_option("listed")
+    screenshot(page, "agent-editor")
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("heading", name="Edit Calculator").wait_for()
+    assert "Version 1" in page.locator("ol.versions").inner_text()
+
+    page.goto("/#/agents")
+    page.get_by_label("Search agents").fill("Calculator")
+    card = page.locator(".agent-grid:not(.mine) li.agent", has_text="Calculator")
+    card.wait_for()
+    screenshot(page, "agents")
+    card.get_by_role("link", name="Use Calculator").click()
+    page.get_by_role("button", name="What is 40 + 2?").click()  # a starter prompt
+    answer = page.locator("article.turn.assistant").first
+    answer.locator(".parts[aria-busy='false']").wait_for(timeout=LONG)
+    assert answer.locator("details.tool-code_interpreter .logs").inner_text().strip() == "sum=42"
+    assert answer.locator(".text").inner_text().strip() == "The sum is 42."
+
+
+def keys_available(server: RunningServer, key: str) -> bool:
+    return httpx.get(f"{server.url}/v1/account/keys", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
+def test_console_shows_usage_balance_and_manages_keys(page: Any, server: RunningServer, key: str) -> None:
+    done = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "default", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8},
+        timeout=120,
+    )
+    assert done.status_code == 200
+    page.goto("/#/console")
+    page.get_by_role("heading", name="Usage").wait_for()
+    assert int(page.locator(".requests").inner_text()) >= 1
+    assert re.fullmatch(r"¥\d+\.\d+", page.locator(".balance").inner_text())
+    bars = page.locator("svg.chart rect.bar")
+    assert bars.count() >= 1 and float(bars.first.get_attribute("height") or 0) > 0
+    assert "smollm2-135m-instruct" in page.locator("table", has_text="Model").first.inner_text()
+    if keys_available(server, key):
+        page.get_by_label("Key name").fill("laptop")
+        page.get_by_role("button", name="Create key").click()
+        made = page.locator("code.new-key").inner_text()
+        assert re.fullmatch(r"[0-9a-f]{32}\.\S+", made)
+        assert httpx.get(f"{server.url}/v1/account", headers={"Authorization": f"Bearer {made}"}).status_code == 200
+        row = page.locator("tr", has_text="laptop")
+        row.get_by_role("button", name="Disable").click()
+        page.locator("tr", has_text="laptop").get_by_role("button", name="Enable").wait_for()
+        assert httpx.get(f"{server.url}/v1/account", headers={"Authorization": f"Bearer {made}"}).status_code == 401
+    screenshot(page, "console")
+
+
+def test_playground_shows_the_raw_request_and_stream(page: Any) -> None:
+    page.goto("/#/playground")
+    page.get_by_label("Max tokens").fill("16")
+    page.get_by_label("Temperature").fill("0")
+    request = page.get_by_label("Request", exact=True).inner_text()
+    assert '"max_tokens": 16' in request and '"temperature": 0' in request
+    page.get_by_role("button", name="Run").click()
+    response = page.get_by_label("Response", exact=True)
+    page.wait_for_function("() => document.querySelector('pre.response').textContent.includes('[DONE]')", timeout=LONG)
+    text = response.inner_text()
+    assert text.startswith("HTTP 200") and text.count("data: {") >= 2
+    screenshot(page, "playground")
+
+
+@pytest.mark.parametrize("route", ["chat", "agents", "knowledge", "console", "playground"])
+def test_every_page_has_one_heading_and_labelled_controls(page: Any, route: str) -> None:
+    page.goto(f"/#/{route}")
+    page.locator("main h1").wait_for()
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('main input, main select, main textarea')]
+             .filter(el => el.type !== 'hidden' && !el.labels?.length && !el.getAttribute('aria-label'))
+             .map(el => el.outerHTML)"""
+    )
+    assert unlabelled == []
+    assert page.locator("main h1").count() == 1
