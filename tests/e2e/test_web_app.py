@@ -225,3 +225,156 @@ def test_every_page_has_one_heading_and_labelled_controls(page: Any, route: str)
     )
     assert unlabelled == []
     assert page.locator("main h1").count() == 1
+
+
+# A PNG of one pixel, uploaded as a file of the account: what a drawing tool's link points at.
+PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cfc0f01f0005000"
+    "1ff5a6b3b4e0000000049454e44ae426082"
+)
+
+
+def test_tool_panels_from_assistant_api_and_alltools_chunks(page: Any, server: RunningServer, key: str) -> None:
+    """The stream shapes the server does not produce in this run (web browser, drawing, the Assistant API's
+    tool deltas) drawn by the same code: sources are links, pictures are fetched with the key, model text that
+    looks like markup stays text."""
+    picture = httpx.post(
+        f"{server.url}/v1/files",
+        headers={"Authorization": f"Bearer {key}"},
+        files={"file": ("pixel.png", PIXEL, "image/png")},
+        data={"purpose": "assistant"},
+    ).json()
+    image_url = f"{server.url}/v1/files/{picture['id']}/content"
+    chunks = [
+        # the Assistant API: a browser call's input, then its outputs, as role "tool" deltas
+        {
+            "id": "a1",
+            "conversation_id": "conv1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "tool",
+                        "tool_calls": [{"type": "web_browser", "web_browser": {"input": 'search("tomato sun")'}}],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "tool",
+                        "tool_calls": [
+                            {
+                                "type": "web_browser",
+                                "web_browser": {
+                                    "outputs": [
+                                        {
+                                            "title": "Tomato guide",
+                                            "link": "https://example.org/tomatoes",
+                                            "content": "Six hours.",
+                                        }
+                                    ]
+                                },
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+        # glm-4-alltools: a drawing call streamed in fragments, then its picture
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "call_1", "type": "drawing_tool", "drawing_tool": {"input": "a red "}}],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "call_1", "type": "drawing_tool", "drawing_tool": {"input": "tomato"}}],
+                    },
+                }
+            ],
+        },
+        {"id": "a1", "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": "tool_calls"}]},
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "tool",
+                        "tool_calls": [{"type": "drawing_tool", "drawing_tool": {"outputs": [{"image": image_url}]}}],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": "See [Tomato guide](https://example.org/tomatoes). "},
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": "<img src=x onerror=alert(1)><script>alert(2)</script>"},
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+            "status": "completed",
+        },
+    ]
+    page.goto("/#/chat")
+    page.locator("main h1").wait_for(state="attached")
+    version = re.search(r"/app/([0-9a-f]{12})/", page.content()).group(1)  # type: ignore[union-attr]
+    state = page.evaluate(
+        """async ([version, chunks]) => {
+            const { applyChunk, finish, newTurn } = await import(`/app/${version}/chat/transcript.js`);
+            const { turnElement, updateTurn } = await import(`/app/${version}/chat/render.js`);
+            const turn = newTurn();
+            const el = turnElement();
+            el.id = 'fixture';
+            document.querySelector('.transcript').append(el);
+            for (const chunk of chunks) { applyChunk(turn, chunk); updateTurn(el, turn); }
+            finish(turn); updateTurn(el, turn);
+            return { parts: turn.parts.map(p => p.kind === 'tool' ? [p.type, p.input, p.outputs.length] : [p.kind]), ids: turn.ids, status: turn.status };
+        }""",
+        [version, chunks],
+    )
+    assert state["parts"] == [["web_browser", 'search("tomato sun")', 1], ["drawing_tool", "a red tomato", 1], ["text"]]
+    assert state["ids"]["conversation_id"] == "conv1" and state["status"] == "completed"
+    answer = page.locator("#fixture")
+    source = answer.locator("details.tool-web_browser ol.sources a")
+    assert source.get_attribute("href") == "https://example.org/tomatoes" and source.inner_text() == "Tomato guide"
+    assert source.get_attribute("rel") == "noopener noreferrer"
+    image = answer.locator("details.tool-drawing_tool img.generated")
+    page.wait_for_function("() => document.querySelector('#fixture img.generated')?.naturalWidth === 1")
+    assert (image.get_attribute("src") or "").startswith("blob:")  # fetched with the key, not a bare link
+    assert answer.locator(".text a[href='https://example.org/tomatoes']").count() == 1  # a citation link
+    assert answer.locator(".text script, .text img").count() == 0  # markup from the model stays text
+    assert "<script>alert(2)</script>" in answer.locator(".text").inner_text()
+    screenshot(page, "tool-panels")

@@ -23,6 +23,11 @@ export async function loadTargets({ glms = true } = {}) {
   return targets;
 }
 
+// The catalog's default model where it has one (the alias "default"), else the first chat model.
+export function defaultTarget(targets) {
+  return targets.find((t) => t.id === 'default') || targets.find((t) => t.kind === 'chat') || targets[0];
+}
+
 export function targetSelect(targets, selected, kinds = ['chat', 'agent', 'glm']) {
   const groups = { chat: 'Models', agent: 'All Tools agents', glm: 'GLMs' };
   return h('select', { name: 'model' },

@@ -4,7 +4,7 @@ import { api, upload } from '../api.js';
 import { clear, field, formatTime, h, toast } from '../dom.js';
 import { go } from '../router.js';
 import { events } from '../sse.js';
-import { loadTargets, targetSelect } from '../catalog.js';
+import { defaultTarget, loadTargets, targetSelect } from '../catalog.js';
 import { applyChunk, finish, newTurn, turnText } from '../chat/transcript.js';
 import { turnElement, updateTurn, userElement } from '../chat/render.js';
 import { deleteChat, hasAssistantApi, localChats, newChat, saveChat, serverChat, serverChats } from '../chat/history.js';
@@ -131,7 +131,7 @@ export async function render(main, args) {
   ]);
   const wanted = args[0] === 'new' ? args[1] : '';
   const state = { files: [], tools: BUILTINS.filter((b) => b[2]).map((b) => b[0]), knowledgeId: '', useAssistant, controller: null };
-  state.target = targets.find((t) => t.id === wanted) || targets.find((t) => t.kind === 'chat') || targets[0];
+  state.target = targets.find((t) => t.id === wanted) || defaultTarget(targets);
   state.chat = newChat(state.target?.id);
 
   const picker = targetSelect(targets, state.target?.id);

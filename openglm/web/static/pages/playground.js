@@ -2,7 +2,7 @@
 
 import { authHeaders, errorOf } from '../api.js';
 import { clear, field, h } from '../dom.js';
-import { loadTargets, targetSelect } from '../catalog.js';
+import { defaultTarget, loadTargets, targetSelect } from '../catalog.js';
 import { events, rawLine } from '../sse.js';
 
 const ROLES = ['system', 'user', 'assistant'];
@@ -22,7 +22,7 @@ function numberInput(name, value, min, max, step) {
 
 export async function render(main) {
   const targets = await loadTargets({ glms: false });
-  const model = targetSelect(targets, targets.find((t) => t.kind === 'chat')?.id, ['chat', 'agent']);
+  const model = targetSelect(targets, defaultTarget(targets)?.id, ['chat', 'agent']);
   const temperature = numberInput('temperature', 0.7, 0, 2, 0.05);
   const topP = numberInput('top_p', 0.9, 0, 1, 0.05);
   const maxTokens = numberInput('max_tokens', 128, 1, 8192, 1);
