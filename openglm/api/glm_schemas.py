@@ -59,3 +59,9 @@ class AgentVersionOut(BaseModel):
 class AgentVersions(BaseModel):
     object: Literal["list"] = "list"
     data: list[AgentVersionOut]
+
+
+class Recommendation(WireModel):
+    """An operator's ranking of an agent in the center: 1 comes first; 0 takes the recommendation away."""
+
+    rank: int = Field(ge=0, le=1_000_000)

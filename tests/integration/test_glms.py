@@ -40,6 +40,33 @@ def test_create_edit_version_and_list(server: RunningServer) -> None:
     assert httpx.get(f"{server.url}/v1/glms/{agent['id']}").status_code == 404
 
 
+def test_the_operator_recommends_agents_first_in_the_center(server: RunningServer) -> None:
+    made = [
+        post(server, "/v1/glms", {"name": f"Center {n}", "visibility": "listed", "config": CONFIG}).json()["id"]
+        for n in range(3)
+    ]
+    admin = httpx.Client(
+        base_url=f"{server.url}/admin",
+        headers={"Authorization": f"Bearer {server.cli('keys', 'create', '--admin').strip()}"},
+    )
+
+    def center() -> list[str]:
+        listed = httpx.get(f"{server.url}/v1/glms/center", params={"q": "center", "size": 100}).json()["data"]
+        return [a["id"] for a in listed if a["id"] in made]
+
+    assert admin.put(f"/glms/{made[2]}/recommendation", json={"rank": 2}).json() == {"rank": 2}
+    assert admin.put(f"/glms/{made[1]}/recommendation", json={"rank": 1}).status_code == 200
+    assert center() == [made[1], made[2], made[0]]
+    assert httpx.get(f"{server.url}/v1/glms/{made[1]}").json()["recommended"] == 1
+    admin.put(f"/glms/{made[1]}/recommendation", json={"rank": 0})
+    assert center()[0] == made[2]
+    missing = admin.put("/glms/" + "0" * 24 + "/recommendation", json={"rank": 1})
+    assert missing.status_code == 404 and "does not exist" in missing.json()["error"]["message"]
+    assert admin.put(f"/glms/{made[0]}/recommendation", json={"rank": -1}).status_code == 400
+    unauthorised = httpx.put(f"{server.url}/admin/glms/{made[0]}/recommendation", json={"rank": 1})
+    assert unauthorised.status_code in (401, 403)
+
+
 def test_bad_agents_are_refused_clearly(server: RunningServer) -> None:
     cases = [
         ({"name": "x", "config": {**CONFIG, "model": "no-such-model"}}, "1211"),

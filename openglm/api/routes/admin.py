@@ -1,4 +1,5 @@
-"""The operator's API under ``/admin``: accounts, users, keys, ledger and usage. Needs an admin key."""
+"""The operator's API under ``/admin``: accounts, users, keys, ledger, usage and the agent center's
+recommendations. Needs an admin key."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..account_views import (
     user_out,
 )
 from ..deps import admin
+from ..glm_schemas import Recommendation
 from ._common import json_response
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])
@@ -130,3 +132,9 @@ async def usage(
         request.app.state.platform.db, by=by, account_id=account_id, key_id=key_id, since=since, until=until
     )
     return json_response(usage_report(by, rows))
+
+
+@router.put("/glms/{agent_id}/recommendation")
+async def recommend_agent(agent_id: str, body: Recommendation, request: Request) -> Response:
+    await request.app.state.glms.recommend(agent_id, body.rank)
+    return json_response(body)
