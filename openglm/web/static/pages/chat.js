@@ -77,6 +77,7 @@ async function send(state, text) {
   chat.title = chat.title || text.slice(0, 60);
   state.files = [];
   state.showFiles();
+  if (state.target.kind !== 'chat' && state.useAssistant) chat.server = true; // the server keeps this one
   if (!chat.server) saveChat(chat);
   state.setBusy(false);
   state.refreshHistory();
