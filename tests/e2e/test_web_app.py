@@ -87,7 +87,14 @@ def test_alltools_agent_runs_code_in_a_tool_panel(page: Any) -> None:
     page.goto("/#/chat")
     page.get_by_label("Talk to").select_option("glm-4-alltools")
     assert page.get_by_label("Code interpreter").is_checked()
-    answer = send(page, "What is 40 + 2? Use Python.")
+    page.locator("#attach").set_input_files(files=[{"name": "data.csv", "mimeType": "text/csv", "buffer": b"1\n2\n"}])
+    page.locator(".composer .attached li", has_text="data.csv").wait_for()
+    with page.expect_request("**/v1/chat/completions") as sent:
+        answer = send(page, "What is 40 + 2? Use Python.")
+    body = sent.value.post_data_json
+    assert body["model"] == "glm-4-alltools" and body["stream"] is True
+    [code_tool] = [t for t in body["tools"] if t["type"] == "code_interpreter"]
+    assert [f.startswith("file-") for f in code_tool["code_interpreter"]["file_ids"]] == [True]  # the attachment
     panel = answer.locator("details.tool-code_interpreter")
     assert panel.locator(".tool-input").inner_text() == "print('sum=' + str(40 + 2))"
     assert panel.locator(".logs").inner_text().strip() == "sum=42"

@@ -7,6 +7,7 @@ import { session } from './session.js';
 
 const main = document.getElementById('main');
 let rendering = null;
+let navigated = false; // the first page of a visit keeps the browser's own focus
 
 // The server says whether keys are needed (/v1/auth/session); before that endpoint existed, an /account call
 // without a key that succeeds means auth is off.
@@ -69,6 +70,8 @@ async function render() {
     clear(main);
     await page.render(main, args, controller.signal);
     document.title = `${main.querySelector('h1')?.textContent || 'OpenGLM'} · OpenGLM`;
+    if (navigated) main.focus({ preventScroll: true }); // a screen reader starts at the new page, not the old link
+    navigated = true;
   } catch (error) {
     if (controller.signal.aborted) return;
     clear(main, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, error.message));
