@@ -1,6 +1,7 @@
 // Agents: the agent center (listed GLMs, search, use), my agents, and the editor (form + builder chat).
 
 import { api, probePost } from '../api.js';
+import { barChart } from '../chart.js';
 import { clear, field, h, toast } from '../dom.js';
 import { go } from '../router.js';
 
@@ -132,9 +133,11 @@ async function versionsCard(id) {
 async function usageCard(id) {
   try {
     const usage = await api(`/v1/glms/${encodeURIComponent(id)}/usage`);
+    const days = (usage.by_day || []).slice().sort((a, b) => String(a.day ?? a.group).localeCompare(String(b.day ?? b.group)));
     return h('section', { class: 'card', 'aria-labelledby': 'glm-usage-title' }, h('h2', { id: 'glm-usage-title' }, 'Usage of this agent'),
-      h('table', {}, h('tbody', {}, [['Calls', usage.calls], ['Prompt tokens', usage.prompt_tokens], ['Completion tokens', usage.completion_tokens], ['Cost', usage.cost], ['Earnings', usage.earnings]]
-        .map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', { class: 'num' }, String(v ?? '—')))))));
+      h('table', { class: 'glm-usage' }, h('tbody', {}, [['Calls', usage.calls], ['Prompt tokens', usage.prompt_tokens], ['Completion tokens', usage.completion_tokens], ['Cost', usage.cost], ['Earnings', usage.earnings]]
+        .map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', { class: 'num' }, String(v ?? '—')))))),
+      days.length ? barChart(days, { title: 'Calls per day', valueOf: (d) => Number(d.calls ?? d.requests ?? 0), labelOf: (d) => String(d.day ?? d.group).slice(5) }) : null);
   } catch {
     return null; // not on this server yet
   }

@@ -208,7 +208,7 @@ export async function render(main, args) {
     }
   });
   const composer = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); state.submit(textarea.value); } },
-    field('Message', textarea), h('div', { class: 'row' }, attachLabel, fileInput, fileList, h('span', { class: 'grow' }), stopButton, sendButton));
+    field('Message', textarea), h('div', { class: 'row' }, fileInput, attachLabel, fileList, h('span', { class: 'grow' }), stopButton, sendButton));
 
   main.append(h('div', { class: 'chat-layout' },
     h('aside', { class: 'history', 'aria-label': 'Conversations' },

@@ -10,8 +10,8 @@ const ROLES = ['system', 'user', 'assistant'];
 function messageRow(role = 'user', content = '') {
   const select = h('select', { 'aria-label': 'Role' }, ROLES.map((r) => h('option', { value: r, selected: r === role }, r)));
   const text = h('textarea', { rows: 2, 'aria-label': 'Content' }, content);
-  const row = h('div', { class: 'message-row' }, select, text,
-    h('button', { type: 'button', class: 'quiet small', 'aria-label': 'Remove message', onclick: () => row.remove() }, '×'));
+  const row = h('div', { class: 'message-row' }, select,
+    h('button', { type: 'button', class: 'quiet small', 'aria-label': 'Remove message', onclick: () => row.remove() }, '×'), text);
   row.read = () => ({ role: select.value, content: text.value });
   return row;
 }
