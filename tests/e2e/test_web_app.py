@@ -292,6 +292,83 @@ def test_tool_panels_from_assistant_api_and_alltools_chunks(page: Any, server: R
                 }
             ],
         },
+        # glm-4-alltools: two code calls in one round (fragments under their ids), then their outputs in order
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "call_a", "type": "code_interpreter", "code_interpreter": {"input": "print("}}
+                        ],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "call_a", "type": "code_interpreter", "code_interpreter": {"input": "1)"}}
+                        ],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "call_b", "type": "code_interpreter", "code_interpreter": {"input": "print(2)"}}
+                        ],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "tool",
+                        "tool_calls": [
+                            {
+                                "type": "code_interpreter",
+                                "code_interpreter": {"outputs": [{"type": "logs", "logs": "1\n"}]},
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+        {
+            "id": "a1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "tool",
+                        "tool_calls": [
+                            {
+                                "type": "code_interpreter",
+                                "code_interpreter": {"outputs": [{"type": "logs", "logs": "2\n"}]},
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
         # glm-4-alltools: a drawing call streamed in fragments, then its picture
         {
             "id": "a1",
@@ -368,11 +445,17 @@ def test_tool_panels_from_assistant_api_and_alltools_chunks(page: Any, server: R
             document.querySelector('.transcript').append(el);
             for (const chunk of chunks) { applyChunk(turn, chunk); updateTurn(el, turn); }
             finish(turn); updateTurn(el, turn);
-            return { parts: turn.parts.map(p => p.kind === 'tool' ? [p.type, p.input, p.outputs.length] : [p.kind]), ids: turn.ids, status: turn.status };
+            return { parts: turn.parts.map(p => p.kind === 'tool' ? [p.type, p.input, p.outputs.map(o => o.logs || o.title || 'image')] : [p.kind]), ids: turn.ids, status: turn.status };
         }""",
         [version, chunks],
     )
-    assert state["parts"] == [["web_browser", 'search("tomato sun")', 1], ["drawing_tool", "a red tomato", 1], ["text"]]
+    assert state["parts"] == [
+        ["web_browser", 'search("tomato sun")', ["Tomato guide"]],
+        ["code_interpreter", "print(1)", ["1\n"]],
+        ["code_interpreter", "print(2)", ["2\n"]],
+        ["drawing_tool", "a red tomato", ["image"]],
+        ["text"],
+    ]
     assert state["ids"]["conversation_id"] == "conv1" and state["status"] == "completed"
     answer = page.locator("#fixture")
     source = answer.locator("details.tool-web_browser ol.sources a")

@@ -9,27 +9,32 @@ const main = document.getElementById('main');
 let rendering = null;
 let navigated = false; // the first page of a visit keeps the browser's own focus
 
-// The server says whether keys are needed (/v1/auth/session); before that endpoint existed, an /account call
-// without a key that succeeds means auth is off.
+// The server says whether keys are needed: /v1/auth/session answers a caller without a key when auth is off and
+// refuses it (401) when on. Before that endpoint existed, an /account call without a key that succeeded meant off.
 async function probeAuth() {
   const saved = session.key;
   session.key = '';
   try {
     const info = await api('/v1/auth/session');
     session.auth = info.auth;
-    if (info.auth === 'off') session.accountId = info.account_id || '';
+    session.accountId = info.account_id || '';
   } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 404) throw error;
-    try {
-      const account = await api('/v1/account');
-      session.auth = 'off';
-      session.account = account;
-      session.accountId = account.id;
-    } catch {
-      session.auth = 'on';
-    }
+    if (!(error instanceof ApiError)) throw error;
+    if (error.status === 401) session.auth = 'on';
+    else if (error.status === 404 && error.code === '1222') session.auth = (await worksWithoutKey()) ? 'off' : 'on';
+    else throw error;
   } finally {
     session.key = saved;
+  }
+}
+
+async function worksWithoutKey() {
+  try {
+    await api('/v1/account');
+    return true;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return false;
+    throw error;
   }
 }
 

@@ -64,7 +64,7 @@ export async function serverChat(id) {
     const turn = last && last.role === 'assistant' ? last.turn : { role: 'assistant', parts: [], status: 'completed', usage: null, citations: [], error: '', ids: {} };
     if (!last || last.role !== 'assistant') turns.push({ role: 'assistant', turn });
     for (const call of message.tool_calls || []) {
-      turn.parts.push({ kind: 'tool', type: call.type, id: '', input: call.input || '', name: '', arguments: '', outputs: call.outputs || [] });
+      turn.parts.push({ kind: 'tool', type: call.type, id: '', input: call.input || '', name: call.name || '', arguments: call.type === 'function' ? call.input || '' : '', outputs: call.outputs || [] });
     }
     if (message.content) turn.parts.push({ kind: 'text', text: typeof message.content === 'string' ? message.content : JSON.stringify(message.content) });
   }

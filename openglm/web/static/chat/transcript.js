@@ -16,32 +16,48 @@ function addText(turn, text) {
   else turn.parts.push({ kind: 'text', text });
 }
 
-// The open call of this type (input still coming or outputs not yet here), else a new one.
-function callPart(turn, type, id) {
-  for (let i = turn.parts.length - 1; i >= 0; i--) {
-    const part = turn.parts[i];
-    if (part.kind !== 'tool') continue;
-    if (part.type === type && !part.outputs && (!id || !part.id || part.id === id)) return part;
-    break;
-  }
+function newCall(turn, type, id) {
   const part = { kind: 'tool', type, id: id || '', input: '', name: '', arguments: '', outputs: null };
   turn.parts.push(part);
   return part;
 }
 
-function addToolDelta(turn, call, isResult) {
-  const type = call.type || 'function';
-  const body = call[type] || {};
-  const part = callPart(turn, type, isResult ? '' : call.id);
-  if (typeof body.input === 'string') part.input += body.input;
-  if (type === 'function') {
-    if (body.name) part.name = body.name;
-    if (typeof body.arguments === 'string' && body.arguments) {
-      // glm-4-alltools repeats empty arguments and sends them whole at the end; OpenAI sends fragments.
-      part.arguments = part.arguments && body.arguments.startsWith(part.arguments) ? body.arguments : part.arguments + body.arguments;
+// Where a call's input goes. glm-4-alltools streams it in fragments under one call id (role "assistant"); the
+// Assistant API sends each call whole, without an id, in a role "tool" chunk — so that is always a new call.
+function inputPart(turn, type, id, role) {
+  if (role !== 'tool') {
+    for (let i = turn.parts.length - 1; i >= 0; i--) {
+      const part = turn.parts[i];
+      if (part.kind === 'tool' && part.type === type && !part.outputs && part.id === (id || '')) return part;
+      if (part.kind === 'tool' && id) continue; // calls of one round interleave by id
+      break;
     }
   }
-  if (Array.isArray(body.outputs)) part.outputs = [...(part.outputs || []), ...body.outputs];
+  return newCall(turn, type, id);
+}
+
+// Outputs carry no id: they answer the calls of their type in order, the earliest still waiting first.
+function outputPart(turn, type) {
+  return turn.parts.find((part) => part.kind === 'tool' && part.type === type && !part.outputs) || newCall(turn, type, '');
+}
+
+function addToolDelta(turn, call, role) {
+  const type = call.type || 'function';
+  const body = call[type] || {};
+  const hasInput = typeof body.input === 'string' || body.name || typeof body.arguments === 'string';
+  if (hasInput) {
+    const part = inputPart(turn, type, call.id, role);
+    if (typeof body.input === 'string') part.input += body.input;
+    if (body.name) part.name = body.name;
+    if (typeof body.arguments === 'string' && body.arguments) {
+      // glm-4-alltools repeats empty arguments and sends them whole at the end
+      part.arguments = body.arguments.startsWith(part.arguments) ? body.arguments : part.arguments + body.arguments;
+    }
+  }
+  if (Array.isArray(body.outputs)) {
+    const part = outputPart(turn, type);
+    part.outputs = [...(part.outputs || []), ...body.outputs];
+  }
 }
 
 export function applyChunk(turn, chunk) {
@@ -56,7 +72,7 @@ export function applyChunk(turn, chunk) {
   const choice = (chunk.choices || [])[0];
   if (choice) {
     const delta = choice.delta || {};
-    if (delta.tool_calls) for (const call of delta.tool_calls) addToolDelta(turn, call, delta.role === 'tool');
+    if (delta.tool_calls) for (const call of delta.tool_calls) addToolDelta(turn, call, delta.role);
     if (typeof delta.content === 'string' && delta.content) addText(turn, delta.content);
     if (choice.finish_reason) turn.finish = choice.finish_reason;
   }

@@ -27,6 +27,7 @@ function buildRequest(state, text) {
     const body = { assistant_id: target.id, stream: true, messages: [{ role: 'user', content: userContent(text) }] };
     if (chat.conversationId) body.conversation_id = chat.conversationId;
     if (state.files.length) body.attachments = state.files.map((f) => ({ file_id: f.id }));
+    body.max_tokens = 1024; // OpenGLM's extension: per model round, so a small model ends its turn
     return { path: '/v1/assistant', body };
   }
   const agent = target.kind !== 'chat';
