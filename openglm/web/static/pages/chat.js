@@ -78,7 +78,10 @@ async function send(state, text) {
   chat.title = chat.title || text.slice(0, 60);
   state.files = [];
   state.showFiles();
-  if (state.target.kind !== 'chat' && state.useAssistant) chat.server = true; // the server keeps this one
+  if (state.target.kind !== 'chat' && state.useAssistant && chat.conversationId) {
+    chat.server = true; // the server keeps this one; the history lists it under the server's id
+    chat.id = `s${chat.conversationId}`;
+  }
   if (!chat.server) saveChat(chat);
   state.setBusy(false);
   state.refreshHistory();
