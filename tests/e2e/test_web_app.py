@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ..integration.server import RunningServer
-from .conftest import screenshot
+from .conftest import BUILDER_DRAFT, screenshot
 
 GUIDE = (
     "# Growing tomatoes\n\nTomatoes need full sun: six to eight hours of direct sunlight a day.\n\n"
@@ -158,29 +158,40 @@ def builder_available(server: RunningServer, key: str) -> bool:
 def test_create_an_agent_and_chat_with_it_using_a_tool(page: Any, server: RunningServer, key: str) -> None:
     page.goto("/#/agents/new")
     page.get_by_role("heading", name="Create an agent").wait_for()
-    if builder_available(server, key):
+    name_box = page.get_by_label("Name", exact=True)
+    if builder_available(server, key):  # made by conversation: the builder fills the form in
+        page.get_by_label("Builder model").select_option("script-builder")
         page.get_by_label("Describe your agent").fill("An agent that does arithmetic with Python, called Calculator.")
         page.get_by_role("button", name="Send").click()
-        page.locator(".builder-log p.reply").wait_for(timeout=LONG)
-        assert page.get_by_label("Name", exact=True).input_value()  # the builder filled the form in
-    page.get_by_label("Name", exact=True).fill("Calculator")
-    page.get_by_label("Description").fill("Works sums out in Python.")
-    page.get_by_label("Instructions").fill("Use Python for every calculation.")
-    page.get_by_label("Model").select_option("script-code")
+        page.locator(".builder-log p.reply, .builder-log p.error").first.wait_for(timeout=LONG)
+        assert not page.locator(".builder-log p.error").count(), page.locator(".builder-log p.error").inner_text()
+        assert page.locator(".builder-log p.reply").inner_text() == BUILDER_DRAFT["reply"]
+        assert name_box.input_value() == "Calculator"
+        assert page.get_by_label("Instructions").input_value() == BUILDER_DRAFT["instructions"]
+        assert page.get_by_role("checkbox", name="Code interpreter").is_checked()
+        assert page.get_by_label("Starter prompts").input_value() == "What is 40 + 2?"
+    else:  # made with the form alone
+        name_box.fill("Calculator")
+        page.get_by_label("Description").fill("Works sums out in Python.")
+        page.get_by_label("Instructions").fill("Use Python for every calculation.")
+    name = name_box.input_value().strip()
+    # The model the builder cannot choose: the scripted one, so that the agent's tool call is certain.
+    page.get_by_label("Model", exact=True).select_option("script-code")
     page.get_by_role("checkbox", name="Code interpreter").check()
     page.get_by_label("Starter prompts").fill("What is 40 + 2?")
     page.get_by_label("Visibility").select_option("listed")
     screenshot(page, "agent-editor")
     page.get_by_role("button", name="Save").click()
-    page.get_by_role("heading", name="Edit Calculator").wait_for()
+    page.get_by_role("heading", name=f"Edit {name}").wait_for()
+    agent_id = page.url.rsplit("/", 1)[1]
     assert "Version 1" in page.locator("ol.versions").inner_text()
 
     page.goto("/#/agents")
-    page.get_by_label("Search agents").fill("Calculator")
-    card = page.locator(".agent-grid:not(.mine) li.agent", has_text="Calculator")
+    page.get_by_label("Search agents").fill(name)
+    card = page.locator(f".agent-grid:not(.mine) li.agent[data-id='{agent_id}']")
     card.wait_for()
     screenshot(page, "agents")
-    card.get_by_role("link", name="Use Calculator").click()
+    card.get_by_role("link", name="Use").click()
     page.get_by_role("button", name="What is 40 + 2?", exact=True).click()  # a starter prompt
     answer = page.locator("article.turn.assistant").first
     answer.locator(".parts[aria-busy='false']").wait_for(timeout=LONG)

@@ -92,14 +92,17 @@ function agentForm(models, bases) {
   return form;
 }
 
-function builderPanel(form) {
+function builderPanel(form, models) {
   const log = h('div', { class: 'builder-log', 'aria-live': 'polite' },
     h('p', {}, 'Describe the agent you want — what it is for, how it should answer, what tools it needs. I will fill in the form; you can edit it at any time.'));
   const input = h('textarea', { name: 'describe', rows: 3, required: true });
+  const builderModel = h('select', { name: 'builder_model' },
+    models.map((m) => h('option', { value: m, selected: m === 'default' }, m)));
   const button = h('button', { type: 'submit' }, 'Send');
   const messages = [];
   const panel = h('form', { class: 'card builder', 'aria-labelledby': 'builder-title' },
-    h('h2', { id: 'builder-title' }, 'Create by conversation'), log, field('Describe your agent', input), button);
+    h('h2', { id: 'builder-title' }, 'Create by conversation'), log, field('Describe your agent', input),
+    h('div', { class: 'row' }, button, h('span', { class: 'grow' }), field('Builder model', builderModel)));
   panel.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value.trim();
@@ -110,7 +113,7 @@ function builderPanel(form) {
     button.disabled = true;
     try {
       const draft = form.read();
-      const answer = await api('/v1/glms/builder', { method: 'POST', body: { messages, draft: draft.name || draft.config.instructions ? { name: draft.name, description: draft.description, config: draft.config } : null } });
+      const answer = await api('/v1/glms/builder', { method: 'POST', body: { messages, model: builderModel.value, draft: draft.name || draft.config.instructions ? { name: draft.name, description: draft.description, config: draft.config } : null } });
       messages.push({ role: 'assistant', content: answer.reply });
       log.append(h('p', { class: 'reply' }, answer.reply));
       form.fill(answer.draft);
@@ -171,7 +174,7 @@ async function editorPage(main, id) {
     }
   });
   const side = [];
-  if (!id && builder) side.push(builderPanel(form));
+  if (!id && builder) side.push(builderPanel(form, models));
   if (id) {
     side.push(h('div', { class: 'card' }, h('a', { class: 'button', href: `#/chat/new/${encodeURIComponent(id)}` }, 'Chat with this agent'),
       ' ', h('button', { type: 'button', class: 'danger', onclick: async () => {
