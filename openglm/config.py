@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     key_daily_tokens: int = Field(default=0, ge=0)
     # Clock skew tolerated on JWT expiry, seconds.
     jwt_leeway: float = Field(default=30.0, ge=0)
+    # Hours a web sign-in's session key lives (POST /auth/login).
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 90)
 
     # Code interpreter: kernels kept booted for new conversations, and seconds one run may take.
     sandbox_warm: int = Field(default=2, ge=0, le=32)

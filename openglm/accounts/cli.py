@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from ..store.db import open_database
 from . import ledger as ledger_module
 from .limits import KeyLimits
 from .money import format_yuan, to_nano
+from .passwords import hash_password
 from .sealing import SecretBox, load_master_key
 from .store import AccountStore
 from .usage import usage_summary
@@ -95,6 +97,22 @@ async def accounts_credit(store: AccountStore, args: argparse.Namespace) -> None
 async def accounts_add_user(store: AccountStore, args: argparse.Namespace) -> None:
     user = await store.create_user(args.account, args.name, args.email)
     print(f"{user.id}  {user.name}")
+
+
+def read_password() -> str:
+    """Asked for twice on a terminal; otherwise the first line of stdin (``echo "$PW" | openglm ...``)."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise ValueError("the two passwords differ")
+    return password
+
+
+async def accounts_set_password(store: AccountStore, args: argparse.Namespace) -> None:
+    hashed = None if args.clear else hash_password(read_password())
+    user = await store.set_password(args.account, args.email, hashed)
+    print(f"{user.id}  {user.email}  {'can sign in' if hashed else 'cannot sign in'}")
 
 
 # keys
@@ -264,6 +282,13 @@ def _account_parsers(parser: argparse.ArgumentParser) -> None:
     user.add_argument("name")
     user.add_argument("--email")
     user.set_defaults(func=_run(accounts_add_user))
+    password = sub.add_parser(
+        "set-password", help="a user's web sign-in password, read from stdin or asked for (the user is created if new)"
+    )
+    password.add_argument("account", help="id or name")
+    password.add_argument("email", help="the user's email (or user id)")
+    password.add_argument("--clear", action="store_true", help="remove the password: no more web sign-in")
+    password.set_defaults(func=_run(accounts_set_password))
 
 
 def _key_parsers(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from .limits import KeyLimits, Limiter, create_limiter
 from .metering import Meter
 from .money import to_nano
 from .sealing import SecretBox, load_master_key
+from .signin import SignIn
 from .store import LOCAL_ACCOUNT, AccountStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class Platform:
     meter: Meter
     # The one principal every request acts as when authentication is off; None when it is on.
     local: Principal | None
+    signin: SignIn
 
     @classmethod
     async def open(cls, settings: Settings) -> Platform:
@@ -57,7 +59,8 @@ class Platform:
             await db.close()
             raise
         limiter = create_limiter(settings.redis_url or None)
-        platform = cls(db, store, authenticator, limiter, Meter(db, limiter), local)
+        signin = SignIn(store, session_hours=settings.web_session_hours)
+        platform = cls(db, store, authenticator, limiter, Meter(db, limiter), local, signin)
         platform._announce(settings)
         return platform
 

@@ -159,12 +159,58 @@ class AccountStore:
             account.status = status
         return account
 
-    async def create_user(self, account_ref: str, name: str, email: str | None = None) -> User:
+    async def create_user(
+        self, account_ref: str, name: str, email: str | None = None, *, password_hash: str | None = None
+    ) -> User:
+        """``password_hash`` (accounts/passwords.py) lets the user sign in to the web app with ``email``."""
         async with self.db.session() as session:
             account = await _account(session, account_ref)
-            user = User(id=new_id("user"), account_id=account.id, name=name, email=email)
+            if password_hash is not None:
+                await _sign_in_email_free(session, email, None)
+            user = User(id=new_id("user"), account_id=account.id, name=name, email=email, password_hash=password_hash)
             session.add(user)
         return user
+
+    async def user(self, user_id: str) -> User:
+        async with self.db.read() as session:
+            user = await session.get(User, user_id)
+        if user is None:
+            raise NotFoundError(f"user {user_id!r} does not exist")
+        return user
+
+    async def set_password(self, account_ref: str, user_ref: str, password_hash: str | None) -> User:
+        """Set (or with None, remove) the sign-in password of a user of the account, named by id or by email.
+        A user named by an email the account does not have yet is created, called by the email's first part."""
+        async with self.db.session() as session:
+            account = await _account(session, account_ref)
+            user = await session.get(User, user_ref)
+            if user is None or user.account_id != account.id:
+                user = await session.scalar(
+                    select(User)
+                    .where(User.account_id == account.id, func.lower(User.email) == user_ref.strip().lower())
+                    .order_by(User.created_at, User.id)
+                    .limit(1)
+                )
+            if user is None:
+                if "@" not in user_ref:
+                    raise NotFoundError(f"no user {user_ref!r} in account {account.name!r}")
+                user = User(id=new_id("user"), account_id=account.id, name=user_ref.split("@")[0], email=user_ref)
+                session.add(user)
+            if password_hash is not None:
+                await _sign_in_email_free(session, user.email, user.id)
+            user.password_hash = password_hash
+        return user
+
+    async def user_for_sign_in(self, email: str) -> User | None:
+        """The user who signs in with ``email`` (case does not matter), if one has a password."""
+        async with self.db.read() as session:
+            user: User | None = await session.scalar(
+                select(User)
+                .where(func.lower(User.email) == email.strip().lower(), User.password_hash.is_not(None))
+                .order_by(User.created_at, User.id)
+                .limit(1)
+            )
+            return user
 
     async def users(self, account_ref: str) -> list[User]:
         async with self.db.read() as session:
@@ -182,8 +228,10 @@ class AccountStore:
         user_id: str | None = None,
         expires_at: datetime | None = None,
         limits: KeyLimits | None = None,
+        web_session: bool = False,
     ) -> tuple[ApiKey, str]:
-        """A new key and its full ``id.secret`` text, which is shown once and never again."""
+        """A new key and its full ``id.secret`` text, which is shown once and never again. ``web_session``: made
+        by a web sign-in, for its logout to delete."""
         if scope not in ("user", "admin"):
             raise InvalidFieldError("key scope must be 'user' or 'admin'")
         limits = limits or KeyLimits()
@@ -208,6 +256,7 @@ class AccountStore:
                 max_concurrency=limits.concurrency,
                 rpm=limits.rpm,
                 daily_tokens=limits.daily_tokens,
+                web_session=web_session,
             )
             session.add(key)
         return key, f"{key_id}.{secret}"
@@ -234,6 +283,14 @@ class AccountStore:
     async def key(self, key_id: str) -> ApiKey:
         async with self.db.read() as session:
             return await _key(session, key_id)
+
+    async def account_key(self, account_id: str, key_id: str) -> ApiKey:
+        """A user key of ``account_id``, for the account's own console: another account's key, or an admin key,
+        is as unknown as a key that does not exist."""
+        key = await self.key(key_id)
+        if key.account_id != account_id or key.scope != "user":
+            raise NotFoundError(f"API key {key_id!r} does not exist")
+        return key
 
     async def set_key_status(self, key_id: str, status: str) -> ApiKey:
         if status not in ("active", "disabled"):
@@ -321,6 +378,19 @@ async def _account(session: AsyncSession, ref: str) -> Account:
     if account is None:
         raise AccountNotFoundError(f"account {ref!r} does not exist / 账户不存在")
     return account
+
+
+async def _sign_in_email_free(session: AsyncSession, email: str | None, user_id: str | None) -> None:
+    """An email signs in one user only: refuse a password for an email another user already signs in with."""
+    if not email or "@" not in email:
+        raise InvalidFieldError("a user who signs in with a password needs an email address")
+    taken = await session.scalar(
+        select(User.id).where(
+            func.lower(User.email) == email.strip().lower(), User.password_hash.is_not(None), User.id != (user_id or "")
+        )
+    )
+    if taken is not None:
+        raise InvalidFieldError(f"another user already signs in with {email!r}")
 
 
 async def _key(session: AsyncSession, key_id: str) -> ApiKey:

@@ -29,7 +29,14 @@ class AccountUpdate(BaseModel):
 
 class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    email: str | None = None
+    email: str | None = Field(default=None, max_length=320)
+    # Lets the user sign in to the web app with the email (8 to 1024 characters; needs an email).
+    password: str | None = Field(default=None, repr=False)
+
+
+class UserUpdate(BaseModel):
+    password: str | None = Field(default=None, repr=False)
+    clear_password: bool = False  # the user can no longer sign in with a password
 
 
 class UserOut(BaseModel):
@@ -38,6 +45,7 @@ class UserOut(BaseModel):
     account_id: str
     name: str
     email: str | None = None
+    can_sign_in: bool = False  # has a password for the web app
 
 
 class KeyLimitsIn(BaseModel):
@@ -122,3 +130,64 @@ T = TypeVar("T", bound=BaseModel)
 class ListOf(BaseModel, Generic[T]):
     object: Literal["list"] = "list"
     data: list[T]
+
+
+class ConsoleKeyCreate(BaseModel):
+    name: str = Field(default="", max_length=200)
+
+
+class ConsoleKeyUpdate(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    disabled: bool | None = None
+
+
+class ConsoleKeyOut(BaseModel):
+    """A key as its own account's console shows it: never its secret (only its last four characters)."""
+
+    id: str
+    object: Literal["api_key"] = "api_key"
+    name: str
+    disabled: bool
+    secret_hint: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class ConsoleNewKey(ConsoleKeyOut):
+    key: str  # id.secret: in this answer only, never again
+
+
+class PriceOut(BaseModel):
+    model: str
+    kind: str  # chat | image | embedding
+    input_per_1k: str  # CNY per 1K input tokens
+    output_per_1k: str
+    per_image: str
+    currency: Literal["CNY"] = "CNY"
+
+
+class LoginIn(BaseModel):
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024, repr=False)
+
+
+class SessionUser(BaseModel):
+    id: str
+    email: str | None = None
+    name: str
+
+
+class LoginOut(BaseModel):
+    key: str  # id.secret: the session's key, sent as any API key is (Authorization: Bearer ...)
+    key_id: str
+    expires_at: datetime
+    account_id: str
+    user: SessionUser
+
+
+class SessionOut(BaseModel):
+    auth: Literal["on", "off"]
+    account_id: str
+    key_id: str | None = None
+    user: SessionUser | None = None

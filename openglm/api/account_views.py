@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ..accounts.ledger import Entry
 from ..accounts.limits import KeyLimits
 from ..accounts.money import format_yuan, to_nano
+from ..accounts.prices import ModelPrice
 from ..accounts.store import AccountView, KeyView
 from ..accounts.usage import UsageRow
 from ..errors import InvalidFieldError
 from ..store.models import ApiKey, User
-from .account_schemas import AccountOut, KeyLimitsIn, KeyOut, LedgerEntryOut, UsageReport, UsageRowOut, UserOut
+from .account_schemas import (
+    AccountOut,
+    ConsoleKeyOut,
+    ConsoleNewKey,
+    KeyLimitsIn,
+    KeyOut,
+    LedgerEntryOut,
+    PriceOut,
+    UsageReport,
+    UsageRowOut,
+    UserOut,
+)
 
 
 def parse_amount(text: str, field: str) -> int:
@@ -25,7 +39,13 @@ def account_out(view: AccountView) -> AccountOut:
 
 
 def user_out(user: User) -> UserOut:
-    return UserOut(id=user.id, account_id=user.account_id, name=user.name, email=user.email)
+    return UserOut(
+        id=user.id,
+        account_id=user.account_id,
+        name=user.name,
+        email=user.email,
+        can_sign_in=user.password_hash is not None,
+    )
 
 
 def limits_in(limits: KeyLimitsIn | None) -> KeyLimits | None:
@@ -86,4 +106,30 @@ def usage_report(by: str, rows: list[UsageRow]) -> UsageReport:
             for r in rows
         ],
         total_cost=format_yuan(sum(r.cost for r in rows)),
+    )
+
+
+def console_key_out(key: ApiKey, last_used_at: datetime | None = None) -> ConsoleKeyOut:
+    return ConsoleKeyOut(
+        id=key.id,
+        name=key.name,
+        disabled=key.status != "active",
+        secret_hint=key.secret_hint,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        last_used_at=last_used_at,
+    )
+
+
+def console_new_key(key: ApiKey, full_key: str) -> ConsoleNewKey:
+    return ConsoleNewKey(**console_key_out(key).model_dump(), key=full_key)
+
+
+def price_out(price: ModelPrice) -> PriceOut:
+    return PriceOut(
+        model=price.model,
+        kind=price.kind,
+        input_per_1k=format_yuan(price.prices.input_per_1k),
+        output_per_1k=format_yuan(price.prices.output_per_1k),
+        per_image=format_yuan(price.prices.per_image),
     )

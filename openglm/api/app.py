@@ -27,7 +27,7 @@ from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from ..web.assets import WebAssets
 from .errors import http_error, validation_error
-from .routes import account, admin, chat, completions, embeddings, files, glms, images, knowledge, models, web
+from .routes import account, admin, auth, chat, completions, embeddings, files, glms, images, knowledge, models, web
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.web = WebAssets.load()  # a few hundred KB of static files, read once
     install_error_handlers(app)
-    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, admin, web):
+    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, auth, admin, web):
         app.include_router(module.router)
     return app
 

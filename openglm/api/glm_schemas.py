@@ -65,3 +65,29 @@ class Recommendation(WireModel):
     """An operator's ranking of an agent in the center: 1 comes first; 0 takes the recommendation away."""
 
     rank: int = Field(ge=0, le=1_000_000)
+
+
+class BuilderMessage(WireModel):
+    role: str  # "user" or "assistant", checked by the builder so that the error names the message
+    content: str = Field(max_length=8000)
+
+
+class BuilderDraft(WireModel):
+    """An agent being built; the same fields ``POST /glms`` takes, so a draft is saved as it is."""
+
+    name: str = Field(default="", max_length=100)
+    description: str = Field(default="", max_length=1000)
+    avatar: str = Field(default="", max_length=500)
+    visibility: Visibility = "private"
+    config: AgentConfig
+
+
+class BuilderRequest(WireModel):
+    messages: list[BuilderMessage] = Field(max_length=100)
+    draft: BuilderDraft | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class BuilderReply(BaseModel):
+    reply: str
+    draft: BuilderDraft

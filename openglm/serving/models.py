@@ -13,6 +13,7 @@ from .templates.base import ChatTemplate, choose_template
 from .toolcalls.base import ParserFactory, get_parser
 
 log = logging.getLogger(__name__)
+DEFAULT_NAME = "default"
 
 
 @dataclass
@@ -57,6 +58,14 @@ class ModelPool:
         if served is None:
             raise ModelNotFoundError(f"model {name!r} is in the catalog but not loaded on this server")
         return served
+
+    def default_name(self) -> str:
+        """The catalog's default chat model: the entry named ``default`` if there is one, else the first loaded."""
+        if DEFAULT_NAME in self.catalog.names():
+            return self.catalog.lookup(DEFAULT_NAME).id
+        if not self._served:
+            raise ModelNotFoundError("no chat model is loaded on this server")
+        return next(iter(self._served))
 
     def served(self) -> list[ServedModel]:
         return list(self._served.values())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import UTCDateTime, utcnow
@@ -41,6 +41,8 @@ class User(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320), default=None)
+    # scrypt (accounts/passwords.py) of the password for web sign-in; None: this user cannot sign in.
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -63,6 +65,8 @@ class ApiKey(Base):
     max_concurrency: Mapped[int | None] = mapped_column(Integer, default=None)
     rpm: Mapped[int | None] = mapped_column(Integer, default=None)
     daily_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Made by a web sign-in (POST /auth/login), and deleted by its logout.
+    web_session: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -16,8 +16,9 @@ from ...accounts.metering import MeteredCall
 from ...serving.models import ServedModel
 
 
-def json_response(model: BaseModel, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json", exclude_none=True), status_code=status_code)
+def json_response(model: BaseModel, status_code: int = 200, *, nulls: bool = False) -> JSONResponse:
+    """``nulls``: keep fields that are None (as ``null``) instead of leaving them out."""
+    return JSONResponse(model.model_dump(mode="json", exclude_none=not nulls), status_code=status_code)
 
 
 CLIENT_CLOSED = 499  # nginx's status for "the client went away"

@@ -1,16 +1,18 @@
-"""The caller's own account: balance, usage and ledger (both path prefixes)."""
+"""The caller's own account: balance, usage, ledger, its API keys and the price list (both path prefixes)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...accounts.prices import price_list
+from ...accounts.store import AccountStore
 from ...accounts.usage import GroupBy, usage_summary
-from ..account_schemas import ListOf
-from ..account_views import account_out, entry_out, usage_report
+from ..account_schemas import ConsoleKeyCreate, ConsoleKeyUpdate, ListOf
+from ..account_views import account_out, console_key_out, console_new_key, entry_out, price_out, usage_report
 from ..deps import Caller
 from ._common import both_prefixes, json_response
 
@@ -46,3 +48,46 @@ async def my_ledger(
 ) -> Response:
     entries = await request.app.state.platform.store.ledger(principal.account_id, limit=limit, before=before)
     return json_response(ListOf(data=[entry_out(e) for e in entries]))
+
+
+def _store(request: Request) -> AccountStore:
+    store: AccountStore = request.app.state.platform.store
+    return store
+
+
+@both_prefixes(router, "GET", "/account/keys")
+async def my_keys(request: Request, principal: Caller) -> Response:
+    views = await _store(request).keys(principal.account_id)
+    now = datetime.now(UTC)
+    data = [
+        console_key_out(v.key, v.last_used_at)
+        for v in views
+        if v.key.scope == "user" and not (v.key.web_session and v.key.expires_at and v.key.expires_at < now)
+    ]  # sign-in sessions that have expired are of no more use to anyone
+    return json_response(ListOf(data=data), nulls=True)
+
+
+@both_prefixes(router, "POST", "/account/keys")
+async def create_my_key(body: ConsoleKeyCreate, request: Request, principal: Caller) -> Response:
+    key, full = await _store(request).create_key(principal.account_id, name=body.name, user_id=principal.user_id)
+    return json_response(console_new_key(key, full), nulls=True)
+
+
+@both_prefixes(router, "PATCH", "/account/keys/{key_id}")
+async def update_my_key(key_id: str, body: ConsoleKeyUpdate, request: Request, principal: Caller) -> Response:
+    await _store(request).account_key(principal.account_id, key_id)
+    status = None if body.disabled is None else ("disabled" if body.disabled else "active")
+    key = await _store(request).update_key(key_id, name=body.name, status=status)
+    return json_response(console_key_out(key), nulls=True)
+
+
+@both_prefixes(router, "DELETE", "/account/keys/{key_id}")
+async def delete_my_key(key_id: str, request: Request, principal: Caller) -> Response:
+    await _store(request).account_key(principal.account_id, key_id)
+    await _store(request).delete_key(key_id)
+    return Response(status_code=200, content=b"{}", media_type="application/json")
+
+
+@both_prefixes(router, "GET", "/account/prices")
+async def prices(request: Request, principal: Caller) -> Response:
+    return json_response(ListOf(data=[price_out(p) for p in price_list(request.app.state.models.catalog)]))

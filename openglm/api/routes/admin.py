@@ -3,15 +3,27 @@ recommendations. Needs an admin key."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 from fastapi import APIRouter, Depends, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...accounts.passwords import hash_password
 from ...accounts.store import AccountStore
 from ...accounts.usage import GroupBy, usage_summary
-from ..account_schemas import AccountCreate, AccountUpdate, KeyCreate, KeyUpdate, LedgerCreate, ListOf, UserCreate
+from ...errors import InvalidFieldError
+from ..account_schemas import (
+    AccountCreate,
+    AccountUpdate,
+    KeyCreate,
+    KeyUpdate,
+    LedgerCreate,
+    ListOf,
+    UserCreate,
+    UserUpdate,
+)
 from ..account_views import (
     account_out,
     entry_out,
@@ -59,7 +71,18 @@ async def update_account(ref: str, body: AccountUpdate, request: Request) -> Res
 
 @router.post("/accounts/{ref}/users")
 async def create_user(ref: str, body: UserCreate, request: Request) -> Response:
-    return json_response(user_out(await _store(request).create_user(ref, body.name, body.email)), status_code=201)
+    hashed = None if body.password is None else await asyncio.to_thread(hash_password, body.password)
+    user = await _store(request).create_user(ref, body.name, body.email, password_hash=hashed)
+    return json_response(user_out(user), status_code=201)
+
+
+@router.patch("/accounts/{ref}/users/{user_id}")
+async def update_user(ref: str, user_id: str, body: UserUpdate, request: Request) -> Response:
+    """Set the user's web sign-in password, or remove it (``clear_password``)."""
+    if (body.password is None) == (not body.clear_password):
+        raise InvalidFieldError("give either password or clear_password: true")
+    hashed = None if body.password is None else await asyncio.to_thread(hash_password, body.password)
+    return json_response(user_out(await _store(request).set_password(ref, user_id, hashed)))
 
 
 @router.post("/accounts/{ref}/keys")

@@ -6,13 +6,26 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...accounts.metering import metered_result
 from ...agent.tools.http_api import load_document, operations
 from ...errors import InvalidFieldError, NotFoundError
+from ...glms.builder import Draft, Turn, builder_tools, chat_request, merge, parse_output
 from ...glms.config import AgentConfig
 from ...glms.store import AgentRecord, AgentStore
+from ...serving.responses import collect_chat
 from ..deps import Caller
-from ..glm_schemas import AgentCreate, AgentEdit, AgentOut, AgentPage, AgentVersionOut, AgentVersions
-from ._common import both_prefixes, json_response
+from ..glm_schemas import (
+    AgentCreate,
+    AgentEdit,
+    AgentOut,
+    AgentPage,
+    AgentVersionOut,
+    AgentVersions,
+    BuilderDraft,
+    BuilderReply,
+    BuilderRequest,
+)
+from ._common import admit, both_prefixes, json_response, until_disconnect
 
 router = APIRouter(tags=["glms"])
 
@@ -83,6 +96,30 @@ async def create_agent(body: AgentCreate, request: Request, principal: Caller) -
         visibility=body.visibility,
     )
     return json_response(agent_out(record, principal.account_id))
+
+
+@both_prefixes(router, "POST", "/glms/builder")
+async def build_by_conversation(body: BuilderRequest, request: Request, principal: Caller) -> Response:
+    """One turn of the builder chat: the conversation and the current draft in, a reply and the new draft out."""
+    draft = None if body.draft is None else Draft(**body.draft.model_dump(exclude={"config"}), config=body.draft.config)
+    if draft is not None:
+        await checked(request, principal.account_id, draft.config)
+    chat, models = request.app.state.chat, request.app.state.models
+    served = models.get(body.model or models.default_name())
+    tools = builder_tools(list(request.app.state.agents.tools), None if draft is None else draft.config)
+    turns = [Turn(m.role, m.content) for m in body.messages]
+    plan = chat.plan(chat_request(served.spec.id, turns, draft, tools))
+    call = await admit(request, principal, plan.served, "glms.builder", plan.id, plan.request_id)
+    run = await call.guard(chat.submit(plan))
+    call.tally.prompt_tokens = run.prompt_tokens
+
+    async def answer() -> BuilderReply:
+        choice = (await collect_chat(chat, run, call.tally)).choices[0]
+        output = parse_output(choice.message.content, choice.finish_reason)
+        reply, new = merge(draft, output, model=served.spec.id, tools=tools)
+        return BuilderReply(reply=reply, draft=BuilderDraft.model_validate(vars(new)))
+
+    return await until_disconnect(request, metered_result(call, answer()))
 
 
 @both_prefixes(router, "GET", "/glms")
