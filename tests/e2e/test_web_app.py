@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from ..integration.server import RunningServer
+from ..integration.test_console import set_password
 from .conftest import BUILDER_DRAFT, screenshot
 
 GUIDE = (
@@ -70,6 +71,28 @@ def test_sign_in_with_a_key(browser: Any, server: RunningServer, key: str) -> No
     assert "web" in page.locator("#who").inner_text()
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("heading", name="Sign in").wait_for()
+    context.close()
+
+
+def test_sign_in_with_email_and_password(browser: Any, server: RunningServer, key: str) -> None:
+    done = set_password(server, "web", "ada@example.org", "correct horse battery")
+    assert done.returncode == 0, done.stderr
+    context = browser.new_context(base_url=server.url)
+    page = context.new_page()
+    page.goto("/")
+    page.get_by_label("Email").fill("ada@example.org")
+    page.get_by_label("Password").fill("wrong password")
+    page.locator("form", has_text="With your account").get_by_role("button", name="Sign in").click()
+    page.locator("form", has_text="With your account").get_by_role("alert").wait_for()
+    page.get_by_label("Password").fill("correct horse battery")
+    page.locator("form", has_text="With your account").get_by_role("button", name="Sign in").click()
+    page.locator("#nav").wait_for()
+    session_key = page.evaluate("() => localStorage.getItem('openglm.key')")
+    assert httpx.get(f"{server.url}/v1/account", headers={"Authorization": f"Bearer {session_key}"}).status_code == 200
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in").wait_for()
+    assert page.evaluate("() => localStorage.getItem('openglm.key')") is None
+    assert httpx.get(f"{server.url}/v1/account", headers={"Authorization": f"Bearer {session_key}"}).status_code == 401
     context.close()
 
 
