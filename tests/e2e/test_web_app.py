@@ -221,6 +221,15 @@ def test_create_an_agent_and_chat_with_it_using_a_tool(page: Any, server: Runnin
     assert answer.locator("details.tool-code_interpreter .logs").inner_text().strip() == "sum=42"
     assert answer.locator(".text").inner_text().strip() == "The sum is 42."
 
+    usage = httpx.get(f"{server.url}/v1/glms/{agent_id}/usage", headers={"Authorization": f"Bearer {key}"})
+    if usage.status_code == 200:  # the creator's view, where the server has it
+        page.goto(f"/#/agents/edit/{agent_id}")
+        calls = page.locator("table.glm-usage tr", has_text="Calls").locator("td")
+        calls.wait_for()
+        assert int(calls.inner_text()) >= 1
+        assert page.locator("section", has_text="Usage of this agent").locator("svg.chart rect.bar").count() >= 1
+        screenshot(page, "agent-usage")
+
 
 def keys_available(server: RunningServer, key: str) -> bool:
     return httpx.get(f"{server.url}/v1/account/keys", headers={"Authorization": f"Bearer {key}"}).status_code == 200
