@@ -30,6 +30,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 CODE = "print('sum=' + str(40 + 2))"
+SUGGESTIONS = ["Why 42?", "Show the code?", "Try 7 times 6?"]  # the assistant API's follow-ups, scripted
 BUILDER_DRAFT = {
     "reply": "Here is Calculator: it works sums out with the code interpreter.",
     "name": "Calculator",
@@ -66,6 +67,9 @@ engine = "scripted"
 source = "-"
 template = "chatml"
 tool_parser = "hermes"
+[[models.options.script]]
+when = "short follow-up questions"
+reply = {json.dumps(json.dumps({"suggest_list": SUGGESTIONS}))}
 [[models.options.script]]
 when = "sum=42"
 reply = "The sum is 42."

@@ -13,7 +13,7 @@ import pytest
 
 from ..integration.server import RunningServer
 from ..integration.test_console import set_password
-from .conftest import BUILDER_DRAFT, screenshot
+from .conftest import BUILDER_DRAFT, SUGGESTIONS, screenshot
 
 GUIDE = (
     "# Growing tomatoes\n\nTomatoes need full sun: six to eight hours of direct sunlight a day.\n\n"
@@ -129,6 +129,10 @@ def test_alltools_agent_runs_code_in_a_tool_panel(page: Any) -> None:
     assert panel.locator(".tool-input").inner_text() == "print('sum=' + str(40 + 2))"
     assert panel.locator(".logs").inner_text().strip() == "sum=42"
     assert answer.locator(".text").inner_text().strip() == "The sum is 42."
+    if sent.value.url.endswith("/v1/assistant"):  # a stored conversation: the server proposes follow-ups
+        answer.get_by_role("button", name="Suggest follow-ups").click()
+        answer.locator(".suggestions button", has_text=SUGGESTIONS[0]).wait_for()
+        assert answer.locator(".suggestions button").all_inner_texts() == SUGGESTIONS
     screenshot(page, "chat-alltools")
     page.get_by_role("button", name="New chat").click()
     page.locator(".transcript article").first.wait_for(state="detached")

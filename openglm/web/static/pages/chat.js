@@ -81,10 +81,27 @@ async function send(state, text) {
   if (state.target.kind !== 'chat' && state.useAssistant && chat.conversationId) {
     chat.server = true; // the server keeps this one; the history lists it under the server's id
     chat.id = `s${chat.conversationId}`;
+    if (!turn.error) el.querySelector('.turn-foot').append(suggestButton(state, chat));
   }
   if (!chat.server) saveChat(chat);
   state.setBusy(false);
   state.refreshHistory();
+}
+
+// Follow-up questions the server proposes for a stored conversation (one short model call, on request).
+function suggestButton(state, chat) {
+  const box = h('div', { class: 'starters suggestions', 'aria-live': 'polite' });
+  const button = h('button', { type: 'button', class: 'quiet small', onclick: async () => {
+    button.disabled = true;
+    try {
+      const answer = await api('/v1/assistant/conversation/suggest', { method: 'POST', body: { assistant_id: chat.target, conversation_id: chat.conversationId } });
+      clear(box, (answer.suggest_list || []).map((text) => h('button', { type: 'button', class: 'quiet', onclick: () => state.submit(text) }, text)));
+    } catch (error) {
+      clear(box, h('p', { class: 'error' }, error.message));
+    }
+  } }, 'Suggest follow-ups');
+  box.append(button);
+  return box;
 }
 
 function historyList(state) {
