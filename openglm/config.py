@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="", repr=False)
     # CNY granted to each new account (a ledger entry of kind "grant").
     free_grant: Decimal = Decimal("5")
+    # The fraction (0..1) of a charge through a GLM credited to its creator (a ledger entry of kind "share");
+    # 0: usage is attributed to the agent and its creator, nothing is paid out.
+    creator_share: Decimal = Field(default=Decimal(0), ge=0, le=1)
     # Limits for keys that set none of their own; 0 means unlimited.
     key_concurrency: int = Field(default=16, ge=0)
     key_rpm: int = Field(default=600, ge=0)

@@ -246,7 +246,7 @@ def add_parsers(sub: Any) -> None:
     use = sub.add_parser("usage", help="usage per key, model or day")
     use.add_argument("--account")
     use.add_argument("--key")
-    use.add_argument("--by", choices=("day", "model", "key"), default="day")
+    use.add_argument("--by", choices=("day", "model", "key", "agent"), default="day")
     use.add_argument("--since", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD")
     use.add_argument("--until", type=date.fromisoformat, help="last UTC day, YYYY-MM-DD")
     use.set_defaults(func=_run(usage))

@@ -17,7 +17,7 @@ from ..store.db import Database
 from ..store.models import AccountBalance, LedgerEntry
 from ..store.types import utcnow
 
-KINDS = ("grant", "topup", "charge", "refund", "adjustment")
+KINDS = ("grant", "topup", "charge", "refund", "adjustment", "share")  # share: a creator's part of a charge
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TypeVar
 
 from sqlalchemy import insert
@@ -60,10 +61,19 @@ class PriceBook:
         )
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """A call made through an agent (a GLM): the agent and its creator's account."""
+
+    agent_id: str
+    owner: str
+
+
 class Meter:
-    def __init__(self, db: Database, limiter: Limiter):
+    def __init__(self, db: Database, limiter: Limiter, creator_share: Decimal = Decimal(0)):
         self.db = db
         self.limiter = limiter
+        self.creator_share = creator_share  # the fraction of a charge through an agent credited to its creator
         self._settling: set[asyncio.Task[None]] = set()
 
     async def admit(
@@ -123,6 +133,7 @@ class MeteredCall:
     usage_id: str | None = None
     request_id: str | None = None
     started_at: datetime = field(default_factory=utcnow)
+    agent: Attribution | None = None
     claimed: bool = False  # a settlement has been started
     _done: bool = False
 
@@ -196,10 +207,17 @@ class MeteredCall:
                     raise
                 await asyncio.sleep(0.2 * 2**attempt)
 
+    def creator_share(self, cost: int) -> int:
+        """What the agent's creator is credited for this call (nano-yuan): nothing for their own calls."""
+        if self.agent is None or self.agent.owner == self.principal.account_id:
+            return 0
+        return int(Decimal(cost) * self.meter.creator_share)
+
     async def _record(self, status: str) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown usage status {status!r}")
         cost = self.prices.cost(self.tally)
+        share = self.creator_share(cost)
         assert self.usage_id is not None
         # Runs for every call: two Core INSERTs in one transaction, no ORM unit of work.
         async with self.meter.db.writing() as connection:
@@ -218,11 +236,18 @@ class MeteredCall:
                     status=status,
                     started_at=self.started_at,
                     created_at=utcnow(),
+                    agent_id=self.agent.agent_id if self.agent else None,
+                    agent_owner=self.agent.owner if self.agent else None,
+                    agent_share=share if self.agent else None,
                 )
             )
             await ledger.append(
                 connection, self.principal.account_id, "charge", -cost, usage_id=self.usage_id, note=self.endpoint
             )
+            if share > 0:
+                assert self.agent is not None
+                note = f"share of {self.usage_id} through agent {self.agent.agent_id}"
+                await ledger.append(connection, self.agent.owner, "share", share, note=note)
 
     async def _release(self) -> None:
         if self.lease is None:

@@ -60,7 +60,7 @@ class Platform:
             raise
         limiter = create_limiter(settings.redis_url or None)
         signin = SignIn(store, session_hours=settings.web_session_hours)
-        platform = cls(db, store, authenticator, limiter, Meter(db, limiter), local, signin)
+        platform = cls(db, store, authenticator, limiter, Meter(db, limiter, settings.creator_share), local, signin)
         platform._announce(settings)
         return platform
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from ..store.db import Database
 from ..store.models import UsageRecord
 
-GroupBy = Literal["key", "model", "day"]
+GroupBy = Literal["key", "model", "day", "agent"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ def _group_column(by: GroupBy) -> Any:
         return func.coalesce(UsageRecord.key_id, "(no key)")
     if by == "model":
         return UsageRecord.model
+    if by == "agent":
+        return func.coalesce(UsageRecord.agent_id, "(no agent)")
     # Timestamps are stored as naive UTC on both databases, so date() is the UTC day on both.
     return func.date(UsageRecord.created_at)
 
@@ -67,3 +69,44 @@ async def usage_summary(
     async with db.read() as session:
         rows = (await session.execute(query.order_by(group))).all()
     return [UsageRow(str(g), int(n), int(p), int(c), int(i), int(cost)) for g, n, p, c, i, cost in rows]
+
+
+@dataclass(frozen=True)
+class AgentDay:
+    day: str
+    calls: int
+    tokens: int
+    cost: int  # nano-yuan, what callers were charged
+    earnings: int  # nano-yuan, what the creator was credited
+
+
+async def agent_usage(db: Database, agent_id: str) -> list[AgentDay]:
+    """Every call through an agent, whoever made it, per UTC day (oldest first)."""
+    day = func.date(UsageRecord.created_at).label("day")
+    query = (
+        select(
+            day,
+            func.count(),
+            func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+            func.coalesce(func.sum(UsageRecord.cost), 0),
+            func.coalesce(func.sum(UsageRecord.agent_share), 0),
+        )
+        .where(UsageRecord.agent_id == agent_id)
+        .group_by(day)
+        .order_by(day)
+    )
+    async with db.read() as session:
+        rows = (await session.execute(query)).all()
+    return [AgentDay(str(d), int(n), int(p) + int(c), int(cost), int(e)) for d, n, p, c, cost, e in rows]
+
+
+async def agent_tokens(db: Database, agent_id: str) -> tuple[int, int]:
+    """Prompt and completion tokens of every call through an agent."""
+    query = select(
+        func.coalesce(func.sum(UsageRecord.prompt_tokens), 0),
+        func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
+    ).where(UsageRecord.agent_id == agent_id)
+    async with db.read() as session:
+        prompt, completion = (await session.execute(query)).one()
+    return int(prompt), int(completion)

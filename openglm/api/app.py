@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,7 @@ from ..embeddings.service import EmbeddingService
 from ..errors import InternalError, OpenGLMError
 from ..files.blobs import LocalBlobStore
 from ..files.store import FileStore
+from ..glms.conversations import ConversationStore
 from ..glms.store import AgentStore
 from ..images.service import ImageService
 from ..knowledge.service import KnowledgeService
@@ -27,7 +29,21 @@ from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from ..web.assets import WebAssets
 from .errors import http_error, validation_error
-from .routes import account, admin, auth, chat, completions, embeddings, files, glms, images, knowledge, models, web
+from .routes import (
+    account,
+    admin,
+    assistant,
+    auth,
+    chat,
+    completions,
+    embeddings,
+    files,
+    glms,
+    images,
+    knowledge,
+    models,
+    web,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agents: AgentService | None = None
         knowledge: KnowledgeService | None = None
         image_service = app.state.images = ImageService(catalog)
+        conversations: ConversationStore | None = None
         try:
             await pool.start()
             await embedding_service.start()
             app.state.platform = platform
             app.state.files = FileStore(platform.db, LocalBlobStore(settings.data_dir / "blobs"))
             app.state.glms = AgentStore(platform.db)
+            conversations = app.state.conversations = ConversationStore(platform.db)
+            app.state.started_at = time.time()
             app.state.models = pool
             app.state.chat = ChatService(pool)
             knowledge = app.state.knowledge = await KnowledgeService.open(
@@ -60,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             yield
         finally:
+            if conversations is not None:
+                await conversations.drain()  # turns of streams that ended as the server stopped
             if agents is not None:
                 await agents.close()
             if knowledge is not None:
@@ -73,7 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.web = WebAssets.load()  # a few hundred KB of static files, read once
     install_error_handlers(app)
-    for module in (chat, completions, models, images, embeddings, files, knowledge, glms, account, auth, admin, web):
+    routers = (chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin)
+    routers += (web,)  # the web app last: its routes are / and /app/..., after every API route
+    for module in routers:
         app.include_router(module.router)
     return app
 

@@ -91,3 +91,20 @@ class BuilderRequest(WireModel):
 class BuilderReply(BaseModel):
     reply: str
     draft: BuilderDraft
+
+
+class AgentUsageDay(BaseModel):
+    day: str
+    calls: int
+    tokens: int
+    cost: str  # CNY, as /account/usage
+    earnings: str
+
+
+class AgentUsage(BaseModel):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: str
+    earnings: str
+    by_day: list[AgentUsageDay]

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, false
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .types import UTCDateTime, utcnow
@@ -87,10 +98,15 @@ class UsageRecord(Base):
     status: Mapped[str] = mapped_column(String(16))  # succeeded | cancelled | failed
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A call through an agent (a GLM): the agent, its creator's account, and what the creator was credited.
+    agent_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    agent_owner: Mapped[str | None] = mapped_column(String(40), default=None)
+    agent_share: Mapped[int | None] = mapped_column(BigInteger, default=None)  # nano-yuan
 
     __table_args__ = (
         Index("ix_usage_account_created", "account_id", "created_at"),
         Index("ix_usage_key_created", "key_id", "created_at"),
+        Index("ix_usage_agent_created", "agent_id", "created_at"),
     )
 
 
@@ -100,7 +116,7 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # grant | topup | charge | refund | adjustment
+    kind: Mapped[str] = mapped_column(String(16))  # grant | topup | charge | refund | adjustment | share
     amount: Mapped[int] = mapped_column(BigInteger)  # nano-yuan, signed: charges are negative
     usage_id: Mapped[str | None] = mapped_column(ForeignKey("usage_records.id"), unique=True, default=None)
     note: Mapped[str] = mapped_column(String(500), default="")
@@ -248,3 +264,43 @@ class AgentVersion(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     config: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Conversation(Base):
+    """A stored conversation with an assistant (a GLM or a catalog agent), private to its account. The id is the
+    ``conversation_id`` clients see, unique per account. ``agent_version`` is the GLM version it started with
+    and keeps (NULL for catalog agents)."""
+
+    __tablename__ = "conversations"
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    assistant_id: Mapped[str] = mapped_column(String(200))
+    agent_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_conversations_recent", "account_id", "assistant_id", "updated_at"),)
+
+
+class ConversationMessage(Base):
+    """One message of a conversation, in order (``seq``). ``tool_calls``: JSON list of ``{type, input, outputs}``
+    collapsed from the stream; ``attachments``: JSON list of ``{file_id, filename}`` given with a user message."""
+
+    __tablename__ = "conversation_messages"
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text, default="")
+    tool_calls: Mapped[str | None] = mapped_column(Text, default=None)
+    attachments: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["account_id", "conversation_id"], ["conversations.account_id", "conversations.id"], ondelete="CASCADE"
+        ),
+    )

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 
 from fastapi import APIRouter
@@ -10,13 +11,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.auth import Principal
-from ...accounts.metering import metered_result, metered_stream
+from ...accounts.metering import Attribution, MeteredCall, metered_result, metered_stream
+from ...agent.loop import AgentRun
 from ...agent.service import AgentService
 from ...agent.stream import AllToolsWriter
 from ...agent.tools.base import AgentTool
 from ...agent.tools.http_api import load_document, operations
 from ...catalog import AgentSpec
 from ...errors import InvalidFieldError, ModelNotFoundError, NotFoundError
+from ...glms.conversations import ConversationStore, new_conversation_id
+from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord
 from ...knowledge.chat import Grounding, retrieval_tools
 from ...knowledge.service import KnowledgeService
@@ -40,8 +44,9 @@ GLM_ID = re.compile(r"[0-9a-f]{24}")
 @router.post("/v1/chat/completions")
 @router.post("/api/paas/v4/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request, principal: Caller) -> Response:
-    if request.app.state.agents.spec(body.model) is not None:
-        return await agent_completions(body, request, principal)
+    plan = catalog_plan(request, body.model)
+    if plan is not None:
+        return await agent_completions(body, request, principal, plan)
     if GLM_ID.fullmatch(body.model):
         try:
             glm = await request.app.state.glms.get(principal.account_id, body.model)
@@ -53,9 +58,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     if retrieval_tools(body):
         service.plan(body)  # a bad request is refused before anything is retrieved or billed
         body, grounding = await ground(request, principal, body)
-    plan = service.plan(body)
-    call = await admit(request, principal, plan.served, "chat.completions", plan.id, plan.request_id)
-    run = await call.guard(service.submit(plan))
+    planned = service.plan(body)
+    call = await admit(request, principal, planned.served, "chat.completions", planned.id, planned.request_id)
+    run = await call.guard(service.submit(planned))
     call.tally.prompt_tokens = run.prompt_tokens
     citations = grounding.citations() if grounding.chunks else None
     if body.stream:
@@ -101,44 +106,106 @@ async def with_citations(
         yield chunk
 
 
+@dataclass(frozen=True)
+class AgentPlan:
+    """What an agent request runs with: a catalog agent's or a GLM's spec, its server-side HTTP tools, whose
+    knowledge bases its retrieval reads, and whom its usage is attributed to."""
+
+    spec: AgentSpec
+    server_tools: list[AgentTool] | None = None
+    resources_of: str | None = None
+    attribution: Attribution | None = None
+
+
+def catalog_plan(request: Request, agent_id: str) -> AgentPlan | None:
+    agents: AgentService = request.app.state.agents
+    spec = agents.spec(agent_id)
+    return None if spec is None else AgentPlan(spec, agents.server_tools.get(agent_id))
+
+
+def prepare_agent(body: ChatCompletionRequest, request: Request, principal: Principal, plan: AgentPlan) -> AgentRun:
+    """The loop's run, its first round planned now: a bad request is a 400, not an error inside a 200 stream."""
+    agents: AgentService = request.app.state.agents
+    billing = partial(request.app.state.platform.meter.admit, principal, nested=True)
+    run = agents.loop.prepare(
+        plan.spec,
+        body,
+        principal.account_id,
+        billing,
+        plan.server_tools,
+        str(request.base_url),
+        resources_of=plan.resources_of,
+    )
+    agents.loop.validate(run)
+    return run
+
+
+async def admit_agent(
+    request: Request, principal: Principal, plan: AgentPlan, endpoint: str, usage_id: str, request_id: str
+) -> MeteredCall:
+    served = request.app.state.models.get(plan.spec.model)
+    call = await admit(request, principal, served, endpoint, usage_id, request_id)
+    call.agent = plan.attribution
+    if plan.attribution is not None:
+        await call.guard(request.app.state.glms.count_use(plan.attribution.agent_id))  # a use: an admitted call
+    return call
+
+
 async def agent_completions(
     body: ChatCompletionRequest,
     request: Request,
     principal: Principal,
-    *,
-    spec: AgentSpec | None = None,
-    server_tools: list[AgentTool] | None = None,
-    resources_of: str | None = None,
+    plan: AgentPlan,
+    turn: TurnSaver | None = None,
 ) -> Response:
-    """An All Tools agent (a catalog one, or a GLM's ``spec``): the tool loop, in the glm-4-alltools format."""
-    agents: AgentService = request.app.state.agents
-    if spec is None:
-        spec = agents.spec(body.model)
-        server_tools = agents.server_tools.get(body.model)
-    assert spec is not None
+    """An All Tools agent (a catalog one, or a GLM): the tool loop, in the glm-4-alltools format."""
     if not body.stream:
         raise InvalidFieldError("stream: All Tools agents answer as a stream only; set stream=true")
-    meter = request.app.state.platform.meter
-    billing = partial(meter.admit, principal, nested=True)
-    run = agents.loop.prepare(
-        spec, body, principal.account_id, billing, server_tools, str(request.base_url), resources_of=resources_of
-    )
-    agents.loop.validate(run)  # a bad request is a 400 now, not an error event inside a 200 stream
+    run = prepare_agent(body, request, principal, plan)
     writer = AllToolsWriter(run, body.model)
-    served = request.app.state.models.get(spec.model)
-    call = await admit(request, principal, served, "chat.completions", writer.id, str(body.request_id or writer.id))
-    chunks = writer.chunks(agents.loop.run(run, call.tally), call.tally)
+    call = await admit_agent(request, principal, plan, "chat.completions", writer.id, str(body.request_id or writer.id))
+    events = request.app.state.agents.loop.run(run, call.tally)
+    if turn is not None:
+        events = turn.record(events, call.tally)
+    chunks = writer.chunks(events, call.tally)
     return sse_response(metered_stream(call, chunks), on_close=call.close)
 
 
 async def glm_completions(
     body: ChatCompletionRequest, request: Request, principal: Principal, glm: AgentRecord
 ) -> Response:
-    """A GLM: its creator's instructions, model, tools and knowledge bases, run as an All Tools agent. The
-    caller's own function tools come along; built-ins the GLM does not enable do not."""
+    """A GLM in chat: run as an All Tools agent (``glm_plan``). The conversation is stored under its
+    ``conversation_id`` (one is made when none is given) with the GLM version it started with, which it keeps."""
+    conversations: ConversationStore = request.app.state.conversations
+    conversation_id = body.conversation_id or new_conversation_id()
+    glm = await pinned_glm(request, principal, conversation_id, glm)
+    body = body.model_copy(update={"conversation_id": conversation_id})
+    body, plan = glm_plan(request, glm, body)
+    turn = TurnSaver(conversations, principal.account_id, conversation_id, glm.id, glm.version, last_user_text(body))
+    return await agent_completions(body, request, principal, plan, turn)
+
+
+async def pinned_glm(request: Request, principal: Principal, conversation_id: str, glm: AgentRecord) -> AgentRecord:
+    """The GLM as a stored conversation started with it (an edit does not change a running conversation)."""
+    conversations: ConversationStore = request.app.state.conversations
+    existing = await conversations.find(principal.account_id, conversation_id)
+    if existing is None:
+        return glm
+    if existing.assistant_id != glm.id:
+        raise InvalidFieldError(f"conversation_id: conversation {conversation_id!r} is with another assistant")
+    if existing.agent_version is None or existing.agent_version == glm.version:
+        return glm
+    pinned: AgentRecord = await request.app.state.glms.get(principal.account_id, glm.id, existing.agent_version)
+    return pinned
+
+
+def glm_plan(
+    request: Request, glm: AgentRecord, body: ChatCompletionRequest
+) -> tuple[ChatCompletionRequest, AgentPlan]:
+    """A GLM: its creator's instructions, model, tools and knowledge bases. The caller's own function tools
+    come along; built-ins the GLM does not enable do not. Its usage is attributed to it and its creator."""
     agents: AgentService = request.app.state.agents
     config = glm.config
-    spec = AgentSpec(id=glm.id, model=config.model)
     tools = [builtin_entry(tool, config.knowledge_ids) for tool in config.tools]
     tools += [t for t in body.tools or [] if t.type == "function"]
     body = body.model_copy(
@@ -152,10 +219,23 @@ async def glm_completions(
             load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=agents.http_fetcher
         )
     ]
-    await request.app.state.glms.count_use(glm.id)
-    return await agent_completions(
-        body, request, principal, spec=spec, server_tools=server_tools, resources_of=glm.account_id
-    )
+    spec = AgentSpec(id=glm.id, model=config.model)
+    return body, AgentPlan(spec, server_tools, glm.account_id, Attribution(glm.id, glm.account_id))
+
+
+def last_user_text(body: ChatCompletionRequest) -> str:
+    for message in reversed(body.messages):
+        if message.role == "user":
+            return message_text(message.content)
+    return ""
+
+
+def message_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(getattr(part, "text", None) or "") for part in content)
+    return ""
 
 
 def builtin_entry(tool: str, knowledge_ids: list[str]) -> ToolDefinition:

@@ -7,6 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.metering import metered_result
+from ...accounts.money import format_yuan
+from ...accounts.usage import agent_tokens, agent_usage
 from ...agent.tools.http_api import load_document, operations
 from ...errors import InvalidFieldError, NotFoundError
 from ...glms.builder import Draft, Turn, builder_tools, chat_request, merge, parse_output
@@ -19,6 +21,8 @@ from ..glm_schemas import (
     AgentEdit,
     AgentOut,
     AgentPage,
+    AgentUsage,
+    AgentUsageDay,
     AgentVersionOut,
     AgentVersions,
     BuilderDraft,
@@ -162,6 +166,30 @@ async def agent_versions(agent_id: str, request: Request, principal: Caller) -> 
         AgentVersionOut(version=v.version, config=v.config, created_at=int(v.created_at.timestamp())) for v in versions
     ]
     return json_response(AgentVersions(data=data))
+
+
+@both_prefixes(router, "GET", "/glms/{agent_id}/usage")
+async def agent_usage_report(agent_id: str, request: Request, principal: Caller) -> Response:
+    """The creator's view of the calls made through their agent (anyone's), and what they earned."""
+    await store(request).owned(principal.account_id, agent_id)
+    db = request.app.state.platform.db
+    days = await agent_usage(db, agent_id)
+    prompt, completion = await agent_tokens(db, agent_id)
+    by_day = [
+        AgentUsageDay(
+            day=d.day, calls=d.calls, tokens=d.tokens, cost=format_yuan(d.cost), earnings=format_yuan(d.earnings)
+        )
+        for d in days
+    ]
+    report = AgentUsage(
+        calls=sum(d.calls for d in days),
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost=format_yuan(sum(d.cost for d in days)),
+        earnings=format_yuan(sum(d.earnings for d in days)),
+        by_day=by_day,
+    )
+    return json_response(report)
 
 
 @both_prefixes(router, "DELETE", "/glms/{agent_id}")

@@ -17,9 +17,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from openglm.accounts import ledger
 from openglm.accounts.auth import Principal
 from openglm.accounts.limits import KeyLimits, Lease, MemoryLimiter, RedisLimiter
-from openglm.accounts.metering import Meter, MeteredCall, PriceBook, metered_result, metered_stream
+from openglm.accounts.metering import Attribution, Meter, MeteredCall, PriceBook, metered_result, metered_stream
 from openglm.accounts.money import to_nano
 from openglm.accounts.sealing import SecretBox
 from openglm.accounts.store import AccountStore
@@ -200,6 +201,38 @@ async def test_settle_writes_one_record_and_one_charge(
         CHAT,
     )
     assert await balance(store, tenant) == to_nano(10) - cost
+
+
+@pytest.mark.parametrize("share", [Decimal(0), Decimal("0.3")])
+async def test_calls_through_an_agent_are_attributed_and_shared_with_its_creator(
+    database: Database, limiter: MemoryLimiter, store: AccountStore, tenant: Tenant, share: Decimal
+) -> None:
+    meter = Meter(database, limiter, creator_share=share)
+    creator = await new_tenant(store, "creator-co", balance=0)
+    call = await admitted(meter, tenant.principal(), usage_id="asst-1")
+    call.agent = Attribution("a" * 24, creator.account_id)
+    call.tally.prompt_tokens, call.tally.completion_tokens = 1001, 333
+    await call.settle("succeeded")
+    own = await admitted(meter, creator.principal(), spec=FREE, usage_id="asst-2")  # the creator's own call
+    own.agent = Attribution("a" * 24, creator.account_id)
+    own.tally.prompt_tokens = 5
+    await own.settle("succeeded")
+
+    record, mine = await usage_records(database)
+    earned = int(Decimal(record.cost) * share)
+    assert (record.agent_id, record.agent_owner, record.agent_share) == ("a" * 24, creator.account_id, earned)
+    assert (mine.agent_owner, mine.agent_share) == (creator.account_id, 0)
+    async with database.session() as session:
+        shares = list(await session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "share")))
+        assert await ledger.verify(session) == []
+    if share:
+        [entry] = shares
+        assert (entry.account_id, entry.amount, entry.usage_id) == (creator.account_id, earned, None)
+        assert "asst-1" in entry.note and earned > 0
+    else:
+        assert shares == []
+    assert await balance(store, creator) == earned
+    assert await balance(store, tenant) == to_nano(10) - record.cost  # the caller pays the full price
 
 
 async def test_images_are_charged_per_image(meter: Meter, database: Database, tenant: Tenant) -> None:

@@ -32,6 +32,8 @@ TABLES = {
     "knowledge_chunks",
     "agents",
     "agent_versions",
+    "conversations",
+    "conversation_messages",
 }
 # The full-text index, which no model describes: on SQLite an FTS5 table (and the shadow tables FTS5 makes), on
 # PostgreSQL a GIN index on an expression.

@@ -1,0 +1,129 @@
+"""The assistant API's side of a turn: attachments read for the model, and a stored history replayed to it.
+
+The server holds the history, so the client sends only its new message. Earlier turns are replayed as plain
+user / assistant messages; an answer's tool calls are folded into its text as a short transcript (the tool,
+its input, a digest of its outputs), which every chat template can render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from ..api.schemas import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
+from ..errors import DocumentError, InvalidFieldError, NotFoundError
+from ..files.store import FileStore
+from ..knowledge.parsing import parse
+from .conversations import StoredMessage
+
+ATTACHMENT_CHARS = 8_000  # of each attachment's text given to the model
+OUTPUT_CHARS = 1_000  # of a tool's outputs replayed from an earlier turn
+
+
+async def attachments_of(files: FileStore, account_id: str, file_ids: list[str]) -> list[dict[str, Any]]:
+    """The caller's files named by a request: ``{file_id, filename}`` each; one that is not theirs is a 400."""
+    found = []
+    for file_id in dict.fromkeys(file_ids):
+        try:
+            record = await files.get(account_id, file_id)
+        except NotFoundError:
+            raise InvalidFieldError(f"attachments: no file {file_id!r} in your account") from None
+        found.append({"file_id": record.id, "filename": record.filename})
+    return found
+
+
+async def attachment_text(files: FileStore, account_id: str, attachments: list[dict[str, Any]]) -> str:
+    """What the model reads of the attachments: each file's extracted text (cut at ``ATTACHMENT_CHARS``), or
+    a line saying it is not text; the code interpreter also finds them in its workspace."""
+    parts = []
+    for attachment in attachments:
+        name = attachment["filename"]
+        try:
+            _, data = await files.content(account_id, attachment["file_id"])
+        except (NotFoundError, OSError):
+            parts.append(f"[Attached file {name}: no longer available]")
+            continue
+        try:
+            document = await asyncio.to_thread(parse, data, name, max_chars=ATTACHMENT_CHARS * 4)
+        except DocumentError:
+            parts.append(f"[Attached file {name}: {len(data)} bytes, not readable as text]")
+            continue
+        text = document.text[:ATTACHMENT_CHARS]
+        more = " (cut)" if len(document.text) > ATTACHMENT_CHARS else ""
+        parts.append(f"[Attached file {name}{more}]\n{text}\n[End of {name}]")
+    return "\n\n".join(parts)
+
+
+async def user_message(files: FileStore, account_id: str, text: str, attachments: list[dict[str, Any]]) -> ChatMessage:
+    if not attachments:
+        return ChatMessage(role="user", content=text)
+    block = await attachment_text(files, account_id, attachments)
+    return ChatMessage(role="user", content=f"{block}\n\n{text}")
+
+
+async def replayed(files: FileStore, account_id: str, history: list[StoredMessage]) -> list[ChatMessage]:
+    messages = []
+    for message in history:
+        if message.role == "user":
+            messages.append(await user_message(files, account_id, message.content, message.attachments or []))
+        else:
+            messages.append(ChatMessage(role="assistant", content=transcript(message)))
+    return messages
+
+
+def transcript(message: StoredMessage) -> str:
+    lines = []
+    for call in message.tool_calls or []:
+        outputs = json.dumps(call.get("outputs") or [], ensure_ascii=False)
+        if len(outputs) > OUTPUT_CHARS:
+            outputs = outputs[:OUTPUT_CHARS] + "…"
+        name = call.get("name") or call["type"]
+        lines.append(f"[{name} called with: {call.get('input', '')}]\n[{name} returned: {outputs}]")
+    if message.content:
+        lines.append(message.content)
+    return "\n".join(lines)
+
+
+SUGGESTIONS = 3
+SUGGESTION_CHARS = 80
+SUGGEST_TOKENS = 400  # above what the schema's grammar lets the model write
+SUGGEST_PROMPT = (
+    "Suggest up to three short follow-up questions the user might ask next in this conversation. "
+    'Answer with JSON: {"suggest_list": ["…", "…", "…"]}.'
+)
+# The grammar built from this schema bounds the answer: at most 3 strings of at most 80 characters.
+SUGGEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "suggest_list": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": SUGGESTION_CHARS},
+            "minItems": 1,
+            "maxItems": SUGGESTIONS,
+        }
+    },
+    "required": ["suggest_list"],
+}
+
+
+def suggest_request(model: str, history: list[ChatMessage]) -> ChatCompletionRequest:
+    schema = JsonSchemaFormat(name="suggestions", schema=SUGGEST_SCHEMA)
+    return ChatCompletionRequest(
+        model=model,
+        messages=[*history, ChatMessage(role="user", content=SUGGEST_PROMPT)],
+        max_tokens=SUGGEST_TOKENS,
+        response_format=ResponseFormat(type="json_schema", json_schema=schema),
+    )
+
+
+def suggestions_of(answer: str | None) -> list[str]:
+    """The model's list (a grammar-bound model writes exactly the schema; any other answer gives what it can)."""
+    try:
+        parsed = json.loads(answer or "")
+    except ValueError:
+        return []
+    items = parsed.get("suggest_list") if isinstance(parsed, dict) else None
+    if not isinstance(items, list):
+        return []
+    return [item.strip()[:SUGGESTION_CHARS] for item in items if isinstance(item, str) and item.strip()][:SUGGESTIONS]

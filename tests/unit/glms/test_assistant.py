@@ -1,0 +1,98 @@
+"""The assistant API's pieces below HTTP: attachments read for the model, history replayed, and agent events
+written as assistant chunks (checked by the unmodified zhipuai SDK's own parser)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from zhipuai.core._base_models import construct_type
+from zhipuai.types.assistant import AssistantCompletion
+
+from openglm.agent.assistant_stream import AssistantWriter
+from openglm.agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolCallsEnd, ToolInput, ToolOutputs
+from openglm.errors import InvalidFieldError
+from openglm.files.blobs import LocalBlobStore
+from openglm.files.store import FileStore
+from openglm.glms.assistant import attachment_text, attachments_of, replayed, transcript
+from openglm.glms.conversations import StoredMessage
+from openglm.serving.usage import Tally
+from openglm.store.db import Database
+from openglm.store.models import Account
+
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+@pytest.fixture
+async def files(database: Database, tmp_path: Path) -> FileStore:
+    async with database.session() as session:
+        session.add_all([Account(id="acct_a", name="a"), Account(id="acct_b", name="b")])
+    return FileStore(database, LocalBlobStore(tmp_path / "blobs"))
+
+
+async def test_attachments_are_the_callers_files_read_as_text(files: FileStore) -> None:
+    notes = await files.create("acct_a", "assistant", "notes.md", b"# Plan\n\nShip on Tuesday.\n" + b"x" * 9000)
+    blob = await files.create("acct_a", "assistant", "data.bin", bytes(range(256)) * 4)
+    other = await files.create("acct_b", "assistant", "theirs.txt", b"secret")
+    with pytest.raises(InvalidFieldError):
+        await attachments_of(files, "acct_a", [notes.id, other.id])
+    attached = await attachments_of(files, "acct_a", [notes.id, blob.id, notes.id])
+    assert attached == [{"file_id": notes.id, "filename": "notes.md"}, {"file_id": blob.id, "filename": "data.bin"}]
+    text = await attachment_text(files, "acct_a", attached)
+    assert "[Attached file notes.md (cut)]\n# Plan\n\nShip on Tuesday." in text
+    assert "[Attached file data.bin: 1024 bytes, not readable as text]" in text
+    assert len(text) < 8_000 + 300
+    await files.delete("acct_a", notes.id)
+    assert "[Attached file notes.md: no longer available]" in await attachment_text(files, "acct_a", attached[:1])
+
+
+async def test_history_is_replayed_with_tool_calls_folded_into_the_answer(files: FileStore) -> None:
+    calls = [{"type": "code_interpreter", "input": "print(6*7)", "outputs": [{"type": "logs", "logs": "42\n"}]}]
+    history = [
+        StoredMessage("user", "What is 6*7?", None, None, NOW),
+        StoredMessage("assistant", "It is 42.", calls, None, NOW),
+    ]
+    messages = await replayed(files, "acct_a", history)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "What is 6*7?"),
+        (
+            "assistant",
+            '[code_interpreter called with: print(6*7)]\n[code_interpreter returned: [{"type": "logs", '
+            '"logs": "42\\n"}]]\nIt is 42.',
+        ),
+    ]
+    long = [{"type": "function", "name": "lookup", "input": "{}", "outputs": [{"content": "y" * 5000}]}]
+    folded = transcript(StoredMessage("assistant", "", long, None, NOW))
+    assert folded.startswith("[lookup called with: {}]") and len(folded) < 1_100
+
+
+async def test_events_become_chunks_the_sdk_reads() -> None:
+    async def events() -> AsyncIterator[AgentEvent]:
+        yield Text("Let me compute. ")
+        yield ToolInput("call_1", "code_interpreter", "print(")
+        yield ToolInput("call_1", "code_interpreter", "6*7)")
+        yield FunctionCall(1, "call_2", "lookup", "")
+        yield FunctionCall(1, None, None, '{"q": 1}')
+        yield ToolCallsEnd()
+        yield ToolOutputs("code_interpreter", [{"type": "logs", "logs": "42\n"}])
+        yield ToolOutputs("function", [{"status": 200, "content": "ok"}])
+        yield Text("42.")
+        yield Finished("stop", "completed")
+
+    writer = AssistantWriter("glm-4-alltools", "c1")
+    tally = Tally(prompt_tokens=11, completion_tokens=7)
+    wire = [chunk.model_dump(mode="json", exclude_none=True) async for chunk in writer.chunks(events(), tally)]
+    parsed = [construct_type(type_=AssistantCompletion, value=c) for c in wire]
+    deltas = [p.choices[0].delta for p in parsed]
+    assert [d.role for d in deltas] == ["assistant", "tool", "tool", "tool", "tool", "assistant", "assistant"]
+    assert deltas[1].tool_calls[0].code_interpreter.input == "print(6*7)"  # whole, once
+    assert (deltas[2].tool_calls[0].function.name, deltas[2].tool_calls[0].function.arguments) == ("lookup", '{"q": 1}')
+    assert deltas[3].tool_calls[0].code_interpreter.outputs[0].logs == "42\n"
+    assert deltas[4].tool_calls[0].function.outputs[0].content == "ok"
+    assert [d.content for d in (deltas[0], deltas[5])] == ["Let me compute. ", "42."]
+    assert {p.conversation_id for p in parsed} == {"c1"} and len({p.id for p in parsed}) == 1
+    assert [p.status for p in parsed] == ["in_progress"] * 6 + ["completed"]
+    assert parsed[-1].choices[0].finish_reason == "stop" and parsed[-1].usage.total_tokens == 18
+    assert all("metadata" not in c["choices"][0] for c in wire)  # the SDK cannot build a choice's metadata
