@@ -94,8 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.web = WebAssets.load()  # a few hundred KB of static files, read once
     install_error_handlers(app)
-    routers = (chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin)
-    routers += (web,)  # the web app last: its routes are / and /app/..., after every API route
+    routers = [chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin]
+    routers.append(web)  # the web app last: its routes are / and /app/..., after every API route
     for module in routers:
         app.include_router(module.router)
     return app
