@@ -253,7 +253,13 @@ def test_console_shows_usage_balance_and_manages_keys(page: Any, server: Running
     assert re.fullmatch(r"¥\d+\.\d+", page.locator(".balance").inner_text())
     bars = page.locator("svg.chart rect.bar")
     assert bars.count() >= 1 and float(bars.first.get_attribute("height") or 0) > 0
-    assert "smollm2-135m-instruct" in page.locator("table", has_text="Model").first.inner_text()
+    assert "smollm2-135m-instruct" in page.locator("table.by-model").inner_text()
+    by_agent = httpx.get(
+        f"{server.url}/v1/account/usage", params={"by": "agent"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    agents = [r["group"] for r in by_agent.json()["data"] if r["group"]] if by_agent.status_code == 200 else []
+    if agents:  # calls through agents, e.g. the one made above
+        assert all(agent in page.locator("table.by-agent").inner_text() for agent in agents)
     if keys_available(server, key):
         page.get_by_label("Key name").fill("laptop")
         page.get_by_role("button", name="Create key").click()

@@ -12,7 +12,13 @@ const METRICS = {
   cost: ['Cost (CNY)', (n) => n.toFixed(4)],
 };
 
-function usageCard(byDay, byModel) {
+function groupTable(rows, label, className) {
+  return h('table', { class: className }, h('thead', {}, h('tr', {}, [label, 'Requests', 'Prompt', 'Completion', 'Images', 'Cost'].map((t, i) => h('th', { class: i ? 'num' : '' }, t)))),
+    h('tbody', {}, rows.map((r) => h('tr', {}, h('td', {}, r.group),
+      [r.requests, r.prompt_tokens, r.completion_tokens, r.images, r.cost].map((v) => h('td', { class: 'num' }, String(v)))))));
+}
+
+function usageCard(byDay, byModel, byAgent) {
   const chartBox = h('div');
   const metric = h('select', { name: 'metric' }, Object.entries(METRICS).map(([k, [label]]) => h('option', { value: k }, label)));
   const draw = () => {
@@ -24,12 +30,11 @@ function usageCard(byDay, byModel) {
   };
   metric.addEventListener('change', draw);
   draw();
-  const table = h('table', {}, h('thead', {}, h('tr', {}, ['Model', 'Requests', 'Prompt', 'Completion', 'Images', 'Cost'].map((t, i) => h('th', { class: i ? 'num' : '' }, t)))),
-    h('tbody', {}, byModel.data.map((r) => h('tr', {}, h('td', {}, r.group),
-      [r.requests, r.prompt_tokens, r.completion_tokens, r.images, r.cost].map((v) => h('td', { class: 'num' }, String(v)))))));
+  const agents = (byAgent?.data || []).filter((r) => r.group); // calls through agents (GLMs), where the server groups them
   return h('section', { class: 'card', 'aria-labelledby': 'usage-title' },
     h('h2', { id: 'usage-title' }, 'Usage'), field('Show', metric), chartBox,
-    h('h3', {}, 'By model'), byModel.data.length ? table : h('p', { class: 'muted' }, 'No usage yet.'),
+    h('h3', {}, 'By model'), byModel.data.length ? groupTable(byModel.data, 'Model', 'by-model') : h('p', { class: 'muted' }, 'No usage yet.'),
+    agents.length ? [h('h3', {}, 'By agent'), groupTable(agents, 'Agent', 'by-agent')] : null,
     h('p', { class: 'muted' }, `Total cost: ¥${byModel.total_cost}`));
 }
 
@@ -98,8 +103,8 @@ export async function render(main) {
   const body = h('div');
   main.append(h('h1', {}, 'Console'), body);
   const load = async () => {
-    const [account, byDay, byModel, keys, prices, ledger] = await Promise.all([
-      api('/v1/account'), api('/v1/account/usage?by=day'), api('/v1/account/usage?by=model'),
+    const [account, byDay, byModel, byAgent, keys, prices, ledger] = await Promise.all([
+      api('/v1/account'), api('/v1/account/usage?by=day'), api('/v1/account/usage?by=model'), api('/v1/account/usage?by=agent').catch(() => null),
       optional('/v1/account/keys', null), optional('/v1/account/prices', null), api('/v1/account/ledger?limit=10'),
     ]);
     session.account = account;
@@ -111,7 +116,7 @@ export async function render(main) {
         h('div', { class: 'card stat' }, h('span', { class: 'muted' }, 'Balance'), h('strong', { class: 'balance' }, `¥${account.balance}`)),
         h('div', { class: 'card stat' }, h('span', { class: 'muted' }, 'Requests'), h('strong', { class: 'requests' }, String(requests))),
         h('div', { class: 'card stat' }, h('span', { class: 'muted' }, 'Tokens'), h('strong', {}, String(tokens)))),
-      usageCard(byDay, byModel),
+      usageCard(byDay, byModel, byAgent),
       keys ? keysCard(keys.data, load) : h('section', { class: 'card' }, h('h2', {}, 'API keys'), h('p', { class: 'muted' }, 'Keys are managed with `openglm keys` on this server.')),
       prices ? pricesCard(prices.data) : null,
       ledgerCard(ledger.data));
