@@ -534,3 +534,19 @@ def test_tool_panels_from_assistant_api_and_alltools_chunks(page: Any, server: R
     assert answer.locator(".text script, .text img").count() == 0  # markup from the model stays text
     assert "<script>alert(2)</script>" in answer.locator(".text").inner_text()
     screenshot(page, "tool-panels")
+
+
+def test_keyboard_reaches_the_skip_link_the_navigation_and_the_composer(page: Any) -> None:
+    page.goto("/#/chat")
+    page.get_by_label("Message", exact=True).wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"  # past the header, into the page
+    page.goto("/#/console")
+    page.get_by_role("heading", name="Console").wait_for()
+    page.locator("#nav a", has_text="Knowledge").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Knowledge bases").wait_for()
+    assert page.evaluate("() => document.activeElement.id") == "main"  # focus follows the navigation
+    assert page.locator("#nav a[aria-current='page']").inner_text() == "Knowledge"
