@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 serve: $(VENV)/.installed
 	$(BIN)/openglm serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test
+# The web app's end-to-end tests drive the system's Chromium (Playwright never downloads a browser here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check openglm tests benchmarks
 	$(BIN)/ruff format --check openglm tests benchmarks
 	$(BIN)/mypy
@@ -35,4 +39,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_serving.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -27,6 +27,7 @@ from ..images.service import ImageService
 from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
+from ..web.assets import WebAssets
 from .errors import http_error, validation_error
 from .routes import (
     account,
@@ -41,6 +42,7 @@ from .routes import (
     images,
     knowledge,
     models,
+    web,
 )
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.web = WebAssets.load()  # a few hundred KB of static files, read once
     install_error_handlers(app)
-    routers = (chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin)
+    routers = [chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin]
+    routers.append(web)  # the web app last: its routes are / and /app/..., after every API route
     for module in routers:
         app.include_router(module.router)
     return app

@@ -277,6 +277,8 @@ class ModelCard(WireModel):
     owned_by: str
     root: str
     context_length: int
+    # OpenGLM's own: "chat", "agent" (All Tools, stream only) or "embedding", so clients can tell them apart.
+    kind: Literal["chat", "agent", "embedding"] | None = None
 
 
 class ModelList(WireModel):

@@ -20,7 +20,14 @@ def model_cards(pool: ModelPool) -> list[ModelCard]:
         spec = served.spec
         for name in (spec.id, *spec.aliases):
             cards.append(
-                ModelCard(id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.context_length)
+                ModelCard(
+                    id=name,
+                    created=0,
+                    owned_by=spec.owned_by,
+                    root=spec.id,
+                    context_length=spec.context_length,
+                    kind="chat",
+                )
             )
     loaded = {served.spec.id for served in pool.served()}
     for agent in pool.catalog.agents.values():  # All Tools agents are called like models
@@ -28,7 +35,12 @@ def model_cards(pool: ModelPool) -> list[ModelCard]:
         if model.id in loaded:
             cards.append(
                 ModelCard(
-                    id=agent.id, created=0, owned_by="openglm", root=model.id, context_length=model.context_length
+                    id=agent.id,
+                    created=0,
+                    owned_by="openglm",
+                    root=model.id,
+                    context_length=model.context_length,
+                    kind="agent",
                 )
             )
     return cards
@@ -38,7 +50,12 @@ def embedding_card(name: str, embeddings: EmbeddingService) -> ModelCard:
     """``context_length`` of an embedding model: its tokens per input (0 where only the model knows)."""
     spec = embeddings.resolve(name)
     return ModelCard(
-        id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.max_input_tokens or 0
+        id=name,
+        created=0,
+        owned_by=spec.owned_by,
+        root=spec.id,
+        context_length=spec.max_input_tokens or 0,
+        kind="embedding",
     )
 
 
