@@ -167,6 +167,7 @@ class AccountStore:
             account = await _account(session, account_ref)
             if password_hash is not None:
                 await _sign_in_email_free(session, email, None)
+            email = email.strip() if email is not None else None
             user = User(id=new_id("user"), account_id=account.id, name=name, email=email, password_hash=password_hash)
             session.add(user)
         return user
@@ -180,7 +181,9 @@ class AccountStore:
 
     async def set_password(self, account_ref: str, user_ref: str, password_hash: str | None) -> User:
         """Set (or with None, remove) the sign-in password of a user of the account, named by id or by email.
-        A user named by an email the account does not have yet is created, called by the email's first part."""
+        A user named by an email the account does not have yet is created, called by the email's first part, but
+        only to set a password: removing the password of a user who does not exist is a 404, not a new user."""
+        user_ref = user_ref.strip()
         async with self.db.session() as session:
             account = await _account(session, account_ref)
             user = await session.get(User, user_ref)
@@ -192,7 +195,7 @@ class AccountStore:
                     .limit(1)
                 )
             if user is None:
-                if "@" not in user_ref:
+                if "@" not in user_ref or password_hash is None:
                     raise NotFoundError(f"no user {user_ref!r} in account {account.name!r}")
                 user = User(id=new_id("user"), account_id=account.id, name=user_ref.split("@")[0], email=user_ref)
                 session.add(user)
@@ -263,18 +266,18 @@ class AccountStore:
 
     async def keys(self, account_ref: str | None = None, *, include_deleted: bool = False) -> list[KeyView]:
         async with self.db.read() as session:
-            last_used = (
-                select(UsageRecord.key_id, func.max(UsageRecord.created_at).label("last"))
-                .group_by(UsageRecord.key_id)
-                .subquery()
-            )
+            last_used_query = select(UsageRecord.key_id, func.max(UsageRecord.created_at).label("last"))
+            account_id = None if account_ref is None else (await _account(session, account_ref)).id
+            if account_id is not None:  # one account's console: aggregate only its keys' records, not the table's
+                last_used_query = last_used_query.where(UsageRecord.account_id == account_id)
+            last_used = last_used_query.group_by(UsageRecord.key_id).subquery()
             query = (
                 select(ApiKey, Account.name, last_used.c.last)
                 .join(Account, Account.id == ApiKey.account_id)
                 .outerjoin(last_used, last_used.c.key_id == ApiKey.id)
             )
-            if account_ref is not None:
-                query = query.where(ApiKey.account_id == (await _account(session, account_ref)).id)
+            if account_id is not None:
+                query = query.where(ApiKey.account_id == account_id)
             if not include_deleted:
                 query = query.where(ApiKey.status != "deleted")
             rows = await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))

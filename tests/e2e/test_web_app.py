@@ -257,9 +257,11 @@ def test_console_shows_usage_balance_and_manages_keys(page: Any, server: Running
     by_agent = httpx.get(
         f"{server.url}/v1/account/usage", params={"by": "agent"}, headers={"Authorization": f"Bearer {key}"}
     )
-    agents = [r["group"] for r in by_agent.json()["data"] if r["group"]] if by_agent.status_code == 200 else []
+    groups = [r["group"] for r in by_agent.json()["data"]] if by_agent.status_code == 200 else []
+    agents = [group for group in groups if group and group != "(no agent)"]
     if agents:  # calls through agents, e.g. the one made above
         assert all(agent in page.locator("table.by-agent").inner_text() for agent in agents)
+        assert "(no agent)" not in page.locator("table.by-agent").inner_text()
     if keys_available(server, key):
         page.get_by_label("Key name").fill("laptop")
         page.get_by_role("button", name="Create key").click()
@@ -268,7 +270,8 @@ def test_console_shows_usage_balance_and_manages_keys(page: Any, server: Running
         assert httpx.get(f"{server.url}/v1/account", headers={"Authorization": f"Bearer {made}"}).status_code == 200
         row = page.locator("tr", has_text="laptop")
         row.get_by_role("button", name="Disable").click()
-        page.locator("tr", has_text="laptop").get_by_role("button", name="Enable").wait_for()
+        page.locator("tr", has_text="laptop").locator(".badge.disabled").wait_for()
+        assert page.locator("tr", has_text="laptop").get_by_role("button", name="Enable").count() == 0  # operators'
         assert httpx.get(f"{server.url}/v1/account", headers={"Authorization": f"Bearer {made}"}).status_code == 401
     screenshot(page, "console")
 
@@ -534,6 +537,50 @@ def test_tool_panels_from_assistant_api_and_alltools_chunks(page: Any, server: R
     assert answer.locator(".text script, .text img").count() == 0  # markup from the model stays text
     assert "<script>alert(2)</script>" in answer.locator(".text").inner_text()
     screenshot(page, "tool-panels")
+
+
+def test_urls_a_tool_returns_reach_href_and_src_only_when_safe(page: Any) -> None:
+    outputs = {
+        "web_browser": [{"title": "Bad", "link": "javascript:alert(1)"}, {"title": "Good", "link": "https://ok.test/"}],
+        "drawing_tool": [{"image": "javascript:alert(2)"}],
+        "code_interpreter": [{"type": "file", "file": "data:text/html,<script>alert(3)</script>"}],
+    }
+    chunks = [
+        {
+            "id": "u1",
+            "choices": [
+                {"index": 0, "delta": {"role": "tool", "tool_calls": [{"type": kind, kind: {"outputs": items}}]}}
+            ],
+        }
+        for kind, items in outputs.items()
+    ]
+    page.goto("/#/chat")
+    page.locator("main h1").wait_for(state="attached")
+    version = re.search(r"/app/([0-9a-f]{12})/", page.content()).group(1)  # type: ignore[union-attr]
+    page.evaluate(
+        """async ([version, chunks]) => {
+            const { applyChunk, finish, newTurn } = await import(`/app/${version}/chat/transcript.js`);
+            const { turnElement, updateTurn } = await import(`/app/${version}/chat/render.js`);
+            const turn = newTurn();
+            const el = turnElement();
+            el.id = 'unsafe';
+            document.querySelector('.transcript').append(el);
+            for (const chunk of chunks) { applyChunk(turn, chunk); updateTurn(el, turn); }
+            finish(turn); updateTurn(el, turn);
+        }""",
+        [version, chunks],
+    )
+    answer = page.locator("#unsafe")
+    hrefs = [a.get_attribute("href") for a in answer.locator("a").all()]
+    assert hrefs == ["https://ok.test/"]
+    assert answer.locator("img").count() == 0
+    assert "javascript:alert(2)" in answer.inner_text() and "Bad" in answer.inner_text()
+
+
+def test_a_malformed_fragment_shows_the_default_page(page: Any) -> None:
+    page.goto("/#/chat/%")
+    page.get_by_label("Message", exact=True).wait_for()
+    assert "Something went wrong" not in page.locator("main").inner_text()
 
 
 def test_keyboard_reaches_the_skip_link_the_navigation_and_the_composer(page: Any) -> None:

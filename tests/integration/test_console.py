@@ -102,8 +102,9 @@ def test_an_account_manages_its_own_keys(console: RunningServer, prefix: str) ->
     assert disabled.status_code == 200 and disabled.json()["disabled"] is True
     assert disabled.json()["name"] == "old laptop"
     assert code(httpx.get(f"{console.url}/v1/models", headers=as_key(new["key"]))) == "1004"
-    assert api.patch(f"/account/keys/{new['id']}", json={"disabled": False}).json()["disabled"] is False
-    assert models_work(console, new["key"])
+    enabled = api.patch(f"/account/keys/{new['id']}", json={"disabled": False})
+    assert enabled.status_code == 403 and code(enabled) == "1220" and "operator" in enabled.json()["error"]["message"]
+    assert not models_work(console, new["key"])  # an operator enables it, or a new key is made
     deleted = api.delete(f"/account/keys/{new['id']}")
     assert deleted.status_code == 200 and deleted.json() == {}
     assert not models_work(console, new["key"])
@@ -123,6 +124,22 @@ def test_another_accounts_keys_are_not_found(console: RunningServer) -> None:
     assert admin_api.delete(f"/account/keys/{their_id}").status_code == 404
     assert models_work(console, theirs)
     assert httpx.get(f"{console.url}/v1/account/keys").status_code == 401
+
+
+def test_a_console_key_inherits_the_calling_keys_limits_and_expiry(console: RunningServer) -> None:
+    admin = httpx.Client(base_url=f"{console.url}/admin", headers=as_key(admin_key(console)))
+    admin.post("/accounts", json={"name": "inherit-co", "grant": "10"})
+    expires = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    parent = admin.post(
+        "/accounts/inherit-co/keys",
+        json={"name": "ci", "expires_at": expires.isoformat(), "limits": {"concurrency": 2, "rpm": 30}},
+    )
+    assert parent.status_code == 201, parent.text
+    made = httpx.post(f"{console.url}/v1/account/keys", json={"name": "child"}, headers=as_key(parent.json()["key"]))
+    assert made.status_code == 200, made.text
+    assert datetime.fromisoformat(made.json()["expires_at"]) == expires
+    child = admin.get(f"/keys/{made.json()['id']}").json()
+    assert child["limits"]["concurrency"] == 2 and child["limits"]["rpm"] == 30
 
 
 def test_bad_key_requests_are_400s(console: RunningServer) -> None:
@@ -265,3 +282,10 @@ def test_session_with_auth_off_is_the_local_account(server: RunningServer) -> No
         assert "user" not in who.json()
     account = httpx.get(f"{server.url}/v1/account").json()
     assert account["name"] == "local" and account["id"] == who.json()["account_id"]
+
+
+def test_with_auth_off_the_console_makes_no_keys(server: RunningServer) -> None:
+    refused = httpx.post(f"{server.url}/v1/account/keys", json={"name": "open"})
+    assert refused.status_code == 403 and code(refused) == "1220"
+    assert "authentication is off" in refused.json()["error"]["message"]
+    assert httpx.get(f"{server.url}/v1/account/keys").status_code == 200  # listing still works

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...accounts import console
 from ...accounts.prices import price_list
 from ...accounts.store import AccountStore
 from ...accounts.usage import GroupBy, usage_summary
@@ -69,22 +70,19 @@ async def my_keys(request: Request, principal: Caller) -> Response:
 
 @both_prefixes(router, "POST", "/account/keys")
 async def create_my_key(body: ConsoleKeyCreate, request: Request, principal: Caller) -> Response:
-    key, full = await _store(request).create_key(principal.account_id, name=body.name, user_id=principal.user_id)
+    key, full = await console.create_key(_store(request), principal, body.name)
     return json_response(console_new_key(key, full), nulls=True)
 
 
 @both_prefixes(router, "PATCH", "/account/keys/{key_id}")
 async def update_my_key(key_id: str, body: ConsoleKeyUpdate, request: Request, principal: Caller) -> Response:
-    await _store(request).account_key(principal.account_id, key_id)
-    status = None if body.disabled is None else ("disabled" if body.disabled else "active")
-    key = await _store(request).update_key(key_id, name=body.name, status=status)
+    key = await console.update_key(_store(request), principal, key_id, name=body.name, disabled=body.disabled)
     return json_response(console_key_out(key), nulls=True)
 
 
 @both_prefixes(router, "DELETE", "/account/keys/{key_id}")
 async def delete_my_key(key_id: str, request: Request, principal: Caller) -> Response:
-    await _store(request).account_key(principal.account_id, key_id)
-    await _store(request).delete_key(key_id)
+    await console.delete_key(_store(request), principal, key_id)
     return Response(status_code=200, content=b"{}", media_type="application/json")
 
 

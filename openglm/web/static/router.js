@@ -4,8 +4,14 @@ const PAGES = new Set(['signin', 'chat', 'agents', 'knowledge', 'console', 'play
 
 export function currentRoute() {
   const hash = location.hash.startsWith('#/') ? location.hash.slice(2) : '';
-  const [name = '', ...args] = hash.split('/').map(decodeURIComponent);
-  return { name: PAGES.has(name) ? name : 'chat', args };
+  let parts;
+  try {
+    parts = hash.split('/').map(decodeURIComponent);
+  } catch {
+    parts = []; // a malformed escape (#/chat/%): a page that does not exist, so the default one, not a blank page
+  }
+  const [name = '', ...args] = parts;
+  return PAGES.has(name) ? { name, args } : { name: 'chat', args: [] };
 }
 
 export function go(path) {

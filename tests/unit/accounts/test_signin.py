@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from openglm.accounts import signin as signin_module
 from openglm.accounts.passwords import hash_password
 from openglm.accounts.sealing import SecretBox
 from openglm.accounts.signin import SESSION_KEY_NAME, LoginThrottle, SignIn
@@ -18,6 +21,7 @@ from openglm.errors import (
     TokenVerificationError,
 )
 from openglm.store.db import Database
+from openglm.store.models import UsageRecord
 
 PASSWORD = "a long password"
 
@@ -54,6 +58,29 @@ def test_a_success_clears_the_failures() -> None:
     throttle.succeeded("ada@example.com")
     throttle.failed("ada@example.com")
     throttle.check("ada@example.com")
+
+
+def test_the_least_recently_failed_email_is_forgotten_first() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(max_failures=2, window=60, clock=clock, max_tracked=2)
+    throttle.failed("victim@example.com")
+    throttle.failed("other@example.com")
+    throttle.failed("victim@example.com")  # the attacked email keeps failing: it stays
+    throttle.failed("new@example.com")  # one too many: other@ (the least recently failed) goes
+    with pytest.raises(FrequencyLimitError):
+        throttle.check("victim@example.com")
+    throttle.failed("other@example.com")
+    throttle.check("other@example.com")  # one failure only: it had been forgotten
+
+
+def test_a_reservation_counts_until_released() -> None:
+    throttle = LoginThrottle(max_failures=2, window=60, clock=Clock())
+    stamp = throttle.reserve("ada@example.com")
+    throttle.reserve("ada@example.com")
+    with pytest.raises(FrequencyLimitError):
+        throttle.reserve("ada@example.com")
+    throttle.release("ada@example.com", stamp)
+    throttle.reserve("ada@example.com")
 
 
 @pytest.fixture
@@ -147,3 +174,90 @@ async def test_the_console_reaches_only_its_own_user_keys(store: AccountStore) -
     for key in (admin, theirs):
         with pytest.raises(NotFoundError):
             await store.account_key(acme.id, key.id)
+
+
+async def test_parallel_wrong_sign_ins_get_five_password_checks_at_most(
+    store: AccountStore, signin: SignIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.create_account("acme")
+    await store.set_password("acme", "ada@example.com", hash_password(PASSWORD))
+    checks = []
+    real = signin_module.verify_password
+
+    def counting(password: str, hashed: str | None) -> bool:
+        checks.append(password)
+        return real(password, hashed)
+
+    monkeypatch.setattr(signin_module, "verify_password", counting)
+    for email in ("ada@example.com", "nobody@example.com"):  # a known and an unknown email alike
+        checks.clear()
+        results = await asyncio.gather(*(signin.login(email, f"wrong {i}") for i in range(12)), return_exceptions=True)
+        assert len(checks) == 5
+        assert sum(isinstance(r, TokenVerificationError) for r in results) == 5
+        refused = [r for r in results if isinstance(r, FrequencyLimitError)]
+        assert len(refused) == 7 and all(r.status == 429 and r.retry_after for r in refused)
+    with pytest.raises(FrequencyLimitError):  # even the right password, until the window has passed
+        await signin.login("ada@example.com", PASSWORD)
+
+
+async def test_password_checks_running_at_once_are_bounded(
+    store: AccountStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.create_account("acme")
+    await store.set_password("acme", "ada@example.com", hash_password(PASSWORD))
+    running, most = 0, 0
+
+    def slow(password: str, hashed: str | None) -> bool:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        time.sleep(0.3)
+        running -= 1
+        return False
+
+    monkeypatch.setattr(signin_module, "verify_password", slow)
+    signin = SignIn(store, session_hours=12, max_verifying=2, verify_wait=0.05)
+    emails = [f"user{i}@example.com" for i in range(4)]
+    results = await asyncio.gather(*(signin.login(e, "wrong") for e in emails), return_exceptions=True)
+    assert most == 2
+    assert sum(isinstance(r, TokenVerificationError) for r in results) == 2
+    busy = [(e, r) for e, r in zip(emails, results, strict=True) if isinstance(r, FrequencyLimitError)]
+    assert len(busy) == 2 and all(r.retry_after == 1.0 for _, r in busy)
+    for email, _ in busy:  # their attempts were never checked: not counted against the email
+        assert not signin.throttle._failures[email]
+
+
+async def test_clearing_the_password_of_an_unknown_email_creates_no_user(store: AccountStore) -> None:
+    await store.create_account("acme")
+    with pytest.raises(NotFoundError):
+        await store.set_password("acme", "ghost@example.com", None)
+    assert await store.users("acme") == []
+    user = await store.set_password("acme", "  Ada@example.com ", hash_password(PASSWORD))
+    assert user.email == "Ada@example.com"  # stored stripped, as sign-in compares it
+    assert (await store.user_for_sign_in("ada@example.com")) is not None
+    made = await store.create_user("acme", "Bob", " bob@example.com ")
+    assert made.email == "bob@example.com"
+
+
+async def test_the_console_key_list_sees_only_its_accounts_usage(store: AccountStore, database: Database) -> None:
+    acme = await store.create_account("acme")
+    other = await store.create_account("other")
+    mine, _ = await store.create_key(acme.id, name="mine")
+    theirs, _ = await store.create_key(other.id, name="theirs")
+    async with database.session() as session:
+        for n, (account, key) in enumerate(((acme, mine), (other, theirs), (other, theirs))):
+            session.add(
+                UsageRecord(
+                    id=f"chatcmpl-{n}",
+                    account_id=account.id,
+                    key_id=key.id,
+                    model="glm-4",
+                    endpoint="chat.completions",
+                    status="succeeded",
+                    started_at=datetime.now(UTC),
+                )
+            )
+    [view] = await store.keys(acme.id)
+    assert view.key.id == mine.id and view.last_used_at is not None
+    everyone = {v.key.id: v.last_used_at for v in await store.keys()}
+    assert set(everyone) == {mine.id, theirs.id} and all(everyone.values())

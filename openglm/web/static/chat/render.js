@@ -3,6 +3,7 @@
 
 import { fileBlob } from '../api.js';
 import { clear, h } from '../dom.js';
+import { safeUrl } from '../url.js';
 import { renderText } from './text.js';
 
 const TOOL_NAMES = {
@@ -13,7 +14,16 @@ const TOOL_NAMES = {
   function: 'Function',
 };
 
-function picture(url, alt) {
+// Every URL from a tool's output goes through safeUrl (url.js) before it is an href or a src; one that fails is
+// shown as text.
+function unsafe(url, what) {
+  return h('p', { class: 'muted' }, `${what} at an address that is not shown: ${String(url ?? '').slice(0, 200)}`);
+}
+
+function picture(raw, alt) {
+  const url = safeUrl(raw, { image: true });
+  if (!url) return unsafe(raw, 'A picture');
+  if (url.startsWith('data:')) return h('figure', {}, h('img', { alt, class: 'generated', src: url }));
   const img = h('img', { alt, class: 'generated', loading: 'lazy' });
   const link = h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, 'Open image');
   fileBlob(url)
@@ -25,7 +35,9 @@ function picture(url, alt) {
   return h('figure', {}, img);
 }
 
-function download(url) {
+function download(raw) {
+  const url = safeUrl(raw);
+  if (!url) return unsafe(raw, 'A file');
   const link = h('a', { href: url, class: 'file', download: '' }, 'Download file');
   const box = h('div', { class: 'output-file' }, link);
   fileBlob(url)
@@ -48,8 +60,9 @@ function output(type, item) {
   if (item.type === 'file' || item.file) return download(item.file);
   if (item.image) return picture(item.image, 'Generated image');
   if (item.link || item.title) {
+    const href = safeUrl(item.link);
     return h('li', { class: 'source' },
-      item.link ? h('a', { href: item.link, target: '_blank', rel: 'noopener noreferrer' }, item.title || item.link) : item.title,
+      href ? h('a', { href, target: '_blank', rel: 'noopener noreferrer' }, item.title || item.link) : item.title || item.link,
       item.content ? h('p', { class: 'snippet' }, item.content.slice(0, 300)) : null);
   }
   if (item.text) return h('blockquote', {}, h('p', {}, item.text), item.document ? h('cite', {}, item.document) : null);

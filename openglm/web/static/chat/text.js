@@ -1,6 +1,7 @@
 // Model text as DOM, safely: ``` fences become <pre>, [title](http…) becomes a link; everything else is text.
 
 import { h } from '../dom.js';
+import { safeUrl } from '../url.js';
 
 const LINK = /\[([^\]\n]{1,300})\]\((https?:\/\/[^\s)]{1,2000})\)/g;
 
@@ -9,7 +10,8 @@ function inline(text) {
   let at = 0;
   for (const match of text.matchAll(LINK)) {
     nodes.push(text.slice(at, match.index));
-    nodes.push(h('a', { href: match[2], target: '_blank', rel: 'noopener noreferrer' }, match[1]));
+    const href = safeUrl(match[2]);
+    nodes.push(href ? h('a', { href, target: '_blank', rel: 'noopener noreferrer' }, match[1]) : match[0]);
     at = match.index + match[0].length;
   }
   nodes.push(text.slice(at));

@@ -30,7 +30,8 @@ function usageCard(byDay, byModel, byAgent) {
   };
   metric.addEventListener('change', draw);
   draw();
-  const agents = (byAgent?.data || []).filter((r) => r.group); // calls through agents (GLMs), where the server groups them
+  // calls through agents (GLMs), where the server groups them; the server's '(no agent)' row (direct calls) is not one
+  const agents = (byAgent?.data || []).filter((r) => r.group && r.group !== '(no agent)');
   return h('section', { class: 'card', 'aria-labelledby': 'usage-title' },
     h('h2', { id: 'usage-title' }, 'Usage'), field('Show', metric), chartBox,
     h('h3', {}, 'By model'), byModel.data.length ? groupTable(byModel.data, 'Model', 'by-model') : h('p', { class: 'muted' }, 'No usage yet.'),
@@ -62,10 +63,14 @@ function keysCard(keys, reload) {
       h('td', {}, h('span', { class: ['badge', disabled ? 'disabled' : 'ready'] }, disabled ? 'disabled' : 'active')),
       h('td', {}, formatTime(k.created_at)), h('td', {}, formatTime(k.last_used_at) || '—'),
       h('td', {},
-        h('button', { type: 'button', class: 'quiet small', onclick: async () => {
-          await api(`/v1/account/keys/${encodeURIComponent(k.id)}`, { method: 'PATCH', body: { disabled: !disabled } }).catch((e) => toast(e.message, 'error'));
-          reload();
-        } }, disabled ? 'Enable' : 'Disable'), ' ',
+        // The console disables but never enables: it cannot tell a key the account disabled from one an operator
+        // did, so the server refuses it (403); a new key is the way back.
+        disabled
+          ? h('span', { class: 'muted small', title: 'Ask an operator to enable it, or create a new key.' }, 'ask an operator to enable')
+          : h('button', { type: 'button', class: 'quiet small', onclick: async () => {
+            await api(`/v1/account/keys/${encodeURIComponent(k.id)}`, { method: 'PATCH', body: { disabled: true } }).catch((e) => toast(e.message, 'error'));
+            reload();
+          } }, 'Disable'), ' ',
         h('button', { type: 'button', class: 'danger small', onclick: async () => {
           if (!confirm(`Delete the key ${k.name || k.id}? Programs using it stop working.`)) return;
           await api(`/v1/account/keys/${encodeURIComponent(k.id)}`, { method: 'DELETE' }).catch((e) => toast(e.message, 'error'));
