@@ -14,6 +14,8 @@ from ...agent.service import AgentService
 from ...errors import InvalidFieldError, ModelNotFoundError, NotFoundError
 from ...files.store import FileStore
 from ...glms.assistant import (
+    SUGGEST_PROMPT,
+    SUGGEST_TOKENS,
     attachments_of,
     history_budget,
     replayed,
@@ -44,7 +46,7 @@ from ..assistant_schemas import (
     SupportQuery,
 )
 from ..deps import Caller
-from ..schemas import ChatCompletionRequest, ToolDefinition, Usage
+from ..schemas import ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
 from ..sse import sse_response
 from ._common import admit, both_prefixes, json_response, until_disconnect
 from .chat import GLM_ID, AgentPlan, admit_agent, catalog_plan, glm_plan, message_text, prepare_agent
@@ -165,7 +167,10 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Re
     assert plan is not None
     history = await conversations(request).messages(account, record.id)
     files: FileStore = request.app.state.files
-    chat = suggest_request(plan.spec.model, await replayed(files, account, history[-SUGGEST_CONTEXT:]))
+    context_length = request.app.state.models.get(plan.spec.model).spec.context_length
+    budget = history_budget(context_length, SUGGEST_TOKENS, ChatMessage(role="user", content=SUGGEST_PROMPT))
+    recent = await replayed(files, account, history[-SUGGEST_CONTEXT:], budget)
+    chat = suggest_request(plan.spec.model, recent)
     service: ChatService = request.app.state.chat
     planned = service.plan(chat)
     call = await admit(request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id)
