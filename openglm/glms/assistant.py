@@ -2,7 +2,8 @@
 
 The server holds the history, so the client sends only its new message. Earlier turns are replayed as plain
 user / assistant messages; an answer's tool calls are folded into its text as a short transcript (the tool,
-its input, a digest of its outputs), which every chat template can render.
+its input, a digest of its outputs), which every chat template can render. The replay is bounded: the newest
+turns that fit the model's context (less the answer's room and the new message) go, the oldest are left out.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from typing import Any
 from ..api.schemas import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
 from ..errors import DocumentError, InvalidFieldError, NotFoundError
 from ..files.store import FileStore
+from ..knowledge.document import DEFAULT_MAX_CHARS
+from ..knowledge.options import approximate_tokens
 from ..knowledge.parsing import parse
 from .conversations import StoredMessage
 
 ATTACHMENT_CHARS = 8_000  # of each attachment's text given to the model
 OUTPUT_CHARS = 1_000  # of a tool's outputs replayed from an earlier turn
+ATTACHED_TURNS = 2  # the latest user messages whose attachments are read again when the history is replayed
+MESSAGE_TOKENS = 8  # a message's share of the template (role markers and separators), estimated
+CONTEXT_RESERVE_SHARE = 8  # 1/8 of the context is kept for the template, the instructions and tool definitions
 
 
 async def attachments_of(files: FileStore, account_id: str, file_ids: list[str]) -> list[dict[str, Any]]:
@@ -44,10 +50,11 @@ async def attachment_text(files: FileStore, account_id: str, attachments: list[d
         except (NotFoundError, OSError):
             parts.append(f"[Attached file {name}: no longer available]")
             continue
-        try:
-            document = await asyncio.to_thread(parse, data, name, max_chars=ATTACHMENT_CHARS * 4)
-        except DocumentError:
-            parts.append(f"[Attached file {name}: {len(data)} bytes, not readable as text]")
+        try:  # read whole (up to what a knowledge base takes), then cut: a long file is a long text, not a blob
+            document = await asyncio.to_thread(parse, data, name, max_chars=DEFAULT_MAX_CHARS)
+        except DocumentError as error:
+            why = "too large to read" if error.problem == "too_large" else "not readable as text"
+            parts.append(f"[Attached file {name}: {len(data)} bytes, {why}]")
             continue
         text = document.text[:ATTACHMENT_CHARS]
         more = " (cut)" if len(document.text) > ATTACHMENT_CHARS else ""
@@ -62,14 +69,49 @@ async def user_message(files: FileStore, account_id: str, text: str, attachments
     return ChatMessage(role="user", content=f"{block}\n\n{text}")
 
 
-async def replayed(files: FileStore, account_id: str, history: list[StoredMessage]) -> list[ChatMessage]:
-    messages = []
+async def replayed(
+    files: FileStore, account_id: str, history: list[StoredMessage], budget: int | None = None
+) -> list[ChatMessage]:
+    """The stored history as chat messages. With a ``budget`` (tokens, estimated): the newest turns that fit it,
+    oldest dropped first, a turn (a user message and its answer) whole or not at all. Attachments are read again
+    for the last ``ATTACHED_TURNS`` user messages only; older ones are named."""
+    turns: list[list[StoredMessage]] = []
     for message in history:
-        if message.role == "user":
-            messages.append(await user_message(files, account_id, message.content, message.attachments or []))
-        else:
-            messages.append(ChatMessage(role="assistant", content=transcript(message)))
-    return messages
+        if message.role == "user" or not turns:
+            turns.append([])
+        turns[-1].append(message)
+    kept: list[list[ChatMessage]] = []
+    spent = 0
+    for age, turn in enumerate(reversed(turns)):
+        messages = [await replayed_message(files, account_id, m, read=age < ATTACHED_TURNS) for m in turn]
+        spent += sum(estimated_tokens(m.content if isinstance(m.content, str) else "") for m in messages)
+        if budget is not None and spent > budget:
+            break
+        kept.append(messages)
+    return [message for turn in reversed(kept) for message in turn]
+
+
+async def replayed_message(files: FileStore, account_id: str, message: StoredMessage, *, read: bool) -> ChatMessage:
+    if message.role != "user":
+        return ChatMessage(role="assistant", content=transcript(message))
+    attachments = message.attachments or []
+    if read or not attachments:
+        return await user_message(files, account_id, message.content, attachments)
+    names = ", ".join(a["filename"] for a in attachments)
+    return ChatMessage(role="user", content=f"[Attached earlier: {names}]\n\n{message.content}")
+
+
+def estimated_tokens(text: str) -> int:
+    """A tokenizer-free estimate of a message's tokens, on the high side (a word can be several tokens)."""
+    return approximate_tokens(text) * 5 // 4 + MESSAGE_TOKENS
+
+
+def history_budget(context_length: int, max_tokens: int, new_message: ChatMessage) -> int:
+    """What the replayed history may take of the model's context: what is left after the answer's
+    ``max_tokens``, the new message, and a share kept for the template, the instructions and tool definitions."""
+    content = new_message.content if isinstance(new_message.content, str) else ""
+    reserved = context_length // CONTEXT_RESERVE_SHARE
+    return max(0, context_length - max_tokens - estimated_tokens(content) - reserved)
 
 
 def transcript(message: StoredMessage) -> str:

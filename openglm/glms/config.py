@@ -50,3 +50,15 @@ class AgentConfig(BaseModel):
     @classmethod
     def distinct(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
+
+    def pinned_against(self, current: AgentConfig) -> AgentConfig:
+        """This (an older version's) configuration as a conversation pinned to it runs now: its instructions,
+        model, tools and prompts, but only the knowledge bases and HTTP APIs the current version still has (an API
+        matched by its document and base URL, with the current version's auth), so that what a creator removes
+        from an agent stops being reachable through old conversations."""
+        knowledge = set(current.knowledge_ids)
+        apis = {(api.openapi, api.base_url): api for api in current.http_apis}
+        kept = [apis[(api.openapi, api.base_url)] for api in self.http_apis if (api.openapi, api.base_url) in apis]
+        knowledge_ids = [k for k in self.knowledge_ids if k in knowledge]
+        tools = [t for t in self.tools if t != "retrieval" or knowledge_ids]  # retrieval needs a knowledge base
+        return self.model_copy(update={"knowledge_ids": knowledge_ids, "http_apis": kept, "tools": tools})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..errors import InvalidFieldError, NotFoundError
 from ..store.db import Database
 from ..store.models import Conversation, ConversationMessage
 
+log = logging.getLogger(__name__)
 TITLE_CHARS = 60
 WRITE_ATTEMPTS = 5
 
@@ -50,14 +52,16 @@ class StoredMessage:
 
 @dataclass
 class Turn:
-    """One exchange: what the user sent and what was delivered back."""
+    """One exchange: what the user sent and what was delivered back. ``user`` is None for a turn that continues
+    after the caller's function results (the answer is stored; the user message was stored with the turn before)."""
 
-    user: str
+    user: str | None
     attachments: list[dict[str, Any]] = field(default_factory=list)
     answer: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    continues: bool = False  # the turn continues a conversation that existed when it started
 
 
 def new_conversation_id() -> str:
@@ -135,7 +139,8 @@ class ConversationStore:
         self, account_id: str, conversation_id: str, assistant_id: str, agent_version: int | None, turn: Turn
     ) -> None:
         """Append a turn, creating the conversation on its first. Turns written at once on one conversation both
-        land, one after the other (the loser of a race on a ``seq`` retries)."""
+        land, one after the other (the loser of a race on a ``seq`` retries). A turn that ``continues`` a
+        conversation deleted meanwhile is dropped, not stored as a new conversation."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 await self._append(account_id, conversation_id, assistant_id, agent_version, turn)
@@ -152,13 +157,16 @@ class ConversationStore:
             # Locked on PostgreSQL, so a concurrent turn waits and then reads the totals and last seq this one
             # leaves (SQLite's writing sessions are serialized already).
             row = await session.get(Conversation, (account_id, conversation_id), with_for_update=True)
+            if row is None and turn.continues:  # deleted while this turn ran: it is not brought back
+                log.info("conversation %s was deleted during a turn; the turn is dropped", conversation_id)
+                return
             if row is None:
                 row = Conversation(
                     account_id=account_id,
                     id=conversation_id,
                     assistant_id=assistant_id,
                     agent_version=agent_version,
-                    title=title_of(turn.user),
+                    title=title_of(turn.user or ""),
                     prompt_tokens=0,
                     completion_tokens=0,
                     created_at=now,
@@ -180,14 +188,16 @@ class ConversationStore:
             row.updated_at = now
             await session.flush()
             common = {"account_id": account_id, "conversation_id": conversation_id, "created_at": now}
-            session.add(
-                ConversationMessage(
-                    seq=seq, role="user", content=turn.user, attachments=_dumps(turn.attachments), **common
+            if turn.user is not None:
+                session.add(
+                    ConversationMessage(
+                        seq=seq, role="user", content=turn.user, attachments=_dumps(turn.attachments), **common
+                    )
                 )
-            )
+                seq += 1
             session.add(
                 ConversationMessage(
-                    seq=seq + 1,
+                    seq=seq,
                     role="assistant",
                     content=turn.answer,
                     tool_calls=_dumps(turn.tool_calls),
@@ -200,11 +210,18 @@ class ConversationStore:
         task = asyncio.create_task(write)
         self._writing.add(task)
         task.add_done_callback(self._writing.discard)
+        task.add_done_callback(_log_failure)
         return task
 
     async def drain(self) -> None:
         while self._writing:
             await asyncio.gather(*list(self._writing), return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A write in a task of its own has no one awaiting it (the client may be gone): its failure is logged."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("a conversation write failed", exc_info=error)
 
 
 def _dumps(value: list[dict[str, Any]]) -> str | None:

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolInput, ToolOutputs
 from ..serving.usage import Tally
 from .conversations import ConversationStore, Turn
+
+log = logging.getLogger(__name__)
 
 
 class TurnRecorder:
@@ -55,15 +58,17 @@ class TurnSaver:
         conversation_id: str,
         assistant_id: str,
         agent_version: int | None,
-        user: str,
+        user: str | None,
         attachments: list[dict[str, Any]] | None = None,
+        *,
+        continues: bool = False,
     ):
         self.store = store
         self.account_id = account_id
         self.conversation_id = conversation_id
         self.assistant_id = assistant_id
         self.agent_version = agent_version
-        self.turn = Turn(user=user, attachments=attachments or [])
+        self.turn = Turn(user=user, attachments=attachments or [], continues=continues)
 
     async def save(self) -> None:
         await self.store.record_turn(
@@ -73,14 +78,17 @@ class TurnSaver:
     async def record(self, events: AsyncIterator[AgentEvent], tally: Tally) -> AsyncIterator[AgentEvent]:
         """Pass events through, feeding each one handed out into the turn; when the stream ends, however it ends,
         store the turn (a client that hung up gets what it was sent). A stream that failed before anything was
-        delivered stores nothing."""
+        delivered stores nothing. A write that fails is logged; the answer the client got stands."""
         recorder = TurnRecorder(self.turn)
         delivered = saved = False
         try:
             async for event in events:
                 if isinstance(event, Finished):  # the answer is whole: store it before the last chunk goes out
                     saved = True
-                    await asyncio.shield(self._spawn(tally))
+                    try:
+                        await asyncio.shield(self._spawn(tally))
+                    except Exception:  # the answer was delivered: a failed write is logged, not the client's error
+                        log.warning("conversation %s: its turn was not stored (the write failed)", self.conversation_id)
                 recorder.feed(event)  # handed out: the client has it, or had it on its way when it left
                 delivered = True
                 yield event

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +75,16 @@ class AgentStore:
             if saved is None:
                 raise NotFoundError(f"agent {agent_id!r} has no version {wanted}")
             return _record(agent, saved)
+
+    async def pinned(self, viewer_account: str | None, agent_id: str, version: int | None) -> AgentRecord:
+        """The agent as a conversation that started with ``version`` runs it: that version's configuration, but
+        its knowledge bases and HTTP APIs only as far as the current version still has them
+        (``AgentConfig.pinned_against``). ``None``, or the current version, is the current agent."""
+        current = await self.get(viewer_account, agent_id)
+        if version is None or version == current.version:
+            return current
+        old = await self.get(viewer_account, agent_id, version)
+        return replace(old, config=old.config.pinned_against(current.config))
 
     async def owned(self, account_id: str, agent_id: str) -> AgentRecord:
         record = await self.get(account_id, agent_id)

@@ -158,3 +158,51 @@ def test_an_unknown_glm_is_an_unknown_model(builder: RunningServer) -> None:
     body = {"model": "0" * 24, "messages": user("Hi"), "stream": True}
     response = httpx.post(f"{builder.url}/v1/chat/completions", json=body)
     assert response.status_code == 400 and response.json()["error"]["code"] == "1211"
+
+
+def knowledge_base(server: RunningServer, name: str, filename: str, text: bytes) -> str:
+    knowledge: dict[str, Any] = post(server, "/v1/knowledge", {"name": name}).json()
+    uploaded = httpx.post(
+        f"{server.url}/v1/files",
+        data={"purpose": "retrieval", "knowledge_id": knowledge["id"]},
+        files={"file": (filename, text)},
+    ).json()
+    wait_ready(server, uploaded["successInfos"][0]["documentId"])
+    return str(knowledge["id"])
+
+
+def retrieved_documents(chunks: list[dict[str, Any]]) -> set[str]:
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    results = [d["tool_calls"][0]["retrieval"]["outputs"] for d in deltas if d.get("role") == "tool"]
+    assert results, deltas
+    return {output["document"] for outputs in results for output in outputs}
+
+
+def test_an_old_conversation_loses_the_knowledge_its_glm_no_longer_has(builder: RunningServer) -> None:
+    garden = knowledge_base(builder, "beds", "tomatoes.md", b"## Tomatoes\n\nTomatoes need direct sunlight.\n")
+    shed = knowledge_base(builder, "shed", "stakes.md", b"## Stakes\n\nThe sun hat is for direct sunlight.\n")
+    config = {
+        "instructions": "Consult the garden notes.",
+        "model": "script-glm",
+        "tools": ["retrieval"],
+        "knowledge_ids": [garden, shed],
+    }
+    glm = post(builder, "/v1/glms", {"name": "Two beds", "config": config}).json()
+    first = stream(builder, model=glm["id"], messages=user("How much sun for tomatoes?"))
+    assert retrieved_documents(first) == {"tomatoes.md", "stakes.md"}
+    conversation_id = first[-1]["conversation_id"]
+
+    # The creator takes the garden notes away: the conversation keeps version 1's instructions and tools, but
+    # not a knowledge base version 2 no longer has.
+    edited = httpx.put(f"{builder.url}/v1/glms/{glm['id']}", json={"config": {**config, "knowledge_ids": [shed]}})
+    assert edited.json()["version"] == 2
+    later = stream(builder, model=glm["id"], messages=user("And now?"), conversation_id=conversation_id)
+    assert later[-1]["conversation_id"] == conversation_id
+    assert retrieved_documents(later) == {"stakes.md"}
+    stored = httpx.get(f"{builder.url}/v1/assistant/conversations/{conversation_id}").json()
+    assert stored["agent_version"] == 1 and len(stored["messages"]) == 4
+
+    # The retrieval embeddings inside the runs are attributed to the GLM as well as the runs themselves.
+    report = httpx.get(f"{builder.url}/v1/glms/{glm['id']}/usage").json()
+    retrievals = sum(1 for c in first + later if c["choices"][0]["delta"].get("role") == "tool")
+    assert report["calls"] == 2 + retrievals, report  # two runs, and each retrieval's embedding

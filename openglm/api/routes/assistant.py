@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ...accounts.auth import Principal
 from ...accounts.metering import metered_result, metered_stream
@@ -13,7 +13,16 @@ from ...agent.assistant_stream import AssistantWriter
 from ...agent.service import AgentService
 from ...errors import InvalidFieldError, ModelNotFoundError, NotFoundError
 from ...files.store import FileStore
-from ...glms.assistant import attachments_of, replayed, suggest_request, suggestions_of, user_message
+from ...glms.assistant import (
+    SUGGEST_PROMPT,
+    SUGGEST_TOKENS,
+    attachments_of,
+    history_budget,
+    replayed,
+    suggest_request,
+    suggestions_of,
+    user_message,
+)
 from ...glms.conversations import ConversationRecord, ConversationStore, StoredMessage, new_conversation_id
 from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord, AgentStore
@@ -37,9 +46,9 @@ from ..assistant_schemas import (
     SupportQuery,
 )
 from ..deps import Caller
-from ..schemas import ChatCompletionRequest, ToolDefinition, Usage
+from ..schemas import ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
 from ..sse import sse_response
-from ._common import admit, both_prefixes, json_response
+from ._common import admit, both_prefixes, json_response, until_disconnect
 from .chat import GLM_ID, AgentPlan, admit_agent, catalog_plan, glm_plan, message_text, prepare_agent
 
 router = APIRouter(tags=["assistant"])
@@ -55,13 +64,14 @@ def conversations(request: Request) -> ConversationStore:
 async def resolve(
     request: Request, principal: Principal, assistant_id: str, version: int | None = None
 ) -> tuple[AgentPlan | None, AgentRecord | None]:
-    """A catalog agent's plan, or a GLM the caller may see (at ``version``); anything else is unknown (1211)."""
+    """A catalog agent's plan, or a GLM the caller may see (as a conversation pinned to ``version`` runs it:
+    ``AgentStore.pinned``); anything else is unknown (1211)."""
     plan = catalog_plan(request, assistant_id)
     if plan is not None:
         return plan, None
     if GLM_ID.fullmatch(assistant_id):
         try:
-            return None, await request.app.state.glms.get(principal.account_id, assistant_id, version)
+            return None, await request.app.state.glms.pinned(principal.account_id, assistant_id, version)
         except NotFoundError:
             pass
     raise ModelNotFoundError(f"智能体不存在 / assistant {assistant_id!r} does not exist")
@@ -85,7 +95,10 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
     conversation_id = existing.id if existing else new_conversation_id()
     text = message_text(body.messages[0].content)
     history = await conversations(request).messages(account, conversation_id) if existing else []
-    messages = [*await replayed(files, account, history), await user_message(files, account, text, attachments)]
+    new_message = await user_message(files, account, text, attachments)
+    model = glm.config.model if glm is not None else plan.spec.model if plan is not None else body.assistant_id
+    budget = history_budget(*context_room(request, model, body), new_message)
+    messages = [*await replayed(files, account, history, budget), new_message]
     chat = ChatCompletionRequest(
         model=body.assistant_id,
         messages=messages,
@@ -104,10 +117,26 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
     writer = AssistantWriter(body.assistant_id, conversation_id)
     call = await admit_agent(request, principal, plan, "assistant", writer.id, body.request_id or writer.id)
     version = glm.version if glm else None
-    turn = TurnSaver(conversations(request), account, conversation_id, body.assistant_id, version, text, attachments)
+    turn = TurnSaver(
+        conversations(request),
+        account,
+        conversation_id,
+        body.assistant_id,
+        version,
+        text,
+        attachments,
+        continues=existing is not None,
+    )
     agents: AgentService = request.app.state.agents
     events = turn.record(agents.loop.run(run, call.tally), call.tally)
     return sse_response(metered_stream(call, writer.chunks(events, call.tally)), on_close=call.close)
+
+
+def context_room(request: Request, model: str, body: AssistantRequest) -> tuple[int, int]:
+    """The model's context length and the room its answer is given (``max_tokens``, or the server's default)."""
+    service: ChatService = request.app.state.chat
+    context_length = request.app.state.models.get(model).spec.context_length
+    return context_length, body.max_tokens or service.default_max_tokens
 
 
 def catalog_tools(request: Request) -> list[ToolDefinition] | None:
@@ -138,15 +167,22 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Re
     assert plan is not None
     history = await conversations(request).messages(account, record.id)
     files: FileStore = request.app.state.files
-    chat = suggest_request(plan.spec.model, await replayed(files, account, history[-SUGGEST_CONTEXT:]))
+    context_length = request.app.state.models.get(plan.spec.model).spec.context_length
+    budget = history_budget(context_length, SUGGEST_TOKENS, ChatMessage(role="user", content=SUGGEST_PROMPT))
+    recent = await replayed(files, account, history[-SUGGEST_CONTEXT:], budget)
+    chat = suggest_request(plan.spec.model, recent)
     service: ChatService = request.app.state.chat
     planned = service.plan(chat)
     call = await admit(request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id)
     call.agent = plan.attribution
     run = await call.guard(service.submit(planned))
     call.tally.prompt_tokens = run.prompt_tokens
-    completion = await metered_result(call, collect_chat(service, run, call.tally))
-    return json_response(SuggestList(suggest_list=suggestions_of(completion.choices[0].message.content)))
+
+    async def suggestions() -> SuggestList:
+        completion = await metered_result(call, collect_chat(service, run, call.tally))
+        return SuggestList(suggest_list=suggestions_of(completion.choices[0].message.content))
+
+    return await until_disconnect(request, suggestions())  # a client gone: the generation is cancelled
 
 
 @both_prefixes(router, "POST", "/assistant/list")
@@ -243,11 +279,6 @@ def message_out(message: StoredMessage) -> ConversationMessageOut:
     )
 
 
-def full_json(model: ConversationPage | ConversationDetail) -> JSONResponse:
-    """Nulls kept: a message's ``tool_calls`` and a conversation's ``agent_version`` are null, not missing."""
-    return JSONResponse(model.model_dump(mode="json"))
-
-
 @both_prefixes(router, "GET", "/assistant/conversations")
 async def list_conversations(
     request: Request,
@@ -257,7 +288,8 @@ async def list_conversations(
     size: int = Query(default=20, ge=1, le=100),
 ) -> Response:
     records, total = await conversations(request).page(principal.account_id, assistant_id, page, size)
-    return full_json(ConversationPage(data=[conversation_out(r) for r in records], total=total))
+    # Nulls kept: a conversation's ``agent_version`` and a message's ``tool_calls`` are null, not missing.
+    return json_response(ConversationPage(data=[conversation_out(r) for r in records], total=total), nulls=True)
 
 
 @both_prefixes(router, "GET", "/assistant/conversations/{conversation_id}")
@@ -266,7 +298,7 @@ async def get_conversation(conversation_id: str, request: Request, principal: Ca
     record = await store.get(principal.account_id, conversation_id)
     messages = await store.messages(principal.account_id, conversation_id)
     detail = ConversationDetail(**conversation_out(record).model_dump(), messages=[message_out(m) for m in messages])
-    return full_json(detail)
+    return json_response(detail, nulls=True)
 
 
 @both_prefixes(router, "DELETE", "/assistant/conversations/{conversation_id}")

@@ -11,15 +11,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.auth import Principal
-from ...accounts.metering import Attribution, MeteredCall, metered_result, metered_stream
+from ...accounts.metering import Attribution, Meter, MeteredCall, metered_result, metered_stream
 from ...agent.loop import AgentRun
 from ...agent.service import AgentService
 from ...agent.stream import AllToolsWriter
 from ...agent.tools.base import AgentTool
 from ...agent.tools.http_api import load_document, operations
-from ...catalog import AgentSpec
+from ...catalog import AgentSpec, PricedModel
 from ...errors import InvalidFieldError, ModelNotFoundError, NotFoundError
-from ...glms.conversations import ConversationStore, new_conversation_id
+from ...glms.conversations import ConversationRecord, ConversationStore, new_conversation_id
 from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord
 from ...knowledge.chat import Grounding, retrieval_tools
@@ -126,7 +126,7 @@ def catalog_plan(request: Request, agent_id: str) -> AgentPlan | None:
 def prepare_agent(body: ChatCompletionRequest, request: Request, principal: Principal, plan: AgentPlan) -> AgentRun:
     """The loop's run, its first round planned now: a bad request is a 400, not an error inside a 200 stream."""
     agents: AgentService = request.app.state.agents
-    billing = partial(request.app.state.platform.meter.admit, principal, nested=True)
+    billing = partial(nested_call, request.app.state.platform.meter, principal, plan.attribution)
     run = agents.loop.prepare(
         plan.spec,
         body,
@@ -138,6 +138,16 @@ def prepare_agent(body: ChatCompletionRequest, request: Request, principal: Prin
     )
     agents.loop.validate(run)
     return run
+
+
+async def nested_call(
+    meter: Meter, principal: Principal, attribution: Attribution | None, spec: PricedModel, endpoint: str
+) -> MeteredCall:
+    """A billable call a tool makes inside an agent run (a picture, a retrieval's embedding): admitted as nested,
+    and attributed like the run itself, so a GLM's creator share and usage include it."""
+    call = await meter.admit(principal, spec, endpoint, nested=True)
+    call.agent = attribution
+    return call
 
 
 async def admit_agent(
@@ -178,24 +188,34 @@ async def glm_completions(
     ``conversation_id`` (one is made when none is given) with the GLM version it started with, which it keeps."""
     conversations: ConversationStore = request.app.state.conversations
     conversation_id = body.conversation_id or new_conversation_id()
-    glm = await pinned_glm(request, principal, conversation_id, glm)
+    existing = await conversations.find(principal.account_id, conversation_id)
+    glm = await pinned_glm(request, principal, existing, glm)
     body = body.model_copy(update={"conversation_id": conversation_id})
     body, plan = glm_plan(request, glm, body)
-    turn = TurnSaver(conversations, principal.account_id, conversation_id, glm.id, glm.version, last_user_text(body))
+    turn = TurnSaver(
+        conversations,
+        principal.account_id,
+        conversation_id,
+        glm.id,
+        glm.version,
+        turn_user_text(body),
+        continues=existing is not None,
+    )
     return await agent_completions(body, request, principal, plan, turn)
 
 
-async def pinned_glm(request: Request, principal: Principal, conversation_id: str, glm: AgentRecord) -> AgentRecord:
-    """The GLM as a stored conversation started with it (an edit does not change a running conversation)."""
-    conversations: ConversationStore = request.app.state.conversations
-    existing = await conversations.find(principal.account_id, conversation_id)
+async def pinned_glm(
+    request: Request, principal: Principal, existing: ConversationRecord | None, glm: AgentRecord
+) -> AgentRecord:
+    """The GLM as a stored conversation started with it (an edit does not change a running conversation's
+    instructions, model or tools; knowledge bases and HTTP APIs the creator has removed since are gone from it)."""
     if existing is None:
         return glm
     if existing.assistant_id != glm.id:
-        raise InvalidFieldError(f"conversation_id: conversation {conversation_id!r} is with another assistant")
+        raise InvalidFieldError(f"conversation_id: conversation {existing.id!r} is with another assistant")
     if existing.agent_version is None or existing.agent_version == glm.version:
         return glm
-    pinned: AgentRecord = await request.app.state.glms.get(principal.account_id, glm.id, existing.agent_version)
+    pinned: AgentRecord = await request.app.state.glms.pinned(principal.account_id, glm.id, existing.agent_version)
     return pinned
 
 
@@ -221,6 +241,14 @@ def glm_plan(
     ]
     spec = AgentSpec(id=glm.id, model=config.model)
     return body, AgentPlan(spec, server_tools, glm.account_id, Attribution(glm.id, glm.account_id))
+
+
+def turn_user_text(body: ChatCompletionRequest) -> str | None:
+    """The user message a GLM chat turn stores: the last one; none when the request continues after the caller's
+    function results (a last ``tool`` message: that user message was stored with the turn that called them)."""
+    if body.messages and body.messages[-1].role == "tool":
+        return None
+    return last_user_text(body)
 
 
 def last_user_text(body: ChatCompletionRequest) -> str:

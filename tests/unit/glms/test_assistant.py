@@ -13,10 +13,18 @@ from zhipuai.types.assistant import AssistantCompletion
 
 from openglm.agent.assistant_stream import AssistantWriter
 from openglm.agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolCallsEnd, ToolInput, ToolOutputs
+from openglm.api.schemas import ChatMessage
 from openglm.errors import InvalidFieldError
 from openglm.files.blobs import LocalBlobStore
 from openglm.files.store import FileStore
-from openglm.glms.assistant import attachment_text, attachments_of, replayed, transcript
+from openglm.glms.assistant import (
+    attachment_text,
+    attachments_of,
+    estimated_tokens,
+    history_budget,
+    replayed,
+    transcript,
+)
 from openglm.glms.conversations import StoredMessage
 from openglm.serving.usage import Tally
 from openglm.store.db import Database
@@ -96,3 +104,47 @@ async def test_events_become_chunks_the_sdk_reads() -> None:
     assert [p.status for p in parsed] == ["in_progress"] * 6 + ["completed"]
     assert parsed[-1].choices[0].finish_reason == "stop" and parsed[-1].usage.total_tokens == 18
     assert all("metadata" not in c["choices"][0] for c in wire)  # the SDK cannot build a choice's metadata
+
+
+async def test_a_long_text_attachment_is_cut_not_called_unreadable(files: FileStore) -> None:
+    body = "".join(f"Line {n}: the plan holds.\n" for n in range(2_000)).encode()  # about 50,000 characters
+    assert len(body) > 32_000
+    long = await files.create("acct_a", "assistant", "long.txt", body)
+    text = await attachment_text(files, "acct_a", [{"file_id": long.id, "filename": "long.txt"}])
+    assert text.startswith("[Attached file long.txt (cut)]\nLine 0: the plan holds.\n")
+    assert "not readable" not in text and text.endswith("[End of long.txt]")
+    assert len(text) < 8_000 + 100
+
+
+async def test_a_long_history_is_replayed_newest_first_within_its_budget(files: FileStore) -> None:
+    report = await files.create("acct_a", "assistant", "report.txt", b"Quarterly numbers are up.")
+    attached = [{"file_id": report.id, "filename": "report.txt"}]
+    history = [
+        StoredMessage("user", "Read this.", None, attached, NOW),
+        StoredMessage("assistant", "Done.", None, None, NOW),
+    ]
+    for n in range(40):
+        history += [
+            StoredMessage("user", f"Question {n}: " + "word " * 50, None, None, NOW),
+            StoredMessage("assistant", f"Answer {n}: " + "word " * 50, None, None, NOW),
+        ]
+    everything = await replayed(files, "acct_a", history)
+    assert len(everything) == 82  # no budget: all of it
+
+    turn = sum(estimated_tokens(str(m.content)) for m in everything[-2:])
+    kept = await replayed(files, "acct_a", history, budget=turn * 5 + turn // 2)
+    assert [m.role for m in kept] == ["user", "assistant"] * 5  # whole turns, the newest five
+    assert str(kept[0].content).startswith("Question 35:") and str(kept[-1].content).startswith("Answer 39:")
+    assert await replayed(files, "acct_a", history, budget=0) == []
+
+    # Attachments are read again for the latest turns only; an older one is named, not read.
+    short = await replayed(files, "acct_a", history[:6])
+    assert short[0].content == "[Attached earlier: report.txt]\n\nRead this."
+    recent = await replayed(files, "acct_a", history[:4])
+    assert "Quarterly numbers are up." in str(recent[0].content)
+
+
+def test_the_history_budget_leaves_room_for_the_answer_and_the_new_message() -> None:
+    new = ChatMessage(role="user", content="word " * 400)
+    assert history_budget(8192, 1024, new) == 8192 - 1024 - estimated_tokens("word " * 400) - 8192 // 8
+    assert history_budget(4096, 4000, new) == 0  # never negative: the history is left out entirely

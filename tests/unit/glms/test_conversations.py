@@ -177,3 +177,69 @@ async def test_a_whole_stream_is_stored_before_its_last_event(store: Conversatio
     assert [e async for e in stream][-1] == Finished("stop", "completed")
     record = await store.get("acct_a", "c1")  # no drain needed: stored when the answer was whole
     assert (record.prompt_tokens, record.completion_tokens) == (7, 3)
+
+
+async def test_a_turn_on_a_conversation_deleted_meanwhile_is_dropped(store: ConversationStore) -> None:
+    await store.record_turn("acct_a", "c1", "glm1", 1, turn("Hi", "Hello"))
+    saver = TurnSaver(store, "acct_a", "c1", "glm1", 1, "More", continues=True)  # the turn starts …
+    await store.delete("acct_a", "c1")  # … the conversation is deleted while it runs …
+    await saver.save()  # … and its end does not bring the conversation back
+    assert await store.find("acct_a", "c1") is None
+    assert await store.messages("acct_a", "c1") == []
+    # A first turn still creates its conversation.
+    await TurnSaver(store, "acct_a", "c2", "glm1", 1, "New").save()
+    assert [m.content for m in await store.messages("acct_a", "c2")] == ["New", ""]
+
+
+async def test_a_turn_after_function_results_stores_only_the_answer(store: ConversationStore) -> None:
+    await store.record_turn("acct_a", "c1", "glm1", 1, turn("Weather?", ""))
+    await store.record_turn("acct_a", "c1", "glm1", 1, Turn(user=None, answer="Sunny.", continues=True))
+    messages = await store.messages("acct_a", "c1")
+    assert [(m.role, m.content) for m in messages] == [("user", "Weather?"), ("assistant", ""), ("assistant", "Sunny.")]
+
+
+async def test_a_failed_write_at_the_end_does_not_fail_a_delivered_answer(
+    store: ConversationStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: object) -> None:
+        raise OSError("disk full")
+
+    store.record_turn = broken  # type: ignore[method-assign]
+
+    async def events() -> AsyncIterator[AgentEvent]:
+        yield Text("all of it")
+        yield Finished("stop", "completed")
+
+    saver = TurnSaver(store, "acct_a", "c1", "glm1", 1, "hi")
+    delivered = [e async for e in saver.record(events(), Tally())]
+    assert delivered == [Text("all of it"), Finished("stop", "completed")]
+    await store.drain()
+    assert "its turn was not stored" in caplog.text
+    assert "a conversation write failed" in caplog.text and "disk full" in caplog.text
+
+
+async def test_writes_in_the_background_log_their_failures(
+    store: ConversationStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def failing() -> None:
+        raise RuntimeError("database gone")
+
+    store.spawn(failing())
+    await store.drain()
+    assert "a conversation write failed" in caplog.text and "database gone" in caplog.text
+
+
+def test_a_glm_chat_after_function_results_stores_no_user_message_again() -> None:
+    from openglm.api.routes.chat import turn_user_text
+    from openglm.api.schemas import ChatCompletionRequest
+
+    asked = [{"role": "user", "content": "Weather in Paris?"}]
+    assert turn_user_text(ChatCompletionRequest(model="m", messages=asked)) == "Weather in Paris?"
+    called = {"role": "assistant", "content": None, "tool_calls": [CALL]}
+    answered = [*asked, called, {"role": "tool", "content": '{"sky": "clear"}', "tool_call_id": "call_1"}]
+    assert turn_user_text(ChatCompletionRequest(model="m", messages=answered)) is None
+    again = [*answered, {"role": "assistant", "content": "Clear."}, {"role": "user", "content": "And Lyon?"}]
+    assert turn_user_text(ChatCompletionRequest(model="m", messages=again)) == "And Lyon?"
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}}

@@ -1,7 +1,7 @@
 """Web sign-in: a user's password hash, and which keys are sign-in sessions.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-22
 """
 
