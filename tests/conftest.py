@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,12 +14,19 @@ from .databases import database_url, pgvector_server
 
 
 @pytest.fixture(scope="session")
-def pgvector_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pgvector_admin() -> Iterator[str]:
     """The admin URL of a PostgreSQL server with pgvector, started once for the session (see databases.py)."""
     if importlib.util.find_spec("pgserver") is None:
         pytest.skip("pgserver (a PostgreSQL with pgvector) is not installed: pip install pgserver==0.1.4")
-    with pgvector_server(tmp_path_factory.mktemp("pgvector") / "pgdata") as url:
-        yield url
+    # Not under pytest's basetemp: another pytest run on the machine prunes older basetemps (it keeps three), which
+    # deleted the data directory under this running server.
+    home = Path(tempfile.mkdtemp(prefix="openglm-pgvector-"))
+    home.chmod(0o755)  # pgserver runs PostgreSQL as its own system user when we are root
+    try:
+        with pgvector_server(home / "pgdata") as url:
+            yield url
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -69,13 +69,18 @@ async function render() {
   }
   rendering?.abort();
   const controller = (rendering = new AbortController());
+  const focusedBefore = document.activeElement;
   try {
     const page = await import(`./pages/${name}.js`);
     if (controller.signal.aborted) return;
     clear(main);
     await page.render(main, args, controller.signal);
+    if (controller.signal.aborted) return; // another page was asked for meanwhile: its render owns the title
     document.title = `${main.querySelector('h1')?.textContent || 'OpenGLM'} · OpenGLM`;
-    if (navigated) main.focus({ preventScroll: true }); // a screen reader starts at the new page, not the old link
+    // A screen reader starts at the new page, not the old link; unless the user has moved focus while the page
+    // was loading (a late render must not take focus away from what they are on now).
+    const untouched = document.activeElement === focusedBefore || document.activeElement === document.body;
+    if (navigated && untouched) main.focus({ preventScroll: true });
     navigated = true;
   } catch (error) {
     if (controller.signal.aborted) return;
