@@ -65,7 +65,7 @@ class Draft:
 
 
 @dataclass(frozen=True)
-class Turn:
+class BuilderTurn:
     role: str  # user | assistant
     content: str
 
@@ -108,7 +108,7 @@ def output_schema(tools: Sequence[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
-def check_turns(turns: Sequence[Turn]) -> None:
+def check_turns(turns: Sequence[BuilderTurn]) -> None:
     if not turns:
         raise InvalidFieldError("messages: give at least one message")
     for i, turn in enumerate(turns):
@@ -138,7 +138,9 @@ def system_prompt(draft: Draft | None, tools: Sequence[str]) -> str:
     return SYSTEM_PROMPT.format(tools=listed, max_prompts=MAX_PROMPTS, draft=draft_json(draft))
 
 
-def chat_request(model: str, turns: Sequence[Turn], draft: Draft | None, tools: Sequence[str]) -> ChatCompletionRequest:
+def chat_request(
+    model: str, turns: Sequence[BuilderTurn], draft: Draft | None, tools: Sequence[str]
+) -> ChatCompletionRequest:
     """The one structured-output call of a builder turn: instructions and draft, then the conversation."""
     check_turns(turns)
     messages = [ChatMessage(role="system", content=system_prompt(draft, tools))]

@@ -11,7 +11,7 @@ from ...accounts.money import format_yuan
 from ...accounts.usage import agent_tokens, agent_usage
 from ...agent.tools.http_api import load_document, operations
 from ...errors import InvalidFieldError, NotFoundError
-from ...glms.builder import Draft, Turn, builder_tools, chat_request, merge, parse_output
+from ...glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
 from ...glms.config import AgentConfig
 from ...glms.store import AgentRecord, AgentStore
 from ...serving.responses import collect_chat
@@ -111,7 +111,7 @@ async def build_by_conversation(body: BuilderRequest, request: Request, principa
     chat, models = request.app.state.chat, request.app.state.models
     served = models.get(body.model or models.default_name())
     tools = builder_tools(list(request.app.state.agents.tools), None if draft is None else draft.config)
-    turns = [Turn(m.role, m.content) for m in body.messages]
+    turns = [BuilderTurn(m.role, m.content) for m in body.messages]
     plan = chat.plan(chat_request(served.spec.id, turns, draft, tools))
     call = await admit(request, principal, plan.served, "glms.builder", plan.id, plan.request_id)
     run = await call.guard(chat.submit(plan))

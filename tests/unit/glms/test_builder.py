@@ -14,8 +14,8 @@ from openglm.glms.builder import (
     MAX_TOKENS,
     NEW_AGENT_NAME,
     BuilderOutput,
+    BuilderTurn,
     Draft,
-    Turn,
     builder_tools,
     chat_request,
     merge,
@@ -101,7 +101,11 @@ def test_builder_tools_are_the_offered_built_ins_and_retrieval_needs_knowledge()
 
 
 def test_the_prompt_holds_the_task_the_draft_and_the_conversation() -> None:
-    turns = [Turn("user", "A gardening helper"), Turn("assistant", "Sure."), Turn("user", "Add seed counts")]
+    turns = [
+        BuilderTurn("user", "A gardening helper"),
+        BuilderTurn("assistant", "Sure."),
+        BuilderTurn("user", "Add seed counts"),
+    ]
     request = chat_request("my-model", turns, DRAFT, ["code_interpreter"])
     system, *rest = request.messages
     assert system.role == "system" and isinstance(system.content, str)
@@ -125,10 +129,15 @@ def test_the_prompt_holds_the_task_the_draft_and_the_conversation() -> None:
 
 @pytest.mark.parametrize(
     "turns",
-    [[], [Turn("system", "x")], [Turn("user", "hi"), Turn("assistant", "hello")], [Turn("user", "  ")]],
+    [
+        [],
+        [BuilderTurn("system", "x")],
+        [BuilderTurn("user", "hi"), BuilderTurn("assistant", "hello")],
+        [BuilderTurn("user", "  ")],
+    ],
     ids=["empty", "bad-role", "ends-with-assistant", "blank"],
 )
-def test_bad_conversations_are_refused(turns: list[Turn]) -> None:
+def test_bad_conversations_are_refused(turns: list[BuilderTurn]) -> None:
     with pytest.raises(InvalidFieldError):
         chat_request("m", turns, None, [])
 
