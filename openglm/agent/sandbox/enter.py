@@ -1,5 +1,6 @@
-"""Runs as root inside fresh mount, PID, network, IPC and UTS namespaces (made by ``unshare``), builds the
-sandbox's view of the filesystem, sets the limits, drops to the kernel's own uid and becomes the kernel.
+"""Runs as root inside fresh mount, PID, network, IPC and UTS namespaces (made by ``unshare``), joins the
+kernel's cgroup, builds the sandbox's view of the filesystem, sets the limits, drops to the kernel's own uid,
+starts the kernel and stays as the namespace's init, reaping.
 
     unshare --mount --pid --net --ipc --uts --fork --kill-child python -m openglm.agent.sandbox.enter SPEC_JSON
 
@@ -12,6 +13,7 @@ import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,14 @@ def build_filesystem(spec: dict[str, Any]) -> None:
     os.rmdir(stage)
 
 
+def join_cgroups(procs_files: list[str]) -> None:
+    """Into the kernel's cgroup (one per v1 hierarchy, or one v2), before any of its code runs: everything it
+    starts is born there, under the kernel's memory, CPU and process limits."""
+    for path in procs_files:
+        with open(path, "w") as handle:
+            handle.write("0")  # "0": the writing process
+
+
 def set_limits(limits: dict[str, int]) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
     resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"]))
@@ -139,11 +149,12 @@ def drop_privileges(uid: int) -> None:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    join_cgroups(spec["cgroup_procs"])
     build_filesystem(spec)
     set_limits(spec["limits"])
     drop_privileges(spec["uid"])
     # unshare --kill-child set this, but changing uid clears it: without it the namespace would outlive a
-    # killed server. (When this process, the namespace's init, dies, the kernel dies with it.)
+    # killed server. (When this process, the namespace's init, dies, the kernel and all else die with it.)
     die_with_parent()
     os.chdir(f"{SANDBOX_ROOT}/workspace")
     env = {
@@ -159,7 +170,25 @@ def main() -> None:
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     Path("/tmp/matplotlib").mkdir()
-    os.execve(spec["argv"][0], spec["argv"], env)
+    kernel = os.fork()
+    if kernel == 0:
+        os.execve(spec["argv"][0], spec["argv"], env)
+    reap_until_exit(kernel)
+
+
+def reap_until_exit(kernel: int) -> None:
+    """Be the namespace's init: reap every process that ends in it (a killed straggler, or one orphaned by a
+    double fork, would otherwise stay a zombie and count against the kernel's process limits) and end, with
+    the whole namespace, when the kernel ends. An init gets no signal from inside its namespace that it has
+    no handler for: the code cannot kill it (SIGINT goes back to the default, so it is not handled either)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == kernel:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cgroups import KernelCgroup
 from .enter import MS_NODEV, MS_NOSUID, die_with_parent, mount, umount
 from .policy import SandboxPolicy
+from .workspace import FileOut, Stamp, WorkspaceFiles
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,9 @@ INSIDE_IPC = "/mnt/ipc"
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
 NAMESPACES = ["--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child"]
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# Beyond the data directory: homes, sockets of local services (PostgreSQL's trusts its Unix socket), their data.
-DEFAULT_HIDDEN = ("/root", "/home", "/run", "/var/run", "/var/lib", "/var/log", "/srv")
+# Beyond the data directory: homes, sockets of local services (PostgreSQL's trusts its Unix socket), their data,
+# and the cgroup tree (the kernel has joined its own by then; the others' names and pids are not its business).
+DEFAULT_HIDDEN = ("/root", "/home", "/run", "/var/run", "/var/lib", "/var/log", "/srv", "/sys/fs/cgroup")
 INTERRUPT_GRACE = 5.0
 MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_IMAGES = 20
@@ -84,15 +87,30 @@ class _Collector:
 
 
 class SandboxedKernel:
-    def __init__(self, policy: SandboxPolicy, workspace: Path, uid: int, hidden: list[str]):
+    def __init__(
+        self,
+        policy: SandboxPolicy,
+        workspace: Path,
+        uid: int,
+        hidden: list[str],
+        cgroup: KernelCgroup | None = None,
+    ):
         self.policy = policy
         self.workspace = workspace
         self.uid = uid
         self.hidden = [*hidden, *DEFAULT_HIDDEN, *policy.hidden_paths]
+        # Limits for the kernel and all it starts, its freezer, and the list of its processes (None: no cgroups
+        # on this host, rlimits only). The pool made it; the kernel removes it when it shuts down.
+        self.cgroup = cgroup
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="ogk-"))  # short: Unix socket paths max out at 108 bytes
         self.process: subprocess.Popen[bytes] | None = None
         self.client: Any = None
         self.started_at = 0.0
+        self.files: WorkspaceFiles | None = None  # the workspace, by descriptor, once mounted
+        # The namespace's init (reaping) and the IPython process, in the server's view: a kernel's processes
+        # other than these two are what a run left behind.
+        self.init_pid: int | None = None
+        self.kernel_pid: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -105,6 +123,8 @@ class SandboxedKernel:
         for path in (self.workspace, self.ipc_dir):
             os.chown(path, self.uid, self.uid)
             path.chmod(0o700)
+        # Taken before the kernel exists: from here on the server reaches the workspace only through it.
+        self.files = WorkspaceFiles(self.workspace)
         key = secrets.token_hex(16)
         self._write_connection_file(key)
         self.process = subprocess.Popen(
@@ -124,7 +144,14 @@ class SandboxedKernel:
             detail = self._stderr()
             await self.shutdown()
             raise KernelStartError(f"sandboxed kernel did not start: {exc}; {detail}") from None
+        self._find_kernel_pid()
         self.started_at = time.monotonic()
+
+    def _find_kernel_pid(self) -> None:
+        """The namespace's init (``enter.py``, a child of ``unshare``) and the kernel (its child)."""
+        assert self.process is not None
+        self.init_pid = _only_child(self.process.pid)
+        self.kernel_pid = _only_child(self.init_pid) if self.init_pid is not None else None
 
     async def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -155,6 +182,9 @@ class SandboxedKernel:
 
     def remove_workspace(self) -> None:
         """Unmount the workspace (and everything the kernel wrote with it), then remove its mount point."""
+        if self.files is not None:
+            self.files.close()
+            self.files = None
         remove_workspace(self.workspace)
 
     def _spec(self) -> dict[str, Any]:
@@ -165,6 +195,7 @@ class SandboxedKernel:
             "workspace": str(self.workspace),
             "ipc_dir": str(self.ipc_dir),
             "uid": self.uid,
+            "cgroup_procs": self.cgroup.join_files if self.cgroup is not None else [],
             "hide": self.hidden,
             "keep": keep,
             "limits": {
@@ -215,6 +246,7 @@ class SandboxedKernel:
             finished = await self._collect(msg_id, collector, time.monotonic() + timeout)
         except asyncio.CancelledError:  # the request went away: stop the code rather than let it run on
             await self.interrupt()
+            await self.end_stragglers()
             raise
         result = Execution(images=collector.images, error=collector.error)
         if not finished and self.alive:
@@ -224,6 +256,8 @@ class SandboxedKernel:
         if not finished:
             result.restarted = True
             await self.shutdown()  # dead, or deaf to the interrupt: the next run gets a new kernel
+        else:
+            await self.end_stragglers()
         result.logs = "".join(collector.parts)
         result.error = collector.error or result.error
         return result
@@ -244,6 +278,66 @@ class SandboxedKernel:
                 return True
             collector.take(msg)
 
+    async def end_stragglers(self) -> None:
+        """Kill what the run left running: every process of the kernel but the kernel's own. (Threads the code
+        started inside the kernel's process cannot be told from the kernel's own; the CPU quota and the kernel's
+        lifetime CPU limit bound them.)"""
+        await asyncio.get_running_loop().run_in_executor(None, self._kill_stragglers)
+
+    def _kill_stragglers(self) -> None:
+        if self.kernel_pid is None or self.init_pid is None:
+            return
+        deadline = time.monotonic() + 5.0
+        while True:
+            frozen = self.cgroup.frozen() if self.cgroup is not None else contextlib.nullcontext()
+            with frozen:  # nothing forks between the listing and the kill
+                stragglers = self._processes() - {self.init_pid, self.kernel_pid}
+                for pid in stragglers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            if not stragglers:
+                return
+            if time.monotonic() > deadline:
+                log.warning("sandbox uid %d: processes outlived their run: %s", self.uid, sorted(stragglers))
+                return
+            time.sleep(0.005)
+
+    def _processes(self) -> set[int]:
+        if self.cgroup is not None:
+            return self.cgroup.pids()
+        return set(processes_of(self.uid))
+
+    async def workspace_listing(self) -> dict[str, Stamp]:
+        files = self._workspace_files()
+        return await asyncio.get_running_loop().run_in_executor(None, files.listing)
+
+    async def written_since(self, before: dict[str, Stamp], *, limit: int, max_files: int) -> tuple[list[FileOut], int]:
+        """The files the last run wrote, read while the kernel is frozen (where cgroups allow): its threads and
+        processes cannot rename anything meanwhile. The reads are safe without the freeze too (``workspace.py``);
+        the freeze makes what is returned the workspace as the run left it."""
+        files = self._workspace_files()
+
+        def collect() -> tuple[list[FileOut], int]:
+            frozen = self.cgroup.frozen() if self.cgroup is not None and self.alive else contextlib.nullcontext()
+            with frozen:
+                return files.written_since(before, limit=limit, max_files=max_files)
+
+        return await asyncio.get_running_loop().run_in_executor(None, collect)
+
+    async def attach(self, filename: str, data: bytes) -> None:
+        """``filename``'s base name in the workspace's root, holding ``data``, the kernel's own; skipped when the
+        name is taken (attached before, or something the kernel made)."""
+        name = Path(filename).name
+        if name in ("", ".", ".."):
+            return
+        files = self._workspace_files()
+        await asyncio.get_running_loop().run_in_executor(None, files.create, name, data, self.uid)
+
+    def _workspace_files(self) -> WorkspaceFiles:
+        if self.files is None:
+            raise KernelStartError("the kernel has no workspace")
+        return self.files
+
     async def interrupt(self) -> None:
         """Jupyter's interrupt message; the kernel raises KeyboardInterrupt in the running code."""
         msg = self.client.session.msg("interrupt_request", {})
@@ -258,7 +352,25 @@ class SandboxedKernel:
             os.killpg(self.process.pid, signal.SIGKILL)
             await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
         await asyncio.get_running_loop().run_in_executor(None, wait_until_gone, self.uid)
+        if self.cgroup is not None:
+            cgroup, self.cgroup = self.cgroup, None
+            await asyncio.get_running_loop().run_in_executor(None, _remove_cgroup, cgroup)
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def _only_child(pid: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        (child,) = (int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        return child
+    return None
+
+
+def _remove_cgroup(cgroup: KernelCgroup) -> None:
+    try:
+        cgroup.kill_all()  # nothing should be left: the namespace died with its init
+        cgroup.remove()
+    except OSError as exc:
+        log.warning("could not remove a sandbox cgroup: %s", exc)
 
 
 def remove_workspace(path: Path) -> None:

@@ -3,6 +3,7 @@ next run are unharmed. Real kernels in real namespaces; nothing is mocked."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -66,7 +67,7 @@ async def test_stdout_results_tracebacks_and_images(pool: KernelPool) -> None:
 async def test_code_runs_in_its_workspace_as_its_own_uid(pool: KernelPool) -> None:
     seen = await run(pool, "import os; print(os.getcwd(), os.getuid(), os.getppid())")
     cwd, uid, parent = seen.logs.split()
-    assert cwd == "/mnt/workspace" and int(uid) >= POLICY.base_uid and parent == "0"  # PID namespace init
+    assert cwd == "/mnt/workspace" and int(uid) >= POLICY.base_uid and parent == "1"  # the namespace's init
     await run(pool, "open('report.csv', 'w').write('a,b\\n1,2\\n')")
     workspace = pool.workspace_of("c1")
     assert workspace is not None and (workspace / "report.csv").read_text() == "a,b\n1,2\n"
@@ -165,7 +166,7 @@ async def test_kernels_cannot_see_each_other(pool: KernelPool) -> None:
     await run(pool, "open('mine.txt', 'w').write('a')", conversation="a")
     code = "import os; print(os.listdir('/mnt/workspace'), [p for p in os.listdir('/proc') if p.isdigit()])"
     peek = await run(pool, code, conversation="b")
-    assert peek.logs == "[] ['1']\n"  # an empty workspace of its own; one process in sight: itself
+    assert peek.logs == "[] ['1', '2']\n"  # an empty workspace of its own; in sight: its init and itself
 
 
 async def test_two_servers_never_give_two_kernels_one_uid(data_dir: Path) -> None:
@@ -256,3 +257,13 @@ def test_a_killed_server_takes_its_kernels_with_it(data_dir: Path) -> None:
     assert sandbox_processes(uid) == []
     mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
     assert str(data_dir) not in mounts
+    # Its kernels' cgroups stay behind (nothing ran to remove them) until the next server starts.
+    left = list(Path("/sys/fs/cgroup").rglob(f"openglm-sandbox-{server.pid}-*"))
+    assert left
+    asyncio.run(_start_and_close(KernelPool(SandboxPolicy(), data_dir / "sandboxes", warm=0)))
+    assert not [p for p in left if p.exists()]
+
+
+async def _start_and_close(pool: KernelPool) -> None:
+    await pool.start()
+    await pool.close()
