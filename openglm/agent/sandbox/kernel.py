@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import queue
 import re
 import secrets
@@ -17,12 +18,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import seccomp
 from .cgroups import KernelCgroup
-from .enter import MS_NODEV, MS_NOSUID, die_with_parent, mount, umount
+from .enter import (
+    MS_NODEV,
+    MS_NOSUID,
+    SandboxSpec,
+    child_setup,
+    kernel_environment,
+    mount,
+    sandbox_command,
+    umount,
+)
 from .policy import SandboxPolicy
 from .workspace import FileOut, Stamp, WorkspaceFiles
 
@@ -30,7 +42,6 @@ log = logging.getLogger(__name__)
 
 INSIDE_IPC = "/mnt/ipc"
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
-NAMESPACES = ["--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child"]
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Beyond the data directory: homes, sockets of local services (PostgreSQL's trusts its Unix socket), their data,
 # and the cgroup tree (the kernel has joined its own by then; the others' names and pids are not its business).
@@ -107,8 +118,8 @@ class SandboxedKernel:
         self.client: Any = None
         self.started_at = 0.0
         self.files: WorkspaceFiles | None = None  # the workspace, by descriptor, once mounted
-        # The namespace's init (reaping) and the IPython process, in the server's view: a kernel's processes
-        # other than these two are what a run left behind.
+        # The namespace's init (bwrap's, reaping) and the IPython process, in the server's view: a kernel's
+        # processes other than these and the bwrap that started them are what a run left behind.
         self.init_pid: int | None = None
         self.kernel_pid: int | None = None
 
@@ -127,14 +138,20 @@ class SandboxedKernel:
         self.files = WorkspaceFiles(self.workspace)
         key = secrets.token_hex(16)
         self._write_connection_file(key)
-        self.process = subprocess.Popen(
-            ["unshare", *NAMESPACES, sys.executable, "-m", "openglm.agent.sandbox.enter", json.dumps(self._spec())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # one prctl: nothing in the child waits on a lock
-        )
+        filter_fd = _seccomp_fd()
+        try:
+            self.process = subprocess.Popen(
+                sandbox_command(self._spec(), seccomp_fd=filter_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=self._child_setup(),  # system calls only: nothing in the child waits on a lock
+                pass_fds=() if filter_fd is None else (filter_fd,),
+            )
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
         self.client = AsyncKernelClient()
         self.client.load_connection_info(self._connection(key, str(self.ipc_dir)))
         self.client.start_channels()
@@ -148,7 +165,7 @@ class SandboxedKernel:
         self.started_at = time.monotonic()
 
     def _find_kernel_pid(self) -> None:
-        """The namespace's init (``enter.py``, a child of ``unshare``) and the kernel (its child)."""
+        """The namespace's init (bwrap's reaper, a child of the bwrap we started) and the kernel (its child)."""
         assert self.process is not None
         self.init_pid = _only_child(self.process.pid)
         self.kernel_pid = _only_child(self.init_pid) if self.init_pid is not None else None
@@ -187,26 +204,13 @@ class SandboxedKernel:
             self.files = None
         remove_workspace(self.workspace)
 
-    def _spec(self) -> dict[str, Any]:
+    def _spec(self) -> SandboxSpec:
         python = sys.executable
-        keep = sorted({sys.base_prefix, sys.prefix, str(Path(python).resolve().parent.parent)})
-        policy = self.policy
-        return {
-            "workspace": str(self.workspace),
-            "ipc_dir": str(self.ipc_dir),
-            "uid": self.uid,
-            "cgroup_procs": self.cgroup.join_files if self.cgroup is not None else [],
-            "hide": self.hidden,
-            "keep": keep,
-            "limits": {
-                "memory_bytes": policy.memory_bytes,
-                "cpu_seconds": policy.cpu_seconds,
-                "processes": policy.processes,
-                "file_bytes": policy.file_bytes,
-                "open_files": policy.open_files,
-                "tmp_bytes": policy.tmp_bytes,
-            },
-            "argv": [
+        return SandboxSpec(
+            workspace=str(self.workspace),
+            ipc_dir=str(self.ipc_dir),
+            uid=self.uid,
+            argv=[
                 python,
                 "-m",
                 "ipykernel_launcher",
@@ -215,7 +219,22 @@ class SandboxedKernel:
                 "--HistoryManager.enabled=False",
                 "--matplotlib=inline",
             ],
+            hide=self.hidden,
+            keep=sorted({sys.base_prefix, sys.prefix, str(Path(python).resolve().parent.parent)}),
+            tmp_bytes=self.policy.tmp_bytes,
+            env=kernel_environment(python),
+        )
+
+    def _child_setup(self) -> Callable[[], None]:
+        policy = self.policy
+        limits = {
+            "memory_bytes": policy.memory_bytes,
+            "cpu_seconds": policy.cpu_seconds,
+            "processes": policy.processes,
+            "file_bytes": policy.file_bytes,
+            "open_files": policy.open_files,
         }
+        return child_setup(self.cgroup.join_files if self.cgroup is not None else [], limits)
 
     def _connection(self, key: str, directory: str) -> dict[str, Any]:
         return {
@@ -285,13 +304,14 @@ class SandboxedKernel:
         await asyncio.get_running_loop().run_in_executor(None, self._kill_stragglers)
 
     def _kill_stragglers(self) -> None:
-        if self.kernel_pid is None or self.init_pid is None:
+        if self.process is None or self.kernel_pid is None or self.init_pid is None:
             return
+        own = {self.process.pid, self.init_pid, self.kernel_pid}  # bwrap, its init in the namespace, the kernel
         deadline = time.monotonic() + 5.0
         while True:
             frozen = self.cgroup.frozen() if self.cgroup is not None else contextlib.nullcontext()
             with frozen:  # nothing forks between the listing and the kill
-                stragglers = self._processes() - {self.init_pid, self.kernel_pid}
+                stragglers = self._processes() - own
                 for pid in stragglers:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
@@ -347,8 +367,8 @@ class SandboxedKernel:
         if self.client is not None:
             self.client.stop_channels()
         if self.process is not None and self.process.poll() is None:
-            # The unshare process is the session leader; --kill-child takes the namespace's init (the kernel),
-            # and with it every process in the namespace.
+            # The bwrap we started leads its session; its init in the namespace has a parent-death signal
+            # (--die-with-parent), and every process of the namespace dies with that init.
             os.killpg(self.process.pid, signal.SIGKILL)
             await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
         await asyncio.get_running_loop().run_in_executor(None, wait_until_gone, self.uid)
@@ -356,6 +376,18 @@ class SandboxedKernel:
             cgroup, self.cgroup = self.cgroup, None
             await asyncio.get_running_loop().run_in_executor(None, _remove_cgroup, cgroup)
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def _seccomp_fd() -> int | None:
+    """A pipe holding the seccomp filter for bwrap to read (None where there is none for this architecture)."""
+    filter_program = seccomp.program()
+    if filter_program is None:
+        log.warning("no seccomp filter for %s: kernels run without one", platform.machine())
+        return None
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as pipe:  # a few hundred bytes: well within a pipe's buffer
+        pipe.write(filter_program)
+    return read_end
 
 
 def _only_child(pid: int) -> int | None:

@@ -169,6 +169,8 @@ def sandbox_unavailable() -> str | None:
     """Why sandboxed kernels cannot run here, or None when they can."""
     if os.geteuid() != 0:
         return "the server is not running as root (needed for namespaces and per-kernel uids)"
-    if shutil.which("unshare") is None:
-        return "util-linux's unshare is not installed"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
+    if shutil.which("setpriv") is None:
+        return "util-linux's setpriv is not installed"
     return None
