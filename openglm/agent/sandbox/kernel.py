@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,8 +309,7 @@ class SandboxedKernel:
         own = {self.process.pid, self.init_pid, self.kernel_pid}  # bwrap, its init in the namespace, the kernel
         deadline = time.monotonic() + 5.0
         while True:
-            frozen = self.cgroup.frozen() if self.cgroup is not None else contextlib.nullcontext()
-            with frozen:  # nothing forks between the listing and the kill
+            with self._paused():  # nothing forks between the listing and the kill
                 stragglers = self._processes() - own
                 for pid in stragglers:
                     with contextlib.suppress(ProcessLookupError):
@@ -321,6 +320,28 @@ class SandboxedKernel:
                 log.warning("sandbox uid %d: processes outlived their run: %s", self.uid, sorted(stragglers))
                 return
             time.sleep(0.005)
+
+    @contextlib.contextmanager
+    def _paused(self) -> Iterator[None]:
+        """Every process of the kernel stopped meanwhile (its cgroup frozen), where that can be done; else the
+        caller goes on regardless (what it does must be safe either way)."""
+        cgroup = self.cgroup if self.alive else None
+        if cgroup is None:
+            yield
+            return
+        try:
+            cgroup.freeze()
+        except OSError as exc:
+            log.warning("could not freeze sandbox uid %d: %s", self.uid, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                cgroup.thaw()
+            except OSError as exc:
+                log.error("could not thaw sandbox uid %d (it stays stopped until it is replaced): %s", self.uid, exc)
 
     def _processes(self) -> set[int]:
         if self.cgroup is not None:
@@ -338,8 +359,7 @@ class SandboxedKernel:
         files = self._workspace_files()
 
         def collect() -> tuple[list[FileOut], int]:
-            frozen = self.cgroup.frozen() if self.cgroup is not None and self.alive else contextlib.nullcontext()
-            with frozen:
+            with self._paused():
                 return files.written_since(before, limit=limit, max_files=max_files)
 
         return await asyncio.get_running_loop().run_in_executor(None, collect)
