@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ...errors import ConcurrencyLimitError
 from .cgroups import CgroupTree, KernelCgroup, Limits, open_tree
-from .kernel import SandboxedKernel, remove_workspace
+from .kernel import KernelStartError, SandboxedKernel, remove_workspace
 from .policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -277,17 +277,24 @@ class KernelPool:
     async def _new_kernel(self) -> SandboxedKernel:
         """A started kernel in the slot the caller reserved (freed again if it fails)."""
         kernel: SandboxedKernel | None = None
+        uid: int | None = None
         try:
             uid = self._next_uid()
             self._uids_in_use.add(uid)
+            try:
+                cgroup = self._cgroup(uid)
+            except OSError as exc:
+                raise KernelStartError(f"cannot make the sandboxed kernel's cgroup: {exc}") from None
             kernel = SandboxedKernel(
-                self.policy, self.root / secrets.token_hex(8), uid, [str(self.root), *self.hidden], self._cgroup(uid)
+                self.policy, self.root / secrets.token_hex(8), uid, [str(self.root), *self.hidden], cgroup
             )
             await kernel.start()
         except BaseException:
             if kernel is not None:
                 await self._dispose(kernel)
             else:
+                if uid is not None:
+                    self._free_uid(uid)
                 self._free_slot()
             raise
         return kernel
