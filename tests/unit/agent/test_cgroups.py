@@ -5,6 +5,7 @@ against a directory standing in for a v2 cgroup, and detection against mount tab
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -83,6 +84,7 @@ async def pool() -> AsyncIterator[KernelPool]:
     await kernels.start()
     yield kernels
     await kernels.close()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 async def test_each_kernel_runs_in_a_cgroup_of_its_own_removed_with_it(pool: KernelPool) -> None:
