@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench clean chromium
+.PHONY: serve test lint bench clean chromium sandbox-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed sandbox-tools
 	$(BIN)/openglm serve --host $(HOST) --port $(PORT)
+
+# The code interpreter runs kernels under bubblewrap (Debian's bubblewrap; the server runs as root). Where it
+# cannot be installed the server still starts, with the code interpreter off and its log saying why.
+sandbox-tools:
+	@command -v bwrap >/dev/null || (apt-get update && apt-get install -y bubblewrap) \
+		|| echo "bubblewrap is not installed: the code interpreter stays off (apt-get install bubblewrap, as root)"
 
 # The web app's end-to-end tests drive the system's Chromium (Playwright never downloads a browser here).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
-test: $(VENV)/.installed-test chromium
+test: $(VENV)/.installed-test chromium sandbox-tools
 	$(BIN)/ruff check openglm tests benchmarks
 	$(BIN)/ruff format --check openglm tests benchmarks
 	$(BIN)/mypy

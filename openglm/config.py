@@ -71,8 +71,14 @@ class Settings(BaseSettings):
     # Live kernels at most (one per active conversation), and idle minutes before a conversation's kernel goes.
     sandbox_max_kernels: int = Field(default=16, ge=1, le=1024)
     sandbox_idle_minutes: float = Field(default=15.0, gt=0)
-    # Per kernel: address space, and the workspace's bytes and files (a tmpfs, so RAM when used).
+    # Kernels one account may hold at once (0: half of sandbox_max_kernels), and seconds a new conversation waits
+    # for a kernel to come free when every kernel is busy, before a "busy" (1302) error.
+    sandbox_kernels_per_account: int = Field(default=0, ge=0, le=1024)
+    sandbox_queue_seconds: float = Field(default=30.0, ge=0, le=600)
+    # Per kernel: memory (each process's address space, and all its processes' RAM together), CPU cores' worth
+    # of time for all its processes together, and the workspace's bytes and files (a tmpfs, so RAM when used).
     sandbox_memory_mb: int = Field(default=2048, ge=512)
+    sandbox_cpus: float = Field(default=1.0, gt=0, le=256)
     sandbox_workspace_mb: int = Field(default=512, ge=1)
     sandbox_workspace_files: int = Field(default=10_000, ge=16)
 

@@ -1,6 +1,7 @@
 """Sandboxed, stateful Python kernels for the code interpreter tool.
 
-Each kernel runs in its own Linux namespaces (mount, PID, network, IPC, UTS) under a uid of its own, with
-resource limits, a private workspace and no network at all; the server talks to it over Unix sockets.
-``docs/architecture.md`` says what this stops and what it does not.
+Each kernel runs under bubblewrap in namespaces of its own (mount, PID, network, IPC, UTS, cgroup), under a uid,
+a cgroup and a seccomp filter of its own, with rlimits, a private workspace and no network; the server talks to
+it over Unix sockets and reaches its workspace only through a descriptor. ``docs/architecture.md`` and
+``docs/security.md`` say what this stops and what it does not.
 """

@@ -1,30 +1,40 @@
-"""Runs as root inside fresh mount, PID, network, IPC and UTS namespaces (made by ``unshare``), builds the
-sandbox's view of the filesystem, sets the limits, drops to the kernel's own uid and becomes the kernel.
+"""How a kernel enters its sandbox, and the mount helpers the server uses for kernels' workspaces.
 
-    unshare --mount --pid --net --ipc --uts --fork --kill-child python -m openglm.agent.sandbox.enter SPEC_JSON
+The root server starts, for each kernel::
 
-Only the standard library: this starts for every kernel and must be quick.
+    bwrap --unshare-pid --unshare-net --unshare-ipc --unshare-uts --unshare-cgroup-try --die-with-parent
+          --new-session --ro-bind / / --proc /proc --dev /dev --tmpfs <each hidden path> ... --tmpfs /tmp ...
+          --bind <workspace> /mnt/workspace --bind <sockets> /mnt/ipc --clearenv --setenv ...
+          -- setpriv --reuid=<uid> --regid=<uid> --clear-groups --inh-caps=-all --bounding-set=-all
+          -- python -m ipykernel_launcher ...
+
+Bubblewrap (Debian's ``bubblewrap``) makes the namespaces and the filesystem view: the host's tree read-only
+with sensitive paths covered by empty tmpfs, a fresh ``/proc`` and a minimal ``/dev``, private size-limited
+scratch space, and no network interfaces but its own loopback; it sets ``no_new_privs``, stays as the
+namespace's init (reaping orphans) and dies with its parent. As root it cannot give the kernel a host uid of
+its own (``--uid`` maps a uid of a new user namespace onto root's), so util-linux's ``setpriv`` drops to the
+kernel's uid — one per kernel — with no capabilities left, inherited or bounding. Before bwrap runs, a pre-exec
+step (``child_setup``) puts the launcher into the kernel's cgroup and sets its rlimits and parent-death signal,
+so everything the kernel ever starts is born inside all of them.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import resource
-import sys
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
-MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
-MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
 MS_REC = 16384
-MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
+MS_SLAVE = 1 << 19
+CLONE_NEWNS = 0x00020000
+PR_SET_PDEATHSIG = 1
+SIGKILL = 9
 
 SANDBOX_ROOT = "/mnt"  # inside: /mnt/workspace (the code's cwd and HOME) and /mnt/ipc (the kernel's sockets)
 SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
@@ -45,31 +55,6 @@ def umount(target: str) -> None:
         raise OSError(errno, f"umount {target}: {os.strerror(errno)}")
 
 
-def tmpfs(target: str, mode: str, size: int) -> None:
-    mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={size}")
-
-
-def bind(source: str, target: str, *, read_only: bool) -> None:
-    mount(source, target, None, MS_BIND | MS_REC)
-    if read_only:
-        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-
-
-PR_SET_PDEATHSIG = 1
-SIGKILL = 9
-
-
-def die_with_parent() -> None:
-    """For ``Popen(preexec_fn=...)``: the sandbox's ``unshare`` gets SIGKILL when the server that started it
-    dies, however it dies (``--kill-child`` then takes the whole namespace with it): no orphaned kernels. Only a
-    system call, as a pre-exec function must be."""
-    _libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
-
-
-MS_SLAVE = 1 << 19
-CLONE_NEWNS = 0x00020000
-
-
 def private_mount_namespace() -> bool:
     """Move this process into a mount namespace of its own, in which the host's mounts still appear but the ones
     made here (the kernels' workspace tmpfs) stay private and vanish with the process, however it ends (a
@@ -81,73 +66,73 @@ def private_mount_namespace() -> bool:
     return True
 
 
-def build_filesystem(spec: dict[str, Any]) -> None:
-    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here leaks back to the host
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this PID namespace's processes only
-    tmpfs(SANDBOX_ROOT, "0755", 1024 * 1024)
-    stage = f"{SANDBOX_ROOT}/.stage"
-    for name in ("workspace", "ipc", ".stage"):
-        os.mkdir(f"{SANDBOX_ROOT}/{name}")
-    bind(spec["workspace"], f"{SANDBOX_ROOT}/workspace", read_only=False)
-    bind(spec["ipc_dir"], f"{SANDBOX_ROOT}/ipc", read_only=False)
-    # Paths the kernel needs (the Python installation) that sit inside a hidden path are kept aside first,
-    # then put back read-only on top of the emptied path.
-    kept = []
-    for i, path in enumerate(spec["keep"]):
-        os.mkdir(f"{stage}/{i}")
-        bind(path, f"{stage}/{i}", read_only=True)
-        kept.append((f"{stage}/{i}", path))
-    covered = []
-    for path in spec["hide"]:
+@dataclass(frozen=True)
+class SandboxSpec:
+    workspace: str
+    ipc_dir: str
+    uid: int
+    argv: list[str]  # the kernel's command line (argv[0]: the Python it runs on)
+    hide: list[str]  # paths shown empty: directories as an empty tmpfs, files as /dev/null
+    keep: list[str]  # paths put back read-only where a hidden path covered them (the Python installation)
+    tmp_bytes: int  # size of each private scratch directory
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def sandbox_command(spec: SandboxSpec, *, seccomp_fd: int | None = None) -> list[str]:
+    """The bwrap + setpriv command line that runs ``spec.argv`` in its sandbox; ``seccomp_fd``: a descriptor
+    bwrap reads a seccomp filter from (``seccomp.py``), loaded just before setpriv runs."""
+    args = [
+        "bwrap",
+        *("--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"),
+        *("--die-with-parent", "--new-session"),
+        *("--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"),
+    ]
+    if seccomp_fd is not None:
+        args += ["--seccomp", str(seccomp_fd)]
+    covered: list[str] = []
+    # A hidden symlink (/var/run -> /run) is hidden by covering what it points to; a path inside another hidden
+    # one is covered with it (and gets no mount point there).
+    for path in sorted({os.path.realpath(p) for p in spec.hide}):
+        if _under(path, covered):
+            continue
         if os.path.isdir(path):
-            tmpfs(path, "0755", 1024 * 1024)
+            args += ["--tmpfs", path]
             covered.append(path)
-        elif os.path.isfile(path):  # a single file (the model catalog, with its API keys): show it empty
-            mount("/dev/null", path, None, MS_BIND)
+        elif os.path.isfile(path):  # a single file (the model catalog, with its API keys): shown empty
+            args += ["--ro-bind", "/dev/null", path]
     for path in SCRATCH_DIRS:
-        if os.path.isdir(path):
-            tmpfs(path, "1777", spec["limits"]["tmp_bytes"])
+        if os.path.isdir(path) and not _under(path, covered):
+            args += ["--size", str(spec.tmp_bytes), "--perms", "1777", "--tmpfs", path]
             covered.append(path)
-    # Put back what the kernel needs that the covering hid (a Python under /root, a checkout under /tmp).
-    for staged, path in kept:
-        if any(path == c or path.startswith(c.rstrip("/") + "/") for c in covered):
-            os.makedirs(path, exist_ok=True)
-            bind(staged, path, read_only=True)
-        umount(staged)
-        os.rmdir(staged)
-    os.rmdir(stage)
+    # Put back what the kernel needs that the covering hid (a Python under /root, a checkout under /tmp), with
+    # the directories leading to it traversable (bwrap would make them 0700, root's).
+    for path in spec.keep:
+        cover = _under(path, covered)
+        if cover is None:
+            continue
+        parts = PurePosixPath(path).relative_to(cover).parts
+        for depth in range(1, len(parts)):
+            args += ["--perms", "0755", "--dir", str(PurePosixPath(cover, *parts[:depth]))]
+        args += ["--ro-bind", path, path]
+    args += ["--tmpfs", SANDBOX_ROOT]
+    args += ["--bind", spec.workspace, f"{SANDBOX_ROOT}/workspace", "--bind", spec.ipc_dir, f"{SANDBOX_ROOT}/ipc"]
+    args += ["--chdir", f"{SANDBOX_ROOT}/workspace", "--clearenv"]
+    for name, value in spec.env.items():
+        args += ["--setenv", name, value]
+    args += ["--", "setpriv", f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups"]
+    args += ["--inh-caps=-all", "--bounding-set=-all", "--", *spec.argv]
+    return args
 
 
-def set_limits(limits: dict[str, int]) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"]))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"], limits["open_files"]))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+def _under(path: str, directories: list[str]) -> str | None:
+    """The directory of ``directories`` that is ``path`` or holds it, if any."""
+    return next((d for d in directories if path == d or path.startswith(d.rstrip("/") + "/")), None)
 
 
-def drop_privileges(uid: int) -> None:
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)  # from root to an ordinary uid: every capability is gone with it
-    # no_new_privs: no setuid binary can hand any back.
-    PR_SET_NO_NEW_PRIVS = 38
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-
-
-def main() -> None:
-    spec = json.loads(sys.argv[1])
-    build_filesystem(spec)
-    set_limits(spec["limits"])
-    drop_privileges(spec["uid"])
-    # unshare --kill-child set this, but changing uid clears it: without it the namespace would outlive a
-    # killed server. (When this process, the namespace's init, dies, the kernel dies with it.)
-    die_with_parent()
-    os.chdir(f"{SANDBOX_ROOT}/workspace")
-    env = {
-        "PATH": os.path.dirname(spec["argv"][0]) + ":/usr/local/bin:/usr/bin:/bin",
+def kernel_environment(python: str) -> dict[str, str]:
+    """A clean environment: none of the server's settings (its secret key) reach the kernel."""
+    return {
+        "PATH": os.path.dirname(python) + ":/usr/local/bin:/usr/bin:/bin",
         "HOME": f"{SANDBOX_ROOT}/workspace",
         "USER": "sandbox",
         "LOGNAME": "sandbox",
@@ -158,9 +143,34 @@ def main() -> None:
         "JUPYTER_RUNTIME_DIR": "/tmp/jupyter",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    Path("/tmp/matplotlib").mkdir()
-    os.execve(spec["argv"][0], spec["argv"], env)
 
 
-if __name__ == "__main__":
-    main()
+def child_setup(cgroup_procs: list[str], limits: dict[str, int]) -> Callable[[], None]:
+    """For ``Popen(preexec_fn=...)``, run in the forked child before bwrap is executed: join the kernel's cgroup
+    (everything the kernel starts is born in it), set the rlimits (inherited by the kernel; bwrap itself runs as
+    root, which RLIMIT_NPROC does not bind) and a parent-death signal (bwrap's ``--die-with-parent`` passes it on
+    to the sandbox), so a server that dies however it dies (SIGKILL) takes its kernels with it. Everything is
+    prepared here, in the parent: the child only makes system calls, and waits on no lock another thread of the
+    server may have held at the fork."""
+    paths = [path.encode() for path in cgroup_procs]
+    rlimits = [
+        (resource.RLIMIT_AS, limits["memory_bytes"]),
+        (resource.RLIMIT_CPU, limits["cpu_seconds"]),
+        (resource.RLIMIT_NPROC, limits["processes"]),
+        (resource.RLIMIT_FSIZE, limits["file_bytes"]),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_CORE, 0),
+    ]
+
+    def setup() -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        for path in paths:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")  # "0": the writing process
+            finally:
+                os.close(fd)
+        for which, value in rlimits:
+            resource.setrlimit(which, (value, value))
+
+    return setup

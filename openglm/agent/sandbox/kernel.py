@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import platform
 import queue
 import re
 import secrets
@@ -17,21 +18,34 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .enter import MS_NODEV, MS_NOSUID, die_with_parent, mount, umount
+from . import seccomp
+from .cgroups import KernelCgroup
+from .enter import (
+    MS_NODEV,
+    MS_NOSUID,
+    SandboxSpec,
+    child_setup,
+    kernel_environment,
+    mount,
+    sandbox_command,
+    umount,
+)
 from .policy import SandboxPolicy
+from .workspace import FileOut, Stamp, WorkspaceFiles
 
 log = logging.getLogger(__name__)
 
 INSIDE_IPC = "/mnt/ipc"
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
-NAMESPACES = ["--mount", "--pid", "--net", "--ipc", "--uts", "--fork", "--kill-child"]
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# Beyond the data directory: homes, sockets of local services (PostgreSQL's trusts its Unix socket), their data.
-DEFAULT_HIDDEN = ("/root", "/home", "/run", "/var/run", "/var/lib", "/var/log", "/srv")
+# Beyond the data directory: homes, sockets of local services (PostgreSQL's trusts its Unix socket), their data,
+# and the cgroup tree (the kernel has joined its own by then; the others' names and pids are not its business).
+DEFAULT_HIDDEN = ("/root", "/home", "/run", "/var/run", "/var/lib", "/var/log", "/srv", "/sys/fs/cgroup")
 INTERRUPT_GRACE = 5.0
 MAX_OUTPUT_BYTES = 1024 * 1024
 MAX_IMAGES = 20
@@ -84,15 +98,30 @@ class _Collector:
 
 
 class SandboxedKernel:
-    def __init__(self, policy: SandboxPolicy, workspace: Path, uid: int, hidden: list[str]):
+    def __init__(
+        self,
+        policy: SandboxPolicy,
+        workspace: Path,
+        uid: int,
+        hidden: list[str],
+        cgroup: KernelCgroup | None = None,
+    ):
         self.policy = policy
         self.workspace = workspace
         self.uid = uid
         self.hidden = [*hidden, *DEFAULT_HIDDEN, *policy.hidden_paths]
+        # Limits for the kernel and all it starts, its freezer, and the list of its processes (None: no cgroups
+        # on this host, rlimits only). The pool made it; the kernel removes it when it shuts down.
+        self.cgroup = cgroup
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="ogk-"))  # short: Unix socket paths max out at 108 bytes
         self.process: subprocess.Popen[bytes] | None = None
         self.client: Any = None
         self.started_at = 0.0
+        self.files: WorkspaceFiles | None = None  # the workspace, by descriptor, once mounted
+        # The namespace's init (bwrap's, reaping) and the IPython process, in the server's view: a kernel's
+        # processes other than these and the bwrap that started them are what a run left behind.
+        self.init_pid: int | None = None
+        self.kernel_pid: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -105,16 +134,24 @@ class SandboxedKernel:
         for path in (self.workspace, self.ipc_dir):
             os.chown(path, self.uid, self.uid)
             path.chmod(0o700)
+        # Taken before the kernel exists: from here on the server reaches the workspace only through it.
+        self.files = WorkspaceFiles(self.workspace)
         key = secrets.token_hex(16)
         self._write_connection_file(key)
-        self.process = subprocess.Popen(
-            ["unshare", *NAMESPACES, sys.executable, "-m", "openglm.agent.sandbox.enter", json.dumps(self._spec())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # one prctl: nothing in the child waits on a lock
-        )
+        filter_fd = _seccomp_fd()
+        try:
+            self.process = subprocess.Popen(
+                sandbox_command(self._spec(), seccomp_fd=filter_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=self._child_setup(),  # system calls only: nothing in the child waits on a lock
+                pass_fds=() if filter_fd is None else (filter_fd,),
+            )
+        finally:
+            if filter_fd is not None:
+                os.close(filter_fd)
         self.client = AsyncKernelClient()
         self.client.load_connection_info(self._connection(key, str(self.ipc_dir)))
         self.client.start_channels()
@@ -124,7 +161,14 @@ class SandboxedKernel:
             detail = self._stderr()
             await self.shutdown()
             raise KernelStartError(f"sandboxed kernel did not start: {exc}; {detail}") from None
+        self._find_kernel_pid()
         self.started_at = time.monotonic()
+
+    def _find_kernel_pid(self) -> None:
+        """The namespace's init (bwrap's reaper, a child of the bwrap we started) and the kernel (its child)."""
+        assert self.process is not None
+        self.init_pid = _only_child(self.process.pid)
+        self.kernel_pid = _only_child(self.init_pid) if self.init_pid is not None else None
 
     async def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -155,27 +199,18 @@ class SandboxedKernel:
 
     def remove_workspace(self) -> None:
         """Unmount the workspace (and everything the kernel wrote with it), then remove its mount point."""
+        if self.files is not None:
+            self.files.close()
+            self.files = None
         remove_workspace(self.workspace)
 
-    def _spec(self) -> dict[str, Any]:
+    def _spec(self) -> SandboxSpec:
         python = sys.executable
-        keep = sorted({sys.base_prefix, sys.prefix, str(Path(python).resolve().parent.parent)})
-        policy = self.policy
-        return {
-            "workspace": str(self.workspace),
-            "ipc_dir": str(self.ipc_dir),
-            "uid": self.uid,
-            "hide": self.hidden,
-            "keep": keep,
-            "limits": {
-                "memory_bytes": policy.memory_bytes,
-                "cpu_seconds": policy.cpu_seconds,
-                "processes": policy.processes,
-                "file_bytes": policy.file_bytes,
-                "open_files": policy.open_files,
-                "tmp_bytes": policy.tmp_bytes,
-            },
-            "argv": [
+        return SandboxSpec(
+            workspace=str(self.workspace),
+            ipc_dir=str(self.ipc_dir),
+            uid=self.uid,
+            argv=[
                 python,
                 "-m",
                 "ipykernel_launcher",
@@ -184,7 +219,22 @@ class SandboxedKernel:
                 "--HistoryManager.enabled=False",
                 "--matplotlib=inline",
             ],
+            hide=self.hidden,
+            keep=sorted({sys.base_prefix, sys.prefix, str(Path(python).resolve().parent.parent)}),
+            tmp_bytes=self.policy.tmp_bytes,
+            env=kernel_environment(python),
+        )
+
+    def _child_setup(self) -> Callable[[], None]:
+        policy = self.policy
+        limits = {
+            "memory_bytes": policy.memory_bytes,
+            "cpu_seconds": policy.cpu_seconds,
+            "processes": policy.processes,
+            "file_bytes": policy.file_bytes,
+            "open_files": policy.open_files,
         }
+        return child_setup(self.cgroup.join_files if self.cgroup is not None else [], limits)
 
     def _connection(self, key: str, directory: str) -> dict[str, Any]:
         return {
@@ -215,6 +265,7 @@ class SandboxedKernel:
             finished = await self._collect(msg_id, collector, time.monotonic() + timeout)
         except asyncio.CancelledError:  # the request went away: stop the code rather than let it run on
             await self.interrupt()
+            await self.end_stragglers()
             raise
         result = Execution(images=collector.images, error=collector.error)
         if not finished and self.alive:
@@ -224,6 +275,8 @@ class SandboxedKernel:
         if not finished:
             result.restarted = True
             await self.shutdown()  # dead, or deaf to the interrupt: the next run gets a new kernel
+        else:
+            await self.end_stragglers()
         result.logs = "".join(collector.parts)
         result.error = collector.error or result.error
         return result
@@ -244,6 +297,87 @@ class SandboxedKernel:
                 return True
             collector.take(msg)
 
+    async def end_stragglers(self) -> None:
+        """Kill what the run left running: every process of the kernel but the kernel's own. (Threads the code
+        started inside the kernel's process cannot be told from the kernel's own; the CPU quota and the kernel's
+        lifetime CPU limit bound them.)"""
+        await asyncio.get_running_loop().run_in_executor(None, self._kill_stragglers)
+
+    def _kill_stragglers(self) -> None:
+        if self.process is None or self.kernel_pid is None or self.init_pid is None:
+            return
+        own = {self.process.pid, self.init_pid, self.kernel_pid}  # bwrap, its init in the namespace, the kernel
+        deadline = time.monotonic() + 5.0
+        while True:
+            with self._paused():  # nothing forks between the listing and the kill
+                stragglers = self._processes() - own
+                for pid in stragglers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            if not stragglers:
+                return
+            if time.monotonic() > deadline:
+                log.warning("sandbox uid %d: processes outlived their run: %s", self.uid, sorted(stragglers))
+                return
+            time.sleep(0.005)
+
+    @contextlib.contextmanager
+    def _paused(self) -> Iterator[None]:
+        """Every process of the kernel stopped meanwhile (its cgroup frozen), where that can be done; else the
+        caller goes on regardless (what it does must be safe either way)."""
+        cgroup = self.cgroup if self.alive else None
+        if cgroup is None:
+            yield
+            return
+        try:
+            cgroup.freeze()
+        except OSError as exc:
+            log.warning("could not freeze sandbox uid %d: %s", self.uid, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            try:
+                cgroup.thaw()
+            except OSError as exc:
+                log.error("could not thaw sandbox uid %d (it stays stopped until it is replaced): %s", self.uid, exc)
+
+    def _processes(self) -> set[int]:
+        if self.cgroup is not None:
+            return self.cgroup.pids()
+        return set(processes_of(self.uid))
+
+    async def workspace_listing(self) -> dict[str, Stamp]:
+        files = self._workspace_files()
+        return await asyncio.get_running_loop().run_in_executor(None, files.listing)
+
+    async def written_since(self, before: dict[str, Stamp], *, limit: int, max_files: int) -> tuple[list[FileOut], int]:
+        """The files the last run wrote, read while the kernel is frozen (where cgroups allow): its threads and
+        processes cannot rename anything meanwhile. The reads are safe without the freeze too (``workspace.py``);
+        the freeze makes what is returned the workspace as the run left it."""
+        files = self._workspace_files()
+
+        def collect() -> tuple[list[FileOut], int]:
+            with self._paused():
+                return files.written_since(before, limit=limit, max_files=max_files)
+
+        return await asyncio.get_running_loop().run_in_executor(None, collect)
+
+    async def attach(self, filename: str, data: bytes) -> None:
+        """``filename``'s base name in the workspace's root, holding ``data``, the kernel's own; skipped when the
+        name is taken (attached before, or something the kernel made)."""
+        name = Path(filename).name
+        if name in ("", ".", ".."):
+            return
+        files = self._workspace_files()
+        await asyncio.get_running_loop().run_in_executor(None, files.create, name, data, self.uid)
+
+    def _workspace_files(self) -> WorkspaceFiles:
+        if self.files is None:
+            raise KernelStartError("the kernel has no workspace")
+        return self.files
+
     async def interrupt(self) -> None:
         """Jupyter's interrupt message; the kernel raises KeyboardInterrupt in the running code."""
         msg = self.client.session.msg("interrupt_request", {})
@@ -253,12 +387,42 @@ class SandboxedKernel:
         if self.client is not None:
             self.client.stop_channels()
         if self.process is not None and self.process.poll() is None:
-            # The unshare process is the session leader; --kill-child takes the namespace's init (the kernel),
-            # and with it every process in the namespace.
+            # The bwrap we started leads its session; its init in the namespace has a parent-death signal
+            # (--die-with-parent), and every process of the namespace dies with that init.
             os.killpg(self.process.pid, signal.SIGKILL)
             await asyncio.get_running_loop().run_in_executor(None, self.process.wait)
         await asyncio.get_running_loop().run_in_executor(None, wait_until_gone, self.uid)
+        if self.cgroup is not None:
+            cgroup, self.cgroup = self.cgroup, None
+            await asyncio.get_running_loop().run_in_executor(None, _remove_cgroup, cgroup)
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def _seccomp_fd() -> int | None:
+    """A pipe holding the seccomp filter for bwrap to read (None where there is none for this architecture)."""
+    filter_program = seccomp.program()
+    if filter_program is None:
+        log.warning("no seccomp filter for %s: kernels run without one", platform.machine())
+        return None
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as pipe:  # a few hundred bytes: well within a pipe's buffer
+        pipe.write(filter_program)
+    return read_end
+
+
+def _only_child(pid: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        (child,) = (int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+        return child
+    return None
+
+
+def _remove_cgroup(cgroup: KernelCgroup) -> None:
+    try:
+        cgroup.kill_all()  # nothing should be left: the namespace died with its init
+        cgroup.remove()
+    except OSError as exc:
+        log.warning("could not remove a sandbox cgroup: %s", exc)
 
 
 def remove_workspace(path: Path) -> None:

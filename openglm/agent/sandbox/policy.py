@@ -9,11 +9,16 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class SandboxPolicy:
-    # Address space of the kernel (RLIMIT_AS): numpy + matplotlib need ~1 GiB of mappings to start.
+    # Memory of the kernel: the address space of each of its processes (RLIMIT_AS: numpy + matplotlib need
+    # ~1 GiB of mappings to start), and the RAM all of them hold together, tmpfs pages they write included (the
+    # kernel's cgroup; no swap). Past the cgroup's limit the kernel's OOM killer picks one of them.
     memory_bytes: int = 2048 * MiB
-    # CPU seconds over the kernel's whole life (RLIMIT_CPU); past it the kernel is killed and restarted.
+    # CPU seconds over each process's whole life (RLIMIT_CPU); past it the kernel is killed and restarted.
     cpu_seconds: int = 600
-    # Processes and threads of the kernel's own uid (RLIMIT_NPROC): stops fork bombs.
+    # CPU time per second the kernel and all it starts may take together (the cgroup's CFS quota; 1.0 = a core).
+    cpus: float = 1.0
+    # Processes and threads of the kernel's own uid (RLIMIT_NPROC) and of its cgroup (pids.max): stops fork
+    # bombs.
     processes: int = 128  # an IPython kernel alone runs ~15 threads, and threads count
     # Largest file the code may write (RLIMIT_FSIZE).
     file_bytes: int = 256 * MiB

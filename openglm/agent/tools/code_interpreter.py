@@ -6,15 +6,14 @@ import base64
 import mimetypes
 import os
 import shutil
-import stat
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from ...files.store import FileStore
-from ..sandbox.kernel import Execution
+from ..sandbox.kernel import Execution, SandboxedKernel
 from ..sandbox.policy import MiB, SandboxPolicy
 from ..sandbox.pool import KernelPool
+from ..sandbox.workspace import FileOut
 from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
 # What the model reads back is cut to this; the client still gets every line in its logs output.
@@ -23,6 +22,10 @@ OBSERVATION_CHARS = 4000
 ATTACH_BYTES = 5 * 1024 * 1024
 PURPOSE = "code-interpreter"
 MAX_FILES = 20  # files returned from one run
+STATE_LOST = (
+    "[this conversation's kernel had been idle and was given to another conversation (the sandbox is full): "
+    "this ran in a new kernel; earlier variables and files are gone]"
+)
 
 
 @agent_tools.register("code_interpreter")
@@ -45,6 +48,7 @@ class CodeInterpreter(AgentTool):
             SandboxPolicy(),
             timeout=settings.sandbox_timeout,
             memory_bytes=settings.sandbox_memory_mb * MiB,
+            cpus=settings.sandbox_cpus,
             workspace_bytes=settings.sandbox_workspace_mb * MiB,
             workspace_files=settings.sandbox_workspace_files,
         )
@@ -56,6 +60,8 @@ class CodeInterpreter(AgentTool):
             max_kernels=settings.sandbox_max_kernels,
             idle_seconds=settings.sandbox_idle_minutes * 60,
             hidden=hidden,
+            kernels_per_account=settings.sandbox_kernels_per_account,
+            queue_seconds=settings.sandbox_queue_seconds,
         )
         await pool.start()
         return cls(pool, resources.files)
@@ -83,23 +89,27 @@ class CodeInterpreter(AgentTool):
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> ToolResult:
         code = str(arguments.get("code", ""))
-        async with self.pool.session(context.conversation) as kernel:
-            await self._attach(context, kernel.workspace, kernel.uid)
-            before = _regular_files(kernel.workspace)
+        async with self.pool.session(context.conversation, context.account_id) as kernel:
+            lost = self.pool.state_lost(context.conversation)
+            await self._attach(context, kernel)
+            before = await kernel.workspace_listing()
             execution = await kernel.execute(code)
-            written = _written_since(kernel.workspace, before)
+            written, more = await kernel.written_since(before, limit=ATTACH_BYTES, max_files=MAX_FILES)
         links = await self._publish(context, execution, written)
-        return _result(execution, written, links)
+        result = _result(execution, written, more, links)
+        if lost:
+            result.observation = f"{STATE_LOST}\n{result.observation}"
+        return result
 
-    async def _attach(self, context: ToolContext, workspace: Path, uid: int) -> None:
+    async def _attach(self, context: ToolContext, kernel: SandboxedKernel) -> None:
         """The request's ``file_ids`` appear in the workspace under their names (once per conversation)."""
         if self.files is None:
             return
         for file_id in context.options.get("file_ids") or []:
             record, data = await self.files.content(context.account_id, str(file_id))
-            _create_in(workspace, record.filename, data, uid)
+            await kernel.attach(record.filename, data)
 
-    async def _publish(self, context: ToolContext, execution: Execution, written: list[Path]) -> list[str] | None:
+    async def _publish(self, context: ToolContext, execution: Execution, written: list[FileOut]) -> list[str] | None:
         """Images and written files as files of the account, linked through the files API; None: no store."""
         if self.files is None:
             return None
@@ -107,87 +117,44 @@ class CodeInterpreter(AgentTool):
         for n, image in enumerate(execution.images):
             record = await self.files.create(context.account_id, PURPOSE, f"image-{n}.png", image, "image/png")
             links.append(f"{context.base_url}v1/files/{record.id}/content")
-        for path in written[:MAX_FILES]:
-            data = _read_regular(path)
-            if data is None:
+        for output in written:
+            if output.data is None:
                 continue
-            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            record = await self.files.create(context.account_id, PURPOSE, path.name, data, media_type)
+            media_type = mimetypes.guess_type(output.name)[0] or "application/octet-stream"
+            record = await self.files.create(context.account_id, PURPOSE, output.name, output.data, media_type)
             links.append(f"{context.base_url}v1/files/{record.id}/content")
         return links
-
-
-def _regular_files(workspace: Path) -> dict[Path, float]:
-    """Regular files in the workspace (by lstat: the kernel's symlinks and hard links to anything else are not
-    followed, or the server, reading as root, would hand out host files)."""
-    found = {}
-    for directory, _dirs, names in os.walk(workspace, followlinks=False):
-        for name in names:
-            path = Path(directory) / name
-            info = path.lstat()
-            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
-                found[path] = info.st_mtime
-    return found
-
-
-def _written_since(workspace: Path, before: dict[Path, float]) -> list[Path]:
-    return sorted(p for p, mtime in _regular_files(workspace).items() if p not in before or mtime > before[p])
-
-
-def _read_regular(path: Path) -> bytes | None:
-    """The bytes of ``path`` if it is still a regular, singly linked file when opened (no symlink race)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size > ATTACH_BYTES:
-            return None
-        return handle.read(ATTACH_BYTES + 1)[:ATTACH_BYTES]
-
-
-def _create_in(workspace: Path, filename: str, data: bytes, uid: int) -> None:
-    """A new file in the workspace, never through a link the kernel left there, owned by the kernel's uid."""
-    name = Path(filename).name
-    if name in ("", ".", ".."):
-        return
-    directory = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=directory)
-    except FileExistsError:
-        return  # attached before (or the kernel made something by that name): leave it
-    finally:
-        os.close(directory)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        os.fchown(handle.fileno(), uid, uid)
 
 
 def _data_url(data: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _result(execution: Execution, written: list[Path], links: list[str] | None = None) -> ToolResult:
-    """Outputs for the client and an observation for the model. ``links``: the images and files (those within
-    the size limit) already published through the files API; None: return them inline as data: URLs."""
+def _note(output: FileOut) -> str:
+    if output.data is not None:
+        return f"[file {output.name} written and given to the user]"
+    if output.size > ATTACH_BYTES:
+        return f"[file {output.name} written, {output.size} bytes: too large to return]"
+    return f"[file {output.name} written, but it changed while it was being read: not returned]"
+
+
+def _result(execution: Execution, written: list[FileOut], more: int = 0, links: list[str] | None = None) -> ToolResult:
+    """Outputs for the client and an observation for the model. ``written``: the files the run wrote, read
+    already (by the kernel's descriptor discipline; nothing here touches the workspace); ``more``: how many
+    others it wrote beyond those. ``links``: the images and files already published through the files API;
+    None: return them inline as data: URLs."""
     outputs: list[dict[str, Any]] = [{"type": "logs", "logs": execution.logs}] if execution.logs else []
-    notes: list[str] = []
-    small = [p for p in written if p.stat().st_size <= ATTACH_BYTES]
-    for path in written:
-        if path in small:
-            notes.append(f"[file {path.name} written and given to the user]")
-        else:
-            notes.append(f"[file {path.name} written, {path.stat().st_size} bytes: too large to return]")
+    notes = [_note(output) for output in written]
+    if more:
+        notes.append(f"[{more} more files written: only the first {MAX_FILES} are returned]")
     if links is not None:
         outputs.extend({"type": "file", "file": link} for link in links)
     else:
         outputs.extend({"type": "file", "file": _data_url(image, "image/png")} for image in execution.images)
-        for path in small[:MAX_FILES]:
-            data = _read_regular(path)
-            if data is not None:
-                media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                outputs.append({"type": "file", "file": _data_url(data, media_type), "name": path.name})
+        for output in written:
+            if output.data is not None:
+                media_type = mimetypes.guess_type(output.name)[0] or "application/octet-stream"
+                outputs.append({"type": "file", "file": _data_url(output.data, media_type), "name": output.name})
     if execution.images:
         notes.append(f"[{len(execution.images)} image(s) shown to the user]")
     if execution.timed_out:
@@ -202,6 +169,8 @@ def sandbox_unavailable() -> str | None:
     """Why sandboxed kernels cannot run here, or None when they can."""
     if os.geteuid() != 0:
         return "the server is not running as root (needed for namespaces and per-kernel uids)"
-    if shutil.which("unshare") is None:
-        return "util-linux's unshare is not installed"
+    if shutil.which("bwrap") is None:
+        return "bubblewrap is not installed (Debian: apt-get install bubblewrap)"
+    if shutil.which("setpriv") is None:
+        return "util-linux's setpriv is not installed"
     return None

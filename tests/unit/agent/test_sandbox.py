@@ -3,6 +3,7 @@ next run are unharmed. Real kernels in real namespaces; nothing is mocked."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -66,16 +67,20 @@ async def test_stdout_results_tracebacks_and_images(pool: KernelPool) -> None:
 async def test_code_runs_in_its_workspace_as_its_own_uid(pool: KernelPool) -> None:
     seen = await run(pool, "import os; print(os.getcwd(), os.getuid(), os.getppid())")
     cwd, uid, parent = seen.logs.split()
-    assert cwd == "/mnt/workspace" and int(uid) >= POLICY.base_uid and parent == "0"  # PID namespace init
+    assert cwd == "/mnt/workspace" and int(uid) >= POLICY.base_uid and parent == "1"  # the namespace's init
     await run(pool, "open('report.csv', 'w').write('a,b\\n1,2\\n')")
     workspace = pool.workspace_of("c1")
     assert workspace is not None and (workspace / "report.csv").read_text() == "a,b\n1,2\n"
 
 
 async def test_no_network_at_all(pool: KernelPool) -> None:
-    for target in ("('127.0.0.1', 5432)", "('127.0.0.1', 6379)", "('1.1.1.1', 443)"):
+    # The network namespace's own loopback is up (bwrap's) and nothing listens there: the host's PostgreSQL and
+    # Redis on 127.0.0.1 are another namespace's. Nothing else is reachable.
+    for target in ("('127.0.0.1', 5432)", "('127.0.0.1', 6379)"):
         attempt = await run(pool, f"import socket; socket.create_connection({target}, timeout=2)")
-        assert attempt.error is not None and "unreachable" in attempt.error.lower(), attempt.error
+        assert attempt.error is not None and "ConnectionRefusedError" in attempt.error, attempt.error
+    attempt = await run(pool, "import socket; socket.create_connection(('1.1.1.1', 443), timeout=2)")
+    assert attempt.error is not None and "unreachable" in attempt.error.lower(), attempt.error
     lookup = await run(pool, "import socket; socket.gethostbyname('example.com')")
     assert lookup.error is not None
 
@@ -101,11 +106,30 @@ async def test_the_servers_data_and_homes_cannot_be_read(pool: KernelPool, data_
 async def test_writing_outside_the_workspace_is_refused_or_private(pool: KernelPool, tmp_path: Path) -> None:
     here = Path(__file__).resolve()
     attempt = await run(pool, f"open({str(here.parent / 'planted.py')!r}, 'w')")
-    # Refused (root's directory) or not there at all (a checkout under /tmp is not in the sandbox's view).
-    assert attempt.error is not None and ("PermissionError" in attempt.error or "FileNotFoundError" in attempt.error)
+    # The host's tree is read-only in the sandbox (a checkout under /tmp is not in its view at all).
+    assert attempt.error is not None and (
+        "Read-only file system" in attempt.error or "FileNotFoundError" in attempt.error
+    )
     assert not (here.parent / "planted.py").exists()
     scratch = await run(pool, "open('/tmp/x', 'w').write('private'); print(open('/tmp/x').read())")
     assert scratch.logs == "private\n" and not Path("/tmp/x").exists()  # its /tmp is its own
+
+
+async def test_no_new_namespaces_and_no_kernel_attack_surfaces(pool: KernelPool) -> None:
+    """The seccomp filter: a user namespace (all capabilities over namespaces of its own) is where most local
+    privilege escalations start; io_uring and the keyring are others. Ordinary code (threads, processes) runs."""
+    code = (
+        "import ctypes, os, subprocess, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def attempt(rc): return os.strerror(ctypes.get_errno()) if rc == -1 else rc\n"
+        "print(attempt(libc.unshare(0x10000000)))\n"  # CLONE_NEWUSER
+        "print(subprocess.run(['unshare', '-Ur', 'true'], capture_output=True, text=True).returncode)\n"
+        "print(attempt(libc.syscall(425, 8, ctypes.c_void_p(0))))\n"  # io_uring_setup on x86_64 and aarch64
+        "t = threading.Thread(target=print, args=('thread',)); t.start(); t.join()\n"
+        "print(subprocess.run(['echo', 'process'], capture_output=True, text=True).stdout.strip())\n"
+    )
+    tried = await run(pool, code)
+    assert tried.logs == "Operation not permitted\n1\nOperation not permitted\nthread\nprocess\n", tried.logs
 
 
 async def test_file_size_limit(pool: KernelPool) -> None:
@@ -165,7 +189,7 @@ async def test_kernels_cannot_see_each_other(pool: KernelPool) -> None:
     await run(pool, "open('mine.txt', 'w').write('a')", conversation="a")
     code = "import os; print(os.listdir('/mnt/workspace'), [p for p in os.listdir('/proc') if p.isdigit()])"
     peek = await run(pool, code, conversation="b")
-    assert peek.logs == "[] ['1']\n"  # an empty workspace of its own; one process in sight: itself
+    assert peek.logs == "[] ['1', '2']\n"  # an empty workspace of its own; in sight: its init and itself
 
 
 async def test_two_servers_never_give_two_kernels_one_uid(data_dir: Path) -> None:
@@ -256,3 +280,13 @@ def test_a_killed_server_takes_its_kernels_with_it(data_dir: Path) -> None:
     assert sandbox_processes(uid) == []
     mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
     assert str(data_dir) not in mounts
+    # Its kernels' cgroups stay behind (nothing ran to remove them) until the next server starts.
+    left = list(Path("/sys/fs/cgroup").rglob(f"openglm-sandbox-{server.pid}-*"))
+    assert left
+    asyncio.run(_start_and_close(KernelPool(SandboxPolicy(), data_dir / "sandboxes", warm=0)))
+    assert not [p for p in left if p.exists()]
+
+
+async def _start_and_close(pool: KernelPool) -> None:
+    await pool.start()
+    await pool.close()

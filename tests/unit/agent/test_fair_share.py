@@ -1,0 +1,111 @@
+"""Kernels shared fairly between accounts (issue #12, item 9): a per-account cap, taking over the longest-idle
+kernel of an account over its share, and a bounded queue when every kernel is busy. Real kernels."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from openglm.agent.sandbox.policy import MiB, SandboxPolicy
+from openglm.agent.sandbox.pool import KernelPool, SandboxBusyError
+
+POLICY = SandboxPolicy(timeout=10.0, memory_bytes=1024 * MiB)
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    data = Path(tempfile.mkdtemp(prefix="openglm-test-", dir="/opt"))
+    yield data / "sandboxes"
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+async def small_pool(root: Path) -> AsyncIterator[KernelPool]:
+    """Two kernels; an account may hold both."""
+    pool = KernelPool(POLICY, root, warm=0, max_kernels=2, kernels_per_account=2, queue_seconds=20)
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+async def run(pool: KernelPool, conversation: str, account: str, code: str) -> str:
+    async with pool.session(conversation, account) as kernel:
+        result = await kernel.execute(code)
+    assert result.error is None, result.logs
+    return result.logs
+
+
+async def test_the_share_defaults_to_half_the_pool(root: Path) -> None:
+    assert KernelPool(POLICY, root, max_kernels=16).kernels_per_account == 8
+    assert KernelPool(POLICY, root, max_kernels=1).kernels_per_account == 1
+    assert KernelPool(POLICY, root, max_kernels=4, kernels_per_account=9).kernels_per_account == 4
+
+
+async def test_an_account_at_its_cap_gives_up_its_own_longest_idle_kernel(root: Path) -> None:
+    pool = KernelPool(POLICY, root, warm=0, max_kernels=3, kernels_per_account=2)
+    await pool.start()
+    try:
+        for conversation in ("a1", "a2", "a3"):
+            await run(pool, conversation, "A", f"x = {conversation!r}")
+        assert pool.kernels_of("A") == 2 and pool.workspace_of("a1") is None  # a1 was the longest idle
+        assert await run(pool, "a3", "A", "print(x)") == "a3\n"  # the others keep their state
+        assert await run(pool, "b1", "B", "print('b')") == "b\n"  # the third kernel is free for B
+        assert not pool.state_lost("a3")
+        async with pool.session("a1", "A") as kernel:  # back, in a new kernel, and the run is told so
+            assert pool.state_lost("a1")
+            assert (await kernel.execute("print('x' in globals())")).logs == "False\n"
+    finally:
+        await pool.close()
+
+
+async def test_a_full_pool_gives_a_newcomer_the_idle_kernel_of_an_account_over_its_share(
+    small_pool: KernelPool,
+) -> None:
+    await run(small_pool, "a1", "A", "x = 1")
+    await run(small_pool, "a2", "A", "x = 2")
+    assert small_pool.kernels_of("A") == 2  # A holds the whole pool
+    assert await run(small_pool, "b1", "B", "print('B runs')") == "B runs\n"
+    assert small_pool.workspace_of("a1") is None and small_pool.workspace_of("a2") is not None
+    # Now each holds its fair share (one): A's next new conversation takes over A's own idle kernel, not B's.
+    await run(small_pool, "a3", "A", "print(1)")
+    assert small_pool.workspace_of("a2") is None and small_pool.workspace_of("b1") is not None
+    async with small_pool.session("a1", "A") as kernel:  # a1's kernel went to B: the run is told
+        assert small_pool.state_lost("a1") and not small_pool.state_lost("a1")
+        assert (await kernel.execute("print('x' in globals())")).logs == "False\n"
+
+
+async def test_when_every_kernel_is_busy_a_newcomer_waits_for_one(small_pool: KernelPool) -> None:
+    async def busy(conversation: str, seconds: float) -> None:
+        await run(small_pool, conversation, "A", f"import time; time.sleep({seconds})")
+
+    await run(small_pool, "a1", "A", "print(1)")
+    await run(small_pool, "a2", "A", "print(1)")
+    runs = [asyncio.create_task(busy("a1", 2)), asyncio.create_task(busy("a2", 4))]
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    assert await run(small_pool, "b1", "B", "print('B')") == "B\n"  # A's first kernel, once it is idle
+    waited = time.monotonic() - started
+    assert 0.5 < waited < 10
+    await asyncio.gather(*runs)
+    assert small_pool.workspace_of("a1") is None and small_pool.workspace_of("a2") is not None
+
+
+async def test_the_wait_is_bounded_and_the_error_says_busy_and_when_to_retry(root: Path) -> None:
+    pool = KernelPool(POLICY, root, warm=0, max_kernels=1, queue_seconds=0.5)
+    await pool.start()
+    try:
+        hold = asyncio.create_task(run(pool, "a1", "A", "import time; time.sleep(2)"))
+        await asyncio.sleep(0.5)
+        with pytest.raises(SandboxBusyError, match="busy") as busy:
+            await run(pool, "b1", "B", "print(1)")
+        assert busy.value.code == "1302" and busy.value.status == 429 and busy.value.retry_after
+        await hold
+        assert await run(pool, "b1", "B", "print('now')") == "now\n"  # A's kernel is idle again
+    finally:
+        await pool.close()
