@@ -19,6 +19,11 @@ def default_data_dir() -> Path:
     return Path(base) / "openglm"
 
 
+def default_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "openglm"
+
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -41,7 +46,7 @@ class Settings(BaseSettings):
     # Seconds a stalled stream may wait for its next token before it is failed.
     stream_timeout: float = 300.0
 
-    # Where the SQLite database, the master key file and blobs live; created on first run.
+    # Where the SQLite database, blobs and the sandboxes' workspaces live; created on first run, owner-only (0700).
     data_dir: Path = default_data_dir()
     # sqlite:///path or postgresql://user@host/db; empty means a SQLite file in data_dir.
     database_url: str = ""
@@ -49,8 +54,12 @@ class Settings(BaseSettings):
     redis_url: str = ""
     # "auto": off when bound to loopback (one local user), on otherwise; "on"; "off" (loopback binds only).
     auth: Literal["auto", "on", "off"] = "auto"
-    # Seals API-key secrets at rest; every replica must share it. Empty: a key file in data_dir.
+    # Seals API-key secrets at rest; every replica must share it. Empty: the key file below.
     secret_key: str = Field(default="", repr=False)
+    # The master key file, made on first run (0600, in a 0700 directory). Never inside data_dir: a copy or a leak
+    # of the data directory must not carry the key that opens its sealed secrets (a key file an older version
+    # made in data_dir is moved here on start).
+    secret_key_file: Path = default_config_dir() / "secret.key"
     # CNY granted to each new account (a ledger entry of kind "grant").
     free_grant: Decimal = Decimal("5")
     # The fraction (0..1) of a charge through a GLM credited to its creator (a ledger entry of kind "share");

@@ -37,7 +37,7 @@ async def open_store(settings: Settings) -> AsyncIterator[AccountStore]:
     try:
         store = AccountStore(
             db,
-            SecretBox(load_master_key(settings.secret_key, settings.data_dir)),
+            SecretBox(load_master_key(settings.secret_key, settings.secret_key_file, settings.data_dir)),
             free_grant=to_nano(settings.free_grant),
         )
         await store.check_master_key()

@@ -45,7 +45,7 @@ class Platform:
         auth_on = settings.auth_enabled()  # raises for auth=off on a public bind, before anything is opened
         db = await open_database(settings.resolved_database_url())
         try:
-            box = SecretBox(load_master_key(settings.secret_key, settings.data_dir))
+            box = SecretBox(load_master_key(settings.secret_key, settings.secret_key_file, settings.data_dir))
             store = AccountStore(db, box, free_grant=to_nano(settings.free_grant))
             await store.check_master_key()
             authenticator = Authenticator(

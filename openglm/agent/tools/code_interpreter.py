@@ -48,7 +48,8 @@ class CodeInterpreter(AgentTool):
             workspace_bytes=settings.sandbox_workspace_mb * MiB,
             workspace_files=settings.sandbox_workspace_files,
         )
-        hidden = [str(settings.data_dir), str(settings.models_file.resolve())]  # the catalog holds API keys
+        # The catalog holds API keys; the master key file opens every sealed key secret.
+        hidden = [str(settings.data_dir), str(settings.models_file.resolve()), str(settings.secret_key_file.resolve())]
         pool = KernelPool(
             policy,
             settings.data_dir / "sandboxes",
