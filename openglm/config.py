@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     browser_sites: str = ""  # comma-separated start URLs for the local index
     # Addresses the browser may open although they are private or local (CIDRs, hosts, host:port), comma-separated.
     browser_allow: str = ""
+    # Addresses user-defined HTTP tools (a GLM's OpenAPI operations) may call although private or local, in the same
+    # form. The browser's list does not apply to them: any user can point a GLM anywhere. Catalog agents' HTTP tools
+    # may also call the servers their (operator-written) documents name.
+    http_tools_allow: str = ""
 
     def models_to_load(self) -> set[str]:
         return {name.strip() for name in self.load_models.split(",") if name.strip()}
