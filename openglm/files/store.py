@@ -15,6 +15,7 @@ from ..errors import InvalidFieldError, NotFoundError
 from ..store.db import Database
 from ..store.models import File
 from .blobs import BlobStore
+from .names import clean_filename, clean_media_type
 
 MiB = 1024 * 1024
 
@@ -99,11 +100,10 @@ class FileStore:
     async def create(
         self, account_id: str, purpose: str, filename: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> FileRecord:
+        filename, content_type = clean_filename(filename), clean_media_type(content_type)  # for every later use
         check_upload(purpose, filename, data)
         now = datetime.now(UTC)
-        record = FileRecord(
-            new_file_id(now), account_id, purpose, PurePath(filename).name[:255], len(data), content_type[:100], now
-        )
+        record = FileRecord(new_file_id(now), account_id, purpose, filename, len(data), content_type, now)
         await self.blobs.put(record.id, data)
         try:
             async with self.db.session() as session:
