@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.start()
             await embedding_service.start()
             app.state.platform = platform
-            app.state.files = FileStore(platform.db, LocalBlobStore(settings.data_dir / "blobs"))
+            blobs = LocalBlobStore(settings.data_dir / "blobs")
+            app.state.files = FileStore(platform.db, blobs, quota_bytes=settings.storage_quota_bytes())
             app.state.glms = AgentStore(platform.db)
             conversations = app.state.conversations = ConversationStore(platform.db)
             app.state.started_at = time.time()

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ...errors import StorageQuotaError
 from ...files.store import FileStore
 from ..sandbox.kernel import Execution
 from ..sandbox.policy import MiB, SandboxPolicy
@@ -89,8 +90,8 @@ class CodeInterpreter(AgentTool):
             before = _regular_files(kernel.workspace)
             execution = await kernel.execute(code)
             written = _written_since(kernel.workspace, before)
-        links = await self._publish(context, execution, written)
-        return _result(execution, written, links)
+        links, unpublished = await self._publish(context, execution, written)
+        return _result(execution, written, links, unpublished)
 
     async def _attach(self, context: ToolContext, workspace: Path, uid: int) -> None:
         """The request's ``file_ids`` appear in the workspace under their names (once per conversation)."""
@@ -100,22 +101,32 @@ class CodeInterpreter(AgentTool):
             record, data = await self.files.content(context.account_id, str(file_id))
             _create_in(workspace, record.filename, data, uid)
 
-    async def _publish(self, context: ToolContext, execution: Execution, written: list[Path]) -> list[str] | None:
-        """Images and written files as files of the account, linked through the files API; None: no store."""
-        if self.files is None:
-            return None
-        links = []
-        for n, image in enumerate(execution.images):
-            record = await self.files.create(context.account_id, PURPOSE, f"image-{n}.png", image, "image/png")
+    async def _publish(
+        self, context: ToolContext, execution: Execution, written: list[Path]
+    ) -> tuple[list[str] | None, list[str]]:
+        """Images and written files as files of the account, linked through the files API (None: no store), and
+        the names of those the account's storage quota had no room for (the run itself still succeeds)."""
+        files = self.files
+        if files is None:
+            return None, []
+        links: list[str] = []
+        unpublished: list[str] = []
+
+        async def publish(name: str, data: bytes, media_type: str) -> None:
+            try:
+                record = await files.create(context.account_id, PURPOSE, name, data, media_type)
+            except StorageQuotaError:
+                unpublished.append(name)
+                return
             links.append(f"{context.base_url}v1/files/{record.id}/content")
+
+        for n, image in enumerate(execution.images):
+            await publish(f"image-{n}.png", image, "image/png")
         for path in written[:MAX_FILES]:
             data = _read_regular(path)
-            if data is None:
-                continue
-            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            record = await self.files.create(context.account_id, PURPOSE, path.name, data, media_type)
-            links.append(f"{context.base_url}v1/files/{record.id}/content")
-        return links
+            if data is not None:
+                await publish(path.name, data, mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        return links, unpublished
 
 
 def _regular_files(workspace: Path) -> dict[Path, float]:
@@ -169,14 +180,20 @@ def _data_url(data: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _result(execution: Execution, written: list[Path], links: list[str] | None = None) -> ToolResult:
+def _result(
+    execution: Execution, written: list[Path], links: list[str] | None = None, unpublished: list[str] | None = None
+) -> ToolResult:
     """Outputs for the client and an observation for the model. ``links``: the images and files (those within
-    the size limit) already published through the files API; None: return them inline as data: URLs."""
+    the size limit) already published through the files API; None: return them inline as data: URLs.
+    ``unpublished``: names the storage quota had no room for."""
     outputs: list[dict[str, Any]] = [{"type": "logs", "logs": execution.logs}] if execution.logs else []
     notes: list[str] = []
+    refused = set(unpublished or [])
     small = [p for p in written if p.stat().st_size <= ATTACH_BYTES]
     for path in written:
-        if path in small:
+        if path.name in refused:
+            notes.append(f"[file {path.name} written but not published: the account's storage quota is full]")
+        elif path in small:
             notes.append(f"[file {path.name} written and given to the user]")
         else:
             notes.append(f"[file {path.name} written, {path.stat().st_size} bytes: too large to return]")
@@ -189,8 +206,11 @@ def _result(execution: Execution, written: list[Path], links: list[str] | None =
             if data is not None:
                 media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
                 outputs.append({"type": "file", "file": _data_url(data, media_type), "name": path.name})
-    if execution.images:
-        notes.append(f"[{len(execution.images)} image(s) shown to the user]")
+    images_refused = sum(1 for n in range(len(execution.images)) if f"image-{n}.png" in refused)
+    if len(execution.images) > images_refused:
+        notes.append(f"[{len(execution.images) - images_refused} image(s) shown to the user]")
+    if images_refused:
+        notes.append(f"[{images_refused} image(s) not published: the account's storage quota is full]")
     if execution.timed_out:
         notes.append("[the code ran past the time limit and was interrupted]")
     if execution.restarted:
