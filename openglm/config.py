@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     threads: int = default_threads()
     # Seconds a stalled stream may wait for its next token before it is failed.
     stream_timeout: float = 300.0
+    # MB a JSON request body may have (file uploads take their purpose's limit); larger ones are refused with 413
+    # while they are read, after the caller was authenticated from the headers.
+    max_request_mb: int = Field(default=8, ge=1, le=1024)
 
     # Where the SQLite database, blobs and the sandboxes' workspaces live; created on first run, owner-only (0700).
     data_dir: Path = default_data_dir()

@@ -19,6 +19,7 @@ from ..config import Settings
 from ..errors import InternalError, InvalidFieldError, OpenGLMError
 from ..files.quota import MiB, StorageQuota
 from ..store.db import open_database
+from ..store.private import private_directory
 from . import ledger as ledger_module
 from .limits import KeyLimits
 from .money import format_yuan, to_nano
@@ -34,6 +35,7 @@ Command = Callable[[AccountStore, argparse.Namespace], Awaitable[None]]
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[AccountStore]:
+    private_directory(settings.data_dir)  # the CLI may be the first to make it
     db = await open_database(settings.resolved_database_url())
     try:
         store = AccountStore(
