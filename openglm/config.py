@@ -19,6 +19,11 @@ def default_data_dir() -> Path:
     return Path(base) / "openglm"
 
 
+def default_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "openglm"
+
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -40,8 +45,11 @@ class Settings(BaseSettings):
     threads: int = default_threads()
     # Seconds a stalled stream may wait for its next token before it is failed.
     stream_timeout: float = 300.0
+    # MB a JSON request body may have (file uploads take their purpose's limit); larger ones are refused with 413
+    # while they are read, after the caller was authenticated from the headers.
+    max_request_mb: int = Field(default=8, ge=1, le=1024)
 
-    # Where the SQLite database, the master key file and blobs live; created on first run.
+    # Where the SQLite database, blobs and the sandboxes' workspaces live; created on first run, owner-only (0700).
     data_dir: Path = default_data_dir()
     # sqlite:///path or postgresql://user@host/db; empty means a SQLite file in data_dir.
     database_url: str = ""
@@ -49,8 +57,12 @@ class Settings(BaseSettings):
     redis_url: str = ""
     # "auto": off when bound to loopback (one local user), on otherwise; "on"; "off" (loopback binds only).
     auth: Literal["auto", "on", "off"] = "auto"
-    # Seals API-key secrets at rest; every replica must share it. Empty: a key file in data_dir.
+    # Seals API-key secrets at rest; every replica must share it. Empty: the key file below.
     secret_key: str = Field(default="", repr=False)
+    # The master key file, made on first run (0600, in a 0700 directory). Never inside data_dir: a copy or a leak
+    # of the data directory must not carry the key that opens its sealed secrets (a key file an older version
+    # made in data_dir is moved here on start).
+    secret_key_file: Path = default_config_dir() / "secret.key"
     # CNY granted to each new account (a ledger entry of kind "grant").
     free_grant: Decimal = Decimal("5")
     # The fraction (0..1) of a charge through a GLM credited to its creator (a ledger entry of kind "share");
@@ -93,12 +105,20 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(default=2, ge=1, le=16)
     knowledge_capacity_chars: int = Field(default=20_000_000, ge=1)
 
+    # MB of files an account may keep (uploads, knowledge documents, code outputs, pictures) unless the operator
+    # sets its own quota (admin API, ``openglm accounts storage``); 0: unlimited.
+    storage_quota_mb: int = Field(default=1024, ge=0)
+
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name
     browser_searxng_url: str = ""
     browser_sites: str = ""  # comma-separated start URLs for the local index
     # Addresses the browser may open although they are private or local (CIDRs, hosts, host:port), comma-separated.
     browser_allow: str = ""
+    # Addresses user-defined HTTP tools (a GLM's OpenAPI operations) may call although private or local, in the same
+    # form. The browser's list does not apply to them: any user can point a GLM anywhere. Catalog agents' HTTP tools
+    # may also call the servers their (operator-written) documents name.
+    http_tools_allow: str = ""
 
     def models_to_load(self) -> set[str]:
         return {name.strip() for name in self.load_models.split(",") if name.strip()}
@@ -106,6 +126,9 @@ class Settings(BaseSettings):
     @staticmethod
     def split(value: str) -> list[str]:
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    def storage_quota_bytes(self) -> int | None:
+        return self.storage_quota_mb * 1024 * 1024 or None
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"

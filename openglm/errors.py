@@ -5,6 +5,8 @@
     │   ├── MissingFieldError         1213  400
     │   ├── InvalidFieldError         1214  400   wrong type / value of a named field
     │   │   └── DocumentError         1214  400   an upload that cannot be read as a document (.problem says why)
+    │   ├── StorageQuotaError         1210  400   the account's files would exceed its storage quota
+    │   ├── BodyTooLargeError         1210  413   the request body is larger than its route takes
     │   └── PromptTooLongError        1261  400
     ├── ModelNotFoundError            1211  400
     ├── NotFoundError                 1214  404   a key or other resource named in the path
@@ -93,6 +95,18 @@ class DocumentError(InvalidFieldError):
     def __init__(self, problem: DocumentProblem, message: str):
         super().__init__(message)
         self.problem = problem
+
+
+class StorageQuotaError(InvalidRequestError):
+    """Keeping this file would take the account past its storage quota. Zhipu has no code for it; like OpenAI's
+    files API this is a refused request (400, the generic 1210), not a rate limit: retrying does not help,
+    deleting files does."""
+
+
+class BodyTooLargeError(InvalidRequestError):
+    """The request body is larger than its route takes (refused while it is read, or from Content-Length)."""
+
+    status = 413
 
 
 class PromptTooLongError(InvalidRequestError):

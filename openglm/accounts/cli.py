@@ -16,8 +16,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..config import Settings
-from ..errors import InternalError, OpenGLMError
+from ..errors import InternalError, InvalidFieldError, OpenGLMError
+from ..files.quota import MiB, StorageQuota
 from ..store.db import open_database
+from ..store.private import private_directory
 from . import ledger as ledger_module
 from .limits import KeyLimits
 from .money import format_yuan, to_nano
@@ -33,11 +35,12 @@ Command = Callable[[AccountStore, argparse.Namespace], Awaitable[None]]
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[AccountStore]:
+    private_directory(settings.data_dir)  # the CLI may be the first to make it
     db = await open_database(settings.resolved_database_url())
     try:
         store = AccountStore(
             db,
-            SecretBox(load_master_key(settings.secret_key, settings.data_dir)),
+            SecretBox(load_master_key(settings.secret_key, settings.secret_key_file, settings.data_dir)),
             free_grant=to_nano(settings.free_grant),
         )
         await store.check_master_key()
@@ -92,6 +95,22 @@ async def accounts_credit(store: AccountStore, args: argparse.Namespace) -> None
     view = await store.account_view(args.account)
     balance = format_yuan(view.balance)
     print(f"ledger entry {entry.id}: {entry.kind} {format_yuan(entry.amount)} CNY; balance {balance} CNY")
+
+
+async def accounts_storage(store: AccountStore, args: argparse.Namespace) -> None:
+    account = await store.account(args.account)
+    quota = StorageQuota(store.db, Settings().storage_quota_bytes())
+    if args.default:
+        usage = await quota.set_quota(account.id, None)
+    elif args.quota_mb is not None:
+        if args.quota_mb < 0:
+            raise InvalidFieldError("--quota-mb must be 0 or more")
+        usage = await quota.set_quota(account.id, args.quota_mb * MiB)
+    else:
+        usage = await quota.usage(account.id)
+    limit = "unlimited" if usage.quota_bytes is None else f"{usage.quota_bytes / MiB:.1f} MB"
+    whose = "its own quota" if usage.account_quota else "the default quota"
+    print(f"{account.id}  {account.name}  storage {usage.used_bytes / MiB:.1f} MB of {limit} ({whose})")
 
 
 async def accounts_add_user(store: AccountStore, args: argparse.Namespace) -> None:
@@ -277,6 +296,12 @@ def _account_parsers(parser: argparse.ArgumentParser) -> None:
         command.add_argument("amount", help="CNY")
         command.add_argument("--note", default="")
         command.set_defaults(func=_run(accounts_credit))
+    storage = sub.add_parser("storage", help="the bytes an account keeps in files, and its storage quota")
+    storage.add_argument("account", help="id or name")
+    quota = storage.add_mutually_exclusive_group()
+    quota.add_argument("--quota-mb", type=int, help="set the account's own quota (MB)")
+    quota.add_argument("--default", action="store_true", help="back to the default (OPENGLM_STORAGE_QUOTA_MB)")
+    storage.set_defaults(func=_run(accounts_storage))
     user = sub.add_parser("add-user")
     user.add_argument("account")
     user.add_argument("name")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..config import Settings
 from ..errors import PermissionDeniedError
 from ..store.db import Database, open_database
+from ..store.private import private_directory
 from .auth import Authenticator, Principal
 from .limits import KeyLimits, Limiter, create_limiter
 from .metering import Meter
@@ -43,9 +44,10 @@ class Platform:
     @classmethod
     async def open(cls, settings: Settings) -> Platform:
         auth_on = settings.auth_enabled()  # raises for auth=off on a public bind, before anything is opened
+        private_directory(settings.data_dir)  # the database, blobs and workspaces: the server's user's alone
         db = await open_database(settings.resolved_database_url())
         try:
-            box = SecretBox(load_master_key(settings.secret_key, settings.data_dir))
+            box = SecretBox(load_master_key(settings.secret_key, settings.secret_key_file, settings.data_dir))
             store = AccountStore(db, box, free_grant=to_nano(settings.free_grant))
             await store.check_master_key()
             authenticator = Authenticator(

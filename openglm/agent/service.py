@@ -17,7 +17,7 @@ from .loop import AgentLoop
 # The built-in tools register themselves in agent_tools when their modules are imported.
 from .tools import code_interpreter, drawing_tool, retrieval, web_browser  # noqa: F401
 from .tools.base import AgentTool, ToolResources, ToolUnavailable, agent_tools
-from .tools.http_api import load_document, operations
+from .tools.http_api import load_document, operations, server_origin
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,10 @@ class AgentService:
         self.catalog = catalog
         self.loop = AgentLoop(chat, tools)
         self.tools = tools  # the built-ins this server opened, by type
-        self.server_tools: dict[str, list[AgentTool]] = {}  # each agent's HTTP tools
-        self.http_fetcher: SafeFetcher | None = None
+        self.server_tools: dict[str, list[AgentTool]] = {}  # each catalog agent's HTTP tools
+        # The address policy of user-defined HTTP tools (GLMs'): public addresses and OPENGLM_HTTP_TOOLS_ALLOW.
+        self.user_http_fetcher: SafeFetcher | None = None
+        self._fetchers: list[SafeFetcher] = []  # every fetcher opened here, closed with the service
 
     @classmethod
     async def open(
@@ -41,24 +43,23 @@ class AgentService:
         knowledge: KnowledgeService | None = None,
     ) -> AgentService:
         # The agents' HTTP tools first: a bad OpenAPI document fails the start before any kernel is booted.
-        http_fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
-        server_tools: dict[str, list[AgentTool]] = {
-            agent.id: [
-                op
-                for api in agent.http_apis
-                for op in operations(
-                    load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=http_fetcher
-                )
-            ]
-            for agent in catalog.agents.values()
-        }
+        allow = settings.split(settings.http_tools_allow)
+        fetchers = [SafeFetcher(allow=allow, allow_setting="OPENGLM_HTTP_TOOLS_ALLOW")]
+        server_tools: dict[str, list[AgentTool]] = {}
+        try:
+            for agent in catalog.agents.values():
+                server_tools[agent.id] = catalog_http_tools(agent, allow, fetchers)
+        except BaseException:
+            for fetcher in fetchers:
+                await fetcher.close()
+            raise
         # Always: besides the catalog's agents, any GLM a user builds may enable them.
         tools = await open_builtins(ToolResources(settings, images, files, knowledge))
         log.info(
             "All Tools agents: %s (tools: %s)", ", ".join(catalog.agents) or "GLMs only", ", ".join(tools) or "none"
         )
         service = cls(catalog, chat, tools)
-        service.http_fetcher, service.server_tools = http_fetcher, server_tools
+        service.server_tools, service.user_http_fetcher, service._fetchers = server_tools, fetchers[0], fetchers
         return service
 
     def spec(self, name: str) -> AgentSpec | None:
@@ -68,8 +69,24 @@ class AgentService:
         for tool in self.tools.values():
             with contextlib.suppress(Exception):
                 await tool.close()
-        if self.http_fetcher is not None:
-            await self.http_fetcher.close()
+        for fetcher in self._fetchers:
+            await fetcher.close()
+
+
+def catalog_http_tools(agent: AgentSpec, allow: list[str], fetchers: list[SafeFetcher]) -> list[AgentTool]:
+    """A catalog agent's HTTP tools. The operator wrote its documents, so each may call the server it names
+    (an internal service too), besides what every HTTP tool may call; the model picks parameters, never the host."""
+    if not agent.http_apis:
+        return []
+    documents = [(load_document(api.openapi), api) for api in agent.http_apis]
+    origins = [server_origin(document, api.base_url) for document, api in documents]
+    fetcher = SafeFetcher(allow=[*allow, *origins], allow_setting="OPENGLM_HTTP_TOOLS_ALLOW")
+    fetchers.append(fetcher)
+    return [
+        op
+        for document, api in documents
+        for op in operations(document, base_url=api.base_url, auth=api.auth, fetcher=fetcher)
+    ]
 
 
 async def open_builtins(resources: ToolResources) -> dict[str, AgentTool]:

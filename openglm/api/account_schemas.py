@@ -17,6 +17,21 @@ class AccountOut(BaseModel):
     created_at: datetime
 
 
+class StorageOut(BaseModel):
+    """The bytes an account keeps in files (uploads, knowledge documents, code outputs, pictures) and its quota."""
+
+    object: Literal["storage"] = "storage"
+    account_id: str
+    used_bytes: int
+    quota_bytes: int | None  # None: unlimited
+    account_quota: bool  # the operator set this account's own quota (else the server's default applies)
+
+
+class StorageQuotaUpdate(BaseModel):
+    # MB the account may keep; null: back to the server's default (OPENGLM_STORAGE_QUOTA_MB).
+    quota_mb: int | None = Field(ge=0, le=1 << 40)
+
+
 class AccountCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     # CNY; omitted: the server's free grant for new accounts.

@@ -11,6 +11,7 @@ from ..accounts.prices import ModelPrice
 from ..accounts.store import AccountView, KeyView
 from ..accounts.usage import UsageRow
 from ..errors import InvalidFieldError
+from ..files.quota import StorageUsage
 from ..store.models import ApiKey, User
 from .account_schemas import (
     AccountOut,
@@ -20,6 +21,7 @@ from .account_schemas import (
     KeyOut,
     LedgerEntryOut,
     PriceOut,
+    StorageOut,
     UsageReport,
     UsageRowOut,
     UserOut,
@@ -36,6 +38,15 @@ def parse_amount(text: str, field: str) -> int:
 def account_out(view: AccountView) -> AccountOut:
     a = view.account
     return AccountOut(id=a.id, name=a.name, status=a.status, balance=format_yuan(view.balance), created_at=a.created_at)
+
+
+def storage_out(account_id: str, usage: StorageUsage) -> StorageOut:
+    return StorageOut(
+        account_id=account_id,
+        used_bytes=usage.used_bytes,
+        quota_bytes=usage.quota_bytes,
+        account_quota=usage.account_quota,
+    )
 
 
 def user_out(user: User) -> UserOut:

@@ -29,6 +29,7 @@ from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from ..web.assets import WebAssets
 from .errors import http_error, validation_error
+from .request_guard import RequestGuard
 from .routes import (
     account,
     admin,
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.start()
             await embedding_service.start()
             app.state.platform = platform
-            app.state.files = FileStore(platform.db, LocalBlobStore(settings.data_dir / "blobs"))
+            blobs = LocalBlobStore(settings.data_dir / "blobs")
+            app.state.files = FileStore(platform.db, blobs, quota_bytes=settings.storage_quota_bytes())
             app.state.glms = AgentStore(platform.db)
             conversations = app.state.conversations = ConversationStore(platform.db)
             app.state.started_at = time.time()
@@ -94,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.web = WebAssets.load()  # a few hundred KB of static files, read once
     install_error_handlers(app)
+    # Authentication from the headers and per-route body caps, before any route reads a body.
+    app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
     routers = [chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route
     for module in routers:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import InvalidFieldError, InvalidRequestError, MissingFieldError, OpenGLMError
+from ..errors import BodyTooLargeError, InvalidFieldError, InvalidRequestError, MissingFieldError, OpenGLMError
 
 
 def _where(loc: tuple[object, ...]) -> str:
@@ -32,6 +32,8 @@ def validation_error(exc: RequestValidationError) -> OpenGLMError:
 def http_error(exc: StarletteHTTPException) -> OpenGLMError:
     if exc.status_code == 404:
         return OpenGLMError(f"API not found: {exc.detail}", code="1222", status=404)
+    if exc.status_code == 413:  # a body over its route's cap (api/request_guard.py)
+        return BodyTooLargeError(str(exc.detail))
     if exc.status_code == 405:
         return OpenGLMError("method not supported on this path", code="1212", status=405)
     return OpenGLMError(str(exc.detail), code=str(exc.status_code), status=exc.status_code)

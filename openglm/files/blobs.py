@@ -21,7 +21,7 @@ class LocalBlobStore:
 
     def __init__(self, root: Path):
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         root.chmod(0o700)
 
     def _path(self, key: str) -> Path:
@@ -32,7 +32,9 @@ class LocalBlobStore:
     async def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         temporary = path.with_name(f".{key}.{secrets.token_hex(4)}")
-        temporary.write_bytes(data)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the owner's alone, like the directory
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.replace(temporary, path)
 
     async def get(self, key: str) -> bytes:

@@ -1,4 +1,5 @@
-"""File records and their blobs: per-account, limited per purpose, never half-stored."""
+"""File records and their blobs: per-account, limited per purpose and by the account's storage quota, never
+half-stored."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from ..errors import InvalidFieldError, NotFoundError
 from ..store.db import Database
 from ..store.models import File
 from .blobs import BlobStore
+from .names import clean_filename, clean_media_type
+from .quota import StorageQuota
 
 MiB = 1024 * 1024
 
@@ -92,21 +95,24 @@ def _check_jsonl(data: bytes) -> None:
 
 
 class FileStore:
-    def __init__(self, db: Database, blobs: BlobStore):
+    def __init__(self, db: Database, blobs: BlobStore, *, quota_bytes: int | None = None):
+        """``quota_bytes``: what an account may keep unless the operator set its own quota; None: unlimited."""
         self.db = db
         self.blobs = blobs
+        self.quota = StorageQuota(db, quota_bytes)
 
     async def create(
         self, account_id: str, purpose: str, filename: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> FileRecord:
+        filename, content_type = clean_filename(filename), clean_media_type(content_type)  # for every later use
         check_upload(purpose, filename, data)
         now = datetime.now(UTC)
-        record = FileRecord(
-            new_file_id(now), account_id, purpose, PurePath(filename).name[:255], len(data), content_type[:100], now
-        )
+        record = FileRecord(new_file_id(now), account_id, purpose, filename, len(data), content_type, now)
+        await self.quota.check(account_id, record.bytes)  # before the blob is written; charge() decides below
         await self.blobs.put(record.id, data)
         try:
             async with self.db.session() as session:
+                await self.quota.charge(session, account_id, record.bytes)  # with the row, or not at all
                 session.add(
                     File(
                         id=record.id,
@@ -150,7 +156,9 @@ class FileStore:
     async def delete(self, account_id: str, file_id: str) -> FileRecord:
         record = await self.get(account_id, file_id)
         async with self.db.session() as session:
-            await session.execute(delete(File).where(File.id == file_id))
+            removed = await session.execute(delete(File).where(File.id == file_id, File.account_id == account_id))
+            if removed.rowcount == 1:  # type: ignore[attr-defined]  # not when a concurrent delete came first
+                await self.quota.release(session, account_id, record.bytes)
         await self.blobs.delete(record.id)
         return record
 

@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from .private import private_sqlite_file
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -160,10 +162,10 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def open_database(url: str) -> Database:
-    """Open and migrate; a SQLite file's directory is created on first run."""
+    """Open and migrate; a SQLite file (and its directory, on first run) is made owner-only (``private.py``)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(parsed.database))
     database = Database(url)
     try:
         await database.migrate()

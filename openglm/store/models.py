@@ -151,6 +151,18 @@ class File(Base):
     __table_args__ = (Index("ix_files_account", "account_id", "purpose", "id"),)
 
 
+class AccountStorage(Base):
+    """The bytes an account keeps in the blob store (the sum of its files' ``bytes``) and the operator's quota
+    for it (NULL: the server's default, ``OPENGLM_STORAGE_QUOTA_MB``). ``files/quota.py`` moves ``used_bytes``
+    in the transaction that adds or removes a file row, conditional on staying within the quota (migration 0009
+    backfilled it; a row is made on an account's first file)."""
+
+    __tablename__ = "account_storage"
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class KnowledgeBase(Base):
     """A knowledge base: documents of one account, chunked and embedded by one embedding model.
 

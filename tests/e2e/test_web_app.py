@@ -251,6 +251,12 @@ def test_console_shows_usage_balance_and_manages_keys(page: Any, server: Running
     page.get_by_role("heading", name="Usage").wait_for()
     assert int(page.locator(".requests").inner_text()) >= 1
     assert re.fullmatch(r"¥\d+\.\d+", page.locator(".balance").inner_text())
+    storage = httpx.get(f"{server.url}/v1/account/storage", headers={"Authorization": f"Bearer {key}"}).json()
+    shown = page.locator(".storage").inner_text()  # the files the account keeps, against its quota
+    assert re.fullmatch(r"\d+\.\d (KB|MB|GB) of (\d+\.\d (KB|MB|GB)|unlimited)", shown), shown
+    assert shown.endswith(
+        "unlimited" if storage["quota_bytes"] is None else "GB" if storage["quota_bytes"] >= 1 << 30 else "MB"
+    )
     bars = page.locator("svg.chart rect.bar")
     assert bars.count() >= 1 and float(bars.first.get_attribute("height") or 0) > 0
     assert "smollm2-135m-instruct" in page.locator("table.by-model").inner_text()

@@ -34,11 +34,13 @@ class RunningServer:
         if models_file is not None:
             command += ["--models-file", str(models_file)]
         self._log = log.open("wb")
-        # Each server gets its own data directory (SQLite file, master key) unless the test names one.
+        # Each server gets its own data directory (SQLite file, blobs) and master key file unless the test names
+        # them (the key's default place is the user's ~/.config, shared by every server of the machine).
         self.env = {
             **os.environ,
             "OPENGLM_THREADS": "2",
             "OPENGLM_DATA_DIR": str(log.parent / f"data-{self.port}"),
+            "OPENGLM_SECRET_KEY_FILE": str(log.parent / f"config-{self.port}" / "secret.key"),
             **(env or {}),
         }
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)

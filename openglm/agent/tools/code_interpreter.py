@@ -9,6 +9,7 @@ import shutil
 from dataclasses import replace
 from typing import Any
 
+from ...errors import StorageQuotaError
 from ...files.store import FileStore
 from ..sandbox.kernel import Execution, SandboxedKernel
 from ..sandbox.policy import MiB, SandboxPolicy
@@ -52,7 +53,8 @@ class CodeInterpreter(AgentTool):
             workspace_bytes=settings.sandbox_workspace_mb * MiB,
             workspace_files=settings.sandbox_workspace_files,
         )
-        hidden = [str(settings.data_dir), str(settings.models_file.resolve())]  # the catalog holds API keys
+        # The catalog holds API keys; the master key file opens every sealed key secret.
+        hidden = [str(settings.data_dir), str(settings.models_file.resolve()), str(settings.secret_key_file.resolve())]
         pool = KernelPool(
             policy,
             settings.data_dir / "sandboxes",
@@ -95,8 +97,8 @@ class CodeInterpreter(AgentTool):
             before = await kernel.workspace_listing()
             execution = await kernel.execute(code)
             written, more = await kernel.written_since(before, limit=ATTACH_BYTES, max_files=MAX_FILES)
-        links = await self._publish(context, execution, written)
-        result = _result(execution, written, more, links)
+        links, unpublished = await self._publish(context, execution, written)
+        result = _result(execution, written, more, links, unpublished)
         if lost:
             result.observation = f"{STATE_LOST}\n{result.observation}"
         return result
@@ -109,28 +111,41 @@ class CodeInterpreter(AgentTool):
             record, data = await self.files.content(context.account_id, str(file_id))
             await kernel.attach(record.filename, data)
 
-    async def _publish(self, context: ToolContext, execution: Execution, written: list[FileOut]) -> list[str] | None:
-        """Images and written files as files of the account, linked through the files API; None: no store."""
-        if self.files is None:
-            return None
-        links = []
+    async def _publish(
+        self, context: ToolContext, execution: Execution, written: list[FileOut]
+    ) -> tuple[list[str] | None, list[str]]:
+        """Images and written files as files of the account, linked through the files API (None: no store), and
+        the names of those the account's storage quota had no room for (the run itself still succeeds)."""
+        files = self.files
+        if files is None:
+            return None, []
+        links: list[str] = []
+        unpublished: list[str] = []
+
+        async def publish(name: str, data: bytes, media_type: str) -> None:
+            try:
+                record = await files.create(context.account_id, PURPOSE, name, data, media_type)
+            except StorageQuotaError:
+                unpublished.append(name)
+                return
+            links.append(f"{context.base_url}v1/files/{record.id}/content")
+
         for n, image in enumerate(execution.images):
-            record = await self.files.create(context.account_id, PURPOSE, f"image-{n}.png", image, "image/png")
-            links.append(f"{context.base_url}v1/files/{record.id}/content")
+            await publish(f"image-{n}.png", image, "image/png")
         for output in written:
-            if output.data is None:
-                continue
-            media_type = mimetypes.guess_type(output.name)[0] or "application/octet-stream"
-            record = await self.files.create(context.account_id, PURPOSE, output.name, output.data, media_type)
-            links.append(f"{context.base_url}v1/files/{record.id}/content")
-        return links
+            if output.data is not None:
+                media_type = mimetypes.guess_type(output.name)[0] or "application/octet-stream"
+                await publish(output.name, output.data, media_type)
+        return links, unpublished
 
 
 def _data_url(data: bytes, media_type: str) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
-def _note(output: FileOut) -> str:
+def _note(output: FileOut, refused: set[str]) -> str:
+    if output.data is not None and output.name in refused:
+        return f"[file {output.name} written but not published: the account's storage quota is full]"
     if output.data is not None:
         return f"[file {output.name} written and given to the user]"
     if output.size > ATTACH_BYTES:
@@ -138,13 +153,20 @@ def _note(output: FileOut) -> str:
     return f"[file {output.name} written, but it changed while it was being read: not returned]"
 
 
-def _result(execution: Execution, written: list[FileOut], more: int = 0, links: list[str] | None = None) -> ToolResult:
+def _result(
+    execution: Execution,
+    written: list[FileOut],
+    more: int = 0,
+    links: list[str] | None = None,
+    unpublished: list[str] | None = None,
+) -> ToolResult:
     """Outputs for the client and an observation for the model. ``written``: the files the run wrote, read
     already (by the kernel's descriptor discipline; nothing here touches the workspace); ``more``: how many
     others it wrote beyond those. ``links``: the images and files already published through the files API;
-    None: return them inline as data: URLs."""
+    None: return them inline as data: URLs. ``unpublished``: names the storage quota had no room for."""
     outputs: list[dict[str, Any]] = [{"type": "logs", "logs": execution.logs}] if execution.logs else []
-    notes = [_note(output) for output in written]
+    refused = set(unpublished or [])
+    notes = [_note(output, refused) for output in written]
     if more:
         notes.append(f"[{more} more files written: only the first {MAX_FILES} are returned]")
     if links is not None:
@@ -155,8 +177,11 @@ def _result(execution: Execution, written: list[FileOut], more: int = 0, links: 
             if output.data is not None:
                 media_type = mimetypes.guess_type(output.name)[0] or "application/octet-stream"
                 outputs.append({"type": "file", "file": _data_url(output.data, media_type), "name": output.name})
-    if execution.images:
-        notes.append(f"[{len(execution.images)} image(s) shown to the user]")
+    images_refused = sum(1 for n in range(len(execution.images)) if f"image-{n}.png" in refused)
+    if len(execution.images) > images_refused:
+        notes.append(f"[{len(execution.images) - images_refused} image(s) shown to the user]")
+    if images_refused:
+        notes.append(f"[{images_refused} image(s) not published: the account's storage quota is full]")
     if execution.timed_out:
         notes.append("[the code ran past the time limit and was interrupted]")
     if execution.restarted:

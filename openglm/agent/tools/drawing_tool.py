@@ -52,11 +52,15 @@ class DrawingTool(AgentTool):
         if not prompt:
             return ToolResult([], "[cogview needs a prompt]")
         spec = self.images.resolve(context.options.get("model"))
+        if self.files is not None:  # no room left at all: refused before anything is drawn or charged
+            await self.files.quota.check(context.account_id, 1)
         call = await context.billing(spec, "images.generations") if context.billing else None
         if call is not None:
             call.bind("img-" + secrets.token_hex(12), None)
         try:
             images = await self.images.generate(spec, prompt)
+            # Kept before the charge: a picture the storage quota has no room for is not billed.
+            outputs = [{"image": await self._link(context, image.png)} for image in images]
         except BaseException:
             if call is not None:
                 await call.abandon()
@@ -65,7 +69,6 @@ class DrawingTool(AgentTool):
             call.tally.images = len(images)
             await call.settle("succeeded")
         self._remember(context.conversation, prompt)
-        outputs = [{"image": await self._link(context, image.png)} for image in images]
         return ToolResult(outputs, f"Drew {len(images)} picture(s) from the prompt {prompt!r}; the user can see them.")
 
     async def _link(self, context: ToolContext, png: bytes) -> str:

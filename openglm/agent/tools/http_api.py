@@ -1,5 +1,6 @@
 """Server-side HTTP tools from an OpenAPI 3 document: each operation becomes one function the model can call,
-run by the server with the document's auth settings, through the browser's SSRF-safe fetch policy."""
+run by the server with the document's auth settings, through an SSRF-safe fetcher whose policy the caller picks
+(``agent/service.py``: user-defined tools reach public addresses and ``OPENGLM_HTTP_TOOLS_ALLOW`` only)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,17 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from ...errors import InvalidFieldError
-from ..browser.fetch import SafeFetcher
+from ..browser.fetch import FetchError, SafeFetcher, read_prefix
 from .base import AgentTool, ToolContext, ToolResult
 
 METHODS = ("get", "post", "put", "patch", "delete")
 RESPONSE_CHARS = 4000
+RESPONSE_BYTES = 4 * RESPONSE_CHARS  # enough for RESPONSE_CHARS of UTF-8; the rest of a body is never read
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -98,18 +100,19 @@ class HttpOperation(AgentTool):
             else:
                 query[parameter["name"]] = value
         self._authorize(headers, query)
-        await self.fetcher.check(url)
         try:
-            response = await self._client().request(
+            async with self.fetcher.stream(
                 self.method,
                 url,
                 params=query,
                 headers=headers,
                 json=arguments.get("body") if self.body_schema else None,
-            )
+            ) as response:
+                text = (await read_prefix(response, RESPONSE_BYTES)).decode(errors="replace")[:RESPONSE_CHARS]
+        except FetchError as exc:  # the address policy: nothing was sent
+            return ToolResult([{"content": f"refused: {exc}"}], f"[the API call was refused: {exc}]")
         except httpx.HTTPError as exc:
             return ToolResult([{"content": f"request failed: {exc}"}], f"[the API call failed: {exc}]")
-        text = response.text[:RESPONSE_CHARS]
         observation = f"HTTP {response.status_code}\n{text}"
         return ToolResult([{"status": response.status_code, "content": text}], observation)
 
@@ -122,18 +125,12 @@ class HttpOperation(AgentTool):
         elif kind == "query":
             query[self.auth["name"]] = self.auth["value"]
 
-    def _client(self) -> httpx.AsyncClient:
-        return self.fetcher.client
-
 
 def operations(
     document: dict[str, Any], *, base_url: str | None, auth: dict[str, str], fetcher: SafeFetcher
 ) -> list[HttpOperation]:
     """Every operation of the document as a tool (names from operationId, else method_path)."""
-    servers = document.get("servers") or [{}]
-    base = (base_url or servers[0].get("url") or "").rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise InvalidFieldError("the OpenAPI document names no absolute server URL; give base_url")
+    base = server_url(document, base_url)
     tools = []
     for path, item in document["paths"].items():
         shared = item.get("parameters", [])
@@ -156,3 +153,24 @@ def operations(
                 )
             )
     return tools
+
+
+def server_url(document: dict[str, Any], base_url: str | None) -> str:
+    """The URL every operation's path is appended to: ``base_url``, else the document's first server."""
+    servers = document.get("servers") or [{}]
+    base = str(base_url or servers[0].get("url") or "").rstrip("/")
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise InvalidFieldError(f"the server URL {base!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidFieldError("the OpenAPI document names no absolute server URL; give base_url")
+    return base
+
+
+def server_origin(document: dict[str, Any], base_url: str | None) -> str:
+    """``host:port`` of the server the operations call, as an allow-list entry of ``SafeFetcher``."""
+    parts = urlsplit(server_url(document, base_url))
+    host = parts.hostname or ""
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"

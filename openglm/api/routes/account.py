@@ -13,7 +13,15 @@ from ...accounts.prices import price_list
 from ...accounts.store import AccountStore
 from ...accounts.usage import GroupBy, usage_summary
 from ..account_schemas import ConsoleKeyCreate, ConsoleKeyUpdate, ListOf
-from ..account_views import account_out, console_key_out, console_new_key, entry_out, price_out, usage_report
+from ..account_views import (
+    account_out,
+    console_key_out,
+    console_new_key,
+    entry_out,
+    price_out,
+    storage_out,
+    usage_report,
+)
 from ..deps import Caller
 from ._common import both_prefixes, json_response
 
@@ -23,6 +31,12 @@ router = APIRouter(tags=["account"])
 @both_prefixes(router, "GET", "/account")
 async def my_account(request: Request, principal: Caller) -> Response:
     return json_response(account_out(await request.app.state.platform.store.account_view(principal.account_id)))
+
+
+@both_prefixes(router, "GET", "/account/storage")
+async def my_storage(request: Request, principal: Caller) -> Response:
+    usage = await request.app.state.files.quota.usage(principal.account_id)
+    return json_response(storage_out(principal.account_id, usage), nulls=True)
 
 
 @both_prefixes(router, "GET", "/account/usage")

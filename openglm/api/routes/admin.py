@@ -21,6 +21,7 @@ from ..account_schemas import (
     KeyUpdate,
     LedgerCreate,
     ListOf,
+    StorageQuotaUpdate,
     UserCreate,
     UserUpdate,
 )
@@ -31,6 +32,7 @@ from ..account_views import (
     key_view_out,
     limits_in,
     parse_amount,
+    storage_out,
     usage_report,
     user_out,
 )
@@ -67,6 +69,22 @@ async def get_account(ref: str, request: Request) -> Response:
 async def update_account(ref: str, body: AccountUpdate, request: Request) -> Response:
     account = await _store(request).set_account_status(ref, body.status)
     return json_response(account_out(await _store(request).account_view(account.id)))
+
+
+@router.get("/accounts/{ref}/storage")
+async def get_storage(ref: str, request: Request) -> Response:
+    account = await _store(request).account(ref)
+    usage = await request.app.state.files.quota.usage(account.id)
+    return json_response(storage_out(account.id, usage), nulls=True)
+
+
+@router.put("/accounts/{ref}/storage")
+async def set_storage_quota(ref: str, body: StorageQuotaUpdate, request: Request) -> Response:
+    """The account's own storage quota in MB (``quota_mb: null``: the server's default again)."""
+    account = await _store(request).account(ref)
+    quota = None if body.quota_mb is None else body.quota_mb * 1024 * 1024
+    usage = await request.app.state.files.quota.set_quota(account.id, quota)
+    return json_response(storage_out(account.id, usage), nulls=True)
 
 
 @router.post("/accounts/{ref}/users")

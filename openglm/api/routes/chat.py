@@ -231,12 +231,12 @@ def glm_plan(
     body = body.model_copy(
         update={"tools": tools or None, "messages": with_instructions(body.messages, config.instructions)}
     )
-    assert agents.http_fetcher is not None
+    assert agents.user_http_fetcher is not None
     server_tools: list[AgentTool] = [
         op
         for api in config.http_apis
         for op in operations(
-            load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=agents.http_fetcher
+            load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=agents.user_http_fetcher
         )
     ]
     spec = AgentSpec(id=glm.id, model=config.model)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, UploadFile
 from starlette.requests import Request
@@ -13,6 +12,7 @@ from starlette.responses import Response
 from ...errors import InvalidFieldError
 from ...files.store import PURPOSES, FileRecord, FileStore
 from ..deps import Caller
+from ..downloads import download
 from ..file_schemas import FileDeleted, FileList, FileObject
 from ..knowledge_schemas import DocumentObject, DocumentPage, DocumentSuccessInfo
 from ..knowledge_views import document_data
@@ -109,9 +109,7 @@ async def get_file(file_id: str, request: Request, principal: Caller) -> Respons
 @both_prefixes(router, "GET", "/files/{file_id}/content")
 async def file_content(file_id: str, request: Request, principal: Caller) -> Response:
     record, data = await _store(request).content(principal.account_id, file_id)
-    ascii_name = record.filename.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
-    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(record.filename)}"
-    return Response(data, media_type=record.content_type, headers={"Content-Disposition": disposition})
+    return download(record.filename, data, record.content_type)
 
 
 @both_prefixes(router, "DELETE", "/files/{file_id}")

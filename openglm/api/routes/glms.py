@@ -55,7 +55,7 @@ async def checked(request: Request, account_id: str, config: AgentConfig) -> Age
             load_document(api.openapi),
             base_url=api.base_url,
             auth=api.auth,
-            fetcher=request.app.state.agents.http_fetcher,
+            fetcher=request.app.state.agents.user_http_fetcher,
         )
     for knowledge_id in config.knowledge_ids:
         try:

@@ -27,13 +27,15 @@ async def generate_images(body: ImageGenerationRequest, request: Request, princi
     call.bind("img-" + secrets.token_hex(12), None)
 
     async def work() -> ImagesResponse:
+        files: FileStore = request.app.state.files
+        if body.response_format != "b64_json":  # no room for the pictures: refused before any is drawn
+            await files.quota.check(principal.account_id, 1)
         generated = await images.generate(spec, body.prompt, body.n or 1, body.size)
         if body.response_format == "b64_json":
             data = [
                 ImageData(b64_json=base64.b64encode(g.png).decode(), revised_prompt=g.revised_prompt) for g in generated
             ]
         else:  # a link to the picture, kept as a file of the caller's account
-            files: FileStore = request.app.state.files
             data = []
             for n, g in enumerate(generated):
                 record = await files.create(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from openglm.agent.browser.fetch import FetchError, SafeFetcher
+from openglm.agent.browser.fetch import IPAddress, SafeFetcher
 from openglm.agent.tools.base import ToolContext
 from openglm.agent.tools.http_api import load_document, operations
 from openglm.errors import InvalidFieldError
@@ -60,13 +65,63 @@ async def test_wrong_auth_is_reported_to_the_model(api: ApiServer, fetcher: Safe
 
 
 async def test_private_addresses_need_the_allow_list(api: ApiServer) -> None:
-    strict = SafeFetcher()
+    strict = SafeFetcher(allow_setting="OPENGLM_HTTP_TOOLS_ALLOW")
     try:
         (tool, _) = operations(openapi(api.url), base_url=None, auth=AUTH, fetcher=strict)
-        with pytest.raises(FetchError, match="private or local"):
-            await tool.run({"city": "x"}, CONTEXT)
+        calls = len(api.calls)
+        result = await tool.run({"city": "x"}, CONTEXT)
+        assert "private or local" in result.outputs[0]["content"] and "OPENGLM_HTTP_TOOLS_ALLOW" in result.observation
+        assert result.observation.startswith("[the API call was refused") and len(api.calls) == calls
     finally:
         await strict.close()
+
+
+async def test_the_request_goes_to_the_address_that_was_checked(api: ApiServer) -> None:
+    """A name is resolved once, by the policy; the connection goes to that address (no second lookup that a
+    rebinding DNS server could answer differently), with the name in the Host header."""
+    lookups: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[IPAddress]:
+        lookups.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    pinned = SafeFetcher(allow=["127.0.0.0/8"], resolver=resolver)
+    try:
+        port = api.url.rsplit(":", 1)[1]
+        (tool, _) = operations(openapi(f"http://api.internal.test:{port}"), base_url=None, auth=AUTH, fetcher=pinned)
+        result = await tool.run({"city": "Paris"}, CONTEXT)
+        assert result.outputs[0]["status"] == 200, result.observation  # the system resolver knows no such name
+        assert lookups == ["api.internal.test"] and api.calls[-1]["path"] == "/cities/Paris/weather"
+    finally:
+        await pinned.close()
+
+
+class EndlessBody(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            while True:
+                self.wfile.write(b"x" * 65536)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+async def test_a_response_is_read_only_as_far_as_the_model_sees_it() -> None:
+    endless = ThreadingHTTPServer(("127.0.0.1", 0), EndlessBody)
+    threading.Thread(target=endless.serve_forever, daemon=True).start()
+    fetcher = SafeFetcher(allow=["127.0.0.1"], timeout=5)
+    try:
+        url = f"http://127.0.0.1:{endless.server_address[1]}"
+        (tool, *_) = operations(openapi(url), base_url=None, auth={}, fetcher=fetcher)
+        result = await asyncio.wait_for(tool.run({"city": "x"}, CONTEXT), 10)
+        assert result.outputs[0]["status"] == 200 and result.outputs[0]["content"] == "x" * 4000
+    finally:
+        await fetcher.close()
+        endless.shutdown()
+        endless.server_close()
 
 
 def test_documents_load_from_json_yaml_or_a_file(tmp_path, api: ApiServer) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-// The console: balance, usage by day (a chart) and by model, API keys (secret shown once), prices, ledger.
+// The console: balance, storage, usage by day (a chart) and by model, API keys (secret shown once), prices, ledger.
 
 import { ApiError, api } from '../api.js';
 import { clear, field, formatTime, h, toast } from '../dom.js';
@@ -95,6 +95,20 @@ function ledgerCard(entries) {
       h('tbody', {}, entries.map((e) => h('tr', {}, h('td', {}, formatTime(e.created_at)), h('td', {}, e.kind), h('td', { class: 'num' }, e.amount), h('td', {}, e.note || e.usage_id || ''))))));
 }
 
+function bytes(n) {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GB`;
+  return n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MB` : `${(n / 1024).toFixed(1)} KB`;
+}
+
+// Files the account keeps (uploads, knowledge documents, code outputs, pictures) against its storage quota.
+function storageStat(storage) {
+  const full = storage.quota_bytes != null && storage.used_bytes >= storage.quota_bytes;
+  const quota = storage.quota_bytes == null ? 'unlimited' : bytes(storage.quota_bytes);
+  return h('div', { class: ['card', 'stat'], title: `${storage.used_bytes} bytes` },
+    h('span', { class: 'muted' }, 'Storage'), h('strong', { class: 'storage' }, `${bytes(storage.used_bytes)} of ${quota}`),
+    full ? h('span', { class: 'badge disabled' }, 'full: delete files to add more') : null);
+}
+
 async function optional(path, empty) {
   try {
     return await api(path);
@@ -108,9 +122,10 @@ export async function render(main) {
   const body = h('div');
   main.append(h('h1', {}, 'Console'), body);
   const load = async () => {
-    const [account, byDay, byModel, byAgent, keys, prices, ledger] = await Promise.all([
+    const [account, byDay, byModel, byAgent, keys, prices, ledger, storage] = await Promise.all([
       api('/v1/account'), api('/v1/account/usage?by=day'), api('/v1/account/usage?by=model'), api('/v1/account/usage?by=agent').catch(() => null),
       optional('/v1/account/keys', null), optional('/v1/account/prices', null), api('/v1/account/ledger?limit=10'),
+      optional('/v1/account/storage', null),
     ]);
     session.account = account;
     refreshChrome();
@@ -120,7 +135,8 @@ export async function render(main) {
       h('div', { class: 'stats' },
         h('div', { class: 'card stat' }, h('span', { class: 'muted' }, 'Balance'), h('strong', { class: 'balance' }, `¥${account.balance}`)),
         h('div', { class: 'card stat' }, h('span', { class: 'muted' }, 'Requests'), h('strong', { class: 'requests' }, String(requests))),
-        h('div', { class: 'card stat' }, h('span', { class: 'muted' }, 'Tokens'), h('strong', {}, String(tokens)))),
+        h('div', { class: 'card stat' }, h('span', { class: 'muted' }, 'Tokens'), h('strong', {}, String(tokens))),
+        storage ? storageStat(storage) : null),
       usageCard(byDay, byModel, byAgent),
       keys ? keysCard(keys.data, load) : h('section', { class: 'card' }, h('h2', {}, 'API keys'), h('p', { class: 'muted' }, 'Keys are managed with `openglm keys` on this server.')),
       prices ? pricesCard(prices.data) : null,

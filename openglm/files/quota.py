@@ -1,0 +1,118 @@
+"""Per-account storage quota: every byte an account keeps in the blob store — uploads of every purpose, knowledge
+documents' original files, code-interpreter outputs, pictures of the image endpoint and the drawing tool — all of
+which are files made by ``FileStore.create``.
+
+The counter (``account_storage.used_bytes``) moves in the same transaction as the file row it accounts for, and an
+increase is one conditional UPDATE (``used + n <= quota``): concurrent uploads are ordered by the row's lock
+(PostgreSQL) or the single writer (SQLite), so no two can both pass a check that only one fits, and a rolled-back
+file row takes its bytes back with it. Knowledge chunks and embeddings (derived from those documents, in the
+database) are bounded separately by ``OPENGLM_KNOWLEDGE_CAPACITY_CHARS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, literal, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..errors import StorageQuotaError
+from ..store.db import Database
+from ..store.models import AccountStorage
+
+MiB = 1024 * 1024
+UNLIMITED = 1 << 62  # stands for "no quota" in the conditional UPDATE
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    used_bytes: int
+    quota_bytes: int | None  # None: unlimited
+    account_quota: bool  # the operator set this account's quota (else the server's default applies)
+
+
+class StorageQuota:
+    def __init__(self, db: Database, default_bytes: int | None):
+        self.db = db
+        self.default_bytes = default_bytes  # None: unlimited
+
+    async def charge(self, session: AsyncSession, account_id: str, size: int) -> None:
+        """``size`` more bytes for the account, in the caller's transaction; StorageQuotaError (nothing moved)
+        when they do not fit."""
+        await _ensure_row(session, account_id)
+        default = UNLIMITED if self.default_bytes is None else self.default_bytes
+        quota = func.coalesce(AccountStorage.quota_bytes, literal(default))
+        moved = await session.execute(
+            update(AccountStorage)
+            .where(AccountStorage.account_id == account_id, AccountStorage.used_bytes + size <= quota)
+            .values(used_bytes=AccountStorage.used_bytes + size)
+        )
+        if moved.rowcount == 1:  # type: ignore[attr-defined]
+            return
+        usage = await self._usage_in(session, account_id)
+        raise StorageQuotaError(_refusal(usage, size))
+
+    async def release(self, session: AsyncSession, account_id: str, size: int) -> None:
+        """``size`` bytes given back, in the transaction that removes their file row."""
+        await session.execute(
+            update(AccountStorage)
+            .where(AccountStorage.account_id == account_id)
+            .values(used_bytes=AccountStorage.used_bytes - size)
+        )
+
+    async def usage(self, account_id: str) -> StorageUsage:
+        async with self.db.read() as session:
+            return await self._usage_in(session, account_id)
+
+    async def check(self, account_id: str, size: int) -> None:
+        """StorageQuotaError if ``size`` more bytes do not fit now: a cheap refusal before work that is costly to
+        undo (writing the blob), not a reservation; ``charge`` decides."""
+        usage = await self.usage(account_id)
+        if usage.quota_bytes is not None and usage.used_bytes + size > usage.quota_bytes:
+            raise StorageQuotaError(_refusal(usage, size))
+
+    async def set_quota(self, account_id: str, quota_bytes: int | None) -> StorageUsage:
+        """The operator's quota for one account (None: back to the server's default). Files already kept stay
+        even above a lowered quota; new ones are refused until the account is under it."""
+        async with self.db.session() as session:
+            await _ensure_row(session, account_id)
+            await session.execute(
+                update(AccountStorage).where(AccountStorage.account_id == account_id).values(quota_bytes=quota_bytes)
+            )
+            return await self._usage_in(session, account_id)
+
+    async def _usage_in(self, session: AsyncSession, account_id: str) -> StorageUsage:
+        row = (
+            await session.execute(
+                select(AccountStorage.used_bytes, AccountStorage.quota_bytes).where(
+                    AccountStorage.account_id == account_id
+                )
+            )
+        ).one_or_none()
+        used, own = (0, None) if row is None else (int(row[0]), row[1])
+        quota = own if own is not None else self.default_bytes
+        return StorageUsage(used, None if quota is None else int(quota), own is not None)
+
+
+async def _ensure_row(session: AsyncSession, account_id: str) -> None:
+    # Standard on PostgreSQL and on SQLite (3.24+): one row per account, made by whichever file comes first.
+    await session.execute(
+        text(
+            "INSERT INTO account_storage (account_id, used_bytes) VALUES (:account, 0) "
+            "ON CONFLICT (account_id) DO NOTHING"
+        ),
+        {"account": account_id},
+    )
+
+
+def _refusal(usage: StorageUsage, size: int) -> str:
+    quota = usage.quota_bytes or 0
+    return (
+        f"存储空间不足 / storage quota exceeded: the account keeps {human(usage.used_bytes)} of its {human(quota)} "
+        f"and this file needs {human(size)}; delete files (GET /files, DELETE /files/{{id}}) or ask the operator for "
+        "more"
+    )
+
+
+def human(size: int) -> str:
+    return f"{size / MiB:.1f} MB" if size >= MiB else f"{size / 1024:.1f} KB"

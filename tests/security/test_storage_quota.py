@@ -1,0 +1,173 @@
+"""Item 10: an account's files are bounded by a storage quota — uploads, code-interpreter outputs (the probe
+published 20 × 5 MiB from one run), pictures and knowledge documents all count — enforced atomically against
+concurrent uploads, with a clear 400 when exceeded, shown to the account and set per account by the operator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.databases import postgres_database
+from tests.integration.conftest import write_catalog
+from tests.integration.test_knowledge import EMBEDDINGS
+
+from .conftest import RunningServer, error_code, hermes_call, new_key
+
+MiB = 1024 * 1024
+CHUNK = 100 * 1024
+CODE = "for n in range(20):\n    open(f'part-{n}.bin', 'wb').write(bytes(200 * 1024))\nprint('wrote 20')"
+
+CATALOG = f"""
+[[models]]
+id = "script-writer"
+engine = "scripted"
+source = "-"
+template = "chatml"
+tool_parser = "hermes"
+[[models.options.script]]
+when = "storage quota is full"
+reply = "Some files could not be kept."
+[[models.options.script]]
+when = "wrote 20"
+reply = "All files kept."
+[[models.options.script]]
+when = ""
+reply = {hermes_call("python", {"code": CODE})}
+
+[[agents]]
+id = "writer-agent"
+model = "script-writer"
+{EMBEDDINGS}"""
+
+
+def start(tmp: Path, **env: str) -> RunningServer:
+    settings = {"OPENGLM_AUTH": "on", "OPENGLM_SANDBOX_WARM": "0", "OPENGLM_STORAGE_QUOTA_MB": "1", **env}
+    return RunningServer(models_file=write_catalog(tmp / "models.toml", CATALOG), log=tmp / "s.log", env=settings)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start(tmp_path_factory.mktemp("storage-quota"))
+    yield running
+    running.stop()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def upload(server: RunningServer, key: str, size: int = CHUNK) -> httpx.Response:
+    files = {"file": ("notes.txt", b"n" * size)}
+    return httpx.post(f"{server.url}/v1/files", data={"purpose": "assistant"}, files=files, headers=bearer(key))
+
+
+def storage(server: RunningServer, key: str) -> dict[str, int | bool | None]:
+    response = httpx.get(f"{server.url}/v1/account/storage", headers=bearer(key))
+    assert response.status_code == 200, response.text
+    body: dict[str, int | bool | None] = response.json()
+    return body
+
+
+def kept_bytes(server: RunningServer, key: str) -> int:
+    listed = httpx.get(f"{server.url}/v1/files", params={"limit": 100}, headers=bearer(key)).json()
+    return sum(int(f["bytes"]) for f in listed["data"])
+
+
+def burst(server: RunningServer, key: str, uploads: int = 16) -> list[httpx.Response]:
+    with ThreadPoolExecutor(uploads) as pool:
+        return list(pool.map(lambda _: upload(server, key), range(uploads)))
+
+
+def assert_burst_bounded(server: RunningServer, key: str) -> None:
+    responses = burst(server, key)
+    accepted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    assert len(accepted) == MiB // CHUNK  # exactly what fits: no two uploads passed a check only one fits
+    assert all(r.status_code == 400 and error_code(r) == "1210" for r in refused)
+    assert "storage quota exceeded" in refused[0].json()["error"]["message"]
+    usage = storage(server, key)
+    assert usage["used_bytes"] == kept_bytes(server, key) == len(accepted) * CHUNK <= MiB
+    assert usage["quota_bytes"] == MiB and usage["account_quota"] is False
+
+
+def test_concurrent_uploads_stop_at_the_quota(server: RunningServer) -> None:
+    assert_burst_bounded(server, new_key(server, "burst"))
+
+
+def test_concurrent_uploads_stop_at_the_quota_on_postgresql(tmp_path: Path) -> None:
+    with postgres_database() as url:
+        running = start(tmp_path, OPENGLM_DATABASE_URL=url)
+        try:
+            assert_burst_bounded(running, new_key(running, "burst"))
+        finally:
+            running.stop()
+
+
+def test_a_code_run_publishes_only_what_fits_and_says_so(server: RunningServer) -> None:
+    key = new_key(server, "coder")
+    body = {
+        "model": "writer-agent",
+        "stream": True,
+        "tools": [{"type": "code_interpreter"}],
+        "messages": [{"role": "user", "content": "Write the parts."}],
+    }
+    with httpx.stream(
+        "POST", f"{server.url}/api/paas/v4/chat/completions", json=body, headers=bearer(key), timeout=120
+    ) as response:
+        assert response.status_code == 200
+        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    # The run succeeded; the model was told which files were not kept, and said so.
+    assert "".join(d.get("content") or "" for d in deltas if d.get("role") != "tool") == "Some files could not be kept."
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    links = [o for d in deltas if d.get("role") == "tool" for o in d["tool_calls"][0]["code_interpreter"]["outputs"]]
+    published = [o for o in links if o["type"] == "file"]
+    assert len(published) == MiB // (200 * 1024)  # 5 of the 20 files fit in 1 MiB
+    usage = storage(server, key)
+    assert usage["used_bytes"] == kept_bytes(server, key) == len(published) * 200 * 1024
+
+
+def test_the_operator_sets_an_accounts_quota(server: RunningServer) -> None:
+    key = new_key(server, "grower")
+    for _ in range(MiB // CHUNK):
+        assert upload(server, key).status_code == 200
+    assert upload(server, key).status_code == 400
+    admin = bearer(server.cli("keys", "create", "--admin").strip())
+    raised = httpx.put(f"{server.url}/admin/accounts/grower/storage", json={"quota_mb": 2}, headers=admin)
+    assert raised.status_code == 200 and raised.json()["quota_bytes"] == 2 * MiB and raised.json()["account_quota"]
+    assert upload(server, key).status_code == 200
+    assert storage(server, key)["quota_bytes"] == 2 * MiB
+    shown = server.cli("accounts", "storage", "grower", "--default")
+    assert "of 1.0 MB (the default quota)" in shown
+    assert upload(server, key).status_code == 400  # above the default again: kept files stay, new ones wait
+    refused = httpx.put(f"{server.url}/admin/accounts/grower/storage", json={"quota_mb": -1}, headers=admin)
+    assert refused.status_code == 400
+    assert httpx.put(
+        f"{server.url}/admin/accounts/grower/storage", json={"quota_mb": 1}, headers=bearer(key)
+    ).status_code in (
+        401,
+        403,
+    )
+
+
+def test_knowledge_documents_count_and_a_refused_one_leaves_nothing(server: RunningServer) -> None:
+    key = new_key(server, "librarian")
+    base = httpx.post(f"{server.url}/v1/knowledge", json={"name": "notes"}, headers=bearer(key)).json()["id"]
+    document = b"## Notes\n\n" + b"Tomatoes need sun. " * 30_000  # ~570 KB of text
+    form = {"purpose": "retrieval", "knowledge_id": base}
+    first = httpx.post(
+        f"{server.url}/v1/files", data=form, files={"file": ("a.md", document)}, headers=bearer(key), timeout=60
+    )
+    assert first.status_code == 200, first.text
+    assert storage(server, key)["used_bytes"] == len(document)
+    second = httpx.post(
+        f"{server.url}/v1/files", data=form, files={"file": ("b.md", document + b"!")}, headers=bearer(key), timeout=60
+    )
+    assert second.status_code == 400 and error_code(second) == "1210"
+    listed = httpx.get(f"{server.url}/v1/files", params={"knowledge_id": base}, headers=bearer(key)).json()
+    assert [d["name"] for d in listed["list"]] == ["a.md"]
