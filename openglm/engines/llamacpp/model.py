@@ -40,6 +40,10 @@ class LlamaModel:
         init_backend()
         params = lc.llama_model_default_params()
         params.use_mmap = True
+        # No "extra" buffer types (AMX, repacked weights): on this machine's CPU (AMX) the llama-cpp-python 0.3.36
+        # build segfaults in ggml_backend_amx_mul_mat on the first llama_decode from the scheduler's thread, which
+        # took the whole server down on any chat request. The plain CPU kernels are used instead.
+        params.use_extra_bufts = False
         self.ptr = lc.llama_model_load_from_file(path.encode(), params)
         if not self.ptr:
             raise RuntimeError(f"llama.cpp could not load {path}")
