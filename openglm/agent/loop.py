@@ -203,9 +203,9 @@ class AgentLoop:
             request.tools, request.tool_choice = None, None
         return request
 
-    def validate(self, run: AgentRun) -> None:
+    async def validate(self, run: AgentRun) -> None:
         """Plan the first round now, so that a bad request is a 400 before the stream starts."""
-        self.chat.plan(self.round_request(run, first=True))
+        await self.chat.plan(self.round_request(run, first=True))
 
     async def _round(
         self, run: AgentRun, tally: Tally, calls: list[_Call], *, first: bool

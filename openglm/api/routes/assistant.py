@@ -113,7 +113,7 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
         chat, plan = glm_plan(request, glm, chat)
     assert plan is not None
     with_files(chat, attachments)
-    run = prepare_agent(chat, request, principal, plan)
+    run = await prepare_agent(chat, request, principal, plan)
     writer = AssistantWriter(body.assistant_id, conversation_id)
     call = await admit_agent(request, principal, plan, "assistant", writer.id, body.request_id or writer.id)
     version = glm.version if glm else None
@@ -172,7 +172,7 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Re
     recent = await replayed(files, account, history[-SUGGEST_CONTEXT:], budget)
     chat = suggest_request(plan.spec.model, recent)
     service: ChatService = request.app.state.chat
-    planned = service.plan(chat)
+    planned = await service.plan(chat)
     call = await admit(request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id)
     call.agent = plan.attribution
     run = await call.guard(service.submit(planned))
