@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import pickle
-import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,17 +55,49 @@ class WorkLimitError(InvalidFieldError):
     """A call on untrusted input ran past its time or memory budget (or crashed its worker): it was stopped."""
 
 
+class _WorkerDied(Exception):
+    pass
+
+
 @dataclass(eq=False)  # identity: workers live in a set
 class _Worker:
-    process: asyncio.subprocess.Process
+    """A worker process and its pipes. Plain pipes read by a thread, not asyncio transports: a worker serves
+    whichever event loop calls next (tests run many), and nothing of it needs a loop to be closed."""
+
+    process: subprocess.Popen[bytes]
     calls: int = 0
 
     def kill(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()  # now, while the loop runs: a transport closed at exit would need it
-        if self.process.returncode is None:
+        if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
+
+    def send(self, body: bytes) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(HEADER.pack(len(body)) + body)
+            stdin.flush()
+        except (BrokenPipeError, ConnectionResetError, ValueError):  # ValueError: closed after a kill
+            raise _WorkerDied from None
+
+    def receive(self) -> bytes:
+        stdout = self.process.stdout
+        assert stdout is not None
+        header = stdout.read(HEADER.size)
+        if len(header) < HEADER.size:
+            raise _WorkerDied
+        (size,) = HEADER.unpack(header)
+        if size > MAX_REPLY_BYTES:
+            raise _WorkerDied
+        body = stdout.read(size)
+        if len(body) < size:
+            raise _WorkerDied
+        return body
+
+    def exchange(self, request: bytes) -> bytes:
+        self.send(request)
+        return self.receive()
 
 
 class UntrustedPool:
@@ -79,7 +112,7 @@ class UntrustedPool:
         self._slots: asyncio.Semaphore | None = None
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
-        self._exiting: set[asyncio.Future[int]] = set()  # killed workers not yet reaped
+        self._threads: ThreadPoolExecutor | None = None
 
     async def run(self, function: Callable[..., T], *args: Any, what: str, timeout: float | None = None) -> T:
         """``function(*args)`` in a worker. ``function`` must be importable by name (a module-level function);
@@ -95,13 +128,15 @@ class UntrustedPool:
         try:
             worker = self._idle.pop() if self._idle else await self._start()
             self._busy.add(worker)
+            request = pickle.dumps((function.__module__, function.__qualname__, args), protocol=5)
             try:
-                status, value = await asyncio.wait_for(self._call(worker, function, args), limit)
+                reply = await asyncio.wait_for(self._in_thread(worker.exchange, request), limit)
             except TimeoutError:
                 self._retire(worker)
                 raise WorkLimitError(f"{what} took longer than {limit:g} s to process and was stopped") from None
             except _WorkerDied:
-                code = await self._retire(worker)
+                self._retire(worker)
+                code = await self._in_thread(worker.process.wait)
                 log.warning("a worker died (exit status %s) while processing %s", code, what)
                 raise WorkLimitError(
                     f"{what} could not be processed within the server's limits (the parser ran out of memory "
@@ -112,6 +147,11 @@ class UntrustedPool:
                 raise
             self._busy.discard(worker)
             worker.calls += 1
+            try:
+                status, value = load_result(reply)
+            except Exception as exc:
+                self._retire(worker)
+                raise InternalError(f"a parsing worker sent an unreadable reply ({exc})") from None
             if (status == "error" and value.get("kind") == "memory") or worker.calls >= JOBS_PER_WORKER:
                 self._retire(worker)
             else:
@@ -124,88 +164,47 @@ class UntrustedPool:
         raise _error(value, what)
 
     async def close(self) -> None:
-        for worker in [*self._idle, *self._busy]:
+        workers = [*self._idle, *self._busy]
+        for worker in workers:
             self._retire(worker)
         self._idle.clear()
-        if self._exiting:
-            await asyncio.gather(*self._exiting, return_exceptions=True)
+        for worker in workers:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await self._in_thread(worker.process.wait, 10)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
 
     def _bind(self) -> asyncio.Semaphore:
-        """The pool's state belongs to one event loop; a new loop (tests, a restarted app) starts afresh."""
+        """The queue belongs to one event loop; a new loop (tests, a restarted app) gets a new one (the workers,
+        idle between calls, serve any loop)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._slots is None:
-            for worker in [*self._idle, *self._busy]:  # their pipes belong to the old loop: only signal them
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.process.pid, signal.SIGKILL)
-            self._idle.clear()
-            self._busy.clear()
-            self._exiting.clear()
             self._loop, self._slots = loop, asyncio.Semaphore(self.workers)
         return self._slots
 
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        if self._threads is None:  # its own threads: waiting on workers must not take the default executor's
+            self._threads = ThreadPoolExecutor(max_workers=2 * self.workers + 2, thread_name_prefix="untrusted")
+        return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
+
     async def _start(self) -> _Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "openglm.untrusted.worker",
-            str(self.memory_mb),
-            *self.preload,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=2**20,
-        )
-        worker = _Worker(process)
+        command = [sys.executable, "-m", "openglm.untrusted.worker", str(self.memory_mb), *self.preload]
+        worker = _Worker(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
         try:
-            async with asyncio.timeout(START_TIMEOUT):
-                ready = await _read_frame(worker)
+            ready = await asyncio.wait_for(self._in_thread(worker.receive), START_TIMEOUT)
         except (TimeoutError, _WorkerDied):
             ready = None
         if ready != READY:
             worker.kill()
-            await process.wait()
             raise InternalError("a parsing worker could not start; see the server log")
         return worker
 
-    async def _call(self, worker: _Worker, function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
-        request = pickle.dumps((function.__module__, function.__qualname__, args), protocol=5)
-        stdin = worker.process.stdin
-        assert stdin is not None
-        try:
-            stdin.write(HEADER.pack(len(request)) + request)
-            await stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            raise _WorkerDied from None
-        reply = await _read_frame(worker)
-        try:
-            status, value = load_result(reply)
-        except Exception as exc:
-            raise InternalError(f"a parsing worker sent an unreadable reply ({exc})") from None
-        return str(status), value
-
-    def _retire(self, worker: _Worker) -> asyncio.Future[int]:
-        """Kills the worker; the returned future (its exit status) may be awaited or left to finish."""
+    def _retire(self, worker: _Worker) -> None:
+        """Kills the worker (its thread, if one waits on it, sees the pipe close) and reaps it in the background."""
         self._busy.discard(worker)
         worker.kill()
-        exiting = asyncio.ensure_future(worker.process.wait())
-        self._exiting.add(exiting)
-        exiting.add_done_callback(self._exiting.discard)
-        return exiting
-
-
-class _WorkerDied(Exception):
-    pass
-
-
-async def _read_frame(worker: _Worker) -> bytes:
-    stdout = worker.process.stdout
-    assert stdout is not None
-    try:
-        (size,) = HEADER.unpack(await stdout.readexactly(HEADER.size))
-        if size > MAX_REPLY_BYTES:
-            raise _WorkerDied
-        return await stdout.readexactly(size)
-    except (asyncio.IncompleteReadError, ConnectionResetError):
-        raise _WorkerDied from None
+        threading.Thread(target=worker.process.wait, daemon=True).start()
 
 
 def _error(details: dict[str, Any], what: str) -> OpenGLMError:
