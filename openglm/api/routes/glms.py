@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ...accounts.metering import metered_result
 from ...accounts.money import format_yuan
 from ...accounts.usage import agent_tokens, agent_usage
-from ...agent.tools.http_api import load_document, operations
+from ...agent.tools.http_api import load_document_isolated, operations
 from ...errors import InvalidFieldError, NotFoundError
 from ...glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
 from ...glms.config import AgentConfig
@@ -52,7 +52,7 @@ async def checked(request: Request, account_id: str, config: AgentConfig) -> Age
         raise InvalidFieldError("config.knowledge_ids: the retrieval tool needs at least one knowledge base")
     for api in config.http_apis:  # a document that does not describe operations is refused now, not in a chat
         operations(
-            load_document(api.openapi),
+            await load_document_isolated(api.openapi),
             base_url=api.base_url,
             auth=api.auth,
             fetcher=request.app.state.agents.http_fetcher,
