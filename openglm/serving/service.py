@@ -60,10 +60,6 @@ def sampling_from(
 ) -> SamplingParams:
     """Sampling for choice ``index`` (seeds differ per choice so that n > 1 gives n different samples)."""
     temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
-    try:
-        logit_bias = {int(k): float(v) for k, v in (request.logit_bias or {}).items()}
-    except ValueError:
-        raise InvalidFieldError("logit_bias keys must be token ids") from None
     return SamplingParams(
         temperature=0.0 if greedy else temperature,
         top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
@@ -73,10 +69,31 @@ def sampling_from(
         repetition_penalty=request.repetition_penalty or 1.0,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
-        logit_bias=logit_bias,
+        logit_bias=logit_biases(request.logit_bias),
         logprobs=logprobs,
         top_logprobs=top_logprobs,
     )
+
+
+MAX_LOGIT_BIASES = 1024
+MAX_TOKEN_ID = 2**31 - 1  # llama.cpp token ids are int32
+
+
+def logit_biases(biases: dict[str, float] | None) -> dict[int, float]:
+    """``{"token id": bias}`` checked: ids are int32 token ids, biases -100..100 (OpenAI's range), at most 1024."""
+    if not biases:
+        return {}
+    if len(biases) > MAX_LOGIT_BIASES:
+        raise InvalidFieldError(f"logit_bias: at most {MAX_LOGIT_BIASES} tokens")
+    try:
+        parsed = {int(k): float(v) for k, v in biases.items()}
+    except ValueError:
+        raise InvalidFieldError("logit_bias keys must be token ids") from None
+    if any(not 0 <= token <= MAX_TOKEN_ID for token in parsed):
+        raise InvalidFieldError("logit_bias keys must be token ids (0 to 2^31-1)")
+    if any(not -100.0 <= bias <= 100.0 for bias in parsed.values()):
+        raise InvalidFieldError("logit_bias values must be between -100 and 100")
+    return parsed
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:

@@ -15,6 +15,7 @@ from ...accounts.usage import GroupBy, usage_summary
 from ..account_schemas import ConsoleKeyCreate, ConsoleKeyUpdate, ListOf
 from ..account_views import account_out, console_key_out, console_new_key, entry_out, price_out, usage_report
 from ..deps import Caller
+from ..schemas import MAX_SQL_INT
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["account"])
@@ -45,7 +46,7 @@ async def my_ledger(
     request: Request,
     principal: Caller,
     limit: int = Query(default=100, ge=1, le=1000),
-    before: int | None = None,
+    before: int | None = Query(default=None, ge=0, le=MAX_SQL_INT),
 ) -> Response:
     entries = await request.app.state.platform.store.ledger(principal.account_id, limit=limit, before=before)
     return json_response(ListOf(data=[entry_out(e) for e in entries]))

@@ -46,7 +46,7 @@ from ..assistant_schemas import (
     SupportQuery,
 )
 from ..deps import Caller
-from ..schemas import ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
+from ..schemas import MAX_PAGE, ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
 from ..sse import sse_response
 from ._common import admit, both_prefixes, json_response, until_disconnect
 from .chat import GLM_ID, AgentPlan, admit_agent, catalog_plan, glm_plan, message_text, prepare_agent
@@ -284,7 +284,7 @@ async def list_conversations(
     request: Request,
     principal: Caller,
     assistant_id: str | None = Query(default=None, max_length=200),
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     size: int = Query(default=20, ge=1, le=100),
 ) -> Response:
     records, total = await conversations(request).page(principal.account_id, assistant_id, page, size)

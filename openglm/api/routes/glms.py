@@ -29,6 +29,7 @@ from ..glm_schemas import (
     BuilderReply,
     BuilderRequest,
 )
+from ..schemas import MAX_PAGE
 from ._common import admit, both_prefixes, json_response, until_disconnect
 
 router = APIRouter(tags=["glms"])
@@ -128,7 +129,10 @@ async def build_by_conversation(body: BuilderRequest, request: Request, principa
 
 @both_prefixes(router, "GET", "/glms")
 async def my_agents(
-    request: Request, principal: Caller, page: int = Query(default=1, ge=1), size: int = Query(default=20, ge=1, le=100)
+    request: Request,
+    principal: Caller,
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
+    size: int = Query(default=20, ge=1, le=100),
 ) -> Response:
     records, total = await store(request).mine(principal.account_id, page, size)
     return json_response(AgentPage(data=[agent_out(r, principal.account_id) for r in records], total=total))
@@ -139,7 +143,7 @@ async def agent_center(
     request: Request,
     principal: Caller,
     q: str | None = Query(default=None, max_length=100),
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     size: int = Query(default=20, ge=1, le=100),
 ) -> Response:
     records, total = await store(request).center(q, page, size)
