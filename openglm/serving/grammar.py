@@ -7,6 +7,7 @@ pick tokens that keep the output inside the grammar.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import InvalidFieldError
@@ -14,6 +15,9 @@ from .grammar_limits import check_gbnf, check_schema
 from .toolcalls.base import ToolCallParser
 
 EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
+log = logging.getLogger(__name__)
+_log_callback: Any = None
+GGML_ERROR = 4  # ggml_log_level in the vendored ggml.h
 # llama-cpp-python's converter lets raw control characters into strings, which JSON forbids
 # (json.loads rejects them), so its ``char`` rule is replaced by a strict one.
 STRICT_CHAR = r'char ::= [^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
@@ -171,7 +175,16 @@ def parse_in_llama(grammar: str, where: str) -> None:
     only that worker is lost."""
     import llama_cpp as lc
 
+    global _log_callback
+    if _log_callback is None:  # llama.cpp echoes a refused grammar whole: keep the log to the start of each line
+        _log_callback = lc.llama_log_callback(_short_log)
+        lc.llama_log_set(_log_callback, None)
     sampler = lc.llama_sampler_init_grammar(None, grammar.encode(), b"root")
     if not sampler:
         raise InvalidFieldError(f"{where}: llama.cpp cannot parse the grammar (see the server log for where)")
     lc.llama_sampler_free(sampler)
+
+
+def _short_log(level: int, text: bytes, _user_data: Any) -> None:
+    if level == GGML_ERROR:
+        log.warning("llama.cpp: %s", text[:300].decode(errors="replace").rstrip())
