@@ -126,7 +126,7 @@ class UntrustedPool:
         except TimeoutError:
             raise ServiceUnavailableError("the server is busy parsing other input; try again shortly") from None
         try:
-            worker = self._idle.pop() if self._idle else await self._start()
+            worker = await self._take()
             self._busy.add(worker)
             request = pickle.dumps((function.__module__, function.__qualname__, args), protocol=5)
             try:
@@ -187,6 +187,14 @@ class UntrustedPool:
         if self._threads is None:  # its own threads: waiting on workers must not take the default executor's
             self._threads = ThreadPoolExecutor(max_workers=2 * self.workers + 2, thread_name_prefix="untrusted")
         return await asyncio.get_running_loop().run_in_executor(self._threads, function, *args)
+
+    async def _take(self) -> _Worker:
+        """An idle worker that is still alive (one may have been killed from outside), else a new one."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.poll() is None:
+                return worker
+        return await self._start()
 
     async def _start(self) -> _Worker:
         command = [sys.executable, "-m", "openglm.untrusted.worker", str(self.memory_mb), *self.preload]

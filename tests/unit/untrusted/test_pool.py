@@ -83,3 +83,13 @@ async def test_a_cancelled_call_kills_its_worker(pool: UntrustedPool) -> None:
 async def test_calls_beyond_the_workers_wait_their_turn(pool: UntrustedPool) -> None:
     results = await asyncio.gather(*(pool.run(jobs.double, i, what="x") for i in range(6)))
     assert results == [i * 2 for i in range(6)]
+
+
+async def test_a_worker_killed_while_idle_is_replaced(pool: UntrustedPool) -> None:
+    import os
+    import signal
+
+    worker_pid = await pool.run(jobs.pid, what="x")
+    os.kill(worker_pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    assert await pool.run(jobs.pid, what="x") != worker_pid
