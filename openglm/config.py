@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     # may also call the servers their (operator-written) documents name.
     http_tools_allow: str = ""
 
+    # Untrusted input (documents, web pages, OpenAPI documents, grammars) is parsed in worker processes: how many
+    # run at once, each one's address space, and the seconds one parse may take before its worker is killed.
+    parse_workers: int = Field(default=2, ge=1, le=64)
+    parse_memory_mb: int = Field(default=1024, ge=256)
+    parse_timeout: float = Field(default=30.0, gt=0)
+
     def models_to_load(self) -> set[str]:
         return {name.strip() for name in self.load_models.split(",") if name.strip()}
 

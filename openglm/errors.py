@@ -82,8 +82,9 @@ class InvalidFieldError(InvalidRequestError):
 
 
 # empty: no bytes or no text; unsupported: a type no parser reads; undecodable: not text in any known encoding;
-# corrupt: the format's library could not read it; encrypted: a password is needed; too_large: too much text.
-DocumentProblem = Literal["empty", "unsupported", "undecodable", "corrupt", "encrypted", "too_large"]
+# corrupt: the format's library could not read it; encrypted: a password is needed; too_large: too much text;
+# too_complex: reading it would take more time or memory than the server gives one document (a compression bomb).
+DocumentProblem = Literal["empty", "unsupported", "undecodable", "corrupt", "encrypted", "too_large", "too_complex"]
 
 
 class DocumentError(InvalidFieldError):

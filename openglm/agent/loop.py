@@ -6,7 +6,6 @@ which ``agent/stream.py`` writes in the glm-4-alltools wire format.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from ..errors import InvalidFieldError
 from ..serving.service import ChatService
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
 from ..serving.usage import Tally
+from ..untrusted.loaders import load_json
 from .partial import partial_string
 from .replay import needs_replay, with_replayed_calls
 from .tools.base import AgentTool, Billing, ToolContext
@@ -203,9 +203,9 @@ class AgentLoop:
             request.tools, request.tool_choice = None, None
         return request
 
-    def validate(self, run: AgentRun) -> None:
+    async def validate(self, run: AgentRun) -> None:
         """Plan the first round now, so that a bad request is a 400 before the stream starts."""
-        self.chat.plan(self.round_request(run, first=True))
+        await self.chat.plan(self.round_request(run, first=True))
 
     async def _round(
         self, run: AgentRun, tally: Tally, calls: list[_Call], *, first: bool
@@ -286,7 +286,7 @@ def tool_input(arguments: str, key: str) -> str:
 
 def tool_arguments(arguments: str, key: str) -> dict[str, Any]:
     if _is_json_object(arguments):
-        parsed = json.loads(arguments)
+        parsed = load_json(arguments, what="the tool arguments")
         if not isinstance(parsed, dict):
             raise InvalidFieldError("tool arguments must be a JSON object")
         return parsed

@@ -27,6 +27,7 @@ from ..images.service import ImageService
 from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
+from ..untrusted import pool as untrusted
 from ..web.assets import WebAssets
 from .errors import http_error, validation_error
 from .request_guard import RequestGuard
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        untrusted.configure(
+            workers=settings.parse_workers, memory_mb=settings.parse_memory_mb, timeout=settings.parse_timeout
+        )
         catalog = Catalog.from_file(settings.models_file)
         embedding_service = app.state.embeddings = EmbeddingService(catalog, settings.threads)  # loads nothing yet
         platform = await Platform.open(settings)
@@ -91,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await embedding_service.close()
             await pool.stop()
             await platform.close()
+            await untrusted.shutdown()
 
     app = FastAPI(title="OpenGLM", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from .schemas import Usage, WireModel
+from .schemas import MAX_PAGE, Usage, WireModel
 
 ConversationId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
@@ -98,7 +98,7 @@ class SupportList(BaseModel):
 
 class ConversationQuery(WireModel):
     assistant_id: str = Field(min_length=1, max_length=200)
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=MAX_PAGE)
     page_size: int = Field(default=10, ge=1, le=100)
     request_id: str | None = None
     user_id: str | None = None

@@ -16,6 +16,12 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
+# Integers that reach SQL are bounded here, on the wire: a ``page`` of 10^30 became an offset that SQLite cannot
+# hold (OverflowError, a 500). Pages beyond the last are empty, so the bound only has to be far above any real one.
+MAX_PAGE = 100_000
+MAX_SQL_INT = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
+
+
 # -- requests -------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ turns that fit the model's context (less the answer's room and the new message) 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -17,7 +16,7 @@ from ..errors import DocumentError, InvalidFieldError, NotFoundError
 from ..files.store import FileStore
 from ..knowledge.document import DEFAULT_MAX_CHARS
 from ..knowledge.options import approximate_tokens
-from ..knowledge.parsing import parse
+from ..knowledge.parsing import parse_isolated
 from .conversations import StoredMessage
 
 ATTACHMENT_CHARS = 8_000  # of each attachment's text given to the model
@@ -51,9 +50,11 @@ async def attachment_text(files: FileStore, account_id: str, attachments: list[d
             parts.append(f"[Attached file {name}: no longer available]")
             continue
         try:  # read whole (up to what a knowledge base takes), then cut: a long file is a long text, not a blob
-            document = await asyncio.to_thread(parse, data, name, max_chars=DEFAULT_MAX_CHARS)
+            document = await parse_isolated(data, name, max_chars=DEFAULT_MAX_CHARS)
         except DocumentError as error:
-            why = "too large to read" if error.problem == "too_large" else "not readable as text"
+            why = {"too_large": "too large to read", "too_complex": "too complex to read"}.get(
+                error.problem, "not readable as text"
+            )
             parts.append(f"[Attached file {name}: {len(data)} bytes, {why}]")
             continue
         text = document.text[:ATTACHMENT_CHARS]

@@ -14,18 +14,21 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import DocumentError
+from ..untrusted.transfer import transferable
 
 TextKind = Literal["paragraph", "list", "code"]
 BLOCK_SEPARATOR = "\n\n"
 DEFAULT_MAX_CHARS = 5_000_000  # about 2,500 pages of prose; a knowledge base can pass its own remaining room
 
 
+@transferable
 @dataclass(frozen=True)
 class Span:
     start: int
     end: int
 
 
+@transferable
 @dataclass(frozen=True)
 class Heading:
     start: int
@@ -35,6 +38,7 @@ class Heading:
     page: int | None = None
 
 
+@transferable
 @dataclass(frozen=True)
 class TextBlock:
     start: int
@@ -43,6 +47,7 @@ class TextBlock:
     page: int | None = None  # 1-based, for paged formats (PDF)
 
 
+@transferable
 @dataclass(frozen=True)
 class TableRow:
     start: int
@@ -50,6 +55,7 @@ class TableRow:
     cells: tuple[Span, ...]  # each cell's text, without the pipes around it
 
 
+@transferable
 @dataclass(frozen=True)
 class Table:
     start: int
@@ -62,6 +68,7 @@ class Table:
 Block = Heading | TextBlock | Table
 
 
+@transferable
 @dataclass(frozen=True)
 class ParsedDocument:
     text: str

@@ -25,7 +25,7 @@ from ..files.blobs import BlobStore
 from .chunking import Chunk, chunk
 from .fulltext import search_text
 from .options import ChunkingOptions
-from .parsing import parse
+from .parsing import parse_isolated
 from .records import DocumentRecord, KnowledgeRecord
 from .store import KnowledgeStore, NewChunk
 
@@ -125,7 +125,7 @@ class Ingestor:
         spec = self.embeddings.resolve(knowledge.embedding_model)
         count_tokens = await self.embeddings.token_counter(spec)
         options = chunking_options(knowledge, document, await self.embeddings.input_token_limit(spec))
-        parsed = await asyncio.to_thread(parse, data, document.name)
+        parsed = await parse_isolated(data, document.name)
         chunks = await asyncio.to_thread(chunk, parsed, options, count_tokens)
         return _Prepared(document, spec, parsed.text, chunks)
 

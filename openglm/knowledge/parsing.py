@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from ..errors import DocumentError
+from ..untrusted.pool import WorkLimitError, shared_pool
 from .document import DEFAULT_MAX_CHARS, ParsedDocument
 from .formats import DocumentFormat, document_formats
 
@@ -28,6 +29,24 @@ def parse(
     if not data:
         raise DocumentError("empty", "the file is empty")
     return document_format.parse(data, max_chars)
+
+
+async def parse_isolated(
+    data: bytes, filename: str, media_type: str | None = None, *, max_chars: int = DEFAULT_MAX_CHARS
+) -> ParsedDocument:
+    """``parse`` for the server: in a worker process, off the event loop, within the parse deadline and memory limit
+    (``untrusted.pool``); a document that exceeds them is a DocumentError ("too_complex"), the server is unharmed."""
+    find_format(filename, media_type)  # an unsupported type is refused here, without a worker
+    if not data:
+        raise DocumentError("empty", "the file is empty")
+    try:
+        return await shared_pool().run(_parse, data, filename, media_type, max_chars, what="the document")
+    except WorkLimitError as exc:
+        raise DocumentError("too_complex", exc.message) from None
+
+
+def _parse(data: bytes, filename: str, media_type: str | None, max_chars: int) -> ParsedDocument:
+    return parse(data, filename, media_type, max_chars=max_chars)
 
 
 def find_format(filename: str, media_type: str | None = None) -> DocumentFormat:

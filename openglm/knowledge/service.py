@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from .document import content_hash
 from .index import VectorIndex, open_vector_index
 from .ingest import Ingestor
 from .options import ChunkingOptions
-from .parsing import parse
+from .parsing import parse_isolated
 from .records import DocumentRecord, KnowledgeRecord
 from .retrieval import Retrieval, RetrievalOptions, Retriever
 from .store import KnowledgeStore
@@ -130,7 +129,7 @@ class KnowledgeService:
         room = self.settings.knowledge_capacity_chars - used
         if room <= 0:
             raise InvalidFieldError("知识库容量已满 / the account's knowledge bases are full; delete documents first")
-        parsed = await asyncio.to_thread(parse, data, filename, content_type, max_chars=room)
+        parsed = await parse_isolated(data, filename, content_type, max_chars=room)
         digest = content_hash(data)
         record = await self.files.create(principal.account_id, "retrieval", filename, data, content_type)
         try:

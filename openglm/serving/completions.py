@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from ..api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
 from ..engines.base import GenerationHandle, GenerationRequest, TokenLogprob
 from .choice import ChoiceDecoder
+from .grammar_compile import GrammarCompiler
 from .models import ServedModel
-from .service import merge_events, response_format_grammar, sampling_from, stop_list
+from .service import merge_events, sampling_from, stop_list
 from .toolcalls.base import ContentDelta
 from .usage import Tally
 
@@ -40,9 +41,9 @@ class CompletionRun:
             handle.cancel()
 
 
-async def start_completion(served: ServedModel, request: CompletionRequest) -> CompletionRun:
+async def start_completion(served: ServedModel, request: CompletionRequest, grammars: GrammarCompiler) -> CompletionRun:
     prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
-    grammar = request.grammar or response_format_grammar(request.response_format)
+    grammar = await grammars.for_completion(request.grammar, request.response_format)
     n = request.n or 1
     stops = stop_list(request.stop)
     handles: list[GenerationHandle] = []

@@ -7,12 +7,17 @@ pick tokens that keep the output inside the grammar.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..errors import InvalidFieldError
+from .grammar_limits import check_gbnf, check_schema
 from .toolcalls.base import ToolCallParser
 
 EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
+log = logging.getLogger(__name__)
+_log_callback: Any = None
+GGML_ERROR = 4  # ggml_log_level in the vendored ggml.h
 # llama-cpp-python's converter lets raw control characters into strings, which JSON forbids
 # (json.loads rejects them), so its ``char`` rule is replaced by a strict one.
 STRICT_CHAR = r'char ::= [^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
@@ -62,6 +67,7 @@ def _integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None]:
 
 
 def _visit(converter: Any, schema: dict[str, Any], name: str, where: str) -> str:
+    check_schema(schema, where)  # before the converter expands anything
     try:
         resolved = converter.resolve_refs(bounded_integers_as_enums(schema), where)
         return str(converter.visit(resolved, name))
@@ -77,7 +83,9 @@ def _rules(converter: Any) -> str:
 def json_schema_grammar(schema: dict[str, Any], where: str = "response_format.json_schema") -> str:
     converter = _converter()
     _visit(converter, schema, "", where)
-    return _rules(converter)
+    grammar = _rules(converter)
+    check_gbnf(grammar, where)
+    return grammar
 
 
 def json_object_grammar() -> str:
@@ -121,4 +129,62 @@ def tool_call_grammar(parser: ToolCallParser, tools: list[dict[str, Any]], paral
         function = tool["function"]
         schema = function.get("parameters") or EMPTY_OBJECT
         rules[function["name"]] = _visit(converter, schema, f"args{i}", f"tools[{i}].function.parameters")
-    return parser.call_grammar(rules, parallel) + _rules(converter)
+    grammar = parser.call_grammar(rules, parallel) + _rules(converter)
+    check_gbnf(grammar, "tools")
+    return grammar
+
+
+def select_grammar(
+    parser: ToolCallParser,
+    tools: list[dict[str, Any]],
+    *,
+    required: bool,
+    forced: str | None,
+    parallel: bool,
+    response_schema: dict[str, Any] | None,
+) -> tuple[str | None, tuple[str, ...]]:
+    """A chat request's grammar, and its triggers when it is lazy (auto mode: only a call the model starts is
+    guarded). ``required``/``forced`` (a function name) force a call; ``response_schema`` is the response format's
+    schema (``{"type": "object"}`` for JSON mode), None for text."""
+    if required:
+        return tool_call_grammar(parser, tools, parallel), ()
+    if forced is not None:
+        named = [t for t in tools if t.get("function", {}).get("name") == forced]
+        if not named:
+            raise InvalidFieldError(f"tool_choice names {forced!r}, which is not in tools")
+        return tool_call_grammar(parser, named, False), ()
+    if response_schema is not None:
+        where = "response_format" if response_schema == {"type": "object"} else "response_format.json_schema"
+        return json_schema_grammar(response_schema, where), ()
+    if not tools:
+        return None, ()
+    lazy = lazy_tool_call_grammar(parser, tools, parallel)
+    return lazy if lazy is not None else (None, ())
+
+
+def checked_gbnf(grammar: str, where: str = "grammar") -> str:
+    """A raw GBNF grammar (``/completions``' ``grammar``), refused when it could be costly for llama.cpp."""
+    check_gbnf(grammar, where)
+    return grammar
+
+
+def parse_in_llama(grammar: str, where: str) -> None:
+    """Parses ``grammar`` with llama.cpp's own GBNF parser (no vocabulary needed): what an engine will accept.
+
+    Meant to run in a worker process (``grammar_compile``): should llama.cpp crash or run out of memory on it,
+    only that worker is lost."""
+    import llama_cpp as lc
+
+    global _log_callback
+    if _log_callback is None:  # llama.cpp echoes a refused grammar whole: keep the log to the start of each line
+        _log_callback = lc.llama_log_callback(_short_log)
+        lc.llama_log_set(_log_callback, None)
+    sampler = lc.llama_sampler_init_grammar(None, grammar.encode(), b"root")
+    if not sampler:
+        raise InvalidFieldError(f"{where}: llama.cpp cannot parse the grammar (see the server log for where)")
+    lc.llama_sampler_free(sampler)
+
+
+def _short_log(level: int, text: bytes, _user_data: Any) -> None:
+    if level == GGML_ERROR:
+        log.warning("llama.cpp: %s", text[:300].decode(errors="replace").rstrip())

@@ -7,13 +7,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-from ..api.schemas import ChatCompletionRequest, ResponseFormat, SamplingFields
+from ..api.schemas import ChatCompletionRequest, SamplingFields
 from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
 from ..errors import InvalidFieldError
 from .choice import ChoiceDecoder, ChoiceEvent
-from .grammar import json_object_grammar, json_schema_grammar, lazy_tool_call_grammar, tool_call_grammar
+from .grammar_compile import GrammarCompiler
 from .messages import adapt_for_template, normalize_messages
 from .models import ModelPool, ServedModel
 from .toolcalls.base import ToolCallParser, ToolCallStream
@@ -61,10 +60,6 @@ def sampling_from(
 ) -> SamplingParams:
     """Sampling for choice ``index`` (seeds differ per choice so that n > 1 gives n different samples)."""
     temperature = DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
-    try:
-        logit_bias = {int(k): float(v) for k, v in (request.logit_bias or {}).items()}
-    except ValueError:
-        raise InvalidFieldError("logit_bias keys must be token ids") from None
     return SamplingParams(
         temperature=0.0 if greedy else temperature,
         top_p=DEFAULT_TOP_P if request.top_p is None else request.top_p,
@@ -74,10 +69,31 @@ def sampling_from(
         repetition_penalty=request.repetition_penalty or 1.0,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
-        logit_bias=logit_bias,
+        logit_bias=logit_biases(request.logit_bias),
         logprobs=logprobs,
         top_logprobs=top_logprobs,
     )
+
+
+MAX_LOGIT_BIASES = 1024
+MAX_TOKEN_ID = 2**31 - 1  # llama.cpp token ids are int32
+
+
+def logit_biases(biases: dict[str, float] | None) -> dict[int, float]:
+    """``{"token id": bias}`` checked: ids are int32 token ids, biases -100..100 (OpenAI's range), at most 1024."""
+    if not biases:
+        return {}
+    if len(biases) > MAX_LOGIT_BIASES:
+        raise InvalidFieldError(f"logit_bias: at most {MAX_LOGIT_BIASES} tokens")
+    try:
+        parsed = {int(k): float(v) for k, v in biases.items()}
+    except ValueError:
+        raise InvalidFieldError("logit_bias keys must be token ids") from None
+    if any(not 0 <= token <= MAX_TOKEN_ID for token in parsed):
+        raise InvalidFieldError("logit_bias keys must be token ids (0 to 2^31-1)")
+    if any(not -100.0 <= bias <= 100.0 for bias in parsed.values()):
+        raise InvalidFieldError("logit_bias values must be between -100 and 100")
+    return parsed
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:
@@ -88,13 +104,14 @@ def stop_list(stop: str | list[str] | None) -> list[str]:
 
 
 class ChatService:
-    def __init__(self, models: ModelPool, default_max_tokens: int = 1024):
+    def __init__(self, models: ModelPool, default_max_tokens: int = 1024, grammars: GrammarCompiler | None = None):
         self.models = models
         self.default_max_tokens = default_max_tokens
+        self.grammars = grammars or GrammarCompiler()
 
     async def start(self, request: ChatCompletionRequest) -> ChatRun:
         """Plan and submit; every request error surfaces here, before any output."""
-        return await self.submit(self.plan(request))
+        return await self.submit(await self.plan(request))
 
     async def submit(self, plan: ChatPlan) -> ChatRun:
         """Hand a plan's generations to its engine (all of them, or none)."""
@@ -108,7 +125,7 @@ class ChatService:
             raise
         return ChatRun(plan, handles)
 
-    def plan(self, request: ChatCompletionRequest) -> ChatPlan:
+    async def plan(self, request: ChatCompletionRequest) -> ChatPlan:
         served = self.models.get(request.model)
         messages = normalize_messages(request.messages)
         tools = [
@@ -124,7 +141,14 @@ class ChatService:
         prompt = served.template.render(
             adapt_for_template(messages, served.template, parser, active_tools), active_tools or None
         )
-        grammar, triggers = self._grammar(parser, active_tools, choice, request)
+        grammar, triggers = await self.grammars.for_chat(  # off the event loop, bounded in time and memory
+            parser,
+            active_tools,
+            required=choice == "required",
+            forced=None if isinstance(choice, str) else choice.function.name,
+            parallel=request.parallel_tool_calls is not False,
+            response_format=request.response_format,
+        )
         max_tokens = request.max_completion_tokens or request.max_tokens or self.default_max_tokens
         stops = stop_list(request.stop)
         generations = [
@@ -158,25 +182,6 @@ class ChatService:
             stops=stops,
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
         )
-
-    @staticmethod
-    def _grammar(
-        parser: ToolCallParser, tools: list[dict[str, Any]], choice: Any, request: ChatCompletionRequest
-    ) -> tuple[str | None, tuple[str, ...]]:
-        """The grammar, and its triggers when it is lazy (auto mode: only a call the model starts is guarded)."""
-        parallel = request.parallel_tool_calls is not False
-        if choice == "required":
-            return tool_call_grammar(parser, tools, parallel), ()
-        if not isinstance(choice, str):
-            named = [t for t in tools if t.get("function", {}).get("name") == choice.function.name]
-            if not named:
-                raise InvalidFieldError(f"tool_choice names {choice.function.name!r}, which is not in tools")
-            return tool_call_grammar(parser, named, False), ()
-        response_grammar = response_format_grammar(request.response_format)
-        if response_grammar is not None or not tools:
-            return response_grammar, ()
-        lazy = lazy_tool_call_grammar(parser, tools, parallel)
-        return lazy if lazy is not None else (None, ())
 
     async def events(self, run: ChatRun) -> AsyncIterator[ChoiceEvent]:
         decoders = [run.plan.decoder(i) for i in range(len(run.handles))]
@@ -217,14 +222,3 @@ async def merge_events(decoders: list[ChoiceDecoder], handles: list[GenerationHa
             task.cancel()
         for handle in handles:
             handle.cancel()
-
-
-def response_format_grammar(response_format: ResponseFormat | None) -> str | None:
-    if response_format is None or response_format.type == "text":
-        return None
-    schema = response_format.schema_
-    if response_format.type == "json_schema":
-        if response_format.json_schema is None or response_format.json_schema.schema_ is None:
-            raise InvalidFieldError("response_format.json_schema.schema is required for type json_schema")
-        schema = response_format.json_schema.schema_
-    return json_schema_grammar(schema) if schema else json_object_grammar()

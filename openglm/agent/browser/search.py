@@ -15,7 +15,7 @@ import httpx
 
 from ...config import Settings
 from ...registry import Registry
-from .extract import Document, extract
+from .extract import Document, extract_isolated
 from .fetch import FetchError, SafeFetcher
 
 
@@ -118,7 +118,7 @@ class LocalIndexProvider(SearchProvider):
         while queue and indexed < self.max_pages:
             url = queue.popleft()
             try:
-                document = await asyncio.to_thread(extract, await self.fetcher.fetch(url))
+                document = await extract_isolated(await self.fetcher.fetch(url))
             except FetchError:
                 continue
             self._index(document)

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import InvalidFieldError
-from .extract import extract
+from .extract import extract_isolated
 from .fetch import FetchError, SafeFetcher
 from .search import SearchProvider
 
@@ -74,7 +73,7 @@ class BrowserSession:
     async def open_url(self, url: str) -> BrowseResult:
         try:
             page = await self.fetcher.fetch(str(url))
-            document = await asyncio.to_thread(extract, page)  # parsing a 2 MB page must not stall the loop
+            document = await extract_isolated(page)  # parsing a 2 MB page must not stall the loop
         except FetchError as exc:
             return BrowseResult([], f"[could not open {url}: {exc.message}]")
         source = self._source(document.title, document.url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -13,6 +14,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ...errors import InvalidFieldError
+from ...untrusted.loaders import load_json, load_yaml
+from ...untrusted.pool import shared_pool
 from ..browser.fetch import FetchError, SafeFetcher, read_prefix
 from .base import AgentTool, ToolContext, ToolResult
 
@@ -23,19 +26,85 @@ _NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def load_document(source: str) -> dict[str, Any]:
-    """An OpenAPI document given inline (JSON or YAML) or as a file path."""
+    """An OpenAPI document given inline (JSON or YAML) or as a file path (catalog agents only), parsed once per
+    text (``parse_document``; the result is shared: read it, never change it)."""
     text = source if source.lstrip().startswith(("{", "openapi", "swagger")) else Path(source).read_text()
+    if (known := _documents.get(text)) is not None:
+        _documents.move_to_end(text)
+        return known
+    return _remember(text, parse_document(text))
+
+
+async def load_document_isolated(source: str) -> dict[str, Any]:
+    """``load_document`` for a request: an inline document not seen before is parsed in a worker process, off the
+    event loop, with the parse deadline and memory limit of ``untrusted.pool``."""
+    if source in _documents or not source.lstrip().startswith(("{", "openapi", "swagger")):
+        return load_document(source)
+    document = await shared_pool().run(parse_document, source, what="the OpenAPI document")
+    return _remember(source, document)
+
+
+def parse_document(text: str) -> dict[str, Any]:
+    """An OpenAPI document's text (JSON, or YAML without anchors and aliases, nested at most 64 deep) as data, with
+    the shapes ``operations`` reads checked, so a malformed document is a 400 rather than a server error."""
     try:
-        document = json.loads(text)
+        document = load_json(text, what="the OpenAPI document")
     except json.JSONDecodeError:
         import yaml
 
         try:
-            document = yaml.safe_load(text)
+            document = load_yaml(text, what="the OpenAPI document")
         except yaml.YAMLError as exc:
             raise InvalidFieldError(f"the OpenAPI document is neither JSON nor YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
         raise InvalidFieldError("not an OpenAPI document: it has no paths")
+    _check_shapes(document)
+    return document
+
+
+def _check_shapes(document: dict[str, Any]) -> None:
+    servers = document.get("servers")
+    if servers is not None and not (
+        isinstance(servers, list) and all(isinstance(s, dict) and isinstance(s.get("url", ""), str) for s in servers)
+    ):
+        raise InvalidFieldError("the OpenAPI document's servers must be a list of objects with a url")
+    for path, item in document["paths"].items():
+        if not isinstance(item, dict):
+            raise InvalidFieldError(f"the OpenAPI document's path {path!r} is not an object")
+        _check_parameters(item.get("parameters", []), path)
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            if not isinstance(operation, dict):
+                raise InvalidFieldError(f"the OpenAPI document's {method.upper()} {path} is not an object")
+            _check_parameters(operation.get("parameters", []), path)
+            body = operation.get("requestBody", {})
+            content = body.get("content", {}) if isinstance(body, dict) else None
+            json_body = content.get("application/json", {}) if isinstance(content, dict) else None
+            if not isinstance(json_body, dict) or not isinstance(json_body.get("schema", {}), dict):
+                raise InvalidFieldError(f"the OpenAPI document's {method.upper()} {path} has a malformed requestBody")
+            for value in (operation.get("operationId"), operation.get("summary"), operation.get("description")):
+                if value is not None and not isinstance(value, str):
+                    raise InvalidFieldError(f"the OpenAPI document's {method.upper()} {path} has a non-text name")
+
+
+def _check_parameters(parameters: Any, path: str) -> None:
+    if not isinstance(parameters, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("schema", {}), dict)
+        for p in parameters
+    ):
+        raise InvalidFieldError(f"the OpenAPI document's parameters of {path!r} must be objects with a name")
+
+
+CACHED_DOCUMENTS = 64
+_documents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+
+def _remember(text: str, document: dict[str, Any]) -> dict[str, Any]:
+    _documents[text] = document
+    while len(_documents) > CACHED_DOCUMENTS:
+        _documents.popitem(last=False)
     return document
 
 

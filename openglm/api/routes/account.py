@@ -23,6 +23,7 @@ from ..account_views import (
     usage_report,
 )
 from ..deps import Caller
+from ..schemas import MAX_SQL_INT
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["account"])
@@ -59,7 +60,7 @@ async def my_ledger(
     request: Request,
     principal: Caller,
     limit: int = Query(default=100, ge=1, le=1000),
-    before: int | None = None,
+    before: int | None = Query(default=None, ge=0, le=MAX_SQL_INT),
 ) -> Response:
     entries = await request.app.state.platform.store.ledger(principal.account_id, limit=limit, before=before)
     return json_response(ListOf(data=[entry_out(e) for e in entries]))

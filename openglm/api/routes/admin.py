@@ -38,6 +38,7 @@ from ..account_views import (
 )
 from ..deps import admin
 from ..glm_schemas import Recommendation
+from ..schemas import MAX_SQL_INT
 from ._common import json_response
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])
@@ -153,7 +154,10 @@ async def add_ledger_entry(ref: str, body: LedgerCreate, request: Request) -> Re
 
 @router.get("/accounts/{ref}/ledger")
 async def list_ledger(
-    ref: str, request: Request, limit: int = Query(default=100, ge=1, le=1000), before: int | None = None
+    ref: str,
+    request: Request,
+    limit: int = Query(default=100, ge=1, le=1000),
+    before: int | None = Query(default=None, ge=0, le=MAX_SQL_INT),
 ) -> Response:
     entries = await _store(request).ledger(ref, limit=limit, before=before)
     return json_response(ListOf(data=[entry_out(e) for e in entries]))

@@ -46,7 +46,7 @@ from ..assistant_schemas import (
     SupportQuery,
 )
 from ..deps import Caller
-from ..schemas import ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
+from ..schemas import MAX_PAGE, ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
 from ..sse import sse_response
 from ._common import admit, both_prefixes, json_response, until_disconnect
 from .chat import GLM_ID, AgentPlan, admit_agent, catalog_plan, glm_plan, message_text, prepare_agent
@@ -113,7 +113,7 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
         chat, plan = glm_plan(request, glm, chat)
     assert plan is not None
     with_files(chat, attachments)
-    run = prepare_agent(chat, request, principal, plan)
+    run = await prepare_agent(chat, request, principal, plan)
     writer = AssistantWriter(body.assistant_id, conversation_id)
     call = await admit_agent(request, principal, plan, "assistant", writer.id, body.request_id or writer.id)
     version = glm.version if glm else None
@@ -172,7 +172,7 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Re
     recent = await replayed(files, account, history[-SUGGEST_CONTEXT:], budget)
     chat = suggest_request(plan.spec.model, recent)
     service: ChatService = request.app.state.chat
-    planned = service.plan(chat)
+    planned = await service.plan(chat)
     call = await admit(request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id)
     call.agent = plan.attribution
     run = await call.guard(service.submit(planned))
@@ -284,7 +284,7 @@ async def list_conversations(
     request: Request,
     principal: Caller,
     assistant_id: str | None = Query(default=None, max_length=200),
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     size: int = Query(default=20, ge=1, le=100),
 ) -> Response:
     records, total = await conversations(request).page(principal.account_id, assistant_id, page, size)

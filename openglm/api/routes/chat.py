@@ -56,9 +56,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     service = request.app.state.chat
     grounding = Grounding()
     if retrieval_tools(body):
-        service.plan(body)  # a bad request is refused before anything is retrieved or billed
+        await service.plan(body)  # a bad request is refused before anything is retrieved or billed
         body, grounding = await ground(request, principal, body)
-    planned = service.plan(body)
+    planned = await service.plan(body)
     call = await admit(request, principal, planned.served, "chat.completions", planned.id, planned.request_id)
     run = await call.guard(service.submit(planned))
     call.tally.prompt_tokens = run.prompt_tokens
@@ -123,7 +123,9 @@ def catalog_plan(request: Request, agent_id: str) -> AgentPlan | None:
     return None if spec is None else AgentPlan(spec, agents.server_tools.get(agent_id))
 
 
-def prepare_agent(body: ChatCompletionRequest, request: Request, principal: Principal, plan: AgentPlan) -> AgentRun:
+async def prepare_agent(
+    body: ChatCompletionRequest, request: Request, principal: Principal, plan: AgentPlan
+) -> AgentRun:
     """The loop's run, its first round planned now: a bad request is a 400, not an error inside a 200 stream."""
     agents: AgentService = request.app.state.agents
     billing = partial(nested_call, request.app.state.platform.meter, principal, plan.attribution)
@@ -136,7 +138,7 @@ def prepare_agent(body: ChatCompletionRequest, request: Request, principal: Prin
         str(request.base_url),
         resources_of=plan.resources_of,
     )
-    agents.loop.validate(run)
+    await agents.loop.validate(run)
     return run
 
 
@@ -171,7 +173,7 @@ async def agent_completions(
     """An All Tools agent (a catalog one, or a GLM): the tool loop, in the glm-4-alltools format."""
     if not body.stream:
         raise InvalidFieldError("stream: All Tools agents answer as a stream only; set stream=true")
-    run = prepare_agent(body, request, principal, plan)
+    run = await prepare_agent(body, request, principal, plan)
     writer = AllToolsWriter(run, body.model)
     call = await admit_agent(request, principal, plan, "chat.completions", writer.id, str(body.request_id or writer.id))
     events = request.app.state.agents.loop.run(run, call.tally)

@@ -19,7 +19,7 @@ router = APIRouter(tags=["completions"])
 async def completions(body: CompletionRequest, request: Request, principal: Caller) -> Response:
     served = request.app.state.models.get(body.model)
     call = await admit(request, principal, served, "completions", None, None)
-    run = await call.guard(start_completion(served, body))
+    run = await call.guard(start_completion(served, body, request.app.state.chat.grammars))
     call.bind(run.id, None)
     call.tally.prompt_tokens = run.prompt_tokens()
     if body.stream:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, UploadFile
@@ -11,11 +10,13 @@ from starlette.responses import Response
 
 from ...errors import InvalidFieldError
 from ...files.store import PURPOSES, FileRecord, FileStore
+from ...untrusted.loaders import load_json
 from ..deps import Caller
 from ..downloads import download
 from ..file_schemas import FileDeleted, FileList, FileObject
 from ..knowledge_schemas import DocumentObject, DocumentPage, DocumentSuccessInfo
 from ..knowledge_views import document_data
+from ..schemas import MAX_PAGE
 from ._common import both_prefixes, json_response
 from .knowledge import service as knowledge_service
 
@@ -71,7 +72,7 @@ def _separators(values: list[str] | None) -> list[str] | None:
         return None
     if len(values) == 1 and values[0].startswith("["):
         try:
-            decoded = json.loads(values[0])
+            decoded = load_json(values[0], what="custom_separator")
         except ValueError:
             raise InvalidFieldError("custom_separator must be a list of strings") from None
         if not isinstance(decoded, list) or not all(isinstance(v, str) for v in decoded):
@@ -88,7 +89,7 @@ async def list_files(
     limit: int = Query(default=20, ge=1, le=100),
     after: str | None = None,
     knowledge_id: str | None = None,
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     order: str = Query(default="desc", pattern="^(asc|desc)$"),
 ) -> Response:
     if knowledge_id is not None:  # Zhipu: a knowledge base's documents

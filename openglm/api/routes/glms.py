@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ...accounts.metering import metered_result
 from ...accounts.money import format_yuan
 from ...accounts.usage import agent_tokens, agent_usage
-from ...agent.tools.http_api import load_document, operations
+from ...agent.tools.http_api import load_document_isolated, operations
 from ...errors import InvalidFieldError, NotFoundError
 from ...glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
 from ...glms.config import AgentConfig
@@ -29,6 +29,7 @@ from ..glm_schemas import (
     BuilderReply,
     BuilderRequest,
 )
+from ..schemas import MAX_PAGE
 from ._common import admit, both_prefixes, json_response, until_disconnect
 
 router = APIRouter(tags=["glms"])
@@ -52,7 +53,7 @@ async def checked(request: Request, account_id: str, config: AgentConfig) -> Age
         raise InvalidFieldError("config.knowledge_ids: the retrieval tool needs at least one knowledge base")
     for api in config.http_apis:  # a document that does not describe operations is refused now, not in a chat
         operations(
-            load_document(api.openapi),
+            await load_document_isolated(api.openapi),
             base_url=api.base_url,
             auth=api.auth,
             fetcher=request.app.state.agents.user_http_fetcher,
@@ -112,7 +113,7 @@ async def build_by_conversation(body: BuilderRequest, request: Request, principa
     served = models.get(body.model or models.default_name())
     tools = builder_tools(list(request.app.state.agents.tools), None if draft is None else draft.config)
     turns = [BuilderTurn(m.role, m.content) for m in body.messages]
-    plan = chat.plan(chat_request(served.spec.id, turns, draft, tools))
+    plan = await chat.plan(chat_request(served.spec.id, turns, draft, tools))
     call = await admit(request, principal, plan.served, "glms.builder", plan.id, plan.request_id)
     run = await call.guard(chat.submit(plan))
     call.tally.prompt_tokens = run.prompt_tokens
@@ -128,7 +129,10 @@ async def build_by_conversation(body: BuilderRequest, request: Request, principa
 
 @both_prefixes(router, "GET", "/glms")
 async def my_agents(
-    request: Request, principal: Caller, page: int = Query(default=1, ge=1), size: int = Query(default=20, ge=1, le=100)
+    request: Request,
+    principal: Caller,
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
+    size: int = Query(default=20, ge=1, le=100),
 ) -> Response:
     records, total = await store(request).mine(principal.account_id, page, size)
     return json_response(AgentPage(data=[agent_out(r, principal.account_id) for r in records], total=total))
@@ -139,7 +143,7 @@ async def agent_center(
     request: Request,
     principal: Caller,
     q: str | None = Query(default=None, max_length=100),
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     size: int = Query(default=20, ge=1, le=100),
 ) -> Response:
     records, total = await store(request).center(q, page, size)

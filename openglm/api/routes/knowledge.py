@@ -25,6 +25,7 @@ from ..knowledge_schemas import (
     RetrievalRequest,
 )
 from ..knowledge_views import chunk_data, document_data, knowledge_info, retrieval_response
+from ..schemas import MAX_PAGE
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["knowledge"])
@@ -59,7 +60,7 @@ async def create_knowledge(body: KnowledgeCreate, request: Request, principal: C
 async def list_knowledge(
     request: Request,
     principal: Caller,
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     size: int = Query(default=10, ge=1, le=100),
 ) -> Response:
     records, total = await service(request).store.bases(principal.account_id, page, size)
@@ -102,7 +103,7 @@ async def list_documents(
     knowledge_id: str,
     request: Request,
     principal: Caller,
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     limit: int = Query(default=20, ge=1, le=100),
     order: str = Query(default="desc", pattern="^(asc|desc)$"),
 ) -> Response:
@@ -157,7 +158,7 @@ async def list_chunks(
     document_id: str,
     request: Request,
     principal: Caller,
-    page: int = Query(default=1, ge=1),
+    page: int = Query(default=1, ge=1, le=MAX_PAGE),
     size: int = Query(default=20, ge=1, le=200),
 ) -> Response:
     records, total = await service(request).store.chunks(principal.account_id, document_id, page, size)

@@ -12,6 +12,7 @@ from ..base import Engine, GenerationHandle, GenerationRequest, engines
 
 if TYPE_CHECKING:
     from ...config import Settings
+    from .grammars import GrammarCache
     from .model import LlamaModel
     from .scheduler import BatchScheduler
 
@@ -48,13 +49,16 @@ class LlamaCppEngine(Engine):
         self.draft_max_batch = int(options.get("draft_max_batch", 2))
         self.model: LlamaModel | None = None
         self.scheduler: BatchScheduler | None = None
+        self.grammars: GrammarCache | None = None
 
     async def start(self) -> None:
+        from .grammars import GrammarCache
         from .model import LlamaModel
         from .scheduler import BatchScheduler
 
         path = resolve_source(self.spec.source)
         self.model = await asyncio.to_thread(LlamaModel, path)
+        self.grammars = GrammarCache(self.model)
         if not self.model.plain_kv_cache:
             # Recurrent, hybrid and sliding-window models cannot drop or share arbitrary cache cells.
             log.info("%s: prefix reuse and drafts are off for this architecture", self.spec.id)
@@ -76,6 +80,7 @@ class LlamaCppEngine(Engine):
         if self.scheduler is not None:
             await asyncio.to_thread(self.scheduler.close)
             self.scheduler = None
+        self.grammars = None
         if self.model is not None:
             self.model.close()
             self.model = None
@@ -110,11 +115,20 @@ class LlamaCppEngine(Engine):
             )
         max_tokens = room if request.max_tokens is None else min(request.max_tokens, room)
         stop_ids = {model.special_token_id(marker) for marker in request.stop_markers}
+        if request.grammar and self.grammars is not None:
+            grammars, text = self.grammars, request.grammar
+
+            def chain() -> SamplerChain:  # parsing (when not cached) and copying a grammar: not on the event loop
+                return SamplerChain(model, request.sampling, grammars.get(text), request.grammar_triggers)
+
+            sampler = await asyncio.to_thread(chain)
+        else:
+            sampler = SamplerChain(model, request.sampling, None)
         seq = Sequence(
             prompt=prompt,
             max_tokens=max_tokens,
             limit=self.limit,
-            sampler=SamplerChain(model, request.sampling, request.grammar, request.grammar_triggers),
+            sampler=sampler,
             stop_ids=frozenset(t for t in stop_ids if t is not None),
             logprobs=request.sampling.logprobs,
             top_logprobs=request.sampling.top_logprobs,

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...errors import InvalidFieldError
 from ..base import SamplingParams, TokenLogprob, TopLogprob
+from .grammars import CompiledGrammar
 from .model import LlamaModel
 
 log = logging.getLogger("openglm.llamacpp")
@@ -32,8 +33,16 @@ class SamplerChain:
     parsers' triggers only ever match text their call grammar accepts.
     """
 
-    def __init__(self, model: LlamaModel, params: SamplingParams, grammar: str | None, triggers: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        model: LlamaModel,
+        params: SamplingParams,
+        grammar: CompiledGrammar | str | None,
+        triggers: tuple[str, ...] = (),
+    ):
         self.ptr = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if isinstance(grammar, str):
+            grammar = CompiledGrammar(model, grammar) if grammar else None
         self._model, self._params, self._grammar = model, params, grammar
         self._triggers = [re.compile(t.encode()) for t in triggers] if grammar else []
         self._output = bytearray()
@@ -47,7 +56,7 @@ class SamplerChain:
     def _add(self, sampler: lc.llama_sampler_p) -> None:
         lc.llama_sampler_chain_add(self.ptr, sampler)
 
-    def _build(self, model: LlamaModel, params: SamplingParams, grammar: str | None) -> None:
+    def _build(self, model: LlamaModel, params: SamplingParams, grammar: CompiledGrammar | None) -> None:
         if params.logit_bias:
             biases = (lc.llama_logit_bias * len(params.logit_bias))()
             for i, (token, bias) in enumerate(params.logit_bias.items()):
@@ -64,10 +73,10 @@ class SamplerChain:
                     params.presence_penalty,
                 )
             )
-        if grammar:
-            sampler = lc.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+        if grammar is not None:
+            sampler = grammar.sampler()  # a copy of the parsed grammar: nothing is parsed here
             if not sampler:
-                raise InvalidFieldError("grammar is not valid GBNF (see the server log for where)")
+                raise InvalidFieldError("the grammar could not be set up")
             self._add(sampler)
             self._grammar_ptr = sampler
         if params.greedy:

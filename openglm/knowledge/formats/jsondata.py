@@ -10,15 +10,21 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import DocumentError, InvalidFieldError
+from ...untrusted.loaders import load_json
 from ..document import DocumentBuilder, ParsedDocument
-from .base import decode_text, document_format, reading
+from .base import decode_text, document_format
 
 
 @document_format("json", suffixes=(".json",), media_types=("application/json",))
 def parse_json(data: bytes, max_chars: int) -> ParsedDocument:
     text = decode_text(data)
-    with reading("JSON"):
-        value = json.loads(text)
+    try:
+        value = load_json(text, what="the JSON document")
+    except json.JSONDecodeError as exc:
+        raise DocumentError("corrupt", f"the file could not be read as JSON ({type(exc).__name__})") from exc
+    except InvalidFieldError as exc:  # nested too deeply to walk
+        raise DocumentError("too_complex", exc.message) from None
     writer = _JsonWriter(DocumentBuilder(max_chars))
     writer.write(value, "")
     writer.flush()

@@ -26,11 +26,13 @@ from ..document import (
 from .base import decode_text, document_format
 
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
-_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Only the opening of an ATX heading is a regex; its closing #s are stripped by ``_atx_heading``. One regex for the
+# whole line (``(.*?)(?:[ \t]+#+)?[ \t]*$``) backtracked quadratically on a line of spaces then #s (16 KB: 5 s).
+_ATX_OPEN = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*$")
 _THEMATIC_BREAK = re.compile(r" {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _LIST_ITEM = re.compile(r" {0,3}(?:[-*+]|\d{1,9}[.)])(?:[ \t]|$)")
-_DELIMITER_ROW = re.compile(r" {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$")
+_DELIMITER_CELL = re.compile(r":?-+:?")
 _PIPE = re.compile(r"(?<!\\)\|")
 
 
@@ -86,8 +88,8 @@ class _MarkdownReader:
         line = self.line(index)
         if _FENCE.match(line):
             return self._fenced_code(index)
-        if heading := _ATX.match(line):
-            self._add_heading(index, index, len(heading.group(1)), heading.group(2) or "")
+        if heading := _atx_heading(line):
+            self._add_heading(index, index, *heading)
             return index + 1
         if _THEMATIC_BREAK.match(line):
             return index + 1
@@ -123,7 +125,7 @@ class _MarkdownReader:
         if index + 1 >= len(self.lines) or "|" not in self.line(index):
             return None
         delimiter = self.line(index + 1)
-        if "|" not in delimiter or not _DELIMITER_ROW.match(delimiter):
+        if "|" not in delimiter or not _is_delimiter_row(delimiter):
             return None
         header = self._row(index)
         if len(header.cells) != len(self._row(index + 1).cells):
@@ -158,7 +160,7 @@ class _MarkdownReader:
                 if later is None or not (_LIST_ITEM.match(self.line(later)) or self.line(later).startswith("  ")):
                     break
                 end = later
-            elif _FENCE.match(self.line(following)) or _ATX.match(self.line(following)):
+            elif _FENCE.match(self.line(following)) or _atx_heading(self.line(following)):
                 break
             else:
                 end = following
@@ -183,3 +185,31 @@ class _MarkdownReader:
     def _add_text(self, first: int, last: int, kind: TextKind) -> None:
         if span := trimmed(self.text, self.lines[first][0], self.lines[last][1]):
             self.blocks.append(TextBlock(*span, kind))
+
+
+def _atx_heading(line: str) -> tuple[int, str] | None:
+    """``# Title ##`` → (1, "Title"): CommonMark's ATX heading, whose optional closing run of #s must follow a space
+    or tab. Linear in the line's length (plain string operations after the opening)."""
+    opening = _ATX_OPEN.match(line)
+    if opening is None:
+        return None
+    title = line[opening.end() :].strip(" \t")
+    unclosed = title.rstrip("#")
+    if not unclosed:
+        title = ""
+    elif unclosed != title and unclosed[-1] in " \t":
+        title = unclosed.rstrip(" \t")
+    return len(opening.group(1)), title
+
+
+def _is_delimiter_row(line: str) -> bool:
+    """A GFM table's delimiter row (``| --- | :-: |``): cells of dashes with optional colons, between pipes.
+
+    Split on pipes rather than matched by one regex, whose nested optional whitespace backtracked quadratically."""
+    body = line.strip(" \t")
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    if body.startswith("|") and (len(indent) > 3 or "\t" in indent):
+        return False  # a leading pipe comes after at most three spaces
+    body = body[1:] if body.startswith("|") else body
+    body = body[:-1] if body.endswith("|") else body
+    return all(_DELIMITER_CELL.fullmatch(cell.strip(" \t")) for cell in body.split("|"))

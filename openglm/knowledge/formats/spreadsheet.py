@@ -14,7 +14,7 @@ from typing import Any
 
 from ...errors import DocumentError
 from ..document import DocumentBuilder, ParsedDocument
-from .base import decode_text, document_format, reading, refuse_ole
+from .base import check_archive, decode_text, document_format, reading, refuse_ole
 
 _DELIMITERS = ",;\t|"
 
@@ -50,6 +50,7 @@ def parse_xlsx(data: bytes, max_chars: int) -> ParsedDocument:
     from openpyxl import load_workbook
 
     refuse_ole(data, "Excel")
+    check_archive(data, "Excel", "an Excel workbook")
     builder = DocumentBuilder(max_chars)
     with reading("an Excel workbook"):
         # read_only streams rows instead of building every cell object; data_only reads formulas' cached values

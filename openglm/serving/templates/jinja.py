@@ -10,7 +10,8 @@ from typing import Any, NoReturn
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ...errors import InvalidRequestError
+from ...errors import InvalidFieldError, InvalidRequestError
+from ...untrusted.loaders import load_json
 from .base import ChatTemplate, Message, templates
 
 
@@ -66,8 +67,8 @@ def _for_jinja(message: Message) -> Message:
 
 def _maybe_json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except ValueError:
+        return load_json(text, what="tool call arguments")
+    except (ValueError, InvalidFieldError):  # not JSON, or nested deeper than a template should walk: as text
         return text
 
 

@@ -27,7 +27,7 @@ class JsonToolParser(ToolCallParser):
     def _parse_list(self, body: str, text: str) -> ParseResult:
         try:
             items = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # model output: anything that is not a call list is content
             return ParseResult(content=text)
         calls = [
             ParsedCall(item["name"], arguments_from_object(item.get("arguments", item.get("parameters", {}))))

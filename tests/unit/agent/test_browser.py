@@ -142,3 +142,19 @@ def test_citations_become_links_even_when_streamed_one_character_at_a_time() -> 
 def test_search_provider_registry_names_its_entries() -> None:
     with pytest.raises(KeyError, match="local, searxng"):
         search_providers.get("bing")
+
+
+def test_extraction_reads_title_and_links_from_the_parse_tree() -> None:
+    from openglm.agent.browser.extract import extract
+    from openglm.agent.browser.fetch import Page
+
+    html = (
+        "<html><head><title> A  page </title></head><body><p>Text.</p>"
+        "<a href='/one#part'>First <b>link</b></a><a href='mailto:x@y'>mail</a><a href='#top'>top</a>"
+        "<a href='https://example.com/two'>Second</a><a>no href</a></body></html>"
+    )
+    document = extract(Page("http://site.test/dir/page.html", "text/html", html.encode()))
+    assert document.title == "A page"
+    assert document.links == [("http://site.test/one", "First link"), ("https://example.com/two", "Second")]
+    hostile = extract(Page("http://site.test/", "text/html", b"<html>" + b"<a <title>" * 5000 + b"</html>"))
+    assert hostile.url == "http://site.test/"

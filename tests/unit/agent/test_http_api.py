@@ -14,7 +14,7 @@ import pytest
 
 from openglm.agent.browser.fetch import IPAddress, SafeFetcher
 from openglm.agent.tools.base import ToolContext
-from openglm.agent.tools.http_api import load_document, operations
+from openglm.agent.tools.http_api import load_document, load_document_isolated, operations, parse_document
 from openglm.errors import InvalidFieldError
 
 from ...fixtures.api_server import API_KEY, ApiServer, openapi
@@ -135,3 +135,35 @@ def test_documents_load_from_json_yaml_or_a_file(tmp_path, api: ApiServer) -> No
         load_document('{"info": {}}')
     with pytest.raises(InvalidFieldError, match="base_url"):
         operations({"paths": {}, "servers": [{"url": "/relative"}]}, base_url=None, auth={}, fetcher=SafeFetcher())
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('a: &a ["x", "x"]\nb: [*a, *a]\nopenapi: 3.0.0\npaths: {}\n', "aliases"),
+        ('{"paths": ' + "[" * 5000 + "]" * 5000 + "}", "nested more than"),
+        ('{"paths": {"/x": [1, 2]}}', "is not an object"),
+        ('{"paths": {"/x": {"get": "nope"}}}', "is not an object"),
+        ('{"paths": {"/x": {"parameters": null}}}', "parameters"),
+        ('{"paths": {"/x": {"get": {"parameters": [{"in": "query"}]}}}}', "parameters"),
+        ('{"paths": {"/x": {"post": {"requestBody": {"content": []}}}}}', "requestBody"),
+        ('{"paths": {}, "servers": [{"url": 5}]}', "servers"),
+        ('{"paths": {"/x": {"get": {"summary": ["a"]}}}}', "non-text"),
+    ],
+)
+def test_malformed_or_hostile_documents_are_clear_errors(text: str, reason: str) -> None:
+    with pytest.raises(InvalidFieldError, match=reason):
+        parse_document(text)
+
+
+async def test_documents_for_requests_are_parsed_in_a_worker_and_remembered(api: ApiServer) -> None:
+    from openglm.untrusted.pool import shared_pool
+
+    text = json.dumps(openapi(api.url))
+    try:
+        document = await load_document_isolated(text)
+        assert document["paths"] and load_document(text) is document  # the chat path finds it parsed
+        with pytest.raises(InvalidFieldError, match="aliases"):
+            await load_document_isolated("openapi: 3.0.0\nx: &a 1\ny: *a\npaths: {}\n")
+    finally:
+        await shared_pool().close()

@@ -337,3 +337,60 @@ def test_invalid_json_is_corrupt() -> None:
     with pytest.raises(DocumentError) as caught:
         parse(b'{"a": ', "broken.json")
     assert caught.value.problem == "corrupt"
+
+
+# -- hostile office files and isolation --
+
+
+def bomb(application: str, inflated_mib: int) -> bytes:
+    """A zip whose one part is ``inflated_mib`` MiB of one repeated character (about 1000-fold compressible)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr(f"{application}/part.xml", "a" * inflated_mib * 1024 * 1024)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("name", "part"), [("bomb.docx", "word"), ("bomb.xlsx", "xl")])
+def test_office_compression_bombs_are_refused_from_the_zip_directory(name: str, part: str) -> None:
+    with pytest.raises(DocumentError, match="compression bomb") as caught:
+        parse(bomb(part, 8), name)
+    assert caught.value.problem == "too_complex"
+
+
+def test_office_files_with_too_many_parts_are_refused() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for index in range(10_001):
+            archive.writestr(f"p{index}", "")
+    with pytest.raises(DocumentError, match="parts") as caught:
+        parse(out.getvalue(), "many.docx")
+    assert caught.value.problem == "too_complex"
+
+
+def test_a_long_word_document_keeps_headings_and_text() -> None:
+    """python-docx's ``paragraph.style`` scans all styles on every access; styles are looked up once here."""
+
+    def build(document: Any) -> None:
+        document.add_heading("Intro", 1)
+        for i in range(3000):
+            document.add_paragraph(f"Paragraph {i}.")
+
+    document = parse(make_docx(build), "long.docx")
+    assert headings(document) == [(1, "Intro")] and "Paragraph 2999." in document.text
+
+
+async def test_parse_isolated_runs_in_a_worker_and_keeps_document_errors() -> None:
+    from openglm.knowledge.parsing import parse_isolated
+    from openglm.untrusted.pool import shared_pool
+
+    try:
+        document = await parse_isolated(b"# Title\n\nText.\n", "a.md")
+        assert headings(document) == [(1, "Title")]
+        with pytest.raises(DocumentError) as caught:
+            await parse_isolated(bomb("word", 8), "bomb.docx")
+        assert caught.value.problem == "too_complex"
+        with pytest.raises(DocumentError, match="not a supported document"):
+            await parse_isolated(b"x", "a.exe")
+    finally:
+        await shared_pool().close()

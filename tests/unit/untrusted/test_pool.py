@@ -1,0 +1,95 @@
+"""The worker pool: calls run in other processes, a call past its deadline or its memory is stopped (and its
+worker replaced), a crash costs only that call, errors keep their meaning, and a reply can only be plain data."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from openglm.errors import DocumentError, InternalError, InvalidFieldError
+from openglm.untrusted.pool import UntrustedPool, WorkLimitError
+from openglm.untrusted.transfer import load_result
+
+from . import jobs
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[UntrustedPool]:
+    running = UntrustedPool(workers=2, memory_mb=512, timeout=10, preload=())
+    yield running
+    await running.close()
+
+
+async def test_a_call_runs_in_another_process(pool: UntrustedPool) -> None:
+    import os
+
+    assert await pool.run(jobs.double, 21, what="a number") == 42
+    assert await pool.run(jobs.pid, what="nothing") != os.getpid()
+
+
+async def test_a_call_past_its_deadline_is_stopped_and_the_next_gets_a_fresh_worker(pool: UntrustedPool) -> None:
+    first = await pool.run(jobs.pid, what="nothing")
+    started = time.monotonic()
+    with pytest.raises(WorkLimitError, match=r"took longer than 0\.5 s"):
+        await pool.run(jobs.sleep, 30, what="the page", timeout=0.5)
+    assert time.monotonic() - started < 5
+    pids = {await pool.run(jobs.pid, what="nothing") for _ in range(3)}
+    assert first not in pids or len(pids) == 1  # the killed worker is gone; the other may be reused
+
+
+async def test_a_call_over_the_memory_limit_fails_alone(pool: UntrustedPool) -> None:
+    with pytest.raises(WorkLimitError, match="memory"):
+        await pool.run(jobs.allocate, 2048, what="the document")
+    assert await pool.run(jobs.allocate, 16, what="the document") == 16 * 1024 * 1024
+
+
+async def test_a_crash_fails_that_call_only(pool: UntrustedPool) -> None:
+    with pytest.raises(WorkLimitError, match="could not be processed"):
+        await pool.run(jobs.segfault, what="the grammar")
+    assert await pool.run(jobs.double, 2, what="a number") == 4
+
+
+async def test_errors_keep_their_meaning(pool: UntrustedPool) -> None:
+    with pytest.raises(DocumentError) as document:
+        await pool.run(jobs.refuse_document, what="the document")
+    assert document.value.problem == "corrupt" and document.value.message == "the file is damaged"
+    with pytest.raises(InvalidFieldError, match="that field is wrong") as field:
+        await pool.run(jobs.refuse_field, what="x")
+    assert field.value.code == "1214" and field.value.status == 400
+    with pytest.raises(InternalError):
+        await pool.run(jobs.broken, what="x")
+
+
+async def test_a_reply_may_not_name_code(pool: UntrustedPool) -> None:
+    with pytest.raises(InternalError, match="unreadable reply"):
+        await pool.run(jobs.unsendable, what="x")
+    with pytest.raises(pickle.UnpicklingError):
+        load_result(pickle.dumps(print))
+
+
+async def test_a_cancelled_call_kills_its_worker(pool: UntrustedPool) -> None:
+    task = asyncio.create_task(pool.run(jobs.sleep, 30, what="x"))
+    await asyncio.sleep(1.0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await pool.run(jobs.double, 1, what="x") == 2
+
+
+async def test_calls_beyond_the_workers_wait_their_turn(pool: UntrustedPool) -> None:
+    results = await asyncio.gather(*(pool.run(jobs.double, i, what="x") for i in range(6)))
+    assert results == [i * 2 for i in range(6)]
+
+
+async def test_a_worker_killed_while_idle_is_replaced(pool: UntrustedPool) -> None:
+    import os
+    import signal
+
+    worker_pid = await pool.run(jobs.pid, what="x")
+    os.kill(worker_pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    assert await pool.run(jobs.pid, what="x") != worker_pid
