@@ -17,6 +17,7 @@ from .grammar import json_object_grammar, json_schema_grammar, lazy_tool_call_gr
 from .messages import adapt_for_template, normalize_messages
 from .models import ModelPool, ServedModel
 from .toolcalls.base import ToolCallParser, ToolCallStream
+from .usage import UsageBound, generation_bound
 
 DEFAULT_TEMPERATURE = 0.95  # GLM-4's defaults on the Zhipu platform
 DEFAULT_TOP_P = 0.7
@@ -39,6 +40,14 @@ class ChatPlan:
     def decoder(self, index: int) -> ChoiceDecoder:
         stream = ToolCallStream(self.parser) if self.parser is not None else None
         return ChoiceDecoder(index, self.stops, stream)
+
+    def usage_bound(self) -> UsageBound:
+        """The most this plan can be billed for: its prompt once, and every choice's answer."""
+        if not self.generations:
+            return UsageBound()
+        first = self.generations[0]
+        context = self.served.spec.context_length
+        return generation_bound(first.prompt, first.max_tokens, context, copies=len(self.generations))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 from ...files.store import FileStore
 from ...images.service import ImageService, data_url
+from ...serving.usage import UsageBound
 from ..state import ConversationState
 from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
@@ -52,7 +53,8 @@ class DrawingTool(AgentTool):
         if not prompt:
             return ToolResult([], "[cogview needs a prompt]")
         spec = self.images.resolve(context.options.get("model"))
-        call = await context.billing(spec, "images.generations") if context.billing else None
+        bound = UsageBound(images=1)  # generate() makes one picture
+        call = await context.billing(spec, "images.generations", bound) if context.billing else None
         if call is not None:
             call.bind("img-" + secrets.token_hex(12), None)
         try:

@@ -21,7 +21,7 @@ router = APIRouter(tags=["embeddings"])
 async def create_embeddings(body: EmbeddingRequest, request: Request, principal: Caller) -> Response:
     service: EmbeddingService = request.app.state.embeddings
     plan = service.plan(body)
-    call = await request.app.state.platform.meter.admit(principal, plan.spec, "embeddings")
+    call = await request.app.state.platform.meter.admit(principal, plan.spec, "embeddings", bound=plan.usage_bound())
     usage_id = "emb-" + secrets.token_hex(12)
     call.bind(usage_id, usage_id if body.request_id is None else str(body.request_id))
     return await until_disconnect(request, metered_result(call, service.run(plan, call.tally)), compact_json)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from ...accounts.metering import metered_result
 from ...files.store import FileStore
 from ...images.service import ImageService
+from ...serving.usage import UsageBound
 from ..deps import Caller
 from ..image_schemas import ImageData, ImageGenerationRequest, ImagesResponse
 from ._common import json_response
@@ -23,7 +24,8 @@ router = APIRouter(tags=["images"])
 async def generate_images(body: ImageGenerationRequest, request: Request, principal: Caller) -> Response:
     images: ImageService = request.app.state.images
     spec = images.resolve(body.model)
-    call = await request.app.state.platform.meter.admit(principal, spec, "images.generations")
+    bound = UsageBound(images=body.n or 1)
+    call = await request.app.state.platform.meter.admit(principal, spec, "images.generations", bound=bound)
     call.bind("img-" + secrets.token_hex(12), None)
 
     async def work() -> ImagesResponse:
