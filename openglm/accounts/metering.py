@@ -127,7 +127,7 @@ class Meter:
     async def _take_limits(self, principal: Principal) -> Lease:
         assert principal.key_id is not None
         try:
-            return await self.limiter.admit(principal.key_id, principal.limits)
+            return await self.limiter.admit(principal.key_id, principal.limits, principal.lineage)
         except OpenGLMError:
             raise
         except Exception as exc:  # Redis down or unreachable: say so, and let the SDK retry later
@@ -274,7 +274,7 @@ class MeteredCall:
             await self._record_with_retries(status)
             if self.principal.key_id is not None:
                 tokens = self.tally.prompt_tokens + self.tally.completion_tokens
-                await self.meter.limiter.add_tokens(self.principal.key_id, tokens)
+                await self.meter.limiter.add_tokens(self.principal.key_id, tokens, self.principal.lineage)
         except Exception:
             await self._give_back_holds()
             # The answer has been delivered; nothing is left to refuse. Log the whole record, so that an
