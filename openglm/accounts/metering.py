@@ -12,6 +12,7 @@ every admission sees what the calls admitted before it may still cost.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -19,24 +20,23 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..catalog import PricedModel, Prices
 from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
-from ..serving.usage import Tally, UsageBound
+from ..serving.usage import Tally, UsageBound, new_usage_id
 from ..store.db import Database
-from ..store.models import UsageRecord
 from ..store.types import utcnow
-from . import ledger, reservations
+from . import reservations
 from .auth import Principal
 from .limits import Lease, Limiter
 from .money import cost_of, format_yuan, to_nano
+from .recording import UsageEntry, write_usage
+from .spool import UsageSpool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-STATUSES = ("succeeded", "cancelled", "failed")
 RECORD_ATTEMPTS = 4
 # How long a reservation outlives its last renewal. Live calls renew theirs every third of it, so only a process
 # that died (or hung that long) lets one expire; the balance it held is free again that long after.
@@ -97,8 +97,11 @@ class Meter:
         creator_share: Decimal = Decimal(0),
         *,
         reservation_ttl: float = RESERVATION_TTL_SECONDS,
+        spool: UsageSpool | None = None,
     ):
         self.db = db
+        self.spool = spool  # where settlements the database refused are kept until they can be written
+        self.lost = 0  # settlements neither the database nor the spool took (only the log has them)
         self.limiter = limiter
         self.creator_share = creator_share  # the fraction of a charge through an agent credited to its creator
         self.reservation_ttl = timedelta(seconds=reservation_ttl)
@@ -185,6 +188,44 @@ class Meter:
             except Exception:  # the next round tries again; a hold that expires meanwhile is only swept
                 log.warning("could not renew balance reservations", exc_info=True)
 
+    def unrecorded(self, entry: UsageEntry, error: Exception) -> None:
+        """A settlement the database would not take, after its retries: spool it for replay, and say so."""
+        try:
+            if self.spool is None:
+                raise RuntimeError("no usage spool is configured")
+            self.spool.append(entry)
+        except Exception:
+            self.lost += 1
+            # Nowhere left to keep it: the log line is all an operator has, so it carries the whole record.
+            log.critical("USAGE NOT RECORDED %s", json.dumps(entry.to_json()), exc_info=error)
+            return
+        log.error(
+            "USAGE NOT RECORDED in the database (%s: %s); kept in %s for replay: %s cost=%s",
+            type(error).__name__,
+            error,
+            self.spool.path,
+            entry.id,
+            entry.cost,
+        )
+
+    def unrecorded_count(self) -> int:
+        """Calls settled but not in the database: waiting in the spool, or lost to it (for /health)."""
+        return (self.spool.pending() if self.spool is not None else 0) + self.lost
+
+    async def replay_spool(self) -> None:
+        """Write what earlier settlements spooled into the database (at start)."""
+        if self.spool is None:
+            return
+        replayed = await self.spool.replay(self.db)
+        if replayed.recorded or replayed.present:
+            log.warning(
+                "usage spool: %d spooled call(s) recorded now, %d were already recorded",
+                replayed.recorded,
+                replayed.present,
+            )
+        if replayed.kept:
+            log.error("usage spool: %d call(s) still cannot be recorded (%s)", replayed.kept, self.spool.path)
+
     def spawn_settlement(self, call: MeteredCall, status: str) -> asyncio.Task[None] | None:
         """Settle in a task of its own, so that a cancelled request (client gone) still writes its record.
         The first status claimed for a call wins; later ones return None."""
@@ -269,36 +310,56 @@ class MeteredCall:
             return
         self._done = True
         try:
-            if self.usage_id is None:
-                raise RuntimeError("a metered call was settled before bind()")
-            await self._record_with_retries(status)
-            if self.principal.key_id is not None:
-                tokens = self.tally.prompt_tokens + self.tally.completion_tokens
-                await self.meter.limiter.add_tokens(self.principal.key_id, tokens, self.principal.lineage)
-        except Exception:
-            await self._give_back_holds()
-            # The answer has been delivered; nothing is left to refuse. Log the whole record, so that an
-            # operator can enter it by hand, and loudly.
-            log.exception(
-                "USAGE NOT RECORDED id=%s account=%s key=%s model=%s %s status=%s cost=%s",
-                self.usage_id,
-                self.principal.account_id,
-                self.principal.key_id,
-                self.model,
-                self.tally,
-                status,
-                self.prices.cost(self.tally),
-            )
+            entry = self._entry(status)
+            try:
+                await self._record_with_retries(entry)
+            except Exception as exc:
+                await self._give_back_holds()
+                self.meter.unrecorded(entry, exc)
+            await self._count_tokens()
         finally:
             self.meter.forget(self.holds)
             await self._release()
 
-    async def _record_with_retries(self, status: str) -> None:
+    def _entry(self, status: str) -> UsageEntry:
+        if self.usage_id is None:  # a bug in the caller; the charge must not be lost for it
+            self.usage_id = new_usage_id("unbound")
+            log.error("a metered call was settled before bind(); recorded as %s", self.usage_id)
+        cost = self.prices.cost(self.tally)
+        return UsageEntry(
+            id=self.usage_id,
+            request_id=self.request_id,
+            account_id=self.principal.account_id,
+            key_id=self.principal.key_id,
+            model=self.model,
+            endpoint=self.endpoint,
+            prompt_tokens=self.tally.prompt_tokens,
+            completion_tokens=self.tally.completion_tokens,
+            images=self.tally.images,
+            cost=cost,
+            status=status,
+            started_at=self.started_at,
+            created_at=utcnow(),
+            agent_id=self.agent.agent_id if self.agent else None,
+            agent_owner=self.agent.owner if self.agent else None,
+            agent_share=self.creator_share(cost) if self.agent else None,
+        )
+
+    async def _count_tokens(self) -> None:
+        if self.principal.key_id is None:
+            return
+        tokens = self.tally.prompt_tokens + self.tally.completion_tokens
+        try:
+            await self.meter.limiter.add_tokens(self.principal.key_id, tokens, self.principal.lineage)
+        except Exception:  # the record stands; only today's count for the daily limit is short
+            log.warning("could not count %d tokens of key %s for today", tokens, self.principal.key_id, exc_info=True)
+
+    async def _record_with_retries(self, entry: UsageEntry) -> None:
         """A brief database hiccup must not lose a record: retry, and count a duplicate key as done (the
         attempt that raised may have committed)."""
         for attempt in range(RECORD_ATTEMPTS):
             try:
-                await self._record(status)
+                await self._record(entry)
                 return
             except IntegrityError:
                 if attempt == 0:
@@ -315,44 +376,13 @@ class MeteredCall:
             return 0
         return int(Decimal(cost) * self.meter.creator_share)
 
-    async def _record(self, status: str) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"unknown usage status {status!r}")
-        cost = self.prices.cost(self.tally)
-        share = self.creator_share(cost)
-        assert self.usage_id is not None
+    async def _record(self, entry: UsageEntry) -> None:
         # Runs for every call: the reservation given back, two Core INSERTs, in one transaction, no ORM.
         async with self.meter.db.writing() as connection:
             # First: the same row order as a sweep (reservation, then the account's balance row).
             for hold in self.holds:
                 await reservations.release(connection, hold)
-            await connection.execute(
-                insert(UsageRecord).values(
-                    id=self.usage_id,
-                    request_id=self.request_id,
-                    account_id=self.principal.account_id,
-                    key_id=self.principal.key_id,
-                    model=self.model,
-                    endpoint=self.endpoint,
-                    prompt_tokens=self.tally.prompt_tokens,
-                    completion_tokens=self.tally.completion_tokens,
-                    images=self.tally.images,
-                    cost=cost,
-                    status=status,
-                    started_at=self.started_at,
-                    created_at=utcnow(),
-                    agent_id=self.agent.agent_id if self.agent else None,
-                    agent_owner=self.agent.owner if self.agent else None,
-                    agent_share=share if self.agent else None,
-                )
-            )
-            await ledger.append(
-                connection, self.principal.account_id, "charge", -cost, usage_id=self.usage_id, note=self.endpoint
-            )
-            if share > 0:
-                assert self.agent is not None
-                note = f"share of {self.usage_id} through agent {self.agent.agent_id}"
-                await ledger.append(connection, self.agent.owner, "share", share, note=note)
+            await write_usage(connection, entry)
 
     async def _give_back_holds(self) -> None:
         try:

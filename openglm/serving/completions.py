@@ -6,7 +6,6 @@ GBNF ``grammar`` like llama-server and llama-cpp-python do.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from .choice import ChoiceDecoder
 from .models import ServedModel
 from .service import merge_events, response_format_grammar, sampling_from, stop_list
 from .toolcalls.base import ContentDelta
-from .usage import Tally, UsageBound, generation_bound
+from .usage import Tally, UsageBound, generation_bound, new_usage_id
 
 # Generations one request may ask for (prompts × n): chat's bound on ``n``. Each holds an engine slot and is
 # reserved for up front, so an unbounded list would let one request hold the engine (and its admission check
@@ -93,7 +92,7 @@ def plan_completion(served: ServedModel, request: CompletionRequest) -> Completi
         for i in range(n)
     ]
     return CompletionPlan(
-        id="cmpl-" + secrets.token_hex(12),
+        id=new_usage_id("cmpl"),
         model=request.model,
         prompts=prompts,
         n=n,

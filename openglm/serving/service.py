@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from .grammar import json_object_grammar, json_schema_grammar, lazy_tool_call_gr
 from .messages import adapt_for_template, normalize_messages
 from .models import ModelPool, ServedModel
 from .toolcalls.base import ToolCallParser, ToolCallStream
-from .usage import UsageBound, generation_bound
+from .usage import UsageBound, generation_bound, new_usage_id
 
 DEFAULT_TEMPERATURE = 0.95  # GLM-4's defaults on the Zhipu platform
 DEFAULT_TOP_P = 0.7
@@ -154,7 +153,7 @@ class ChatService:
             )
             for i in range(request.n or 1)
         ]
-        chat_id = "chatcmpl-" + secrets.token_hex(12)
+        chat_id = new_usage_id("chatcmpl")
         request_id = chat_id if request.request_id is None else str(request.request_id)
         return ChatPlan(
             id=chat_id,

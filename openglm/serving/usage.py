@@ -3,10 +3,19 @@ and the most it can use (``UsageBound``, which metering reserves the cost of bef
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 # Tokens a tokenizer may add that are not in the text: BOS/EOS, a SentencePiece dummy prefix, a BERT [CLS]/[SEP].
 TOKENIZER_EXTRAS = 16
+
+
+def new_usage_id(kind: str) -> str:
+    """The id of a billable call (the usage record's, and the response id its client sees): ``kind`` (chatcmpl,
+    cmpl, emb, img, ret, asst, kb) and 96 random bits. Every usage id comes from here, and none from the call's
+    data: an id made of, say, a document and a timestamp collides when the same data recurs, and the second
+    charge is refused by the database."""
+    return f"{kind}-{secrets.token_hex(12)}"
 
 
 @dataclass

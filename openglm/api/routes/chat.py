@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +24,7 @@ from ...glms.store import AgentRecord
 from ...knowledge.chat import Grounding, question_of, retrieval_tools
 from ...knowledge.service import KnowledgeService
 from ...serving.responses import collect_chat, stream_chat
-from ...serving.usage import UsageBound, token_bound
+from ...serving.usage import UsageBound, new_usage_id, token_bound
 from ..deps import Caller
 from ..schemas import (
     ChatCompletion,
@@ -87,7 +86,7 @@ async def ground(
     spec = knowledge.embeddings.resolve(base.embedding_model)
     bound = UsageBound(prompt_tokens=token_bound(question_of(body)[1]) * len(tools))  # the question, per base
     call = await request.app.state.platform.meter.admit(principal, spec, "knowledge.retrieve", nested=True, bound=bound)
-    usage_id = "ret-" + secrets.token_hex(12)
+    usage_id = new_usage_id("ret")
     call.bind(usage_id, usage_id)
 
     async def retrieve() -> tuple[ChatCompletionRequest, Grounding]:
