@@ -105,8 +105,9 @@ async def _replay_line(db: Database, line: bytes) -> str:
         return "kept"
     try:
         found = await db.fetch(
-            select(UsageRecord.account_id, UsageRecord.cost, UsageRecord.prompt_tokens, UsageRecord.completion_tokens)
-            .where(UsageRecord.id == entry.id)
+            select(
+                UsageRecord.account_id, UsageRecord.cost, UsageRecord.prompt_tokens, UsageRecord.completion_tokens
+            ).where(UsageRecord.id == entry.id)
         )
         if found:
             if tuple(found[0]) == (entry.account_id, entry.cost, entry.prompt_tokens, entry.completion_tokens):
