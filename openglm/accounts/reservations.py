@@ -1,17 +1,20 @@
 """Balance reservations: what admitted calls may still cost, held against their account's balance.
 
 An account's **available** balance is ``balance - reserved`` (``account_balances``). Admission reserves a call's
-maximum cost with one conditional UPDATE of the account's row — ``reserved += cost WHERE balance - reserved > 0``
-— and records the reservation in ``balance_reservations`` in the same transaction. The database serializes
-updates of one row (SQLite has one writer; PostgreSQL re-checks the WHERE against the row's newest version after
-taking its lock), so however many requests, keys and replicas race, each admission sees every earlier one.
+maximum cost with one statement: it inserts the reservation into ``balance_reservations`` selecting from the
+account's balance row on the condition ``balance - reserved > 0`` (the row locked ``FOR UPDATE`` on PostgreSQL),
+and a trigger adds the amount to ``reserved`` in the same statement (migration 0009). The database serializes
+the writers of one row (SQLite has one writer; PostgreSQL re-checks the condition against the row's newest
+version once it holds the lock), so however many requests, keys and replicas race, each admission sees every
+earlier one. On PostgreSQL the statement runs in autocommit: one round trip.
 
 A call is admitted while the available balance is above zero and then holds its whole maximum cost, so the
 available balance — and, once everything settles, the balance — goes below zero by less than one call's cost.
 
-Settlement deletes the reservation and takes its amount off ``reserved`` in the transaction that writes the
-charge (``release``); a call that ends uncharged releases on its own (``release_now``). Deleting the row first
-makes the release happen once, whoever gets there first: settlement, or the sweep of a reservation that expired.
+Settlement deletes the reservation in the transaction that writes the charge (``release``); a call that ends
+uncharged deletes it on its own (``release_now``); the delete trigger takes it off ``reserved``. A row can be
+deleted once, so the release happens once, whoever gets there first: settlement, or the sweep of a reservation
+that expired.
 
 Reservations carry an expiry which their holder renews while the call runs (``renew``). One whose process died
 stops being renewed, expires, and is swept (``sweep``): by any replica's renewal loop, and by an admission that
@@ -21,17 +24,16 @@ would otherwise be refused for it.
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..store.db import Database
 from ..store.models import AccountBalance, BalanceReservation
-from ..store.types import utcnow
+from ..store.types import UTCDateTime, utcnow
 
 RENEW_BATCH = 500
 
@@ -71,49 +73,33 @@ async def reserve(db: Database, account_id: str, amount: int, ttl: timedelta) ->
         raise ValueError(f"a reservation needs a positive amount, not {amount}")
     now = utcnow()
     hold = Hold("rsv_" + secrets.token_hex(12), account_id, amount)
-    async with db.writing() as connection:
-        moved = await connection.execute(
-            update(AccountBalance)
-            .where(
-                AccountBalance.account_id == account_id,
-                AccountBalance.balance - AccountBalance.reserved > 0,
-            )
-            .values(reserved=AccountBalance.reserved + amount)
+    source = (
+        select(
+            literal(hold.id),
+            AccountBalance.account_id,
+            literal(amount, BigInteger),
+            literal(now, UTCDateTime()),
+            literal(now + ttl, UTCDateTime()),
         )
-        if moved.rowcount != 1:
-            return None
-        await connection.execute(
-            insert(BalanceReservation).values(
-                id=hold.id, account_id=account_id, amount=amount, created_at=now, expires_at=now + ttl
-            )
-        )
-    return hold
+        .where(AccountBalance.account_id == account_id, AccountBalance.balance - AccountBalance.reserved > 0)
+        .with_for_update()  # PostgreSQL: wait for, then re-check, the row's newest version; SQLite has one writer
+    )
+    columns = ["id", "account_id", "amount", "created_at", "expires_at"]
+    held = await db.write_one(insert(BalanceReservation).from_select(columns, source).returning(BalanceReservation.id))
+    return hold if held == 1 else None
 
 
 async def release(connection: AsyncConnection, hold: Hold) -> bool:
     """Give ``hold`` back inside the caller's transaction; False if it was already gone (released or swept)."""
-    gone = await connection.execute(
-        delete(BalanceReservation).where(BalanceReservation.id == hold.id).returning(BalanceReservation.amount)
-    )
-    row = gone.first()
-    if row is None:
-        return False
-    await connection.execute(
-        update(AccountBalance)
-        .where(AccountBalance.account_id == hold.account_id)
-        .values(reserved=AccountBalance.reserved - int(row[0]))
-    )
-    return True
+    gone = await connection.execute(delete(BalanceReservation).where(BalanceReservation.id == hold.id))
+    return bool(gone.rowcount == 1)
 
 
 async def release_now(db: Database, holds: Iterable[Hold]) -> None:
-    """Give holds back in a transaction of their own (a call that ended without a charge)."""
-    holds = list(holds)
-    if not holds:
-        return
-    async with db.writing() as connection:
-        for hold in holds:
-            await release(connection, hold)
+    """Give holds back on their own (a call that ended without a charge)."""
+    ids = [hold.id for hold in holds]
+    if ids:
+        await db.write_one(delete(BalanceReservation).where(BalanceReservation.id.in_(ids)))
 
 
 async def renew(db: Database, hold_ids: Iterable[str], ttl: timedelta) -> None:
@@ -121,12 +107,10 @@ async def renew(db: Database, hold_ids: Iterable[str], ttl: timedelta) -> None:
     ids = list(hold_ids)
     expires_at = utcnow() + ttl
     for start in range(0, len(ids), RENEW_BATCH):
-        async with db.writing() as connection:
-            await connection.execute(
-                update(BalanceReservation)
-                .where(BalanceReservation.id.in_(ids[start : start + RENEW_BATCH]))
-                .values(expires_at=expires_at)
-            )
+        batch = ids[start : start + RENEW_BATCH]
+        await db.write_one(
+            update(BalanceReservation).where(BalanceReservation.id.in_(batch)).values(expires_at=expires_at)
+        )
 
 
 async def has_expired(db: Database, account_id: str) -> bool:
@@ -139,24 +123,12 @@ async def has_expired(db: Database, account_id: str) -> bool:
 
 
 async def sweep(db: Database, account_id: str | None = None, *, now: datetime | None = None) -> int:
-    """Delete expired reservations (of one account, or all) and take them off ``reserved``; how many went."""
+    """Delete expired reservations (of one account, or all; the trigger takes them off ``reserved``); how many
+    went."""
     query = delete(BalanceReservation).where(BalanceReservation.expires_at < (now or utcnow()))
     if account_id is not None:
         query = query.where(BalanceReservation.account_id == account_id)
-    async with db.writing() as connection:
-        gone = (
-            await connection.execute(query.returning(BalanceReservation.account_id, BalanceReservation.amount))
-        ).all()
-        totals: dict[str, int] = defaultdict(int)
-        for account, amount in gone:
-            totals[account] += int(amount)
-        for account, total in sorted(totals.items()):  # a fixed order: two sweepers never lock rows crosswise
-            await connection.execute(
-                update(AccountBalance)
-                .where(AccountBalance.account_id == account)
-                .values(reserved=AccountBalance.reserved - total)
-            )
-    return len(gone)
+    return await db.write_one(query.returning(BalanceReservation.id))
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ class AccountBalance(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)  # nano-yuan
     entries: Mapped[int] = mapped_column(BigInteger, default=0)
-    # The sum of the account's live reservations (``balance_reservations``): what calls in flight may still cost.
+    # The sum of the account's reservations (``balance_reservations``), moved by triggers on their inserts and
+    # deletes (migration 0009): what calls in flight may still cost.
     reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # nano-yuan
 
 

@@ -43,7 +43,12 @@ FULL_TEXT_INDEX = "ix_knowledge_chunks_search"
 FULL_TEXT_TRIGGERS = {f"knowledge_chunks_fts_{action}" for action in ("insert", "delete", "update")}
 APPEND_ONLY = {"usage_records", "ledger_entries"}
 HEAD = "0009"  # the latest migration
-BALANCE_TRIGGERS = {"accounts_open_balance", "ledger_entries_move_balance"}
+BALANCE_TRIGGERS = {
+    "accounts_open_balance",
+    "ledger_entries_move_balance",
+    "balance_reservations_hold",
+    "balance_reservations_release",
+}
 
 
 def schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
