@@ -45,6 +45,7 @@ class Replayed:
 class UsageSpool:
     def __init__(self, path: Path):
         self.path = path
+        self._counted: tuple[int, int, int] | None = None  # (mtime_ns, size, entries) of the last count
 
     def append(self, entry: UsageEntry) -> None:
         """Keep one entry, durably, before returning."""
@@ -59,11 +60,16 @@ class UsageSpool:
             os.close(fd)  # and with it the lock
 
     def pending(self) -> int:
-        """Entries waiting in the spool."""
+        """Entries waiting in the spool (``/health`` asks on every probe: the file is read again only when it
+        has changed)."""
         try:
-            return sum(1 for line in self.path.read_bytes().splitlines() if line.strip())
+            info = self.path.stat()
         except FileNotFoundError:
             return 0
+        if self._counted is None or self._counted[:2] != (info.st_mtime_ns, info.st_size):
+            entries = sum(1 for line in self.path.read_bytes().splitlines() if line.strip())
+            self._counted = (info.st_mtime_ns, info.st_size, entries)
+        return self._counted[2]
 
     async def replay(self, db: Database) -> Replayed:
         """Write the spooled entries into ``db``; leave in the spool only those that still fail."""
