@@ -41,11 +41,13 @@ from openglm.accounts.money import to_nano  # noqa: E402
 from openglm.accounts.sealing import SecretBox  # noqa: E402
 from openglm.accounts.store import AccountStore  # noqa: E402
 from openglm.catalog import ModelSpec, Prices  # noqa: E402
+from openglm.serving.usage import UsageBound  # noqa: E402
 from openglm.store.db import open_database  # noqa: E402
 from tests.databases import database_url  # noqa: E402
 from tests.integration.server import RunningServer  # noqa: E402
 
 SPEC = ModelSpec(id="bench", source="-", prices=Prices(input="0.1", output="0.1"))  # type: ignore[arg-type]
+BOUND = UsageBound(prompt_tokens=64, completion_tokens=16)  # reserved by each call, as a short chat call would
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -95,7 +97,7 @@ async def platform_path(url: str, calls: int, concurrency: int, use_jwt: bool) -
 
         async def one(i: int) -> None:
             principal = await auth.authenticate(headers[i % len(headers)])
-            call = await meter.admit(principal, SPEC, "chat.completions")
+            call = await meter.admit(principal, SPEC, "chat.completions", bound=BOUND)
             call.bind(f"bench-{i}-{secrets.token_hex(4)}", None)
             call.tally.prompt_tokens, call.tally.completion_tokens = 30, 1
             await call.settle("succeeded")

@@ -27,8 +27,8 @@ from ..errors import (
     MissingCredentialsError,
     TokenVerificationError,
 )
-from .limits import KeyLimits
-from .store import KeyRecord
+from .limits import Ancestor, KeyLimits
+from .store import AncestorRecord, KeyRecord
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Principal:
     scope: str = "user"
     user_id: str | None = None
     limits: KeyLimits = field(default_factory=KeyLimits)
+    # The keys this key was made from, root first, with their limits: admission checks each of them too.
+    lineage: tuple[Ancestor, ...] = ()
 
     @property
     def is_admin(self) -> bool:
@@ -141,13 +143,28 @@ class Authenticator:
             raise ExpiredTokenError("API key has expired / API key 已过期")
         if record.account_status != "active":
             raise AccountInactiveError("account is disabled / 账户已停用")
+        for ancestor in record.lineage:
+            self._check_ancestor(ancestor)
         return Principal(
             account_id=record.account_id,
             key_id=record.id,
             scope=record.scope,
             user_id=record.user_id,
             limits=_with_defaults(record.limits, self._defaults),
+            lineage=tuple(Ancestor(a.id, _with_defaults(a.limits, self._defaults)) for a in record.lineage),
         )
+
+    def _check_ancestor(self, ancestor: AncestorRecord) -> None:
+        """A key made with another key lives by it: disabling, deleting or the expiry of any key up its chain
+        stops it too (otherwise a leaked key could mint a successor that survives its revocation)."""
+        if ancestor.status != "active":
+            raise TokenVerificationError(
+                f"API key {ancestor.id}, which this key was made from, is {ancestor.status} / 此密钥的上级密钥已停用"
+            )
+        if ancestor.expires_at is not None and ancestor.expires_at.timestamp() < self._clock():
+            raise ExpiredTokenError(
+                f"API key {ancestor.id}, which this key was made from, has expired / 上级密钥已过期"
+            )
 
 
 def _with_defaults(own: KeyLimits, defaults: KeyLimits) -> KeyLimits:

@@ -21,10 +21,12 @@ from ..files.quota import MiB, StorageQuota
 from ..store.db import open_database
 from ..store.private import private_directory
 from . import ledger as ledger_module
+from . import reservations
 from .limits import KeyLimits
 from .money import format_yuan, to_nano
 from .passwords import hash_password
 from .sealing import SecretBox, load_master_key
+from .spool import UsageSpool, spool_path
 from .store import AccountStore
 from .usage import usage_summary
 
@@ -233,14 +235,48 @@ async def db_upgrade(store: AccountStore, args: argparse.Namespace) -> None:
 
 
 async def db_verify(store: AccountStore, args: argparse.Namespace) -> None:
-    """Every kept balance against the sum of its ledger entries."""
+    """Every kept balance against the sum of its ledger entries, every kept reservation total against its
+    reservations, every usage record against its charge, and no settled call left outside the database."""
     async with store.db.read() as session:
         mismatches = await ledger_module.verify(session)
+        held = await reservations.verify(await session.connection())
+        gaps = await ledger_module.gaps(session)
+    pending = UsageSpool(spool_path(Settings().data_dir)).pending()
     for m in mismatches:
         print(f"{m.account_id}: kept {format_yuan(m.kept)} CNY, ledger sums to {format_yuan(m.summed)} CNY")
-    if mismatches:
-        raise InternalError(f"{len(mismatches)} account balance(s) differ from the ledger")
+    for r in held:
+        print(
+            f"{r.account_id}: {format_yuan(r.kept)} CNY kept as reserved, reservations sum to {format_yuan(r.summed)}"
+        )
+    for gap in gaps:
+        print(f"{gap.ref}: {gap.problem}")
+    if pending:
+        print(f"{pending} settled call(s) are in the usage spool, not in the database: run `openglm db replay-usage`")
+    problems = [
+        f"{count} {what}"
+        for count, what in (
+            (len(mismatches), "balance(s) differ from the ledger"),
+            (len(held), "reservation total(s) differ from their reservations"),
+            (len(gaps), "usage record(s) and charge(s) do not pair"),
+            (pending, "settled call(s) waiting in the usage spool"),
+        )
+        if count
+    ]
+    if problems:
+        raise InternalError("; ".join(problems))
     print("every balance equals the sum of its ledger entries")
+    print("every reservation total equals its reservations")
+    print("every usage record has its charge and every charge its record")
+    print("no settled call is waiting outside the database")
+
+
+async def db_replay_usage(store: AccountStore, args: argparse.Namespace) -> None:
+    """Write the calls the server settled but could not record (the usage spool) into the database."""
+    spool = UsageSpool(spool_path(Settings().data_dir))
+    replayed = await spool.replay(store.db)
+    print(f"recorded {replayed.recorded}, already recorded {replayed.present}, still failing {replayed.kept}")
+    if replayed.kept:
+        raise InternalError(f"{replayed.kept} spooled call(s) could not be recorded; they stay in {spool.path}")
 
 
 def _run(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -276,7 +312,12 @@ def add_parsers(sub: Any) -> None:
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=_run(db_upgrade))
-    db_sub.add_parser("verify", help="check balances against the ledger").set_defaults(func=_run(db_verify))
+    db_sub.add_parser(
+        "verify", help="check balances, reservations and usage records against the ledger, and the usage spool"
+    ).set_defaults(func=_run(db_verify))
+    db_sub.add_parser(
+        "replay-usage", help="record the calls the server settled but could not write (the usage spool)"
+    ).set_defaults(func=_run(db_replay_usage))
 
 
 def _account_parsers(parser: argparse.ArgumentParser) -> None:

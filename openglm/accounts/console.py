@@ -2,8 +2,15 @@
 
 - A key made through the console never outlives or outranks an ordinary calling key: it gets the caller's limits
   (concurrency, requests per minute, daily tokens: the stored values, so an unset one stays the server default)
-  and the caller's expiry. A web sign-in session key is the exception, because making lasting keys is what the
-  console is for: its keys get the server's defaults (no limits of their own) and no expiry.
+  and the caller's expiry, and it records the caller as its parent. Admission then checks the parent's limits —
+  and those of every key up the chain — against what the whole family used (``limits.py``), so a key cannot
+  escape its spent daily tokens, its rate or its concurrency by minting a child; and a child stops working when
+  any key up its chain is disabled, deleted or expires (``auth.py``). Chains are at most
+  ``MAX_KEY_GENERATIONS`` keys long. The budget is the account's balance, which every key of the account draws
+  on through the same reservations, children included.
+- A web sign-in session key is the exception, because making lasting keys is what the console is for: the
+  session stands for the user's password, not for a key, so its keys are roots — the server's defaults (no limits
+  of their own), no expiry, no parent.
 - The console may disable and delete its keys, but not enable a disabled one: it cannot tell a key the account
   disabled from one an operator disabled (admin API, CLI), and an operator's decision must hold. A new key is the
   way back.
@@ -17,7 +24,7 @@ from ..errors import PermissionDeniedError
 from ..store.models import ApiKey
 from .auth import Principal
 from .limits import KeyLimits
-from .store import AccountStore
+from .store import MAX_KEY_GENERATIONS, AccountStore
 
 
 async def create_key(store: AccountStore, principal: Principal, name: str) -> tuple[ApiKey, str]:
@@ -31,9 +38,19 @@ async def create_key(store: AccountStore, principal: Principal, name: str) -> tu
         caller = await store.key(principal.key_id)
     if caller.web_session:
         return await store.create_key(principal.account_id, name=name, user_id=principal.user_id)
+    if len(principal.lineage) + 2 > MAX_KEY_GENERATIONS:
+        raise PermissionDeniedError(
+            f"keys made from keys go {MAX_KEY_GENERATIONS} generations deep at most: make this key from the web "
+            "console (a sign-in), or ask an operator / 密钥层级过深"
+        )
     limits = KeyLimits(caller.max_concurrency, caller.rpm, caller.daily_tokens)
     return await store.create_key(
-        principal.account_id, name=name, user_id=principal.user_id, expires_at=caller.expires_at, limits=limits
+        principal.account_id,
+        name=name,
+        user_id=principal.user_id,
+        expires_at=caller.expires_at,
+        limits=limits,
+        parent_id=caller.id,
     )
 
 

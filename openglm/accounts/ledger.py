@@ -2,7 +2,7 @@
 
 Database triggers (migration 0003) move the account's row in ``account_balances`` with every entry inserted, so
 reading a balance is one row; ``verify`` recomputes the sums from the entries and lists any account where they
-differ.
+differ, and ``gaps`` checks that usage records and charges pair one to one, for the same amount.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..store.db import Database
-from ..store.models import AccountBalance, LedgerEntry
+from ..store.models import AccountBalance, LedgerEntry, UsageRecord
 from ..store.types import utcnow
 
 KINDS = ("grant", "topup", "charge", "refund", "adjustment", "share")  # share: a creator's part of a charge
@@ -86,6 +86,45 @@ async def verify(session: AsyncSession) -> list[Mismatch]:
         )
     )
     return [Mismatch(a, int(kept), int(summed)) for a, kept, summed in rows if int(kept) != int(summed)]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A break in the pairing of usage records and charges."""
+
+    problem: str
+    ref: str  # the usage record's id, or the ledger entry's
+
+
+GAPS_SHOWN = 100
+
+
+async def gaps(session: AsyncSession) -> list[Gap]:
+    """Every usage record has exactly one charge, for minus its cost, and every charge names its record (the
+    ``usage_id`` foreign key and unique index keep the rest). At most ``GAPS_SHOWN`` of each kind."""
+    charge = LedgerEntry.__table__.alias("charge")
+    unpaired = await session.scalars(
+        select(UsageRecord.id)
+        .outerjoin(charge, charge.c.usage_id == UsageRecord.id)
+        .where(charge.c.id.is_(None))
+        .limit(GAPS_SHOWN)
+    )
+    found = [Gap("usage record without its charge", usage_id) for usage_id in unpaired]
+    orphans = await session.scalars(
+        select(LedgerEntry.id).where(LedgerEntry.kind == "charge", LedgerEntry.usage_id.is_(None)).limit(GAPS_SHOWN)
+    )
+    found += [Gap("charge without a usage record", str(entry_id)) for entry_id in orphans]
+    differing = await session.execute(
+        select(UsageRecord.id, UsageRecord.cost, LedgerEntry.amount, LedgerEntry.kind)
+        .join(LedgerEntry, LedgerEntry.usage_id == UsageRecord.id)
+        .where((LedgerEntry.amount != -UsageRecord.cost) | (LedgerEntry.kind != "charge"))
+        .limit(GAPS_SHOWN)
+    )
+    found += [
+        Gap(f"{kind} of {amount} nano-yuan for a record costing {cost}", usage_id)
+        for usage_id, cost, amount, kind in differing
+    ]
+    return found
 
 
 async def entries(

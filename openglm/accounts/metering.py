@@ -1,40 +1,59 @@
-"""Admission and metering: limits and balance before the engine is touched; one usage record and one ledger
-entry after the call, for what was delivered.
+"""Admission and metering: limits and a reservation of the call's maximum cost before the engine is touched; one
+usage record and one ledger entry after the call, for what was delivered, and the reservation given back.
 
-    call = await meter.admit(principal, spec, "chat.completions")   # may raise 1113 / 1302 / 1303 / 1304
+    call = await meter.admit(principal, spec, "chat.completions", bound=plan.usage_bound())  # 1113/1302/1303/1304
     ...generate; call.tally counts tokens as they reach the client...
     await call.settle("succeeded")        # or call.abandon() when the call failed before generating
+
+The reservation (``reservations.py``) is what keeps a burst of calls from spending a balance many times over:
+every admission sees what the calls admitted before it may still cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..catalog import PricedModel, Prices
 from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
-from ..serving.usage import Tally
+from ..serving.usage import Tally, UsageBound, new_usage_id
 from ..store.db import Database
-from ..store.models import UsageRecord
 from ..store.types import utcnow
-from . import ledger
+from . import reservations
 from .auth import Principal
 from .limits import Lease, Limiter
 from .money import cost_of, format_yuan, to_nano
+from .recording import UsageEntry, write_usage
+from .spool import UsageSpool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-STATUSES = ("succeeded", "cancelled", "failed")
 RECORD_ATTEMPTS = 4
+# How long a reservation outlives its last renewal. Live calls renew theirs every third of it, so only a process
+# that died (or hung that long) lets one expire; the balance it held is free again that long after.
+RESERVATION_TTL_SECONDS = 900.0
+
+
+class Usage(Protocol):
+    """Counts a price applies to: a ``Tally`` (what was delivered) or a ``UsageBound`` (the most there can be)."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+    @property
+    def images(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -53,11 +72,12 @@ class PriceBook:
     def free(self) -> bool:
         return not (self.input_per_1k or self.output_per_1k or self.per_image)
 
-    def cost(self, tally: Tally) -> int:
+    def cost(self, usage: Usage) -> int:
+        """Monotone in every count, so the cost of a bound is at least the cost of anything within it."""
         return (
-            cost_of(tally.prompt_tokens, self.input_per_1k)
-            + cost_of(tally.completion_tokens, self.output_per_1k)
-            + tally.images * self.per_image
+            cost_of(usage.prompt_tokens, self.input_per_1k)
+            + cost_of(usage.completion_tokens, self.output_per_1k)
+            + usage.images * self.per_image
         )
 
 
@@ -70,27 +90,47 @@ class Attribution:
 
 
 class Meter:
-    def __init__(self, db: Database, limiter: Limiter, creator_share: Decimal = Decimal(0)):
+    def __init__(
+        self,
+        db: Database,
+        limiter: Limiter,
+        creator_share: Decimal = Decimal(0),
+        *,
+        reservation_ttl: float = RESERVATION_TTL_SECONDS,
+        spool: UsageSpool | None = None,
+    ):
         self.db = db
+        self.spool = spool  # where settlements the database refused are kept until they can be written
+        self.lost = 0  # settlements neither the database nor the spool took (only the log has them)
         self.limiter = limiter
         self.creator_share = creator_share  # the fraction of a charge through an agent credited to its creator
+        self.reservation_ttl = timedelta(seconds=reservation_ttl)
         self._settling: set[asyncio.Task[None]] = set()
+        self._holds: dict[str, reservations.Hold] = {}  # this process's live reservations, renewed while held
+        self._renewing: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
 
     async def admit(
-        self, principal: Principal, spec: PricedModel, endpoint: str, *, nested: bool = False
+        self, principal: Principal, spec: PricedModel, endpoint: str, *, bound: UsageBound, nested: bool = False
     ) -> MeteredCall:
-        """``nested``: a call made inside one already admitted (a tool's picture in an agent request), which
-        checks the balance but takes no second concurrency slot or request of the key's limits."""
+        """Balance, limits, then a reservation of ``bound``'s cost, in that order: a call refused for the balance
+        holds nothing, and one refused by the limiter writes nothing. ``nested``: a call made inside one already
+        admitted (a tool's picture in an agent request), which reserves its own cost but takes no second
+        concurrency slot or request of the key's limits."""
         prices = PriceBook.of(spec.effective_prices())
-        if principal.key_id is not None and not prices.free:
+        call = MeteredCall(self, principal, spec.id, endpoint, prices, None)
+        metered = principal.key_id is not None and not prices.free
+        if metered:
             await self._check_balance(principal.account_id)
-        lease = await self._take_limits(principal) if principal.key_id and not nested else None
-        return MeteredCall(self, principal, spec.id, endpoint, prices, lease)
+        call.lease = await self._take_limits(principal) if principal.key_id and not nested else None
+        if metered:
+            await call.guard(call.reserve(bound))
+        return call
 
     async def _take_limits(self, principal: Principal) -> Lease:
         assert principal.key_id is not None
         try:
-            return await self.limiter.admit(principal.key_id, principal.limits)
+            return await self.limiter.admit(principal.key_id, principal.limits, principal.lineage)
         except OpenGLMError:
             raise
         except Exception as exc:  # Redis down or unreachable: say so, and let the SDK retry later
@@ -98,11 +138,93 @@ class Meter:
             raise ServiceUnavailableError("the limits store is unavailable; retry shortly") from None
 
     async def _check_balance(self, account_id: str) -> None:
-        balance = await ledger.fetch_balance(self.db, account_id)
-        if balance <= 0:
-            raise InsufficientBalanceError(
-                f"您的账户已欠费，请充值后重试。 (account balance is {format_yuan(balance)} CNY; top up to continue)"
+        """The cheap refusal (a read): nothing left to reserve from."""
+        standing = await reservations.standing(self.db, account_id)
+        if standing.available <= 0 and not await self._swept(account_id):
+            raise insufficient_balance(standing)
+
+    async def _swept(self, account_id: str) -> bool:
+        """Free the account's expired reservations (a replica that died holding them), if it has any."""
+        if not await reservations.has_expired(self.db, account_id):
+            return False
+        return await reservations.sweep(self.db, account_id) > 0
+
+    async def reserve(self, account_id: str, amount: int) -> reservations.Hold:
+        """Hold ``amount`` of the account's balance for a call, or raise 1113."""
+        hold = await reservations.reserve(self.db, account_id, amount, self.reservation_ttl)
+        if hold is None and await self._swept(account_id):
+            hold = await reservations.reserve(self.db, account_id, amount, self.reservation_ttl)
+        if hold is None:
+            raise insufficient_balance(await reservations.standing(self.db, account_id))
+        self._holds[hold.id] = hold
+        self._keep_renewing()
+        return hold
+
+    def forget(self, holds: list[reservations.Hold]) -> None:
+        """Stop renewing holds that were released (or that will expire on their own)."""
+        for hold in holds:
+            self._holds.pop(hold.id, None)
+        if not self._holds:
+            self._idle.set()
+
+    def _keep_renewing(self) -> None:
+        self._idle.clear()
+        if self._renewing is None or self._renewing.done():
+            self._renewing = asyncio.create_task(self._renew_while_held())
+
+    async def _renew_while_held(self) -> None:
+        """While this process holds reservations, push their expiry forward every third of the TTL (and sweep
+        whatever other processes left expired). Ends when none is held."""
+        period = self.reservation_ttl.total_seconds() / 3
+        while self._holds:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=period)
+                continue  # released meanwhile: look again
+            except TimeoutError:
+                pass
+            try:
+                await reservations.renew(self.db, list(self._holds), self.reservation_ttl)
+                await reservations.sweep(self.db)
+            except Exception:  # the next round tries again; a hold that expires meanwhile is only swept
+                log.warning("could not renew balance reservations", exc_info=True)
+
+    def unrecorded(self, entry: UsageEntry, error: Exception) -> None:
+        """A settlement the database would not take, after its retries: spool it for replay, and say so."""
+        try:
+            if self.spool is None:
+                raise RuntimeError("no usage spool is configured")
+            self.spool.append(entry)
+        except Exception:
+            self.lost += 1
+            # Nowhere left to keep it: the log line is all an operator has, so it carries the whole record.
+            log.critical("USAGE NOT RECORDED %s", json.dumps(entry.to_json()), exc_info=error)
+            return
+        log.error(
+            "USAGE NOT RECORDED in the database (%s: %s); kept in %s for replay: %s cost=%s",
+            type(error).__name__,
+            error,
+            self.spool.path,
+            entry.id,
+            entry.cost,
+        )
+
+    def unrecorded_count(self) -> int:
+        """Calls settled but not in the database: waiting in the spool, or lost to it (for /health)."""
+        return (self.spool.pending() if self.spool is not None else 0) + self.lost
+
+    async def replay_spool(self) -> None:
+        """Write what earlier settlements spooled into the database (at start)."""
+        if self.spool is None:
+            return
+        replayed = await self.spool.replay(self.db)
+        if replayed.recorded or replayed.present:
+            log.warning(
+                "usage spool: %d spooled call(s) recorded now, %d were already recorded",
+                replayed.recorded,
+                replayed.present,
             )
+        if replayed.kept:
+            log.error("usage spool: %d call(s) still cannot be recorded (%s)", replayed.kept, self.spool.path)
 
     def spawn_settlement(self, call: MeteredCall, status: str) -> asyncio.Task[None] | None:
         """Settle in a task of its own, so that a cancelled request (client gone) still writes its record.
@@ -116,9 +238,20 @@ class Meter:
         return task
 
     async def drain(self) -> None:
-        """Wait for settlements in flight (at shutdown)."""
+        """Wait for settlements in flight, then stop renewing (at shutdown)."""
         while self._settling:
             await asyncio.gather(*list(self._settling), return_exceptions=True)
+        if self._renewing is not None:
+            self._renewing.cancel()
+            await asyncio.gather(self._renewing, return_exceptions=True)
+
+
+def insufficient_balance(standing: reservations.Standing) -> InsufficientBalanceError:
+    held = f"; {format_yuan(standing.reserved)} CNY is held by calls in flight" if standing.reserved > 0 else ""
+    return InsufficientBalanceError(
+        f"您的账户已欠费，请充值后重试。 (account balance is {format_yuan(standing.balance)} CNY{held}; "
+        "top up to continue)"
+    )
 
 
 @dataclass
@@ -134,8 +267,15 @@ class MeteredCall:
     request_id: str | None = None
     started_at: datetime = field(default_factory=utcnow)
     agent: Attribution | None = None
+    holds: list[reservations.Hold] = field(default_factory=list)  # what the call holds of the balance
     claimed: bool = False  # a settlement has been started
     _done: bool = False
+
+    async def reserve(self, bound: UsageBound) -> None:
+        """Hold the cost of ``bound`` (admission; an agent before each further round), or raise 1113."""
+        amount = self.prices.cost(bound)
+        if amount > 0:
+            self.holds.append(await self.meter.reserve(self.principal.account_id, amount))
 
     def bind(self, usage_id: str, request_id: str | None) -> None:
         """The response id (the usage record's id) and the caller's request id, known once planning is done."""
@@ -158,6 +298,7 @@ class MeteredCall:
         """The call failed before generating: nothing is charged, nothing recorded."""
         if not self._done:
             self._done = True
+            await self._give_back_holds()
             await self._release()
 
     async def settle(self, status: str) -> None:
@@ -169,34 +310,56 @@ class MeteredCall:
             return
         self._done = True
         try:
-            if self.usage_id is None:
-                raise RuntimeError("a metered call was settled before bind()")
-            await self._record_with_retries(status)
-            if self.principal.key_id is not None:
-                tokens = self.tally.prompt_tokens + self.tally.completion_tokens
-                await self.meter.limiter.add_tokens(self.principal.key_id, tokens)
-        except Exception:
-            # The answer has been delivered; nothing is left to refuse. Log the whole record, so that an
-            # operator can enter it by hand, and loudly.
-            log.exception(
-                "USAGE NOT RECORDED id=%s account=%s key=%s model=%s %s status=%s cost=%s",
-                self.usage_id,
-                self.principal.account_id,
-                self.principal.key_id,
-                self.model,
-                self.tally,
-                status,
-                self.prices.cost(self.tally),
-            )
+            entry = self._entry(status)
+            try:
+                await self._record_with_retries(entry)
+            except Exception as exc:
+                await self._give_back_holds()
+                self.meter.unrecorded(entry, exc)
+            await self._count_tokens()
         finally:
+            self.meter.forget(self.holds)
             await self._release()
 
-    async def _record_with_retries(self, status: str) -> None:
+    def _entry(self, status: str) -> UsageEntry:
+        if self.usage_id is None:  # a bug in the caller; the charge must not be lost for it
+            self.usage_id = new_usage_id("unbound")
+            log.error("a metered call was settled before bind(); recorded as %s", self.usage_id)
+        cost = self.prices.cost(self.tally)
+        return UsageEntry(
+            id=self.usage_id,
+            request_id=self.request_id,
+            account_id=self.principal.account_id,
+            key_id=self.principal.key_id,
+            model=self.model,
+            endpoint=self.endpoint,
+            prompt_tokens=self.tally.prompt_tokens,
+            completion_tokens=self.tally.completion_tokens,
+            images=self.tally.images,
+            cost=cost,
+            status=status,
+            started_at=self.started_at,
+            created_at=utcnow(),
+            agent_id=self.agent.agent_id if self.agent else None,
+            agent_owner=self.agent.owner if self.agent else None,
+            agent_share=self.creator_share(cost) if self.agent else None,
+        )
+
+    async def _count_tokens(self) -> None:
+        if self.principal.key_id is None:
+            return
+        tokens = self.tally.prompt_tokens + self.tally.completion_tokens
+        try:
+            await self.meter.limiter.add_tokens(self.principal.key_id, tokens, self.principal.lineage)
+        except Exception:  # the record stands; only today's count for the daily limit is short
+            log.warning("could not count %d tokens of key %s for today", tokens, self.principal.key_id, exc_info=True)
+
+    async def _record_with_retries(self, entry: UsageEntry) -> None:
         """A brief database hiccup must not lose a record: retry, and count a duplicate key as done (the
         attempt that raised may have committed)."""
         for attempt in range(RECORD_ATTEMPTS):
             try:
-                await self._record(status)
+                await self._record(entry)
                 return
             except IntegrityError:
                 if attempt == 0:
@@ -213,41 +376,20 @@ class MeteredCall:
             return 0
         return int(Decimal(cost) * self.meter.creator_share)
 
-    async def _record(self, status: str) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"unknown usage status {status!r}")
-        cost = self.prices.cost(self.tally)
-        share = self.creator_share(cost)
-        assert self.usage_id is not None
-        # Runs for every call: two Core INSERTs in one transaction, no ORM unit of work.
+    async def _record(self, entry: UsageEntry) -> None:
+        # Runs for every call: the reservation given back, two Core INSERTs, in one transaction, no ORM.
         async with self.meter.db.writing() as connection:
-            await connection.execute(
-                insert(UsageRecord).values(
-                    id=self.usage_id,
-                    request_id=self.request_id,
-                    account_id=self.principal.account_id,
-                    key_id=self.principal.key_id,
-                    model=self.model,
-                    endpoint=self.endpoint,
-                    prompt_tokens=self.tally.prompt_tokens,
-                    completion_tokens=self.tally.completion_tokens,
-                    images=self.tally.images,
-                    cost=cost,
-                    status=status,
-                    started_at=self.started_at,
-                    created_at=utcnow(),
-                    agent_id=self.agent.agent_id if self.agent else None,
-                    agent_owner=self.agent.owner if self.agent else None,
-                    agent_share=share if self.agent else None,
-                )
-            )
-            await ledger.append(
-                connection, self.principal.account_id, "charge", -cost, usage_id=self.usage_id, note=self.endpoint
-            )
-            if share > 0:
-                assert self.agent is not None
-                note = f"share of {self.usage_id} through agent {self.agent.agent_id}"
-                await ledger.append(connection, self.agent.owner, "share", share, note=note)
+            # First: the same row order as a sweep (reservation, then the account's balance row).
+            for hold in self.holds:
+                await reservations.release(connection, hold)
+            await write_usage(connection, entry)
+
+    async def _give_back_holds(self) -> None:
+        try:
+            await reservations.release_now(self.meter.db, self.holds)
+        except Exception:  # unrenewed, they expire and are swept; until then they only hold the balance
+            log.warning("could not give back the reservations of %s", self.usage_id, exc_info=True)
+        self.meter.forget(self.holds)
 
     async def _release(self) -> None:
         if self.lease is None:

@@ -16,6 +16,7 @@ from .metering import Meter
 from .money import to_nano
 from .sealing import SecretBox, load_master_key
 from .signin import SignIn
+from .spool import UsageSpool, spool_path
 from .store import LOCAL_ACCOUNT, AccountStore
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,11 @@ class Platform:
             raise
         limiter = create_limiter(settings.redis_url or None)
         signin = SignIn(store, session_hours=settings.web_session_hours)
-        platform = cls(db, store, authenticator, limiter, Meter(db, limiter, settings.creator_share), local, signin)
+        spool = UsageSpool(spool_path(settings.data_dir))
+        meter = Meter(db, limiter, settings.creator_share, spool=spool)
+        platform = cls(db, store, authenticator, limiter, meter, local, signin)
         platform._announce(settings)
+        await meter.replay_spool()  # calls an earlier run settled but could not record
         return platform
 
     def _announce(self, settings: Settings) -> None:

@@ -7,7 +7,7 @@ import string
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,8 @@ LOCAL_ACCOUNT = "local"
 MAX_ENTRY = 10**8 * 10**9
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _SECRET_LENGTH = 24  # ~143 bits
+# Keys made from keys, counted from the first: each admission checks every one, so the chain is bounded.
+MAX_KEY_GENERATIONS = 8
 
 
 def check_entry(kind: str, amount: int) -> None:
@@ -49,6 +51,16 @@ def new_id(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
+class AncestorRecord:
+    """A key up the chain another key was made from: what authentication checks of it."""
+
+    id: str
+    status: str
+    expires_at: datetime | None
+    limits: KeyLimits
+
+
+@dataclass(frozen=True)
 class KeyRecord:
     """What authentication needs to know about a key, secret opened."""
 
@@ -61,6 +73,7 @@ class KeyRecord:
     secret: str = field(repr=False)  # never in a log line or a traceback's locals
     expires_at: datetime | None = None
     limits: KeyLimits = field(default_factory=KeyLimits)
+    lineage: tuple[AncestorRecord, ...] = ()  # the keys it was made from, root first
 
 
 @dataclass(frozen=True)
@@ -232,9 +245,11 @@ class AccountStore:
         expires_at: datetime | None = None,
         limits: KeyLimits | None = None,
         web_session: bool = False,
+        parent_id: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its full ``id.secret`` text, which is shown once and never again. ``web_session``: made
-        by a web sign-in, for its logout to delete."""
+        by a web sign-in, for its logout to delete. ``parent_id``: the key it was made with, whose limits (and
+        its own ancestors') bound it."""
         if scope not in ("user", "admin"):
             raise InvalidFieldError("key scope must be 'user' or 'admin'")
         limits = limits or KeyLimits()
@@ -260,6 +275,7 @@ class AccountStore:
                 rpm=limits.rpm,
                 daily_tokens=limits.daily_tokens,
                 web_session=web_session,
+                parent_id=parent_id,
             )
             session.add(key)
         return key, f"{key_id}.{secret}"
@@ -351,6 +367,7 @@ class AccountStore:
                 ApiKey.max_concurrency,
                 ApiKey.rpm,
                 ApiKey.daily_tokens,
+                ApiKey.parent_id,
             )
             .join(Account, Account.id == ApiKey.account_id)
             .where(ApiKey.id == key_id)
@@ -359,7 +376,7 @@ class AccountStore:
         if not rows or rows[0].sealed_secret is None:
             return None
         row = rows[0]
-        account_id, account_status, user_id, scope, status, sealed, expires_at, concurrency, rpm, daily = row
+        account_id, account_status, user_id, scope, status, sealed, expires_at, concurrency, rpm, daily, parent = row
         return KeyRecord(
             id=key_id,
             account_id=account_id,
@@ -370,6 +387,30 @@ class AccountStore:
             secret=self.box.open(sealed, key_id),
             expires_at=expires_at,
             limits=KeyLimits(concurrency, rpm, daily),
+            lineage=await self.lineage(parent) if parent is not None else (),
+        )
+
+    async def lineage(self, parent_id: str) -> tuple[AncestorRecord, ...]:
+        """``parent_id`` and the keys it was made from, root first: one recursive query (a second one on the
+        hot path, only for keys made from keys)."""
+        chain = (
+            select(ApiKey.id, ApiKey.parent_id, literal(1).label("depth"))
+            .where(ApiKey.id == parent_id)
+            .cte("chain", recursive=True)
+        )
+        chain = chain.union_all(
+            select(ApiKey.id, ApiKey.parent_id, chain.c.depth + 1)
+            .join(chain, ApiKey.id == chain.c.parent_id)
+            .where(chain.c.depth < MAX_KEY_GENERATIONS)
+        )
+        rows = await self.db.fetch(
+            select(ApiKey.id, ApiKey.status, ApiKey.expires_at, ApiKey.max_concurrency, ApiKey.rpm, ApiKey.daily_tokens)
+            .join(chain, chain.c.id == ApiKey.id)
+            .order_by(chain.c.depth.desc())
+        )
+        return tuple(
+            AncestorRecord(key_id, status, expires_at, KeyLimits(concurrency, rpm, daily))
+            for key_id, status, expires_at, concurrency, rpm, daily in rows
         )
 
 

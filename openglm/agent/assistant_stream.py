@@ -7,14 +7,13 @@ with its whole input, then one with ``{T: {outputs}}``; the last chunk with ``fi
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..api.assistant_schemas import AssistantChoice, AssistantChunk, AssistantDelta
 from ..api.schemas import Usage
-from ..serving.usage import Tally
+from ..serving.usage import Tally, new_usage_id
 from .loop import AgentEvent, Finished, FunctionCall, Text, ToolInput, ToolOutputs
 
 
@@ -22,7 +21,7 @@ class AssistantWriter:
     def __init__(self, assistant_id: str, conversation_id: str):
         self.assistant_id = assistant_id
         self.conversation_id = conversation_id
-        self.id = "asst-" + secrets.token_hex(12)
+        self.id = new_usage_id("asst")
         self.created = int(time.time() * 1000)
         self._pending: list[dict[str, Any]] = []  # calls whose input is still being written, in order
         self._by_id: dict[str, dict[str, Any]] = {}

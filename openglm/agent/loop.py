@@ -7,7 +7,7 @@ which ``agent/stream.py`` writes in the glm-4-alltools wire format.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from ..catalog import AgentSpec
 from ..errors import InvalidFieldError
 from ..serving.service import ChatService
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
-from ..serving.usage import Tally
+from ..serving.usage import Tally, UsageBound
 from ..untrusted.loaders import load_json
 from .partial import partial_string
 from .replay import needs_replay, with_replayed_calls
@@ -68,6 +68,9 @@ class Finished:
 
 
 AgentEvent = Text | ToolInput | FunctionCall | ToolCallsEnd | ToolOutputs | Finished
+# Called with the most a further round can be billed for, before it is submitted: metering reserves that much of
+# the caller's balance, or raises (1113) and the run ends there.
+RoundReservation = Callable[[UsageBound], Awaitable[None]]
 
 
 @dataclass
@@ -137,9 +140,12 @@ class AgentLoop:
             messages.insert(0, ChatMessage(role="system", content=spec.system))
         return AgentRun(spec, request, builtins, functions, conversation, messages)
 
-    async def run(self, run: AgentRun, tally: Tally) -> AsyncIterator[AgentEvent]:
+    async def run(
+        self, run: AgentRun, tally: Tally, reserve: RoundReservation | None = None
+    ) -> AsyncIterator[AgentEvent]:
+        """``reserve``: for each round after the first (whose cost the caller reserved when it was admitted)."""
         filters = [f for tool, c in run.builtins.values() if (f := tool.text_filter(c.conversation)) is not None]
-        async for event in self._run(run, tally):
+        async for event in self._run(run, tally, reserve):
             if not filters:
                 yield event
             elif isinstance(event, Text):
@@ -153,10 +159,10 @@ class AgentLoop:
                     yield Text(held)
                 yield event
 
-    async def _run(self, run: AgentRun, tally: Tally) -> AsyncIterator[AgentEvent]:
+    async def _run(self, run: AgentRun, tally: Tally, reserve: RoundReservation | None) -> AsyncIterator[AgentEvent]:
         for round_number in range(run.spec.max_rounds):
             calls: list[_Call] = []
-            async for event in self._round(run, tally, calls, first=round_number == 0):
+            async for event in self._round(run, tally, calls, first=round_number == 0, reserve=reserve):
                 yield event
             if not calls:
                 yield Finished(run.finish_reason, "completed")
@@ -203,15 +209,24 @@ class AgentLoop:
             request.tools, request.tool_choice = None, None
         return request
 
-    async def validate(self, run: AgentRun) -> None:
-        """Plan the first round now, so that a bad request is a 400 before the stream starts."""
-        await self.chat.plan(self.round_request(run, first=True))
+    async def validate(self, run: AgentRun) -> UsageBound:
+        """Plan the first round now, so that a bad request is a 400 before the stream starts; the most that
+        round can be billed for."""
+        return (await self.chat.plan(self.round_request(run, first=True))).usage_bound()
 
     async def _round(
-        self, run: AgentRun, tally: Tally, calls: list[_Call], *, first: bool
+        self,
+        run: AgentRun,
+        tally: Tally,
+        calls: list[_Call],
+        *,
+        first: bool,
+        reserve: RoundReservation | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        request = self.round_request(run, first=first)
-        chat_run = await self.chat.start(request)
+        plan = await self.chat.plan(self.round_request(run, first=first))
+        if reserve is not None and not first:
+            await reserve(plan.usage_bound())
+        chat_run = await self.chat.submit(plan)
         tally.prompt_tokens += chat_run.prompt_tokens
         content: list[str] = []
         async for event in self.chat.events(chat_run):

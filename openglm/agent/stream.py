@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ..api.alltools_schemas import AllToolsChoice, AllToolsChunk, AllToolsDelta
 from ..api.schemas import Usage
-from ..serving.usage import Tally
+from ..serving.usage import Tally, new_usage_id
 from .loop import AgentEvent, AgentRun, Finished, FunctionCall, Text, ToolCallsEnd, ToolInput, ToolOutputs
 
 
@@ -21,7 +20,7 @@ class AllToolsWriter:
     def __init__(self, run: AgentRun, model: str):
         self.run = run
         self.model = model
-        self.id = "chatcmpl-" + secrets.token_hex(12)
+        self.id = new_usage_id("chatcmpl")
         self.created = int(time.time())
         self._functions: dict[int, dict[str, Any]] = {}  # calls being written, by index, with their arguments
 

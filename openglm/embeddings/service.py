@@ -22,7 +22,7 @@ import numpy as np
 from ..api.embedding_schemas import EmbeddingData, EmbeddingRequest, EmbeddingsResponse, EmbeddingUsage
 from ..catalog import Catalog, CatalogError, EmbeddingSpec
 from ..errors import EngineError, InvalidFieldError, ModelNotFoundError
-from ..serving.usage import Tally
+from ..serving.usage import Tally, UsageBound, token_bound
 from .backends import Embedded, EmbeddingBackend, TokenCounter, backend_class, create_backend
 from .batching import Vectors
 
@@ -36,6 +36,10 @@ class EmbeddingPlan:
     texts: list[str]
     dimensions: int
     encoding: Encoding
+
+    def usage_bound(self) -> UsageBound:
+        """The most the inputs can be billed for (metering reserves it before the model runs)."""
+        return UsageBound(prompt_tokens=sum(token_bound(text) for text in self.texts))
 
 
 def input_texts(value: str | list[str] | list[int] | list[list[int]], limit: int) -> list[str]:

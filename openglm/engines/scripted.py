@@ -3,7 +3,8 @@
 For demos and for testing what sits above the engines (the agent loop, tool-call parsing, metering) with
 conversations a small model could not hold. Each rule is ``{when = "text", reply = "text"}``: the first rule
 whose ``when`` occurs in the rendered prompt gives the reply (``when = ""`` matches everything), streamed in
-pieces of a few characters as if they were tokens. Grammars are not applied.
+pieces of a few characters as if they were tokens, one every ``pace`` seconds (default 0: as fast as the event
+loop goes; a pace makes calls overlap the way real generations do). Grammars are not applied.
 
     [[models]]
     id = "scripted"
@@ -32,10 +33,11 @@ CHARS_PER_TOKEN = 4
 
 
 class ScriptedHandle(GenerationHandle):
-    def __init__(self, reply: str, prompt_tokens: int, max_tokens: int | None):
+    def __init__(self, reply: str, prompt_tokens: int, max_tokens: int | None, pace: float = 0.0):
         self.prompt_tokens = prompt_tokens
         self._reply = reply
         self._max_tokens = max_tokens
+        self._pace = pace
         self._cancelled = False
 
     def __aiter__(self) -> AsyncIterator[GenerationChunk]:
@@ -47,7 +49,7 @@ class ScriptedHandle(GenerationHandle):
         for n, piece in enumerate(pieces[:limit], start=1):
             if self._cancelled:
                 return
-            await asyncio.sleep(0)  # yield to the loop between "tokens", as a real engine does
+            await asyncio.sleep(self._pace)  # yield to the loop between "tokens", as a real engine does
             last = n == limit
             finish = ("stop" if limit == len(pieces) else "length") if last else None
             yield GenerationChunk(text=piece, finish_reason=finish)
@@ -66,10 +68,11 @@ class ScriptedEngine(Engine):
         if not isinstance(script, list) or not all(isinstance(r, dict) and "reply" in r for r in script):
             raise EngineError(f"model {spec.id}: options.script must be a list of {{when, reply}} tables")
         self.rules = [(str(rule.get("when", "")), str(rule["reply"])) for rule in script]
+        self.pace = float(spec.options.get("pace", 0.0))
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         prompt_tokens = max(1, len(request.prompt) // CHARS_PER_TOKEN)
         if prompt_tokens > self.spec.context_length:
             raise PromptTooLongError(f"prompt of {prompt_tokens} tokens exceeds {self.spec.context_length}")
         reply = next((reply for when, reply in self.rules if when in request.prompt), "")
-        return ScriptedHandle(reply, prompt_tokens, request.max_tokens)
+        return ScriptedHandle(reply, prompt_tokens, request.max_tokens, self.pace)

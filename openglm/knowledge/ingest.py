@@ -22,6 +22,7 @@ from ..catalog import EmbeddingSpec
 from ..embeddings.service import EmbeddingService
 from ..errors import OpenGLMError
 from ..files.blobs import BlobStore
+from ..serving.usage import new_usage_id
 from .chunking import Chunk, chunk
 from .fulltext import search_text
 from .options import ChunkingOptions
@@ -163,7 +164,7 @@ class Ingestor:
         prices = PriceBook.of(spec.effective_prices())
         principal = Principal(document.account_id, None)
         call = MeteredCall(self.meter, principal, spec.id, "knowledge.ingest", prices, None)
-        call.bind(f"kb-{document.id}-{document.updated_at.timestamp():.0f}", document.id)
+        call.bind(new_usage_id("kb"), document.id)  # never made of the document: an edit recurs
         return call
 
 

@@ -6,19 +6,46 @@ GBNF ``grammar`` like llama-server and llama-cpp-python do.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
 from ..engines.base import GenerationHandle, GenerationRequest, TokenLogprob
+from ..errors import InvalidFieldError
 from .choice import ChoiceDecoder
 from .grammar_compile import GrammarCompiler
 from .models import ServedModel
 from .service import merge_events, sampling_from, stop_list
 from .toolcalls.base import ContentDelta
-from .usage import Tally
+from .usage import Tally, UsageBound, generation_bound, new_usage_id
+
+# Generations one request may ask for (prompts × n): chat's bound on ``n``. Each holds an engine slot and is
+# reserved for up front, so an unbounded list would let one request hold the engine (and its admission check
+# would be a formality).
+MAX_GENERATIONS = 16
+
+
+@dataclass
+class CompletionPlan:
+    """Everything decided before the engine is touched: the generations, and what they can cost at most."""
+
+    id: str
+    model: str
+    prompts: list[str]
+    n: int
+    echo: bool
+    stops: list[str]
+    generations: list[GenerationRequest]
+    include_usage: bool
+    context_length: int
+
+    def usage_bound(self) -> UsageBound:
+        """Each prompt is billed once, each of its ``n`` answers by its tokens."""
+        bound = UsageBound()
+        for generation in self.generations[:: self.n]:
+            bound += generation_bound(generation.prompt, generation.max_tokens, self.context_length, self.n)
+        return bound
 
 
 @dataclass
@@ -41,35 +68,63 @@ class CompletionRun:
             handle.cancel()
 
 
-async def start_completion(served: ServedModel, request: CompletionRequest, grammars: GrammarCompiler) -> CompletionRun:
+async def plan_completion(served: ServedModel, request: CompletionRequest, grammars: GrammarCompiler) -> CompletionPlan:
     prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
-    grammar = await grammars.for_completion(request.grammar, request.response_format)
     n = request.n or 1
+    if not prompts:
+        raise InvalidFieldError("prompt: give a prompt, or a list of at least one")
+    if len(prompts) * n > MAX_GENERATIONS:
+        raise InvalidFieldError(
+            f"prompt, n: {len(prompts)} prompts × n={n} asks for {len(prompts) * n} completions; "
+            f"at most {MAX_GENERATIONS} per request"
+        )
+    grammar = await grammars.for_completion(request.grammar, request.response_format)
     stops = stop_list(request.stop)
-    handles: list[GenerationHandle] = []
-    try:
-        for prompt in prompts:
-            for i in range(n):
-                # OpenAI's completions "logprobs": N asks for the chosen token plus the N most likely.
-                sampling = sampling_from(
-                    request, i, logprobs=request.logprobs is not None, top_logprobs=request.logprobs or 0
-                )
-                generation = GenerationRequest(prompt, sampling, request.max_tokens, grammar, stop=tuple(stops))
-                handles.append(await served.engine.submit(generation))
-    except BaseException:
-        for handle in handles:
-            handle.cancel()
-        raise
-    return CompletionRun(
-        id="cmpl-" + secrets.token_hex(12),
-        created=int(time.time()),
+    generations = [
+        GenerationRequest(
+            prompt,
+            # OpenAI's completions "logprobs": N asks for the chosen token plus the N most likely.
+            sampling_from(request, i, logprobs=request.logprobs is not None, top_logprobs=request.logprobs or 0),
+            request.max_tokens,
+            grammar,
+            stop=tuple(stops),
+        )
+        for prompt in prompts
+        for i in range(n)
+    ]
+    return CompletionPlan(
+        id=new_usage_id("cmpl"),
         model=request.model,
         prompts=prompts,
         n=n,
         echo=bool(request.echo),
         stops=stops,
-        handles=handles,
+        generations=generations,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        context_length=served.spec.context_length,
+    )
+
+
+async def start_completion(served: ServedModel, plan: CompletionPlan) -> CompletionRun:
+    """Submit every generation of the plan, or none."""
+    handles: list[GenerationHandle] = []
+    try:
+        for generation in plan.generations:
+            handles.append(await served.engine.submit(generation))
+    except BaseException:
+        for handle in handles:
+            handle.cancel()
+        raise
+    return CompletionRun(
+        id=plan.id,
+        created=int(time.time()),
+        model=plan.model,
+        prompts=plan.prompts,
+        n=plan.n,
+        echo=plan.echo,
+        stops=plan.stops,
+        handles=handles,
+        include_usage=plan.include_usage,
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from .grammar_compile import GrammarCompiler
 from .messages import adapt_for_template, normalize_messages
 from .models import ModelPool, ServedModel
 from .toolcalls.base import ToolCallParser, ToolCallStream
+from .usage import UsageBound, generation_bound, new_usage_id
 
 DEFAULT_TEMPERATURE = 0.95  # GLM-4's defaults on the Zhipu platform
 DEFAULT_TOP_P = 0.7
@@ -38,6 +38,14 @@ class ChatPlan:
     def decoder(self, index: int) -> ChoiceDecoder:
         stream = ToolCallStream(self.parser) if self.parser is not None else None
         return ChoiceDecoder(index, self.stops, stream)
+
+    def usage_bound(self) -> UsageBound:
+        """The most this plan can be billed for: its prompt once, and every choice's answer."""
+        if not self.generations:
+            return UsageBound()
+        first = self.generations[0]
+        context = self.served.spec.context_length
+        return generation_bound(first.prompt, first.max_tokens, context, copies=len(self.generations))
 
 
 @dataclass
@@ -169,7 +177,7 @@ class ChatService:
             )
             for i in range(request.n or 1)
         ]
-        chat_id = "chatcmpl-" + secrets.token_hex(12)
+        chat_id = new_usage_id("chatcmpl")
         request_id = chat_id if request.request_id is None else str(request.request_id)
         return ChatPlan(
             id=chat_id,

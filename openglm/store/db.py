@@ -11,7 +11,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Executable, Row, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, Row, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -119,6 +119,17 @@ class Database:
             async with connection.begin():
                 yield connection
 
+    async def write_one(self, statement: Executable) -> int:
+        """One statement that writes and is atomic by itself (its triggers included); the rows it touched (give
+        it RETURNING for an exact count: drivers report none for some statements, e.g. INSERT … SELECT). On
+        PostgreSQL it runs in autocommit: one round trip, no BEGIN or COMMIT. On SQLite it takes the writer's
+        turn like any write transaction."""
+        if self._writer is None:
+            async with self._autocommit.connect() as connection:
+                return _touched(await connection.execute(statement))
+        async with self.writing() as connection:
+            return _touched(await connection.execute(statement))
+
     @asynccontextmanager
     async def _write_turn(self) -> AsyncIterator[None]:
         if self._writer is None:
@@ -148,6 +159,10 @@ class Database:
         await self.engine.dispose()
         if self._inline_reader is not None:
             self._inline_reader.dispose()
+
+
+def _touched(result: CursorResult[Any]) -> int:
+    return len(result.all()) if result.returns_rows else int(result.rowcount)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -78,6 +78,8 @@ class ApiKey(Base):
     daily_tokens: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # Made by a web sign-in (POST /auth/login), and deleted by its logout.
     web_session: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The key this one was made with (the console, called with a key): its limits bound this key's (migration 0009).
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -134,6 +136,27 @@ class AccountBalance(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)  # nano-yuan
     entries: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The sum of the account's reservations (``balance_reservations``), moved by triggers on their inserts and
+    # deletes (migration 0009): what calls in flight may still cost.
+    reserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # nano-yuan
+
+
+class BalanceReservation(Base):
+    """What one admitted call may cost at most, held against its account's balance until the call settles
+    (migration 0009). A reservation whose holder stopped renewing it (a replica that died) expires and is swept,
+    so it cannot lock a balance for good. Not part of the ledger: rows are deleted when released."""
+
+    __tablename__ = "balance_reservations"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # nano-yuan, > 0
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_reservations_account", "account_id", "expires_at"),
+        Index("ix_reservations_expiry", "expires_at"),
+    )
 
 
 class File(Base):

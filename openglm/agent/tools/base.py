@@ -15,12 +15,14 @@ if TYPE_CHECKING:
     from ...files.store import FileStore
     from ...images.service import ImageService
     from ...knowledge.service import KnowledgeService
+    from ...serving.usage import UsageBound
 
 
 class Billing(Protocol):
-    """Admission and metering of a billable call a tool makes on the caller's behalf (an image, say)."""
+    """Admission and metering of a billable call a tool makes on the caller's behalf (an image, say): ``bound``
+    is the most it can use, whose cost is reserved before it runs."""
 
-    async def __call__(self, spec: PricedModel, endpoint: str) -> MeteredCall: ...
+    async def __call__(self, spec: PricedModel, endpoint: str, bound: UsageBound) -> MeteredCall: ...
 
 
 @dataclass(frozen=True)

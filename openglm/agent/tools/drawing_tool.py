@@ -3,11 +3,11 @@ prompt is shown to the model, which revises it rather than starting over."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from ...files.store import FileStore
 from ...images.service import ImageService, data_url
+from ...serving.usage import UsageBound, new_usage_id
 from ..state import ConversationState
 from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
@@ -54,9 +54,10 @@ class DrawingTool(AgentTool):
         spec = self.images.resolve(context.options.get("model"))
         if self.files is not None:  # no room left at all: refused before anything is drawn or charged
             await self.files.quota.check(context.account_id, 1)
-        call = await context.billing(spec, "images.generations") if context.billing else None
+        bound = UsageBound(images=1)  # generate() makes one picture
+        call = await context.billing(spec, "images.generations", bound) if context.billing else None
         if call is not None:
-            call.bind("img-" + secrets.token_hex(12), None)
+            call.bind(new_usage_id("img"), None)
         try:
             images = await self.images.generate(spec, prompt)
             # Kept before the charge: a picture the storage quota has no room for is not billed.

@@ -3,12 +3,12 @@ through the same ``Retriever`` as chat's retrieval tool and the retrieval test, 
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidFieldError
 from ...knowledge.chat import knowledge_text
 from ...knowledge.retrieval import Retrieval, RetrievalOptions, RetrievedChunk
+from ...serving.usage import UsageBound, new_usage_id, token_bound
 from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
 if TYPE_CHECKING:
@@ -53,9 +53,10 @@ class RetrievalTool(AgentTool):
         owner = context.resource_account
         bases = [await self.knowledge.store.get(owner, knowledge_id) for knowledge_id in knowledge_ids]
         spec = self.knowledge.embeddings.resolve(bases[0].embedding_model)
-        call = await context.billing(spec, "knowledge.retrieve") if context.billing else None
+        bound = UsageBound(prompt_tokens=token_bound(query) * len(bases))  # the query, embedded once per base
+        call = await context.billing(spec, "knowledge.retrieve", bound) if context.billing else None
         if call is not None:
-            call.bind("ret-" + secrets.token_hex(12), None)
+            call.bind(new_usage_id("ret"), None)
         found: list[RetrievedChunk] = []
         try:
             for base in bases:

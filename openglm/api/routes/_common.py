@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from ...accounts.auth import Principal
 from ...accounts.metering import MeteredCall
 from ...serving.models import ServedModel
+from ...serving.usage import UsageBound
 
 
 def json_response(model: BaseModel, status_code: int = 200, *, nulls: bool = False) -> JSONResponse:
@@ -53,9 +54,10 @@ async def admit(
     endpoint: str,
     usage_id: str | None,
     request_id: str | None,
+    bound: UsageBound,
 ) -> MeteredCall:
-    """Limits and balance, before the engine is touched."""
-    call: MeteredCall = await request.app.state.platform.meter.admit(principal, served.spec, endpoint)
+    """Limits, balance and a reservation of ``bound``'s cost, before the engine is touched."""
+    call: MeteredCall = await request.app.state.platform.meter.admit(principal, served.spec, endpoint, bound=bound)
     if usage_id is not None:
         call.bind(usage_id, request_id)
     return call

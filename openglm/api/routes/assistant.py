@@ -113,9 +113,11 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
         chat, plan = glm_plan(request, glm, chat)
     assert plan is not None
     with_files(chat, attachments)
-    run = await prepare_agent(chat, request, principal, plan)
+    run, first_round = await prepare_agent(chat, request, principal, plan)
     writer = AssistantWriter(body.assistant_id, conversation_id)
-    call = await admit_agent(request, principal, plan, "assistant", writer.id, body.request_id or writer.id)
+    call = await admit_agent(
+        request, principal, plan, "assistant", writer.id, body.request_id or writer.id, first_round
+    )
     version = glm.version if glm else None
     turn = TurnSaver(
         conversations(request),
@@ -128,7 +130,7 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
         continues=existing is not None,
     )
     agents: AgentService = request.app.state.agents
-    events = turn.record(agents.loop.run(run, call.tally), call.tally)
+    events = turn.record(agents.loop.run(run, call.tally, call.reserve), call.tally)
     return sse_response(metered_stream(call, writer.chunks(events, call.tally)), on_close=call.close)
 
 
@@ -173,7 +175,9 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Re
     chat = suggest_request(plan.spec.model, recent)
     service: ChatService = request.app.state.chat
     planned = await service.plan(chat)
-    call = await admit(request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id)
+    call = await admit(
+        request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id, planned.usage_bound()
+    )
     call.agent = plan.attribution
     run = await call.guard(service.submit(planned))
     call.tally.prompt_tokens = run.prompt_tokens

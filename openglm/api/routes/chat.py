@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
@@ -22,9 +21,10 @@ from ...errors import InvalidFieldError, ModelNotFoundError, NotFoundError
 from ...glms.conversations import ConversationRecord, ConversationStore, new_conversation_id
 from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord
-from ...knowledge.chat import Grounding, retrieval_tools
+from ...knowledge.chat import Grounding, question_of, retrieval_tools
 from ...knowledge.service import KnowledgeService
 from ...serving.responses import collect_chat, stream_chat
+from ...serving.usage import UsageBound, new_usage_id, token_bound
 from ..deps import Caller
 from ..schemas import (
     ChatCompletion,
@@ -59,7 +59,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         await service.plan(body)  # a bad request is refused before anything is retrieved or billed
         body, grounding = await ground(request, principal, body)
     planned = await service.plan(body)
-    call = await admit(request, principal, planned.served, "chat.completions", planned.id, planned.request_id)
+    bound = planned.usage_bound()
+    call = await admit(request, principal, planned.served, "chat.completions", planned.id, planned.request_id, bound)
     run = await call.guard(service.submit(planned))
     call.tally.prompt_tokens = run.prompt_tokens
     citations = grounding.citations() if grounding.chunks else None
@@ -83,8 +84,9 @@ async def ground(
     knowledge: KnowledgeService = request.app.state.knowledge
     base = await knowledge.store.get(principal.account_id, tools[0].knowledge_id)
     spec = knowledge.embeddings.resolve(base.embedding_model)
-    call = await request.app.state.platform.meter.admit(principal, spec, "knowledge.retrieve", nested=True)
-    usage_id = "ret-" + secrets.token_hex(12)
+    bound = UsageBound(prompt_tokens=token_bound(question_of(body)[1]) * len(tools))  # the question, per base
+    call = await request.app.state.platform.meter.admit(principal, spec, "knowledge.retrieve", nested=True, bound=bound)
+    usage_id = new_usage_id("ret")
     call.bind(usage_id, usage_id)
 
     async def retrieve() -> tuple[ChatCompletionRequest, Grounding]:
@@ -125,8 +127,9 @@ def catalog_plan(request: Request, agent_id: str) -> AgentPlan | None:
 
 async def prepare_agent(
     body: ChatCompletionRequest, request: Request, principal: Principal, plan: AgentPlan
-) -> AgentRun:
-    """The loop's run, its first round planned now: a bad request is a 400, not an error inside a 200 stream."""
+) -> tuple[AgentRun, UsageBound]:
+    """The loop's run, its first round planned now: a bad request is a 400, not an error inside a 200 stream;
+    and the most that first round can be billed for (admission reserves it; later rounds reserve their own)."""
     agents: AgentService = request.app.state.agents
     billing = partial(nested_call, request.app.state.platform.meter, principal, plan.attribution)
     run = agents.loop.prepare(
@@ -138,25 +141,36 @@ async def prepare_agent(
         str(request.base_url),
         resources_of=plan.resources_of,
     )
-    await agents.loop.validate(run)
-    return run
+    return run, await agents.loop.validate(run)
 
 
 async def nested_call(
-    meter: Meter, principal: Principal, attribution: Attribution | None, spec: PricedModel, endpoint: str
+    meter: Meter,
+    principal: Principal,
+    attribution: Attribution | None,
+    spec: PricedModel,
+    endpoint: str,
+    bound: UsageBound,
 ) -> MeteredCall:
-    """A billable call a tool makes inside an agent run (a picture, a retrieval's embedding): admitted as nested,
-    and attributed like the run itself, so a GLM's creator share and usage include it."""
-    call = await meter.admit(principal, spec, endpoint, nested=True)
+    """A billable call a tool makes inside an agent run (a picture, a retrieval's embedding): admitted as nested
+    (its own reservation, no second slot of the key's limits), and attributed like the run itself, so a GLM's
+    creator share and usage include it."""
+    call = await meter.admit(principal, spec, endpoint, nested=True, bound=bound)
     call.agent = attribution
     return call
 
 
 async def admit_agent(
-    request: Request, principal: Principal, plan: AgentPlan, endpoint: str, usage_id: str, request_id: str
+    request: Request,
+    principal: Principal,
+    plan: AgentPlan,
+    endpoint: str,
+    usage_id: str,
+    request_id: str,
+    first_round: UsageBound,
 ) -> MeteredCall:
     served = request.app.state.models.get(plan.spec.model)
-    call = await admit(request, principal, served, endpoint, usage_id, request_id)
+    call = await admit(request, principal, served, endpoint, usage_id, request_id, first_round)
     call.agent = plan.attribution
     if plan.attribution is not None:
         await call.guard(request.app.state.glms.count_use(plan.attribution.agent_id))  # a use: an admitted call
@@ -173,10 +187,11 @@ async def agent_completions(
     """An All Tools agent (a catalog one, or a GLM): the tool loop, in the glm-4-alltools format."""
     if not body.stream:
         raise InvalidFieldError("stream: All Tools agents answer as a stream only; set stream=true")
-    run = await prepare_agent(body, request, principal, plan)
+    run, first_round = await prepare_agent(body, request, principal, plan)
     writer = AllToolsWriter(run, body.model)
-    call = await admit_agent(request, principal, plan, "chat.completions", writer.id, str(body.request_id or writer.id))
-    events = request.app.state.agents.loop.run(run, call.tally)
+    request_id = str(body.request_id or writer.id)
+    call = await admit_agent(request, principal, plan, "chat.completions", writer.id, request_id, first_round)
+    events = request.app.state.agents.loop.run(run, call.tally, call.reserve)
     if turn is not None:
         events = turn.record(events, call.tally)
     chunks = writer.chunks(events, call.tally)

@@ -5,7 +5,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.metering import metered_result, metered_stream
-from ...serving.completions import collect_completion, completion_chunks, start_completion
+from ...serving.completions import collect_completion, completion_chunks, plan_completion, start_completion
 from ..deps import Caller
 from ..schemas import CompletionRequest
 from ..sse import sse_response
@@ -18,9 +18,9 @@ router = APIRouter(tags=["completions"])
 @router.post("/api/paas/v4/completions")
 async def completions(body: CompletionRequest, request: Request, principal: Caller) -> Response:
     served = request.app.state.models.get(body.model)
-    call = await admit(request, principal, served, "completions", None, None)
-    run = await call.guard(start_completion(served, body, request.app.state.chat.grammars))
-    call.bind(run.id, None)
+    plan = await plan_completion(served, body, request.app.state.chat.grammars)
+    call = await admit(request, principal, served, "completions", plan.id, None, plan.usage_bound())
+    run = await call.guard(start_completion(served, plan))
     call.tally.prompt_tokens = run.prompt_tokens()
     if body.stream:
         stream = metered_stream(call, completion_chunks(run, call.tally))

@@ -114,7 +114,7 @@ async def build_by_conversation(body: BuilderRequest, request: Request, principa
     tools = builder_tools(list(request.app.state.agents.tools), None if draft is None else draft.config)
     turns = [BuilderTurn(m.role, m.content) for m in body.messages]
     plan = await chat.plan(chat_request(served.spec.id, turns, draft, tools))
-    call = await admit(request, principal, plan.served, "glms.builder", plan.id, plan.request_id)
+    call = await admit(request, principal, plan.served, "glms.builder", plan.id, plan.request_id, plan.usage_bound())
     run = await call.guard(chat.submit(plan))
     call.tally.prompt_tokens = run.prompt_tokens
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import base64
-import secrets
 import time
 
 from fastapi import APIRouter
@@ -11,6 +10,7 @@ from starlette.responses import Response
 from ...accounts.metering import metered_result
 from ...files.store import FileStore
 from ...images.service import ImageService
+from ...serving.usage import UsageBound, new_usage_id
 from ..deps import Caller
 from ..image_schemas import ImageData, ImageGenerationRequest, ImagesResponse
 from ._common import json_response
@@ -23,8 +23,9 @@ router = APIRouter(tags=["images"])
 async def generate_images(body: ImageGenerationRequest, request: Request, principal: Caller) -> Response:
     images: ImageService = request.app.state.images
     spec = images.resolve(body.model)
-    call = await request.app.state.platform.meter.admit(principal, spec, "images.generations")
-    call.bind("img-" + secrets.token_hex(12), None)
+    bound = UsageBound(images=body.n or 1)
+    call = await request.app.state.platform.meter.admit(principal, spec, "images.generations", bound=bound)
+    call.bind(new_usage_id("img"), None)
 
     async def work() -> ImagesResponse:
         files: FileStore = request.app.state.files

@@ -3,8 +3,6 @@ chunks and the retrieval test (the same code path as the chat ``retrieval`` tool
 
 from __future__ import annotations
 
-import secrets
-
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,6 +10,7 @@ from starlette.responses import Response
 from ...accounts.metering import metered_result
 from ...knowledge.retrieval import RetrievalOptions
 from ...knowledge.service import KnowledgeService
+from ...serving.usage import UsageBound, new_usage_id, token_bound
 from ..deps import Caller
 from ..knowledge_schemas import (
     ChunkPage,
@@ -119,8 +118,9 @@ async def retrieve(knowledge_id: str, body: RetrievalRequest, request: Request, 
     knowledge = service(request)
     base = await knowledge.store.get(principal.account_id, knowledge_id)
     spec = knowledge.embeddings.resolve(base.embedding_model)
-    call = await request.app.state.platform.meter.admit(principal, spec, "knowledge.retrieve")
-    usage_id = "ret-" + secrets.token_hex(12)
+    bound = UsageBound(prompt_tokens=token_bound(body.query))
+    call = await request.app.state.platform.meter.admit(principal, spec, "knowledge.retrieve", bound=bound)
+    usage_id = new_usage_id("ret")
     call.bind(usage_id, usage_id)
     options = RetrievalOptions(top_k=body.top_k, mode=body.mode, score_threshold=body.score_threshold)
 

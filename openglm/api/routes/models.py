@@ -89,4 +89,8 @@ async def health(request: Request) -> Response:
     pool: ModelPool = request.app.state.models
     engines = {served.spec.id: served.engine.stats() for served in pool.served()}
     embeddings = request.app.state.embeddings.stats()
-    return JSONResponse({"status": "ok", "models": list(engines), "engines": engines, "embeddings": embeddings})
+    # Calls settled but not in the database (waiting in the usage spool): an operator's alarm, never silent.
+    metering = {"unrecorded_usage": request.app.state.platform.meter.unrecorded_count()}
+    return JSONResponse(
+        {"status": "ok", "models": list(engines), "engines": engines, "embeddings": embeddings, "metering": metering}
+    )

@@ -402,3 +402,37 @@ def test_bearer_token_missing(header: str | None) -> None:
     with pytest.raises(MissingCredentialsError) as caught:
         bearer_token(header)
     assert caught.value.code == "1001"
+
+
+# --- keys made from keys ------------------------------------------------------------------
+
+
+async def test_a_key_made_from_a_key_carries_its_lineage_with_the_defaults_filled_in(
+    auth: Authenticator, store: AccountStore
+) -> None:
+    parent = await new_key(store, limits=KeyLimits(rpm=10))
+    child = await new_key(store, parent_id=parent.id)
+    principal = await auth.authenticate(child.text)
+    assert principal.limits == DEFAULTS
+    assert [(a.key_id, a.limits) for a in principal.lineage] == [(parent.id, KeyLimits(5, 10, 1_000_000))]
+    assert (await auth.authenticate(parent.text)).lineage == ()
+
+
+@pytest.mark.parametrize("revoked", ["disabled", "deleted", "expired"])
+async def test_revoking_any_key_up_the_chain_stops_the_keys_made_from_it(
+    auth: Authenticator, store: AccountStore, revoked: str
+) -> None:
+    root = await new_key(store, expires_at=datetime(2025, 3, 1, 11, tzinfo=UTC) if revoked == "expired" else None)
+    child = await new_key(store, parent_id=root.id)
+    grandchild = await new_key(store, parent_id=child.id)
+    if revoked == "disabled":
+        await store.set_key_status(root.id, "disabled")
+    elif revoked == "deleted":
+        await store.delete_key(root.id)
+    error = await refused(
+        auth,
+        grandchild.text,
+        ExpiredTokenError if revoked == "expired" else TokenVerificationError,
+        "1003" if revoked == "expired" else "1004",
+    )
+    assert root.id in error.message

@@ -8,9 +8,9 @@ import pytest
 
 from openglm.accounts import console
 from openglm.accounts.auth import Principal
-from openglm.accounts.limits import KeyLimits
+from openglm.accounts.limits import Ancestor, KeyLimits
 from openglm.accounts.sealing import SecretBox
-from openglm.accounts.store import AccountStore
+from openglm.accounts.store import MAX_KEY_GENERATIONS, AccountStore
 from openglm.errors import NotFoundError, PermissionDeniedError
 from openglm.store.db import Database
 
@@ -32,6 +32,27 @@ async def test_a_key_makes_keys_no_stronger_and_no_longer_lived_than_itself(stor
     assert (child.max_concurrency, child.rpm, child.daily_tokens) == (2, 30, None)
     grandchild, _ = await console.create_key(store, Principal(account.id, child.id), "grandchild")
     assert grandchild.expires_at == expires and (grandchild.max_concurrency, grandchild.rpm) == (2, 30)
+    # and each records the key it was made with: its limits bound the new key's (limits.py, auth.py)
+    assert (child.parent_id, grandchild.parent_id) == (parent.id, child.id)
+    record = await store.key_for_auth(grandchild.id)
+    assert record is not None
+    assert [(a.id, a.limits) for a in record.lineage] == [
+        (parent.id, KeyLimits(2, 30, None)),
+        (child.id, KeyLimits(2, 30, None)),
+    ]
+
+
+async def test_keys_made_from_keys_stop_after_eight_generations(store: AccountStore) -> None:
+    account = await store.create_account("acme")
+    key, _ = await store.create_key(account.id)
+    lineage: tuple[Ancestor, ...] = ()
+    for _ in range(MAX_KEY_GENERATIONS - 1):
+        made, _ = await console.create_key(store, Principal(account.id, key.id, lineage=lineage), "next")
+        lineage, key = (*lineage, Ancestor(key.id, KeyLimits())), made
+    record = await store.key_for_auth(key.id)
+    assert record is not None and len(record.lineage) == MAX_KEY_GENERATIONS - 1
+    with pytest.raises(PermissionDeniedError, match="generations"):
+        await console.create_key(store, Principal(account.id, key.id, lineage=lineage), "one too many")
 
 
 async def test_a_sign_in_session_makes_lasting_keys_with_the_default_limits(store: AccountStore) -> None:
@@ -45,6 +66,7 @@ async def test_a_sign_in_session_makes_lasting_keys_with_the_default_limits(stor
     )
     made, _ = await console.create_key(store, Principal(account.id, session.id), "laptop")
     assert made.expires_at is None and not made.web_session
+    assert made.parent_id is None  # the session stands for the user's password, not for a key
     assert (made.max_concurrency, made.rpm, made.daily_tokens) == (None, None, None)
 
 

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from openglm.accounts.limits import (
     ZHIPU_CONCURRENCY_MESSAGE,
+    Ancestor,
     KeyLimits,
     Lease,
     Limiter,
@@ -339,3 +340,55 @@ def test_unknown_limiter_names_the_known_ones() -> None:
     assert limiters.names() == ["memory", "redis"]
     with pytest.raises(KeyError, match="known: memory, redis"):
         limiters.get("etcd")
+
+
+# --- keys made from keys: a family shares its ancestors' limits -----------------------
+
+PARENT, CHILD, GRANDCHILD = "key-parent", "key-child", "key-grandchild"
+
+
+def lineage(*pairs: tuple[str, KeyLimits]) -> list[Ancestor]:
+    return [Ancestor(key_id, limits) for key_id, limits in pairs]
+
+
+async def test_a_childs_tokens_count_against_its_ancestors(limiter: Limiter) -> None:
+    chain = lineage((PARENT, KeyLimits(daily_tokens=100)), (CHILD, KeyLimits()))
+    await limiter.add_tokens(GRANDCHILD, 60, chain)
+    assert await limiter.tokens_today(PARENT) == 60
+    assert await limiter.tokens_today(CHILD, root=PARENT) == 60
+    assert await limiter.tokens_today(GRANDCHILD, root=PARENT) == 60
+    await limiter.add_tokens(PARENT, 40)
+    with pytest.raises(DailyQuotaError) as refused:
+        await limiter.admit(GRANDCHILD, KeyLimits(daily_tokens=1000), chain)
+    assert PARENT in refused.value.message  # the quota that was hit is the parent's
+    with pytest.raises(DailyQuotaError) as own:
+        await limiter.admit(PARENT, KeyLimits(daily_tokens=100))
+    assert "this API key" in own.value.message
+
+
+async def test_a_family_shares_its_ancestors_rate_and_slots(limiter: Limiter) -> None:
+    parent_limits = KeyLimits(concurrency=2, rpm=3)
+    chain = lineage((PARENT, parent_limits))
+    held = [await limiter.admit(CHILD, KeyLimits(), chain), await limiter.admit(PARENT, parent_limits)]
+    assert await limiter.in_flight(PARENT) == 2
+    assert await limiter.in_flight(CHILD, root=PARENT) == 1
+    with pytest.raises(ConcurrencyLimitError) as busy:
+        await limiter.admit(CHILD, KeyLimits(), chain)
+    assert PARENT in busy.value.message
+    await held[0].release()
+    assert await limiter.in_flight(PARENT) == 1
+    assert await limiter.in_flight(CHILD, root=PARENT) == 0
+    await limiter.admit(CHILD, KeyLimits(), chain)  # the third request of the parent's minute
+    await held[1].release()
+    with pytest.raises(FrequencyLimitError):
+        await limiter.admit(CHILD, KeyLimits(), chain)
+
+
+async def test_a_child_refused_by_its_ancestor_takes_nothing(limiter: Limiter) -> None:
+    chain = lineage((PARENT, KeyLimits(concurrency=1)))
+    held = await limiter.admit(PARENT, KeyLimits(concurrency=1))
+    with pytest.raises(ConcurrencyLimitError):
+        await limiter.admit(CHILD, KeyLimits(rpm=1), chain)
+    assert await limiter.in_flight(CHILD, root=PARENT) == 0
+    await held.release()
+    await limiter.admit(CHILD, KeyLimits(rpm=1), chain)  # its own minute window was not touched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -211,3 +212,45 @@ def test_a_lazy_grammar_completes_the_call_the_model_starts() -> None:
     assert prose == free_text.partition("<tool_call>")[0]  # identical until the call starts
     result = parser.parse(text, final=True)
     assert [c.name for c in result.calls] == ["f"] and result.calls[0].arguments == "{}"
+
+
+def test_long_prompts_are_tokenized_off_the_event_loop() -> None:
+    """Issue #12, item 13: a request may bring 16 long prompts; tokenizing them on the event loop stalled every
+    tenant. Here each prompt is too long for the context, so it is refused right after tokenizing (nothing is
+    decoded): the event loop must keep ticking meanwhile, instead of stalling for all of them."""
+    prompt = "The quick brown fox jumps over the lazy dog. " * 9000  # ~400 KB, ~90,000 tokens
+    submissions = 6
+
+    async def scenario() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        eng = engine()
+        await eng.start()
+        try:
+            started = loop.time()
+            eng.tokenize_prompt(prompt)  # what one tokenization costs here
+            alone = loop.time() - started
+            ticks = [loop.time()]
+            stop = asyncio.Event()
+
+            async def tick() -> None:
+                while not stop.is_set():
+                    await asyncio.sleep(0.001)
+                    ticks.append(loop.time())
+
+            ticker = asyncio.create_task(tick())
+            for _ in range(submissions):
+                with pytest.raises(PromptTooLongError):
+                    await eng.submit(GenerationRequest(prompt, GREEDY, 8))
+            ticks.append(loop.time())
+            stop.set()
+            await ticker
+            return alone, max(b - a for a, b in itertools.pairwise(ticks))
+        finally:
+            await eng.stop()
+
+    alone, slowest = run(scenario())
+    # On the loop, the longest stall would be all six tokenizations; off it, the loop ticks throughout (the bound
+    # leaves room for a busy machine descheduling the loop now and then).
+    assert slowest < 2 * alone, (
+        f"the event loop stalled {slowest * 1000:.0f} ms; one tokenization: {alone * 1000:.0f} ms"
+    )

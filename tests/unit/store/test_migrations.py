@@ -26,6 +26,7 @@ TABLES = {
     "usage_records",
     "ledger_entries",
     "account_balances",
+    "balance_reservations",
     "files",
     "account_storage",
     "knowledge_bases",
@@ -42,8 +43,13 @@ FULL_TEXT = "knowledge_chunks_fts"
 FULL_TEXT_INDEX = "ix_knowledge_chunks_search"
 FULL_TEXT_TRIGGERS = {f"knowledge_chunks_fts_{action}" for action in ("insert", "delete", "update")}
 APPEND_ONLY = {"usage_records", "ledger_entries"}
-HEAD = "0009"  # the latest migration
-BALANCE_TRIGGERS = {"accounts_open_balance", "ledger_entries_move_balance"}
+HEAD = "0010"  # the latest migration
+BALANCE_TRIGGERS = {
+    "accounts_open_balance",
+    "ledger_entries_move_balance",
+    "balance_reservations_hold",
+    "balance_reservations_release",
+}
 
 
 def schema_diff(connection: Connection, metadata: MetaData = Base.metadata) -> list[Any]:
