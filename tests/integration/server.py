@@ -35,12 +35,14 @@ class RunningServer:
             command += ["--models-file", str(models_file)]
         self._log = log.open("wb")
         # Each server gets its own data directory (SQLite file, blobs) and master key file unless the test names
-        # them (the key's default place is the user's ~/.config, shared by every server of the machine).
+        # them (the key's default place is the user's ~/.config, shared by every server of the machine). The key
+        # file sits beside the data directory, so a server restarted on a test's data directory finds its key.
+        data_dir = Path((env or {}).get("OPENGLM_DATA_DIR") or log.parent / f"data-{self.port}")
         self.env = {
             **os.environ,
             "OPENGLM_THREADS": "2",
-            "OPENGLM_DATA_DIR": str(log.parent / f"data-{self.port}"),
-            "OPENGLM_SECRET_KEY_FILE": str(log.parent / f"config-{self.port}" / "secret.key"),
+            "OPENGLM_DATA_DIR": str(data_dir),
+            "OPENGLM_SECRET_KEY_FILE": str(data_dir.parent / f"{data_dir.name}-config" / "secret.key"),
             **(env or {}),
         }
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env)

@@ -244,6 +244,10 @@ def test_stop_strings_cut_the_output(client: openai.OpenAI) -> None:
 
 def test_same_seed_same_sample(client: openai.OpenAI) -> None:
     kwargs: dict[str, Any] = {"model": MODEL, "messages": ASK, "max_tokens": 20, "temperature": 1.0, "seed": 1234}
+    # The first call meets whatever earlier tests left in the prefix cache; the two compared calls both find this
+    # prompt cached (docs/architecture.md: a prompt split differently between cache and computation gives logits
+    # that differ in the last bits, which a temperature-1 draw can turn into another token).
+    client.chat.completions.create(**kwargs)
     first = client.chat.completions.create(**kwargs).choices[0].message.content
     assert client.chat.completions.create(**kwargs).choices[0].message.content == first
 
