@@ -145,6 +145,8 @@ class KernelPool:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        # Kernels on their way land in the books first (or fail), so that they are shut down with the others.
+        await asyncio.gather(*(asyncio.shield(s.done) for s in self._starting.values()), return_exceptions=True)
         kernels = [*self._ready, *(lease.kernel for lease in self._conversations.values())]
         self._ready.clear()
         self._conversations.clear()

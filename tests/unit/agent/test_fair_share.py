@@ -188,3 +188,19 @@ async def test_a_request_that_goes_away_while_its_kernel_starts_leaves_the_start
     assert held_pool.boots == 2 and held_pool.kernels_of("C") == 1
     await held_pool.close()
     assert held_pool._slots == 0 and not held_pool._uids_in_use  # nothing held by the abandoned start
+
+
+async def test_closing_the_pool_while_a_kernel_starts_leaves_nothing_behind(held_pool: HeldBoots) -> None:
+    held_pool.gate.clear()
+    opening = asyncio.create_task(run(held_pool, "c1", "C", "print(1)"))
+    await asyncio.sleep(0.1)
+    closing = asyncio.create_task(held_pool.close())
+    await asyncio.sleep(0.1)
+    assert not closing.done()  # it waits for the kernel on its way, to shut it down with the others
+    held_pool.gate.set()
+    await closing
+    await asyncio.gather(opening, return_exceptions=True)  # its kernel went away under it: whatever it got
+    assert held_pool._slots == 0 and not held_pool._uids_in_use
+    assert held_pool.cgroups is None or not any(
+        (base / held_pool.cgroups.name).exists() for base in held_pool.cgroups.bases()
+    )
