@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     sandbox_cpus: float = Field(default=1.0, gt=0, le=256)
     sandbox_workspace_mb: int = Field(default=512, ge=1)
     sandbox_workspace_files: int = Field(default=10_000, ge=16)
+    # All kernels together, where cgroups exist (0: no overall limit, only each kernel's): CPU cores' worth of
+    # time, and memory (past it the OOM killer picks among all the kernels, so keep it above what they need).
+    sandbox_total_cpus: float = Field(default=0.0, ge=0, le=1024)
+    sandbox_total_memory_mb: int = Field(default=0, ge=0)
 
     # Knowledge bases: the embedding model new bases use (empty: the catalog's first [[embeddings]] entry), the
     # vector index ("flat": exact, in memory; "pgvector": HNSW in PostgreSQL; "auto": pgvector where the database

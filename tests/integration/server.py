@@ -27,10 +27,13 @@ class RunningServer:
         log: Path,
         host: str = "127.0.0.1",
         wait: bool = True,
+        command_prefix: list[str] | None = None,
     ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "openglm", "serve", "--host", host, "--port", str(self.port)]
+        # command_prefix: a launcher that execs the server in another environment (its pid stays the server's).
+        command = [*(command_prefix or []), sys.executable, "-m", "openglm", "serve", "--host", host]
+        command += ["--port", str(self.port)]
         if models_file is not None:
             command += ["--models-file", str(models_file)]
         self._log = log.open("wb")

@@ -6,7 +6,13 @@ process delete the live WAL (lost usage records while ``openglm db verify`` stil
 The attack, as the probe ran it: code in the kernel starts a thread that keeps exchanging
 (``renameat2(RENAME_EXCHANGE)``) a directory of decoy files named like the data directory's with a symlink to
 the data directory, and every run adds a pair, so that each collection finds new files under both names.
-Measured here: 80 runs (collections) in about 15 s."""
+Measured here: 80 runs (collections) in about 15 s.
+
+Where cgroups exist the server freezes the kernel between runs, so its thread cannot rename anything while the
+server collects: that proves the end-to-end result, not the descriptor discipline. So the test runs twice: once
+as deployed, and once with the server in a mount namespace without the cgroup filesystem — the fallback of a
+host without usable cgroups, where nothing is frozen and the thread races every collection — which proves,
+through the real server, that the way the server opens workspace files is safe on its own."""
 
 from __future__ import annotations
 
@@ -50,8 +56,16 @@ print("pairs", len(state["pairs"]))
 """
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+# The server in a mount namespace of its own from which the cgroup filesystem is unmounted: it finds no cgroup
+# hierarchy, as on a host without one, and runs its kernels unfrozen (rlimits only).
+WITHOUT_CGROUPS = [
+    *("unshare", "--mount", "--propagation", "private", "--"),
+    *("sh", "-c", 'umount -l /sys/fs/cgroup && exec "$@"', "without-cgroups"),
+]
+
+
+@pytest.fixture(scope="module", params=["cgroups", "no-cgroups"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("sandbox-outputs")
     data = tmp / "data"
     catalog = scripted_code_agent("racer", race_code(data), max_rounds=ROUNDS + 1)
@@ -61,9 +75,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         models_file=tmp / "models.toml",
         log=tmp / "server.log",
         env={"OPENGLM_AUTH": "on", "OPENGLM_DATA_DIR": str(data), "OPENGLM_SANDBOX_WARM": "0"},
+        command_prefix=WITHOUT_CGROUPS if request.param == "no-cgroups" else None,
     )
     yield running
     running.stop()
+
+
+def frozen_between_runs(server: RunningServer) -> bool:
+    """Whether the server's kernels get cgroups (and so are frozen while their outputs are collected)."""
+    log = server.log_path.read_text(errors="replace")
+    assert "sandboxed kernels get cgroup" in log or "no per-kernel cgroups" in log, log[-2000:]
+    return "no per-kernel cgroups" not in log
 
 
 def requests_recorded(server: RunningServer, account: str) -> int:
@@ -71,7 +93,9 @@ def requests_recorded(server: RunningServer, account: str) -> int:
     return sum(int(m.group(1)) for m in re.finditer(r"^\S+\s+(\d+)\s", table, re.MULTILINE))
 
 
-def test_racing_links_never_make_the_server_publish_or_touch_its_own_files(server: RunningServer) -> None:
+def test_racing_links_never_make_the_server_publish_or_touch_its_own_files(
+    server: RunningServer, request: pytest.FixtureRequest
+) -> None:
     key = new_key(server, "racer-org")
     data = Path(server.env["OPENGLM_DATA_DIR"])
     published: list[bytes] = []
@@ -86,6 +110,8 @@ def test_racing_links_never_make_the_server_publish_or_touch_its_own_files(serve
     assert logs == [f"pairs {n + 1}\n" for n in range(REQUESTS * ROUNDS)]  # every run ran, in one kernel
     # The attack was live: the kernel's decoys were collected (through whichever name held the directory).
     assert published.count(b"decoy") > REQUESTS * ROUNDS
+    # The variant is what it says: frozen while collected only where the server has cgroups.
+    assert frozen_between_runs(server) == (request.node.callspec.params["server"] == "cgroups")
 
     # The server never opened its own database files for the kernel: it still holds their POSIX locks, so a
     # CLI process neither deletes the live WAL nor misses what the server writes afterwards.

@@ -13,7 +13,14 @@ Layout: a server's cgroups sit below the server's own cgroup (its own subtree, a
 one), in a directory per pool named ``openglm-sandbox-<pid>-<random>`` — unique per server process, since
 several servers share a machine — with one directory per kernel in it. A pool holds an flock on a file named
 like its directory in ``/run/openglm-sandbox-cgroups`` while it lives; a starting pool removes the directories
-whose lock nobody holds (a server that died without cleaning up), killing anything left in them.
+whose lock nobody holds (a server that died without cleaning up), killing anything left in them; a directory
+it cannot clean up is logged and left, never a reason to run the new pool without cgroups.
+
+Kernels are frozen between runs. A server killed outright (SIGKILL, the OOM killer) cannot thaw them, and a
+frozen v1 task cannot die — not even of the parent-death signal that takes a kernel down with its server — so
+each pool starts a guardian: a shell outside the kernels' cgroups reading a pipe only the server holds. When
+the server is gone, however it went, the pipe ends and the guardian thaws every kernel of the pool, which then
+dies of its pending signal.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import logging
 import os
 import secrets
 import signal
+import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -40,13 +48,17 @@ V1_REQUIRED = ("memory", "cpu", "pids", "freezer")
 V2_REQUIRED = ("memory", "cpu", "pids")
 CFS_PERIOD_US = 100_000
 SETTLE_SECONDS = 5.0  # how long a freeze, or an emptied cgroup's removal, may take to settle
+# $1: the pool's directory in the freezer's hierarchy, $2: each kernel's freezer file there, $3: "thawed".
+GUARDIAN = 'read -r _; cd "$1" || exit 0; for f in */"$2"; do [ -f "$f" ] && printf %s "$3" > "$f"; done'
 
 
 @dataclass(frozen=True)
 class Limits:
-    memory_bytes: int  # everything the kernel's processes hold in RAM, tmpfs pages they write included; no swap
-    cpus: float  # CPU time per wall-clock second (1.0: one core)
-    processes: int  # tasks (threads count)
+    """A cgroup's limits; None leaves one as it is (unlimited in a new cgroup)."""
+
+    memory_bytes: int | None  # everything the processes hold in RAM, tmpfs pages they write included; no swap
+    cpus: float | None  # CPU time per wall-clock second (1.0: one core)
+    processes: int | None  # tasks (threads count)
 
 
 def _write(path: Path, value: str) -> None:
@@ -104,12 +116,13 @@ class KernelCgroup(ABC):
     def thaw(self) -> None: ...
 
     @abstractmethod
-    def cpu_seconds(self) -> float:
-        """CPU time the kernel's processes have used, in all."""
+    def cpu_seconds(self) -> float | None:
+        """CPU time the kernel's processes have used, in all (None: no CPU accounting here). Each run's share is
+        reported in its result and the server's log."""
 
     @abstractmethod
     def memory_peak(self) -> int | None:
-        """The most memory the kernel has held at once (bytes), where the kernel reports it."""
+        """The most memory the kernel has held at once (bytes), where the kernel reports it; logged per run."""
 
     @abstractmethod
     def kill_all(self) -> None:
@@ -141,11 +154,14 @@ class CgroupV2(KernelCgroup):
         return [str(self.path / "cgroup.procs")]
 
     def apply(self, limits: Limits) -> None:
-        _write(self.path / "memory.max", str(limits.memory_bytes))
-        if (self.path / "memory.swap.max").exists():
-            _write(self.path / "memory.swap.max", "0")
-        _write(self.path / "cpu.max", f"{round(limits.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
-        _write(self.path / "pids.max", str(limits.processes))
+        if limits.memory_bytes is not None:
+            _write(self.path / "memory.max", str(limits.memory_bytes))
+            if (self.path / "memory.swap.max").exists():
+                _write(self.path / "memory.swap.max", "0")
+        if limits.cpus is not None:
+            _write(self.path / "cpu.max", f"{round(limits.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+        if limits.processes is not None:
+            _write(self.path / "pids.max", str(limits.processes))
 
     def pids(self) -> set[int]:
         return _pids_in(self.path / "cgroup.procs")
@@ -162,12 +178,12 @@ class CgroupV2(KernelCgroup):
     def thaw(self) -> None:
         _write(self.path / "cgroup.freeze", "0")
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self) -> float | None:
         for line in _read(self.path / "cpu.stat").splitlines():
             key, _, value = line.partition(" ")
             if key == "usage_usec":
                 return int(value) / 1e6
-        return 0.0
+        return None
 
     def memory_peak(self) -> int | None:
         peak = self.path / "memory.peak"
@@ -193,14 +209,17 @@ class CgroupV1(KernelCgroup):
         return sorted({str(d / "cgroup.procs") for d in self.dirs.values()})
 
     def apply(self, limits: Limits) -> None:
-        memory = self.dirs["memory"]
-        _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
-        if (memory / "memory.memsw.limit_in_bytes").exists():  # memory + swap: no swapping past the limit
-            _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
-        cpu = self.dirs["cpu"]
-        _write(cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US))
-        _write(cpu / "cpu.cfs_quota_us", str(round(limits.cpus * CFS_PERIOD_US)))
-        _write(self.dirs["pids"] / "pids.max", str(limits.processes))
+        if limits.memory_bytes is not None:
+            memory = self.dirs["memory"]
+            _write(memory / "memory.limit_in_bytes", str(limits.memory_bytes))
+            if (memory / "memory.memsw.limit_in_bytes").exists():  # memory + swap: no swapping past the limit
+                _write(memory / "memory.memsw.limit_in_bytes", str(limits.memory_bytes))
+        if limits.cpus is not None:
+            cpu = self.dirs["cpu"]
+            _write(cpu / "cpu.cfs_period_us", str(CFS_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", str(round(limits.cpus * CFS_PERIOD_US)))
+        if limits.processes is not None:
+            _write(self.dirs["pids"] / "pids.max", str(limits.processes))
 
     def pids(self) -> set[int]:
         return _pids_in(self.dirs["freezer"] / "cgroup.procs")
@@ -218,14 +237,17 @@ class CgroupV1(KernelCgroup):
     def thaw(self) -> None:
         _write(self.dirs["freezer"] / "freezer.state", "THAWED")
 
-    def cpu_seconds(self) -> float:
-        usage = self.dirs.get("cpuacct")
-        return int(_read(usage / "cpuacct.usage")) / 1e9 if usage is not None else 0.0
+    def cpu_seconds(self) -> float | None:
+        usage = self.dirs.get("cpuacct")  # optional: cpuacct is not needed for the limits
+        return int(_read(usage / "cpuacct.usage")) / 1e9 if usage is not None else None
 
     def memory_peak(self) -> int | None:
         return int(_read(self.dirs["memory"] / "memory.max_usage_in_bytes"))
 
     def kill_all(self) -> None:
+        if not self.dirs["freezer"].is_dir():  # half removed (a cleanup stopped part way): kill what is listed
+            self.kill(set().union(*(_pids_in(directory / "cgroup.procs") for directory in self.dirs.values())))
+            return
         # Frozen, nothing can fork between the listing and the kill; the killed die as they thaw.
         deadline = time.monotonic() + SETTLE_SECONDS
         while time.monotonic() < deadline:
@@ -247,6 +269,7 @@ class CgroupTree(ABC):
     def __init__(self, name: str):
         self.name = name
         self.lock_fd = -1  # the flock that says this pool's server lives
+        self.guardian: subprocess.Popen[bytes] | None = None  # thaws the pool's kernels when the server dies
 
     @abstractmethod
     def bases(self) -> list[Path]:
@@ -257,8 +280,46 @@ class CgroupTree(ABC):
         """Make this pool's directory (in every hierarchy)."""
 
     @abstractmethod
+    def group(self, *names: str) -> KernelCgroup:
+        """The cgroup at ``names`` below the server's own (existing or not)."""
+
     def kernel_cgroup(self, pool: str, kernel: str) -> KernelCgroup:
         """The cgroup named ``kernel`` in the pool ``pool``'s directory (existing or not)."""
+        return self.group(pool, kernel)
+
+    def limit_pool(self, limits: Limits) -> None:
+        """Limits for all of this pool's kernels together (a parent's limits bind its children's sum)."""
+        self.group(self.name).apply(limits)
+
+    @abstractmethod
+    def thawing(self) -> tuple[Path, str, str]:
+        """This pool's directory in the freezer's hierarchy, the freezer file of each kernel in it, and the value
+        that thaws one."""
+
+    def start_guardian(self) -> None:
+        """The guardian (see the module's docstring): its stdin is a pipe whose write end only this process holds
+        (close-on-exec, so no kernel inherits it); its own session, so a signal to the server's process group
+        does not take it first."""
+        directory, name, value = self.thawing()
+        self.guardian = subprocess.Popen(
+            ["sh", "-c", GUARDIAN, "openglm-sandbox-guardian", str(directory), name, value],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop_guardian(self) -> None:
+        if self.guardian is None:
+            return
+        guardian, self.guardian = self.guardian, None
+        assert guardian.stdin is not None
+        guardian.stdin.close()
+        try:
+            guardian.wait(timeout=SETTLE_SECONDS)
+        except subprocess.TimeoutExpired:
+            guardian.kill()
+            guardian.wait()
 
     def create(self, kernel: str, limits: Limits) -> KernelCgroup:
         cgroup = self.kernel_cgroup(self.name, kernel)
@@ -275,9 +336,10 @@ class CgroupTree(ABC):
         return [base.joinpath(*names) for base in self.bases()]
 
     def close(self) -> None:
-        """Remove this pool's directories (its kernels' are gone) and its lock."""
+        """Remove this pool's directories (its kernels' are gone), its guardian and its lock."""
         for directory in self._dirs(self.name):
             _remove_dir(directory)
+        self.stop_guardian()
         if self.lock_fd >= 0:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(LOCKS / self.name)
@@ -285,7 +347,8 @@ class CgroupTree(ABC):
             self.lock_fd = -1
 
     def remove_dead_pools(self) -> None:
-        """Directories of pools whose server is gone: their leftovers are killed and the directories removed."""
+        """Directories of pools whose server is gone: their leftovers are killed and the directories removed.
+        What cannot be removed is logged and left for the next start."""
         pools = {child.name for base in self.bases() if base.is_dir() for child in base.iterdir()}
         for pool in sorted(pools):
             if not pool.startswith(POOL_PREFIX) or pool == self.name:
@@ -294,13 +357,19 @@ class CgroupTree(ABC):
                 if not dead:
                     continue
                 log.info("removing the cgroups of a sandbox pool whose server is gone: %s", pool)
-                kernels = {k.name for d in self._dirs(pool) if d.is_dir() for k in d.iterdir() if k.is_dir()}
-                for kernel in kernels:
-                    cgroup = self.kernel_cgroup(pool, kernel)
-                    cgroup.kill_all()
-                    cgroup.remove()
-                for directory in self._dirs(pool):
-                    _remove_dir(directory)
+                try:
+                    self._remove_pool(pool)
+                except OSError as exc:
+                    log.warning("could not remove the cgroups of the dead sandbox pool %s: %s", pool, exc)
+
+    def _remove_pool(self, pool: str) -> None:
+        kernels = {k.name for d in self._dirs(pool) if d.is_dir() for k in d.iterdir() if k.is_dir()}
+        for kernel in kernels:
+            cgroup = self.kernel_cgroup(pool, kernel)
+            cgroup.kill_all()
+            cgroup.remove()
+        for directory in self._dirs(pool):
+            _remove_dir(directory)
 
 
 class TreeV2(CgroupTree):
@@ -330,8 +399,11 @@ class TreeV2(CgroupTree):
         root.mkdir()
         _write(root / "cgroup.subtree_control", wanted)
 
-    def kernel_cgroup(self, pool: str, kernel: str) -> KernelCgroup:
-        return CgroupV2(self.base / pool / kernel)
+    def group(self, *names: str) -> KernelCgroup:
+        return CgroupV2(self.base.joinpath(*names))
+
+    def thawing(self) -> tuple[Path, str, str]:
+        return self.base / self.name, "cgroup.freeze", "0"
 
 
 class TreeV1(CgroupTree):
@@ -346,8 +418,11 @@ class TreeV1(CgroupTree):
         for directory in self._dirs(self.name):
             directory.mkdir()
 
-    def kernel_cgroup(self, pool: str, kernel: str) -> KernelCgroup:
-        return CgroupV1({c: base / pool / kernel for c, base in self.controller_bases.items()})
+    def group(self, *names: str) -> KernelCgroup:
+        return CgroupV1({c: base.joinpath(*names) for c, base in self.controller_bases.items()})
+
+    def thawing(self) -> tuple[Path, str, str]:
+        return self.controller_bases["freezer"] / self.name, "freezer.state", "THAWED"
 
 
 @contextlib.contextmanager
@@ -458,6 +533,7 @@ def open_tree() -> tuple[CgroupTree | None, str]:
     try:
         tree.remove_dead_pools()
         tree.setup()
+        tree.start_guardian()
     except OSError as exc:
         os.close(lock)
         with contextlib.suppress(OSError):

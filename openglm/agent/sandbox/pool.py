@@ -11,6 +11,12 @@ than its fair share (the pool divided evenly between the accounts holding kernel
 kernel can be taken over (all busy running code), it waits up to ``queue_seconds`` for one to come free, then
 fails with a retryable "busy" error (1302). A kernel taken over loses its state; its conversation gets a new
 kernel on its next run, and the run says so.
+
+Who gets which kernel is decided without an await between reading the pool's state and changing it (one
+event loop: such a step cannot interleave with another), so no lock is held while kernels shut down or boot:
+a run in a conversation that has its kernel never waits for another conversation's kernel to start. Requests
+for a conversation whose kernel is starting share that start. A kernel's processes run only during its runs:
+between them its cgroup is frozen (``SandboxedKernel.suspend``).
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import os
 import secrets
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ...errors import ConcurrencyLimitError
 from .cgroups import CgroupTree, KernelCgroup, Limits, open_tree
-from .kernel import KernelStartError, SandboxedKernel, remove_workspace
+from .kernel import KernelStartError, SandboxedKernel, remove_cgroup, remove_workspace
 from .policy import SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,23 @@ class SandboxBusyError(ConcurrencyLimitError):
     retry_after = RETRY_AFTER_SECONDS
 
 
+@dataclass
+class _Plan:
+    """How a new conversation gets its kernel. ``kernel``: a pre-started one, handed over as it is; ``victim``:
+    a kernel taken over, shut down first, whose slot the new kernel takes; neither: a slot reserved for a new one."""
+
+    kernel: SandboxedKernel | None = None
+    victim: SandboxedKernel | None = None
+
+
+@dataclass
+class _Starting:
+    """A new conversation's kernel on its way; other requests of the conversation wait for it."""
+
+    account: str
+    done: asyncio.Future[None]
+
+
 class KernelPool:
     def __init__(
         self,
@@ -70,6 +94,7 @@ class KernelPool:
         hidden: list[str] | None = None,
         kernels_per_account: int = 0,
         queue_seconds: float = 30.0,
+        total: Limits | None = None,
     ):
         self.policy = policy
         self.root = root  # workspaces live under root/<kernel id>
@@ -79,6 +104,7 @@ class KernelPool:
         self.hidden = hidden or []
         self.kernels_per_account = min(kernels_per_account or max(1, max_kernels // 2), max_kernels)
         self.queue_seconds = queue_seconds
+        self.total = total  # CPU and memory for all the pool's kernels together (where cgroups exist)
         self._ready: list[SandboxedKernel] = []
         self._conversations: dict[str, _Lease] = {}
         self._lost: OrderedDict[str, None] = OrderedDict()  # conversations whose kernel was taken over
@@ -92,7 +118,8 @@ class KernelPool:
         self._uid_cursor = secrets.randbelow(UID_SPAN_PER_KERNEL * max_kernels)
         self._refilling: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
-        self._leasing = asyncio.Lock()
+        self._starting: dict[str, _Starting] = {}  # conversation -> its kernel being taken over or started
+        self._background: set[asyncio.Task[None]] = set()  # shutdowns no caller waits for (or that outlive one)
         self.cgroups: CgroupTree | None = None
 
     async def start(self) -> None:
@@ -104,6 +131,11 @@ class KernelPool:
             log.warning("no per-kernel cgroups (%s): sandboxed kernels have per-process rlimits only", how)
         else:
             log.info("sandboxed kernels get cgroup %s limits (%s)", how, self.cgroups.name)
+            if self.total is not None:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.cgroups.limit_pool, self.total)
+                except OSError as exc:
+                    log.warning("could not limit the sandbox pool as a whole (%s): per-kernel limits only", exc)
         self._refill_soon()
         self._reaper = asyncio.create_task(self._reap_forever())
 
@@ -113,10 +145,13 @@ class KernelPool:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        # Kernels on their way land in the books first (or fail), so that they are shut down with the others.
+        await asyncio.gather(*(asyncio.shield(s.done) for s in self._starting.values()), return_exceptions=True)
         kernels = [*self._ready, *(lease.kernel for lease in self._conversations.values())]
         self._ready.clear()
         self._conversations.clear()
         await asyncio.gather(*(self._dispose(k) for k in kernels), return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.cgroups is not None:
             self.cgroups.close()
 
@@ -134,6 +169,7 @@ class KernelPool:
                     try:
                         yield lease.kernel
                     finally:
+                        await lease.kernel.suspend()  # (done already when the run ended in execute)
                         lease.last_used = time.monotonic()
                     return
             finally:
@@ -169,18 +205,17 @@ class KernelPool:
         queued = False
         try:
             while True:
-                async with self._leasing:  # two first requests of one conversation must not both take a kernel
-                    lease = self._conversations.get(conversation)
-                    if lease is None:
-                        kernel = await self._kernel_for(account)
-                        if kernel is not None:
-                            lease = _Lease(kernel, account, time.monotonic())
-                            lease.state_lost = self._lost.pop(conversation, False) is None
-                            self._conversations[conversation] = lease
-                    if lease is not None:
-                        lease.users += 1
-                        return lease
-                    changed = self._changed
+                lease = self._conversations.get(conversation)
+                if lease is not None:
+                    lease.users += 1
+                    return lease
+                starting = self._starting.get(conversation)
+                if starting is not None:  # another request of this conversation is getting its kernel: share it
+                    await asyncio.shield(starting.done)
+                    continue
+                plan = self._plan(account)
+                if plan is not None:
+                    return await self._open(conversation, account, plan)
                 if not queued:
                     queued = True
                     self._queued += 1
@@ -191,32 +226,41 @@ class KernelPool:
                         f"{self.queue_seconds:g} s for one); try again shortly"
                     )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), left)
+                    await asyncio.wait_for(self._changed.wait(), left)
         finally:
             if queued:
                 self._queued -= 1
 
-    async def _kernel_for(self, account: str) -> SandboxedKernel | None:
-        """A kernel for a new conversation of ``account``, by the fair-share rules; None: wait for one."""
+    def _plan(self, account: str) -> _Plan | None:
+        """A kernel for a new conversation of ``account``, by the fair-share rules; None: wait for one. Decided
+        and recorded in one step (no await): a victim leaves the pool's books, a slot is reserved."""
+        held = self._held()
         own = [lease for lease in self._conversations.values() if lease.account == account]
-        if len(own) >= self.kernels_per_account:
+        if held[account] >= self.kernels_per_account:
             victim = _longest_idle(own)
-            return None if victim is None else await self._take_over(victim)
-        kernel = await self._take(have_slot=False)
+            return None if victim is None else self._evict(victim)
+        kernel = self._pop_ready()
         if kernel is not None:
-            return kernel
+            return _Plan(kernel=kernel)
+        if self._reserve_slot():
+            return _Plan()
         # The pool is full: an idle kernel of an account over its fair share, else one of the account's own.
-        victim = _longest_idle(self._over_fair_share(account)) or _longest_idle(own)
-        return None if victim is None else await self._take_over(victim)
+        victim = _longest_idle(self._over_fair_share(account, held)) or _longest_idle(own)
+        return None if victim is None else self._evict(victim)
 
-    def _over_fair_share(self, newcomer: str) -> list[_Lease]:
-        """Leases of accounts holding more than the pool divided evenly between them and ``newcomer``."""
+    def _held(self) -> Counter[str]:
+        """Kernels per account, those on their way included."""
         held = Counter(lease.account for lease in self._conversations.values())
+        held.update(starting.account for starting in self._starting.values())
+        return held
+
+    def _over_fair_share(self, newcomer: str, held: Counter[str]) -> list[_Lease]:
+        """Leases of accounts holding more than the pool divided evenly between them and ``newcomer``."""
         share = self.max_kernels / len(set(held) | {newcomer})
         return [lease for lease in self._conversations.values() if held[lease.account] > share]
 
-    async def _take_over(self, victim: _Lease) -> SandboxedKernel:
-        """Shut ``victim``'s kernel down and start another in its slot (or hand over a pre-started one)."""
+    def _evict(self, victim: _Lease) -> _Plan:
+        """Take ``victim``'s kernel (idle) away from its conversation, which is told on its next run."""
         for conversation, lease in list(self._conversations.items()):
             if lease is victim:
                 del self._conversations[conversation]
@@ -225,40 +269,88 @@ class KernelPool:
                     self._lost.popitem(last=False)
                 log.info("sandbox: conversation %s of %r gives up its idle kernel", conversation, victim.account)
         victim.evicted = True
-        await self._dispose(victim.kernel, keep_slot=True)
-        kernel = await self._take(have_slot=True)
-        assert kernel is not None  # with a slot in hand, a kernel or an exception
-        return kernel
+        return _Plan(victim=victim.kernel)
+
+    async def _open(self, conversation: str, account: str, plan: _Plan) -> _Lease:
+        """Carry ``plan`` out (shutting down and booting outside any lock) and give the conversation its lease;
+        the conversation's other requests meanwhile wait for this one (and share its failure)."""
+        starting = _Starting(account, asyncio.get_running_loop().create_future())
+        self._starting[conversation] = starting
+        try:
+            kernel = await self._carry_out(plan)
+        except Exception as exc:
+            starting.done.set_exception(exc)
+            starting.done.exception()  # retrieved: nobody may be waiting
+            raise
+        except BaseException:
+            starting.done.set_result(None)  # this request went away: a waiting one starts the kernel itself
+            raise
+        finally:
+            del self._starting[conversation]
+        lease = _Lease(kernel, account, time.monotonic(), users=1)
+        lease.state_lost = self._lost.pop(conversation, False) is None
+        self._conversations[conversation] = lease
+        starting.done.set_result(None)
+        self._refill_soon()  # a slot may have come free since the warm kernels were last topped up
+        return lease
+
+    async def _carry_out(self, plan: _Plan) -> SandboxedKernel:
+        if plan.kernel is not None:
+            return plan.kernel
+        if plan.victim is not None:
+            ready = self._pop_ready()
+            if ready is not None:  # no need to wait for the victim's shutdown: it frees its slot when done
+                self._in_background(self._dispose(plan.victim))
+                return ready
+            try:
+                await self._dispose(plan.victim, keep_slot=True)
+            except asyncio.CancelledError:
+                raise  # the shutdown goes on, and gives the slot back itself
+            except BaseException:
+                self._free_slot()
+                raise
+            return await self._kernel_in_slot()
+        return await self._new_kernel()
 
     async def _replace_dead(self, conversation: str, lease: _Lease) -> None:
-        await self._dispose(lease.kernel, keep_slot=True)
         try:
-            kernel = await self._take(have_slot=True)
+            try:
+                await self._dispose(lease.kernel, keep_slot=True)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                self._free_slot()
+                raise
+            lease.kernel = await self._kernel_in_slot()
         except BaseException:
             if self._conversations.get(conversation) is lease:
                 del self._conversations[conversation]
             lease.evicted = True
             raise
-        assert kernel is not None
-        lease.kernel = kernel
 
-    async def _take(self, *, have_slot: bool) -> SandboxedKernel | None:
-        """A kernel for a new lease: a pre-started one, else a new one. ``have_slot``: the caller holds a slot
-        (given back if a pre-started kernel is used). None only without a slot, when the pool is full."""
+    async def _kernel_in_slot(self) -> SandboxedKernel:
+        """A kernel for the slot the caller holds: a pre-started one (the slot given back), else a new one."""
+        kernel = self._pop_ready()
+        if kernel is not None:
+            self._free_slot()
+            return kernel
+        return await self._new_kernel()
+
+    def _pop_ready(self) -> SandboxedKernel | None:
+        """A pre-started kernel, if one is alive (the dead are shut down in the background)."""
         while self._ready:
             kernel = self._ready.pop(0)
             if kernel.alive:
-                if have_slot:
-                    self._free_slot()
                 self._refill_soon()
                 return kernel
-            await self._dispose(kernel, keep_slot=not have_slot)
-            have_slot = True
-        if not have_slot and not self._reserve_slot():
-            return None
-        kernel = await self._new_kernel()
-        self._refill_soon()
-        return kernel
+            self._in_background(self._dispose(kernel))
+        return None
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def _reserve_slot(self) -> bool:
         if self._slots >= self.max_kernels:
@@ -278,6 +370,7 @@ class KernelPool:
         """A started kernel in the slot the caller reserved (freed again if it fails)."""
         kernel: SandboxedKernel | None = None
         uid: int | None = None
+        cgroup: KernelCgroup | None = None
         try:
             uid = self._next_uid()
             self._uids_in_use.add(uid)
@@ -291,8 +384,10 @@ class KernelPool:
             await kernel.start()
         except BaseException:
             if kernel is not None:
-                await self._dispose(kernel)
+                await self._dispose(kernel)  # removes its cgroup too
             else:
+                if cgroup is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, remove_cgroup, cgroup)
                 if uid is not None:
                     self._free_uid(uid)
                 self._free_slot()
@@ -303,7 +398,10 @@ class KernelPool:
         if self.cgroups is None:
             return None
         policy = self.policy
-        limits = Limits(memory_bytes=policy.memory_bytes, cpus=policy.cpus, processes=policy.processes)
+        cpus = policy.cpus
+        if self.total is not None and self.total.cpus is not None:
+            cpus = min(cpus, self.total.cpus)  # v1 refuses a child's CPU quota above its parent's
+        limits = Limits(memory_bytes=policy.memory_bytes, cpus=cpus, processes=policy.processes)
         return self.cgroups.create(f"k{uid}-{secrets.token_hex(4)}", limits)
 
     def _next_uid(self) -> int:
@@ -354,14 +452,27 @@ class KernelPool:
             os.close(fd)  # closing the file releases its lock
 
     async def _dispose(self, kernel: SandboxedKernel, *, keep_slot: bool = False) -> None:
-        """Shut ``kernel`` down and free its uid and (unless the caller reuses it) its slot."""
+        """Shut ``kernel`` down and free its uid and (unless the caller reuses it) its slot. The shutdown runs
+        to its end even if the caller is cancelled meanwhile; the slot then goes back to the pool."""
+        keep = keep_slot
+
+        async def shut_down() -> None:
+            try:
+                await kernel.shutdown()  # waits until the uid's processes are gone; removes its cgroup
+                kernel.remove_workspace()
+            finally:
+                self._free_uid(kernel.uid)
+                if not keep:
+                    self._free_slot()
+
+        task = self._in_background(shut_down())
         try:
-            await kernel.shutdown()  # waits until the uid's processes are gone; removes its cgroup
-            kernel.remove_workspace()
-        finally:
-            self._free_uid(kernel.uid)
-            if not keep_slot:
-                self._free_slot()
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if keep and task.done():
+                self._free_slot()  # kept for a caller that is gone
+            keep = False  # still shutting down: it gives the slot back itself
+            raise
 
     def _refill_soon(self) -> None:
         if self._refilling is None or self._refilling.done():

@@ -11,6 +11,7 @@ from typing import Any
 
 from ...errors import StorageQuotaError
 from ...files.store import FileStore
+from ..sandbox.cgroups import Limits
 from ..sandbox.kernel import Execution, SandboxedKernel
 from ..sandbox.policy import MiB, SandboxPolicy
 from ..sandbox.pool import KernelPool
@@ -64,6 +65,7 @@ class CodeInterpreter(AgentTool):
             hidden=hidden,
             kernels_per_account=settings.sandbox_kernels_per_account,
             queue_seconds=settings.sandbox_queue_seconds,
+            total=_total_limits(settings.sandbox_total_cpus, settings.sandbox_total_memory_mb),
         )
         await pool.start()
         return cls(pool, resources.files)
@@ -188,6 +190,13 @@ def _result(
         notes.append("[the kernel died (a resource limit or a kill) and was restarted; variables are gone]")
     observation = (execution.logs[-OBSERVATION_CHARS:] + "".join(f"\n{n}" for n in notes)).strip()
     return ToolResult(outputs=outputs or [{"type": "logs", "logs": ""}], observation=observation or "[no output]")
+
+
+def _total_limits(cpus: float, memory_mb: int) -> Limits | None:
+    """The pool's overall limits from the settings (0: none)."""
+    if not cpus and not memory_mb:
+        return None
+    return Limits(memory_bytes=memory_mb * MiB or None, cpus=cpus or None, processes=None)
 
 
 def sandbox_unavailable() -> str | None:

@@ -4,7 +4,11 @@ next run are unharmed. Real kernels in real namespaces; nothing is mocked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from openglm.agent.sandbox.kernel import KernelStartError, SandboxedKernel, children_by_parent
 from openglm.agent.sandbox.policy import MiB, SandboxPolicy
 from openglm.agent.sandbox.pool import KernelPool
 
@@ -290,3 +295,69 @@ def test_a_killed_server_takes_its_kernels_with_it(data_dir: Path) -> None:
 async def _start_and_close(pool: KernelPool) -> None:
     await pool.start()
     await pool.close()
+
+
+async def test_the_kernel_cannot_swap_its_sockets_for_links_to_host_sockets(pool: KernelPool, tmp_path: Path) -> None:
+    """The server's libzmq (root) reconnects to a kernel's socket by path whenever a connection drops. A kernel
+    that replaced its socket file with a symlink to a host Unix socket, then closed its end, once had root connect
+    there and send it a ZeroMQ greeting. The socket directory is root's once the kernel has bound its sockets."""
+    host = tmp_path / "host.sock"  # a host service's socket, outside the sandbox's view
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(host))
+    listener.listen()
+    listener.setblocking(False)
+    code = f"""
+import os
+try:
+    os.unlink("/mnt/ipc/k-3")
+    os.symlink({str(host)!r}, "/mnt/ipc/k-3")
+    print("swapped")
+except PermissionError:
+    print("refused")
+get_ipython().kernel.stdin_socket.close()  # the server's end reconnects
+"""
+    try:
+        swapping = await run(pool, code)
+        await asyncio.sleep(1.0)  # libzmq reconnects after 100 ms
+        with contextlib.suppress(BlockingIOError):
+            connection, _ = listener.accept()
+            connection.settimeout(1.0)
+            pytest.fail(f"the server connected to a host socket the kernel chose and sent {connection.recv(64)!r}")
+    finally:
+        listener.close()
+    assert swapping.logs == "refused\n"
+    assert (await run(pool, "print('still here')")).logs == "still here\n"
+    async with pool.session("c1") as kernel:
+        sockets = kernel.ipc_dir.stat()
+        assert (sockets.st_uid, sockets.st_mode & 0o777) == (0, 0o755)
+
+
+async def test_the_sandboxes_init_shows_no_host_path_on_its_command_line(pool: KernelPool, data_dir: Path) -> None:
+    """Every process of the namespace reads /proc/1/cmdline: bwrap's options (the hidden data directory, the key
+    and catalog files) are read from a descriptor instead."""
+    seen = (await run(pool, "print(open('/proc/1/cmdline', 'rb').read().replace(b'\\0', b' ').decode())")).logs
+    assert seen.startswith("bwrap --args "), seen
+    assert str(data_dir) not in seen and "--tmpfs" not in seen and "--ro-bind" not in seen
+
+
+def test_a_kernel_whose_own_processes_cannot_be_found_is_refused(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the kernel's pid every process of the sandbox looks like a straggler (or none does): the end of a run
+    once killed nothing, silently. Here bwrap's stand-in has two children: which is the namespace's init?"""
+    kernel = SandboxedKernel(POLICY, data_dir / "workspace", POLICY.base_uid, [])
+    kernel.process = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        while len(children_by_parent(kernel.process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(children_by_parent(kernel.process.pid)) == 2
+        with pytest.raises(KernelStartError, match="cannot tell"):
+            kernel._find_kernel_pid()
+        assert "cannot find the kernel's process" in caplog.text
+    finally:
+        for child in children_by_parent(kernel.process.pid):
+            os.kill(child, signal.SIGKILL)
+        kernel.process.kill()
+        kernel.process.wait()
+        shutil.rmtree(kernel.ipc_dir)
