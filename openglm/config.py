@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     # form. The browser's list does not apply to them: any user can point a GLM anywhere. Catalog agents' HTTP tools
     # may also call the servers their (operator-written) documents name.
     http_tools_allow: str = ""
+    # Seconds one browser page (redirects included) or one HTTP tool call may take in all, connecting and reading;
+    # each network wait is bounded separately (10 s), which alone lets a server trickling bytes hold a call for hours.
+    http_deadline: float = Field(default=30.0, gt=0)
 
     # Untrusted input (documents, web pages, OpenAPI documents, grammars) is parsed in worker processes: how many
     # run at once, each one's address space, and the seconds one parse may take before its worker is killed.
