@@ -105,9 +105,10 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(default=2, ge=1, le=16)
     knowledge_capacity_chars: int = Field(default=20_000_000, ge=1)
 
-    # MB of files an account may keep (uploads, knowledge documents, code outputs, pictures) unless the operator
-    # sets its own quota (admin API, ``openglm accounts storage``); 0: unlimited.
-    storage_quota_mb: int = Field(default=1024, ge=0)
+    # MB of files an account may keep (uploads, knowledge documents, code outputs, pictures, GLM configurations)
+    # unless the operator sets its own quota (admin API, ``openglm accounts storage``); -1: unlimited, 0: nothing
+    # (the same as an account's own quota).
+    storage_quota_mb: int = Field(default=1024, ge=-1)
 
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name
@@ -137,7 +138,8 @@ class Settings(BaseSettings):
         return [item.strip() for item in value.split(",") if item.strip()]
 
     def storage_quota_bytes(self) -> int | None:
-        return self.storage_quota_mb * 1024 * 1024 or None
+        """The default storage quota in bytes; None: unlimited."""
+        return None if self.storage_quota_mb == -1 else self.storage_quota_mb * 1024 * 1024
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"

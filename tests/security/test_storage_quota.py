@@ -145,7 +145,15 @@ def test_the_operator_sets_an_accounts_quota(server: RunningServer) -> None:
     shown = server.cli("accounts", "storage", "grower", "--default")
     assert "of 1.0 MB (the default quota)" in shown
     assert upload(server, key).status_code == 400  # above the default again: kept files stay, new ones wait
-    refused = httpx.put(f"{server.url}/admin/accounts/grower/storage", json={"quota_mb": -1}, headers=admin)
+    # -1 is unlimited and 0 is nothing, as in OPENGLM_STORAGE_QUOTA_MB (before: -1 was refused, 0 meant nothing
+    # here and unlimited there).
+    unlimited = httpx.put(f"{server.url}/admin/accounts/grower/storage", json={"quota_mb": -1}, headers=admin)
+    assert unlimited.status_code == 200 and unlimited.json()["quota_bytes"] is None, unlimited.text
+    assert upload(server, key, 2 * MiB).status_code == 200 and storage(server, key)["account_quota"] is True
+    assert "of unlimited (its own quota)" in server.cli("accounts", "storage", "grower")
+    assert "of 0.0 MB (its own quota)" in server.cli("accounts", "storage", "grower", "--quota-mb", "0")
+    assert upload(server, key, 1).status_code == 400
+    refused = httpx.put(f"{server.url}/admin/accounts/grower/storage", json={"quota_mb": -2}, headers=admin)
     assert refused.status_code == 400
     assert httpx.put(
         f"{server.url}/admin/accounts/grower/storage", json={"quota_mb": 1}, headers=bearer(key)
