@@ -5,6 +5,7 @@ concurrent uploads, with a clear 400 when exceeded, shown to the account and set
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +17,9 @@ from tests.databases import postgres_database
 from tests.integration.conftest import write_catalog
 from tests.integration.test_knowledge import EMBEDDINGS
 
+from . import hostile
 from .conftest import RunningServer, error_code, hermes_call, new_key
+from .test_request_bodies import answer_before_the_body
 
 MiB = 1024 * 1024
 CHUNK = 100 * 1024
@@ -179,3 +182,45 @@ def test_knowledge_documents_count_and_a_refused_one_leaves_nothing(server: Runn
     assert second.status_code == 400 and error_code(second) == "1210"
     listed = httpx.get(f"{server.url}/v1/files", params={"knowledge_id": base}, headers=bearer(key)).json()
     assert [d["name"] for d in listed["list"]] == ["a.md"]
+
+
+def chunked_upload(server: RunningServer, key: str, form: dict[str, str], name: str, data: bytes) -> httpx.Response:
+    """A multipart upload sent chunked (no Content-Length), as a client streaming a file does: nothing tells the
+    server its size before the body is read."""
+    boundary = "quota-test-boundary"
+    fields = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in form.items()
+    ]
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'.encode()
+    parts = [*fields, head, data, f"\r\n--{boundary}--\r\n".encode()]
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", **bearer(key)}
+    return httpx.post(f"{server.url}/v1/files", content=iter(parts), headers=headers, timeout=120)
+
+
+def test_an_upload_the_account_has_no_room_for_is_refused_before_its_body(server: RunningServer) -> None:
+    """A 20 MiB upload announced to an account with 1 MiB of room: refused from the headers, while the body was
+    never sent (before the fix the server waited for all of it, to refuse it by the quota afterwards)."""
+    key = new_key(server, "announcer")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "multipart/form-data; boundary=b"}
+    form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+    status, body, _ = answer_before_the_body(server, "/v1/files", headers, length=20 * MiB, prefix=form)
+    assert status == 400 and body["error"]["code"] == "1210", body
+    assert upload(server, key, MiB - 1024).status_code == 200  # a file that fits is not refused for its form
+    status, body, _ = answer_before_the_body(server, "/v1/files", headers, length=128 * 1024, prefix=form)
+    assert status == 400 and body["error"]["code"] == "1210", body
+
+
+def test_contents_are_examined_only_when_they_fit(server: RunningServer) -> None:
+    """Streamed uploads bigger than the room: refused for the quota before anything reads their contents. Before
+    the fix a 2 MiB JSONL file was checked line by line (and refused as malformed), and a Word document was parsed
+    for up to the parse deadline, before the quota was consulted."""
+    key = new_key(server, "examiner")
+    refused = chunked_upload(server, key, {"purpose": "batch"}, "lines.jsonl", b"not json\n" * (2 * MiB // 9))
+    assert refused.status_code == 400 and error_code(refused) == "1210", refused.text
+    base = httpx.post(f"{server.url}/v1/knowledge", json={"name": "slow"}, headers=bearer(key)).json()["id"]
+    started = time.monotonic()
+    slow = hostile.slow_docx(8)  # 2 MiB: parsing its 8 MiB of XML takes tens of seconds
+    refused = chunked_upload(server, key, {"purpose": "retrieval", "knowledge_id": base}, "slow.docx", slow)
+    assert refused.status_code == 400 and error_code(refused) == "1210", refused.text
+    assert time.monotonic() - started < 10
+    assert storage(server, key)["used_bytes"] == 0
