@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.databases import postgres_database
+from tests.fixtures.image_server import ImageServer, png
 from tests.integration.conftest import write_catalog
 from tests.integration.test_knowledge import EMBEDDINGS
 
@@ -48,14 +49,30 @@ model = "script-writer"
 {EMBEDDINGS}"""
 
 
-def start(tmp: Path, **env: str) -> RunningServer:
+IMAGES = """
+[[images]]
+id = "cogview-3"
+engine = "openai"
+source = "{url}"
+"""
+
+
+def start(tmp: Path, images: ImageServer | None = None, **env: str) -> RunningServer:
     settings = {"OPENGLM_AUTH": "on", "OPENGLM_SANDBOX_WARM": "0", "OPENGLM_STORAGE_QUOTA_MB": "1", **env}
-    return RunningServer(models_file=write_catalog(tmp / "models.toml", CATALOG), log=tmp / "s.log", env=settings)
+    catalog = CATALOG + (IMAGES.format(url=images.url) if images else "")
+    return RunningServer(models_file=write_catalog(tmp / "models.toml", catalog), log=tmp / "s.log", env=settings)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start(tmp_path_factory.mktemp("storage-quota"))
+def images() -> Iterator[ImageServer]:
+    provider = ImageServer()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, images: ImageServer) -> Iterator[RunningServer]:
+    running = start(tmp_path_factory.mktemp("storage-quota"), images)
     yield running
     running.stop()
 
@@ -224,3 +241,45 @@ def test_contents_are_examined_only_when_they_fit(server: RunningServer) -> None
     assert refused.status_code == 400 and error_code(refused) == "1210", refused.text
     assert time.monotonic() - started < 10
     assert storage(server, key)["used_bytes"] == 0
+
+
+def draw(server: RunningServer, key: str, n: int) -> httpx.Response:
+    body = {"model": "cogview-3", "prompt": "a red square", "n": n}
+    return httpx.post(f"{server.url}/v1/images/generations", json=body, headers=bearer(key), timeout=60)
+
+
+def pictures(server: RunningServer, key: str) -> list[dict[str, object]]:
+    listed = httpx.get(f"{server.url}/v1/files", params={"limit": 100}, headers=bearer(key)).json()["data"]
+    return [f for f in listed if f["purpose"] == "image-generation"]
+
+
+def billed_images(server: RunningServer, key: str) -> int:
+    usage = httpx.get(f"{server.url}/v1/account/usage", params={"by": "model"}, headers=bearer(key)).json()
+    return sum(int(row["images"]) for row in usage["data"])
+
+
+def test_a_batch_of_pictures_is_kept_whole_or_not_at_all_and_never_free(
+    server: RunningServer, images: ImageServer
+) -> None:
+    """Room for one and a half pictures, three asked for. The first time the server cannot know a picture's size:
+    all three are drawn (the provider is paid), none is kept, and all three are billed — before the fix the first
+    was kept, the call failed and nothing was billed (a free picture). Once it knows the size, the same request is
+    refused before drawing and costs nothing; one picture still fits."""
+    key = new_key(server, "painter")
+    size = len(png())
+    assert upload(server, key, MiB - size - size // 2).status_code == 200
+    asked = len(images.requests)
+    refused = draw(server, key, 3)
+    assert refused.status_code == 400 and error_code(refused) == "1210", refused.text
+    assert "3 picture(s) were drawn, and are charged" in refused.json()["error"]["message"]
+    assert len(images.requests) == asked + 1 and pictures(server, key) == []
+    assert billed_images(server, key) == 3
+    assert storage(server, key)["used_bytes"] == kept_bytes(server, key) == MiB - size - size // 2
+    again = draw(server, key, 3)  # now refused before the provider is asked
+    assert again.status_code == 400 and error_code(again) == "1210" and "drawn" not in again.text
+    assert len(images.requests) == asked + 1 and billed_images(server, key) == 3
+    one = draw(server, key, 1)
+    assert one.status_code == 200, one.text
+    assert len(pictures(server, key)) == 1 and billed_images(server, key) == 4
+    fetched = httpx.get(one.json()["data"][0]["url"], headers=bearer(key))
+    assert fetched.status_code == 200 and fetched.content == png()
