@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # unless the operator sets its own quota (admin API, ``openglm accounts storage``); -1: unlimited, 0: nothing
     # (the same as an account's own quota).
     storage_quota_mb: int = Field(default=1024, ge=-1)
+    # GLMs an account may have, and the versions kept of each (older ones are removed as edits add new ones; a
+    # conversation pinned to a removed version goes on with the current one). Their configurations count as storage.
+    glms_per_account: int = Field(default=100, ge=1)
+    glm_versions_kept: int = Field(default=20, ge=1)
 
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name

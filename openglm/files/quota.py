@@ -1,8 +1,8 @@
 """Per-account storage quota: every byte an account keeps in the blob store — uploads of every purpose, knowledge
 documents' original files, code-interpreter outputs, pictures of the image endpoint and the drawing tool — all of
-which are files made by ``FileStore.create``.
+which are files made by ``FileStore.create`` — and the configurations of its GLMs' versions (``glms/store.py``).
 
-The counter (``account_storage.used_bytes``) moves in the same transaction as the file row it accounts for, and an
+The counter (``account_storage.used_bytes``) moves in the same transaction as the row it accounts for, and an
 increase is one conditional UPDATE (``used + n <= quota``): concurrent uploads are ordered by the row's lock
 (PostgreSQL) or the single writer (SQLite), so no two can both pass a check that only one fits, and a rolled-back
 file row takes its bytes back with it. Knowledge chunks and embeddings (derived from those documents, in the
@@ -49,9 +49,10 @@ class StorageQuota:
         if default_bytes == 0:  # it meant unlimited before -1 did: say so where an operator looks
             log.warning("OPENGLM_STORAGE_QUOTA_MB=0: accounts may keep nothing unless given a quota (-1: unlimited)")
 
-    async def charge(self, session: AsyncSession, account_id: str, size: int) -> None:
+    async def charge(self, session: AsyncSession, account_id: str, size: int, what: str = "this file") -> None:
         """``size`` more bytes for the account, in the caller's transaction; StorageQuotaError (nothing moved)
-        when they do not fit."""
+        when they do not fit. The UPDATE holds the account's row until the transaction ends (PostgreSQL), so
+        the caller's other writes for the account are ordered with everyone else's too."""
         await _ensure_row(session, account_id)
         quota = func.coalesce(AccountStorage.quota_bytes, literal(self._default))
         moved = await session.execute(
@@ -62,7 +63,7 @@ class StorageQuota:
         if moved.rowcount == 1:  # type: ignore[attr-defined]
             return
         usage = await self._usage_in(session, account_id)
-        raise StorageQuotaError(_refusal(usage, size))
+        raise StorageQuotaError(_refusal(usage, size, what))
 
     async def release(self, session: AsyncSession, account_id: str, size: int) -> None:
         """``size`` bytes given back, in the transaction that removes their file row."""
@@ -119,12 +120,12 @@ async def _ensure_row(session: AsyncSession, account_id: str) -> None:
     )
 
 
-def _refusal(usage: StorageUsage, size: int) -> str:
+def _refusal(usage: StorageUsage, size: int, what: str = "this file") -> str:
     quota = usage.quota_bytes or 0
     return (
         f"存储空间不足 / storage quota exceeded: the account keeps {human(usage.used_bytes)} of its {human(quota)} "
-        f"and this file needs {human(size)}; delete files (GET /files, DELETE /files/{{id}}) or ask the operator for "
-        "more"
+        f"and {what} needs {human(size)}; delete files (GET /files, DELETE /files/{{id}}) or GLMs, or ask the "
+        "operator for more"
     )
 
 

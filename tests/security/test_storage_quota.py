@@ -58,7 +58,14 @@ source = "{url}"
 
 
 def start(tmp: Path, images: ImageServer | None = None, **env: str) -> RunningServer:
-    settings = {"OPENGLM_AUTH": "on", "OPENGLM_SANDBOX_WARM": "0", "OPENGLM_STORAGE_QUOTA_MB": "1", **env}
+    settings = {
+        "OPENGLM_AUTH": "on",
+        "OPENGLM_SANDBOX_WARM": "0",
+        "OPENGLM_STORAGE_QUOTA_MB": "1",
+        "OPENGLM_GLMS_PER_ACCOUNT": "3",
+        "OPENGLM_GLM_VERSIONS_KEPT": "2",
+        **env,
+    }
     catalog = CATALOG + (IMAGES.format(url=images.url) if images else "")
     return RunningServer(models_file=write_catalog(tmp / "models.toml", catalog), log=tmp / "s.log", env=settings)
 
@@ -283,3 +290,53 @@ def test_a_batch_of_pictures_is_kept_whole_or_not_at_all_and_never_free(
     assert len(pictures(server, key)) == 1 and billed_images(server, key) == 4
     fetched = httpx.get(one.json()["data"][0]["url"], headers=bearer(key))
     assert fetched.status_code == 200 and fetched.content == png()
+
+
+def padded_api(pad: str, kib: int) -> dict[str, str]:
+    """An OpenAPI document of about ``kib`` KiB (a GLM may have four of up to 200 KB each)."""
+    document = {
+        "openapi": "3.0.0",
+        "servers": [{"url": "https://example.com"}],
+        "paths": {},
+        "x-pad": pad * (kib * 1024),
+    }
+    return {"openapi": json.dumps(document)}
+
+
+def save(
+    server: RunningServer, key: str, apis: list[dict[str, str]], glm: str | None = None, **details: str
+) -> httpx.Response:
+    body = {"name": "Big", **details, "config": {"model": "script-writer", "http_apis": apis}}
+    if glm is None:
+        return httpx.post(f"{server.url}/v1/glms", json=body, headers=bearer(key), timeout=60)
+    return httpx.put(f"{server.url}/v1/glms/{glm}", json=body, headers=bearer(key), timeout=60)
+
+
+def test_glm_configurations_count_against_the_quota_and_are_bounded(server: RunningServer) -> None:
+    """Before the fix every GLM edit stored a whole new configuration (up to four 200 KB documents) outside any
+    quota, with no bound on GLMs or versions: an account could fill the database. Now configurations count as
+    storage, only a changed configuration is a new version, old versions go, and GLMs per account are capped."""
+    key = new_key(server, "hoarder")
+    big = [padded_api(letter, 190) for letter in "abcd"]  # ~760 KiB of configuration
+    created = save(server, key, big)
+    assert created.status_code == 200, created.text
+    glm = created.json()["id"]
+    used = storage(server, key)["used_bytes"]
+    assert isinstance(used, int) and 4 * 190 * 1024 < used < MiB
+    refused = save(server, key, [padded_api(letter, 190) for letter in "efgh"], glm)  # a second ~760 KiB version
+    assert refused.status_code == 400 and error_code(refused) == "1210", refused.text
+    assert "GLM version's configuration" in refused.json()["error"]["message"]
+    renamed = save(server, key, big, glm, name="Renamed")  # the same configuration: no new version, no bytes
+    assert renamed.status_code == 200 and renamed.json()["version"] == 1 and renamed.json()["name"] == "Renamed"
+    assert storage(server, key)["used_bytes"] == used
+    for letter in "xyz":  # small edits: only the newest two versions are kept, and only theirs count
+        assert save(server, key, [padded_api(letter, 1)], glm).status_code == 200
+    versions = httpx.get(f"{server.url}/v1/glms/{glm}/versions", headers=bearer(key)).json()["data"]
+    assert [v["version"] for v in versions] == [4, 3]
+    assert storage(server, key)["used_bytes"] < 8 * 1024
+    for _ in range(2):
+        assert save(server, key, []).status_code == 200
+    capped = save(server, key, [])
+    assert capped.status_code == 400 and error_code(capped) == "1210" and "3 GLMs" in capped.text, capped.text
+    assert httpx.delete(f"{server.url}/v1/glms/{glm}", headers=bearer(key)).status_code == 200
+    assert save(server, key, []).status_code == 200
