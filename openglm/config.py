@@ -109,9 +109,14 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(default=2, ge=1, le=16)
     knowledge_capacity_chars: int = Field(default=20_000_000, ge=1)
 
-    # MB of files an account may keep (uploads, knowledge documents, code outputs, pictures) unless the operator
-    # sets its own quota (admin API, ``openglm accounts storage``); 0: unlimited.
-    storage_quota_mb: int = Field(default=1024, ge=0)
+    # MB of files an account may keep (uploads, knowledge documents, code outputs, pictures, GLM configurations)
+    # unless the operator sets its own quota (admin API, ``openglm accounts storage``); -1: unlimited, 0: nothing
+    # (the same as an account's own quota).
+    storage_quota_mb: int = Field(default=1024, ge=-1)
+    # GLMs an account may have, and the versions kept of each (older ones are removed as edits add new ones; a
+    # conversation pinned to a removed version goes on with the current one). Their configurations count as storage.
+    glms_per_account: int = Field(default=100, ge=1)
+    glm_versions_kept: int = Field(default=20, ge=1)
 
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name
@@ -123,6 +128,9 @@ class Settings(BaseSettings):
     # form. The browser's list does not apply to them: any user can point a GLM anywhere. Catalog agents' HTTP tools
     # may also call the servers their (operator-written) documents name.
     http_tools_allow: str = ""
+    # Seconds one browser page (redirects included) or one HTTP tool call may take in all, connecting and reading;
+    # each network wait is bounded separately (10 s), which alone lets a server trickling bytes hold a call for hours.
+    http_deadline: float = Field(default=30.0, gt=0)
 
     # Untrusted input (documents, web pages, OpenAPI documents, grammars) is parsed in worker processes: how many
     # run at once, each one's address space, and the seconds one parse may take before its worker is killed.
@@ -138,7 +146,8 @@ class Settings(BaseSettings):
         return [item.strip() for item in value.split(",") if item.strip()]
 
     def storage_quota_bytes(self) -> int | None:
-        return self.storage_quota_mb * 1024 * 1024 or None
+        """The default storage quota in bytes; None: unlimited."""
+        return None if self.storage_quota_mb == -1 else self.storage_quota_mb * 1024 * 1024
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"

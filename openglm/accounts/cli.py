@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import InternalError, InvalidFieldError, OpenGLMError
-from ..files.quota import MiB, StorageQuota
+from ..files.quota import UNLIMITED, MiB, StorageQuota, quota_bytes_of
 from ..store.db import open_database
 from ..store.private import private_directory
 from . import ledger as ledger_module
@@ -105,9 +105,9 @@ async def accounts_storage(store: AccountStore, args: argparse.Namespace) -> Non
     if args.default:
         usage = await quota.set_quota(account.id, None)
     elif args.quota_mb is not None:
-        if args.quota_mb < 0:
-            raise InvalidFieldError("--quota-mb must be 0 or more")
-        usage = await quota.set_quota(account.id, args.quota_mb * MiB)
+        if args.quota_mb < UNLIMITED:
+            raise InvalidFieldError("--quota-mb must be 0 or more, or -1 for unlimited")
+        usage = await quota.set_quota(account.id, quota_bytes_of(args.quota_mb))
     else:
         usage = await quota.usage(account.id)
     limit = "unlimited" if usage.quota_bytes is None else f"{usage.quota_bytes / MiB:.1f} MB"
@@ -340,7 +340,7 @@ def _account_parsers(parser: argparse.ArgumentParser) -> None:
     storage = sub.add_parser("storage", help="the bytes an account keeps in files, and its storage quota")
     storage.add_argument("account", help="id or name")
     quota = storage.add_mutually_exclusive_group()
-    quota.add_argument("--quota-mb", type=int, help="set the account's own quota (MB)")
+    quota.add_argument("--quota-mb", type=int, help="set the account's own quota (MB; -1: unlimited, 0: nothing)")
     quota.add_argument("--default", action="store_true", help="back to the default (OPENGLM_STORAGE_QUOTA_MB)")
     storage.set_defaults(func=_run(accounts_storage))
     user = sub.add_parser("add-user")

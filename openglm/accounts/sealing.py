@@ -52,9 +52,10 @@ def _move_legacy_key_file(legacy: Path, key_file: Path) -> None:
     """An older version's key file in the data directory moves to ``key_file``: copied whole first, then removed.
     Processes starting together (the server and a CLI) agree; a crash between the two steps leaves two equal
     files, which the next start resolves the same way. Two different keys are refused, never picked from."""
-    if not legacy.exists():
+    try:
+        text = _read_key_file(legacy)
+    except FileNotFoundError:  # none, or a process starting at the same time has just moved it
         return
-    text = _read_key_file(legacy)
     if not key_file.exists():
         _install_key_file(key_file, text)
     if _read_key_file(key_file) != text:

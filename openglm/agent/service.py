@@ -44,11 +44,11 @@ class AgentService:
     ) -> AgentService:
         # The agents' HTTP tools first: a bad OpenAPI document fails the start before any kernel is booted.
         allow = settings.split(settings.http_tools_allow)
-        fetchers = [SafeFetcher(allow=allow, allow_setting="OPENGLM_HTTP_TOOLS_ALLOW")]
+        fetchers = [SafeFetcher(allow=allow, allow_setting="OPENGLM_HTTP_TOOLS_ALLOW", deadline=settings.http_deadline)]
         server_tools: dict[str, list[AgentTool]] = {}
         try:
             for agent in catalog.agents.values():
-                server_tools[agent.id] = catalog_http_tools(agent, allow, fetchers)
+                server_tools[agent.id] = catalog_http_tools(agent, allow, fetchers, settings.http_deadline)
         except BaseException:
             for fetcher in fetchers:
                 await fetcher.close()
@@ -73,14 +73,16 @@ class AgentService:
             await fetcher.close()
 
 
-def catalog_http_tools(agent: AgentSpec, allow: list[str], fetchers: list[SafeFetcher]) -> list[AgentTool]:
+def catalog_http_tools(
+    agent: AgentSpec, allow: list[str], fetchers: list[SafeFetcher], deadline: float
+) -> list[AgentTool]:
     """A catalog agent's HTTP tools. The operator wrote its documents, so each may call the server it names
     (an internal service too), besides what every HTTP tool may call; the model picks parameters, never the host."""
     if not agent.http_apis:
         return []
     documents = [(load_document(api.openapi), api) for api in agent.http_apis]
     origins = [server_origin(document, api.base_url) for document, api in documents]
-    fetcher = SafeFetcher(allow=[*allow, *origins], allow_setting="OPENGLM_HTTP_TOOLS_ALLOW")
+    fetcher = SafeFetcher(allow=[*allow, *origins], allow_setting="OPENGLM_HTTP_TOOLS_ALLOW", deadline=deadline)
     fetchers.append(fetcher)
     return [
         op

@@ -28,8 +28,9 @@ class StorageOut(BaseModel):
 
 
 class StorageQuotaUpdate(BaseModel):
-    # MB the account may keep; null: back to the server's default (OPENGLM_STORAGE_QUOTA_MB).
-    quota_mb: int | None = Field(ge=0, le=1 << 40)
+    # MB the account may keep: -1 unlimited, 0 nothing (as OPENGLM_STORAGE_QUOTA_MB); null: back to the server's
+    # default.
+    quota_mb: int | None = Field(ge=-1, le=1 << 40)
 
 
 class AccountCreate(BaseModel):

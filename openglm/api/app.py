@@ -72,7 +72,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.platform = platform
             blobs = LocalBlobStore(settings.data_dir / "blobs")
             app.state.files = FileStore(platform.db, blobs, quota_bytes=settings.storage_quota_bytes())
-            app.state.glms = AgentStore(platform.db)
+            app.state.glms = AgentStore(
+                platform.db,
+                app.state.files.quota,
+                max_agents=settings.glms_per_account,
+                versions_kept=settings.glm_versions_kept,
+            )
             conversations = app.state.conversations = ConversationStore(platform.db)
             app.state.started_at = time.time()
             app.state.models = pool

@@ -7,7 +7,10 @@ This pure ASGI middleware runs first: a request to the API (``/v1``, ``/api/paas
 answered at once and the body is never read (the server closes the connection). The principal is kept in the
 request's state, so the route's dependency does not authenticate twice. Then the body is capped per route: a
 ``Content-Length`` over the cap is refused before reading, and a body without one (chunked) is counted while it
-is read and refused at the first byte over — 413 in the platform's format either way.
+is read and refused at the first byte over — 413 in the platform's format either way. An upload whose
+``Content-Length`` is more than the account's storage has room for is refused the same way (400, 1210), before
+100 MiB are taken in only to be refused by the quota; a chunked one is refused by the route, before its contents
+are examined.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ API_PREFIXES = ("/v1/", "/api/paas/v4/")
 PUBLIC = frozenset({"/v1/auth/login", "/api/paas/v4/auth/login"})  # web sign-in: no key yet, by design
 UPLOADS = frozenset({"/v1/files", "/api/paas/v4/files"})  # multipart: the largest purpose plus the form's parts
 PUBLIC_BODY_BYTES = 64 * 1024  # what anyone may send unauthenticated (an email and a password)
+FORM_PARTS_BYTES = 64 * 1024  # an upload's form beside the file (boundaries, part headers, purpose, options)
 UPLOAD_BODY_BYTES = max(rules.max_bytes for rules in PURPOSES.values()) + MiB
 CALLER = "openglm.caller"  # request.state keys the dependencies read (api/deps.py)
 ADMIN = "openglm.admin"
@@ -86,6 +90,12 @@ class RequestGuard:
         if declared is not None and declared > limit:
             await _answer(BodyTooLargeError(too_large(limit)), scope, receive, send)
             return
+        if declared is not None and guard == "caller" and scope["method"] == "POST" and path in UPLOADS:
+            try:
+                await _check_room(scope, declared)
+            except OpenGLMError as refusal:
+                await _answer(refusal, scope, receive, send)
+                return
         await self._call_capped(scope, receive, send, limit)
 
     async def _authenticate(self, scope: Scope, guard: Guard, authorization: str | None) -> None:
@@ -125,6 +135,18 @@ class RequestGuard:
             if started:
                 raise
             await _answer(BodyTooLargeError(str(exc.detail)), scope, receive, send)
+
+
+async def _check_room(scope: Scope, declared: int) -> None:
+    """StorageQuotaError when the account cannot keep a file of the upload's size (its body less the form's other
+    parts). Only a cheap early refusal: the file store's own check and charge decide what is kept."""
+    principal = scope["state"][CALLER]
+    try:
+        await scope["app"].state.files.quota.check(principal.account_id, max(1, declared - FORM_PARTS_BYTES))
+    except OpenGLMError:
+        raise
+    except Exception:  # the database is unwell: the route meets the same check and reports it
+        log.exception("the storage room of %s could not be checked before an upload", principal.account_id)
 
 
 async def _answer(error: OpenGLMError, scope: Scope, receive: Receive, send: Send) -> None:

@@ -110,15 +110,15 @@ class FileStore:
     ) -> FileRecord:
         filename, content_type = clean_filename(filename), clean_media_type(content_type)  # for every later use
         check_upload(purpose, filename, data)
+        await self.quota.check(account_id, len(data))  # before the contents are examined and the blob written
         if PURPOSES[purpose].jsonl:
             await shared_pool().run(check_jsonl, data, what="the JSONL file")
         now = datetime.now(UTC)
         record = FileRecord(new_file_id(now), account_id, purpose, filename, len(data), content_type, now)
-        await self.quota.check(account_id, record.bytes)  # before the blob is written; charge() decides below
         await self.blobs.put(record.id, data)
         try:
             async with self.db.session() as session:
-                await self.quota.charge(session, account_id, record.bytes)  # with the row, or not at all
+                await self.quota.charge(session, account_id, record.bytes)  # decides: with the row, or not at all
                 session.add(
                     File(
                         id=record.id,

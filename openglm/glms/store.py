@@ -1,4 +1,8 @@
-"""GLMs in the database: every edit is a new version; who may see an agent follows its visibility."""
+"""GLMs in the database: every edit of the configuration is a new version; who may see an agent follows its
+visibility. What an account keeps is bounded: at most ``max_agents`` GLMs, the newest ``versions_kept`` versions
+of each (older ones are removed as edits add new ones), and every version's configuration counts against the
+account's storage quota (``files/quota.py``), charged and given back in the transaction that writes or removes
+the version row. An edit that leaves the configuration as it is (a new name, say) writes no version."""
 
 from __future__ import annotations
 
@@ -9,14 +13,18 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..errors import NotFoundError
+from ..errors import InvalidRequestError, NotFoundError
+from ..files.quota import StorageQuota
 from ..store.db import Database
 from ..store.models import Agent, AgentVersion
 from .config import AgentConfig
 
 LISTED = "listed"
 EDIT_ATTEMPTS = 5
+MAX_AGENTS = 100  # per account (OPENGLM_GLMS_PER_ACCOUNT)
+VERSIONS_KEPT = 20  # per GLM (OPENGLM_GLM_VERSIONS_KEPT)
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,18 @@ def new_agent_id() -> str:
 
 
 class AgentStore:
-    def __init__(self, db: Database):
+    def __init__(
+        self,
+        db: Database,
+        quota: StorageQuota | None = None,
+        *,
+        max_agents: int = MAX_AGENTS,
+        versions_kept: int = VERSIONS_KEPT,
+    ):
         self.db = db
+        self.quota = quota or StorageQuota(db, None)  # None: configurations are counted, without a limit
+        self.max_agents = max_agents
+        self.versions_kept = versions_kept
 
     async def create(self, account_id: str, config: AgentConfig, **meta: Any) -> AgentRecord:
         now = datetime.now(UTC)
@@ -58,10 +76,20 @@ class AgentStore:
         )
         for key, value in meta.items():
             setattr(agent, key, value)
+        text = config.model_dump_json()
         async with self.db.session() as session:
+            # The charge comes first: it holds the account's storage row (PostgreSQL; SQLite has one writer), so
+            # two creations cannot both pass a count that only one fits.
+            await self.quota.charge(session, account_id, _size(text), "this GLM's configuration")
+            owned = await session.scalar(select(func.count()).select_from(Agent).where(Agent.account_id == account_id))
+            if int(owned or 0) >= self.max_agents:
+                raise InvalidRequestError(
+                    f"this account has {owned} GLMs, the most it may keep on this server ({self.max_agents}); "
+                    "delete one first (DELETE /glms/{id})"
+                )
             session.add(agent)
             await session.flush()
-            session.add(AgentVersion(agent_id=agent.id, version=1, config=config.model_dump_json(), created_at=now))
+            session.add(AgentVersion(agent_id=agent.id, version=1, config=text, bytes=_size(text), created_at=now))
         return await self.get(account_id, agent.id)
 
     async def get(self, viewer_account: str | None, agent_id: str, version: int | None = None) -> AgentRecord:
@@ -79,11 +107,15 @@ class AgentStore:
     async def pinned(self, viewer_account: str | None, agent_id: str, version: int | None) -> AgentRecord:
         """The agent as a conversation that started with ``version`` runs it: that version's configuration, but
         its knowledge bases and HTTP APIs only as far as the current version still has them
-        (``AgentConfig.pinned_against``). ``None``, or the current version, is the current agent."""
+        (``AgentConfig.pinned_against``). ``None``, the current version, or one no longer kept (removed by later
+        edits) is the current agent."""
         current = await self.get(viewer_account, agent_id)
         if version is None or version == current.version:
             return current
-        old = await self.get(viewer_account, agent_id, version)
+        try:
+            old = await self.get(viewer_account, agent_id, version)
+        except NotFoundError:
+            return current
         return replace(old, config=old.config.pinned_against(current.config))
 
     async def owned(self, account_id: str, agent_id: str) -> AgentRecord:
@@ -123,8 +155,9 @@ class AgentStore:
             return records, int(total or 0)
 
     async def update(self, account_id: str, agent_id: str, config: AgentConfig | None, **meta: Any) -> AgentRecord:
-        """An edit: a new version holding the new configuration (or the current one with new details). Two edits
-        at once both land, one after the other (the second retries on the version the first took)."""
+        """An edit: a new version holding a changed configuration; new details alone (or the same configuration)
+        change the agent without a version. Two edits at once both land, one after the other (the second retries
+        on the version the first took)."""
         for _ in range(EDIT_ATTEMPTS - 1):
             try:
                 return await self._edit(account_id, agent_id, config, meta)
@@ -137,22 +170,36 @@ class AgentStore:
     ) -> AgentRecord:
         current = await self.owned(account_id, agent_id)
         now = datetime.now(UTC)
+        text = None if config is None else config.model_dump_json()
+        if text is None or text == current.config.model_dump_json():
+            async with self.db.session() as session:
+                await session.execute(update(Agent).where(Agent.id == agent_id).values(updated_at=now, **meta))
+            return await self.get(account_id, agent_id)
         version = current.version + 1
         async with self.db.session() as session:
+            await self.quota.charge(session, account_id, _size(text), "this GLM version's configuration")
             session.add(
-                AgentVersion(
-                    agent_id=agent_id,
-                    version=version,
-                    config=(config or current.config).model_dump_json(),
-                    created_at=now,
-                )
+                AgentVersion(agent_id=agent_id, version=version, config=text, bytes=_size(text), created_at=now)
             )
-            await session.execute(
+            moved = await session.execute(
                 update(Agent)
                 .where(Agent.id == agent_id, Agent.version == current.version)
                 .values(version=version, updated_at=now, **meta)
             )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]  # deleted meanwhile
+                raise NotFoundError(f"agent {agent_id!r} does not exist")
+            await self._remove_versions(
+                session, account_id, agent_id, AgentVersion.version <= version - self.versions_kept
+            )
         return await self.get(account_id, agent_id)
+
+    async def _remove_versions(self, session: AsyncSession, account_id: str, agent_id: str, which: Any) -> None:
+        """The agent's versions that match ``which`` removed, and their bytes given back to the account."""
+        condition = (AgentVersion.agent_id == agent_id, which)
+        freed = await session.scalar(select(func.coalesce(func.sum(AgentVersion.bytes), 0)).where(*condition))
+        await session.execute(delete(AgentVersion).where(*condition))
+        if freed:
+            await self.quota.release(session, account_id, int(freed))
 
     async def versions(self, account_id: str, agent_id: str) -> list[VersionRecord]:
         await self.owned(account_id, agent_id)
@@ -165,7 +212,7 @@ class AgentStore:
     async def delete(self, account_id: str, agent_id: str) -> None:
         await self.owned(account_id, agent_id)
         async with self.db.session() as session:
-            await session.execute(delete(AgentVersion).where(AgentVersion.agent_id == agent_id))
+            await self._remove_versions(session, account_id, agent_id, True)
             await session.execute(delete(Agent).where(Agent.id == agent_id))
 
     async def recommend(self, agent_id: str, rank: int) -> None:
@@ -178,6 +225,10 @@ class AgentStore:
     async def count_use(self, agent_id: str) -> None:
         async with self.db.session() as session:
             await session.execute(update(Agent).where(Agent.id == agent_id).values(uses=Agent.uses + 1))
+
+
+def _size(text: str) -> int:
+    return len(text.encode())
 
 
 def _record(agent: Agent, saved: AgentVersion) -> AgentRecord:

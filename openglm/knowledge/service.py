@@ -129,6 +129,7 @@ class KnowledgeService:
         room = self.settings.knowledge_capacity_chars - used
         if room <= 0:
             raise InvalidFieldError("知识库容量已满 / the account's knowledge bases are full; delete documents first")
+        await self.files.quota.check(principal.account_id, len(data))  # before a parse of up to 50 MiB
         parsed = await parse_isolated(data, filename, content_type, max_chars=room)
         digest = content_hash(data)
         record = await self.files.create(principal.account_id, "retrieval", filename, data, content_type)

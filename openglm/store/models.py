@@ -175,10 +175,11 @@ class File(Base):
 
 
 class AccountStorage(Base):
-    """The bytes an account keeps in the blob store (the sum of its files' ``bytes``) and the operator's quota
-    for it (NULL: the server's default, ``OPENGLM_STORAGE_QUOTA_MB``). ``files/quota.py`` moves ``used_bytes``
-    in the transaction that adds or removes a file row, conditional on staying within the quota (migration 0009
-    backfilled it; a row is made on an account's first file)."""
+    """The bytes an account keeps (the sum of its files' ``bytes`` and of its GLM versions' ``bytes``) and the
+    operator's quota for it (NULL: the server's default, ``OPENGLM_STORAGE_QUOTA_MB``; -1: unlimited).
+    ``files/quota.py`` moves ``used_bytes`` in the transaction that adds or removes a file or version row,
+    conditional on staying within the quota (migrations 0010 and 0011 backfilled it; a row is made on an account's
+    first file or GLM)."""
 
     __tablename__ = "account_storage"
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
@@ -292,12 +293,14 @@ class Agent(Base):
 
 class AgentVersion(Base):
     """One saved configuration of an agent (JSON: instructions, model, tools, knowledge bases, HTTP APIs,
-    starter prompts). Never changed once written; conversations record the version they used."""
+    starter prompts). Never changed once written; conversations record the version they used. ``bytes`` (the
+    config's UTF-8 size) is what it counts against its account's storage quota (migration 0011)."""
 
     __tablename__ = "agent_versions"
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     config: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

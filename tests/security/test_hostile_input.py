@@ -259,3 +259,39 @@ def test_a_document_that_parses_too_long_is_stopped_at_the_deadline(
     assert took < PARSE_DEADLINE + 10
     assert health.worst < HEALTH_BOUND
     assert_fine(server, headers, knowledge_id)
+
+
+def test_a_glm_chat_parses_its_openapi_documents_off_the_event_loop(
+    server: RunningServer, headers: dict[str, str]
+) -> None:
+    """A GLM with four OpenAPI documents that take about 0.4 s each to parse, chatted with once they have left the
+    server's cache of 64 parsed documents: the chat parses them again, in the worker pool. Before the fix the chat
+    parsed them on the event loop and /health waited for all four (1.6 s or more)."""
+    apis = [{"openapi": hostile.slow_openapi(seed)} for seed in range(4)]
+    created = httpx.post(
+        f"{server.url}/v1/glms",
+        json={"name": "Slow", "config": {"model": "script", "http_apis": apis}},
+        headers=headers,
+    )
+    assert created.status_code == 200, created.text
+    for round in range(16):  # 64 other documents through the cache; each save is refused after parsing them
+        others = [{"openapi": json.dumps(cacheable(f"{round}-{n}"))} for n in range(4)]
+        config = {"model": "script", "http_apis": others, "knowledge_ids": ["no-such-base"]}
+        refused = httpx.post(f"{server.url}/v1/glms", json={"name": "x", "config": config}, headers=headers)
+        assert refused.status_code == 400 and "no-such-base" in refused.text, refused.text
+    body = {"model": created.json()["id"], "stream": True, "messages": [{"role": "user", "content": "/hostile.html"}]}
+    with (
+        HealthWatch(server) as health,
+        httpx.stream(
+            "POST", f"{server.url}/api/paas/v4/chat/completions", json=body, headers=headers, timeout=120
+        ) as answer,
+    ):
+        assert answer.status_code == 200, answer.read()
+        events = [json.loads(line[6:]) for line in answer.iter_lines() if line.startswith("data: {")]
+    deltas = [e["choices"][0]["delta"] for e in events if e.get("choices")]
+    assert "".join(d.get("content") or "" for d in deltas) == "I read the page." and events[-1]["status"] == "completed"
+    assert health.worst < HEALTH_BOUND, f"/health took {health.worst:.2f} s while the chat parsed its documents"
+
+
+def cacheable(title: str) -> dict[str, Any]:
+    return {"openapi": "3.0.0", "info": {"title": title}, "servers": [{"url": "https://example.com"}], "paths": {}}

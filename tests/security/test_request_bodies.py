@@ -39,13 +39,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def answer_before_the_body(
-    server: RunningServer, path: str, headers: dict[str, str], *, chunked: bool = False, sent: int = 64 * 1024
+    server: RunningServer,
+    path: str,
+    headers: dict[str, str],
+    *,
+    chunked: bool = False,
+    sent: int = 64 * 1024,
+    length: int = 200 * MiB,
+    prefix: bytes = b"",
 ) -> tuple[int, dict[str, object], float]:
-    """Headers that announce a huge body, only ``sent`` bytes of it, then wait: the status and JSON body the
-    server answers with while the rest of the body was never sent, and how long it took."""
+    """Headers that announce a ``length`` body (a huge one by default), only ``sent`` bytes of it, then wait: the
+    status and JSON body the server answers with while the rest of the body was never sent, and how long it took."""
     lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", *[f"{k}: {v}" for k, v in headers.items()]]
-    lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {200 * MiB}")
-    piece = b"x" * sent
+    lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
+    piece = prefix + b"x" * (sent - len(prefix))
     body = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...files.store import FileStore
-from ...images.service import ImageService, data_url
-from ...serving.usage import UsageBound, new_usage_id
+from ...images.service import ImageService, Picture, data_url
+from ...serving.usage import Tally, UsageBound, new_usage_id
 from ..state import ConversationState
 from .base import AgentTool, ToolContext, ToolResources, ToolResult, ToolUnavailable, agent_tools
 
@@ -52,32 +52,29 @@ class DrawingTool(AgentTool):
         if not prompt:
             return ToolResult([], "[cogview needs a prompt]")
         spec = self.images.resolve(context.options.get("model"))
-        if self.files is not None:  # no room left at all: refused before anything is drawn or charged
-            await self.files.quota.check(context.account_id, 1)
-        bound = UsageBound(images=1)  # generate() makes one picture
+        bound = UsageBound(images=1)  # one picture
         call = await context.billing(spec, "images.generations", bound) if context.billing else None
         if call is not None:
             call.bind(new_usage_id("img"), None)
+        tally = call.tally if call is not None else Tally()
         try:
-            images = await self.images.generate(spec, prompt)
-            # Kept before the charge: a picture the storage quota has no room for is not billed.
-            outputs = [{"image": await self._link(context, image.png)} for image in images]
+            pictures = await self.images.draw(context.account_id, spec, prompt, files=self.files, tally=tally)
         except BaseException:
-            if call is not None:
-                await call.abandon()
+            if call is not None:  # drawn but not kept is charged (the provider was paid); not drawn is not
+                await (call.settle("failed") if tally.images else call.abandon())
             raise
         if call is not None:
-            call.tally.images = len(images)
             await call.settle("succeeded")
+        outputs = [{"image": self._link(context, picture)} for picture in pictures]
         self._remember(context.conversation, prompt)
-        return ToolResult(outputs, f"Drew {len(images)} picture(s) from the prompt {prompt!r}; the user can see them.")
+        observation = f"Drew {len(pictures)} picture(s) from the prompt {prompt!r}; the user can see them."
+        return ToolResult(outputs, observation)
 
-    async def _link(self, context: ToolContext, png: bytes) -> str:
+    def _link(self, context: ToolContext, picture: Picture) -> str:
         """A link through the files API (a file of the caller's account), or a data: URL without a file store."""
-        if self.files is None:
-            return data_url(png)
-        record = await self.files.create(context.account_id, "image-generation", "image.png", png, "image/png")
-        return f"{context.base_url}v1/files/{record.id}/content"
+        if picture.file is None:
+            return data_url(picture.image.png)
+        return f"{context.base_url}v1/files/{picture.file.id}/content"
 
     def _remember(self, conversation: str, prompt: str) -> None:
         self._last_prompt.set(conversation, prompt)

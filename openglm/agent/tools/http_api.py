@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
-
 from ...errors import InvalidFieldError
 from ...untrusted.loaders import load_json, load_yaml
 from ...untrusted.pool import shared_pool
-from ..browser.fetch import FetchError, SafeFetcher, read_prefix
+from ..browser.fetch import FetchError, FetchRefused, SafeFetcher, settable_header
 from .base import AgentTool, ToolContext, ToolResult
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -170,20 +168,21 @@ class HttpOperation(AgentTool):
                 query[parameter["name"]] = value
         self._authorize(headers, query)
         try:
-            async with self.fetcher.stream(
+            reply = await self.fetcher.request(
                 self.method,
                 url,
+                limit=RESPONSE_BYTES,
                 params=query,
                 headers=headers,
                 json=arguments.get("body") if self.body_schema else None,
-            ) as response:
-                text = (await read_prefix(response, RESPONSE_BYTES)).decode(errors="replace")[:RESPONSE_CHARS]
-        except FetchError as exc:  # the address policy: nothing was sent
+            )
+        except FetchRefused as exc:  # the address policy: nothing was sent
             return ToolResult([{"content": f"refused: {exc}"}], f"[the API call was refused: {exc}]")
-        except httpx.HTTPError as exc:
+        except FetchError as exc:  # unreachable, too slow, a body that cannot be decoded
             return ToolResult([{"content": f"request failed: {exc}"}], f"[the API call failed: {exc}]")
-        observation = f"HTTP {response.status_code}\n{text}"
-        return ToolResult([{"status": response.status_code, "content": text}], observation)
+        text = reply.body.decode(errors="replace")[:RESPONSE_CHARS]
+        observation = f"HTTP {reply.status_code}\n{text}"
+        return ToolResult([{"status": reply.status_code, "content": text}], observation)
 
     def _authorize(self, headers: dict[str, str], query: dict[str, Any]) -> None:
         kind = self.auth.get("type")
@@ -198,8 +197,11 @@ class HttpOperation(AgentTool):
 def operations(
     document: dict[str, Any], *, base_url: str | None, auth: dict[str, str], fetcher: SafeFetcher
 ) -> list[HttpOperation]:
-    """Every operation of the document as a tool (names from operationId, else method_path)."""
+    """Every operation of the document as a tool (names from operationId, else method_path). A header the server
+    sets itself (``Host``, framing, hop-by-hop) cannot be an operation's parameter nor the auth's header."""
     base = server_url(document, base_url)
+    if auth.get("type") == "header" and not settable_header(str(auth.get("name", ""))):
+        raise InvalidFieldError(f"auth: the header {auth.get('name')!r} is set by the server, not by an HTTP tool")
     tools = []
     for path, item in document["paths"].items():
         shared = item.get("parameters", [])
@@ -208,6 +210,13 @@ def operations(
             if operation is None:
                 continue
             name = _NAME.sub("_", operation.get("operationId") or f"{method}_{path.strip('/')}")[:64]
+            parameters = [*shared, *operation.get("parameters", [])]
+            for parameter in parameters:
+                if parameter.get("in") == "header" and not settable_header(parameter["name"]):
+                    raise InvalidFieldError(
+                        f"the OpenAPI document's {method.upper()} {path} has a header parameter "
+                        f"{parameter['name']!r}, which is set by the server, not by an HTTP tool"
+                    )
             body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             tools.append(
                 HttpOperation(
@@ -215,7 +224,7 @@ def operations(
                     method=method,
                     url=base + path,
                     description=operation.get("summary") or operation.get("description") or f"{method.upper()} {path}",
-                    parameters=[*shared, *operation.get("parameters", [])],
+                    parameters=parameters,
                     body_schema=body,
                     auth=auth,
                     fetcher=fetcher,

@@ -27,7 +27,7 @@ class WebBrowser(AgentTool):
         settings = resources.settings
         if not settings.browser_search:
             raise ToolUnavailable("no search provider is configured (OPENGLM_BROWSER_SEARCH)")
-        fetcher = SafeFetcher(allow=settings.split(settings.browser_allow))
+        fetcher = SafeFetcher(allow=settings.split(settings.browser_allow), deadline=settings.http_deadline)
         return cls(search_providers.get(settings.browser_search).configured(settings, fetcher), fetcher)
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from ...accounts.passwords import hash_password
 from ...accounts.store import AccountStore
 from ...accounts.usage import GroupBy, usage_summary
 from ...errors import InvalidFieldError
+from ...files.quota import quota_bytes_of
 from ..account_schemas import (
     AccountCreate,
     AccountUpdate,
@@ -81,9 +82,9 @@ async def get_storage(ref: str, request: Request) -> Response:
 
 @router.put("/accounts/{ref}/storage")
 async def set_storage_quota(ref: str, body: StorageQuotaUpdate, request: Request) -> Response:
-    """The account's own storage quota in MB (``quota_mb: null``: the server's default again)."""
+    """The account's own storage quota in MB (-1: unlimited; ``null``: the server's default again)."""
     account = await _store(request).account(ref)
-    quota = None if body.quota_mb is None else body.quota_mb * 1024 * 1024
+    quota = None if body.quota_mb is None else quota_bytes_of(body.quota_mb)
     usage = await request.app.state.files.quota.set_quota(account.id, quota)
     return json_response(storage_out(account.id, usage), nulls=True)
 

@@ -110,7 +110,7 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
         tools=None if glm else catalog_tools(request),
     )
     if glm is not None:
-        chat, plan = glm_plan(request, glm, chat)
+        chat, plan = await glm_plan(request, glm, chat)
     assert plan is not None
     with_files(chat, attachments)
     run, first_round = await prepare_agent(chat, request, principal, plan)
@@ -165,7 +165,7 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Re
         raise InvalidFieldError(f"conversation_id: conversation {record.id!r} is with another assistant")
     plan, glm = await resolve(request, principal, record.assistant_id, record.agent_version)
     if glm is not None:
-        _, plan = glm_plan(request, glm, ChatCompletionRequest(model=glm.id, messages=[]))
+        _, plan = await glm_plan(request, glm, ChatCompletionRequest(model=glm.id, messages=[]))
     assert plan is not None
     history = await conversations(request).messages(account, record.id)
     files: FileStore = request.app.state.files

@@ -15,7 +15,7 @@ from ...agent.loop import AgentRun
 from ...agent.service import AgentService
 from ...agent.stream import AllToolsWriter
 from ...agent.tools.base import AgentTool
-from ...agent.tools.http_api import load_document, operations
+from ...agent.tools.http_api import load_document_isolated, operations
 from ...catalog import AgentSpec, PricedModel
 from ...errors import InvalidFieldError, ModelNotFoundError, NotFoundError
 from ...glms.conversations import ConversationRecord, ConversationStore, new_conversation_id
@@ -208,7 +208,7 @@ async def glm_completions(
     existing = await conversations.find(principal.account_id, conversation_id)
     glm = await pinned_glm(request, principal, existing, glm)
     body = body.model_copy(update={"conversation_id": conversation_id})
-    body, plan = glm_plan(request, glm, body)
+    body, plan = await glm_plan(request, glm, body)
     turn = TurnSaver(
         conversations,
         principal.account_id,
@@ -236,11 +236,12 @@ async def pinned_glm(
     return pinned
 
 
-def glm_plan(
+async def glm_plan(
     request: Request, glm: AgentRecord, body: ChatCompletionRequest
 ) -> tuple[ChatCompletionRequest, AgentPlan]:
     """A GLM: its creator's instructions, model, tools and knowledge bases. The caller's own function tools
-    come along; built-ins the GLM does not enable do not. Its usage is attributed to it and its creator."""
+    come along; built-ins the GLM does not enable do not. Its usage is attributed to it and its creator. Its
+    OpenAPI documents are parsed in a worker unless cached (up to 4 × 200 KB of a user's YAML per chat)."""
     agents: AgentService = request.app.state.agents
     config = glm.config
     tools = [builtin_entry(tool, config.knowledge_ids) for tool in config.tools]
@@ -249,13 +250,10 @@ def glm_plan(
         update={"tools": tools or None, "messages": with_instructions(body.messages, config.instructions)}
     )
     assert agents.user_http_fetcher is not None
-    server_tools: list[AgentTool] = [
-        op
-        for api in config.http_apis
-        for op in operations(
-            load_document(api.openapi), base_url=api.base_url, auth=api.auth, fetcher=agents.user_http_fetcher
-        )
-    ]
+    server_tools: list[AgentTool] = []
+    for api in config.http_apis:
+        document = await load_document_isolated(api.openapi)
+        server_tools += operations(document, base_url=api.base_url, auth=api.auth, fetcher=agents.user_http_fetcher)
     spec = AgentSpec(id=glm.id, model=config.model)
     return body, AgentPlan(spec, server_tools, glm.account_id, Attribution(glm.id, glm.account_id))
 

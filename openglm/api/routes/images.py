@@ -8,8 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.metering import metered_result
-from ...files.store import FileStore
-from ...images.service import ImageService
+from ...images.service import ImageService, Picture
 from ...serving.usage import UsageBound, new_usage_id
 from ..deps import Caller
 from ..image_schemas import ImageData, ImageGenerationRequest, ImagesResponse
@@ -28,24 +27,23 @@ async def generate_images(body: ImageGenerationRequest, request: Request, princi
     call.bind(new_usage_id("img"), None)
 
     async def work() -> ImagesResponse:
-        files: FileStore = request.app.state.files
-        if body.response_format != "b64_json":  # no room for the pictures: refused before any is drawn
-            await files.quota.check(principal.account_id, 1)
-        generated = await images.generate(spec, body.prompt, body.n or 1, body.size)
-        if body.response_format == "b64_json":
-            data = [
-                ImageData(b64_json=base64.b64encode(g.png).decode(), revised_prompt=g.revised_prompt) for g in generated
-            ]
-        else:  # a link to the picture, kept as a file of the caller's account
-            data = []
-            for n, g in enumerate(generated):
-                record = await files.create(
-                    principal.account_id, "image-generation", f"image-{n}.png", g.png, "image/png"
-                )
-                data.append(
-                    ImageData(url=f"{request.base_url}v1/files/{record.id}/content", revised_prompt=g.revised_prompt)
-                )
-        call.tally.images = len(generated)  # charged only once the answer is ready to go
-        return ImagesResponse(created=int(time.time()), data=data)
+        inline = body.response_format == "b64_json"
+        pictures = await images.draw(
+            principal.account_id,
+            spec,
+            body.prompt,
+            n=body.n or 1,
+            size=body.size,
+            files=None if inline else request.app.state.files,
+            tally=call.tally,
+        )
+        return ImagesResponse(created=int(time.time()), data=[image_data(p, request) for p in pictures])
 
     return json_response(await metered_result(call, work()))
+
+
+def image_data(picture: Picture, request: Request) -> ImageData:
+    revised = picture.image.revised_prompt
+    if picture.file is None:
+        return ImageData(b64_json=base64.b64encode(picture.image.png).decode(), revised_prompt=revised)
+    return ImageData(url=f"{request.base_url}v1/files/{picture.file.id}/content", revised_prompt=revised)

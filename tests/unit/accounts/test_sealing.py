@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -70,6 +71,27 @@ def test_an_older_key_file_in_the_data_directory_is_moved_out_once(tmp_path: Pat
     assert len(keys) == 1 and keys == {load_master_key(None, key_file, data)}
     assert not (data / KEY_FILE).exists()
     assert key_file.read_text() == text and key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_starts_racing_the_move_never_fail(tmp_path: Path) -> None:
+    """Eight starts released together by a barrier, many rounds: a start that sees the old file and then finds
+    it gone (another start moved it between the two steps) takes the moved key instead of failing."""
+    for round in range(MOVE_ROUNDS):
+        key_file, data = tmp_path / f"c{round}" / "secret.key", tmp_path / f"d{round}"
+        text = legacy_key(data)
+        barrier = threading.Barrier(MOVE_STARTS)
+        with ThreadPoolExecutor(MOVE_STARTS) as pool:  # an exception in any start fails the test here
+            starts = [pool.submit(start_after, barrier, key_file, data) for _ in range(MOVE_STARTS)]
+            keys = {start.result() for start in starts}
+        assert len(keys) == 1 and key_file.read_text() == text and not (data / KEY_FILE).exists()
+
+
+def start_after(barrier: threading.Barrier, key_file: Path, data: Path) -> bytes:
+    barrier.wait()
+    return load_master_key(None, key_file, data)
+
+
+MOVE_ROUNDS, MOVE_STARTS = 150, 8
 
 
 def test_a_crash_after_the_copy_is_finished_on_the_next_start(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from openglm.config import Settings
 from openglm.errors import StorageQuotaError
 from openglm.files.blobs import LocalBlobStore
+from openglm.files.quota import UNLIMITED, quota_bytes_of
 from openglm.files.store import FileStore
 from openglm.store.db import Database
 from openglm.store.models import Account, File
@@ -84,6 +86,28 @@ async def test_the_operator_quota_overrides_the_default(database: Database, tmp_
     unlimited = FileStore(database, LocalBlobStore(tmp_path / "blobs"), quota_bytes=None)
     await unlimited.create("acct_a", "assistant", "c.bin", b"x" * (8 * KB))
     assert (await unlimited.quota.usage("acct_a")).used_bytes == await kept(database, "acct_a")
+
+
+async def test_zero_is_nothing_and_minus_one_unlimited_everywhere(database: Database, tmp_path: Path) -> None:
+    """The same numbers mean the same for the server's default and for an account's own quota."""
+    assert Settings(storage_quota_mb=0).storage_quota_bytes() == 0
+    assert Settings(storage_quota_mb=-1).storage_quota_bytes() is None
+    assert quota_bytes_of(0) == 0 and quota_bytes_of(-1) == UNLIMITED and quota_bytes_of(2) == 2 * 1024 * KB
+    await accounts(database, "acct_z", "acct_u")
+    nothing = FileStore(
+        database, LocalBlobStore(tmp_path / "blobs"), quota_bytes=Settings(storage_quota_mb=0).storage_quota_bytes()
+    )
+    with pytest.raises(StorageQuotaError):  # a default of 0: nothing may be kept
+        await nothing.create("acct_z", "assistant", "a.bin", b"x")
+    usage = await nothing.quota.set_quota("acct_u", quota_bytes_of(-1))  # this account: no limit
+    assert (usage.quota_bytes, usage.account_quota) == (None, True)
+    await nothing.create("acct_u", "assistant", "big.bin", b"x" * (64 * KB))
+    usage = await nothing.quota.set_quota("acct_u", quota_bytes_of(0))  # and now nothing more
+    assert (usage.used_bytes, usage.quota_bytes, usage.account_quota) == (64 * KB, 0, True)
+    with pytest.raises(StorageQuotaError):
+        await nothing.create("acct_u", "assistant", "b.bin", b"x")
+    with pytest.raises(ValueError):
+        await nothing.quota.set_quota("acct_u", -2)
 
 
 async def test_a_file_row_that_fails_takes_its_bytes_back(database: Database, tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Connection, Integer, MetaData, event, text
 from sqlalchemy.exc import IntegrityError
 
-from openglm.store.db import Database, open_database
+from openglm.store.db import Database, alembic_config, open_database
 from openglm.store.models import Account, Base, User
 
 TABLES = {
@@ -43,7 +44,7 @@ FULL_TEXT = "knowledge_chunks_fts"
 FULL_TEXT_INDEX = "ix_knowledge_chunks_search"
 FULL_TEXT_TRIGGERS = {f"knowledge_chunks_fts_{action}" for action in ("insert", "delete", "update")}
 APPEND_ONLY = {"usage_records", "ledger_entries"}
-HEAD = "0010"  # the latest migration
+HEAD = "0011"  # the latest migration
 BALANCE_TRIGGERS = {
     "accounts_open_balance",
     "ledger_entries_move_balance",
@@ -137,6 +138,74 @@ async def test_migrating_twice_is_a_no_op(database: Database, db_url: str) -> No
             assert await diff_against(db) == []
     finally:
         await reopened.close()
+
+
+# --- data migrations -------------------------------------------------------------------
+
+
+async def migrate_to(database: Database, revision: str) -> None:
+    def run(connection: Connection) -> None:
+        if revision == "head":
+            command.upgrade(alembic_config(connection), revision)
+        else:
+            command.downgrade(alembic_config(connection), revision)
+
+    async with database.engine.connect() as connection, connection.begin():
+        await connection.run_sync(run)
+
+
+async def execute(database: Database, sql: str, **values: Any) -> None:
+    async with database.engine.connect() as connection, connection.begin():
+        await connection.execute(text(sql), values)
+
+
+async def test_0011_counts_the_glm_versions_already_kept(database: Database) -> None:
+    """GLM configurations joined the storage quota in 0011: existing versions get their UTF-8 size, and each
+    account's counter grows by them (whether it had a row for its files or not); downgrading takes them back out."""
+    await migrate_to(database, "0010")
+    now = datetime.now(UTC)
+    configs = {"acct_1": ['{"instructions": "诗人"}', '{"instructions": "poet"}'], "acct_2": ['{"x": "ééé"}']}
+    for account, texts in configs.items():
+        await execute(
+            database,
+            "INSERT INTO accounts (id, name, status, created_at) VALUES (:a, :a, 'active', :t)",
+            a=account,
+            t=now,
+        )
+        await execute(
+            database,
+            "INSERT INTO agents (id, account_id, name, description, avatar, visibility, recommended, version, uses, "
+            "created_at, updated_at) VALUES (:g, :a, 'g', '', '', 'private', 0, :v, 0, :t, :t)",
+            g=f"glm_{account}",
+            a=account,
+            v=len(texts),
+            t=now,
+        )
+        for number, config in enumerate(texts, start=1):
+            await execute(
+                database,
+                "INSERT INTO agent_versions (agent_id, version, config, created_at) VALUES (:g, :v, :c, :t)",
+                g=f"glm_{account}",
+                v=number,
+                c=config,
+                t=now,
+            )
+    await execute(database, "INSERT INTO account_storage (account_id, used_bytes) VALUES ('acct_1', 100)")
+    await migrate_to(database, "head")
+    sizes = {a: sum(len(c.encode()) for c in texts) for a, texts in configs.items()}
+    assert (
+        await scalar(database, "SELECT used_bytes FROM account_storage WHERE account_id = 'acct_1'")
+        == 100 + sizes["acct_1"]
+    )
+    assert (
+        await scalar(database, "SELECT used_bytes FROM account_storage WHERE account_id = 'acct_2'") == sizes["acct_2"]
+    )
+    assert await scalar(database, "SELECT SUM(bytes) FROM agent_versions") == sum(sizes.values())
+    await migrate_to(database, "0010")
+    assert await scalar(database, "SELECT used_bytes FROM account_storage WHERE account_id = 'acct_1'") == 100
+    assert await scalar(database, "SELECT used_bytes FROM account_storage WHERE account_id = 'acct_2'") == 0
+    await migrate_to(database, "head")
+    assert await diff_against(database) == []
 
 
 # --- constraints -----------------------------------------------------------------------
