@@ -1,4 +1,4 @@
-"""``openglm``: serve the platform, list models."""
+"""``openglm``: serve the platform, list models, run job workers (``openglm jobs work``), operate accounts."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .accounts.cli import add_parsers
 
     add_parsers(sub)
+    from .jobs.worker import add_parsers as add_job_parsers
+
+    add_job_parsers(sub)
     return parser
 
 

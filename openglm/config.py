@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -137,6 +137,24 @@ class Settings(BaseSettings):
     parse_workers: int = Field(default=2, ge=1, le=64)
     parse_memory_mb: int = Field(default=1024, ge=256)
     parse_timeout: float = Field(default=30.0, gt=0)
+
+    # Background jobs (``openglm/jobs/``): jobs this server runs at once (0: none here, only in separate
+    # ``openglm jobs work`` processes); seconds a claim lasts without a heartbeat (a worker that dies gives its job
+    # up after this long); seconds between heartbeats, which also notice cancellation (so a cancelled running job
+    # stops within about this long); seconds an idle worker waits before looking for jobs other processes queued.
+    job_workers: int = Field(default=2, ge=0, le=64)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    job_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    job_poll_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _heartbeats_within_the_lease(self) -> Settings:
+        if self.job_heartbeat_seconds * 2 > self.job_lease_seconds:
+            raise ValueError(
+                f"OPENGLM_JOB_HEARTBEAT_SECONDS ({self.job_heartbeat_seconds}) must be at most half of "
+                f"OPENGLM_JOB_LEASE_SECONDS ({self.job_lease_seconds}): a lease must survive a late heartbeat"
+            )
+        return self
 
     def models_to_load(self) -> set[str]:
         return {name.strip() for name in self.load_models.split(",") if name.strip()}

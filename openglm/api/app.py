@@ -24,6 +24,9 @@ from ..files.store import FileStore
 from ..glms.conversations import ConversationStore
 from ..glms.store import AgentStore
 from ..images.service import ImageService
+from ..jobs.kinds import load_builtin_kinds
+from ..jobs.runner import JobRunner
+from ..jobs.store import JobStore
 from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         knowledge: KnowledgeService | None = None
         image_service = app.state.images = ImageService(catalog)
         conversations: ConversationStore | None = None
+        jobs: JobRunner | None = None
         try:
             await pool.start()
             await embedding_service.start()
@@ -88,8 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             agents = app.state.agents = await AgentService.open(
                 settings, catalog, app.state.chat, image_service, app.state.files, knowledge
             )
+            load_builtin_kinds()
+            jobs = app.state.jobs = JobRunner.from_settings(settings, JobStore(platform.db))
+            await jobs.start()
             yield
         finally:
+            if jobs is not None:
+                await jobs.close()  # running jobs are given back for the next worker (or this server's restart)
             if conversations is not None:
                 await conversations.drain()  # turns of streams that ended as the server stopped
             if agents is not None:

@@ -342,3 +342,53 @@ class ConversationMessage(Base):
             ["account_id", "conversation_id"], ["conversations.account_id", "conversations.id"], ondelete="CASCADE"
         ),
     )
+
+
+class Job(Base):
+    """One background job (``openglm/jobs/``): what to run (``kind``, ``payload``), where it stands (``status``
+    queued → running → succeeded | failed | cancelled), and who holds it. A worker claims a job by taking its
+    lease (``lease_owner``, ``attempts`` incremented: the pair is the claim's token) until ``lease_expires_at``,
+    renewed by heartbeats; a job whose lease expired is claimed again and its handler resumes from
+    ``checkpoint``. Writes by the holder are conditional on the token, so a worker that lost its lease changes
+    nothing. ``event_count`` numbers the job's events (``job_events.seq``). JSON columns are text."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # higher first
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    result: Mapped[str | None] = mapped_column(Text, default=None)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    progress: Mapped[str | None] = mapped_column(Text, default=None)  # what a client is shown
+    checkpoint: Mapped[str | None] = mapped_column(Text, default=None)  # what the handler resumes from
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    run_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # a retry waits until then
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (
+        Index("ix_jobs_claim", "status", "priority", "created_at"),
+        Index("ix_jobs_account", "account_id", "kind", "created_at"),
+    )
+
+
+class JobEvent(Base):
+    """One progress event of a job, numbered from 1 in the order written (``seq``), for clients to poll."""
+
+    __tablename__ = "job_events"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    level: Mapped[str] = mapped_column(String(16), default="info")  # info | warning | error
+    message: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[str | None] = mapped_column(Text, default=None)  # JSON object

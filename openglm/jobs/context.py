@@ -1,0 +1,95 @@
+"""What a job handler is given: its payload, where an earlier attempt left off, and the calls that report
+progress, save checkpoints, append events and notice cancellation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .store import JobStore, Json, Lease
+
+
+class JobCancelled(Exception):
+    """Cancellation of the job was requested; raised into the handler by the context's calls. The job ends
+    ``cancelled`` (a handler may catch it to clean up, then re-raise)."""
+
+
+class JobFailed(Exception):
+    """A handler raises this for a failure that retrying cannot fix (a bad input): the job ends ``failed`` with
+    this code and message at once. Any other exception is retried while attempts remain."""
+
+    def __init__(self, message: str, *, code: str = "job_failed"):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class JobContext:
+    """One attempt at one job. Every call that writes also learns whether cancellation was requested and, if so,
+    raises ``JobCancelled``; the runner's heartbeats notice it too and cancel the handler's task, so a handler
+    stuck in an ``await`` stops as well. Writes after the lease was lost raise ``LeaseLost``."""
+
+    def __init__(self, store: JobStore, lease: Lease, *, lease_seconds: float):
+        self.store = store
+        self.lease = lease
+        self.lease_seconds = lease_seconds
+        self._cancelled = lease.job.cancel_requested_at is not None
+
+    @property
+    def job_id(self) -> str:
+        return self.lease.job_id
+
+    @property
+    def kind(self) -> str:
+        return self.lease.job.kind
+
+    @property
+    def account_id(self) -> str | None:
+        return self.lease.job.account_id
+
+    @property
+    def payload(self) -> Json:
+        return self.lease.job.payload
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt, 2 after one worker died or failed, ..."""
+        return self.lease.attempt
+
+    @property
+    def resume(self) -> Json | None:
+        """The checkpoint the last attempt saved (None on a fresh start): where to pick up."""
+        return self.lease.checkpoint
+
+    @property
+    def saved_progress(self) -> Json | None:
+        return self.lease.job.progress
+
+    def is_cancelled(self) -> bool:
+        return self._cancelled
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancelled:
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def mark_cancelled(self) -> None:
+        self._cancelled = True
+
+    async def progress(self, **values: Any) -> None:
+        """Replace the progress clients see (e.g. ``step=3, total=10``)."""
+        self._saw(await self.store.report(self.lease, progress=values))
+
+    async def checkpoint(self, state: Json, *, progress: Json | None = None) -> None:
+        """Save what a later attempt resumes from (after this worker died), with progress in the same write."""
+        self._saw(await self.store.report(self.lease, checkpoint=state, progress=progress))
+
+    async def event(self, message: str, *, level: str = "info", metrics: Json | None = None) -> None:
+        self._saw(await self.store.event(self.lease, message, level=level, metrics=metrics))
+
+    async def heartbeat(self) -> None:
+        """Renew the lease now (the runner also does every few seconds) and check for cancellation."""
+        self._saw(await self.store.heartbeat(self.lease, self.lease_seconds))
+
+    def _saw(self, cancel_requested: bool) -> None:
+        if cancel_requested:
+            self._cancelled = True
+        self.raise_if_cancelled()

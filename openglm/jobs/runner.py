@@ -1,0 +1,249 @@
+"""``JobRunner``: slots that claim jobs and run their handlers, with heartbeats, in the server's lifespan or in a
+worker process of its own (``jobs/worker.py``).
+
+Each slot claims one job at a time (``JobStore.claim``); an idle slot waits for ``wake()`` (a job submitted in this
+process) or ``poll_seconds`` (one queued elsewhere). While a handler runs, a heartbeat task renews the lease every
+``heartbeat_seconds``; when it learns that cancellation was requested it cancels the handler's task, and when the
+lease was lost (this worker stalled past it and another one claimed the job) it cancels the handler and writes
+nothing. The outcome is written conditionally on the lease (``JobStore.finish``): succeeded with the handler's
+result, cancelled, failed at once for ``JobFailed`` and platform errors, or retried with backoff for any other
+exception while attempts remain. On close, running jobs are given back (``release``) for another worker to take
+at once rather than after their lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..config import Settings
+from ..errors import OpenGLMError
+from .context import JobCancelled, JobContext, JobFailed
+from .kinds import JobHandler, job_kinds
+from .store import INTERNAL, JobRecord, JobStore, Json, Lease, LeaseLost
+
+log = logging.getLogger(__name__)
+RETRY_BASE_SECONDS = 5.0  # a failed attempt waits this long, doubling per attempt, before the next
+RETRY_MAX_SECONDS = 300.0
+
+
+def worker_name() -> str:
+    """Who holds a lease: host, process and a random part (so a restarted process never reuses a token)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass
+class _Attempt:
+    context: JobContext
+    task: asyncio.Task[Json | None]
+    lost: bool = False
+    beat: asyncio.Task[None] | None = field(default=None)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        kinds: Sequence[str] | None = None,
+        slots: int = 2,
+        lease_seconds: float = 30.0,
+        heartbeat_seconds: float = 2.0,
+        poll_seconds: float = 2.0,
+        owner: str | None = None,
+    ):
+        if heartbeat_seconds * 2 > lease_seconds:
+            raise ValueError("heartbeats must come at least twice per lease")
+        for kind in kinds or ():
+            job_kinds.get(kind)  # an unknown kind: KeyError listing the known ones
+        self.store = store
+        self.kinds = list(kinds) if kinds is not None else None  # None: every registered kind
+        self.slots = slots
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.poll_seconds = poll_seconds
+        self.owner = owner or worker_name()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running: dict[str, _Attempt] = {}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: JobStore, *, kinds: Sequence[str] | None = None, slots: int | None = None
+    ) -> JobRunner:
+        return cls(
+            store,
+            kinds=kinds,
+            slots=settings.job_workers if slots is None else slots,
+            lease_seconds=settings.job_lease_seconds,
+            heartbeat_seconds=settings.job_heartbeat_seconds,
+            poll_seconds=settings.job_poll_seconds,
+        )
+
+    def kind_names(self) -> list[str]:
+        return self.kinds if self.kinds is not None else job_kinds.names()
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of the jobs this runner is running now."""
+        return list(self._running)
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._slot(), name=f"jobs-{i}") for i in range(self.slots)]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def submit(
+        self,
+        kind: str,
+        payload: Json | None = None,
+        *,
+        account_id: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+        prefix: str = "job",
+    ) -> JobRecord:
+        """Queue a job of a registered kind (``JobStore.submit``) and wake this runner's idle slots."""
+        job_kinds.get(kind)
+        record = await self.store.submit(
+            kind, payload, account_id=account_id, priority=priority, max_attempts=max_attempts, prefix=prefix
+        )
+        self.wake()
+        return record
+
+    async def cancel(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
+        """Request cancellation (``JobStore.cancel``); a job running here stops at once, not at its next heartbeat."""
+        record = await self.store.cancel(job_id, account_id=account_id)
+        attempt = self._running.get(job_id)
+        if attempt is not None and record.cancel_requested_at is not None:
+            attempt.context.mark_cancelled()
+            attempt.task.cancel()
+        return record
+
+    async def close(self) -> None:
+        """Stop the slots; each gives its running job back (released, queued for the next worker)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _slot(self) -> None:
+        while True:
+            try:
+                lease = await self.store.claim(self.kind_names(), self.owner, self.lease_seconds)
+            except Exception:
+                log.exception("jobs: cannot claim from the queue")
+                lease = None
+            if lease is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                continue
+            self._wake.set()  # there may be more: let the other idle slots look too
+            await self._run(lease)
+
+    async def _run(self, lease: Lease) -> None:
+        context = JobContext(self.store, lease, lease_seconds=self.lease_seconds)
+        handler = job_kinds.get(lease.job.kind)
+        attempt = _Attempt(context, asyncio.create_task(_call(handler, context), name=f"job-{lease.job_id}"))
+        attempt.beat = asyncio.create_task(self._beat(attempt), name=f"job-beat-{lease.job_id}")
+        self._running[lease.job_id] = attempt
+        log.info("jobs: %s %s attempt %d on %s", lease.job.kind, lease.job_id, lease.attempt, self.owner)
+        try:
+            await self._outcome(attempt)
+        finally:
+            attempt.beat.cancel()
+            self._running.pop(lease.job_id, None)
+
+    async def _outcome(self, attempt: _Attempt) -> None:
+        context, lease = attempt.context, attempt.context.lease
+        try:
+            result = await attempt.task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # this runner is closing: give the job back
+                if attempt.beat is not None:
+                    attempt.beat.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.release(lease))
+                raise
+            if attempt.lost:
+                log.warning("jobs: %s lost its lease; its new holder goes on with it", lease.job_id)
+            elif context.is_cancelled():
+                await self._end(lease, "cancelled")
+            else:
+                await self._failed(lease, RuntimeError("the handler was cancelled"))
+        except JobCancelled:
+            await self._end(lease, "cancelled")
+        except LeaseLost:
+            log.warning("jobs: %s lost its lease; its new holder goes on with it", lease.job_id)
+        except JobFailed as exc:
+            await self._end(lease, "failed", code=exc.code, message=exc.message)
+        except OpenGLMError as exc:
+            await self._end(lease, "failed", code=exc.code, message=exc.message)
+        except Exception as exc:
+            await self._failed(lease, exc)
+        else:
+            await self._end(lease, "succeeded", result=result)
+
+    async def _end(
+        self,
+        lease: Lease,
+        status: str,
+        *,
+        result: Json | None = None,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        try:
+            ended = await asyncio.shield(self.store.finish(lease, status, result=result, code=code, message=message))
+        except (TypeError, ValueError) as exc:  # a result that is not JSON
+            log.exception("jobs: %s returned a result that cannot be stored", lease.job_id)
+            ended = await asyncio.shield(
+                self.store.finish(lease, "failed", code=INTERNAL, message=f"result not storable: {exc}")
+            )
+        if not ended:
+            log.warning("jobs: %s was no longer held by %s; its outcome was not written", lease.job_id, self.owner)
+
+    async def _failed(self, lease: Lease, exc: BaseException) -> None:
+        log.error("jobs: %s attempt %d failed", lease.job_id, lease.attempt, exc_info=exc)
+        delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (lease.attempt - 1))
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        try:
+            await asyncio.shield(self.store.retry(lease, code=INTERNAL, message=message, delay_seconds=delay))
+        except LeaseLost:
+            log.warning("jobs: %s was no longer held by %s", lease.job_id, self.owner)
+
+    async def _beat(self, attempt: _Attempt) -> None:
+        lease = attempt.context.lease
+        while not attempt.task.done():
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                cancel_requested = await self.store.heartbeat(lease, self.lease_seconds)
+            except LeaseLost:
+                attempt.lost = True
+                attempt.task.cancel()
+                return
+            except Exception:  # the database is away for a moment: the lease has room for a missed beat
+                log.warning("jobs: heartbeat of %s failed", lease.job_id, exc_info=True)
+                continue
+            if cancel_requested:
+                attempt.context.mark_cancelled()
+                attempt.task.cancel()
+                return
+
+
+async def _call(handler: JobHandler, context: JobContext) -> Json | None:
+    result = await handler(context)
+    if result is not None and not isinstance(result, dict):
+        raise TypeError(f"a job handler returns a JSON object or None, not {type(result).__name__}")
+    return result
