@@ -112,6 +112,7 @@ class UntrustedPool:
         self._slots: asyncio.Semaphore | None = None
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
+        self._starting: set[_Worker] = set()  # started, not yet ready: close() must find them too
         self._threads: ThreadPoolExecutor | None = None
 
     async def run(self, function: Callable[..., T], *args: Any, what: str, timeout: float | None = None) -> T:
@@ -120,15 +121,16 @@ class UntrustedPool:
         keep their code and message), ``WorkLimitError`` past the deadline or the memory limit."""
         slots = self._bind()
         limit = self.timeout if timeout is None else timeout
+        # Before a worker is taken: arguments that cannot be sent must not strand a worker outside the pool.
+        request = pickle.dumps((function.__module__, function.__qualname__, args), protocol=5)
         try:  # every worker busy: wait at most for one worker to be replaced and one call to run
             async with asyncio.timeout(START_TIMEOUT + limit):
                 await slots.acquire()
         except TimeoutError:
             raise ServiceUnavailableError("the server is busy parsing other input; try again shortly") from None
         try:
-            worker = await self._take()
+            worker = await self._take()  # no await between taking it and marking it busy
             self._busy.add(worker)
-            request = pickle.dumps((function.__module__, function.__qualname__, args), protocol=5)
             try:
                 reply = await asyncio.wait_for(self._in_thread(worker.exchange, request), limit)
             except TimeoutError:
@@ -164,7 +166,7 @@ class UntrustedPool:
         raise _error(value, what)
 
     async def close(self) -> None:
-        workers = [*self._idle, *self._busy]
+        workers = [*self._idle, *self._busy, *self._starting]
         for worker in workers:
             self._retire(worker)
         self._idle.clear()
@@ -194,17 +196,26 @@ class UntrustedPool:
             worker = self._idle.pop()
             if worker.process.poll() is None:
                 return worker
+            self._retire(worker)  # reaped, not left a zombie
         return await self._start()
 
     async def _start(self) -> _Worker:
+        """A new worker, once it says it is ready. Whatever ends the wait otherwise (its deadline, its death, the
+        caller's cancellation) kills it: a worker nobody holds would live, unused, as long as the server."""
         command = [sys.executable, "-m", "openglm.untrusted.worker", str(self.memory_mb), *self.preload]
         worker = _Worker(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+        self._starting.add(worker)
         try:
             ready = await asyncio.wait_for(self._in_thread(worker.receive), START_TIMEOUT)
         except (TimeoutError, _WorkerDied):
             ready = None
+        except BaseException:  # cancelled while the worker imports its libraries
+            self._retire(worker)
+            raise
+        finally:
+            self._starting.discard(worker)
         if ready != READY:
-            worker.kill()
+            self._retire(worker)
             raise InternalError("a parsing worker could not start; see the server log")
         return worker
 
