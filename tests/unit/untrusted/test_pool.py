@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from openglm.errors import DocumentError, InternalError, InvalidFieldError
-from openglm.untrusted.pool import UntrustedPool, WorkLimitError
+from openglm.untrusted.pool import UntrustedPool, WorkLimitError, on_behalf_of
 from openglm.untrusted.transfer import load_result
 
 from . import jobs
@@ -165,3 +165,28 @@ async def test_close_kills_workers_that_are_starting() -> None:
         call.cancel()
     await asyncio.gather(*calls, return_exceptions=True)
     assert len(await _settled(before, 0)) == 0
+
+
+async def test_one_account_cannot_take_every_worker(pool: UntrustedPool) -> None:
+    """Two workers, so each account may hold one: account a's four slow calls run one at a time in a's own queue,
+    and account b's call takes the other worker at once (before: it queued behind a's calls, ~2 s)."""
+    await asyncio.gather(*(pool.run(jobs.sleep, 0.1, what="x") for _ in range(2)))  # both workers started
+
+    async def slow_for_a() -> float:
+        with on_behalf_of("acct_a"):
+            started = time.monotonic()
+            await pool.run(jobs.sleep, 1.0, what="x")
+            return time.monotonic() - started
+
+    greedy = [asyncio.create_task(slow_for_a()) for _ in range(4)]
+    await asyncio.sleep(0.2)
+    with on_behalf_of("acct_b"):
+        started = time.monotonic()
+        assert await pool.run(jobs.double, 21, what="x") == 42
+        assert time.monotonic() - started < 0.5
+    assert max(await asyncio.gather(*greedy)) > 3.5  # a's calls ran one after another
+    with on_behalf_of(None):  # work on no account's behalf is not limited to a share
+        started = time.monotonic()
+        await asyncio.gather(*(pool.run(jobs.sleep, 0.5, what="x") for _ in range(2)))
+        assert time.monotonic() - started < 0.9
+    assert pool._shares == {}  # a share is dropped once no call holds or waits for it
