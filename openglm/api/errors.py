@@ -9,7 +9,8 @@ from ..errors import BodyTooLargeError, InvalidFieldError, InvalidRequestError, 
 
 
 def _where(loc: tuple[object, ...]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
+    # Pydantic names the branch of a union in the location ("prompt.list[str]"): the field's path is enough.
+    parts = [str(p) for p in loc if p != "body" and "[" not in str(p)]
     out = ""
     for part in parts:
         out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
@@ -18,6 +19,9 @@ def _where(loc: tuple[object, ...]) -> str:
 
 def validation_error(exc: RequestValidationError) -> OpenGLMError:
     errors = exc.errors()
+    # A value of the right type that breaks a bound says more than a union's other branches refusing its type
+    # (a list of 10^6 prompts: "at most 16 items", not "should be a valid string").
+    errors = sorted(errors, key=lambda error: str(error.get("type", "")).endswith("_type"))
     first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid request"}
     kind, where = first.get("type", ""), _where(tuple(first.get("loc", ())))
     if kind == "json_invalid":

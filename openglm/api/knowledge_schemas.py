@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
+from ..knowledge.options import MAX_CUSTOM_SEPARATORS, MAX_SEPARATOR_CHARS, MAX_SEPARATORS
 from .schemas import WireModel
 
 Background = Literal["blue", "red", "orange", "purple", "sky"]
 Icon = Literal["question", "book", "seal", "wrench", "tag", "horn", "house"]
+Separator = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SEPARATOR_CHARS)]
 
 
 class KnowledgeCreate(WireModel):
@@ -26,7 +28,7 @@ class KnowledgeCreate(WireModel):
     customer_identifier: str | None = Field(default=None, max_length=32)
     chunk_tokens: int | None = Field(default=None, ge=16, le=8192)
     overlap_tokens: int | None = Field(default=None, ge=0, le=4096)
-    separators: list[str] | None = Field(default=None, max_length=32)
+    separators: list[Separator] | None = Field(default=None, max_length=MAX_SEPARATORS)
 
 
 class KnowledgeEdit(WireModel):
@@ -118,7 +120,7 @@ class DocumentPage(BaseModel):
 
 class DocumentEdit(WireModel):
     knowledge_type: int | None = None
-    custom_separator: list[str] | None = None
+    custom_separator: list[Separator] | None = Field(default=None, max_length=MAX_CUSTOM_SEPARATORS)
     sentence_size: int | None = None
 
 

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import BodyTooLargeError, InternalError, OpenGLMError
 from ..files.store import PURPOSES
+from ..untrusted.pool import on_behalf_of
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,9 @@ class RequestGuard:
             except OpenGLMError as refusal:
                 await _answer(refusal, scope, receive, send)
                 return
-        await self._call_capped(scope, receive, send, limit)
+        caller = scope.get("state", {}).get(CALLER)
+        with on_behalf_of(caller.account_id if caller is not None else None):  # the account's share of the parsers
+            await self._call_capped(scope, receive, send, limit)
 
     async def _authenticate(self, scope: Scope, guard: Guard, authorization: str | None) -> None:
         platform = scope["app"].state.platform

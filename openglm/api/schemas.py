@@ -20,6 +20,11 @@ class WireModel(BaseModel):
 # hold (OverflowError, a 500). Pages beyond the last are empty, so the bound only has to be far above any real one.
 MAX_PAGE = 100_000
 MAX_SQL_INT = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
+# Lists a request may hold, bounded here so that pydantic refuses a long one at its 17th item instead of building
+# (and the service then refusing) a million of them: prompts × n ≤ 16 generations per request, so ≤ 16 prompts.
+MAX_PROMPTS = 16
+MAX_STOPS = 16
+MAX_LOGIT_BIASES = 1024
 
 
 # -- requests -------------------------------------------------------------------
@@ -106,12 +111,12 @@ class SamplingFields(WireModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     n: int | None = Field(default=None, ge=1, le=16)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None = None
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=4.0)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, float] | None = Field(default=None, max_length=MAX_LOGIT_BIASES)
     user: str | None = None
 
 
@@ -134,7 +139,7 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str]
+    prompt: str | Annotated[list[str], Field(max_length=MAX_PROMPTS)]
     max_tokens: int | None = Field(default=16, ge=1)
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool | None = None

@@ -9,6 +9,8 @@ turns that fit the model's context (less the answer's room and the new message) 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 from ..api.schemas import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
@@ -24,6 +26,32 @@ OUTPUT_CHARS = 1_000  # of a tool's outputs replayed from an earlier turn
 ATTACHED_TURNS = 2  # the latest user messages whose attachments are read again when the history is replayed
 MESSAGE_TOKENS = 8  # a message's share of the template (role markers and separators), estimated
 CONTEXT_RESERVE_SHARE = 8  # 1/8 of the context is kept for the template, the instructions and tool definitions
+READ_CACHE_ENTRIES = 256  # attachments' texts kept (each ≤ ATTACHMENT_CHARS): at most ~2 M characters
+
+
+class _ReadAttachments:
+    """What the model was given of each attachment, by file, most recently used kept. A file never changes once
+    stored, so its id and creation time name its content: a conversation replays its last turns' attachments on
+    every turn, and without this each turn parsed them again in the shared worker pool (``untrusted.pool``)."""
+
+    def __init__(self, entries: int):
+        self.entries = entries
+        self._texts: OrderedDict[tuple[str, str, datetime, str], str] = OrderedDict()
+
+    def get(self, key: tuple[str, str, datetime, str]) -> str | None:
+        text = self._texts.get(key)
+        if text is not None:
+            self._texts.move_to_end(key)
+        return text
+
+    def put(self, key: tuple[str, str, datetime, str], text: str) -> None:
+        self._texts[key] = text
+        self._texts.move_to_end(key)
+        while len(self._texts) > self.entries:
+            self._texts.popitem(last=False)
+
+
+_read_attachments = _ReadAttachments(READ_CACHE_ENTRIES)
 
 
 async def attachments_of(files: FileStore, account_id: str, file_ids: list[str]) -> list[dict[str, Any]]:
@@ -40,27 +68,40 @@ async def attachments_of(files: FileStore, account_id: str, file_ids: list[str])
 
 async def attachment_text(files: FileStore, account_id: str, attachments: list[dict[str, Any]]) -> str:
     """What the model reads of the attachments: each file's extracted text (cut at ``ATTACHMENT_CHARS``), or
-    a line saying it is not text; the code interpreter also finds them in its workspace."""
+    a line saying it is not text; the code interpreter also finds them in its workspace. Each file is parsed
+    once (``_read_attachments``), however many turns replay it."""
     parts = []
     for attachment in attachments:
         name = attachment["filename"]
         try:
-            _, data = await files.content(account_id, attachment["file_id"])
-        except (NotFoundError, OSError):
+            record = await files.get(account_id, attachment["file_id"])  # still the caller's, still there
+        except NotFoundError:
             parts.append(f"[Attached file {name}: no longer available]")
             continue
-        try:  # read whole (up to what a knowledge base takes), then cut: a long file is a long text, not a blob
-            document = await parse_isolated(data, name, max_chars=DEFAULT_MAX_CHARS)
-        except DocumentError as error:
-            why = {"too_large": "too large to read", "too_complex": "too complex to read"}.get(
-                error.problem, "not readable as text"
-            )
-            parts.append(f"[Attached file {name}: {len(data)} bytes, {why}]")
-            continue
-        text = document.text[:ATTACHMENT_CHARS]
-        more = " (cut)" if len(document.text) > ATTACHMENT_CHARS else ""
-        parts.append(f"[Attached file {name}{more}]\n{text}\n[End of {name}]")
+        key = (account_id, record.id, record.created_at, name)
+        if (part := _read_attachments.get(key)) is None:
+            try:
+                _, data = await files.content(account_id, record.id)
+            except (NotFoundError, OSError):
+                parts.append(f"[Attached file {name}: no longer available]")
+                continue
+            part = await _read(data, name)
+            _read_attachments.put(key, part)
+        parts.append(part)
     return "\n\n".join(parts)
+
+
+async def _read(data: bytes, name: str) -> str:
+    try:  # read whole (up to what a knowledge base takes), then cut: a long file is a long text, not a blob
+        document = await parse_isolated(data, name, max_chars=DEFAULT_MAX_CHARS)
+    except DocumentError as error:
+        why = {"too_large": "too large to read", "too_complex": "too complex to read"}.get(
+            error.problem, "not readable as text"
+        )
+        return f"[Attached file {name}: {len(data)} bytes, {why}]"
+    text = document.text[:ATTACHMENT_CHARS]
+    more = " (cut)" if len(document.text) > ATTACHMENT_CHARS else ""
+    return f"[Attached file {name}{more}]\n{text}\n[End of {name}]"
 
 
 async def user_message(files: FileStore, account_id: str, text: str, attachments: list[dict[str, Any]]) -> ChatMessage:

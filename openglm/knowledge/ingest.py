@@ -23,6 +23,7 @@ from ..embeddings.service import EmbeddingService
 from ..errors import OpenGLMError
 from ..files.blobs import BlobStore
 from ..serving.usage import new_usage_id
+from ..untrusted.pool import on_behalf_of
 from .chunking import Chunk, chunk
 from .fulltext import search_text
 from .options import ChunkingOptions
@@ -126,7 +127,8 @@ class Ingestor:
         spec = self.embeddings.resolve(knowledge.embedding_model)
         count_tokens = await self.embeddings.token_counter(spec)
         options = chunking_options(knowledge, document, await self.embeddings.input_token_limit(spec))
-        parsed = await parse_isolated(data, document.name)
+        with on_behalf_of(document.account_id):  # the document's account's share of the parse workers
+            parsed = await parse_isolated(data, document.name)
         chunks = await asyncio.to_thread(chunk, parsed, options, count_tokens)
         return _Prepared(document, spec, parsed.text, chunks)
 

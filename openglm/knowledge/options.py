@@ -11,6 +11,11 @@ from ..errors import InvalidFieldError
 # Tried in order on a piece that is too big: paragraphs, lines, sentences (Chinese and Western), clauses, words.
 DEFAULT_SEPARATORS = ("\n\n", "\n", "。", "！", "？", ". ", "! ", "? ", "；", "; ", "，", ", ", " ")
 ZHIPU_SENTENCE_SIZES = range(20, 2001)  # Zhipu's documented range for ``sentence_size`` (characters)
+# A user's separators (Zhipu's ``custom_separator``, a base's ``separators``): each is looked for in the whole
+# document, so their number and length are bounded (on the wire, and here for the form upload's decoded list).
+MAX_CUSTOM_SEPARATORS = 16
+MAX_SEPARATORS = 32
+MAX_SEPARATOR_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,14 @@ class ChunkingOptions:
         if sentence_size is not None and sentence_size not in ZHIPU_SENTENCE_SIZES:
             raise InvalidFieldError(f"sentence_size must be between 20 and 2000, not {sentence_size}")
         boundaries = tuple(custom_separator or ())
-        if not all(isinstance(item, str) and item for item in boundaries):
-            raise InvalidFieldError("custom_separator must be a list of non-empty strings")
+        if len(boundaries) > MAX_CUSTOM_SEPARATORS:
+            raise InvalidFieldError(
+                f"custom_separator: at most {MAX_CUSTOM_SEPARATORS} separators, not {len(boundaries)}"
+            )
+        if not all(isinstance(item, str) and 0 < len(item) <= MAX_SEPARATOR_CHARS for item in boundaries):
+            raise InvalidFieldError(
+                f"custom_separator must be a list of non-empty strings of at most {MAX_SEPARATOR_CHARS} characters"
+            )
         return cls(chunk_tokens, overlap_tokens, sentence_size, boundaries=boundaries)
 
 

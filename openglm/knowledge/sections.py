@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import heapq
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -131,20 +131,42 @@ def _runs(text: str, blocks: Sequence[TextBlock | Heading], boundaries: tuple[st
     """The section's spans, split wherever a boundary occurs (inside a block or between two): runs never mix."""
     if not boundaries:
         return [[(block.start, block.end) for block in blocks]]
-    pattern = re.compile("|".join(re.escape(b) for b in sorted(boundaries, key=len, reverse=True)))
     runs: list[list[tuple[int, int]]] = [[]]
     previous_end: int | None = None
     for block in blocks:
-        if previous_end is not None and pattern.search(text, previous_end, block.start):
+        if previous_end is not None and next(boundary_matches(text, previous_end, block.start, boundaries), None):
             runs.append([])
         position = block.start
-        for match in pattern.finditer(text, block.start, block.end):
-            runs[-1].append((position, match.start()))
+        for start, end in boundary_matches(text, block.start, block.end, boundaries):
+            runs[-1].append((position, start))
             runs.append([])
-            position = match.end()
+            position = end
         runs[-1].append((position, block.end))
         previous_end = block.end
     return [run for run in runs if any(trimmed(text, *span) for span in run)]
+
+
+def boundary_matches(text: str, start: int, end: int, boundaries: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """The spans of ``boundaries`` in ``text[start:end]``, left to right without overlap; where several start at
+    the same place, the longest.
+
+    Each boundary's next occurrence is found with ``str.find`` and looked for again only once the scan has passed
+    it, so the work is linear in the text for each boundary. (An alternation regex of the boundaries tried every
+    boundary at every position: 16 boundaries sharing a prefix with the text took 3.6 s over 2 MB at 64
+    characters, 45 s at 1,024.)
+    """
+    queue = [
+        (at, -len(boundary), boundary) for boundary in set(boundaries) if (at := text.find(boundary, start, end)) != -1
+    ]
+    heapq.heapify(queue)  # each boundary's next occurrence; the first (and at a tie the longest) on top
+    while queue:
+        at, negative_length, _ = queue[0]
+        position = at - negative_length
+        yield at, position
+        while queue and queue[0][0] < position:  # passed: look again after the match
+            _, _, boundary = heapq.heappop(queue)
+            if (again := text.find(boundary, position, end)) != -1:
+                heapq.heappush(queue, (again, -len(boundary), boundary))
 
 
 def _table_drafts(

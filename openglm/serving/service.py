@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..api.schemas import ChatCompletionRequest, SamplingFields
+from ..api.schemas import MAX_LOGIT_BIASES, MAX_STOPS, ChatCompletionRequest, SamplingFields
 from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
 from ..errors import InvalidFieldError
 from .choice import ChoiceDecoder, ChoiceEvent
@@ -83,7 +83,6 @@ def sampling_from(
     )
 
 
-MAX_LOGIT_BIASES = 1024
 MAX_TOKEN_ID = 2**31 - 1  # llama.cpp token ids are int32
 
 
@@ -106,8 +105,8 @@ def logit_biases(biases: dict[str, float] | None) -> dict[int, float]:
 
 def stop_list(stop: str | list[str] | None) -> list[str]:
     stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if len(stops) > 16:
-        raise InvalidFieldError("stop: at most 16 stop strings")
+    if len(stops) > MAX_STOPS:
+        raise InvalidFieldError(f"stop: at most {MAX_STOPS} stop strings")
     return [s for s in stops if s]
 
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import pickle
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -49,6 +51,29 @@ PRELOAD = (
     "pypdf",
     "yaml",
 )
+
+
+# The account a call works for: set once per request (api/request_guard.py) and per ingested document, so every
+# call below it (parsers, the browser, grammars, OpenAPI documents) is counted against that account's share.
+_account: ContextVar[str | None] = ContextVar("openglm_untrusted_account", default=None)
+
+
+@contextlib.contextmanager
+def on_behalf_of(account_id: str | None) -> Iterator[None]:
+    """Calls made inside (and in tasks started inside) count against ``account_id``'s share of the workers."""
+    token = _account.set(account_id)
+    try:
+        yield
+    finally:
+        _account.reset(token)
+
+
+@dataclass(eq=False)
+class _Share:
+    """One account's slots: at most half the workers (rounded up), so another account always finds one free."""
+
+    slots: asyncio.Semaphore
+    users: int = 0  # calls holding or waiting for a slot; the share is dropped at 0
 
 
 class WorkLimitError(InvalidFieldError):
@@ -110,8 +135,10 @@ class UntrustedPool:
         self.timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._shares: dict[str, _Share] = {}
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
+        self._starting: set[_Worker] = set()  # started, not yet ready: close() must find them too
         self._threads: ThreadPoolExecutor | None = None
 
     async def run(self, function: Callable[..., T], *args: Any, what: str, timeout: float | None = None) -> T:
@@ -120,15 +147,46 @@ class UntrustedPool:
         keep their code and message), ``WorkLimitError`` past the deadline or the memory limit."""
         slots = self._bind()
         limit = self.timeout if timeout is None else timeout
+        # Before a worker is taken: arguments that cannot be sent must not strand a worker outside the pool.
+        request = pickle.dumps((function.__module__, function.__qualname__, args), protocol=5)
+        account = _account.get()
+        share = self._share(account)
+        try:
+            result: T = await self._run_in_share(slots, share, request, what, limit)
+            return result
+        finally:
+            if share is not None and account is not None:
+                share.users -= 1
+                if share.users == 0 and self._shares.get(account) is share:
+                    del self._shares[account]
+
+    async def _run_in_share(
+        self, slots: asyncio.Semaphore, share: _Share | None, request: bytes, what: str, limit: float
+    ) -> Any:
+        """The call, once it holds one of its account's slots (its own queue) and then one of the pool's."""
         try:  # every worker busy: wait at most for one worker to be replaced and one call to run
             async with asyncio.timeout(START_TIMEOUT + limit):
-                await slots.acquire()
+                if share is not None:
+                    await share.slots.acquire()
+                try:
+                    await slots.acquire()
+                except BaseException:
+                    if share is not None:
+                        share.slots.release()
+                    raise
         except TimeoutError:
             raise ServiceUnavailableError("the server is busy parsing other input; try again shortly") from None
         try:
-            worker = await self._take()
+            return await self._call(slots, request, what, limit)
+        finally:
+            if share is not None:
+                share.slots.release()
+
+    async def _call(self, slots: asyncio.Semaphore, request: bytes, what: str, limit: float) -> Any:
+        """Runs the call on a worker; ``slots`` (held) is released on the way out."""
+        try:
+            worker = await self._take()  # no await between taking it and marking it busy
             self._busy.add(worker)
-            request = pickle.dumps((function.__module__, function.__qualname__, args), protocol=5)
             try:
                 reply = await asyncio.wait_for(self._in_thread(worker.exchange, request), limit)
             except TimeoutError:
@@ -159,12 +217,11 @@ class UntrustedPool:
         finally:
             slots.release()
         if status == "ok":
-            result: T = value
-            return result
+            return value
         raise _error(value, what)
 
     async def close(self) -> None:
-        workers = [*self._idle, *self._busy]
+        workers = [*self._idle, *self._busy, *self._starting]
         for worker in workers:
             self._retire(worker)
         self._idle.clear()
@@ -181,7 +238,18 @@ class UntrustedPool:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._slots is None:
             self._loop, self._slots = loop, asyncio.Semaphore(self.workers)
+            self._shares = {}
         return self._slots
+
+    def _share(self, account_id: str | None) -> _Share | None:
+        """The account's share, counted as used by one more call; None for work on no account's behalf."""
+        if account_id is None:
+            return None
+        share = self._shares.get(account_id)
+        if share is None:
+            share = self._shares[account_id] = _Share(asyncio.Semaphore(max(1, math.ceil(self.workers / 2))))
+        share.users += 1
+        return share
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         if self._threads is None:  # its own threads: waiting on workers must not take the default executor's
@@ -194,17 +262,26 @@ class UntrustedPool:
             worker = self._idle.pop()
             if worker.process.poll() is None:
                 return worker
+            self._retire(worker)  # reaped, not left a zombie
         return await self._start()
 
     async def _start(self) -> _Worker:
+        """A new worker, once it says it is ready. Whatever ends the wait otherwise (its deadline, its death, the
+        caller's cancellation) kills it: a worker nobody holds would live, unused, as long as the server."""
         command = [sys.executable, "-m", "openglm.untrusted.worker", str(self.memory_mb), *self.preload]
         worker = _Worker(subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+        self._starting.add(worker)
         try:
             ready = await asyncio.wait_for(self._in_thread(worker.receive), START_TIMEOUT)
         except (TimeoutError, _WorkerDied):
             ready = None
+        except BaseException:  # cancelled while the worker imports its libraries
+            self._retire(worker)
+            raise
+        finally:
+            self._starting.discard(worker)
         if ready != READY:
-            worker.kill()
+            self._retire(worker)
             raise InternalError("a parsing worker could not start; see the server log")
         return worker
 

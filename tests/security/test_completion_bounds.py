@@ -68,7 +68,7 @@ def test_a_thousand_prompts_times_sixteen_is_refused_up_front(server: RunningSer
     )
     answer, slowest = asyncio.run(health_while(server, request))
     assert (answer.status_code, error_code(answer)) == (400, "1214")
-    assert "16000 completions" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["message"] == "prompt: List should have at most 16 items after validation, not 1000"
     assert slowest < 1.0
     allowed = httpx.post(
         f"{server.url}/v1/completions",
@@ -77,6 +77,25 @@ def test_a_thousand_prompts_times_sixteen_is_refused_up_front(server: RunningSer
         timeout=30,
     )
     assert allowed.status_code == 200 and len(allowed.json()["choices"]) == 16
+
+
+def test_a_million_prompts_are_refused_at_the_schema(server: RunningServer) -> None:
+    """5 MB of JSON (under the 8 MiB cap): the list is refused at its 17th item by the schema, not built into a
+    million-prompt request that the service then counts (the message named "1000000 prompts" before)."""
+    key = new_key(server, f"millions-{time.monotonic_ns()}")
+    body = {"model": "priced", "prompt": ["x"] * 1_000_000, "stop": "\n"}
+    request = httpx.Request(
+        "POST", f"{server.url}/v1/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    started = time.monotonic()
+    answer, slowest = asyncio.run(health_while(server, request))
+    assert (answer.status_code, error_code(answer)) == (400, "1214")
+    assert answer.json()["error"]["message"].startswith("prompt: List should have at most 16 items")
+    assert time.monotonic() - started < 5 and slowest < 1.0
+    stops = {"model": "priced", "prompt": "Once", "max_tokens": 2, "stop": ["."] * 100_000}
+    refused = httpx.post(f"{server.url}/v1/completions", json=stops, headers={"Authorization": key}, timeout=30)
+    assert (refused.status_code, error_code(refused)) == (400, "1214")
+    assert refused.json()["error"]["message"].startswith("stop: List should have at most 16 items")
 
 
 def test_the_whole_request_is_reserved_before_it_runs(server: RunningServer) -> None:

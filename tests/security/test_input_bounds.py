@@ -119,6 +119,30 @@ def test_a_nested_custom_separator_is_refused(server: RunningServer, key: str) -
     assert_refused(refused, "custom_separator")
 
 
+def test_custom_separators_are_bounded(server: RunningServer, key: str) -> None:
+    """At most 16 separators of 1-64 characters, by form upload (repeated fields or one JSON list) and by
+    ``PUT /document``: before, any number of any length was stored and searched for in the whole document."""
+    knowledge = call(server, key, "POST", "/v1/knowledge", json={"embedding_id": 1, "name": "seps"}).json()["id"]
+    document = {"file": ("a.md", b"# A\n\none. two. three.\n")}
+    upload = {"purpose": "retrieval", "knowledge_id": knowledge}
+    seventeen = [f"<{i}>" for i in range(17)]
+    for separators in (seventeen, json.dumps(seventeen), ["x" * 65]):
+        refused = call(
+            server, key, "POST", "/v1/files", data={**upload, "custom_separator": separators}, files=document
+        )
+        assert_refused(refused, "custom_separator")
+    accepted = call(
+        server, key, "POST", "/v1/files", data={**upload, "custom_separator": seventeen[:16]}, files=document
+    )
+    assert accepted.status_code == 200, accepted.text
+    document_id = accepted.json()["successInfos"][0]["documentId"]
+    for separators_ in (seventeen, ["x" * 65], [""]):
+        edit = call(server, key, "PUT", f"/v1/document/{document_id}", json={"custom_separator": separators_})
+        assert_refused(edit, "custom_separator")
+    edit = call(server, key, "PUT", f"/v1/document/{document_id}", json={"custom_separator": ["."]})
+    assert edit.status_code == 200, edit.text
+
+
 def test_a_bounded_fuzz_of_the_whole_api_finds_no_server_error(server: RunningServer, key: str, tmp_path: Path) -> None:
     command = [
         sys.executable,

@@ -148,3 +148,37 @@ def test_the_history_budget_leaves_room_for_the_answer_and_the_new_message() -> 
     new = ChatMessage(role="user", content="word " * 400)
     assert history_budget(8192, 1024, new) == 8192 - 1024 - estimated_tokens("word " * 400) - 8192 // 8
     assert history_budget(4096, 4000, new) == 0  # never negative: the history is left out entirely
+
+
+async def test_an_attachment_is_parsed_once_however_many_turns_replay_it(
+    files: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn reads its own attachments and replays the last two turns' ones: ten turns that each attach the same
+    document parsed it 27 times in the shared worker pool before (1 + 2 + 3 × 8); now once."""
+    from openglm.glms import assistant
+    from openglm.knowledge.parsing import parse_isolated
+
+    parses: list[str] = []
+
+    async def counted(data: bytes, name: str, media_type: str | None = None, *, max_chars: int) -> object:
+        parses.append(name)
+        return await parse_isolated(data, name, media_type, max_chars=max_chars)  # the real parse, in a worker
+
+    monkeypatch.setattr(assistant, "parse_isolated", counted)
+    spec = await files.create("acct_a", "assistant", "spec.md", b"# Spec\n\nThe widget is blue.\n")
+    attached = [{"file_id": spec.id, "filename": "spec.md"}]
+    history: list[StoredMessage] = []
+    for turn in range(10):
+        new = await assistant.user_message(files, "acct_a", f"Question {turn}", attached)
+        messages = [*await replayed(files, "acct_a", history), new]
+        assert all("The widget is blue." in str(m.content) for m in messages[-5::2])  # read, from the cache
+        history += [
+            StoredMessage("user", f"Question {turn}", None, attached, NOW),
+            StoredMessage("assistant", f"Answer {turn}", None, None, NOW),
+        ]
+    assert parses == ["spec.md"]
+    other = await files.create("acct_b", "assistant", "spec.md", b"# Spec\n\nThe widget is red.\n")
+    text = await attachment_text(files, "acct_b", [{"file_id": other.id, "filename": "spec.md"}])
+    assert "red" in text and parses == ["spec.md", "spec.md"]  # another file is read for itself
+    await files.delete("acct_a", spec.id)
+    assert "no longer available" in await attachment_text(files, "acct_a", attached)  # not served from the cache

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from openglm.errors import DocumentError, InternalError, InvalidFieldError
-from openglm.untrusted.pool import UntrustedPool, WorkLimitError
+from openglm.untrusted.pool import UntrustedPool, WorkLimitError, on_behalf_of
 from openglm.untrusted.transfer import load_result
 
 from . import jobs
@@ -93,3 +93,100 @@ async def test_a_worker_killed_while_idle_is_replaced(pool: UntrustedPool) -> No
     os.kill(worker_pid, signal.SIGKILL)
     await asyncio.sleep(0.2)
     assert await pool.run(jobs.pid, what="x") != worker_pid
+
+
+def _live_workers() -> set[int]:
+    """This process's children that run a pool worker and have not exited (zombies excluded)."""
+    import os
+    from pathlib import Path
+
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, ...
+        if fields[0] != "Z" and int(fields[1]) == os.getpid() and b"openglm.untrusted.worker" in command:
+            found.add(int(entry.name))
+    return found
+
+
+async def _settled(before: set[int], most: int) -> set[int]:
+    """The workers started since ``before`` once killed ones are gone (waits up to 5 s for them to exit)."""
+    deadline = time.monotonic() + 5
+    while len(new := _live_workers() - before) > most and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return new
+
+
+async def test_calls_cancelled_while_their_worker_starts_leave_no_process(pool: UntrustedPool) -> None:
+    """A client that disconnects while a worker is being started for it: that worker was neither killed nor kept,
+    so each such call left a process behind (here, before the fix: about two per round, 20+ after ten rounds)."""
+    before = _live_workers()
+    for round_ in range(10):
+        calls = [asyncio.create_task(pool.run(jobs.double, i, what="x")) for i in range(4)]
+        await asyncio.sleep(0.02 * round_)  # from "not started yet" to "importing", across the rounds
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+    left = await _settled(before, pool.workers)
+    assert len(left) <= pool.workers, f"{len(left)} worker processes for a pool of {pool.workers}"
+    # The pool still has both of its slots: two calls run side by side, and more calls queue and finish.
+    assert sorted(await asyncio.gather(*(pool.run(jobs.double, i, what="x") for i in range(6)))) == [
+        i * 2 for i in range(6)
+    ]
+    assert len(await _settled(before, pool.workers)) <= pool.workers
+
+
+async def test_calls_cancelled_while_waiting_or_running_leave_no_process(pool: UntrustedPool) -> None:
+    before = _live_workers()
+    for _ in range(3):
+        calls = [asyncio.create_task(pool.run(jobs.sleep, 30, what="x")) for _ in range(5)]  # 3 of them queue
+        await asyncio.sleep(1.5)
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+    assert len(await _settled(before, 0)) == 0  # the running calls' workers were killed
+    assert await asyncio.gather(*(pool.run(jobs.double, i, what="x") for i in range(4))) == [0, 2, 4, 6]
+    assert len(await _settled(before, pool.workers)) <= pool.workers
+
+
+async def test_close_kills_workers_that_are_starting() -> None:
+    before = _live_workers()
+    pool = UntrustedPool(workers=2, memory_mb=512, timeout=10, preload=())
+    calls = [asyncio.create_task(pool.run(jobs.double, i, what="x")) for i in range(2)]
+    await asyncio.sleep(0.05)
+    await pool.close()
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    assert len(await _settled(before, 0)) == 0
+
+
+async def test_one_account_cannot_take_every_worker(pool: UntrustedPool) -> None:
+    """Two workers, so each account may hold one: account a's four slow calls run one at a time in a's own queue,
+    and account b's call takes the other worker at once (before: it queued behind a's calls, ~2 s)."""
+    await asyncio.gather(*(pool.run(jobs.sleep, 0.1, what="x") for _ in range(2)))  # both workers started
+
+    async def slow_for_a() -> float:
+        with on_behalf_of("acct_a"):
+            started = time.monotonic()
+            await pool.run(jobs.sleep, 1.0, what="x")
+            return time.monotonic() - started
+
+    greedy = [asyncio.create_task(slow_for_a()) for _ in range(4)]
+    await asyncio.sleep(0.2)
+    with on_behalf_of("acct_b"):
+        started = time.monotonic()
+        assert await pool.run(jobs.double, 21, what="x") == 42
+        assert time.monotonic() - started < 0.5
+    assert max(await asyncio.gather(*greedy)) > 3.5  # a's calls ran one after another
+    with on_behalf_of(None):  # work on no account's behalf is not limited to a share
+        started = time.monotonic()
+        await asyncio.gather(*(pool.run(jobs.sleep, 0.5, what="x") for _ in range(2)))
+        assert time.monotonic() - started < 0.9
+    assert pool._shares == {}  # a share is dropped once no call holds or waits for it
