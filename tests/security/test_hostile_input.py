@@ -300,12 +300,13 @@ def test_a_glm_chat_parses_its_openapi_documents_off_the_event_loop(
         f"{server.url}/v1/glms",
         json={"name": "Slow", "config": {"model": "script", "http_apis": apis}},
         headers=headers,
+        timeout=60,  # four slow parses, one at a time for one account (the pool's per-account share)
     )
     assert created.status_code == 200, created.text
     for round in range(16):  # 64 other documents through the cache; each save is refused after parsing them
         others = [{"openapi": json.dumps(cacheable(f"{round}-{n}"))} for n in range(4)]
         config = {"model": "script", "http_apis": others, "knowledge_ids": ["no-such-base"]}
-        refused = httpx.post(f"{server.url}/v1/glms", json={"name": "x", "config": config}, headers=headers)
+        refused = httpx.post(f"{server.url}/v1/glms", json={"name": "x", "config": config}, headers=headers, timeout=60)
         assert refused.status_code == 400 and "no-such-base" in refused.text, refused.text
     body = {"model": created.json()["id"], "stream": True, "messages": [{"role": "user", "content": "/hostile.html"}]}
     with (
