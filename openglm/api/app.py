@@ -24,7 +24,7 @@ from ..files.store import FileStore
 from ..glms.conversations import ConversationStore
 from ..glms.store import AgentStore
 from ..images.service import ImageService
-from ..jobs.kinds import load_builtin_kinds
+from ..jobs.kinds import import_kinds, load_builtin_kinds
 from ..jobs.runner import JobRunner
 from ..jobs.store import JobStore
 from ..knowledge.service import KnowledgeService
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         untrusted.configure(
             workers=settings.parse_workers, memory_mb=settings.parse_memory_mb, timeout=settings.parse_timeout
         )
+        import_kinds(settings.split(settings.plugins))  # OPENGLM_PLUGINS: modules that register engines, kinds, ...
         catalog = Catalog.from_file(settings.models_file)
         embedding_service = app.state.embeddings = EmbeddingService(catalog, settings.threads)  # loads nothing yet
         platform = await Platform.open(settings)
