@@ -30,6 +30,8 @@ from ..jobs.store import JobStore
 from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
+from ..tuning.finetuned import FineTunedModels
+from ..tuning.service import FineTuningService
 from ..untrusted import pool as untrusted
 from ..web.assets import WebAssets
 from .errors import http_error, validation_error
@@ -43,6 +45,7 @@ from .routes import (
     completions,
     embeddings,
     files,
+    fine_tuning,
     glms,
     images,
     knowledge,
@@ -95,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             load_builtin_kinds()
             jobs = app.state.jobs = JobRunner.from_settings(settings, JobStore(platform.db))
+            app.state.fine_tuning = FineTuningService(
+                catalog, jobs, app.state.files, blobs, FineTunedModels(platform.db, blobs.root)
+            )
             await jobs.start()
             yield
         finally:
@@ -118,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
-    routers = [chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin]
+    routers = [chat, completions, models, images, embeddings, files, fine_tuning, knowledge, glms, assistant, account]
+    routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route
     for module in routers:
         app.include_router(module.router)
