@@ -102,13 +102,7 @@ class JobReporter:
         self.billing = billing
 
     async def progress(self, metrics: Metrics) -> None:
-        shown = {
-            "step": metrics.step,
-            "total_steps": metrics.total_steps,
-            "epoch": metrics.epoch,
-            "trained_tokens": metrics.trained_tokens,
-        }
-        await charge(self.ctx.store, self.ctx.lease, self.billing, metrics.trained_tokens, shown)
+        await self.settle(metrics)
         losses = ", ".join(
             f"{name} {value:.4f}"
             for name, value in (("training loss", metrics.loss), ("validation loss", metrics.eval_loss))
@@ -119,6 +113,16 @@ class JobReporter:
 
     async def message(self, text: str) -> None:
         await self.ctx.event(text)
+
+    async def settle(self, metrics: Metrics) -> None:
+        """Bill the tokens trained so far (beyond what was billed) and show the progress, in one write."""
+        shown = {
+            "step": metrics.step,
+            "total_steps": metrics.total_steps,
+            "epoch": metrics.epoch,
+            "trained_tokens": metrics.trained_tokens,
+        }
+        await charge(self.ctx.store, self.ctx.lease, self.billing, metrics.trained_tokens, shown)
 
     async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
         await self.ctx.checkpoint({"stage": "training", "trainer": state})
@@ -174,7 +178,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         outcome = await trainer.train(task, reporter)
     except TrainerUnavailable as exc:
         raise JobFailed(str(exc), code="trainer_unavailable") from None
-    await reporter.progress(outcome.metrics)  # the final count is billed, whatever the trainer reported last
+    await reporter.settle(outcome.metrics)  # the final count is billed, whatever the trainer reported last
     return await finish(ctx, shop, payload, account_id, spec, outcome)
 
 
