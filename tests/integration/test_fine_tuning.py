@@ -200,6 +200,9 @@ def test_openai_sdk_trains_bills_and_lists_a_private_model(alice: Account, bob: 
     with pytest.raises(openai.BadRequestError) as unserved:
         alice.openai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     assert "does not serve LoRA adapters" in str(unserved.value)
+    with pytest.raises(openai.BadRequestError) as completion:
+        alice.openai.completions.create(model=model, prompt="The code word is")
+    assert "does not serve LoRA adapters" in str(completion.value)
 
     deleted = alice.openai.models.delete(model)
     assert deleted.deleted and deleted.id == model
