@@ -14,13 +14,15 @@ from .errors import ModelNotFoundError
 
 
 class Prices(BaseModel):
-    """CNY: ``input``/``output`` per 1K tokens (embeddings bill input tokens), ``image`` per generated image."""
+    """CNY: ``input``/``output`` per 1K tokens (embeddings bill input tokens), ``image`` per generated image,
+    ``fine_tuning`` per 1K trained tokens (a job's tokens × epochs; 0, free, unless the entry sets it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     input: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
     output: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
     image: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
+    fine_tuning: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
 
 
 # The early-2024 Zhipu price list (CNY), used for catalog entries with these names that set no prices.

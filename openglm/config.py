@@ -147,6 +147,15 @@ class Settings(BaseSettings):
     job_heartbeat_seconds: float = Field(default=2.0, gt=0)
     job_poll_seconds: float = Field(default=2.0, gt=0)
 
+    # Fine-tuning (``openglm/tuning/``): the trainer registry's entry that runs jobs (``local``: LoRA in torch in a
+    # worker process of this machine; more by configuration), and the CPU threads the local trainer may use.
+    fine_tuning_trainer: str = "local"
+    fine_tuning_threads: int = Field(default=1, ge=1, le=256)
+
+    # Modules imported at start by the server and by job workers (comma-separated), so that what they register
+    # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.
+    plugins: str = ""
+
     @model_validator(mode="after")
     def _heartbeats_within_the_lease(self) -> Settings:
         if self.job_heartbeat_seconds * 2 > self.job_lease_seconds:

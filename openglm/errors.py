@@ -5,6 +5,7 @@
     │   ├── MissingFieldError         1213  400
     │   ├── InvalidFieldError         1214  400   wrong type / value of a named field
     │   │   └── DocumentError         1214  400   an upload that cannot be read as a document (.problem says why)
+    │   ├── ConflictError             1215  400   the resource's state forbids it now (delete a running job)
     │   ├── StorageQuotaError         1210  400   the account's files would exceed its storage quota
     │   ├── BodyTooLargeError         1210  413   the request body is larger than its route takes
     │   └── PromptTooLongError        1261  400
@@ -96,6 +97,12 @@ class DocumentError(InvalidFieldError):
     def __init__(self, problem: DocumentProblem, message: str):
         super().__init__(message)
         self.problem = problem
+
+
+class ConflictError(InvalidRequestError):
+    """The request conflicts with the resource's current state (deleting a fine-tuning job that still runs)."""
+
+    code = "1215"
 
 
 class StorageQuotaError(InvalidRequestError):

@@ -24,12 +24,14 @@ from ..files.store import FileStore
 from ..glms.conversations import ConversationStore
 from ..glms.store import AgentStore
 from ..images.service import ImageService
-from ..jobs.kinds import load_builtin_kinds
+from ..jobs.kinds import import_kinds, load_builtin_kinds
 from ..jobs.runner import JobRunner
 from ..jobs.store import JobStore
 from ..knowledge.service import KnowledgeService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
+from ..tuning.finetuned import FineTunedModels
+from ..tuning.service import FineTuningService
 from ..untrusted import pool as untrusted
 from ..web.assets import WebAssets
 from .errors import http_error, validation_error
@@ -43,6 +45,7 @@ from .routes import (
     completions,
     embeddings,
     files,
+    fine_tuning,
     glms,
     images,
     knowledge,
@@ -61,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         untrusted.configure(
             workers=settings.parse_workers, memory_mb=settings.parse_memory_mb, timeout=settings.parse_timeout
         )
+        import_kinds(settings.split(settings.plugins))  # OPENGLM_PLUGINS: modules that register engines, kinds, ...
         catalog = Catalog.from_file(settings.models_file)
         embedding_service = app.state.embeddings = EmbeddingService(catalog, settings.threads)  # loads nothing yet
         platform = await Platform.open(settings)
@@ -94,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             load_builtin_kinds()
             jobs = app.state.jobs = JobRunner.from_settings(settings, JobStore(platform.db))
+            app.state.fine_tuning = FineTuningService(
+                catalog, jobs, app.state.files, blobs, FineTunedModels(platform.db, blobs.root)
+            )
             await jobs.start()
             yield
         finally:
@@ -117,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
-    routers = [chat, completions, models, images, embeddings, files, knowledge, glms, assistant, account, auth, admin]
+    routers = [chat, completions, models, images, embeddings, files, fine_tuning, knowledge, glms, assistant, account]
+    routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route
     for module in routers:
         app.include_router(module.router)

@@ -29,6 +29,7 @@ class PurposeRules:
     max_bytes: int
     suffixes: frozenset[str] | None = None  # None: any type
     jsonl: bool = False  # every line must be a JSON object
+    uploads: bool = True  # False: only the platform makes files of this purpose (a job's results)
 
 
 def _document_suffixes() -> frozenset[str]:
@@ -46,6 +47,8 @@ PURPOSES = {
     "assistant": PurposeRules(50 * MiB),
     "code-interpreter": PurposeRules(50 * MiB),  # attachments for, and files written by, the code interpreter
     "image-generation": PurposeRules(50 * MiB, frozenset({".png"})),  # pictures the image models made
+    # A fine-tuning job's metrics CSV and loss curve; OpenAI's name for the purpose.
+    "fine-tune-results": PurposeRules(50 * MiB, frozenset({".csv", ".png"}), uploads=False),
 }
 
 
@@ -66,11 +69,13 @@ def new_file_id(now: datetime) -> str:
     return f"file-{now.strftime('%Y%m%d%H%M%S')}{now.microsecond // 1000:03d}-{suffix}"
 
 
-def check_upload(purpose: str, filename: str, data: bytes) -> None:
-    """The cheap checks (purpose, size, suffix); a JSONL file's lines are checked by ``check_jsonl``."""
+def check_upload(purpose: str, filename: str, data: bytes, *, by_platform: bool = False) -> None:
+    """The cheap checks (purpose, size, suffix); a JSONL file's lines are checked by ``check_jsonl``.
+    ``by_platform``: a file the platform makes (a job's results), which may have a purpose uploads may not."""
     rules = PURPOSES.get(purpose)
-    if rules is None:
-        raise InvalidFieldError(f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}")
+    if rules is None or not (rules.uploads or by_platform):
+        uploadable = [name for name, rule in PURPOSES.items() if rule.uploads]
+        raise InvalidFieldError(f"purpose must be one of {', '.join(uploadable)}, not {purpose!r}")
     if not data:
         raise InvalidFieldError("the file is empty")
     if len(data) > rules.max_bytes:
@@ -106,10 +111,17 @@ class FileStore:
         self.quota = StorageQuota(db, quota_bytes)
 
     async def create(
-        self, account_id: str, purpose: str, filename: str, data: bytes, content_type: str = "application/octet-stream"
+        self,
+        account_id: str,
+        purpose: str,
+        filename: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+        *,
+        by_platform: bool = False,
     ) -> FileRecord:
         filename, content_type = clean_filename(filename), clean_media_type(content_type)  # for every later use
-        check_upload(purpose, filename, data)
+        check_upload(purpose, filename, data, by_platform=by_platform)
         await self.quota.check(account_id, len(data))  # before the contents are examined and the blob written
         if PURPOSES[purpose].jsonl:
             await shared_pool().run(check_jsonl, data, what="the JSONL file")

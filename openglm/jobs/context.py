@@ -3,9 +3,12 @@ progress, save checkpoints, append events and notice cancellation."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .store import JobStore, Json, Lease
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 class JobCancelled(Exception):
@@ -28,8 +31,9 @@ class JobContext:
     raises ``JobCancelled``; the runner's heartbeats notice it too and cancel the handler's task, so a handler
     stuck in an ``await`` stops as well. Writes after the lease was lost raise ``LeaseLost``."""
 
-    def __init__(self, store: JobStore, lease: Lease, *, lease_seconds: float):
+    def __init__(self, store: JobStore, lease: Lease, *, lease_seconds: float, settings: Settings | None = None):
         self.store = store
+        self.settings = settings  # the runner's process's settings (None: a runner made without them)
         self.lease = lease
         self.lease_seconds = lease_seconds
         self._cancelled = lease.job.cancel_requested_at is not None

@@ -21,7 +21,7 @@ JobHandler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
 job_kinds: Registry[JobHandler] = Registry("job kind")
 
 # Modules whose import registers the platform's own kinds (fine-tuning, ingestion, ... as they move here).
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = ("openglm.tuning.handler",)
 
 
 def load_builtin_kinds() -> None:

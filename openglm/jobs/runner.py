@@ -57,6 +57,7 @@ class JobRunner:
         heartbeat_seconds: float = 2.0,
         poll_seconds: float = 2.0,
         owner: str | None = None,
+        settings: Settings | None = None,
     ):
         if heartbeat_seconds * 2 > lease_seconds:
             raise ValueError("heartbeats must come at least twice per lease")
@@ -69,6 +70,7 @@ class JobRunner:
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
         self.owner = owner or worker_name()
+        self.settings = settings  # handed to handlers (``JobContext.settings``): the process's configuration
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, _Attempt] = {}
@@ -84,6 +86,7 @@ class JobRunner:
             lease_seconds=settings.job_lease_seconds,
             heartbeat_seconds=settings.job_heartbeat_seconds,
             poll_seconds=settings.job_poll_seconds,
+            settings=settings,
         )
 
     def kind_names(self) -> list[str]:
@@ -152,7 +155,7 @@ class JobRunner:
             await self._run(lease)
 
     async def _run(self, lease: Lease) -> None:
-        context = JobContext(self.store, lease, lease_seconds=self.lease_seconds)
+        context = JobContext(self.store, lease, lease_seconds=self.lease_seconds, settings=self.settings)
         handler = job_kinds.get(lease.job.kind)
         attempt = _Attempt(context, asyncio.create_task(_call(handler, context), name=f"job-{lease.job_id}"))
         attempt.beat = asyncio.create_task(self._beat(attempt), name=f"job-beat-{lease.job_id}")

@@ -13,14 +13,15 @@ first one's writes touch no row and raise ``LeaseLost``, so a job is never compl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
@@ -40,6 +41,10 @@ Json = dict[str, Any]
 def new_job_id(prefix: str = "job") -> str:
     """The id of a job: a prefix (a kind's own, e.g. ``ftjob``) and 96 random bits. Every job id comes from here."""
     return f"{prefix}-{secrets.token_hex(12)}"
+
+
+class JobNotFinished(Exception):
+    """The job is queued or running: it cannot be removed yet."""
 
 
 class LeaseLost(Exception):
@@ -197,16 +202,41 @@ class JobStore:
         return job_record(job)
 
     async def list_jobs(
-        self, *, account_id: str | None = None, kinds: Sequence[str] | None = None, limit: int = 100
+        self,
+        *,
+        account_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 100,
+        after: str | None = None,
     ) -> list[JobRecord]:
-        """Newest first."""
+        """Newest first; ``after``: the jobs listed after that one (a cursor: the last id of the previous page; an
+        id the query does not list gives an empty page)."""
         query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
         if account_id is not None:
             query = query.where(Job.account_id == account_id)
         if kinds is not None:
             query = query.where(Job.kind.in_(list(kinds)))
         async with self.db.read() as session:
+            if after is not None:
+                cursor = (await session.scalars(query.with_only_columns(Job.created_at).where(Job.id == after))).first()
+                if cursor is None:
+                    return []
+                query = query.where(or_(Job.created_at < cursor, and_(Job.created_at == cursor, Job.id < after)))
             return [job_record(job) for job in (await session.scalars(query)).all()]
+
+    async def delete(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
+        """Remove a finished job and its events; a job not finished is refused (``JobNotFinished``): cancel it
+        first, so that no worker is left writing for a job that is gone."""
+        async with self.db.session() as session:
+            job = await session.get(Job, job_id)
+            if job is None or (account_id is not None and job.account_id != account_id):
+                raise NotFoundError(f"no job {job_id!r}")
+            record = job_record(job)
+            if not record.finished:
+                raise JobNotFinished(f"job {job_id} is {job.status}; cancel it, then delete it")
+            await session.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+            await session.delete(job)
+        return record
 
     async def events(self, job_id: str, *, after: int = 0, limit: int = 100) -> list[JobEventRecord]:
         """The job's events with ``seq`` above ``after``, in order: a client polls with the last seq it saw."""
@@ -390,6 +420,21 @@ class JobStore:
             job.lease_expires_at = None
             job.run_after = self.clock()
         return True
+
+    @contextlib.asynccontextmanager
+    async def holding(self, lease: Lease) -> AsyncIterator[tuple[AsyncSession, JobRecord]]:
+        """A write transaction with the job's row locked, while ``lease`` holds the job: for a handler's writes
+        that must commit with the job's state and never twice (a charge, with the progress that records it).
+        Raises ``LeaseLost`` (nothing written) when another worker holds the job now."""
+        async with self.db.session() as session:
+            job = await self._held_job(session, lease)
+            if job is None:
+                raise LeaseLost(f"job {lease.job_id} is no longer held by {lease.owner} (attempt {lease.attempt})")
+            yield session, job_record(job)
+
+    async def set_progress(self, session: AsyncSession, job_id: str, progress: Json) -> None:
+        """Replace the progress inside ``holding``'s transaction."""
+        await session.execute(update(Job).where(Job.id == job_id).values(progress=_dump(progress)))
 
     async def _held_job(self, session: AsyncSession, lease: Lease) -> Job | None:
         query = select(Job).where(_held(lease))

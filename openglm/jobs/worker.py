@@ -37,7 +37,7 @@ async def work(
 ) -> None:
     """Run jobs until ``stop`` is set (or SIGTERM/SIGINT arrive)."""
     load_builtin_kinds()
-    import_kinds(modules)
+    import_kinds([*settings.split(settings.plugins), *modules])
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

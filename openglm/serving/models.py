@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from ..catalog import Catalog, ModelSpec
 from ..config import Settings
 from ..engines.base import Engine, create_engine
-from ..errors import ModelNotFoundError
+from ..errors import InvalidRequestError, ModelNotFoundError
+from ..tuning.finetuned import AdapterTarget
 from .templates.base import ChatTemplate, choose_template
 from .toolcalls.base import ParserFactory, get_parser
 
@@ -58,6 +59,17 @@ class ModelPool:
         if served is None:
             raise ModelNotFoundError(f"model {name!r} is in the catalog but not loaded on this server")
         return served
+
+    def for_adapter(self, target: AdapterTarget) -> ServedModel:
+        """The base model a fine-tuned model runs on. No engine of this build applies LoRA adapters yet, so a
+        fine-tuned model is refused with a 400 rather than answered by its base as if it were the fine-tune.
+        Once ``GenerationRequest.adapter`` exists, this returns the base and the plans set the adapter."""
+        served = self.get(target.base_model)
+        raise InvalidRequestError(
+            f"model {target.model!r} is a fine-tuned model of {served.spec.id}, and this server's "
+            f"{served.spec.engine} engine does not serve LoRA adapters yet; it cannot be called until it does "
+            "(its base model answers without the fine-tune)"
+        )
 
     def default_name(self) -> str:
         """The catalog's default chat model: the entry named ``default`` if there is one, else the first loaded."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..api.schemas import MAX_LOGIT_BIASES, MAX_STOPS, ChatCompletionRequest, SamplingFields
 from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
 from ..errors import InvalidFieldError
+from ..tuning.finetuned import AdapterTarget
 from .choice import ChoiceDecoder, ChoiceEvent
 from .grammar_compile import GrammarCompiler
 from .messages import adapt_for_template, normalize_messages
@@ -132,8 +133,9 @@ class ChatService:
             raise
         return ChatRun(plan, handles)
 
-    async def plan(self, request: ChatCompletionRequest) -> ChatPlan:
-        served = self.models.get(request.model)
+    async def plan(self, request: ChatCompletionRequest, adapter: AdapterTarget | None = None) -> ChatPlan:
+        """``adapter``: the request names a fine-tuned model (resolved for the caller's account)."""
+        served = self.models.get(request.model) if adapter is None else self.models.for_adapter(adapter)
         messages = normalize_messages(request.messages)
         tools = [
             t.model_dump(exclude_none=True)

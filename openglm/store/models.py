@@ -392,3 +392,22 @@ class JobEvent(Base):
     level: Mapped[str] = mapped_column(String(16), default="info")  # info | warning | error
     message: Mapped[str] = mapped_column(Text)
     metrics: Mapped[str | None] = mapped_column(Text, default=None)  # JSON object
+
+
+class FineTunedModel(Base):
+    """A model a fine-tuning job made: a LoRA adapter (a blob) on a catalog base model, private to its account.
+    Clients call it by ``id`` (``ft:<base>:<suffix or owner>:<random>``); ``deleted`` hides it (the adapter blob is
+    removed, the row stays so the id is never reused and usage records keep their meaning)."""
+
+    __tablename__ = "fine_tuned_models"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    base_model: Mapped[str] = mapped_column(String(200))
+    job_id: Mapped[str] = mapped_column(String(64), unique=True)  # one model per job, also when a job is re-run
+    adapter_blob: Mapped[str] = mapped_column(String(128))
+    owned_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (Index("ix_fine_tuned_models_account", "account_id", "deleted", "created_at"),)

@@ -15,6 +15,7 @@ from ...accounts.auth import Principal
 from ...accounts.metering import MeteredCall
 from ...serving.models import ServedModel
 from ...serving.usage import UsageBound
+from ...tuning.finetuned import AdapterTarget, is_fine_tuned_name
 
 
 def json_response(model: BaseModel, status_code: int = 200, *, nulls: bool = False) -> JSONResponse:
@@ -90,3 +91,12 @@ def both_prefixes(router: APIRouter, method: str, path: str) -> Callable[[Handle
         return handler
 
     return decorate
+
+
+async def fine_tuned_target(request: Request, principal: Principal, model: str) -> AdapterTarget | None:
+    """For a fine-tuned model's name: its base and adapter, if the caller's account owns it (else 1211); None for
+    every other name."""
+    if not is_fine_tuned_name(model):
+        return None
+    target: AdapterTarget = await request.app.state.fine_tuning.resolve(principal.account_id, model)
+    return target

@@ -35,7 +35,7 @@ from ..schemas import (
     ToolDefinition,
 )
 from ..sse import sse_response
-from ._common import admit, closer, until_disconnect
+from ._common import admit, closer, fine_tuned_target, until_disconnect
 
 router = APIRouter(tags=["chat"])
 GLM_ID = re.compile(r"[0-9a-f]{24}")
@@ -54,11 +54,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
             raise ModelNotFoundError(f"模型不存在 / model or agent {body.model!r} does not exist") from None
         return await glm_completions(body, request, principal, glm)
     service = request.app.state.chat
+    adapter = await fine_tuned_target(request, principal, body.model)
     grounding = Grounding()
     if retrieval_tools(body):
-        await service.plan(body)  # a bad request is refused before anything is retrieved or billed
+        await service.plan(body, adapter)  # a bad request is refused before anything is retrieved or billed
         body, grounding = await ground(request, principal, body)
-    planned = await service.plan(body)
+    planned = await service.plan(body, adapter)
     bound = planned.usage_bound()
     call = await admit(request, principal, planned.served, "chat.completions", planned.id, planned.request_id, bound)
     run = await call.guard(service.submit(planned))

@@ -9,7 +9,7 @@ from ...serving.completions import collect_completion, completion_chunks, plan_c
 from ..deps import Caller
 from ..schemas import CompletionRequest
 from ..sse import sse_response
-from ._common import admit, closer, until_disconnect
+from ._common import admit, closer, fine_tuned_target, until_disconnect
 
 router = APIRouter(tags=["completions"])
 
@@ -17,7 +17,9 @@ router = APIRouter(tags=["completions"])
 @router.post("/v1/completions")
 @router.post("/api/paas/v4/completions")
 async def completions(body: CompletionRequest, request: Request, principal: Caller) -> Response:
-    served = request.app.state.models.get(body.model)
+    adapter = await fine_tuned_target(request, principal, body.model)
+    pool = request.app.state.models
+    served = pool.get(body.model) if adapter is None else pool.for_adapter(adapter)
     plan = await plan_completion(served, body, request.app.state.chat.grammars)
     call = await admit(request, principal, served, "completions", plan.id, None, plan.usage_bound())
     run = await call.guard(start_completion(served, plan))

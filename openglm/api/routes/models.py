@@ -5,11 +5,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...embeddings.service import EmbeddingService
-from ...errors import ModelNotFoundError
+from ...errors import ModelNotFoundError, PermissionDeniedError
 from ...serving.models import ModelPool
+from ...tuning.finetuned import FineTunedRecord, is_fine_tuned_name
+from ...tuning.service import FineTuningService
 from ..deps import Caller
 from ..schemas import ModelCard, ModelList
 from ._common import json_response
+from .fine_tuning import deleted_model
 
 router = APIRouter(tags=["models"])
 
@@ -59,19 +62,41 @@ def embedding_card(name: str, embeddings: EmbeddingService) -> ModelCard:
     )
 
 
+def fine_tuned_card(record: FineTunedRecord, pool: ModelPool) -> ModelCard:
+    """A fine-tuned model: listed to its account only, ``owned_by`` the account, ``root`` its base."""
+    base = pool.catalog.lookup(record.base_model) if record.base_model in pool.catalog.names() else None
+    return ModelCard(
+        id=record.id,
+        created=int(record.created_at.timestamp()),
+        owned_by=record.owned_by,
+        root=record.base_model,
+        context_length=base.context_length if base is not None else 0,
+        kind="chat",
+    )
+
+
+def _fine_tuning(request: Request) -> FineTuningService:
+    tuning: FineTuningService = request.app.state.fine_tuning
+    return tuning
+
+
 @router.get("/v1/models")
 @router.get("/api/paas/v4/models")
-async def list_models(request: Request, _: Caller) -> Response:
+async def list_models(request: Request, principal: Caller) -> Response:
     embeddings: EmbeddingService = request.app.state.embeddings
-    cards = model_cards(request.app.state.models) + [embedding_card(name, embeddings) for name in embeddings.models]
+    pool: ModelPool = request.app.state.models
+    cards = model_cards(pool) + [embedding_card(name, embeddings) for name in embeddings.models]
+    cards += [fine_tuned_card(r, pool) for r in await _fine_tuning(request).models_of(principal.account_id)]
     return json_response(ModelList(data=cards))
 
 
 @router.get("/v1/models/{name:path}")  # names may hold a slash (sentence-transformers/...)
 @router.get("/api/paas/v4/models/{name:path}")
-async def get_model(name: str, request: Request, _: Caller) -> Response:
+async def get_model(name: str, request: Request, principal: Caller) -> Response:
     pool: ModelPool = request.app.state.models
     embeddings: EmbeddingService = request.app.state.embeddings
+    if is_fine_tuned_name(name):
+        return json_response(fine_tuned_card(await _fine_tuning(request).model(principal.account_id, name), pool))
     try:
         served = pool.get(name)
     except ModelNotFoundError:
@@ -82,6 +107,15 @@ async def get_model(name: str, request: Request, _: Caller) -> Response:
     return json_response(
         ModelCard(id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.context_length)
     )
+
+
+@router.delete("/v1/models/{name:path}")  # OpenAI's client.models.delete: fine-tuned models only
+@router.delete("/api/paas/v4/models/{name:path}")
+async def delete_model(name: str, request: Request, principal: Caller) -> Response:
+    if not is_fine_tuned_name(name):
+        request.app.state.models.get(name)  # 1211 for a name that is no model at all
+        raise PermissionDeniedError(f"model {name!r} is in the server's catalog; only fine-tuned models are deleted")
+    return deleted_model(await _fine_tuning(request).delete_model(principal, name))
 
 
 @router.get("/health")  # public: load balancers probe it without a key

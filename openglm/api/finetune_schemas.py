@@ -1,0 +1,169 @@
+"""Wire models of the fine-tuning API, as the unmodified SDKs send and parse them: zhipuai 2.1.5
+(``client.fine_tuning.jobs.*``, ``client.fine_tuning.models.delete``) and openai 3.x (``client.fine_tuning.jobs.*``,
+``jobs.checkpoints.list``, ``models.delete``). One object serves both where their fields differ only in which
+ones each reads. No logic here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from .schemas import WireModel
+
+Auto = Literal["auto"]
+FileId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Suffix = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")]
+RequestId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00]*$")]
+Cursor = Annotated[str, StringConstraints(max_length=128)]
+
+# -- requests -------------------------------------------------------------------
+
+
+class HyperparametersIn(WireModel):
+    """Each a number or "auto"; bounds beyond the type are the service's (it says which field and why)."""
+
+    n_epochs: Auto | Annotated[int, Field(ge=1, le=1000)] | None = None
+    batch_size: Auto | Annotated[int, Field(ge=1, le=100_000)] | None = None
+    learning_rate_multiplier: Auto | Annotated[float, Field(gt=0, le=1000)] | None = None
+    beta: Auto | Annotated[float, Field(gt=0, le=1000)] | None = None  # DPO (OpenAI's method.dpo)
+
+
+class MethodSettings(WireModel):
+    hyperparameters: HyperparametersIn | None = None
+
+
+class MethodIn(WireModel):
+    """OpenAI's ``method``: ``{"type": "supervised" | "dpo", "<type>": {"hyperparameters": {...}}}``."""
+
+    type: Literal["supervised", "dpo"]
+    supervised: MethodSettings | None = None
+    dpo: MethodSettings | None = None
+
+
+class FineTuningJobCreate(WireModel):
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    training_file: FileId
+    validation_file: FileId | None = None
+    hyperparameters: HyperparametersIn | None = None
+    method: MethodIn | None = None
+    suffix: Suffix | None = None
+    request_id: RequestId | int | float | None = None  # Zhipu's
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+
+
+# -- responses ------------------------------------------------------------------
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class JobHyperparameters(BaseModel):
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    beta: float | None = None
+
+
+class MethodHyperparameters(BaseModel):
+    hyperparameters: JobHyperparameters
+
+
+class MethodOut(BaseModel):
+    type: Literal["supervised", "dpo"]
+    supervised: MethodHyperparameters | None = None
+    dpo: MethodHyperparameters | None = None
+
+
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class FineTuningJobObject(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    finished_at: int | None
+    model: str
+    fine_tuned_model: str | None
+    organization_id: str
+    status: JobStatus
+    training_file: str
+    validation_file: str | None
+    result_files: list[str]
+    trained_tokens: int | None
+    hyperparameters: JobHyperparameters
+    method: MethodOut
+    seed: int
+    error: JobError | None
+    estimated_finish: int | None = None
+    user_provided_suffix: str | None = None
+    request_id: str | None = None  # Zhipu's
+    metadata: dict[str, str] | None = None
+
+
+class FineTuningJobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobObject]
+    has_more: bool
+
+
+class FineTuningJobEvent(BaseModel):
+    """OpenAI reads ``type`` and ``data`` (any object); Zhipu reads ``data`` as its Metric (current_steps,
+    total_steps, epoch, loss, eval_loss, acc, learning_rate, elapsed_time, remaining_time, trained_tokens)."""
+
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    type: Literal["message", "metrics"]
+    data: dict[str, Any] | None = None
+
+
+class FineTuningJobEventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobEvent]
+    has_more: bool
+
+
+class CheckpointMetrics(BaseModel):
+    step: float | None = None
+    train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+
+
+class FineTuningJobCheckpoint(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: CheckpointMetrics
+    step_number: int
+
+
+class FineTuningJobCheckpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FineTuningJobCheckpoint]
+    has_more: bool
+    first_id: str | None = None
+    last_id: str | None = None
+
+
+class FineTunedModelDeleted(BaseModel):
+    """OpenAI's ``ModelDeleted`` (id, object, deleted) and Zhipu's ``FineTunedModelsStatus`` (request_id,
+    model_name, delete_status) in one object."""
+
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True
+    request_id: str
+    model_name: str
+    delete_status: Literal["deleting", "deleted"] = "deleted"

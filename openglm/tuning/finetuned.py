@@ -1,0 +1,137 @@
+"""Fine-tuned models: the rows jobs make (``fine_tuned_models``), private to their account.
+
+A fine-tuned model is a LoRA adapter (a blob) served on its catalog base model. ``resolve`` is what model
+resolution for chat uses: the base's catalog name and the adapter's local path, or ``ModelNotFoundError`` (1211)
+for a name the account does not own — the same answer as for a model that does not exist, so another account's
+models are not even confirmed to exist.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import ModelNotFoundError
+from ..store.db import Database
+from ..store.models import FineTunedModel
+from ..store.types import utcnow
+
+PREFIX = "ft:"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def is_fine_tuned_name(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def new_model_id(base: str, label: str) -> str:
+    """``ft:<base>:<suffix, or the owner's short id>:<random>``, in OpenAI's style; every part ``[A-Za-z0-9_.-]``."""
+    parts = [_UNSAFE.sub("-", base)[:100], _UNSAFE.sub("-", label)[:40] or "model", secrets.token_hex(4)]
+    return PREFIX + ":".join(parts)
+
+
+def adapter_key(job_id: str) -> str:
+    """The adapter's blob key (one per job)."""
+    return f"adapter-{job_id}.gguf"
+
+
+@dataclass(frozen=True)
+class FineTunedRecord:
+    id: str
+    account_id: str
+    base_model: str
+    job_id: str
+    adapter_blob: str
+    owned_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AdapterTarget:
+    """What serving a fine-tuned model needs: the base to run and the adapter to apply."""
+
+    model: str  # the fine-tuned model's id (the adapter's stable key)
+    base_model: str  # the catalog name of the base
+    adapter_path: Path  # a llama.cpp LoRA adapter GGUF
+
+
+class FineTunedModels:
+    def __init__(self, db: Database, blob_root: Path):
+        self.db = db
+        self.blob_root = blob_root  # where ``LocalBlobStore`` keeps the adapters (served from their local path)
+
+    async def create(
+        self, *, account_id: str, base_model: str, job_id: str, label: str, owned_by: str
+    ) -> FineTunedRecord:
+        """The job's model; the same one again when the job was re-run (one model per job)."""
+        existing = await self.of_job(job_id)
+        if existing is not None:
+            return existing
+        row = FineTunedModel(
+            id=new_model_id(base_model, label),
+            account_id=account_id,
+            base_model=base_model,
+            job_id=job_id,
+            adapter_blob=adapter_key(job_id),
+            owned_by=owned_by,
+            created_at=utcnow(),
+            deleted=False,
+        )
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+        except IntegrityError:  # another attempt of the job made it meanwhile
+            existing = await self.of_job(job_id)
+            if existing is None:
+                raise
+            return existing
+        return _record(row)
+
+    async def of_job(self, job_id: str) -> FineTunedRecord | None:
+        async with self.db.read() as session:
+            row = (await session.scalars(select(FineTunedModel).where(FineTunedModel.job_id == job_id))).first()
+        return None if row is None else _record(row)
+
+    async def list(self, account_id: str) -> list[FineTunedRecord]:
+        """The account's models, oldest first."""
+        query = (
+            select(FineTunedModel)
+            .where(FineTunedModel.account_id == account_id, FineTunedModel.deleted.is_(False))
+            .order_by(FineTunedModel.created_at, FineTunedModel.id)
+        )
+        async with self.db.read() as session:
+            return [_record(row) for row in await session.scalars(query)]
+
+    async def get(self, account_id: str, name: str) -> FineTunedRecord:
+        async with self.db.read() as session:
+            row = await session.get(FineTunedModel, name)
+        if row is None or row.deleted or row.account_id != account_id:
+            raise ModelNotFoundError(f"模型不存在 / model {name!r} does not exist")
+        return _record(row)
+
+    async def resolve(self, account_id: str, name: str) -> AdapterTarget:
+        record = await self.get(account_id, name)
+        return AdapterTarget(record.id, record.base_model, self.blob_root / record.adapter_blob)
+
+    async def delete(self, account_id: str, name: str) -> FineTunedRecord:
+        """Hide the model (its row stays, so its id is never reused); the caller removes the adapter blob."""
+        record = await self.get(account_id, name)
+        async with self.db.session() as session:
+            await session.execute(
+                update(FineTunedModel)
+                .where(FineTunedModel.id == name, FineTunedModel.account_id == account_id)
+                .values(deleted=True, deleted_at=utcnow())
+            )
+        return record
+
+
+def _record(row: FineTunedModel) -> FineTunedRecord:
+    return FineTunedRecord(
+        row.id, row.account_id, row.base_model, row.job_id, row.adapter_blob, row.owned_by, row.created_at
+    )

@@ -1,0 +1,247 @@
+"""The ``fine_tune`` job kind: runs the configured trainer on a job's validated files, bills trained tokens as
+they are reported, and on success stores the adapter, writes the result files and makes the fine-tuned model.
+
+    training → adapter blob → result files (metrics CSV, loss curve PNG) → fine_tuned_models row → succeeded
+
+After the model is made the handler checkpoints ``stage: done`` with its result, so an attempt that runs again
+(its worker died before the outcome was written) returns that result instead of training again; the model row is
+unique per job besides. A trainer's own checkpoints are kept as ``stage: training`` and handed back to it on the
+next attempt (``TrainingTask.resume``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog, CatalogError, ModelSpec, resolve_source
+from ..config import Settings
+from ..errors import ModelNotFoundError, NotFoundError, OpenGLMError
+from ..files.blobs import LocalBlobStore
+from ..files.store import FileStore
+from ..jobs.context import JobContext, JobFailed
+from ..jobs.kinds import job_kinds
+from ..jobs.store import JobStore
+from ..store.types import utcnow
+from .billing import Billing, charge
+from .finetuned import FineTunedModels, adapter_key
+from .results import loss_curve_png, metrics_csv
+from .trainers import Hyperparameters, Metrics, TrainerUnavailable, TrainingOutcome, TrainingTask, trainers
+
+log = logging.getLogger(__name__)
+KIND = "fine_tune"
+JOB_PREFIX = "ftjob"
+
+
+def metrics_json(metrics: Metrics, kind: str = "metrics") -> dict[str, Any]:
+    """An event's metrics as stored (``job_events.metrics``): ``kind`` (metrics | checkpoint) and the fields."""
+    return {"kind": kind, **{k: v for k, v in asdict(metrics).items() if v is not None}}
+
+
+def metrics_of(data: dict[str, Any]) -> Metrics | None:
+    """The metrics an event stored, or None for an event without them."""
+    if data.get("kind") not in ("metrics", "checkpoint"):
+        return None
+    names = {f.name for f in fields(Metrics)}
+    try:
+        return Metrics(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None
+
+
+@dataclass
+class Workshop:
+    """What the handler works with, opened from the process's settings on the job system's database."""
+
+    settings: Settings
+    catalog: Catalog
+    files: FileStore
+    blobs: LocalBlobStore
+    models: FineTunedModels
+
+    @classmethod
+    def open(cls, settings: Settings, store: JobStore) -> Workshop:
+        blobs = LocalBlobStore(settings.data_dir / "blobs")
+        return cls(
+            settings,
+            Catalog.from_file(settings.models_file),
+            FileStore(store.db, blobs, quota_bytes=settings.storage_quota_bytes()),
+            blobs,
+            FineTunedModels(store.db, blobs.root),
+        )
+
+    def base(self, name: str) -> tuple[ModelSpec, str]:
+        try:
+            spec = self.catalog.lookup(name)
+            return spec, resolve_source(spec.source)
+        except (ModelNotFoundError, CatalogError) as exc:
+            raise JobFailed(f"the base model is no longer available: {exc}", code="base_model_unavailable") from None
+
+    async def lines(self, account_id: str, file_id: str, what: str) -> list[dict[str, Any]]:
+        try:
+            _, data = await self.files.content(account_id, file_id)
+        except NotFoundError:
+            raise JobFailed(f"the {what} {file_id} was deleted before training", code="file_deleted") from None
+        return await asyncio.to_thread(_parse_lines, data)
+
+
+def _parse_lines(data: bytes) -> list[dict[str, Any]]:
+    # Validated when the job was created (the same bytes: file contents never change).
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+class JobReporter:
+    """The ``TrainingReporter`` a trainer is given: progress billed and recorded as events, checkpoints saved."""
+
+    def __init__(self, ctx: JobContext, billing: Billing):
+        self.ctx = ctx
+        self.billing = billing
+
+    async def progress(self, metrics: Metrics) -> None:
+        await self.settle(metrics)
+        losses = ", ".join(
+            f"{name} {value:.4f}"
+            for name, value in (("training loss", metrics.loss), ("validation loss", metrics.eval_loss))
+            if value is not None
+        )
+        text = f"step {metrics.step}/{metrics.total_steps}" + (f": {losses}" if losses else "")
+        await self.ctx.event(text, metrics=metrics_json(metrics))
+
+    async def message(self, text: str) -> None:
+        await self.ctx.event(text)
+
+    async def settle(self, metrics: Metrics) -> None:
+        """Bill the tokens trained so far (beyond what was billed) and show the progress, in one write."""
+        shown = {
+            "step": metrics.step,
+            "total_steps": metrics.total_steps,
+            "epoch": metrics.epoch,
+            "trained_tokens": metrics.trained_tokens,
+        }
+        await charge(self.ctx.store, self.ctx.lease, self.billing, metrics.trained_tokens, shown)
+
+    async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
+        await self.ctx.checkpoint({"stage": "training", "trainer": state})
+        await self.ctx.event(f"checkpoint at step {metrics.step}", metrics=metrics_json(metrics, "checkpoint"))
+
+    def cancelled(self) -> bool:
+        return self.ctx.is_cancelled()
+
+
+@job_kinds.register(KIND)
+async def fine_tune(ctx: JobContext) -> dict[str, Any]:
+    resume = ctx.resume or {}
+    if resume.get("stage") == "done":  # made the model, then its worker died before the outcome was written
+        return dict(resume["result"])
+    settings = ctx.settings or Settings()
+    shop = Workshop.open(settings, ctx.store)
+    payload = ctx.payload
+    account_id = ctx.account_id
+    if account_id is None:
+        raise JobFailed("a fine-tuning job belongs to an account", code="invalid_job")
+    spec, base_path = shop.base(payload["model"])
+    training = await shop.lines(account_id, payload["training_file"], "training file")
+    validation_file = payload.get("validation_file")
+    validation = await shop.lines(account_id, validation_file, "validation file") if validation_file else []
+    try:
+        trainer = trainers.get(settings.fine_tuning_trainer)(settings)
+    except KeyError as exc:
+        raise JobFailed(str(exc.args[0]), code="trainer_unavailable") from None
+    workdir = settings.data_dir / "fine-tuning" / ctx.job_id
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    task = TrainingTask(
+        job_id=ctx.job_id,
+        base=spec,
+        base_path=base_path,
+        method=payload["method"],
+        training=training,
+        validation=validation,
+        hyperparameters=Hyperparameters(**payload["hyperparameters"]),
+        workdir=workdir,
+        resume=resume.get("trainer") if resume.get("stage") == "training" else None,
+        threads=settings.fine_tuning_threads,
+    )
+    started = ctx.lease.job.started_at or utcnow()
+    billing = Billing(account_id, payload.get("key_id"), spec.id, int(payload["price_per_1k"]), started)
+    reporter = JobReporter(ctx, billing)
+    await ctx.event(
+        f"training {spec.id} ({payload['method']}) on {len(training)} examples"
+        + (f" and {len(validation)} validation examples" if validation else "")
+        + f" with the {settings.fine_tuning_trainer} trainer"
+        + (f", resuming (attempt {ctx.attempt})" if task.resume else "")
+    )
+    try:
+        outcome = await trainer.train(task, reporter)
+    except TrainerUnavailable as exc:
+        raise JobFailed(str(exc), code="trainer_unavailable") from None
+    await reporter.settle(outcome.metrics)  # the final count is billed, whatever the trainer reported last
+    return await finish(ctx, shop, payload, account_id, spec, outcome)
+
+
+async def finish(
+    ctx: JobContext,
+    shop: Workshop,
+    payload: dict[str, Any],
+    account_id: str,
+    spec: ModelSpec,
+    outcome: TrainingOutcome,
+) -> dict[str, Any]:
+    data = await asyncio.to_thread(Path(outcome.adapter).read_bytes)
+    await shop.blobs.put(adapter_key(ctx.job_id), data)
+    history = await _history(ctx)
+    result_files = await _result_files(ctx, shop, account_id, history)
+    label = payload.get("suffix") or account_id[:12]
+    model = await shop.models.create(
+        account_id=account_id,
+        base_model=spec.id,
+        job_id=ctx.job_id,
+        label=label,
+        owned_by=payload.get("owned_by") or account_id,
+    )
+    result = {
+        "fine_tuned_model": model.id,
+        "trained_tokens": outcome.metrics.trained_tokens,
+        "steps": outcome.metrics.step,
+        "result_files": result_files,
+    }
+    await ctx.checkpoint({"stage": "done", "result": result})
+    await ctx.event(f"the fine-tuned model {model.id} is ready")
+    return result
+
+
+async def _history(ctx: JobContext) -> list[Metrics]:
+    """Every step's last report, across attempts (a resumed attempt reports some steps again)."""
+    by_step: dict[int, Metrics] = {}
+    after = 0
+    while True:
+        events = await ctx.store.events(ctx.job_id, after=after, limit=500)
+        if not events:
+            break
+        after = events[-1].seq
+        for event in events:
+            metrics = metrics_of(event.metrics or {})
+            if metrics is not None and (event.metrics or {}).get("kind") == "metrics":
+                by_step[metrics.step] = metrics
+    return [by_step[step] for step in sorted(by_step)]
+
+
+async def _result_files(ctx: JobContext, shop: Workshop, account_id: str, history: list[Metrics]) -> list[str]:
+    """The metrics CSV and the loss curve as files of purpose ``fine-tune-results``. A file that cannot be kept
+    (the account's storage is full) is reported as an event; the model is made all the same."""
+    made: list[str] = []
+    try:
+        csv = metrics_csv(history)
+        png = await asyncio.to_thread(loss_curve_png, history, f"{ctx.job_id} loss")
+        for name, data, media_type in (
+            (f"{ctx.job_id}-metrics.csv", csv, "text/csv"),
+            (f"{ctx.job_id}-loss.png", png, "image/png"),
+        ):
+            record = await shop.files.create(account_id, "fine-tune-results", name, data, media_type, by_platform=True)
+            made.append(record.id)
+    except OpenGLMError as exc:
+        await ctx.event(f"result files not kept: {exc.message}", level="warning")
+    return made

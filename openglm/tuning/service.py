@@ -1,0 +1,289 @@
+"""``FineTuningService``: what the fine-tuning API does. Routes parse and call one method here.
+
+Creating a job checks everything before anything is written — the base model (a catalog ``llamacpp`` model whose
+GGUF is on this server), the files (the caller's, purpose ``fine-tune``, every line valid, checked in the untrusted
+worker pool), the hyperparameters, and the estimated cost (tokens × epochs × the base's ``fine_tuning`` price)
+against the available balance (1113) — then submits one ``fine_tune`` job: a failure leaves nothing behind.
+Jobs and fine-tuned models are private: another account's id is not found.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..accounts import reservations
+from ..accounts.auth import Principal
+from ..accounts.metering import insufficient_balance
+from ..accounts.money import cost_of, format_yuan, to_nano
+from ..catalog import Catalog, CatalogError, ModelSpec, resolve_source
+from ..errors import ConflictError, InvalidFieldError, ModelNotFoundError, NotFoundError
+from ..files.blobs import BlobStore
+from ..files.store import FileStore
+from ..jobs.runner import JobRunner
+from ..jobs.store import JobEventRecord, JobNotFinished, JobRecord
+from ..untrusted.pool import shared_pool
+from .finetuned import AdapterTarget, FineTunedModels, FineTunedRecord, is_fine_tuned_name
+from .handler import JOB_PREFIX, KIND
+from .validation import check_training_file
+
+Auto = Literal["auto"]
+MAX_EPOCHS = 50
+MAX_BATCH = 256
+DEFAULT_EPOCHS = 3
+DEFAULT_BATCH = 8
+DEFAULT_BETA = 0.1
+TRAINABLE_ENGINES = ("llamacpp",)
+
+
+@dataclass(frozen=True)
+class HyperparameterChoice:
+    """As the client sent them: a number, "auto", or None (not given)."""
+
+    n_epochs: int | Auto | None = None
+    batch_size: int | Auto | None = None
+    learning_rate_multiplier: float | Auto | None = None
+    beta: float | Auto | None = None
+
+    def over(self, other: HyperparameterChoice) -> HyperparameterChoice:
+        """These values, with ``other``'s where these are not given."""
+        return HyperparameterChoice(
+            self.n_epochs if self.n_epochs is not None else other.n_epochs,
+            self.batch_size if self.batch_size is not None else other.batch_size,
+            (
+                self.learning_rate_multiplier
+                if self.learning_rate_multiplier is not None
+                else other.learning_rate_multiplier
+            ),
+            self.beta if self.beta is not None else other.beta,
+        )
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: HyperparameterChoice = HyperparameterChoice()
+    method: Literal["supervised", "dpo"] = "supervised"
+    method_hyperparameters: HyperparameterChoice = HyperparameterChoice()  # method.<type>.hyperparameters
+    suffix: str | None = None
+    request_id: str | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[JobEventRecord]
+    has_more: bool
+
+
+class FineTuningService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        jobs: JobRunner,
+        files: FileStore,
+        blobs: BlobStore,
+        models: FineTunedModels,
+    ):
+        self.catalog = catalog
+        self.jobs = jobs
+        self.files = files
+        self.blobs = blobs
+        self.models = models
+
+    # --- jobs ------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, request: JobRequest) -> JobRecord:
+        spec = self.trainable_base(request.model)
+        training = await self._checked_file(principal, request.training_file, request.method, "training_file")
+        if request.validation_file is not None:
+            await self._checked_file(principal, request.validation_file, request.method, "validation_file")
+        hyperparameters = resolve_hyperparameters(
+            request.method_hyperparameters.over(request.hyperparameters), request.method, training["lines"]
+        )
+        hyperparameters["seed"] = request.seed if request.seed is not None else secrets.randbelow(2**31)
+        price = to_nano(spec.effective_prices().fine_tuning)
+        estimated = training["estimated_tokens"] * hyperparameters["n_epochs"]
+        await self._check_balance(principal, cost_of(estimated, price), estimated)
+        payload = {
+            "model": spec.id,
+            "requested_model": request.model,
+            "training_file": request.training_file,
+            "validation_file": request.validation_file,
+            "method": request.method,
+            "hyperparameters": hyperparameters,
+            "suffix": request.suffix,
+            "request_id": request.request_id,
+            "key_id": principal.key_id,
+            "owned_by": principal.account_id,
+            "price_per_1k": price,
+            "lines": training["lines"],
+            "estimated_tokens": estimated,
+        }
+        return await self.jobs.submit(KIND, payload, account_id=principal.account_id, prefix=JOB_PREFIX)
+
+    def trainable_base(self, name: str) -> ModelSpec:
+        """The catalog entry a job trains on, or a 4xx saying why this one cannot be."""
+        if is_fine_tuned_name(name):
+            raise InvalidFieldError(
+                f"model: {name!r} is a fine-tuned model; fine-tune its base model instead (stacked adapters are "
+                "not supported)"
+            )
+        try:
+            spec = self.catalog.lookup(name)
+        except ModelNotFoundError:
+            raise ModelNotFoundError(
+                f"模型不存在 / model {name!r} does not exist; models that can be fine-tuned here: "
+                + (", ".join(self.trainable_names()) or "none")
+            ) from None
+        if spec.engine not in TRAINABLE_ENGINES:
+            raise InvalidFieldError(
+                f"model {name!r} is served by the {spec.engine} engine; fine-tuning needs a model this server "
+                f"runs itself (the llamacpp engine, from its GGUF file). Fine-tunable here: "
+                + (", ".join(self.trainable_names()) or "none")
+            )
+        try:
+            path = Path(resolve_source(spec.source))
+        except CatalogError as exc:
+            raise InvalidFieldError(f"model {name!r}: its weights are not on this server ({exc})") from None
+        if not (path.is_dir() or (path.is_file() and path.suffix == ".gguf")):
+            raise InvalidFieldError(
+                f"model {name!r}: the trainer loads a GGUF file or a Hugging Face directory, and {path.name} is "
+                "neither on this server"
+            )
+        return spec
+
+    def trainable_names(self) -> list[str]:
+        return sorted({spec.id for spec in self.catalog.specs if spec.engine in TRAINABLE_ENGINES})
+
+    async def _checked_file(self, principal: Principal, file_id: str, method: str, field: str) -> dict[str, int]:
+        try:
+            record, data = await self.files.content(principal.account_id, file_id)
+        except NotFoundError:
+            raise InvalidFieldError(f"{field}: file {file_id!r} does not exist") from None
+        if record.purpose != "fine-tune":
+            raise InvalidFieldError(
+                f"{field}: file {file_id!r} was uploaded with purpose {record.purpose!r}; training files are "
+                "uploaded with purpose fine-tune"
+            )
+        summary: dict[str, int] = await shared_pool().run(
+            check_training_file, data, method, field, what=f"the {field.replace('_', ' ')}"
+        )
+        return summary
+
+    async def _check_balance(self, principal: Principal, cost: int, tokens: int) -> None:
+        """The estimated cost must be available now (a check, not a reservation: the job is billed as it runs)."""
+        if principal.key_id is None or cost <= 0:  # authentication off, or a free base
+            return
+        standing = await reservations.standing(self.files.db, principal.account_id)
+        if standing.available < cost:
+            refusal = insufficient_balance(standing)
+            refusal.message += (
+                f"; this job is estimated at {tokens} trained tokens (lines × epochs), {format_yuan(cost)} CNY"
+            )
+            raise refusal
+
+    async def list_jobs(self, principal: Principal, *, after: str | None, limit: int) -> tuple[list[JobRecord], bool]:
+        records = await self.jobs.store.list_jobs(
+            account_id=principal.account_id, kinds=[KIND], limit=limit + 1, after=after
+        )
+        return records[:limit], len(records) > limit
+
+    async def get(self, principal: Principal, job_id: str) -> JobRecord:
+        record = await self.jobs.store.get(job_id, account_id=principal.account_id)
+        if record.kind != KIND:
+            raise NotFoundError(f"no fine-tuning job {job_id!r}")
+        return record
+
+    async def events(self, principal: Principal, job_id: str, *, after: str | None, limit: int) -> EventPage:
+        """In the order they happened; ``after``: an event id from an earlier page (polling for new ones)."""
+        record = await self.get(principal, job_id)
+        events = await self.jobs.store.events(record.id, after=event_seq(record.id, after), limit=limit + 1)
+        return EventPage(events[:limit], len(events) > limit)
+
+    async def checkpoints(
+        self, principal: Principal, job_id: str, *, after: str | None, limit: int
+    ) -> tuple[JobRecord, EventPage]:
+        """The job and the checkpoints its trainer saved (events of kind checkpoint), in order."""
+        record = await self.get(principal, job_id)
+        found: list[JobEventRecord] = []
+        seq = event_seq(record.id, after)
+        while len(found) <= limit:
+            events = await self.jobs.store.events(record.id, after=seq, limit=500)
+            if not events:
+                break
+            seq = events[-1].seq
+            found += [e for e in events if (e.metrics or {}).get("kind") == "checkpoint"]
+        return record, EventPage(found[:limit], len(found) > limit)
+
+    async def cancel(self, principal: Principal, job_id: str) -> JobRecord:
+        await self.get(principal, job_id)
+        return await self.jobs.cancel(job_id, account_id=principal.account_id)
+
+    async def delete(self, principal: Principal, job_id: str) -> JobRecord:
+        """A finished job is removed with its events (its model and result files stay); an unfinished one is
+        refused (1215): cancel it first."""
+        await self.get(principal, job_id)
+        try:
+            return await self.jobs.store.delete(job_id, account_id=principal.account_id)
+        except JobNotFinished as exc:
+            raise ConflictError(str(exc)) from None
+
+    # --- fine-tuned models -------------------------------------------------------------
+
+    async def models_of(self, account_id: str) -> list[FineTunedRecord]:
+        return await self.models.list(account_id)
+
+    async def model(self, account_id: str, name: str) -> FineTunedRecord:
+        return await self.models.get(account_id, name)
+
+    async def resolve(self, account_id: str, name: str) -> AdapterTarget:
+        return await self.models.resolve(account_id, name)
+
+    async def delete_model(self, principal: Principal, name: str) -> FineTunedRecord:
+        record = await self.models.delete(principal.account_id, name)
+        await self.blobs.delete(record.adapter_blob)
+        return record
+
+
+def event_seq(job_id: str, event_id: str | None) -> int:
+    """The sequence number in an event id (``event_id``'s inverse); 0 for None."""
+    if event_id is None:
+        return 0
+    prefix = f"ftevent-{job_id.removeprefix(JOB_PREFIX + '-')}-"
+    number = event_id.removeprefix(prefix)
+    if number == event_id or not number.isdigit() or len(number) > 9:
+        raise InvalidFieldError(f"after: {event_id!r} is not an event id of job {job_id}")
+    return int(number)
+
+
+def event_id(job_id: str, seq: int) -> str:
+    return f"ftevent-{job_id.removeprefix(JOB_PREFIX + '-')}-{seq}"
+
+
+def resolve_hyperparameters(choice: HyperparameterChoice, method: str, lines: int) -> dict[str, Any]:
+    """Numbers for every "auto" or missing value, checked against the bounds."""
+    n_epochs = DEFAULT_EPOCHS if choice.n_epochs in (None, "auto") else choice.n_epochs
+    batch_size = min(DEFAULT_BATCH, max(1, lines)) if choice.batch_size in (None, "auto") else choice.batch_size
+    rate = 1.0 if choice.learning_rate_multiplier in (None, "auto") else choice.learning_rate_multiplier
+    assert not isinstance(n_epochs, str) and not isinstance(batch_size, str) and not isinstance(rate, str)
+    if not 1 <= n_epochs <= MAX_EPOCHS:
+        raise InvalidFieldError(f'hyperparameters.n_epochs must be 1 to {MAX_EPOCHS} or "auto"')
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise InvalidFieldError(f'hyperparameters.batch_size must be 1 to {MAX_BATCH} or "auto"')
+    if not 0 < rate <= 10:
+        raise InvalidFieldError('hyperparameters.learning_rate_multiplier must be above 0 and at most 10, or "auto"')
+    resolved: dict[str, Any] = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": rate}
+    if method == "dpo":
+        beta = DEFAULT_BETA if choice.beta in (None, "auto") else choice.beta
+        assert not isinstance(beta, str)
+        if not 0 < beta <= 2:
+            raise InvalidFieldError('hyperparameters.beta must be above 0 and at most 2, or "auto"')
+        resolved["beta"] = beta
+    elif choice.beta is not None:
+        raise InvalidFieldError("hyperparameters.beta is a DPO hyperparameter; this is a supervised job")
+    return resolved

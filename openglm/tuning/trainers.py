@@ -1,0 +1,123 @@
+"""The trainer registry and the narrow interface between a fine-tuning job and whatever trains.
+
+The job handler (``handler.py``) hands a trainer a ``TrainingTask`` — the base model's catalog entry (its GGUF or
+directory, template and tool-call format, so training renders conversations the way serving does), the training
+and validation lines as validated JSON objects, the resolved hyperparameters, a working directory, and where an
+earlier attempt left off — and a ``TrainingReporter`` it calls as it goes. It gets back a ``TrainingOutcome``: the
+adapter file (llama.cpp's LoRA GGUF) and the final metrics. Nothing else crosses: the trainer knows no HTTP, no
+database, no billing; the handler bills, stores the adapter and makes the model from what the reporter saw.
+
+    @trainers.register("name")
+    def make(settings: Settings) -> Trainer: ...
+
+``local`` trains in torch on this machine (``openglm/tuning/train.py``, a worker process of its own). Other
+trainers (a remote OpenAI-compatible fine-tuning API, a cluster) register the same way, in a module listed in
+``OPENGLM_PLUGINS`` or imported here; ``OPENGLM_FINE_TUNING_TRAINER`` chooses one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ..catalog import ModelSpec
+from ..config import Settings
+from ..registry import Registry
+
+Method = Literal["supervised", "dpo"]
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Resolved (no "auto" left): what the job object shows and the trainer uses."""
+
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    beta: float | None = None  # DPO only
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    job_id: str
+    base: ModelSpec  # the catalog entry: ``source`` (resolved to a path), ``template``, ``tool_parser``
+    base_path: str  # the base's weights, a GGUF file or a Hugging Face directory
+    method: Method
+    training: list[dict[str, Any]]  # validated lines (``validation.py``)
+    validation: list[dict[str, Any]]
+    hyperparameters: Hyperparameters
+    workdir: Path  # the trainer's own: checkpoints, the adapter it writes
+    resume: dict[str, Any] | None = None  # what the trainer saved with ``checkpoint`` on an earlier attempt
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One progress report, after ``step`` of ``total_steps`` optimizer steps."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    trained_tokens: int  # tokens through the model so far, across epochs (what is billed)
+    loss: float | None = None
+    eval_loss: float | None = None
+    accuracy: float | None = None  # mean token accuracy of the training batch, if the trainer computes it
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
+    elapsed_seconds: float | None = None
+    remaining_seconds: float | None = None
+
+
+class TrainingReporter(Protocol):
+    """What a trainer calls while it trains. ``progress`` and ``checkpoint`` raise ``JobCancelled`` once the job
+    was cancelled (a trainer running in a thread or a process polls ``cancelled()`` between steps instead)."""
+
+    async def progress(self, metrics: Metrics) -> None: ...
+
+    async def message(self, text: str) -> None: ...
+
+    async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
+        """Save what a later attempt resumes from (``TrainingTask.resume``): a JSON object (paths under
+        ``workdir``, the step); the handler also lists it as a checkpoint of the job."""
+        ...
+
+    def cancelled(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    adapter: Path  # a llama.cpp LoRA adapter GGUF for the base
+    metrics: Metrics  # the last report (steps, trained tokens, final losses)
+    history: list[Metrics] = field(default_factory=list)  # every report, for the result files
+
+
+class Trainer(Protocol):
+    async def train(self, task: TrainingTask, reporter: TrainingReporter) -> TrainingOutcome: ...
+
+
+TrainerFactory = Callable[[Settings], Trainer]
+trainers: Registry[TrainerFactory] = Registry("trainer")
+
+
+class TrainerUnavailable(Exception):
+    """The chosen trainer cannot run here (its code or a dependency is missing); the job fails saying so."""
+
+
+@trainers.register("local")
+class LocalTrainer:
+    """LoRA training in torch on this machine: SFT with the loss on assistant tokens, DPO against the base with the
+    adapter off, validation loss, checkpoints, a fixed seed, exported to llama.cpp's adapter format. The torch
+    trainer (``openglm/tuning/train.py``, ``export.py``) is not part of this build yet; until it is, a job on the
+    local trainer fails at once saying so, and nothing is billed."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    async def train(self, task: TrainingTask, reporter: TrainingReporter) -> TrainingOutcome:
+        raise TrainerUnavailable(
+            "the local trainer (LoRA in torch) is not installed in this build; "
+            f"set OPENGLM_FINE_TUNING_TRAINER to one of: {', '.join(trainers.names())}"
+        )
