@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from ..catalog import PricedModel, Prices
 from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
@@ -365,6 +365,8 @@ class MeteredCall:
                 if attempt == 0:
                     raise  # the first attempt cannot have committed before: a real conflict
                 return
+            except DataError:
+                raise  # a value the column cannot hold fails the same way every time: spooled at once
             except DBAPIError:
                 if attempt == RECORD_ATTEMPTS - 1:
                     raise

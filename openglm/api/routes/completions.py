@@ -19,7 +19,7 @@ router = APIRouter(tags=["completions"])
 async def completions(body: CompletionRequest, request: Request, principal: Caller) -> Response:
     served = request.app.state.models.get(body.model)
     plan = await plan_completion(served, body, request.app.state.chat.grammars)
-    call = await admit(request, principal, served, "completions", plan.id, None, plan.usage_bound())
+    call = await admit(request, principal, served, "completions", plan.id, body.request_id, plan.usage_bound())
     run = await call.guard(start_completion(served, plan))
     call.tally.prompt_tokens = run.prompt_tokens()
     if body.stream:
