@@ -302,10 +302,14 @@ class MeteredCall:
             await self._release()
 
     async def settle(self, status: str) -> None:
-        """Record and charge what was delivered. A call that failed before delivering anything is not charged."""
-        if status == "failed" and not self.tally.delivered_anything:
-            await self.abandon()
-            return
+        """Record and charge what was delivered. A call that failed is charged for every token its engine
+        produced (its prompt and the completion made so far), delivered or not; one that failed before producing
+        anything is not charged."""
+        if status == "failed":
+            self.tally.completion_tokens = max(self.tally.completion_tokens, self.tally.generated)
+            if not self.tally.delivered_anything:
+                await self.abandon()
+                return
         if self._done:
             return
         self._done = True
