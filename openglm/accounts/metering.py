@@ -98,8 +98,12 @@ class Meter:
         *,
         reservation_ttl: float = RESERVATION_TTL_SECONDS,
         spool: UsageSpool | None = None,
+        enforce_balances: bool = True,
     ):
         self.db = db
+        # Whether work without a key (``admit_job``) is held to the balance: with authentication off every
+        # request acts as the local account without a key, and its calls are not held to it either.
+        self.enforce_balances = enforce_balances
         self.spool = spool  # where settlements the database refused are kept until they can be written
         self.lost = 0  # settlements neither the database nor the spool took (only the log has them)
         self.limiter = limiter
@@ -124,6 +128,17 @@ class Meter:
             await self._check_balance(principal.account_id)
         call.lease = await self._take_limits(principal) if principal.key_id and not nested else None
         if metered:
+            await call.guard(call.reserve(bound))
+        return call
+
+    async def admit_job(self, account_id: str, spec: PricedModel, endpoint: str, *, bound: UsageBound) -> MeteredCall:
+        """Work the server does for an account in the background (knowledge ingestion): no key, so no key's
+        limits, but the balance checked and ``bound``'s cost reserved before the work starts, as for a call
+        (1113 when nothing is left); settled with what it used, abandoned (the hold given back) if it fails."""
+        prices = PriceBook.of(spec.effective_prices())
+        call = MeteredCall(self, Principal(account_id, None), spec.id, endpoint, prices, None)
+        if self.enforce_balances and not prices.free:
+            await self._check_balance(account_id)
             await call.guard(call.reserve(bound))
         return call
 
