@@ -121,14 +121,22 @@ class Meter:
         holds nothing, and one refused by the limiter writes nothing. ``nested``: a call made inside one already
         admitted (a tool's picture in an agent request), which reserves its own cost but takes no second
         concurrency slot or request of the key's limits."""
+        call = await self.enter(principal, spec, endpoint, nested=nested)
+        await call.hold(bound)
+        return call
+
+    async def enter(
+        self, principal: Principal, spec: PricedModel, endpoint: str, *, nested: bool = False
+    ) -> MeteredCall:
+        """The first half of ``admit``: the balance and the key's limits, before the request is planned, so a
+        key over its limits (or an account with nothing left) cannot make the server render templates or compile
+        grammars. The caller then plans under ``call.guard`` and reserves with ``call.hold(bound)``."""
         prices = PriceBook.of(spec.effective_prices())
         call = MeteredCall(self, principal, spec.id, endpoint, prices, None)
-        metered = principal.key_id is not None and not prices.free
-        if metered:
+        call.held_to_balance = principal.key_id is not None and not prices.free
+        if call.held_to_balance:
             await self._check_balance(principal.account_id)
         call.lease = await self._take_limits(principal) if principal.key_id and not nested else None
-        if metered:
-            await call.guard(call.reserve(bound))
         return call
 
     async def admit_job(self, account_id: str, spec: PricedModel, endpoint: str, *, bound: UsageBound) -> MeteredCall:
@@ -284,6 +292,7 @@ class MeteredCall:
     agent: Attribution | None = None
     holds: list[reservations.Hold] = field(default_factory=list)  # what the call holds of the balance
     claimed: bool = False  # a settlement has been started
+    held_to_balance: bool = False  # admission reserves its cost (a key's call at a priced model)
     _done: bool = False
 
     async def reserve(self, bound: UsageBound) -> None:
@@ -291,6 +300,12 @@ class MeteredCall:
         amount = self.prices.cost(bound)
         if amount > 0:
             self.holds.append(await self.meter.reserve(self.principal.account_id, amount))
+
+    async def hold(self, bound: UsageBound) -> None:
+        """Admission's reservation of ``bound``'s cost (a call held to the balance), abandoning the call if
+        refused (1113)."""
+        if self.held_to_balance:
+            await self.guard(self.reserve(bound))
 
     def bind(self, usage_id: str, request_id: str | None) -> None:
         """The response id (the usage record's id) and the caller's request id, known once planning is done."""

@@ -54,13 +54,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
             raise ModelNotFoundError(f"模型不存在 / model or agent {body.model!r} does not exist") from None
         return await glm_completions(body, request, principal, glm)
     service = request.app.state.chat
+    # The key's limits and the balance before any planning (templates, grammars); the reservation after it,
+    # since it needs the plan's bound.
+    call = await request.app.state.platform.meter.enter(
+        principal, request.app.state.models.get(body.model).spec, "chat.completions"
+    )
     grounding = Grounding()
     if retrieval_tools(body):
-        await service.plan(body)  # a bad request is refused before anything is retrieved or billed
-        body, grounding = await ground(request, principal, body)
-    planned = await service.plan(body)
-    bound = planned.usage_bound()
-    call = await admit(request, principal, planned.served, "chat.completions", planned.id, planned.request_id, bound)
+        await call.guard(service.plan(body))  # a bad request is refused before anything is retrieved or billed
+        body, grounding = await call.guard(ground(request, principal, body))
+    planned = await call.guard(service.plan(body))
+    await call.hold(planned.usage_bound())
+    call.bind(planned.id, planned.request_id)
     run = await call.guard(service.submit(planned))
     call.tally.prompt_tokens = run.prompt_tokens
     citations = grounding.citations() if grounding.chunks else None
