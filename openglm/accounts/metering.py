@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TypeVar
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from ..catalog import PricedModel, Prices
 from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
@@ -98,8 +98,12 @@ class Meter:
         *,
         reservation_ttl: float = RESERVATION_TTL_SECONDS,
         spool: UsageSpool | None = None,
+        enforce_balances: bool = True,
     ):
         self.db = db
+        # Whether work without a key (``admit_job``) is held to the balance: with authentication off every
+        # request acts as the local account without a key, and its calls are not held to it either.
+        self.enforce_balances = enforce_balances
         self.spool = spool  # where settlements the database refused are kept until they can be written
         self.lost = 0  # settlements neither the database nor the spool took (only the log has them)
         self.limiter = limiter
@@ -117,13 +121,32 @@ class Meter:
         holds nothing, and one refused by the limiter writes nothing. ``nested``: a call made inside one already
         admitted (a tool's picture in an agent request), which reserves its own cost but takes no second
         concurrency slot or request of the key's limits."""
+        call = await self.enter(principal, spec, endpoint, nested=nested)
+        await call.hold(bound)
+        return call
+
+    async def enter(
+        self, principal: Principal, spec: PricedModel, endpoint: str, *, nested: bool = False
+    ) -> MeteredCall:
+        """The first half of ``admit``: the balance and the key's limits, before the request is planned, so a
+        key over its limits (or an account with nothing left) cannot make the server render templates or compile
+        grammars. The caller then plans under ``call.guard`` and reserves with ``call.hold(bound)``."""
         prices = PriceBook.of(spec.effective_prices())
         call = MeteredCall(self, principal, spec.id, endpoint, prices, None)
-        metered = principal.key_id is not None and not prices.free
-        if metered:
+        call.held_to_balance = principal.key_id is not None and not prices.free
+        if call.held_to_balance:
             await self._check_balance(principal.account_id)
         call.lease = await self._take_limits(principal) if principal.key_id and not nested else None
-        if metered:
+        return call
+
+    async def admit_job(self, account_id: str, spec: PricedModel, endpoint: str, *, bound: UsageBound) -> MeteredCall:
+        """Work the server does for an account in the background (knowledge ingestion): no key, so no key's
+        limits, but the balance checked and ``bound``'s cost reserved before the work starts, as for a call
+        (1113 when nothing is left); settled with what it used, abandoned (the hold given back) if it fails."""
+        prices = PriceBook.of(spec.effective_prices())
+        call = MeteredCall(self, Principal(account_id, None), spec.id, endpoint, prices, None)
+        if self.enforce_balances and not prices.free:
+            await self._check_balance(account_id)
             await call.guard(call.reserve(bound))
         return call
 
@@ -269,6 +292,7 @@ class MeteredCall:
     agent: Attribution | None = None
     holds: list[reservations.Hold] = field(default_factory=list)  # what the call holds of the balance
     claimed: bool = False  # a settlement has been started
+    held_to_balance: bool = False  # admission reserves its cost (a key's call at a priced model)
     _done: bool = False
 
     async def reserve(self, bound: UsageBound) -> None:
@@ -276,6 +300,12 @@ class MeteredCall:
         amount = self.prices.cost(bound)
         if amount > 0:
             self.holds.append(await self.meter.reserve(self.principal.account_id, amount))
+
+    async def hold(self, bound: UsageBound) -> None:
+        """Admission's reservation of ``bound``'s cost (a call held to the balance), abandoning the call if
+        refused (1113)."""
+        if self.held_to_balance:
+            await self.guard(self.reserve(bound))
 
     def bind(self, usage_id: str, request_id: str | None) -> None:
         """The response id (the usage record's id) and the caller's request id, known once planning is done."""
@@ -302,10 +332,14 @@ class MeteredCall:
             await self._release()
 
     async def settle(self, status: str) -> None:
-        """Record and charge what was delivered. A call that failed before delivering anything is not charged."""
-        if status == "failed" and not self.tally.delivered_anything:
-            await self.abandon()
-            return
+        """Record and charge what was delivered. A call that failed is charged for every token its engine
+        produced (its prompt and the completion made so far), delivered or not; one that failed before producing
+        anything is not charged."""
+        if status == "failed":
+            self.tally.completion_tokens = max(self.tally.completion_tokens, self.tally.generated)
+            if not self.tally.delivered_anything:
+                await self.abandon()
+                return
         if self._done:
             return
         self._done = True
@@ -365,6 +399,8 @@ class MeteredCall:
                 if attempt == 0:
                     raise  # the first attempt cannot have committed before: a real conflict
                 return
+            except DataError:
+                raise  # a value the column cannot hold fails the same way every time: spooled at once
             except DBAPIError:
                 if attempt == RECORD_ATTEMPTS - 1:
                     raise

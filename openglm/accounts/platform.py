@@ -64,7 +64,7 @@ class Platform:
         limiter = create_limiter(settings.redis_url or None)
         signin = SignIn(store, session_hours=settings.web_session_hours)
         spool = UsageSpool(spool_path(settings.data_dir))
-        meter = Meter(db, limiter, settings.creator_share, spool=spool)
+        meter = Meter(db, limiter, settings.creator_share, spool=spool, enforce_balances=auth_on)
         platform = cls(db, store, authenticator, limiter, meter, local, signin)
         platform._announce(settings)
         await meter.replay_spool()  # calls an earlier run settled but could not record

@@ -231,6 +231,7 @@ class AgentLoop:
         content: list[str] = []
         async for event in self.chat.events(chat_run):
             tally.completion_tokens += event.n_tokens
+            tally.generated += event.n_tokens
             if event.finish_reason:
                 run.finish_reason = event.finish_reason
             for delta in event.deltas:

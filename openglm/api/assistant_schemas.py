@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from .schemas import MAX_PAGE, Usage, WireModel
+from .schemas import MAX_PAGE, RequestId, Usage, WireModel
 
 ConversationId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
@@ -33,7 +33,7 @@ class AssistantRequest(WireModel):
     stream: bool | None = None
     attachments: list[Attachment] | None = Field(default=None, max_length=10)
     metadata: dict[str, Any] | None = None
-    request_id: Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00]*$")] | None = None
+    request_id: RequestId | None = None
     user_id: str | None = None
     model: str | None = None  # listed by the docs, never sent by the SDK; the assistant's own model is used
     extra_parameters: dict[str, Any] | None = None
@@ -74,7 +74,7 @@ class AssistantChunk(BaseModel):
 
 class SupportQuery(WireModel):
     assistant_id_list: list[str] | None = Field(default=None, max_length=100)
-    request_id: str | None = None
+    request_id: RequestId | None = None
     user_id: str | None = None
 
 
@@ -100,7 +100,7 @@ class ConversationQuery(WireModel):
     assistant_id: str = Field(min_length=1, max_length=200)
     page: int = Field(default=1, ge=1, le=MAX_PAGE)
     page_size: int = Field(default=10, ge=1, le=100)
-    request_id: str | None = None
+    request_id: RequestId | None = None
     user_id: str | None = None
 
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict
+
+from .schemas import RequestId
 
 
 class EmbeddingRequest(BaseModel):
@@ -17,7 +19,7 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = None
     user: str | None = None
-    request_id: Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00]*$")] | int | float | None = None
+    request_id: RequestId | None = None
 
 
 class EmbeddingData(BaseModel):

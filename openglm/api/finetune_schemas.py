@@ -9,12 +9,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from .schemas import WireModel
+from .schemas import RequestId, WireModel
 
 Auto = Literal["auto"]
 FileId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Suffix = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")]
-RequestId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00]*$")]
 Cursor = Annotated[str, StringConstraints(max_length=128)]
 
 # -- requests -------------------------------------------------------------------
@@ -48,7 +47,7 @@ class FineTuningJobCreate(WireModel):
     hyperparameters: HyperparametersIn | None = None
     method: MethodIn | None = None
     suffix: Suffix | None = None
-    request_id: RequestId | int | float | None = None  # Zhipu's
+    request_id: RequestId | None = None  # Zhipu's
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
 
 

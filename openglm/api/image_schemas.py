@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .schemas import RequestId
+
 
 class ImageGenerationRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -18,6 +20,7 @@ class ImageGenerationRequest(BaseModel):
     quality: str | None = None
     style: str | None = None
     user: str | None = None
+    request_id: RequestId | None = None
 
 
 class ImageData(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 
 class WireModel(BaseModel):
@@ -25,6 +25,18 @@ MAX_SQL_INT = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
 MAX_PROMPTS = 16
 MAX_STOPS = 16
 MAX_LOGIT_BIASES = 1024
+
+
+def _number_as_text(value: Any) -> Any:
+    # SDKs send a number now and then; it is stored as its text, so it is bounded as text (10**200 is 201 chars).
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+# A caller's request id, stored with the usage record (String(128)): text of at most 128 characters without NUL
+# (PostgreSQL text cannot hold one), or a number whose text is that short. Every request schema uses this one.
+RequestId = Annotated[str, BeforeValidator(_number_as_text), StringConstraints(max_length=128, pattern=r"^[^\x00]*$")]
 
 
 # -- requests -------------------------------------------------------------------
@@ -124,8 +136,7 @@ class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage]
     # All Tools: the conversation whose tool state (kernel, pages, last image prompt) a request continues.
     conversation_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
-    # Stored with the usage record: bounded, and no NUL (PostgreSQL text cannot hold one).
-    request_id: Annotated[str, StringConstraints(max_length=128, pattern=r"^[^\x00]*$")] | int | float | None = None
+    request_id: RequestId | None = None
     user_id: str | None = None
     do_sample: bool | None = None
     max_tokens: int | None = Field(default=None, ge=1)
@@ -140,6 +151,7 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: str | Annotated[list[str], Field(max_length=MAX_PROMPTS)]
+    request_id: RequestId | None = None
     max_tokens: int | None = Field(default=16, ge=1)
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool | None = None

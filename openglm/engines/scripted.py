@@ -4,7 +4,8 @@ For demos and for testing what sits above the engines (the agent loop, tool-call
 conversations a small model could not hold. Each rule is ``{when = "text", reply = "text"}``: the first rule
 whose ``when`` occurs in the rendered prompt gives the reply (``when = ""`` matches everything), streamed in
 pieces of a few characters as if they were tokens, one every ``pace`` seconds (default 0: as fast as the event
-loop goes; a pace makes calls overlap the way real generations do). Grammars are not applied.
+loop goes; a pace makes calls overlap the way real generations do). Grammars are not applied. ``fail_after = N``
+makes every generation fail (an engine error) after its first N tokens, as a crashed or disconnected engine does.
 
     [[models]]
     id = "scripted"
@@ -33,11 +34,19 @@ CHARS_PER_TOKEN = 4
 
 
 class ScriptedHandle(GenerationHandle):
-    def __init__(self, reply: str, prompt_tokens: int, max_tokens: int | None, pace: float = 0.0):
+    def __init__(
+        self,
+        reply: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        pace: float = 0.0,
+        fail_after: int | None = None,
+    ):
         self.prompt_tokens = prompt_tokens
         self._reply = reply
         self._max_tokens = max_tokens
         self._pace = pace
+        self._fail_after = fail_after
         self._cancelled = False
 
     def __aiter__(self) -> AsyncIterator[GenerationChunk]:
@@ -49,6 +58,8 @@ class ScriptedHandle(GenerationHandle):
         for n, piece in enumerate(pieces[:limit], start=1):
             if self._cancelled:
                 return
+            if self._fail_after is not None and n > self._fail_after:
+                raise EngineError(f"scripted failure after {self._fail_after} tokens")
             await asyncio.sleep(self._pace)  # yield to the loop between "tokens", as a real engine does
             last = n == limit
             finish = ("stop" if limit == len(pieces) else "length") if last else None
@@ -69,10 +80,12 @@ class ScriptedEngine(Engine):
             raise EngineError(f"model {spec.id}: options.script must be a list of {{when, reply}} tables")
         self.rules = [(str(rule.get("when", "")), str(rule["reply"])) for rule in script]
         self.pace = float(spec.options.get("pace", 0.0))
+        fail_after = spec.options.get("fail_after")
+        self.fail_after = None if fail_after is None else int(fail_after)
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         prompt_tokens = max(1, len(request.prompt) // CHARS_PER_TOKEN)
         if prompt_tokens > self.spec.context_length:
             raise PromptTooLongError(f"prompt of {prompt_tokens} tokens exceeds {self.spec.context_length}")
         reply = next((reply for when, reply in self.rules if when in request.prompt), "")
-        return ScriptedHandle(reply, prompt_tokens, request.max_tokens, self.pace)
+        return ScriptedHandle(reply, prompt_tokens, request.max_tokens, self.pace, self.fail_after)

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..accounts.auth import Principal
-from ..accounts.metering import Meter, MeteredCall, PriceBook
+from ..accounts.metering import Meter, MeteredCall
 from ..catalog import EmbeddingSpec
 from ..embeddings.service import EmbeddingService
 from ..errors import OpenGLMError
 from ..files.blobs import BlobStore
-from ..serving.usage import new_usage_id
+from ..serving.usage import UsageBound, new_usage_id, token_bound
 from ..untrusted.pool import on_behalf_of
 from .chunking import Chunk, chunk
 from .fulltext import search_text
@@ -112,7 +111,7 @@ class Ingestor:
 
     async def _fail(self, document: DocumentRecord, exc: Exception) -> None:
         if isinstance(exc, OpenGLMError):
-            reason = exc.message
+            reason = f"{exc.message} (error {exc.code})"  # e.g. 1113: the account had no balance to embed it with
         else:
             log.exception("ingestion of document %s failed", document.id, exc_info=exc)
             reason = f"internal error: {type(exc).__name__}"
@@ -133,21 +132,42 @@ class Ingestor:
         return _Prepared(document, spec, parsed.text, chunks)
 
     async def _embed_and_store(self, prepared: list[_Prepared]) -> None:
-        for item in prepared:  # one call per document: each status write names its own total
-            await self.store.set_progress(
-                item.document.id, status="embedding", chunks_total=len(item.chunks), chunks_done=0
+        calls: dict[str, MeteredCall | None] = {}
+        admitted: list[_Prepared] = []
+        for item in prepared:  # each document admitted and its cost reserved before anything is embedded
+            try:
+                calls[item.document.id] = await self._admit(item)
+            except asyncio.CancelledError:
+                await self._abandon(calls)
+                raise
+            except Exception as exc:  # 1113: no balance left for it; the others go on
+                await self._fail(item.document, exc)
+            else:
+                admitted.append(item)
+        try:
+            for item in admitted:  # one call per document: each status write names its own total
+                await self.store.set_progress(
+                    item.document.id, status="embedding", chunks_total=len(item.chunks), chunks_done=0
+                )
+            # Concurrently: the embedding backend merges the documents' texts into shared forward passes, and
+            # each document still learns its own exact token count.
+            await asyncio.gather(*(self._embed(item, calls[item.document.id]) for item in admitted))
+            stored = await self.store.store_documents(
+                [(item.document, item.text, _new_chunks(item.chunks, item.vectors)) for item in admitted]
             )
-        calls = {item.document.id: self._metered(item.document, item.spec) for item in prepared}
-        # Concurrently: the embedding backend merges the documents' texts into shared forward passes, and each
-        # document still learns its own exact token count.
-        await asyncio.gather(*(self._embed(item, calls[item.document.id]) for item in prepared))
-        stored = await self.store.store_documents(
-            [(item.document, item.text, _new_chunks(item.chunks, item.vectors)) for item in prepared]
-        )
-        for item in prepared:
+        except BaseException:
+            await self._abandon(calls)  # nothing kept: the holds are given back, nothing charged
+            raise
+        for item in admitted:
             call = calls[item.document.id]
             if call is not None:
                 await call.settle("succeeded" if item.document.id in stored else "cancelled")
+
+    @staticmethod
+    async def _abandon(calls: dict[str, MeteredCall | None]) -> None:
+        for call in calls.values():
+            if call is not None:
+                await call.abandon()
 
     async def _embed(self, item: _Prepared, call: MeteredCall | None) -> None:
         for start in range(0, len(item.chunks), EMBED_BATCH):
@@ -159,14 +179,15 @@ class Ingestor:
             if len(item.vectors) < len(item.chunks):  # a finished document is written with its chunks
                 await self.store.set_progress(item.document.id, chunks_done=len(item.vectors))
 
-    def _metered(self, document: DocumentRecord, spec: EmbeddingSpec) -> MeteredCall | None:
-        """The document's embedding tokens, billed to its account as one ``knowledge.ingest`` usage record."""
+    async def _admit(self, item: _Prepared) -> MeteredCall | None:
+        """The document's embedding, admitted like a call: its account's balance checked and the chunks' byte
+        bound reserved at the model's price before anything is embedded (1113 when nothing is left), then
+        billed as one ``knowledge.ingest`` usage record for the tokens used."""
         if self.meter is None:
             return None
-        prices = PriceBook.of(spec.effective_prices())
-        principal = Principal(document.account_id, None)
-        call = MeteredCall(self.meter, principal, spec.id, "knowledge.ingest", prices, None)
-        call.bind(new_usage_id("kb"), document.id)  # never made of the document: an edit recurs
+        bound = UsageBound(prompt_tokens=sum(token_bound(c.embed_text) for c in item.chunks))
+        call = await self.meter.admit_job(item.document.account_id, item.spec, "knowledge.ingest", bound=bound)
+        call.bind(new_usage_id("kb"), item.document.id)  # never made of the document: an edit recurs
         return call
 
 

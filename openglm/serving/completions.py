@@ -148,6 +148,7 @@ async def completion_chunks(run: CompletionRun, tally: Tally | None = None) -> A
     echoed: set[int] = set()
     async for event in merge_events(decoders, run.handles):
         completion_tokens += event.n_tokens
+        tally.generated = completion_tokens
         text = "".join(d.text for d in event.deltas if isinstance(d, ContentDelta))
         if run.echo and event.index not in echoed:
             echoed.add(event.index)
@@ -177,6 +178,8 @@ async def collect_completion(run: CompletionRun, tally: Tally | None = None) -> 
     completion_tokens = 0
     async for event in merge_events(decoders, run.handles):
         completion_tokens += event.n_tokens
+        if tally is not None:
+            tally.generated = completion_tokens
         texts[event.index] += "".join(d.text for d in event.deltas if isinstance(d, ContentDelta))
         logprobs[event.index].extend(event.logprobs)
         if event.finish_reason:

@@ -61,6 +61,8 @@ async def collect_chat(service: ChatService, run: ChatRun, tally: Tally | None =
     async for event in service.events(run):
         state = states[event.index]
         completion_tokens += event.n_tokens
+        if tally is not None:
+            tally.generated = completion_tokens
         state.logprobs.extend(event.logprobs)
         for delta in event.deltas:
             if isinstance(delta, ContentDelta):
@@ -142,6 +144,7 @@ async def stream_chat(
 
     async for event in service.events(run):
         completion_tokens += event.n_tokens
+        tally.generated = completion_tokens
         first = event.index not in started
         if not (event.deltas or event.logprobs or event.finish_reason or first):
             continue

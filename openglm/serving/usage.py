@@ -20,9 +20,14 @@ def new_usage_id(kind: str) -> str:
 
 @dataclass
 class Tally:
+    """``completion_tokens``: what reached the client; ``generated``: what the engine produced, delivered or not
+    (an answer collected whole, a chunk not yet taken). A call that ends with an error is billed for
+    ``generated`` (``MeteredCall.settle``): the engine did that work even though the answer never arrived whole."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     images: int = 0
+    generated: int = 0
 
     @property
     def delivered_anything(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, CursorResult, Engine, Executable, Row, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -19,6 +22,11 @@ from sqlalchemy.pool import StaticPool
 from .private import private_sqlite_file
 
 log = logging.getLogger(__name__)
+
+
+class MigrationError(RuntimeError):
+    """A migration refused (and rolled back) because of what it would have left in the database."""
+
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same for every replica running migrations.
@@ -147,6 +155,9 @@ class Database:
     async def migrate(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execution_options(**{_WRITES: True})
+            if self.dialect == "sqlite":
+                await _migrate_sqlite(connection)
+                return
             async with connection.begin():
                 await self._upgrade_in(connection)
 
@@ -161,6 +172,57 @@ class Database:
             self._inline_reader.dispose()
 
 
+async def _migrate_sqlite(connection: AsyncConnection) -> None:
+    """Migrations on SQLite run with foreign keys off. Alembic's batch mode rebuilds a table (a new one, the rows
+    copied, the old one dropped, the new one renamed), and with foreign keys on SQLite's DROP TABLE first deletes
+    the old table's rows, which fails (or cascades) when other rows reference them. The pragma is a no-op inside
+    a transaction, so it is set on the connection before the migration's transaction and set back after it.
+    What the check finds broken afterwards that was not broken before rolls the migration back."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    await _pragma(driver, "foreign_keys=OFF")
+    try:
+        async with connection.begin():
+            if not await connection.run_sync(_pending):
+                return  # nothing to migrate (every start): no need to scan the references
+            before = await _foreign_key_violations(connection)
+            await connection.run_sync(_upgrade)
+            introduced = await _foreign_key_violations(connection) - before
+            if introduced:
+                raise MigrationError(
+                    "the migration would leave rows referencing rows that do not exist (table → referenced table: "
+                    f"count): {_describe(introduced)}; nothing was changed"
+                )
+        if before:
+            log.warning(
+                "the database already had rows referencing rows that do not exist before it was migrated (table → "
+                "referenced table: count): %s; `PRAGMA foreign_key_check` lists them",
+                _describe(before),
+            )
+    finally:
+        try:
+            await _pragma(driver, "foreign_keys=ON")
+        except Exception:  # a connection left with foreign keys off must not go back to the pool
+            log.exception("could not turn SQLite's foreign keys back on after migrating; dropping the connection")
+            await connection.invalidate()
+
+
+async def _pragma(driver: Any, pragma: str) -> None:
+    cursor = await driver.execute(f"PRAGMA {pragma}")
+    await cursor.close()
+
+
+async def _foreign_key_violations(connection: AsyncConnection) -> Counter[tuple[str, str]]:
+    """SQLite's ``foreign_key_check``, as (table, referenced table) → rows: row ids and constraint numbers are not
+    kept across a table rebuild, so only the counts per pair compare before and after."""
+    rows = await connection.execute(text("PRAGMA foreign_key_check"))
+    return Counter((str(row[0]), str(row[2])) for row in rows)
+
+
+def _describe(violations: Counter[tuple[str, str]]) -> str:
+    return ", ".join(f"{table} → {parent}: {count}" for (table, parent), count in sorted(violations.items()))
+
+
 def _touched(result: CursorResult[Any]) -> int:
     return len(result.all()) if result.returns_rows else int(result.rowcount)
 
@@ -170,6 +232,11 @@ def alembic_config(connection: Connection | None = None) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
+
+
+def _pending(connection: Connection) -> bool:
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    return current != set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def _upgrade(connection: Connection) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,3 +153,60 @@ def test_a_settlement_the_database_refuses_is_kept_and_recorded_later(home: Path
         assert "no settled call is waiting" in restarted.cli("db", "verify")
     finally:
         restarted.stop()
+
+
+def ingest(server: RunningServer, key: str, name: str) -> dict[str, Any]:
+    """Upload one document to a new base on the priced embedding model; the document once ingested (or not)."""
+    api = httpx.Client(base_url=f"{server.url}/api/paas/v4", headers={"Authorization": key}, timeout=60)
+    knowledge = api.post("/knowledge", json={"embedding_id": 1, "name": name}).json()["id"]
+    text = ("# Notes\n\n" + "The quick brown fox jumps over the lazy dog. " * 40 + "\n").encode()
+    uploaded = api.post(
+        "/files", data={"purpose": "retrieval", "knowledge_id": knowledge}, files={"file": ("n.md", text)}
+    )
+    document = uploaded.json()["successInfos"][0]["documentId"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found: dict[str, Any] = api.get(f"/document/{document}").json()
+        if found["status"] in ("ready", "failed"):
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"document {document} was not ingested")
+
+
+def ingestion_charges(server: RunningServer, document: str) -> list[tuple[int, int]]:
+    with database(server) as db:
+        rows = db.execute(
+            "SELECT u.cost, l.amount FROM usage_records u JOIN ledger_entries l ON l.usage_id = u.id "
+            "WHERE u.endpoint = 'knowledge.ingest' AND u.request_id = ?",
+            (document,),
+        ).fetchall()
+    return [(int(cost), int(amount)) for cost, amount in rows]
+
+
+def balance_of(server: RunningServer, key: str) -> Decimal:
+    return Decimal(httpx.get(f"{server.url}/v1/account", headers={"Authorization": key}).json()["balance"])
+
+
+def test_ingestion_is_admitted_and_reserved_like_a_call(server: RunningServer) -> None:
+    """Ingestion was charged after the fact without a reservation: an account with nothing left had its
+    documents embedded anyway (and its balance pushed below zero). Now the document's embedding is admitted
+    through the Meter before it starts: refused with 1113 (the document marked failed, nothing charged) when the
+    account has no balance, charged once for the tokens used when it has."""
+    broke = new_key(server, "kb-broke", grant="0")
+    assert balance_of(server, broke) == 0
+    refused = ingest(server, broke, "broke")
+    assert refused["status"] == "failed", refused
+    assert "1113" in refused["failInfo"]["embedding_msg"], refused
+    assert ingestion_charges(server, refused["id"]) == []
+    assert balance_of(server, broke) == 0
+
+    funded = new_key(server, "kb-funded", grant="1")
+    done = ingest(server, funded, "funded")
+    assert done["status"] == "ready", done
+    deadline = time.monotonic() + 10  # the record is written just after the document is marked ready
+    while not ingestion_charges(server, done["id"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [(cost, amount)] = ingestion_charges(server, done["id"])
+    assert cost > 0 and amount == -cost
+    assert balance_of(server, funded) == 1 - Decimal(cost) / 10**9
+    assert "every usage record has its charge" in server.cli("db", "verify")

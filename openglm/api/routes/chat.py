@@ -55,13 +55,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
         return await glm_completions(body, request, principal, glm)
     service = request.app.state.chat
     adapter = await fine_tuned_target(request, principal, body.model)
+    pool = request.app.state.models
+    served = pool.get(body.model) if adapter is None else pool.for_adapter(adapter)
+    # The key's limits and the balance before any planning (templates, grammars); the reservation after it,
+    # since it needs the plan's bound.
+    call = await request.app.state.platform.meter.enter(principal, served.spec, "chat.completions")
     grounding = Grounding()
     if retrieval_tools(body):
-        await service.plan(body, adapter)  # a bad request is refused before anything is retrieved or billed
-        body, grounding = await ground(request, principal, body)
-    planned = await service.plan(body, adapter)
-    bound = planned.usage_bound()
-    call = await admit(request, principal, planned.served, "chat.completions", planned.id, planned.request_id, bound)
+        await call.guard(service.plan(body, adapter))  # a bad request is refused before anything is retrieved or billed
+        body, grounding = await call.guard(ground(request, principal, body))
+    planned = await call.guard(service.plan(body, adapter))
+    await call.hold(planned.usage_bound())
+    call.bind(planned.id, planned.request_id)
     run = await call.guard(service.submit(planned))
     call.tally.prompt_tokens = run.prompt_tokens
     citations = grounding.citations() if grounding.chunks else None

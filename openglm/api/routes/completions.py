@@ -9,7 +9,7 @@ from ...serving.completions import collect_completion, completion_chunks, plan_c
 from ..deps import Caller
 from ..schemas import CompletionRequest
 from ..sse import sse_response
-from ._common import admit, closer, fine_tuned_target, until_disconnect
+from ._common import closer, fine_tuned_target, until_disconnect
 
 router = APIRouter(tags=["completions"])
 
@@ -20,8 +20,11 @@ async def completions(body: CompletionRequest, request: Request, principal: Call
     adapter = await fine_tuned_target(request, principal, body.model)
     pool = request.app.state.models
     served = pool.get(body.model) if adapter is None else pool.for_adapter(adapter)
-    plan = await plan_completion(served, body, request.app.state.chat.grammars)
-    call = await admit(request, principal, served, "completions", plan.id, None, plan.usage_bound())
+    # The key's limits and the balance before planning (a grammar compile); the reservation needs the plan.
+    call = await request.app.state.platform.meter.enter(principal, served.spec, "completions")
+    plan = await call.guard(plan_completion(served, body, request.app.state.chat.grammars))
+    await call.hold(plan.usage_bound())
+    call.bind(plan.id, body.request_id)
     run = await call.guard(start_completion(served, plan))
     call.tally.prompt_tokens = run.prompt_tokens()
     if body.stream:

@@ -22,5 +22,5 @@ async def create_embeddings(body: EmbeddingRequest, request: Request, principal:
     plan = service.plan(body)
     call = await request.app.state.platform.meter.admit(principal, plan.spec, "embeddings", bound=plan.usage_bound())
     usage_id = new_usage_id("emb")
-    call.bind(usage_id, usage_id if body.request_id is None else str(body.request_id))
+    call.bind(usage_id, usage_id if body.request_id is None else body.request_id)
     return await until_disconnect(request, metered_result(call, service.run(plan, call.tally)), compact_json)

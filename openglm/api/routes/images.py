@@ -24,7 +24,7 @@ async def generate_images(body: ImageGenerationRequest, request: Request, princi
     spec = images.resolve(body.model)
     bound = UsageBound(images=body.n or 1)
     call = await request.app.state.platform.meter.admit(principal, spec, "images.generations", bound=bound)
-    call.bind(new_usage_id("img"), None)
+    call.bind(new_usage_id("img"), body.request_id)
 
     async def work() -> ImagesResponse:
         inline = body.response_format == "b64_json"

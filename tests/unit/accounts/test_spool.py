@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from openglm.accounts.limits import MemoryLimiter
 from openglm.accounts.metering import Meter
 from openglm.accounts.money import to_nano
 from openglm.accounts.recording import UsageEntry
+from openglm.accounts.reservations import standing as reservations_standing
 from openglm.accounts.sealing import SecretBox
 from openglm.accounts.spool import UsageSpool
 from openglm.accounts.store import AccountStore
@@ -138,3 +140,25 @@ async def test_gaps_finds_records_and_charges_that_do_not_pair(database: Databas
     async with database.read() as session:
         found = await ledger.gaps(session)
     assert sorted(g.problem for g in found) == ["charge without a usage record", "usage record without its charge"]
+
+
+async def test_a_value_the_database_cannot_hold_is_spooled_at_once(
+    database: Database, store: AccountStore, spool: UsageSpool
+) -> None:
+    """A request id longer than ``usage_records.request_id`` (the schemas refuse one; a caller that bypasses them,
+    or a column narrowed later, must still not lose the charge): PostgreSQL raises DataError, which no retry can
+    fix, so the entry goes to the spool without waiting through the retries."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    account = await store.create_account("acme", grant=to_nano(10))
+    key, _ = await store.create_key(account.id)
+    meter = Meter(database, MemoryLimiter(), spool=spool)
+    call = await meter.admit(Principal(account.id, key.id), PRICED, "chat.completions", bound=BOUND)
+    call.bind(new_usage_id("chatcmpl"), "r" * 129)
+    call.tally.prompt_tokens, call.tally.completion_tokens = 40, 60
+    started = time.monotonic()
+    await call.settle("succeeded")
+    assert time.monotonic() - started < 1.0  # the retries would have waited 1.4 s
+    assert spool.pending() == 1 and meter.unrecorded_count() == 1
+    assert json.loads(spool.path.read_text())["request_id"] == "r" * 129
+    assert (await reservations_standing(database, account.id)).reserved == 0  # the hold was given back
