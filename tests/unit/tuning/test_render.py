@@ -199,3 +199,22 @@ def test_glm4_dpo_line_with_tools(renderer: Renderer) -> None:
 def test_lines_that_cannot_be_trained_are_refused(renderer: Renderer, line: dict[str, Any]) -> None:
     with pytest.raises(InvalidFieldError):
         renderer.chat(line)
+
+
+def test_the_gguf_vocabulary_and_transformers_tokenizer_agree(renderer: Renderer, gguf_path: str) -> None:
+    """Training tokenizes with llama.cpp's vocabulary; transformers' tokenizer from the same GGUF gives the same ids."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(Path(gguf_path).parent), gguf_file=Path(gguf_path).name)
+    texts = [
+        renderer.template.render(
+            normalize_messages([ChatMessage.model_validate(m) for m in TOOL_LINE["messages"]]), None
+        ),
+        "  leading spaces, tabs\tand\nnewlines  ",
+        "中文和日本語のテキスト, emoji 🎉🧪, accents: café naïve",
+        'JSON {"a": [1, 2.5e-3, null], "b": "\\u00e9"}</tool_call><|im_end|>',
+    ]
+    for text in texts:
+        assert renderer.tokenizer.encode(text, prompt_start=False) == hf.encode(text, add_special_tokens=False), text
