@@ -226,8 +226,9 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
         renderer.chat({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]})[0]
         for q in ("How are you?", "All good?")
     ]
+    # Dropout on: a resumed run must also draw the dropout masks an uninterrupted one draws.
     hp = Hyperparameters(
-        n_epochs=2, batch_size=1, checkpoint_every=2, log_every=1, lora=LoRAConfig(rank=4, dropout=0.1)
+        n_epochs=1, batch_size=1, checkpoint_every=1, log_every=1, lora=LoRAConfig(rank=4, dropout=0.1)
     )
 
     straight = copy.deepcopy(base_model)
@@ -237,17 +238,18 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
     seen: list[Progress] = []
     with pytest.raises(TrainingCancelled):
         Trainer(
-            first, examples, hp, checkpoint_dir=tmp_path, on_progress=seen.append, should_cancel=lambda: len(seen) == 2
+            first, examples, hp, checkpoint_dir=tmp_path, on_progress=seen.append, should_cancel=lambda: len(seen) == 1
         ).run()
-    assert [p.step for p in seen] == [1, 2]
+    assert [p.step for p in seen] == [1]
 
     resumed = copy.deepcopy(base_model)
     rest: list[Progress] = []
     result = Trainer(resumed, examples, hp, checkpoint_dir=tmp_path, on_progress=rest.append).run()
-    assert [p.step for p in rest] == [3, 4]
-    assert result.steps == 4
-    assert rest[-1].trained_tokens == sum(len(e.input_ids) for e in examples) * 2
+    assert [p.step for p in rest] == [2]
+    assert result.steps == 2
+    assert rest[-1].trained_tokens == sum(len(e.input_ids) for e in examples)
     expected, got = adapter_state(straight), adapter_state(resumed)
+    assert any(float(v.abs().max()) > 0 for k, v in got.items() if k.endswith("lora_b"))  # it did train
     for key in expected:
         torch.testing.assert_close(got[key], expected[key])
 
