@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     glms_per_account: int = Field(default=100, ge=1)
     glm_versions_kept: int = Field(default=20, ge=1)
 
+    # Fine-tuning with the local trainer: torch threads of a training process (its runner also nices it), so a
+    # job beside a serving engine does not fight llama.cpp's threads for the cores (2 of them: a step 5× slower).
+    training_threads: int = Field(default=max(1, default_threads() // 2), ge=1, le=256)
+
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name
     browser_searxng_url: str = ""

@@ -34,7 +34,7 @@ def init_backend() -> None:
 class LlamaModel:
     """Owns a loaded ``llama_model``; tokenizes and renders tokens."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, vocab_only: bool = False):
         if not Path(path).is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
         init_backend()
@@ -44,6 +44,7 @@ class LlamaModel:
         # build segfaults in ggml_backend_amx_mul_mat on the first llama_decode from the scheduler's thread, which
         # took the whole server down on any chat request. The plain CPU kernels are used instead.
         params.use_extra_bufts = False
+        params.vocab_only = vocab_only  # a tokenizer only (the trainer's): no weights loaded
         self.ptr = lc.llama_model_load_from_file(path.encode(), params)
         if not self.ptr:
             raise RuntimeError(f"llama.cpp could not load {path}")

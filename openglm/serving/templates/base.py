@@ -30,6 +30,15 @@ class ChatTemplate(abc.ABC):
     def render(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> str:
         """The prompt, ending where the assistant's reply begins."""
 
+    def render_reply(self, message: Message, history: list[Message], tools: list[dict[str, Any]] | None) -> str:
+        """What the model writes for assistant ``message`` after ``render(history, tools)``, end-of-turn included.
+
+        Training targets are this text, so it must be what serving reads back: the content, the tool calls in the
+        format the template's tool-call parser parses, and the marker that ends the turn (a stop marker). The
+        message is in the form ``render`` takes (already adapted by ``adapt_for_template`` where needed).
+        """
+        raise NotImplementedError(f"chat template {self.name!r} cannot render a reply for training")
+
 
 TemplateFactory = Callable[[Mapping[str, str]], ChatTemplate]
 templates: Registry[TemplateFactory] = Registry("chat template")

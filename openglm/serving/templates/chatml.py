@@ -17,6 +17,9 @@ class ChatMLTemplate(ChatTemplate):
         parts.append("<|im_start|>assistant\n")
         return "".join(parts)
 
+    def render_reply(self, message: Message, history: list[Message], tools: list[dict[str, Any]] | None) -> str:
+        return f"{message.get('content') or ''}<|im_end|>"
+
 
 @templates.register("chatml")
 def _chatml(hints: Mapping[str, str]) -> ChatTemplate:

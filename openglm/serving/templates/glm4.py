@@ -66,6 +66,16 @@ class GLM4Template(ChatTemplate):
         parts.append("<|assistant|>")
         return "".join(parts)
 
+    def render_reply(self, message: Message, history: list[Message], tools: list[dict[str, Any]] | None) -> str:
+        # The prompt ends in "<|assistant|>": a reply opens with its metadata line (empty for prose, the function's
+        # name for a call); further calls are further assistant turns. A turn with calls hands over to the tool
+        # (<|observation|>), any other ends the conversation's turn (<|user|>), as ``render`` lays the history out.
+        content = message.get("content") or ""
+        turns = [f"\n{content}"] if content else []
+        turns += [f"{call['name']}\n{call['arguments']}" for call in message.get("tool_calls") or ()]
+        end = "<|observation|>" if message.get("tool_calls") else "<|user|>"
+        return "<|assistant|>".join(turns or ["\n"]) + end
+
 
 @templates.register("glm4")
 def _glm4(hints: Mapping[str, str]) -> ChatTemplate:

@@ -38,11 +38,28 @@ class JinjaTemplate(ChatTemplate):
         self.stop_markers = (eos_token,) if eos_token else ()
 
     def render(self, messages: list[Message], tools: list[dict[str, Any]] | None) -> str:
+        return self._render(messages, tools, add_generation_prompt=True)
+
+    def render_reply(self, message: Message, history: list[Message], tools: list[dict[str, Any]] | None) -> str:
+        """The template's own rendering of the conversation with the reply, past the prompt, up to its end marker."""
+        prompt = self.render(history, tools)
+        full = self._render([*history, message], tools, add_generation_prompt=False)
+        if not full.startswith(prompt):
+            raise InvalidRequestError(
+                "the model's chat template does not continue its prompt with the reply; it cannot be trained on"
+            )
+        reply = full[len(prompt) :]
+        ends = [at + len(marker) for marker in self.stop_markers if (at := reply.find(marker)) >= 0]
+        return reply[: min(ends)] if ends else reply
+
+    def _render(
+        self, messages: list[Message], tools: list[dict[str, Any]] | None, *, add_generation_prompt: bool
+    ) -> str:
         try:
             return self.template.render(
                 messages=[_for_jinja(m) for m in messages],
                 tools=tools if self.renders_tools else None,
-                add_generation_prompt=True,
+                add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
             )

@@ -1,0 +1,135 @@
+"""A small LoRA for torch causal LMs: low-rank deltas on the attention and MLP projections.
+
+``attach_lora`` wraps each target ``nn.Linear`` in a :class:`LoRALinear` (``y = W x + (alpha / r) · B A x``, A
+Kaiming-initialised, B zero, so a fresh adapter changes nothing) and freezes every base weight. The adapter can be
+switched off for the whole model (:func:`adapter_disabled`), which makes the same model the DPO reference.
+Shapes follow PEFT and llama.cpp: A is (r, in), B is (out, r).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+# Hugging Face projection name -> llama.cpp tensor name (blk.N.<name>.weight).
+TARGETS: dict[str, str] = {
+    "q_proj": "attn_q",
+    "k_proj": "attn_k",
+    "v_proj": "attn_v",
+    "o_proj": "attn_output",
+    "gate_proj": "ffn_gate",
+    "up_proj": "ffn_up",
+    "down_proj": "ffn_down",
+}
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    targets: tuple[str, ...] = tuple(TARGETS)
+
+
+class LoRALinear(nn.Module):  # type: ignore[misc]
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+        super().__init__()
+        self.base = base
+        self.rank = rank
+        self.scale = alpha / rank
+        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype))
+        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
+        self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.enabled = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.base(x)
+        if not self.enabled:
+            return out
+        delta = nn.functional.linear(nn.functional.linear(self.dropout(x), self.lora_a), self.lora_b)
+        return out + delta * self.scale
+
+
+def attach_lora(model: nn.Module, config: LoRAConfig) -> dict[str, LoRALinear]:
+    """Wrap the target projections of ``model`` in place; base weights are frozen. Returns the wrapped modules."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    wrapped: dict[str, LoRALinear] = {}
+    for name, module in list(model.named_modules()):
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in config.targets and isinstance(module, nn.Linear):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            lora = LoRALinear(module, config.rank, config.alpha, config.dropout)
+            setattr(parent, leaf, lora)
+            wrapped[name] = lora
+    if not wrapped:
+        raise ValueError(f"no LoRA target ({', '.join(config.targets)}) found in the model")
+    return wrapped
+
+
+def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+
+
+def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for m in lora_modules(model).values() for p in (m.lora_a, m.lora_b)]
+
+
+def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's weights only (``<module>.lora_a`` / ``.lora_b``), detached copies."""
+    state: dict[str, torch.Tensor] = {}
+    for name, module in lora_modules(model).items():
+        state[f"{name}.lora_a"] = module.lora_a.detach().clone()
+        state[f"{name}.lora_b"] = module.lora_b.detach().clone()
+    return state
+
+
+def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    modules = lora_modules(model)
+    expected = {f"{name}.{part}" for name in modules for part in ("lora_a", "lora_b")}
+    if set(state) != expected:
+        raise ValueError("the adapter does not fit this model (different layers or targets)")
+    with torch.no_grad():
+        for key, value in state.items():
+            name, part = key.rsplit(".", 1)
+            getattr(modules[name], part).copy_(value)
+
+
+@contextmanager
+def adapter_disabled(model: nn.Module) -> Iterator[None]:
+    """The base model, for as long as the block runs (the DPO reference: no second copy of the weights)."""
+    modules = list(lora_modules(model).values())
+    previous = [m.enabled for m in modules]
+    for m in modules:
+        m.enabled = False
+    try:
+        yield
+    finally:
+        for m, was in zip(modules, previous, strict=True):
+            m.enabled = was
+
+
+def gguf_tensor_base(module_name: str) -> str | None:
+    """``model.layers.3.self_attn.q_proj`` -> ``blk.3.attn_q.weight`` (None for modules llama.cpp has no name for)."""
+    layer = _LAYER.search(module_name)
+    target = TARGETS.get(module_name.rsplit(".", 1)[-1])
+    if layer is None or target is None:
+        return None
+    return f"blk.{layer.group(1)}.{target}.weight"
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    modules = lora_modules(model)
+    return {
+        "modules": len(modules),
+        "trainable_parameters": sum(p.numel() for p in adapter_parameters(model)),
+    }

@@ -1,0 +1,393 @@
+"""LoRA training in torch: SFT (loss on assistant tokens only) and DPO (the base, adapter off, as the reference).
+
+What makes it lean on a CPU:
+- **Logits only where there is a label.** The decoder's hidden states go through ``lm_head`` only at the positions
+  whose next token is trained; a full-vocabulary logits tensor for every position (49,152 floats each for
+  SmolLM2) is never built.
+- **Sequence packing without padding.** The examples of an optimizer step are concatenated into rows of at most
+  ``max_tokens_per_pass`` tokens; position ids restart at 0 for each example, and transformers derives a
+  block-diagonal causal mask from them (``find_packed_sequence_indices``), so attention never crosses examples and
+  no pad token is computed. An example longer than the budget gets a row of its own.
+- **Gradient accumulation** over the rows of a step: ``batch_size`` examples (DPO: pairs) per optimizer step,
+  whatever the budget per forward pass.
+
+Reproducible and resumable: a fixed seed; each epoch's order is drawn from ``seed + epoch`` and each step's
+dropout from ``seed + step``, so a job resumed from a checkpoint (adapter, optimizer, scheduler, step) takes
+exactly the steps an uninterrupted one would. Cancellation is checked between steps.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .lora import LoRAConfig, adapter_disabled, adapter_parameters, adapter_state, attach_lora, load_adapter_state
+from .render import IGNORE, Example, Preference
+
+BASE_LEARNING_RATE = 2e-4  # × learning_rate_multiplier
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingCancelled(Exception):
+    """Raised between steps when the job was cancelled."""
+
+
+@dataclass
+class Hyperparameters:
+    method: Literal["supervised", "dpo"] = "supervised"
+    n_epochs: int = 3
+    batch_size: int = 8  # examples (DPO: pairs) per optimizer step
+    learning_rate_multiplier: float = 1.0
+    base_learning_rate: float = BASE_LEARNING_RATE
+    beta: float = 0.1  # DPO
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 42
+    max_tokens_per_pass: int = 2048  # packing budget of one forward pass
+    log_every: int = 5  # progress every this many steps (and on the last)
+    eval_every: int = 0  # validation loss every this many steps (0: at each epoch's end); always at the end
+    checkpoint_every: int = 0  # 0: no periodic checkpoints
+
+    @property
+    def learning_rate(self) -> float:
+        return self.base_learning_rate * self.learning_rate_multiplier
+
+
+@dataclass
+class Progress:
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None  # mean training loss of the steps since the previous report
+    eval_loss: float | None
+    learning_rate: float
+    tokens_per_second: float
+    eta_seconds: float
+    trained_tokens: int  # tokens through the model so far (prompts included), across epochs
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    trained_tokens: int
+    loss: float | None
+    eval_loss: float | None
+    history: list[Progress]
+
+
+Item = Example | Preference
+
+
+def load_base_model(path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
+    """The causal LM from a GGUF file (dequantized to fp32 by transformers) or a Hugging Face directory."""
+    from transformers import AutoModelForCausalLM
+
+    if threads:
+        torch.set_num_threads(threads)
+    source = Path(path)
+    if source.is_file():
+        model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    # The GGUF loader flags the model as quantized, and training code refuses quantized models; the weights are
+    # plain fp32 tensors by now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    model.config.use_cache = False
+    return model
+
+
+@dataclass
+class _Pass:
+    input_ids: torch.Tensor  # (1, T)
+    position_ids: torch.Tensor  # (1, T)
+    sources: torch.Tensor  # positions whose hidden state predicts a label
+    targets: torch.Tensor  # the labels they predict
+    owners: torch.Tensor  # which example of the pass each label belongs to
+    examples: int
+    tokens: int
+
+
+def pack(groups: Sequence[Sequence[Example]], budget: int) -> list[_Pass]:
+    """Concatenate groups of examples into rows of at most ``budget`` tokens, in order, without padding.
+
+    A group (one SFT example, or a DPO pair) always stays in one row; a group longer than the budget gets its own.
+    """
+    rows: list[list[Example]] = []
+    size = 0
+    for group in groups:
+        length = sum(len(e.input_ids) for e in group)
+        if not rows or size + length > budget:
+            rows.append([])
+            size = 0
+        rows[-1].extend(group)
+        size += length
+    return [_build(row) for row in rows]
+
+
+def _build(row: Sequence[Example]) -> _Pass:
+    ids: list[int] = []
+    positions: list[int] = []
+    sources: list[int] = []
+    targets: list[int] = []
+    owners: list[int] = []
+    for n, example in enumerate(row):
+        offset = len(ids)
+        ids += example.input_ids
+        positions += range(len(example.input_ids))
+        for t in range(1, len(example.labels)):
+            if example.labels[t] != IGNORE:
+                sources.append(offset + t - 1)
+                targets.append(example.labels[t])
+                owners.append(n)
+    return _Pass(
+        torch.tensor([ids]),
+        torch.tensor([positions]),
+        torch.tensor(sources, dtype=torch.long),
+        torch.tensor(targets, dtype=torch.long),
+        torch.tensor(owners, dtype=torch.long),
+        len(row),
+        len(ids),
+    )
+
+
+def label_logprobs(model: nn.Module, batch: _Pass) -> torch.Tensor:
+    """Log-probability of each label, computing logits only at the labelled positions."""
+    hidden = model.model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).last_hidden_state[
+        0
+    ]
+    logits = model.lm_head(hidden.index_select(0, batch.sources)).float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return logprobs.gather(1, batch.targets.unsqueeze(1)).squeeze(1)
+
+
+def sequence_logprobs(model: nn.Module, batch: _Pass) -> torch.Tensor:
+    """Per example of the pass: the summed log-probability of its labelled tokens."""
+    per_label = label_logprobs(model, batch)
+    return torch.zeros(batch.examples, dtype=per_label.dtype).index_add(0, batch.owners, per_label)
+
+
+class Trainer:
+    """One training run over rendered data; ``run`` resumes from ``checkpoint_dir`` when a checkpoint is there."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Sequence[Item],
+        hyperparameters: Hyperparameters,
+        *,
+        validation: Sequence[Item] = (),
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        threads: int | None = None,
+    ):
+        if not train:
+            raise ValueError("no training examples")
+        kind = Preference if hyperparameters.method == "dpo" else Example
+        if not all(isinstance(item, kind) for item in [*train, *validation]):
+            raise ValueError(f"{hyperparameters.method} training takes {kind.__name__} items only")
+        self.model = model
+        self.train_items = list(train)
+        self.validation = list(validation)
+        self.hp = hyperparameters
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.on_progress = on_progress
+        self.should_cancel = should_cancel
+        self.threads = threads
+        self.steps_per_epoch = math.ceil(len(self.train_items) / hyperparameters.batch_size)
+        self.total_steps = self.steps_per_epoch * hyperparameters.n_epochs
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        hp = self.hp
+        torch.manual_seed(hp.seed)  # the adapter's initialisation
+        if not any(True for _ in _lora_modules(self.model)):
+            attach_lora(self.model, hp.lora)
+        parameters = adapter_parameters(self.model)
+        optimizer = torch.optim.AdamW(parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+        warmup = int(self.total_steps * hp.warmup_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, self.total_steps))
+        step, trained_tokens = self._resume(optimizer, scheduler)
+        history: list[Progress] = []
+        eval_loss: float | None = None
+        losses: list[float] = []
+        started, tokens_since = time.monotonic(), 0
+        self.model.train()
+        while step < self.total_steps:
+            if self.should_cancel is not None and self.should_cancel():
+                raise TrainingCancelled(f"cancelled before step {step + 1} of {self.total_steps}")
+            lr = scheduler.get_last_lr()[0]
+            torch.manual_seed(hp.seed + 1 + step)  # dropout: the same for a resumed run
+            loss, tokens = self._step(self._batch(step))
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(loss)
+            trained_tokens += tokens
+            tokens_since += tokens
+            last = step == self.total_steps
+            if self.validation and (last or self._eval_due(step)):
+                eval_loss = self.evaluate()
+            if hp.checkpoint_every and self.checkpoint_dir is not None and (step % hp.checkpoint_every == 0 or last):
+                self.save_checkpoint(step, trained_tokens, optimizer, scheduler)
+            if step % max(hp.log_every, 1) == 0 or last:
+                elapsed = max(time.monotonic() - started, 1e-9)
+                rate = tokens_since / elapsed
+                per_step = elapsed / max(len(losses), 1) if losses else 0.0
+                report = Progress(
+                    step=step,
+                    total_steps=self.total_steps,
+                    epoch=step / self.steps_per_epoch,
+                    loss=sum(losses) / len(losses),
+                    eval_loss=eval_loss,
+                    learning_rate=lr,
+                    tokens_per_second=rate,
+                    eta_seconds=per_step * (self.total_steps - step),
+                    trained_tokens=trained_tokens,
+                )
+                history.append(report)
+                if self.on_progress is not None:
+                    self.on_progress(report)
+                losses, started, tokens_since = [], time.monotonic(), 0
+        final = history[-1] if history else None
+        return TrainResult(step, trained_tokens, final.loss if final else None, eval_loss, history)
+
+    def _eval_due(self, step: int) -> bool:
+        every = self.hp.eval_every or self.steps_per_epoch
+        return step % every == 0
+
+    def _batch(self, step: int) -> list[Item]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        order = list(range(len(self.train_items)))
+        random.Random(self.hp.seed * 1_000_003 + epoch).shuffle(order)
+        size = self.hp.batch_size
+        return [self.train_items[i] for i in order[index * size : (index + 1) * size]]
+
+    def _step(self, items: Sequence[Item]) -> tuple[float, int]:
+        """Forward and backward over one optimizer step's items; returns (loss, tokens through the model)."""
+        if self.hp.method == "dpo":
+            return self._dpo_step([item for item in items if isinstance(item, Preference)], train=True)
+        examples = [item for item in items if isinstance(item, Example)]
+        labelled = sum(max(e.trained_tokens - (e.labels[0] != IGNORE), 0) for e in examples)
+        total, tokens = 0.0, 0
+        for batch in pack([[e] for e in examples], self.hp.max_tokens_per_pass):
+            if len(batch.targets) == 0:
+                continue
+            loss = -label_logprobs(self.model, batch).sum() / max(labelled, 1)
+            loss.backward()
+            total += float(loss.detach())
+            tokens += batch.tokens
+        return total, tokens
+
+    def _dpo_step(self, pairs: Sequence[Preference], *, train: bool) -> tuple[float, int]:
+        """DPO over pairs packed two by two (chosen, rejected) into rows; the loss is their mean."""
+        beta = self.hp.beta
+        total, tokens = 0.0, 0
+        for batch in pack([pair.examples() for pair in pairs], self.hp.max_tokens_per_pass):
+            with torch.no_grad(), adapter_disabled(self.model):
+                reference = sequence_logprobs(self.model, batch)
+            with torch.set_grad_enabled(train):
+                policy = sequence_logprobs(self.model, batch)
+                margins = (policy[0::2] - reference[0::2]) - (policy[1::2] - reference[1::2])
+                loss = -nn.functional.logsigmoid(beta * margins).sum() / len(pairs)
+                if train:
+                    loss.backward()
+            total += float(loss.detach())
+            tokens += batch.tokens
+        return total, tokens
+
+    def evaluate(self) -> float:
+        """Validation loss: mean token NLL of the assistant tokens (SFT), mean DPO loss (DPO); dropout off."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return self._evaluate()
+        finally:
+            self.model.train(was_training)
+
+    def _evaluate(self) -> float:
+        if self.hp.method == "dpo":
+            pairs = [item for item in self.validation if isinstance(item, Preference)]
+            return self._dpo_step(pairs, train=False)[0]
+        examples = [item for item in self.validation if isinstance(item, Example)]
+        nll, count = 0.0, 0
+        for batch in pack([[e] for e in examples], self.hp.max_tokens_per_pass):
+            if len(batch.targets):
+                nll -= float(label_logprobs(self.model, batch).sum())
+                count += len(batch.targets)
+        return nll / max(count, 1)
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+
+    def save_checkpoint(
+        self,
+        step: int,
+        trained_tokens: int,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ) -> Path:
+        assert self.checkpoint_dir is not None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": step,
+            "trained_tokens": trained_tokens,
+            "total_steps": self.total_steps,
+            "hyperparameters": asdict(self.hp),
+            "adapter": adapter_state(self.model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        }
+        path = self.checkpoint_dir / CHECKPOINT
+        partial = path.with_suffix(".partial")
+        torch.save(state, partial)
+        os.replace(partial, path)  # a crash mid-write leaves the previous checkpoint whole
+        return path
+
+    def _resume(
+        self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler
+    ) -> tuple[int, int]:
+        if self.checkpoint_dir is None or not (self.checkpoint_dir / CHECKPOINT).is_file():
+            return 0, 0
+        state: dict[str, Any] = torch.load(self.checkpoint_dir / CHECKPOINT, weights_only=False)
+        if state["total_steps"] != self.total_steps or state["hyperparameters"] != asdict(self.hp):
+            raise ValueError("the checkpoint belongs to a run with other data or hyperparameters")
+        load_adapter_state(self.model, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        return int(state["step"]), int(state["trained_tokens"])
+
+
+def _lora_modules(model: nn.Module) -> list[nn.Module]:
+    from .lora import LoRALinear
+
+    return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+def _schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warmup from 1/(warmup+1) to 1, then linear decay towards 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(total - warmup, 1))
+
+    return factor

