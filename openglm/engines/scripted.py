@@ -71,6 +71,7 @@ class ScriptedEngine(Engine):
         self.pace = float(spec.options.get("pace", 0.0))
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        self.refuse_adapter(request)
         prompt_tokens = max(1, len(request.prompt) // CHARS_PER_TOKEN)
         if prompt_tokens > self.spec.context_length:
             raise PromptTooLongError(f"prompt of {prompt_tokens} tokens exceeds {self.spec.context_length}")
