@@ -17,7 +17,7 @@ import pytest
 
 from openglm.catalog import ModelSpec
 from openglm.config import Settings
-from openglm.engines.base import AdapterRef, GenerationRequest
+from openglm.engines.base import AdapterRef, GenerationHandle, GenerationRequest, SamplingParams
 from openglm.engines.remote import completion_body
 from openglm.engines.scripted import ScriptedEngine
 from openglm.errors import AdapterLoadError, AdapterUnsupportedError
@@ -161,28 +161,63 @@ def test_the_prefix_cache_is_keyed_by_adapter(
     assert reused == 0  # a running base prompt's cells are not shared with the adapter's sequence
 
 
+async def read(handle: GenerationHandle) -> Output:
+    text, finish, tokens = "", None, 0
+    async for chunk in handle:
+        text, finish, tokens = text + chunk.text, chunk.finish_reason, tokens + chunk.n_tokens
+    return text, finish, tokens
+
+
 def test_least_recently_used_adapters_are_evicted(
     adapters: dict[str, AdapterRef], expected: dict[str | None, Output]
 ) -> None:
-    async def scenario() -> tuple[list[Output], list[Output], dict[str, int]]:
+    async def scenario() -> tuple[list[Output], list[Output], list[int], dict[str, int]]:
         eng = engine(parallel=4, prefix_cache=False, max_adapters=1)
         await eng.start()
         try:
             order = ["a", "b", "a", "b"]
             alternating = [await generate(eng, PROMPT, TOKENS, adapter=adapters[k]) for k in order]
-            # Both at once: both stay loaded (in use) until they finish, then one is freed.
-            both = await asyncio.gather(*(generate(eng, PROMPT, TOKENS, adapter=adapters[k]) for k in "ab"))
+            # a is loaded again (b, unheld, is evicted) and held by its sequence, so b must load beside it:
+            # adapters in use stay loaded past the bound.
+            # (a runs longer than b's load takes, so that it is still held when b arrives)
+            first = await eng.submit(GenerationRequest(PROMPT, GREEDY, 8 * TOKENS, adapter=adapters["a"]))
+            second = await eng.submit(GenerationRequest(PROMPT, GREEDY, TOKENS, adapter=adapters["b"]))
+            loaded_while_held = eng.stats()["loaded_adapters"]
+            both = await asyncio.gather(read(first), read(second))
             await generate(eng, PROMPT, 1)  # a step after both finished, where the evicted one is freed
-            return alternating, list(both), eng.stats()
+            return alternating, list(both), [loaded_while_held], eng.stats()
         finally:
             await eng.stop()
 
-    alternating, both, stats = run(scenario())
+    alternating, both, [loaded_while_held], stats = run(scenario())
     assert alternating == [expected["a"], expected["b"], expected["a"], expected["b"]]
-    assert both == [expected["a"], expected["b"]]
-    # a, b, a, b; then a, which evicts b (nobody held it yet), and b again, while a is held: both stay loaded.
-    assert stats["adapter_loads"] == 6
+    assert both[0][0].startswith(expected["a"][0]) and both[1] == expected["b"]
+    assert loaded_while_held == 2
+    assert stats["adapter_loads"] == 6  # a, b, a, b, a, b: every change of adapter reloaded it
     assert stats["loaded_adapters"] == 1
+
+
+def test_kv_cache_pressure_preempts_across_adapter_groups(adapters: dict[str, AdapterRef]) -> None:
+    """Four sequences in three adapter groups overflow a small KV cache: the youngest is preempted and
+    recomputed under its own adapter, and every sequence still runs to its length."""
+    ban_eos = SamplingParams(temperature=0.0, logit_bias={0: -100.0, 2: -100.0})
+
+    async def scenario() -> tuple[list[Output], dict[str, int]]:
+        eng = engine(parallel=4, kv_tokens=256, prefix_cache=False)
+        await eng.start()
+        try:
+            groups = [None, adapters["a"], adapters["b"], adapters["a"]]
+            jobs = [
+                generate(eng, chat(f"Story {i}"), max_tokens=80, sampling=ban_eos, adapter=adapter)
+                for i, adapter in enumerate(groups)
+            ]
+            return list(await asyncio.wait_for(asyncio.gather(*jobs), timeout=300)), eng.stats()
+        finally:
+            await eng.stop()
+
+    results, stats = run(scenario())
+    assert [(finish, tokens) for _, finish, tokens in results] == [("length", 80)] * 4
+    assert stats["active"] == 0 and stats["waiting"] == 0
 
 
 def test_a_bad_adapter_fails_only_its_request(
