@@ -4,7 +4,8 @@
     ├── InvalidRequestError           1210  400   malformed body, bad parameter values
     │   ├── MissingFieldError         1213  400
     │   ├── InvalidFieldError         1214  400   wrong type / value of a named field
-    │   │   └── DocumentError         1214  400   an upload that cannot be read as a document (.problem says why)
+    │   │   ├── DocumentError         1214  400   an upload that cannot be read as a document (.problem says why)
+    │   │   └── AdapterUnsupportedError 1214 400  a LoRA adapter asked of an engine that cannot serve one
     │   ├── ConflictError             1215  400   the resource's state forbids it now (delete a running job)
     │   ├── StorageQuotaError         1210  400   the account's files would exceed its storage quota
     │   ├── BodyTooLargeError         1210  413   the request body is larger than its route takes
@@ -25,6 +26,7 @@
     │   ├── DailyQuotaError           1304  429   not retryable today
     │   └── InsufficientBalanceError  1113  429   not retryable: top up first
     ├── EngineError                   1260  500   the engine failed while generating
+    │   └── AdapterLoadError          1260  500   a LoRA adapter file is missing or llama.cpp cannot load it
     ├── ServiceUnavailableError       1234  503   a backing service (limits store) is unreachable; retryable
     └── InternalError                  500  500   also the server's own misconfiguration (SealingError)
 
@@ -97,6 +99,10 @@ class DocumentError(InvalidFieldError):
     def __init__(self, problem: DocumentProblem, message: str):
         super().__init__(message)
         self.problem = problem
+
+
+class AdapterUnsupportedError(InvalidFieldError):
+    """The request names a LoRA adapter (a fine-tuned model) and its base's engine cannot serve adapters."""
 
 
 class ConflictError(InvalidRequestError):
@@ -193,6 +199,11 @@ class InsufficientBalanceError(RateLimitError):
 class EngineError(OpenGLMError):
     code = "1260"
     status = 500
+
+
+class AdapterLoadError(EngineError):
+    """A LoRA adapter's file is missing, unreadable, or not an adapter for this base model. The platform's own
+    state is wrong, not the caller's request: only that request fails, the engine keeps serving."""
 
 
 class ServiceUnavailableError(OpenGLMError):

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import AdapterUnsupportedError
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -38,6 +39,25 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter to serve a request with, on the engine's base model.
+
+    ``key`` names the adapter stably (a fine-tuned model's id): a remote engine sends it as the model name, and
+    the llamacpp engine keys its loaded adapters and prefix cache by it with ``path`` (a llama.cpp LoRA adapter
+    GGUF) and ``scale`` (llama.cpp multiplies each delta by ``scale * alpha / rank``).
+    """
+
+    key: str
+    path: str
+    scale: float = 1.0
+
+    @property
+    def identity(self) -> tuple[str, str, float]:
+        """What the KV values computed under this adapter depend on."""
+        return (self.key, self.path, self.scale)
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
     sampling: SamplingParams
@@ -51,6 +71,8 @@ class GenerationRequest:
     # The caller's stop strings. The chat service cuts the text at them itself; an engine
     # may also stop there (a remote one does, so that it still reports usage).
     stop: tuple[str, ...] = ()
+    # Serve with this LoRA adapter on the base model (a fine-tune); None: the base model itself.
+    adapter: AdapterRef | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +117,16 @@ class Engine(abc.ABC):
     """An engine serves one catalog entry."""
 
     spec: ModelSpec
+    # Whether ``submit`` serves a request's LoRA ``adapter`` on this engine's model; engines that cannot refuse
+    # such a request with AdapterUnsupportedError (``refuse_adapter``).
+    serves_adapters: bool = False
+
+    def refuse_adapter(self, request: GenerationRequest) -> None:
+        if request.adapter is not None and not self.serves_adapters:
+            raise AdapterUnsupportedError(
+                f"model {self.spec.id}: the {self.spec.engine} engine cannot serve LoRA adapters "
+                f"(asked for {request.adapter.key})"
+            )
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Load weights, open connections."""

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 def completion_body(request: GenerationRequest, model: str, grammar_field: str) -> dict[str, Any]:
     sampling = request.sampling
     body: dict[str, Any] = {
-        "model": model,
+        # A fine-tune is served by the remote's LoRA module of that name (vLLM: --lora-modules name=path).
+        "model": request.adapter.key if request.adapter is not None else model,
         "prompt": request.prompt,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -141,7 +142,14 @@ class RemoteHandle(GenerationHandle):
 
 @engines.register("remote")
 class RemoteEngine(Engine):
-    """Options: remote_model (name the server knows), api_key, grammar_field, timeout."""
+    """Options: remote_model (name the server knows), api_key, grammar_field, timeout.
+
+    A request with a LoRA adapter is sent with the adapter's key as its ``model``: the server must serve a LoRA
+    module of that name on this base (vLLM: ``--enable-lora --lora-modules <key>=<path>``). Its ``path`` and
+    ``scale`` stay here: a vLLM module is applied at its trained scale.
+    """
+
+    serves_adapters = True
 
     def __init__(self, spec: ModelSpec, settings: Settings):
         self.spec = spec

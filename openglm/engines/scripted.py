@@ -84,6 +84,7 @@ class ScriptedEngine(Engine):
         self.fail_after = None if fail_after is None else int(fail_after)
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        self.refuse_adapter(request)
         prompt_tokens = max(1, len(request.prompt) // CHARS_PER_TOKEN)
         if prompt_tokens > self.spec.context_length:
             raise PromptTooLongError(f"prompt of {prompt_tokens} tokens exceeds {self.spec.context_length}")

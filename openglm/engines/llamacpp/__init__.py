@@ -35,8 +35,11 @@ class LlamaCppEngine(Engine):
     flash_attn ("auto"|"on"|"off"), prefix_cache (reuse KV cells of prompts
     that start like an earlier or running one), draft_tokens (prompt-lookup
     speculative tokens per step, 0 disables) used while at most
-    draft_max_batch sequences are running.
+    draft_max_batch sequences are running, max_adapters (LoRA adapters kept
+    loaded, least recently used first out; see ``adapters.py``).
     """
+
+    serves_adapters = True
 
     def __init__(self, spec: ModelSpec, settings: Settings):
         self.spec = spec
@@ -50,6 +53,7 @@ class LlamaCppEngine(Engine):
         self.prefix_cache = bool(options.get("prefix_cache", True))
         self.draft_tokens = int(options.get("draft_tokens", 0))
         self.draft_max_batch = int(options.get("draft_max_batch", 2))
+        self.max_adapters = int(options.get("max_adapters", 8))
         self.model: LlamaModel | None = None
         self.scheduler: BatchScheduler | None = None
         self.grammars: GrammarCache | None = None
@@ -77,6 +81,7 @@ class LlamaCppEngine(Engine):
             prefix_cache=self.prefix_cache,
             draft_tokens=self.draft_tokens,
             draft_max_batch=self.draft_max_batch,
+            max_adapters=self.max_adapters,
         )
 
     async def stop(self) -> None:
@@ -130,17 +135,32 @@ class LlamaCppEngine(Engine):
             sampler = await asyncio.to_thread(chain)
         else:
             sampler = SamplerChain(model, request.sampling, None)
-        seq = Sequence(
-            prompt=prompt,
-            max_tokens=max_tokens,
-            limit=self.limit,
-            sampler=sampler,
-            stop_ids=frozenset(t for t in stop_ids if t is not None),
-            logprobs=request.sampling.logprobs,
-            top_logprobs=request.sampling.top_logprobs,
-            loop=asyncio.get_running_loop(),
-        )
-        scheduler.submit(seq)
+        adapter = None
+        try:
+            if request.adapter is not None:  # loaded in a thread the first time; held until the sequence ends
+                adapter = await scheduler.adapters.acquire(request.adapter)
+            seq = Sequence(
+                prompt=prompt,
+                max_tokens=max_tokens,
+                limit=self.limit,
+                sampler=sampler,
+                stop_ids=frozenset(t for t in stop_ids if t is not None),
+                logprobs=request.sampling.logprobs,
+                top_logprobs=request.sampling.top_logprobs,
+                loop=asyncio.get_running_loop(),
+                adapter=adapter,
+                scale=request.adapter.scale if request.adapter is not None else 1.0,
+            )
+        except BaseException:
+            sampler.close()
+            if adapter is not None:
+                adapter.release()
+            raise
+        try:
+            scheduler.submit(seq)
+        except BaseException:
+            seq.close()
+            raise
         return LlamaHandle(seq, scheduler.cancel)
 
     def stats(self) -> dict[str, int]:

@@ -7,12 +7,22 @@ Sequences join between steps when a slot and KV room are free, and leave
 when they finish or are cancelled. If the KV cache is full the youngest
 sequence is preempted: its cache is dropped and it is re-queued to be
 recomputed (prompt and generated tokens) once room frees up.
+
+LoRA adapters apply to the whole context, not per sequence, so a step decodes
+the active sequences in groups of equal adapter (None, the base, is a group
+too): for each group the batch holds that group's tokens only, the context's
+adapters are set to the group's (``llama_set_adapters_lora``; none clears
+them), and the group is decoded and sampled before the next group's turn.
+Every group gets a decode each step; the step's prompt budget (``batch_size``
+less one token per generating sequence) goes to the groups in an order that
+rotates from step to step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import threading
 from collections import defaultdict, deque
@@ -21,6 +31,7 @@ import llama_cpp as lc
 
 from ...errors import EngineError, PromptTooLongError
 from ..base import GenerationChunk
+from .adapters import AdapterCache, LoadedAdapter, LoraKey
 from .model import LlamaModel
 from .sampling import token_logprobs
 from .sequence import Sequence
@@ -46,6 +57,7 @@ class BatchScheduler:
         prefix_cache: bool = True,
         draft_tokens: int = 0,
         draft_max_batch: int = 2,
+        max_adapters: int = 8,
     ):
         self.model = model
         self.kv_tokens = kv_tokens
@@ -75,6 +87,9 @@ class BatchScheduler:
         self.draft_max_batch = draft_max_batch
         self.drafted_tokens = 0
         self.accepted_tokens = 0
+        self.adapters = AdapterCache(model, max_adapters, wake=self._wake)
+        self._applied: tuple[LoadedAdapter, float] | None = None  # the adapter set on the context now
+        self._turn = 0  # rotates which adapter group has the first claim on the prompt budget
         self._thread = threading.Thread(target=self._run, name="llamacpp-batch", daemon=True)
         self._thread.start()
 
@@ -92,6 +107,10 @@ class BatchScheduler:
         with self._cond:
             self._cond.notify()
 
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
     def close(self) -> None:
         with self._cond:
             self._stopping = True
@@ -100,6 +119,8 @@ class BatchScheduler:
         lc.llama_batch_free(self.batch)
         lc.llama_free(self.ctx)
         self.ctx = None
+        for adapter in self.adapters.close():  # the context that used them is gone
+            lc.llama_adapter_lora_free(adapter.ptr)
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -110,6 +131,8 @@ class BatchScheduler:
                 "reused_prompt_tokens": self.reused_tokens,
                 "drafted_tokens": self.drafted_tokens,
                 "accepted_draft_tokens": self.accepted_tokens,
+                "loaded_adapters": self.adapters.n_loaded,
+                "adapter_loads": self.adapters.loads,
             }
 
     # -- the decode thread ---------------------------------------------------------
@@ -119,11 +142,14 @@ class BatchScheduler:
             out: list[Delivery] = []
             try:
                 with self._cond:
-                    while not self._stopping and not self._waiting and not self._active:
+                    while (
+                        not self._stopping and not self._waiting and not self._active and not self.adapters.has_doomed
+                    ):
                         self._cond.wait()
                     if self._stopping:
                         break
                     self._admit()
+                self._free_doomed_adapters()
                 self._step(out)
             except Exception as exc:  # keep the thread alive; fail what was running
                 log.exception("decode step failed")
@@ -136,23 +162,23 @@ class BatchScheduler:
             self._waiting.clear()
         self._deliver([(seq, EngineError("the engine is shutting down")) for seq in leftover])
         for seq in leftover:
-            seq.sampler.close()
+            seq.close()
 
     def _admit(self) -> None:
         while self._waiting:
             seq = self._waiting[0]
             if seq.cancelled:
-                self._waiting.popleft().sampler.close()
+                self._waiting.popleft().close()
                 continue
             if self._prefix_in_progress(seq):
                 break  # a running sequence is computing this prompt's start: share it next step
             # Tokens a cached prefix already holds need no new room, and that prefix must survive eviction.
-            keep, reusable = self.slots.best_cached(seq.tokens)
+            keep, reusable = self.slots.best_cached(seq.tokens, seq.lora_key)
             need = len(seq.tokens) - reusable + min(seq.remaining, 64)
             if not self._make_room(need, keep) and self._active:
                 break
-            running = [(s.slot, s.tokens[: s.n_past]) for s in self._active]
-            acquired = self.slots.acquire(seq.tokens, running)
+            running = [(s.slot, s.lora_key, s.tokens[: s.n_past]) for s in self._active]
+            acquired = self.slots.acquire(seq.tokens, running, seq.lora_key)
             if acquired is None:
                 break
             self._waiting.popleft()
@@ -165,6 +191,8 @@ class BatchScheduler:
             return False
         limit = len(seq.tokens) - 1
         for other in self._active:
+            if other.lora_key != seq.lora_key:
+                continue  # its cells hold values computed under another adapter: nothing to share
             if other.n_past < limit and common_prefix(other.tokens, seq.tokens, limit) > max(
                 other.n_past, self.slots.min_reuse - 1
             ):
@@ -183,28 +211,77 @@ class BatchScheduler:
             self._finish(seq)
         if not self._active:
             return
-        rows = self._fill_batch()
-        rc = lc.llama_decode(self.ctx, self.batch)
-        if rc == 1 and self._drop_drafts():
-            return  # the guesses did not fit: try again without them before preempting anyone
-        if rc == 1:
-            self._preempt(out)
-            return
-        if rc != 0:
-            raise EngineError(f"llama_decode returned {rc}")
-        for seq in self._active:
-            seq.n_past += seq.feeding
-        for seq, index in rows:
-            self._sample(seq, index, out)
+        # Each generating sequence needs one token this step; prompt chunks share what is left.
+        budget = self.batch_size - sum(1 for s in self._active if s.pending == 1)
+        for group in self._groups():
+            rows, used = self._fill_batch(group, budget)
+            budget -= used
+            if self.batch.n_tokens == 0:
+                continue  # the prompt budget went to other groups this step
+            self._apply_adapter(group[0])
+            rc = lc.llama_decode(self.ctx, self.batch)
+            if rc == 1 and self._drop_drafts():
+                return  # the guesses did not fit: try again without them before preempting anyone
+            if rc == 1:
+                self._preempt(out)
+                return
+            if rc != 0:
+                raise EngineError(f"llama_decode returned {rc}")
+            for seq in group:
+                seq.n_past += seq.feeding
+            for seq, index in rows:  # before the next group's decode overwrites the logits
+                self._sample(seq, index, out)
 
-    def _fill_batch(self) -> list[tuple[Sequence, int]]:
-        """Generating sequences first (one token each, plus any draft), then prompt chunks."""
-        n = 0
+    def _groups(self) -> list[list[Sequence]]:
+        """The active sequences by adapter, in an order that rotates each step when there are several."""
+        by_lora: dict[LoraKey, list[Sequence]] = {}
+        for seq in self._active:
+            by_lora.setdefault(seq.lora_key, []).append(seq)
+        groups = list(by_lora.values())
+        if len(groups) > 1:
+            self._turn += 1
+            first = self._turn % len(groups)
+            groups = groups[first:] + groups[:first]
+        return groups
+
+    def _apply_adapter(self, seq: Sequence) -> None:
+        """Set the context's adapters to ``seq``'s (none for the base); llama.cpp skips an unchanged set."""
+        wanted = None if seq.adapter is None else (seq.adapter, seq.scale)
+        if wanted == self._applied:
+            return
+        if seq.adapter is None:
+            rc = lc.llama_set_adapters_lora(self.ctx, None, 0, None)
+        else:
+            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(seq.adapter.ptr)
+            scales = (ctypes.c_float * 1)(seq.scale)
+            rc = lc.llama_set_adapters_lora(self.ctx, adapters, 1, scales)
+        if rc != 0:
+            raise EngineError(f"llama_set_adapters_lora returned {rc}")
+        self._applied = wanted
+
+    def _free_doomed_adapters(self) -> None:
+        """Free adapters the cache evicted (no sequence holds them), first taking them off the context."""
+        doomed = self.adapters.take_doomed()
+        if not doomed:
+            return
+        if self._applied is not None and self._applied[0] in doomed:
+            lc.llama_set_adapters_lora(self.ctx, None, 0, None)
+            self._applied = None
+        for adapter in doomed:
+            lc.llama_adapter_lora_free(adapter.ptr)
+
+    def _fill_batch(self, group: list[Sequence], budget: int) -> tuple[list[tuple[Sequence, int]], int]:
+        """One group's batch: generating sequences first (one token each, plus any draft), then prompt chunks
+        from ``budget`` prompt tokens. The rows to sample, and the prompt tokens taken."""
+        n = used = 0
         rows: list[tuple[Sequence, int]] = []
         speculate = self.draft_tokens > 0 and len(self._active) <= self.draft_max_batch
-        for seq in sorted(self._active, key=lambda s: s.pending > 1):
-            take = min(seq.pending, self.batch_size - n)
+        for seq in sorted(group, key=lambda s: s.pending > 1):
+            room = self.batch_size - n
+            take = min(seq.pending, room if seq.pending == 1 else min(room, budget - used))
             seq.feeding = max(take, 0)
+            if seq.pending > 1:
+                used += seq.feeding
             seq.draft = self._draft(seq) if speculate and seq.pending == 1 and seq.feeding else []
             if seq.feeding and len(seq.draft) + n + 1 > self.batch_size:
                 seq.draft = []
@@ -216,7 +293,7 @@ class BatchScheduler:
                 self._put(n + take, seq.draft, seq.n_past + take, seq.slot, logits=True)
             n += seq.feeding + len(seq.draft)
         self.batch.n_tokens = n
-        return rows
+        return rows, used
 
     def _put(self, at: int, tokens: list[int], pos: int, slot: int, logits: bool = False) -> None:
         batch = self.batch
@@ -299,8 +376,8 @@ class BatchScheduler:
         seq.finished = True
         self._active.remove(seq)
         lc.llama_memory_seq_rm(self.memory, seq.slot, seq.n_past, -1)  # cells of unverified drafts
-        self.slots.release(seq.slot, seq.tokens[: seq.n_past])
-        seq.sampler.close()
+        self.slots.release(seq.slot, seq.tokens[: seq.n_past], seq.lora_key)
+        seq.close()
 
     @staticmethod
     def _deliver(out: list[Delivery]) -> None:

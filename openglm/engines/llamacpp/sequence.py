@@ -6,10 +6,14 @@ import asyncio
 import codecs
 import itertools
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from ..base import GenerationChunk, GenerationHandle
 from .sampling import SamplerChain
 from .speculative import DraftStats
+
+if TYPE_CHECKING:
+    from .adapters import LoadedAdapter, LoraKey
 
 _admission_counter = itertools.count()
 
@@ -28,6 +32,8 @@ class Sequence:
         logprobs: bool,
         top_logprobs: int,
         loop: asyncio.AbstractEventLoop,
+        adapter: LoadedAdapter | None = None,
+        scale: float = 1.0,
     ):
         self.tokens = list(prompt)
         self.prompt_len = len(prompt)
@@ -49,6 +55,20 @@ class Sequence:
         self.finished = False
         self.draft: list[int] = []
         self.draft_stats = DraftStats()
+        # The LoRA adapter this sequence is decoded with (held until ``close``), and what its KV depends on.
+        self.adapter = adapter
+        self.scale = scale
+        self.lora_key: LoraKey = None if adapter is None else (adapter.key, adapter.path, scale)
+        self._closed = False
+
+    def close(self) -> None:
+        """Free the sampler and let go of the adapter; once, whichever way the sequence ends."""
+        if self._closed:
+            return
+        self._closed = True
+        self.sampler.close()
+        if self.adapter is not None:
+            self.adapter.release()
 
     @property
     def pending(self) -> int:
