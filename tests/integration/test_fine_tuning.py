@@ -202,6 +202,7 @@ def test_openai_sdk_trains_bills_and_lists_a_private_model(alice: Account, bob: 
     with pytest.raises(openai.InternalServerError) as unloadable:
         alice.openai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     assert unloadable.value.body["code"] == "1260" and f"adapter {model}" in str(unloadable.value)  # type: ignore[index]
+    assert "/blobs/" not in str(unloadable.value)  # the server's paths stay in its log
     with pytest.raises(openai.InternalServerError) as completion:
         alice.openai.completions.create(model=model, prompt="The code word is")
     assert f"adapter {model}" in str(completion.value)
