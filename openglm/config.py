@@ -118,10 +118,6 @@ class Settings(BaseSettings):
     glms_per_account: int = Field(default=100, ge=1)
     glm_versions_kept: int = Field(default=20, ge=1)
 
-    # Fine-tuning with the local trainer: torch threads of a training process (its runner also nices it), so a
-    # job beside a serving engine does not fight llama.cpp's threads for the cores (2 of them: a step 5× slower).
-    training_threads: int = Field(default=max(1, default_threads() // 2), ge=1, le=256)
-
     # Web browser: "local" (an index of browser_sites) or "searxng" (browser_searxng_url); empty: not offered.
     browser_search: str = ""  # a search provider's registry name
     browser_searxng_url: str = ""
@@ -152,9 +148,11 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(default=2.0, gt=0)
 
     # Fine-tuning (``openglm/tuning/``): the trainer registry's entry that runs jobs (``local``: LoRA in torch in a
-    # worker process of this machine; more by configuration), and the CPU threads the local trainer may use.
+    # worker process of this machine; more by configuration), and the torch threads of the local trainer's process
+    # (niced as well), so a job beside a serving engine does not fight llama.cpp's threads for every core (with 2
+    # cores and both taken by serving, a training step is 5× slower).
     fine_tuning_trainer: str = "local"
-    fine_tuning_threads: int = Field(default=1, ge=1, le=256)
+    fine_tuning_threads: int = Field(default=max(1, default_threads() // 2), ge=1, le=256)
 
     # Modules imported at start by the server and by job workers (comma-separated), so that what they register
     # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.

@@ -88,6 +88,7 @@ async def plan_completion(served: ServedModel, request: CompletionRequest, gramm
             request.max_tokens,
             grammar,
             stop=tuple(stops),
+            adapter=served.adapter,
         )
         for prompt in prompts
         for i in range(n)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..catalog import Catalog, ModelSpec
 from ..config import Settings
-from ..engines.base import Engine, create_engine
-from ..errors import InvalidRequestError, ModelNotFoundError
+from ..engines.base import AdapterRef, Engine, create_engine
+from ..errors import ModelNotFoundError
 from ..tuning.finetuned import AdapterTarget
 from .templates.base import ChatTemplate, choose_template
 from .toolcalls.base import ParserFactory, get_parser
@@ -23,6 +23,9 @@ class ServedModel:
     engine: Engine
     template: ChatTemplate
     parser: ParserFactory
+    # A fine-tuned model: the base's engine, template and parser, its generations run with this LoRA adapter, and
+    # ``spec`` the base's entry under the fine-tuned model's id (usage is recorded under it, at the base's prices).
+    adapter: AdapterRef | None = None
 
 
 def choose_parser(setting: str, template: ChatTemplate) -> ParserFactory:
@@ -61,15 +64,14 @@ class ModelPool:
         return served
 
     def for_adapter(self, target: AdapterTarget) -> ServedModel:
-        """The base model a fine-tuned model runs on. No engine of this build applies LoRA adapters yet, so a
-        fine-tuned model is refused with a 400 rather than answered by its base as if it were the fine-tune.
-        Once ``GenerationRequest.adapter`` exists, this returns the base and the plans set the adapter."""
-        served = self.get(target.base_model)
-        raise InvalidRequestError(
-            f"model {target.model!r} is a fine-tuned model of {served.spec.id}, and this server's "
-            f"{served.spec.engine} engine does not serve LoRA adapters yet; it cannot be called until it does "
-            "(its base model answers without the fine-tune)"
-        )
+        """A fine-tuned model served on its base: the base's engine (no second copy of the weights), template and
+        tool-call parser, with the adapter every generation of its plans carries (``GenerationRequest.adapter``),
+        and the base's catalog entry renamed to the fine-tuned model's id at the base's prices, so metering records
+        the calls under the name the client used. An engine that cannot serve adapters refuses the generation
+        (``AdapterUnsupportedError``, 400) rather than answering with the base alone."""
+        base = self.get(target.base_model)
+        spec = base.spec.model_copy(update={"id": target.model, "aliases": [], "prices": base.spec.effective_prices()})
+        return replace(base, spec=spec, adapter=AdapterRef(key=target.model, path=str(target.adapter_path)))
 
     def default_name(self) -> str:
         """The catalog's default chat model: the entry named ``default`` if there is one, else the first loaded."""

@@ -175,6 +175,7 @@ class ChatService:
                 grammar_triggers=triggers,
                 stop_markers=served.template.stop_markers,
                 stop=tuple(stops),
+                adapter=served.adapter,
             )
             for i in range(request.n or 1)
         ]

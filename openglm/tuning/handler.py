@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,10 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
     except TrainerUnavailable as exc:
         raise JobFailed(str(exc), code="trainer_unavailable") from None
     await reporter.settle(outcome.metrics)  # the final count is billed, whatever the trainer reported last
-    return await finish(ctx, shop, payload, account_id, spec, outcome)
+    result = await finish(ctx, shop, payload, account_id, spec, outcome)
+    # The adapter is a blob now and the result is checkpointed: the trainer's checkpoints are not needed again.
+    await asyncio.to_thread(shutil.rmtree, workdir, True)
+    return result
 
 
 async def finish(

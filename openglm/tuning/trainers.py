@@ -10,7 +10,7 @@ database, no billing; the handler bills, stores the adapter and makes the model 
     @trainers.register("name")
     def make(settings: Settings) -> Trainer: ...
 
-``local`` trains in torch on this machine (``openglm/tuning/train.py``, a worker process of its own). Other
+``local`` trains in torch on this machine (``train.py``, in a niced worker process of its own: ``local.py``). Other
 trainers (a remote OpenAI-compatible fine-tuning API, a cluster) register the same way, in a module listed in
 ``OPENGLM_PLUGINS`` or imported here; ``OPENGLM_FINE_TUNING_TRAINER`` chooses one.
 """
@@ -108,16 +108,14 @@ class TrainerUnavailable(Exception):
 
 @trainers.register("local")
 class LocalTrainer:
-    """LoRA training in torch on this machine: SFT with the loss on assistant tokens, DPO against the base with the
-    adapter off, validation loss, checkpoints, a fixed seed, exported to llama.cpp's adapter format. The torch
-    trainer (``openglm/tuning/train.py``, ``export.py``) is not part of this build yet; until it is, a job on the
-    local trainer fails at once saying so, and nothing is billed."""
+    """LoRA training in torch on this machine, in a niced worker process of its own (``local.py``): SFT with the
+    loss on assistant tokens, DPO against the base with the adapter off, validation loss, checkpoints, a fixed
+    seed, exported to llama.cpp's adapter format. Nothing heavy is imported until a job trains."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
 
     async def train(self, task: TrainingTask, reporter: TrainingReporter) -> TrainingOutcome:
-        raise TrainerUnavailable(
-            "the local trainer (LoRA in torch) is not installed in this build; "
-            f"set OPENGLM_FINE_TUNING_TRAINER to one of: {', '.join(trainers.names())}"
-        )
+        from .local import ProcessTrainer
+
+        return await ProcessTrainer(self.settings).train(task, reporter)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -26,6 +27,8 @@ import llama_cpp as lc
 from ...errors import AdapterLoadError, EngineError, InvalidFieldError
 from ..base import AdapterRef
 from .model import LlamaModel
+
+log = logging.getLogger(__name__)
 
 LoraKey = tuple[str, str, float] | None  # what KV values depend on: (key, path, scale), None for the base
 if TYPE_CHECKING:
@@ -135,13 +138,17 @@ class AdapterCache:
             self._wake()
 
     def _init(self, ref: AdapterRef) -> AdapterPtr:
+        # The error goes to the client (a fine-tuned model's caller): it names the adapter, never the server's paths,
+        # which only the log gets.
         path = Path(ref.path)
         if not path.is_file():
-            raise AdapterLoadError(f"adapter {ref.key}: its file is missing ({ref.path})")
+            log.warning("adapter %s: file missing: %s", ref.key, ref.path)
+            raise AdapterLoadError(f"adapter {ref.key}: its file is missing on this server")
         ptr = cast("AdapterPtr", lc.llama_adapter_lora_init(self.model.ptr, str(path).encode()))
         if not ptr:
+            log.warning("adapter %s: llama.cpp cannot load %s", ref.key, ref.path)
             raise AdapterLoadError(
-                f"adapter {ref.key}: llama.cpp cannot load {ref.path} as a LoRA adapter of this model "
+                f"adapter {ref.key}: llama.cpp cannot load its file as a LoRA adapter of this model "
                 "(not a LoRA adapter GGUF, another architecture, or tensors that do not fit the base; see the log)"
             )
         return ptr
