@@ -36,6 +36,9 @@ from openglm.config import Settings  # noqa: E402
 from openglm.embeddings.service import EmbeddingService  # noqa: E402
 from openglm.files.blobs import LocalBlobStore  # noqa: E402
 from openglm.files.store import FileStore  # noqa: E402
+from openglm.jobs.kinds import load_builtin_kinds  # noqa: E402
+from openglm.jobs.runner import JobRunner  # noqa: E402
+from openglm.jobs.store import JobStore  # noqa: E402
 from openglm.knowledge.retrieval import RetrievalOptions  # noqa: E402
 from openglm.knowledge.service import KnowledgeService  # noqa: E402
 from openglm.store.db import open_database  # noqa: E402
@@ -113,13 +116,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             session.add(Account(id="bench", name="bench"))
         embeddings = EmbeddingService(Catalog.from_file(settings.models_file), settings.threads)
         files = FileStore(db, LocalBlobStore(Path(tmp) / "blobs"))
-        service = await KnowledgeService.open(settings, db, embeddings, files, None)
+        load_builtin_kinds()
+        jobs = JobRunner.from_settings(settings, JobStore(db), kinds=["knowledge_ingest"])
+        service = await KnowledgeService.open(settings, db, embeddings, files, None, jobs)
+        await jobs.start()
         try:
             await embeddings.input_token_limit(embeddings.resolve(service.default_embedding_model()))  # load first
             knowledge = await service.create("bench", embedding_model=None, name="stdlib", description="")
             names, uploading, seconds, chunks = await ingest(service, knowledge.id, documents)
             quality = await evaluate(service, knowledge.id, names, questions)
         finally:
+            await jobs.close()
             await service.close()
             await embeddings.close()
             await db.close()

@@ -106,7 +106,9 @@ class Settings(BaseSettings):
     # pgvector: the HNSW candidate list (hnsw.ef_search) a search starts with; higher is better recall, slower
     # (docs/benchmarks.md: 200 gave recall@20 0.97-0.999 at +1.5 ms over 100).
     pgvector_ef_search: int = Field(default=200, ge=1, le=1000)
-    ingest_workers: int = Field(default=2, ge=1, le=16)
+    # Documents ingested at once by this server: job-runner slots of the ``knowledge_ingest`` kind alone, besides
+    # the shared OPENGLM_JOB_WORKERS (0: none here, only in ``openglm jobs work`` processes, which take at least 1).
+    ingest_workers: int = Field(default=4, ge=0, le=64)
     knowledge_capacity_chars: int = Field(default=20_000_000, ge=1)
 
     # MB of files an account may keep (uploads, knowledge documents, code outputs, pictures, GLM configurations)

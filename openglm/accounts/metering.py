@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Protocol, TypeVar
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..catalog import PricedModel, Prices
 from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
@@ -354,6 +355,25 @@ class MeteredCall:
         finally:
             self.meter.forget(self.holds)
             await self._release()
+
+    async def record_in(self, connection: AsyncConnection, status: str = "succeeded") -> UsageEntry:
+        """Settle inside the caller's transaction, for work whose charge must commit with its result or not at
+        all (a document's chunks): the reservation released and the record and its charge written on
+        ``connection``. After the caller commits, ``recorded()``; if it rolls back, ``abandon()``."""
+        entry = self._entry(status)
+        for hold in self.holds:
+            await reservations.release(connection, hold)
+        await write_usage(connection, entry)
+        return entry
+
+    async def recorded(self) -> None:
+        """The transaction ``record_in`` wrote in committed: the call is settled."""
+        if self._done:
+            return
+        self._done = True
+        self.meter.forget(self.holds)
+        await self._count_tokens()
+        await self._release()
 
     def _entry(self, status: str) -> UsageEntry:
         if self.usage_id is None:  # a bug in the caller; the charge must not be lost for it

@@ -90,14 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.started_at = time.time()
             app.state.models = pool
             app.state.chat = ChatService(pool)
+            load_builtin_kinds()
+            jobs = app.state.jobs = JobRunner.from_settings(settings, JobStore(platform.db))
             knowledge = app.state.knowledge = await KnowledgeService.open(
-                settings, platform.db, embedding_service, app.state.files, platform.meter
+                settings, platform.db, embedding_service, app.state.files, platform.meter, jobs
             )
             agents = app.state.agents = await AgentService.open(
                 settings, catalog, app.state.chat, image_service, app.state.files, knowledge
             )
-            load_builtin_kinds()
-            jobs = app.state.jobs = JobRunner.from_settings(settings, JobStore(platform.db))
             app.state.fine_tuning = FineTuningService(
                 catalog, jobs, app.state.files, blobs, FineTunedModels(platform.db, blobs.root)
             )

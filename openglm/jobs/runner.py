@@ -2,7 +2,9 @@
 worker process of its own (``jobs/worker.py``).
 
 Each slot claims one job at a time (``JobStore.claim``); an idle slot waits for ``wake()`` (a job submitted in this
-process) or ``poll_seconds`` (one queued elsewhere). While a handler runs, a heartbeat task renews the lease every
+process) or ``poll_seconds`` (one queued elsewhere). The ``slots`` claim every kind without slots of its own; a
+kind with ``own_slots`` (``kinds.py``) has that many more slots claiming it alone, so ingestion is not stuck behind
+fine-tuning jobs that hold the shared slots for hours. While a handler runs, a heartbeat task renews the lease every
 ``heartbeat_seconds``; when it learns that cancellation was requested it cancels the handler's task, and when the
 lease was lost (this worker stalled past it and another one claimed the job) it cancels the handler and writes
 nothing. The outcome is written conditionally on the lease (``JobStore.finish``): succeeded with the handler's
@@ -19,13 +21,13 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..errors import OpenGLMError
 from .context import JobCancelled, JobContext, JobFailed
-from .kinds import JobHandler, job_kinds
+from .kinds import JobHandler, job_kinds, lost_hooks, own_slots
 from .store import INTERNAL, JobRecord, JobStore, Json, Lease, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class JobRunner:
         poll_seconds: float = 2.0,
         owner: str | None = None,
         settings: Settings | None = None,
+        kind_slots: Mapping[str, int] | None = None,
     ):
         if heartbeat_seconds * 2 > lease_seconds:
             raise ValueError("heartbeats must come at least twice per lease")
@@ -66,6 +69,9 @@ class JobRunner:
         self.store = store
         self.kinds = list(kinds) if kinds is not None else None  # None: every registered kind
         self.slots = slots
+        self.kind_slots = dict(kind_slots or {})  # kind → slots that claim that kind alone
+        for kind in self.kind_slots:
+            job_kinds.get(kind)
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
@@ -79,6 +85,9 @@ class JobRunner:
     def from_settings(
         cls, settings: Settings, store: JobStore, *, kinds: Sequence[str] | None = None, slots: int | None = None
     ) -> JobRunner:
+        """Slots from the settings: ``slots`` (or OPENGLM_JOB_WORKERS) shared, and each registered kind's own
+        (``own_slots``, e.g. OPENGLM_INGEST_WORKERS) among ``kinds``."""
+        chosen = kinds if kinds is not None else job_kinds.names()
         return cls(
             store,
             kinds=kinds,
@@ -87,10 +96,15 @@ class JobRunner:
             heartbeat_seconds=settings.job_heartbeat_seconds,
             poll_seconds=settings.job_poll_seconds,
             settings=settings,
+            kind_slots={kind: own_slots.get(kind)(settings) for kind in own_slots.names() if kind in chosen},
         )
 
     def kind_names(self) -> list[str]:
         return self.kinds if self.kinds is not None else job_kinds.names()
+
+    def shared_kinds(self) -> list[str]:
+        """The kinds the shared slots claim: every kind of this runner without slots of its own."""
+        return [kind for kind in self.kind_names() if kind not in self.kind_slots]
 
     @property
     def running(self) -> list[str]:
@@ -98,7 +112,10 @@ class JobRunner:
         return list(self._running)
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._slot(), name=f"jobs-{i}") for i in range(self.slots)]
+        shared = self.slots if self.kinds is None or self.shared_kinds() else 0  # none: every kind has its own
+        self._tasks = [asyncio.create_task(self._slot(None), name=f"jobs-{i}") for i in range(shared)]
+        for kind, count in self.kind_slots.items():
+            self._tasks += [asyncio.create_task(self._slot([kind]), name=f"jobs-{kind}-{i}") for i in range(count)]
 
     def wake(self) -> None:
         self._wake.set()
@@ -139,13 +156,17 @@ class JobRunner:
                 await task
         self._tasks.clear()
 
-    async def _slot(self) -> None:
+    async def _slot(self, kinds: list[str] | None) -> None:
         while True:
+            lost: list[JobRecord] = []
             try:
-                lease = await self.store.claim(self.kind_names(), self.owner, self.lease_seconds)
+                names = kinds if kinds is not None else self.shared_kinds()
+                lease = await self.store.claim(names, self.owner, self.lease_seconds, lost=lost)
             except Exception:
                 log.exception("jobs: cannot claim from the queue")
                 lease = None
+            for record in lost:
+                await self._lost(record)
             if lease is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -153,6 +174,15 @@ class JobRunner:
                 continue
             self._wake.set()  # there may be more: let the other idle slots look too
             await self._run(lease)
+
+    async def _lost(self, record: JobRecord) -> None:
+        """A job the claim ended ``worker_lost``: its kind's hook, if it has one, cleans up after it."""
+        if record.kind not in lost_hooks:
+            return
+        try:
+            await lost_hooks.get(record.kind)(self.store, record)
+        except Exception:
+            log.exception("jobs: the lost-job hook of %s failed for %s", record.kind, record.id)
 
     async def _run(self, lease: Lease) -> None:
         context = JobContext(self.store, lease, lease_seconds=self.lease_seconds, settings=self.settings)

@@ -173,6 +173,32 @@ class JobStore:
         prefix: str = "job",
         job_id: str | None = None,
     ) -> JobRecord:
+        async with self.db.session() as session:
+            return self.add(
+                session,
+                kind,
+                payload,
+                account_id=account_id,
+                priority=priority,
+                max_attempts=max_attempts,
+                prefix=prefix,
+                job_id=job_id,
+            )
+
+    def add(
+        self,
+        session: AsyncSession,
+        kind: str,
+        payload: Json | None = None,
+        *,
+        account_id: str | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+        prefix: str = "job",
+        job_id: str | None = None,
+    ) -> JobRecord:
+        """``submit`` inside the caller's transaction: the job is queued if and only if the caller's other writes
+        commit (a document and the job that ingests it)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be 1 or more")
         now = self.clock()
@@ -189,8 +215,7 @@ class JobStore:
             event_count=0,
             created_at=now,
         )
-        async with self.db.session() as session:
-            session.add(job)
+        session.add(job)
         return job_record(job)
 
     async def get(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
@@ -224,6 +249,14 @@ class JobStore:
                 query = query.where(or_(Job.created_at < cursor, and_(Job.created_at == cursor, Job.id < after)))
             return [job_record(job) for job in (await session.scalars(query)).all()]
 
+    async def unfinished(self, kind: str, *, account_id: str | None = None) -> list[JobRecord]:
+        """The queued and running jobs of a kind (of one account): e.g. to cancel those a deletion made moot."""
+        query = select(Job).where(Job.kind == kind, Job.status.in_(("queued", "running")))
+        if account_id is not None:
+            query = query.where(Job.account_id == account_id)
+        async with self.db.read() as session:
+            return [job_record(job) for job in (await session.scalars(query.order_by(Job.created_at, Job.id))).all()]
+
     async def delete(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
         """Remove a finished job and its events; a job not finished is refused (``JobNotFinished``): cancel it
         first, so that no worker is left writing for a job that is gone."""
@@ -248,10 +281,13 @@ class JobStore:
 
     # --- claiming --------------------------------------------------------------------
 
-    async def claim(self, kinds: Sequence[str], owner: str, lease_seconds: float) -> Lease | None:
+    async def claim(
+        self, kinds: Sequence[str], owner: str, lease_seconds: float, *, lost: list[JobRecord] | None = None
+    ) -> Lease | None:
         """Take the next job of these kinds for ``owner`` until ``lease_seconds`` from now, or None if there is
         none. A picked job that was cancelled while its worker was away ends cancelled, and one whose workers
-        died ``max_attempts`` times ends failed (``worker_lost``); the claim then looks for the next."""
+        died ``max_attempts`` times ends failed (``worker_lost``, appended to ``lost`` for the kind's hook:
+        its handler never learns); the claim then looks for the next."""
         if not kinds:
             return None
         while True:
@@ -266,6 +302,8 @@ class JobStore:
                 if job.status == "running" and job.attempts >= job.max_attempts:
                     error = f"the job's worker stopped before it finished, {job.attempts} times"
                     self._end(session, job, "failed", now, code=WORKER_LOST, message=error)
+                    if lost is not None:
+                        lost.append(job_record(job))
                     continue
                 job.status = "running"
                 job.attempts += 1
@@ -432,9 +470,14 @@ class JobStore:
                 raise LeaseLost(f"job {lease.job_id} is no longer held by {lease.owner} (attempt {lease.attempt})")
             yield session, job_record(job)
 
-    async def set_progress(self, session: AsyncSession, job_id: str, progress: Json) -> None:
-        """Replace the progress inside ``holding``'s transaction."""
-        await session.execute(update(Job).where(Job.id == job_id).values(progress=_dump(progress)))
+    async def set_progress(
+        self, session: AsyncSession, job_id: str, progress: Json, *, checkpoint: Json | None = None
+    ) -> None:
+        """Replace the progress (and the checkpoint, if given) inside ``holding``'s transaction."""
+        values: dict[str, Any] = {"progress": _dump(progress)}
+        if checkpoint is not None:
+            values["checkpoint"] = _dump(checkpoint)
+        await session.execute(update(Job).where(Job.id == job_id).values(**values))
 
     async def _held_job(self, session: AsyncSession, lease: Lease) -> Job | None:
         query = select(Job).where(_held(lease))

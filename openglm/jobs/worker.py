@@ -20,7 +20,7 @@ from typing import Any
 from ..config import Settings
 from ..store.db import open_database
 from ..store.private import private_directory
-from .kinds import import_kinds, load_builtin_kinds
+from .kinds import import_kinds, load_builtin_kinds, shut_down_kinds
 from .runner import JobRunner
 from .store import JobStore
 
@@ -48,12 +48,17 @@ async def work(
         runner = JobRunner.from_settings(
             settings, JobStore(db), kinds=kinds, slots=slots if slots is not None else max(1, settings.job_workers)
         )
+        runner.kind_slots = {kind: max(1, n) for kind, n in runner.kind_slots.items()}  # 0 means "not in the server"
         await runner.start()
-        log.info("job worker %s: %d slots for %s", runner.owner, runner.slots, ", ".join(runner.kind_names()))
+        own = "".join(f", {n} more for {kind}" for kind, n in runner.kind_slots.items())
+        log.info(
+            "job worker %s: %d slots%s (kinds: %s)", runner.owner, runner.slots, own, ", ".join(runner.kind_names())
+        )
         try:
             await stop.wait()
         finally:
             await runner.close()
+            await shut_down_kinds()
     finally:
         await db.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -70,7 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help="import a module that registers more job kinds (repeatable)",
     )
-    parser.add_argument("--slots", type=int, help="jobs run at once (default: OPENGLM_JOB_WORKERS, at least 1)")
+    parser.add_argument(
+        "--slots",
+        type=int,
+        help="jobs run at once of the kinds without slots of their own (default: OPENGLM_JOB_WORKERS, at least 1; "
+        "ingestion has OPENGLM_INGEST_WORKERS of its own)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,11 +13,12 @@ from ..config import Settings
 from ..embeddings.service import EmbeddingService
 from ..errors import InvalidFieldError
 from ..files.store import FileRecord, FileStore
+from ..jobs.runner import JobRunner
 from ..store.db import Database
 from .chat import Grounding, grounded_request, question_of, retrieval_tools
 from .document import content_hash
 from .index import VectorIndex, open_vector_index
-from .ingest import Ingestor
+from .ingest import Ingestor, IngestQueue, attach, detach
 from .options import ChunkingOptions
 from .parsing import parse_isolated
 from .records import DocumentRecord, KnowledgeRecord
@@ -44,29 +45,37 @@ class KnowledgeService:
         embeddings: EmbeddingService,
         files: FileStore,
         index: VectorIndex,
-        ingestor: Ingestor,
+        queue: IngestQueue,
     ):
         self.settings = settings
         self.store = store
         self.embeddings = embeddings
         self.files = files
         self.index = index
-        self.ingestor = ingestor
+        self.queue = queue
         self.retriever = Retriever(store, index, embeddings)
 
     @classmethod
     async def open(
-        cls, settings: Settings, db: Database, embeddings: EmbeddingService, files: FileStore, meter: Meter | None
+        cls,
+        settings: Settings,
+        db: Database,
+        embeddings: EmbeddingService,
+        files: FileStore,
+        meter: Meter | None,
+        jobs: JobRunner,
     ) -> KnowledgeService:
+        """The service, ingesting through ``jobs`` (whose runner, started by the caller, runs the
+        ``knowledge_ingest`` jobs of this process with its embedding models and meter)."""
         store = KnowledgeStore(db)
         index = await open_vector_index(settings, store, {spec.dimensions for spec in embeddings.specs()})
-        ingestor = Ingestor(store, embeddings, files.blobs, meter, workers=settings.ingest_workers)
-        service = cls(settings, store, embeddings, files, index, ingestor)
-        await ingestor.start()
+        attach(db, Ingestor(store, embeddings, files.blobs, meter))
+        service = cls(settings, store, embeddings, files, index, IngestQueue(jobs))
+        await service.queue.resume(store)  # documents waiting without a job (queued before jobs ran ingestion)
         return service
 
     async def close(self) -> None:
-        await self.ingestor.close()
+        detach(self.store.db)
         await self.index.close()
 
     # -- bases ------------------------------------------------------------------
@@ -96,11 +105,13 @@ class KnowledgeService:
 
     async def delete(self, account_id: str, knowledge_id: str) -> None:
         documents = await self.store.remove(account_id, knowledge_id)
+        await self.queue.cancel(account_id, knowledge_id=knowledge_id)  # their ingestions stop
         for document in documents:
             await self._drop_file(account_id, document)
 
     async def delete_document(self, account_id: str, document_id: str) -> None:
         document = await self.store.delete_document(account_id, document_id)
+        await self.queue.cancel(account_id, document_id=document_id)  # its ingestion stops
         await self._drop_file(account_id, document)
 
     async def _drop_file(self, account_id: str, document: DocumentRecord) -> None:
@@ -142,6 +153,7 @@ class KnowledgeService:
                 file_id=record.id,
                 options=options,
                 characters=len(parsed.text),
+                enqueue=self.queue.enqueue,
             )
         except BaseException:
             await self.files.delete(principal.account_id, record.id)
@@ -149,13 +161,18 @@ class KnowledgeService:
         if not new:
             await self.files.delete(principal.account_id, record.id)  # the base keeps the first copy
             return Upload(document, None, True)
-        self.ingestor.wake()
+        self.queue.wake()
         return Upload(document, record, False)
 
     async def edit_document(self, account_id: str, document_id: str, options: dict[str, Any]) -> None:
+        """New options: a new version of the document, queued with its own job; the earlier version's job is
+        cancelled (and could not store anything anyway: its version is gone)."""
         ChunkingOptions.from_zhipu(options.get("sentence_size"), options.get("custom_separator"))
-        await self.store.update_document_options(account_id, document_id, options)
-        self.ingestor.wake()
+        document = await self.store.update_document_options(
+            account_id, document_id, options, enqueue=self.queue.enqueue
+        )
+        self.queue.wake()
+        await self.queue.cancel(account_id, document_id=document_id, keep=document.updated_at.isoformat())
 
     # -- retrieval --------------------------------------------------------------
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFoundError
 from ..store.db import Database
@@ -46,6 +47,13 @@ class NewChunk:
     tokens: int
     embedding: bytes
 
+
+# Called inside the transaction that queues a document (new, or edited) for ingestion: adds the job that ingests
+# that version of it, so the document is queued if and only if its job is.
+Enqueue = Callable[[AsyncSession, DocumentRecord], Awaitable[None]]
+# What happened to a document's ingestion when its chunks were to be stored (``store_version``).
+Stored = Literal["stored", "deleted", "superseded", "done"]
+ACTIVE_STATES = ("queued", "parsing", "embedding")
 
 COMMON_FRACTION = 0.05  # a term in more than this share of all chunks tells little apart (BM25 IDF below ~3)
 PRUNE_FROM = 20_000  # chunks: below this the full query is fast, and dropping terms costs some keyword recall
@@ -130,8 +138,10 @@ class KnowledgeStore:
         file_id: str | None,
         options: dict[str, Any],
         characters: int = 0,
+        enqueue: Enqueue | None = None,
     ) -> tuple[DocumentRecord, bool]:
-        """A queued document, or the one this base already has with the same content (False: not new)."""
+        """A queued document, or the one this base already has with the same content (False: not new). A new
+        document's ``updated_at`` is its version: ingestion stores what it made only while it is unchanged."""
         now = datetime.now(UTC)
         row = KnowledgeDocument(
             id=new_id(),
@@ -151,6 +161,9 @@ class KnowledgeStore:
         try:
             async with self.db.session() as session:
                 session.add(row)
+                await session.flush()
+                if enqueue is not None:
+                    await enqueue(session, document_record(row))
         except IntegrityError:
             existing = await self._document_with_content(knowledge_id, content_hash)
             if existing is None:
@@ -199,15 +212,31 @@ class KnowledgeStore:
             )
             return [document_record(r) for r in rows]
 
-    async def update_document_options(self, account_id: str, document_id: str, options: dict[str, Any]) -> None:
-        """New chunking options: the document is queued to be chunked again."""
-        await self.document(account_id, document_id)
+    async def update_document_options(
+        self, account_id: str, document_id: str, options: dict[str, Any], enqueue: Enqueue | None = None
+    ) -> DocumentRecord:
+        """New chunking options: the document is queued to be chunked again, as a new version (``updated_at``
+        moves forward, strictly, so an ingestion of the earlier version can tell it was superseded)."""
         async with self.db.session() as session:
-            await session.execute(
-                update(KnowledgeDocument)
-                .where(KnowledgeDocument.id == document_id)
-                .values(options=json.dumps(options), status="queued", error=None, updated_at=datetime.now(UTC))
-            )
+            row = await self._locked(session, document_id)
+            if row is None or row.account_id != account_id:
+                raise NotFoundError(f"document {document_id!r} does not exist")
+            now = datetime.now(UTC)
+            row.updated_at = max(now, row.updated_at + timedelta(microseconds=1))
+            row.options, row.status, row.error = json.dumps(options), "queued", None
+            await session.flush()
+            document = document_record(row)
+            if enqueue is not None:
+                await enqueue(session, document)
+        return document
+
+    async def _locked(self, session: AsyncSession, document_id: str) -> KnowledgeDocument | None:
+        """The document's row, locked until the transaction ends (PostgreSQL; SQLite's write transactions are
+        serialized already)."""
+        query = select(KnowledgeDocument).where(KnowledgeDocument.id == document_id)
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update()
+        return (await session.scalars(query)).first()
 
     async def delete_document(self, account_id: str, document_id: str) -> DocumentRecord:
         document = await self.document(account_id, document_id)
@@ -219,49 +248,43 @@ class KnowledgeStore:
 
     # -- ingestion ------------------------------------------------------------
 
-    async def claim_queued(self, limit: int = 1) -> list[DocumentRecord]:
-        """Take up to ``limit`` of the oldest queued documents for ingestion. Each is claimed by one caller only,
-        across replicas too: the update re-checks the status, and a row another transaction took is skipped."""
-        async with self.db.session() as session:
-            candidates = list(
-                await session.scalars(
-                    select(KnowledgeDocument.id)
-                    .where(KnowledgeDocument.status == "queued")
-                    .order_by(KnowledgeDocument.updated_at, KnowledgeDocument.id)
-                    .limit(limit)
-                )
+    async def in_progress(self) -> list[DocumentRecord]:
+        """Documents queued or being ingested (at startup: those whose job must exist)."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(KnowledgeDocument)
+                .where(KnowledgeDocument.status.in_(ACTIVE_STATES))
+                .order_by(KnowledgeDocument.created_at, KnowledgeDocument.id)
             )
-            if not candidates:
-                return []
-            claimed = await session.scalars(
-                update(KnowledgeDocument)
-                .where(KnowledgeDocument.id.in_(candidates), KnowledgeDocument.status == "queued")
-                .values(status="parsing", updated_at=datetime.now(UTC))
-                .returning(KnowledgeDocument),
-                execution_options={"synchronize_session": False},
-            )
-            return sorted((document_record(row) for row in claimed), key=lambda d: (d.created_at, d.id))
+            return [document_record(r) for r in rows]
 
-    async def requeue_interrupted(self) -> int:
-        """Documents a stopped server was ingesting go back to the queue."""
+    async def set_progress(self, document_id: str, version: datetime, **values: Any) -> bool:
+        """Status and progress of one version of a document (``updated_at``); False, nothing written, when the
+        document was deleted or edited since (a newer version's ingestion owns its status)."""
         async with self.db.session() as session:
             result = await session.execute(
                 update(KnowledgeDocument)
-                .where(KnowledgeDocument.status.in_(("parsing", "embedding")))
-                .values(status="queued", updated_at=datetime.now(UTC))
+                .where(KnowledgeDocument.id == document_id, KnowledgeDocument.updated_at == version)
+                .values(**values)
             )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def set_progress(self, document_id: str | Sequence[str], **values: Any) -> None:
-        ids = [document_id] if isinstance(document_id, str) else list(document_id)
-        if not ids:
-            return
-        async with self.db.session() as session:
-            await session.execute(
-                update(KnowledgeDocument)
-                .where(KnowledgeDocument.id.in_(ids))
-                .values(**values, updated_at=datetime.now(UTC))
-            )
+    async def store_version(
+        self, session: AsyncSession, document: DocumentRecord, version: datetime, text_: str, chunks: Sequence[NewChunk]
+    ) -> Stored:
+        """In the caller's transaction (which also records the charge): the chunks of this version of the
+        document, its text and status ready, if the document is still at this version and not ready yet;
+        otherwise nothing, and why (deleted, superseded by an edit, or done by an earlier attempt)."""
+        row = await self._locked(session, document.id)
+        if row is None:
+            return "deleted"
+        if row.updated_at != version:
+            return "superseded"
+        if row.status == "ready":
+            return "done"
+        await _write_chunks(session, document, text_, chunks)
+        await _bump(session, document.knowledge_id)
+        return "stored"
 
     async def store_chunks(self, document: DocumentRecord, text_: str, chunks: Sequence[NewChunk]) -> bool:
         """A document's chunks, all at once with its text, replacing earlier ones; False when the document was
@@ -393,7 +416,6 @@ async def _write_chunks(session: Any, document: DocumentRecord, text_: str, chun
             characters=len(text_),
             chunks_total=len(chunks),
             chunks_done=len(chunks),
-            updated_at=datetime.now(UTC),
         )
     )
 

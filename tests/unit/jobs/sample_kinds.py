@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from openglm.jobs.context import JobContext, JobFailed
-from openglm.jobs.kinds import job_kinds
+from openglm.jobs.kinds import job_kinds, lost_hooks
+from openglm.jobs.store import JobRecord, JobStore
 
 
 def record(path: str, line: str) -> None:
@@ -60,3 +61,14 @@ async def flaky(ctx: JobContext) -> dict[str, Any]:
 @job_kinds.register("test.noop")
 async def noop(ctx: JobContext) -> None:
     return None
+
+
+@job_kinds.register("test.lost")
+async def lost(ctx: JobContext) -> None:
+    record(ctx.payload["path"], f"ran attempt={ctx.attempt}")
+
+
+@lost_hooks.register("test.lost")
+async def lost_hook(store: JobStore, job: JobRecord) -> None:
+    """What a kind does for a job the system ended ``worker_lost`` (ingestion: marks its document failed)."""
+    record(job.payload["path"], f"lost {job.status} {job.error_code} attempts={job.attempts}")

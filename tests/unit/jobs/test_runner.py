@@ -189,6 +189,41 @@ async def test_a_server_that_stops_gives_its_jobs_to_the_next_at_once(runners: R
     assert lines(log).count("done attempt=1") == 1
 
 
+async def test_a_kind_with_slots_of_its_own_is_not_held_back_by_long_jobs(
+    runners: RunnerFactory, tmp_path: Path
+) -> None:
+    """Ingestion's case: the shared slot is held by a long job (fine-tuning); a kind with its own slot still runs.
+    (Before own slots, the short job waited for the long one.)"""
+    runner = runners(slots=1, kind_slots={"test.noop": 1})
+    await runner.start()
+    long = await runner.submit("test.sleep", {"path": str(tmp_path / "log"), "seconds": 60})
+    await wait_for(runner.store, long.id, {"running"})
+    short = await runner.submit("test.noop")
+    assert (await wait_for(runner.store, short.id, {"succeeded"}, timeout=5)).status == "succeeded"
+    assert (await runner.store.get(long.id)).status == "running"
+
+
+async def test_a_job_whose_workers_all_died_runs_its_kind_s_lost_hook(
+    database: Database, runners: RunnerFactory, tmp_path: Path
+) -> None:
+    """The claim ends it ``worker_lost`` without calling the handler; the runner calls the kind's hook, so the
+    kind can mark what the job was doing failed (an ingestion's document) instead of leaving it in progress."""
+    log = tmp_path / "log"
+    store = JobStore(database)
+    job = await store.submit("test.lost", {"path": str(log)}, max_attempts=1)
+    assert await store.claim(["test.lost"], "a-worker-that-dies", 0.05) is not None
+    await asyncio.sleep(0.1)
+    runner = runners()
+    await runner.start()
+    done = await wait_for(store, job.id, {"failed"})
+    assert done.error_code == "worker_lost"
+    for _ in range(50):
+        if lines(log):
+            break
+        await asyncio.sleep(0.05)
+    assert lines(log) == ["lost failed worker_lost attempts=1"]
+
+
 def test_heartbeats_must_fit_the_lease_twice() -> None:
     with pytest.raises(ValueError, match="half"):
         Settings(job_lease_seconds=3, job_heartbeat_seconds=2)

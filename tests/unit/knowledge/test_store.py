@@ -4,8 +4,6 @@ pgvector where the database has it) following every change."""
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 from sqlalchemy import text
@@ -79,17 +77,30 @@ async def test_the_same_content_twice_is_one_document(store: KnowledgeStore) -> 
     assert in_other_base  # deduplicated per base
 
 
-async def test_a_queued_document_is_claimed_once(store: KnowledgeStore) -> None:
+async def test_an_edit_supersedes_the_version_being_ingested(store: KnowledgeStore, database: Database) -> None:
+    """Ingestion writes a document's status and chunks only at the version it was queued for: after an edit (a
+    new version, strictly later even within the same microsecond) the old run changes nothing; the new one
+    stores once, and a second store of that version (a re-run after its worker died) writes nothing."""
     kb = await base(store)
-    for i in range(3):
-        await store.add_document("acct_a", kb.id, name=f"{i}.txt", content_hash=str(i), file_id=None, options={})
-    claims = await asyncio.gather(*(store.claim_queued(2) for _ in range(6)))
-    claimed = [document.id for batch in claims for document in batch]
-    assert len(claimed) == len(set(claimed)) <= 3
-    while more := await store.claim_queued(2):
-        claimed.extend(document.id for document in more)
-    assert len(set(claimed)) == len(claimed) == 3
-    assert await store.requeue_interrupted() == 3  # a restart puts them back
+    first, _ = await store.add_document("acct_a", kb.id, name="a.txt", content_hash="h", file_id=None, options={})
+    edits = [await store.update_document_options("acct_a", first.id, {"sentence_size": 100 + i}) for i in range(3)]
+    versions = [first.updated_at, *(e.updated_at for e in edits)]
+    assert versions == sorted(set(versions))  # strictly forward
+    old, new = first.updated_at, edits[-1].updated_at
+    assert not await store.set_progress(first.id, old, status="embedding")
+    assert await store.set_progress(first.id, new, status="embedding", chunks_total=1)
+    written = chunks(("hello", unit(1, 0, 0, 0)))
+    async with database.session() as session:
+        assert await store.store_version(session, first, old, "hello", written) == "superseded"
+    async with database.session() as session:
+        assert await store.store_version(session, edits[-1], new, "hello", written) == "stored"
+    async with database.session() as session:
+        assert await store.store_version(session, edits[-1], new, "hello", written) == "done"
+    document = await store.document("acct_a", first.id)
+    assert (document.status, document.chunks_total, document.updated_at) == ("ready", 1, new)
+    await store.delete_document("acct_a", first.id)
+    async with database.session() as session:
+        assert await store.store_version(session, edits[-1], new, "hello", written) == "deleted"
 
 
 async def test_full_text_search_ranks_and_follows_deletes(store: KnowledgeStore) -> None:
