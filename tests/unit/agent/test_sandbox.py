@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -116,8 +117,9 @@ async def test_writing_outside_the_workspace_is_refused_or_private(pool: KernelP
         "Read-only file system" in attempt.error or "FileNotFoundError" in attempt.error
     )
     assert not (here.parent / "planted.py").exists()
-    scratch = await run(pool, "open('/tmp/x', 'w').write('private'); print(open('/tmp/x').read())")
-    assert scratch.logs == "private\n" and not Path("/tmp/x").exists()  # its /tmp is its own
+    name = f"/tmp/openglm-scratch-{uuid.uuid4().hex}"  # a name nothing on the host can already have
+    scratch = await run(pool, f"open({name!r}, 'w').write('private'); print(open({name!r}).read())")
+    assert scratch.logs == "private\n" and not Path(name).exists()  # its /tmp is its own
 
 
 async def test_no_new_namespaces_and_no_kernel_attack_surfaces(pool: KernelPool) -> None:

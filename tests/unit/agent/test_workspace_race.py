@@ -91,8 +91,9 @@ def test_collecting_while_the_kernel_swaps_links_never_reads_a_host_file(
                 read_inside += contents.count(b"harmless")
     finally:
         files.close()
-    # The race was real: the workspace's own files were read (through both names) many times meanwhile.
-    assert read_inside > ITERATIONS // 2
+    # The race was real: the workspace's own files were read (through both names) many times meanwhile — about
+    # 2 per collection on a quiet machine, 1,064 in 3,000 once on a loaded one; a tenth is plenty to say so.
+    assert read_inside > ITERATIONS // 10
 
 
 def test_only_files_of_the_workspace_are_listed_read_and_created(workspace: Path, host: Path) -> None:
