@@ -156,8 +156,11 @@ def test_a_bounded_fuzz_of_the_whole_api_finds_no_server_error(server: RunningSe
         "coverage,fuzzing",
         "--max-time",
         str(FUZZ_SECONDS),
+        # One worker: with two, hypothesis describes strategies by ast.parse from two threads at once, which
+        # CPython 3.11 can fail with "SystemError: AST constructor recursion depth mismatch" (a run that found no
+        # server error in 7,513 cases then exited 1 with that runtime error).
         "--workers",
-        "2",
+        "1",
         "--seed",
         "12",
         "--generation-database",
