@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..jobs.store import JobEventRecord, JobRecord
+from ..tuning.finetuned import FineTunedRecord
 from ..tuning.service import event_id
 from .finetune_schemas import (
     CheckpointMetrics,
+    FineTunedModelDeleted,
     FineTuningJobCheckpoint,
     FineTuningJobEvent,
     FineTuningJobObject,
@@ -117,3 +119,8 @@ def _clock(seconds: Any) -> str | None:
         return None
     total = max(0, round(float(seconds)))
     return f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def deleted_model_object(record: FineTunedRecord) -> FineTunedModelDeleted:
+    """OpenAI's ``ModelDeleted`` and Zhipu's ``FineTunedModelsStatus`` for a removed fine-tuned model."""
+    return FineTunedModelDeleted(id=record.id, request_id=record.id, model_name=record.id)

@@ -13,6 +13,16 @@ from .toolcalls.base import ParsedCall, ToolCallParser
 ROLE_ALIASES = {"developer": "system", "function": "tool", "observation": "tool"}
 
 
+def normalize_raw_messages(raw: list[Any], where: str) -> list[Message]:
+    """Messages as JSON values (a training line's) checked against the chat request's own message schema, then
+    normalized as a request's are; errors start with ``where``."""
+    try:
+        parsed = [ChatMessage.model_validate(m) for m in raw]
+    except ValueError as exc:
+        raise InvalidFieldError(f"{where}: {exc}") from exc
+    return normalize_messages(parsed)
+
+
 def normalize_messages(messages: list[ChatMessage]) -> list[Message]:
     """Validated messages with one spelling per role; errors name the offending index."""
     if not messages:

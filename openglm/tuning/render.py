@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..api.schemas import ChatMessage
 from ..errors import InvalidFieldError
-from ..serving.messages import adapt_for_template, normalize_messages
+from ..serving.messages import adapt_for_template, normalize_raw_messages
 from ..serving.templates.base import ChatTemplate, Message
 from ..serving.toolcalls.base import ParserFactory, ToolCallParser
 
@@ -170,11 +169,7 @@ def _is_assistant(message: Any) -> bool:
 def _normalized(raw: Any, where: str) -> list[Message]:
     if not isinstance(raw, list) or not raw:
         raise InvalidFieldError(f"{where}: must be a non-empty list of messages")
-    try:
-        parsed = [ChatMessage.model_validate(m) for m in raw]
-    except ValueError as exc:
-        raise InvalidFieldError(f"{where}: {exc}") from exc
-    return normalize_messages(parsed)
+    return normalize_raw_messages(raw, where)
 
 
 def _tools(raw: Any, template: ChatTemplate) -> list[dict[str, Any]]:

@@ -7,19 +7,17 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...tuning.finetuned import FineTunedRecord
 from ...tuning.service import FineTuningService, HyperparameterChoice, JobRequest
 from ..deps import Caller
 from ..finetune_schemas import (
     Cursor,
-    FineTunedModelDeleted,
     FineTuningJobCheckpointList,
     FineTuningJobCreate,
     FineTuningJobEventList,
     FineTuningJobList,
     HyperparametersIn,
 )
-from ..finetune_views import checkpoint_object, event_object, job_object
+from ..finetune_views import checkpoint_object, deleted_model_object, event_object, job_object
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["fine-tuning"])
@@ -115,8 +113,4 @@ async def delete_job(job_id: str, request: Request, principal: Caller) -> Respon
 
 @both_prefixes(router, "DELETE", "/fine_tuning/fine_tuned_models/{model:path}")
 async def delete_fine_tuned_model(model: str, request: Request, principal: Caller) -> Response:
-    return deleted_model(await service(request).delete_model(principal, model))
-
-
-def deleted_model(record: FineTunedRecord) -> Response:
-    return json_response(FineTunedModelDeleted(id=record.id, request_id=record.id, model_name=record.id))
+    return json_response(deleted_model_object(await service(request).delete_model(principal, model)))

@@ -10,9 +10,9 @@ from ...serving.models import ModelPool
 from ...tuning.finetuned import FineTunedRecord, is_fine_tuned_name
 from ...tuning.service import FineTuningService
 from ..deps import Caller
+from ..finetune_views import deleted_model_object
 from ..schemas import ModelCard, ModelList
 from ._common import json_response
-from .fine_tuning import deleted_model
 
 router = APIRouter(tags=["models"])
 
@@ -115,7 +115,7 @@ async def delete_model(name: str, request: Request, principal: Caller) -> Respon
     if not is_fine_tuned_name(name):
         request.app.state.models.get(name)  # 1211 for a name that is no model at all
         raise PermissionDeniedError(f"model {name!r} is in the server's catalog; only fine-tuned models are deleted")
-    return deleted_model(await _fine_tuning(request).delete_model(principal, name))
+    return json_response(deleted_model_object(await _fine_tuning(request).delete_model(principal, name)))
 
 
 @router.get("/health")  # public: load balancers probe it without a key
