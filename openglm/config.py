@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     fine_tuning_trainer: str = "local"
     fine_tuning_threads: int = Field(default=max(1, default_threads() // 2), ge=1, le=256)
 
+    # Client commands (``openglm finetune``) call a running server's API: its URL (empty: this machine's
+    # OPENGLM_HOST and OPENGLM_PORT) and the key they send (empty: none, for a server with authentication off).
+    url: str = ""
+    api_key: str = Field(default="", repr=False)
+
     # Modules imported at start by the server and by job workers (comma-separated), so that what they register
     # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.
     plugins: str = ""
@@ -182,6 +187,13 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"
+
+    def client_url(self) -> str:
+        """Where client commands find the server: OPENGLM_URL, else this machine's host and port."""
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # a wildcard bind: loopback
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def auth_enabled(self) -> bool:
         loopback = self.host in LOOPBACK_HOSTS
