@@ -100,7 +100,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = RunningServer(
         models_file=write_catalog(tmp / "models.toml", CATALOG),
         log=tmp / "server.log",
-        env={"OPENGLM_AUTH": "on", "OPENGLM_SANDBOX_WARM": "1"},
+        env={
+            "OPENGLM_AUTH": "on",
+            "OPENGLM_SANDBOX_WARM": "1",
+            # Fine-tuning jobs run on the test trainer (tests/fixtures/step_trainer.py): a job takes a second.
+            "OPENGLM_PLUGINS": "tests.fixtures.step_trainer",
+            "OPENGLM_FINE_TUNING_TRAINER": "test-steps",
+            "OPENGLM_TEST_STEP_SECONDS": "0.15",
+        },
     )
     yield running
     running.stop()
