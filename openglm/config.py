@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # cores and both taken by serving, a training step is 5× slower).
     fine_tuning_trainer: str = "local"
     fine_tuning_threads: int = Field(default=max(1, default_threads() // 2), ge=1, le=256)
+    # Where each job's working directory is made (``<dir>/<job id>``: checkpoints, the adapter, the ``command``
+    # trainer's job files); empty: ``data_dir/fine-tuning``. For the ``command`` trainer, a directory the cluster's
+    # nodes see at the same path (a shared filesystem).
+    fine_tuning_work_dir: str = ""
 
     # Modules imported at start by the server and by job workers (comma-separated), so that what they register
     # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.
@@ -179,6 +183,12 @@ class Settings(BaseSettings):
     def storage_quota_bytes(self) -> int | None:
         """The default storage quota in bytes; None: unlimited."""
         return None if self.storage_quota_mb == -1 else self.storage_quota_mb * 1024 * 1024
+
+    def fine_tuning_root(self) -> Path:
+        """Absolute: job directories are named to commands that run elsewhere."""
+        return (
+            Path(self.fine_tuning_work_dir) if self.fine_tuning_work_dir else self.data_dir / "fine-tuning"
+        ).absolute()
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"
