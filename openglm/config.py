@@ -159,6 +159,14 @@ class Settings(BaseSettings):
     # trainer's job files); empty: ``data_dir/fine-tuning``. For the ``command`` trainer, a directory the cluster's
     # nodes see at the same path (a shared filesystem).
     fine_tuning_work_dir: str = ""
+    # The ``remote`` trainer: an OpenAI-compatible fine-tuning API (another OpenGLM, say ``http://gpu:8000/v1``),
+    # its key, the remote names of local bases where they differ (``local=remote,…``), seconds between polls, and
+    # seconds it may stay unreachable before the attempt is given up (and retried, re-attaching to the remote job).
+    fine_tuning_remote_url: str = ""
+    fine_tuning_remote_api_key: str = Field(default="", repr=False)
+    fine_tuning_remote_models: str = ""
+    fine_tuning_remote_poll_seconds: float = Field(default=2.0, gt=0)
+    fine_tuning_remote_patience_seconds: float = Field(default=300.0, ge=0)
 
     # Modules imported at start by the server and by job workers (comma-separated), so that what they register
     # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.
