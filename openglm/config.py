@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     fine_tuning_remote_models: str = ""
     fine_tuning_remote_poll_seconds: float = Field(default=2.0, gt=0)
     fine_tuning_remote_patience_seconds: float = Field(default=300.0, ge=0)
+    # The ``command`` trainer: a shell command template that runs ``python -m openglm.tuning.runner {job_dir}`` on
+    # a cluster and waits for it (``sbatch --wait job.sh {job_dir}``, ``kubectl …``), and one that cancels it
+    # (optional: the runner also stops when a ``cancel`` file appears in its directory). Placeholders:
+    # {job_dir}, {job_id}, {threads}, {python} (this interpreter), each shell-quoted.
+    fine_tuning_submit_command: str = ""
+    fine_tuning_cancel_command: str = ""
 
     # Modules imported at start by the server and by job workers (comma-separated), so that what they register
     # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.

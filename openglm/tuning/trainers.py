@@ -134,3 +134,17 @@ class RemoteFineTuningTrainer:
         from .remote import RemoteTrainer
 
         return await RemoteTrainer(self.settings).train(task, reporter)
+
+
+@trainers.register("command")
+class CommandTrainer:
+    """A cluster (Slurm, Kubernetes, anything with a command that waits) runs ``python -m openglm.tuning.runner``
+    on a job directory this server writes on a shared filesystem."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    async def train(self, task: TrainingTask, reporter: TrainingReporter) -> TrainingOutcome:
+        from .command import SubmittedTrainer
+
+        return await SubmittedTrainer(self.settings).train(task, reporter)
