@@ -36,6 +36,7 @@ from .trainers import Hyperparameters, Metrics, TrainerUnavailable, TrainingOutc
 log = logging.getLogger(__name__)
 KIND = "fine_tune"
 JOB_PREFIX = "ftjob"
+ADAPTER_RESULT = "adapter.gguf"  # the published adapter's name, after the job id
 
 
 def metrics_json(metrics: Metrics, kind: str = "metrics") -> dict[str, Any]:
@@ -127,7 +128,8 @@ class JobReporter:
 
     async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
         await self.ctx.checkpoint({"stage": "training", "trainer": state})
-        await self.ctx.event(f"checkpoint at step {metrics.step}", metrics=metrics_json(metrics, "checkpoint"))
+        if metrics.step > 0:  # before the first step (a remote job's id, say) there are no weights to list
+            await self.ctx.event(f"checkpoint at step {metrics.step}", metrics=metrics_json(metrics, "checkpoint"))
 
     def cancelled(self) -> bool:
         return self.ctx.is_cancelled()
@@ -152,7 +154,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         trainer = trainers.get(settings.fine_tuning_trainer)(settings)
     except KeyError as exc:
         raise JobFailed(str(exc.args[0]), code="trainer_unavailable") from None
-    workdir = settings.data_dir / "fine-tuning" / ctx.job_id
+    workdir = settings.fine_tuning_root() / ctx.job_id
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     task = TrainingTask(
         job_id=ctx.job_id,
@@ -197,7 +199,7 @@ async def finish(
     data = await asyncio.to_thread(Path(outcome.adapter).read_bytes)
     await shop.blobs.put(adapter_key(ctx.job_id), data)
     history = await _history(ctx)
-    result_files = await _result_files(ctx, shop, account_id, history)
+    result_files = await _result_files(ctx, shop, account_id, history, data)
     label = payload.get("suffix") or account_id[:12]
     model = await shop.models.create(
         account_id=account_id,
@@ -233,19 +235,25 @@ async def _history(ctx: JobContext) -> list[Metrics]:
     return [by_step[step] for step in sorted(by_step)]
 
 
-async def _result_files(ctx: JobContext, shop: Workshop, account_id: str, history: list[Metrics]) -> list[str]:
-    """The metrics CSV and the loss curve as files of purpose ``fine-tune-results``. A file that cannot be kept
-    (the account's storage is full) is reported as an event; the model is made all the same."""
+async def _result_files(
+    ctx: JobContext, shop: Workshop, account_id: str, history: list[Metrics], adapter: bytes
+) -> list[str]:
+    """The metrics CSV, the loss curve and the adapter itself as files of purpose ``fine-tune-results``: the
+    adapter so that whoever owns the job can download it through ``/files/{id}/content`` — another OpenGLM whose
+    ``remote`` trainer sent the job here, or a person serving it elsewhere. A file that cannot be kept (the
+    account's storage is full) is reported as an event; the model is made all the same."""
+    csv = metrics_csv(history)
+    png = await asyncio.to_thread(loss_curve_png, history, f"{ctx.job_id} loss")
     made: list[str] = []
-    try:
-        csv = metrics_csv(history)
-        png = await asyncio.to_thread(loss_curve_png, history, f"{ctx.job_id} loss")
-        for name, data, media_type in (
-            (f"{ctx.job_id}-metrics.csv", csv, "text/csv"),
-            (f"{ctx.job_id}-loss.png", png, "image/png"),
-        ):
+    for name, data, media_type in (
+        (f"{ctx.job_id}-metrics.csv", csv, "text/csv"),
+        (f"{ctx.job_id}-loss.png", png, "image/png"),
+        (f"{ctx.job_id}-{ADAPTER_RESULT}", adapter, "application/octet-stream"),
+    ):
+        try:
             record = await shop.files.create(account_id, "fine-tune-results", name, data, media_type, by_platform=True)
-            made.append(record.id)
-    except OpenGLMError as exc:
-        await ctx.event(f"result files not kept: {exc.message}", level="warning")
+        except OpenGLMError as exc:
+            await ctx.event(f"result file {name} not kept: {exc.message}", level="warning")
+            continue
+        made.append(record.id)
     return made
