@@ -107,7 +107,7 @@ def run(task: TrainingTask, send: Send, should_stop: Callable[[], bool]) -> tupl
     from .export import export_adapter
     from .lora import LoRAConfig
     from .render import Example, Preference, Renderer
-    from .train import Hyperparameters, Progress, Trainer, load_base_model
+    from .train import Hyperparameters, Progress, Trainer, compute_dtype, load_base_model
 
     transformers_logging.disable_progress_bar()  # the dequantizing bar is noise in the server's log
     torch.set_num_threads(max(1, task.threads))
@@ -125,7 +125,6 @@ def run(task: TrainingTask, send: Send, should_stop: Callable[[], bool]) -> tupl
             valid_items = [e for line in task.validation for e in renderer.chat(line)]
     finally:
         renderer.tokenizer.close()  # type: ignore[attr-defined]
-    model = load_base_model(task.base_path, threads=max(1, task.threads))
     hp = task.hyperparameters
     total = -(-len(train_items) // hp.batch_size) * hp.n_epochs
     plan = Plan.of(total)
@@ -143,6 +142,10 @@ def run(task: TrainingTask, send: Send, should_stop: Callable[[], bool]) -> tupl
         checkpoint_every=plan.checkpoint_every,
     )
     checkpoints = task.workdir / CHECKPOINT_DIR
+    # Loaded straight in the compute dtype: a bf16 run never holds an fp32 copy of the base.
+    model = load_base_model(
+        task.base_path, threads=max(1, task.threads), dtype=compute_dtype(hyperparameters.precision)
+    )
 
     class Reporting(Trainer):
         def save_checkpoint(self, step: int, trained_tokens: int, *args: Any) -> Path:
