@@ -29,6 +29,15 @@ def pgvector_admin() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random llama GGUF with the default's tokenizer and template (tests/fixtures/tiny_model.py), written once
+    a session: the base of the fine-tuning tests that test plumbing, not what the default model can learn."""
+    from .fixtures.tiny_model import write_tiny_llama_gguf  # gguf and numpy: only in sessions that use it
+
+    return write_tiny_llama_gguf(tmp_path_factory.mktemp("tiny-model") / "tiny-smollm2.gguf")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
