@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     # cores and both taken by serving, a training step is 5× slower).
     fine_tuning_trainer: str = "local"
     fine_tuning_threads: int = Field(default=max(1, default_threads() // 2), ge=1, le=256)
+    # Merged fine-tunes (``POST /fine_tuning/fine_tuned_models/{model}/merge``) loaded at once by this process, each
+    # an engine of its own (a second copy of the weights and a KV cache of the base's size); one merged beyond that is
+    # served as its adapter on the base. 0: merging is off on this server.
+    fine_tuning_merged_models: int = Field(default=2, ge=0, le=64)
 
     # Modules imported at start by the server and by job workers (comma-separated), so that what they register
     # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.
