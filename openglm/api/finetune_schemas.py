@@ -172,10 +172,11 @@ class FineTunedModelDeleted(BaseModel):
 
 
 class FineTunedModelMergeCreate(WireModel):
-    """``base``: requantized to the base's own types (Q4_1 for the embedded default); ``q8_0``: every matrix Q8_0;
-    ``f16``: every matrix F16, nothing requantized."""
+    """``auto``: the base's own types when they are 8-bit or finer, else Q8_0 (a 4-bit requantization loses a
+    LoRA's small deltas); ``base``: requantized to the base's own types (Q4_1 for the embedded default); ``q8_0``:
+    every matrix Q8_0; ``f16``: every matrix F16, nothing requantized."""
 
-    quantization: Literal["base", "q8_0", "f16"] = "base"
+    quantization: Literal["auto", "base", "q8_0", "f16"] = "auto"
 
 
 class FineTunedModelMerge(BaseModel):
@@ -186,7 +187,7 @@ class FineTunedModelMerge(BaseModel):
     # The latest merge job's status; "none": never merged, or unmerged (the adapter is applied on the base).
     status: Literal["none", "queued", "running", "succeeded", "failed", "cancelled"]
     job_id: str | None
-    quantization: Literal["base", "q8_0", "f16"] | None  # as requested
+    quantization: Literal["auto", "base", "q8_0", "f16"] | None  # as requested
     merged_type: str | None  # the merged file's type (Q4_1, Q8_0, F16, ...) once a merge succeeded
     serving: Literal["merged", "adapter"]  # what the model's requests run on (adapter: on the base's engine)
     loaded: bool  # this server process has the merged engine loaded now (it loads on the first request)

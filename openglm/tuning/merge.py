@@ -11,7 +11,10 @@ rotary order (``export.py`` reorders them for llama.cpp), so the delta adds to t
 The scale is llama.cpp's: ``scale · alpha / r`` with r the adapter's rank (``scale`` alone when alpha is 0), so the
 merged model computes what the base with the adapter computes, up to rounding.
 
-Quantization ``base`` requantizes with llama.cpp's own quantizer: ``ftype`` the base's ``general.file_type``, and
+``auto`` (the default) is ``base`` for a base of 8-bit or finer types and ``q8_0`` otherwise: requantized to 4 or 5
+bits, a trained LoRA's deltas — smaller than the quantization step — mostly round back onto the base's grid and the
+fine-tune is lost (measured: ``benchmarks/bench_merge.py``). Quantization ``base`` requantizes with llama.cpp's own
+quantizer: ``ftype`` the base's ``general.file_type``, and
 an exact-name override per tensor to the base's type, token embeddings and output included, so the merged file has
 the base's layout tensor for tensor (checked afterwards); tensors the adapter does not touch keep the base's bytes
 (llama.cpp copies a tensor already of its target type), and a block of an adapted tensor that the delta leaves on
@@ -43,8 +46,12 @@ import numpy as np
 if TYPE_CHECKING:
     import gguf
 
-Quantization = Literal["base", "q8_0", "f16"]
-QUANTIZATIONS: tuple[Quantization, ...] = ("base", "q8_0", "f16")
+Quantization = Literal["auto", "base", "q8_0", "f16"]
+QUANTIZATIONS: tuple[Quantization, ...] = ("auto", "base", "q8_0", "f16")
+# What ``auto`` keeps as the base's own: types fine enough to hold a LoRA's small deltas. Below 8 bits a merged
+# delta mostly rounds back onto the base's grid (docs/benchmarks.md: a Q4_1 requantized merge of a trained adapter
+# is as far from the fine-tune as the base alone), so ``auto`` makes those Q8_0.
+KEEPS_DELTAS = ("F32", "F16", "BF16", "Q8_0")
 # The type every matrix gets, and the file's llama_ftype, for the quantizations that are not the base's own.
 UNIFORM = {"q8_0": ("Q8_0", 7), "f16": ("F16", 1)}
 FLOAT_TYPES = ("F32", "F16", "BF16")
@@ -127,12 +134,13 @@ def merge_gguf(
     adapter: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    quantization: Quantization = "base",
+    quantization: Quantization = "auto",
     scale: float = 1.0,
     threads: int = 1,
 ) -> MergeResult:
     """Write ``out``: ``base`` with ``adapter`` merged in (atomically: a partial file never has the final name).
-    ``threads``: llama.cpp's quantizer's."""
+    ``quantization``: ``auto`` (the base's types if they are 8-bit or finer, else Q8_0), ``base``, ``q8_0``,
+    ``f16``. ``threads``: llama.cpp's quantizer's."""
     from gguf import GGUFReader
 
     if quantization not in QUANTIZATIONS:
@@ -143,11 +151,13 @@ def merge_gguf(
     lora = read_adapter(adapter)  # first: small, and refused early when it is not an adapter
     reader = GGUFReader(str(base))
     _check_fits(reader, lora)
+    if quantization == "auto":
+        quantization = "base" if _matrix_type(reader) in KEEPS_DELTAS else "q8_0"
     plan = {t.name: _target_type(t, quantization) for t in reader.tensors}
     staging = target.with_name(target.name + ".staging")
     partial = target.with_name(target.name + ".partial")
     try:
-        _write_staging(reader, lora, plan, staging, scale, _ftype(reader, plan, quantization))
+        _write_staging(reader, lora, plan, staging, scale, _ftype(reader, quantization))
         if any(not _is_float(kind) for kind in plan.values()):
             _quantize(reader, plan, quantization, staging, partial, threads)
             staging.unlink()
@@ -158,10 +168,9 @@ def merge_gguf(
     finally:
         staging.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
-    kinds = Counter(plan[t.name] for t in reader.tensors if len(t.shape) >= 2)
     return MergeResult(
         path=target,
-        file_type=kinds.most_common(1)[0][0],
+        file_type=Counter(plan[t.name] for t in reader.tensors if len(t.shape) >= 2).most_common(1)[0][0],
         merged_tensors=len(lora.pairs),
         size_bytes=target.stat().st_size,
         seconds=round(time.monotonic() - began, 3),
@@ -341,7 +350,7 @@ def _quantize(
     init_backend()
     params = lc.llama_model_quantize_default_params()
     params.nthread = max(1, threads)
-    params.ftype = _ftype(reader, plan, quantization)
+    params.ftype = _ftype(reader, quantization)
     params.allow_requantize = False  # a tensor of the base's type is copied; anything else would be a bug: fail
     for name, field in (("token_embd.weight", "token_embedding_type"), ("output.weight", "output_tensor_type")):
         if name in plan:
@@ -362,15 +371,14 @@ def _quantize(
         raise MergeError(f"llama.cpp's quantizer failed (status {status}; see the log)")
 
 
-def _ftype(reader: gguf.GGUFReader, plan: dict[str, str], quantization: Quantization) -> int:
+def _ftype(reader: gguf.GGUFReader, quantization: Quantization) -> int:
     """The merged file's llama_ftype: the uniform type's, or the base's own (inferred when the base lacks it)."""
     if quantization in UNIFORM:
         return UNIFORM[quantization][1]
     field = reader.get_field("general.file_type")
     if field is not None:
         return int(field.contents())
-    kinds = Counter(plan[t.name] for t in reader.tensors if len(t.shape) >= 2)
-    kind = kinds.most_common(1)[0][0]
+    kind = _matrix_type(reader)
     if kind not in FTYPE_OF_TYPE:
         raise MergeError(f"the base has no general.file_type and its matrices are mostly {kind}")
     return FTYPE_OF_TYPE[kind]
@@ -385,6 +393,12 @@ def _target_type(tensor: Any, quantization: Quantization) -> str:
     if quantization in UNIFORM and len(tensor.shape) >= 2:
         return UNIFORM[quantization][0]
     return kind
+
+
+def _matrix_type(reader: gguf.GGUFReader) -> str:
+    """The type most of the base's matrices have (Q4_1 for the default: its embeddings are Q8_0)."""
+    kinds = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) >= 2)
+    return kinds.most_common(1)[0][0]
 
 
 def _is_float(kind: str) -> bool:

@@ -80,7 +80,7 @@ async def merge_fine_tune(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(f"the adapter of {name} is missing on this server", code="adapter_missing")
     workdir = settings.data_dir / "fine-tuning" / ctx.job_id
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    quantization = ctx.payload.get("quantization", "base")
+    quantization = ctx.payload.get("quantization", "auto")
     task = MergeTask(base_path, str(adapter), str(workdir / MERGED_FILE), quantization, settings.fine_tuning_threads)
     await ctx.event(f"merging the adapter of {name} into {record.base_model} ({quantization})")
     try:

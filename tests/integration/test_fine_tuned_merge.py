@@ -3,6 +3,7 @@
 
 The fine-tune is made by ``tests/fixtures/lora_trainer.py`` (a real LoRA adapter for the default model, random but
 meaningful, in one "step"), loaded through OPENGLM_PLUGINS; the merge is the real one (a spawned process, llama.cpp).
+The owner's calls go through ``openglm.tuning.merge_client`` (what a CLI calls), the other account's as raw HTTP.
 """
 
 from __future__ import annotations
@@ -17,6 +18,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
+from openglm.tuning.merge_client import (
+    MergeRequestFailed,
+    merge_path,
+    merge_status,
+    request_merge,
+    unmerge,
+    wait_for_merge,
+)
 
 from .conftest import write_catalog
 from .fine_tuning_catalog import BASE, CATALOG
@@ -51,6 +61,7 @@ class Account:
         self.key = server.cli("keys", "create", "--account", name).strip()
         self.server = server
         self.openai = openai.OpenAI(api_key=self.key, base_url=f"{server.url}/v1", max_retries=0, timeout=120)
+        self.http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=60)
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.key}"}
@@ -84,20 +95,6 @@ def model(alice: Account) -> str:
     return job.fine_tuned_model
 
 
-def merge_path(model: str, prefix: str = "/v1") -> str:
-    return f"{prefix}/fine_tuning/fine_tuned_models/{model}/merge"
-
-
-def wait_merged(account: Account, model: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = account.call("GET", merge_path(model)).json()
-        if status["status"] not in ("queued", "running"):
-            return status
-        time.sleep(0.25)
-    raise AssertionError(f"the merge of {model} did not finish")
-
-
 def blobs(server: RunningServer) -> set[str]:
     return {p.name for p in (Path(server.env["OPENGLM_DATA_DIR"]) / "blobs").iterdir()}
 
@@ -107,7 +104,7 @@ def test_a_merged_model_is_served_from_its_own_engine_and_only_to_its_owner(
 ) -> None:
     base_answer, adapter_answer = alice.answer(BASE), alice.answer(model)
     assert adapter_answer != base_answer  # the adapter matters
-    unmerged = alice.call("GET", merge_path(model)).json()
+    unmerged = merge_status(alice.http, model)
     assert unmerged == {
         **unmerged,
         "object": "fine_tuning.merge",
@@ -121,8 +118,9 @@ def test_a_merged_model_is_served_from_its_own_engine_and_only_to_its_owner(
     for method in ("POST", "GET", "DELETE"):
         refused = bob.call(method, merge_path(model), {} if method == "POST" else None)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "1211", (method, refused.text)
-    bad = alice.call("POST", merge_path(model), {"quantization": "q2"})
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "1214"
+    with pytest.raises(MergeRequestFailed) as bad:
+        request_merge(alice.http, model, "q2")
+    assert (bad.value.status_code, bad.value.code) == (400, "1214")
 
     # The Zhipu prefix takes the same call; F16 merges without requantizing.
     asked = alice.call("POST", merge_path(model, "/api/paas/v4"), {"quantization": "f16"})
@@ -130,9 +128,10 @@ def test_a_merged_model_is_served_from_its_own_engine_and_only_to_its_owner(
     job = asked.json()
     assert job["status"] in ("queued", "running") and job["job_id"].startswith("ftmerge-")
     assert job["quantization"] == "f16" and job["serving"] == "adapter"
-    again = alice.call("POST", merge_path(model), {})
-    assert again.status_code == 400 and again.json()["error"]["code"] == "1215"  # one merge at a time
-    done = wait_merged(alice, model)
+    with pytest.raises(MergeRequestFailed) as again:
+        request_merge(alice.http, model)
+    assert again.value.code == "1215"  # one merge at a time
+    done = wait_for_merge(alice.http, model, poll_seconds=0.25, timeout=120)
     assert done["status"] == "succeeded", done
     assert (done["serving"], done["merged_type"], done["loaded"]) == ("merged", "F16", False)
     assert done["size_bytes"] > 200 * 2**20  # every matrix in F16
@@ -140,7 +139,7 @@ def test_a_merged_model_is_served_from_its_own_engine_and_only_to_its_owner(
 
     # Served from the merged file by an engine of its own, loaded by this first request: the same greedy answer.
     assert alice.answer(model) == adapter_answer
-    assert alice.call("GET", merge_path(model)).json()["loaded"] is True
+    assert merge_status(alice.http, model)["loaded"] is True
     assert alice.answer(BASE) == base_answer  # the base's engine is untouched
     streamed = alice.openai.chat.completions.create(
         model=model, messages=QUESTION, max_tokens=8, temperature=0, stream=True
@@ -153,15 +152,15 @@ def test_a_merged_model_is_served_from_its_own_engine_and_only_to_its_owner(
     assert foreign.value.body["code"] == "1211"  # type: ignore[index]
 
     # Unmerged: the adapter on the base again, the merged file gone, the engine retired.
-    undone = alice.call("DELETE", merge_path(model)).json()
+    undone = unmerge(alice.http, model)
     assert (undone["status"], undone["serving"], undone["loaded"]) == ("none", "adapter", False)
     assert not any(name.startswith("merged-") for name in blobs(server))
     assert alice.answer(model) == adapter_answer
 
 
 def test_deleting_a_merged_model_removes_its_files(alice: Account, model: str, server: RunningServer) -> None:
-    assert alice.call("POST", merge_path(model), {"quantization": "base"}).status_code == 200
-    done = wait_merged(alice, model)
+    assert request_merge(alice.http, model, "base")["status"] in ("queued", "running")
+    done = wait_for_merge(alice.http, model, poll_seconds=0.25, timeout=120)
     assert (done["status"], done["merged_type"]) == ("succeeded", "Q4_1"), done
     assert alice.answer(model)  # loads the merged Q4_1 engine
     alice.openai.models.delete(model)

@@ -29,7 +29,7 @@ def service(request: Request) -> FineTuningService:
 async def merge_model(
     model: str, request: Request, principal: Caller, body: FineTunedModelMergeCreate | None = None
 ) -> Response:
-    quantization = body.quantization if body is not None else "base"
+    quantization = body.quantization if body is not None else "auto"
     status = await service(request).merge(principal, model, quantization)
     return json_response(merge_object(status), nulls=True)
 

@@ -135,6 +135,9 @@ def test_merging_another_architecture(tiny: Path, work: Path) -> None:
     assert merged["f16"].merged_tensors == 8
     assert read_header(merged["base"].path).types == read_header(tiny).types
     assert set(read_header(merged["q8_0"].path).types.values()) == {"Q8_0", "F32"}
+    # auto: a 4-bit base's merge is Q8_0 (a 4-bit requantization loses small deltas), a float base keeps its type.
+    assert merge_gguf(tiny, adapter, work / "tiny-auto.gguf").file_type == "Q8_0"
+    assert merge_gguf(work / "tiny-f32.gguf", adapter, work / "tiny-f32-auto.gguf").file_type == "F32"
     references = {q: LlamaReference(str(result.path)) for q, result in merged.items()}
     try:
         loaded = llama.adapter(str(adapter))
@@ -156,7 +159,7 @@ def test_a_zero_adapter_requantizes_to_the_base_byte_for_byte(tiny: Path, work: 
     from gguf import GGUFReader
 
     zero = random_adapter(tiny, work / "zero.gguf", relative=0.0, targets=TINY_TARGETS)
-    result = merge_gguf(tiny, zero, work / "zero-merged.gguf")
+    result = merge_gguf(tiny, zero, work / "zero-merged.gguf", quantization="base")
     assert result.merged_tensors == 8
     base = {t.name: t.data for t in GGUFReader(str(tiny)).tensors}
     merged = {t.name: t.data for t in GGUFReader(str(result.path)).tensors}  # llama.cpp writes its own order
