@@ -31,7 +31,7 @@ from ..files.store import FileStore
 from ..jobs.runner import JobRunner
 from ..jobs.store import JobEventRecord, JobNotFinished, JobRecord, new_job_id
 from ..untrusted.pool import shared_pool
-from .finetuned import AdapterTarget, FineTunedModels, FineTunedRecord, is_fine_tuned_name
+from .finetuned import AdapterTarget, FineTunedModels, FineTunedRecord, is_fine_tuned_name, merged_key
 from .handler import JOB_PREFIX, KIND
 from .merge import Quantization
 from .merge_job import JOB_PREFIX as MERGE_PREFIX
@@ -322,8 +322,11 @@ class FineTuningService:
         job = await self._merge_job(record)
         if job is not None and not job.finished:
             await self.jobs.cancel(job.id, account_id=record.account_id)
-        if record.merged_blob is not None:
-            await self.blobs.delete(record.merged_blob)
+        # The file served now, and the latest job's (a job stopped between storing its file and recording it leaves
+        # one that no row names).
+        latest = None if record.merge_job_id is None else merged_key(record.merge_job_id)
+        for key in {k for k in (record.merged_blob, latest) if k is not None}:
+            await self.blobs.delete(key)
         if self.serving is not None:
             self.serving.retire(record.id)
 

@@ -92,7 +92,7 @@ def test_merged_f16_computes_what_the_adapter_on_the_base_computes(
     assert [m.argmax() for m in merged] == [with_adapter.argmax() for _, _, with_adapter in on_base]
 
 
-def test_requantized_merge_has_the_bases_layout_and_keeps_most_of_the_adapter(
+def test_requantized_merge_has_the_bases_layout_and_keeps_large_deltas(
     gguf_path: str, adapter: Path, work: Path, on_base: list[tuple[list[int], np.ndarray, np.ndarray]]
 ) -> None:
     result = merge_gguf(gguf_path, adapter, work / "merged-q4_1.gguf", quantization="base", threads=2)
@@ -100,10 +100,12 @@ def test_requantized_merge_has_the_bases_layout_and_keeps_most_of_the_adapter(
     # Tensor for tensor the base's types: Q4_1 projections, the Q8_0 embeddings, F32 norms.
     assert read_header(result.path).types == read_header(gguf_path).types
     assert result.size_bytes == Path(gguf_path).stat().st_size
+    # This adapter's deltas (8 % of the weights' RMS) are about Q4_1's step, so most of them survive requantizing;
+    # a trained adapter's are far smaller and round away (benchmarks/bench_merge.py: why ``auto`` makes Q8_0 here).
     merged = merged_logits(result.path, on_base)
     base_kl = sum(kl(with_adapter, base) for _, base, with_adapter in on_base)
     merged_kl = sum(kl(with_adapter, m) for (_, _, with_adapter), m in zip(on_base, merged, strict=True))
-    assert merged_kl < 0.6 * base_kl, (merged_kl, base_kl)  # measured ~0.38: requantizing costs, the adapter stays
+    assert merged_kl < 0.6 * base_kl, (merged_kl, base_kl)  # measured ~0.38
 
 
 # -- a tiny GLM-4 ---------------------------------------------------------------------------------------------
