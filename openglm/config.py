@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     fine_tuning_submit_command: str = ""
     fine_tuning_cancel_command: str = ""
 
+    # Merged fine-tunes (``POST /fine_tuning/fine_tuned_models/{model}/merge``) loaded at once by this process, each
+    # an engine of its own (a second copy of the weights and a KV cache of the base's size); one merged beyond that is
+    # served as its adapter on the base. 0: merging is off on this server.
+    fine_tuning_merged_models: int = Field(default=2, ge=0, le=64)
+
     # Client commands (``openglm finetune``) call a running server's API: its URL (empty: this machine's
     # OPENGLM_HOST and OPENGLM_PORT) and the key they send (empty: none, for a server with authentication off).
     url: str = ""

@@ -45,6 +45,7 @@ from .routes import (
     completions,
     embeddings,
     files,
+    fine_tuned_merge,
     fine_tuning,
     glms,
     images,
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings, catalog, app.state.chat, image_service, app.state.files, knowledge
             )
             app.state.fine_tuning = FineTuningService(
-                catalog, jobs, app.state.files, blobs, FineTunedModels(platform.db, blobs.root)
+                catalog, jobs, app.state.files, blobs, FineTunedModels(platform.db, blobs.root), serving=pool.merged
             )
             await jobs.start()
             yield
@@ -124,7 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
-    routers = [chat, completions, models, images, embeddings, files, fine_tuning, knowledge, glms, assistant, account]
+    routers = [chat, completions, models, images, embeddings, files, fine_tuned_merge, fine_tuning, knowledge, glms]
+    routers += [assistant, account]
     routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route
     for module in routers:

@@ -166,3 +166,32 @@ class FineTunedModelDeleted(BaseModel):
     request_id: str
     model_name: str
     delete_status: Literal["deleting", "deleted"] = "deleted"
+
+
+# -- merged models (an OpenGLM extension: neither SDK has it) ------------------------------------------------
+
+
+class FineTunedModelMergeCreate(WireModel):
+    """``auto``: the base's own types when they are 8-bit or finer, else Q8_0 (a 4-bit requantization loses a
+    LoRA's small deltas); ``base``: requantized to the base's own types (Q4_1 for the embedded default); ``q8_0``:
+    every matrix Q8_0; ``f16``: every matrix F16, nothing requantized."""
+
+    quantization: Literal["auto", "base", "q8_0", "f16"] = "auto"
+
+
+class FineTunedModelMerge(BaseModel):
+    """A fine-tuned model's merge: its latest merge job and how the model is served."""
+
+    object: Literal["fine_tuning.merge"] = "fine_tuning.merge"
+    model: str
+    # The latest merge job's status; "none": never merged, or unmerged (the adapter is applied on the base).
+    status: Literal["none", "queued", "running", "succeeded", "failed", "cancelled"]
+    job_id: str | None
+    quantization: Literal["auto", "base", "q8_0", "f16"] | None  # as requested
+    merged_type: str | None  # the merged file's type (Q4_1, Q8_0, F16, ...) once a merge succeeded
+    serving: Literal["merged", "adapter"]  # what the model's requests run on (adapter: on the base's engine)
+    loaded: bool  # this server process has the merged engine loaded now (it loads on the first request)
+    size_bytes: int | None
+    created_at: int | None
+    finished_at: int | None
+    error: JobError | None

@@ -6,10 +6,11 @@ from typing import Any
 
 from ..jobs.store import JobEventRecord, JobRecord
 from ..tuning.finetuned import FineTunedRecord
-from ..tuning.service import event_id
+from ..tuning.service import MergeStatus, event_id
 from .finetune_schemas import (
     CheckpointMetrics,
     FineTunedModelDeleted,
+    FineTunedModelMerge,
     FineTuningJobCheckpoint,
     FineTuningJobEvent,
     FineTuningJobObject,
@@ -124,3 +125,24 @@ def _clock(seconds: Any) -> str | None:
 def deleted_model_object(record: FineTunedRecord) -> FineTunedModelDeleted:
     """OpenAI's ``ModelDeleted`` and Zhipu's ``FineTunedModelsStatus`` for a removed fine-tuned model."""
     return FineTunedModelDeleted(id=record.id, request_id=record.id, model_name=record.id)
+
+
+def merge_object(status: MergeStatus) -> FineTunedModelMerge:
+    record, job = status.record, status.job
+    result, payload = (job.result or {}, job.payload) if job is not None else ({}, {})
+    error = None
+    if job is not None and job.status == "failed":
+        error = JobError(code=job.error_code or "job_failed", message=job.error_message or "the merge failed")
+    return FineTunedModelMerge(
+        model=record.id,
+        status=job.status if job is not None else "none",  # type: ignore[arg-type]  # the job system's statuses
+        job_id=job.id if job is not None else None,
+        quantization=payload.get("quantization"),
+        merged_type=record.merged_type,
+        serving="merged" if record.merged_blob is not None else "adapter",
+        loaded=status.loaded,
+        size_bytes=result.get("size_bytes"),
+        created_at=_seconds(job.created_at) if job is not None else None,
+        finished_at=_seconds(job.finished_at) if job is not None and job.finished_at else None,
+        error=error,
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +37,19 @@ class LocalBlobStore:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the owner's alone, like the directory
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.replace(temporary, path)
+
+    async def put_file(self, key: str, source: Path) -> None:
+        """Move the file at ``source`` in as ``key`` (a large blob a job wrote: a merged model), never read into
+        memory; renamed when on the same filesystem, else copied in a thread first."""
+        path = self._path(key)
+        temporary = path.with_name(f".{key}.{secrets.token_hex(4)}")
+        try:
+            os.rename(source, temporary)
+        except OSError:  # another filesystem
+            await asyncio.to_thread(shutil.copyfile, source, temporary)
+            source.unlink()
+        temporary.chmod(0o600)
         os.replace(temporary, path)
 
     async def get(self, key: str) -> bytes:

@@ -10,6 +10,7 @@ from ..config import Settings
 from ..engines.base import AdapterRef, Engine, create_engine
 from ..errors import ModelNotFoundError
 from ..tuning.finetuned import AdapterTarget
+from .merged import MergedEngines
 from .templates.base import ChatTemplate, choose_template
 from .toolcalls.base import ParserFactory, get_parser
 
@@ -39,6 +40,7 @@ class ModelPool:
         self.catalog = catalog
         self.settings = settings
         self._served: dict[str, ServedModel] = {}
+        self.merged: MergedEngines[ServedModel] = MergedEngines(settings.fine_tuning_merged_models, self._load_merged)
 
     async def start(self) -> None:
         wanted = self.settings.models_to_load()
@@ -52,6 +54,7 @@ class ModelPool:
             log.info("model %s ready (engine %s, template %s)", spec.id, spec.engine, template.name)
 
     async def stop(self) -> None:
+        await self.merged.stop()
         for served in self._served.values():
             await served.engine.stop()
         self._served.clear()
@@ -72,6 +75,35 @@ class ModelPool:
         base = self.get(target.base_model)
         spec = base.spec.model_copy(update={"id": target.model, "aliases": [], "prices": base.spec.effective_prices()})
         return replace(base, spec=spec, adapter=AdapterRef(key=target.model, path=str(target.adapter_path)))
+
+    async def for_fine_tuned(self, target: AdapterTarget) -> ServedModel:
+        """A fine-tuned model as it is served now: from its merged GGUF, an engine of its own loaded on the first
+        request (``merged.py``), once it was merged; otherwise, or when no merged engine can be had, its adapter on
+        the base (``for_adapter``)."""
+        merged = await self.merged.get(target)
+        return merged if merged is not None else self.for_adapter(target)
+
+    async def _load_merged(self, target: AdapterTarget) -> tuple[ServedModel, Engine]:
+        """An engine on the merged file: the base's catalog entry under the fine-tuned id, its file the merged one."""
+        assert target.merged_path is not None
+        base = self.get(target.base_model)
+        spec = base.spec.model_copy(
+            update={
+                "id": target.model,
+                "aliases": [],
+                "prices": base.spec.effective_prices(),
+                "source": str(target.merged_path),
+            }
+        )
+        engine = create_engine(spec, self.settings)
+        await engine.start()
+        try:
+            template = choose_template(spec.template, engine.template_hints())
+            served = ServedModel(spec, engine, template, choose_parser(spec.tool_parser, template))
+        except BaseException:
+            await engine.stop()
+            raise
+        return served, engine
 
     def default_name(self) -> str:
         """The catalog's default chat model: the entry named ``default`` if there is one, else the first loaded."""

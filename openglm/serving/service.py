@@ -135,7 +135,7 @@ class ChatService:
 
     async def plan(self, request: ChatCompletionRequest, adapter: AdapterTarget | None = None) -> ChatPlan:
         """``adapter``: the request names a fine-tuned model (resolved for the caller's account)."""
-        served = self.models.get(request.model) if adapter is None else self.models.for_adapter(adapter)
+        served = self.models.get(request.model) if adapter is None else await self.models.for_fine_tuned(adapter)
         messages = normalize_messages(request.messages)
         tools = [
             t.model_dump(exclude_none=True)

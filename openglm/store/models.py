@@ -409,5 +409,11 @@ class FineTunedModel(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Merging (migration 0014): the latest merge job asked for the model, and once one succeeded the full GGUF with
+    # the adapter merged in (a blob) and its type (Q4_1, F16, ...); serving then loads that file as an engine of its
+    # own instead of applying the adapter on the base.
+    merge_job_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    merged_blob: Mapped[str | None] = mapped_column(String(128), default=None)
+    merged_type: Mapped[str | None] = mapped_column(String(16), default=None)
 
     __table_args__ = (Index("ix_fine_tuned_models_account", "account_id", "deleted", "created_at"),)

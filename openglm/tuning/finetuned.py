@@ -3,7 +3,8 @@
 A fine-tuned model is a LoRA adapter (a blob) served on its catalog base model. ``resolve`` is what model
 resolution for chat uses: the base's catalog name and the adapter's local path, or ``ModelNotFoundError`` (1211)
 for a name the account does not own — the same answer as for a model that does not exist, so another account's
-models are not even confirmed to exist.
+models are not even confirmed to exist. A model that was merged (``merge_job.py``) also has a full GGUF with the
+adapter merged in (``merged_blob``), which serving loads as an engine of its own.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def adapter_key(job_id: str) -> str:
     return f"adapter-{job_id}.gguf"
 
 
+def merged_key(merge_job_id: str) -> str:
+    """A merged model's blob key (one per merge job: a new merge never overwrites the file being served)."""
+    return f"merged-{merge_job_id}.gguf"
+
+
 @dataclass(frozen=True)
 class FineTunedRecord:
     id: str
@@ -50,15 +56,20 @@ class FineTunedRecord:
     adapter_blob: str
     owned_by: str
     created_at: datetime
+    merge_job_id: str | None = None
+    merged_blob: str | None = None
+    merged_type: str | None = None
 
 
 @dataclass(frozen=True)
 class AdapterTarget:
-    """What serving a fine-tuned model needs: the base to run and the adapter to apply."""
+    """What serving a fine-tuned model needs: the base to run and the adapter to apply — or, once the model was
+    merged, the full GGUF to run instead."""
 
     model: str  # the fine-tuned model's id (the adapter's stable key)
     base_model: str  # the catalog name of the base
     adapter_path: Path  # a llama.cpp LoRA adapter GGUF
+    merged_path: Path | None = None  # the base with the adapter merged in (a GGUF), if the model was merged
 
 
 class FineTunedModels:
@@ -117,7 +128,48 @@ class FineTunedModels:
 
     async def resolve(self, account_id: str, name: str) -> AdapterTarget:
         record = await self.get(account_id, name)
-        return AdapterTarget(record.id, record.base_model, self.blob_root / record.adapter_blob)
+        merged = None if record.merged_blob is None else self.blob_root / record.merged_blob
+        return AdapterTarget(record.id, record.base_model, self.blob_root / record.adapter_blob, merged)
+
+    async def merging(self, account_id: str, name: str, job_id: str) -> None:
+        """Record ``job_id`` as the model's latest merge job (the one whose file serving will switch to)."""
+        await self._update(account_id, name, merge_job_id=job_id)
+
+    async def merged(self, account_id: str, name: str, job_id: str, blob: str, merged_type: str) -> str | None:
+        """Serve the model from ``blob`` from now on, if ``job_id`` is still its latest merge job and the model was
+        not deleted meanwhile; returns the blob it replaces (for the caller to remove). ``MergeSuperseded`` when the
+        merge no longer applies: the caller removes ``blob``."""
+        async with self.db.session() as session:
+            row = await session.get(FineTunedModel, name, with_for_update=True)
+            if row is None or row.deleted or row.account_id != account_id or row.merge_job_id != job_id:
+                raise MergeSuperseded(f"model {name} was deleted or unmerged while merge job {job_id} ran")
+            previous, row.merged_blob, row.merged_type = row.merged_blob, blob, merged_type
+        return previous
+
+    async def unmerge(self, account_id: str, name: str) -> FineTunedRecord:
+        """Serve the model as its adapter on the base again; the record as it was (its ``merged_blob`` is for the
+        caller to remove). A merge job still running finds its result unwanted (``MergeSuperseded``)."""
+        async with self.db.session() as session:
+            row = await session.get(FineTunedModel, name, with_for_update=True)
+            if row is None or row.deleted or row.account_id != account_id:
+                raise ModelNotFoundError(f"模型不存在 / model {name!r} does not exist")
+            record = _record(row)
+            row.merge_job_id = row.merged_blob = row.merged_type = None
+        return record
+
+    async def _update(self, account_id: str, name: str, **values: object) -> None:
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(FineTunedModel)
+                .where(
+                    FineTunedModel.id == name,
+                    FineTunedModel.account_id == account_id,
+                    FineTunedModel.deleted.is_(False),
+                )
+                .values(**values)
+            )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise ModelNotFoundError(f"模型不存在 / model {name!r} does not exist")
 
     async def delete(self, account_id: str, name: str) -> FineTunedRecord:
         """Hide the model (its row stays, so its id is never reused); the caller removes the adapter blob."""
@@ -131,7 +183,20 @@ class FineTunedModels:
         return record
 
 
+class MergeSuperseded(Exception):
+    """A merge finished for a model that was deleted, unmerged or merged again meanwhile."""
+
+
 def _record(row: FineTunedModel) -> FineTunedRecord:
     return FineTunedRecord(
-        row.id, row.account_id, row.base_model, row.job_id, row.adapter_blob, row.owned_by, row.created_at
+        row.id,
+        row.account_id,
+        row.base_model,
+        row.job_id,
+        row.adapter_blob,
+        row.owned_by,
+        row.created_at,
+        row.merge_job_id,
+        row.merged_blob,
+        row.merged_type,
     )

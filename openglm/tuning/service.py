@@ -5,14 +5,20 @@ GGUF is on this server), the files (the caller's, purpose ``fine-tune``, every l
 worker pool), the hyperparameters, and the estimated cost (tokens × epochs × the base's ``fine_tuning`` price)
 against the available balance (1113) — then submits one ``fine_tune`` job: a failure leaves nothing behind.
 Jobs and fine-tuned models are private: another account's id is not found.
+
+Merging (an OpenGLM extension: neither Zhipu nor OpenAI has it) is asked for per fine-tuned model, not per job: it
+is what an operator or owner does later, once a fine-tune turns out to carry most of the traffic, and it can be
+redone in another quantization or undone. ``merge`` submits one ``fine_tune_merge`` job (``merge_job.py``) and
+records it on the model; ``unmerge`` serves the adapter on the base again. ``MergedServing`` is what this service
+needs from serving (the pool's merged engines), passed in by the app.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..accounts import reservations
 from ..accounts.auth import Principal
@@ -23,10 +29,13 @@ from ..errors import ConflictError, InvalidFieldError, ModelNotFoundError, NotFo
 from ..files.blobs import BlobStore
 from ..files.store import FileStore
 from ..jobs.runner import JobRunner
-from ..jobs.store import JobEventRecord, JobNotFinished, JobRecord
+from ..jobs.store import JobEventRecord, JobNotFinished, JobRecord, new_job_id
 from ..untrusted.pool import shared_pool
-from .finetuned import AdapterTarget, FineTunedModels, FineTunedRecord, is_fine_tuned_name
+from .finetuned import AdapterTarget, FineTunedModels, FineTunedRecord, is_fine_tuned_name, merged_key
 from .handler import JOB_PREFIX, KIND
+from .merge import Quantization
+from .merge_job import JOB_PREFIX as MERGE_PREFIX
+from .merge_job import KIND as MERGE_KIND
 from .validation import check_training_file
 
 Auto = Literal["auto"]
@@ -74,6 +83,23 @@ class JobRequest:
     seed: int | None = None
 
 
+class MergedServing(Protocol):
+    """Serving's side of merged models (``serving/merged.py: MergedEngines``)."""
+
+    capacity: int  # merged models a process loads at once; 0: merging is off
+
+    def loaded(self, model: str) -> bool: ...
+
+    def retire(self, model: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class MergeStatus:
+    record: FineTunedRecord
+    job: JobRecord | None  # the model's latest merge job (None: never merged, or unmerged)
+    loaded: bool  # this process serves the model from its merged file now
+
+
 @dataclass(frozen=True)
 class EventPage:
     events: list[JobEventRecord]
@@ -88,12 +114,14 @@ class FineTuningService:
         files: FileStore,
         blobs: BlobStore,
         models: FineTunedModels,
+        serving: MergedServing | None = None,
     ):
         self.catalog = catalog
         self.jobs = jobs
         self.files = files
         self.blobs = blobs
         self.models = models
+        self.serving = serving
 
     # --- jobs ------------------------------------------------------------------------
 
@@ -254,8 +282,72 @@ class FineTuningService:
 
     async def delete_model(self, principal: Principal, name: str) -> FineTunedRecord:
         record = await self.models.delete(principal.account_id, name)
+        await self._drop_merge(record)
         await self.blobs.delete(record.adapter_blob)
         return record
+
+    # --- merged models (an OpenGLM extension) ------------------------------------------------------------------
+
+    async def merge(self, principal: Principal, name: str, quantization: Quantization) -> MergeStatus:
+        """Queue a merge of the model's adapter into its base; 1215 while one is queued or running."""
+        record = await self.models.get(principal.account_id, name)
+        if self.serving is None or self.serving.capacity <= 0:
+            raise InvalidFieldError(
+                "merging fine-tuned models is off on this server (OPENGLM_FINE_TUNING_MERGED_MODELS is 0)"
+            )
+        spec = self.trainable_base(record.base_model)
+        if not Path(resolve_source(spec.source)).is_file():
+            raise InvalidFieldError(f"model {name!r}: its base is not a GGUF file on this server; it cannot be merged")
+        current = await self._merge_job(record)
+        if current is not None and not current.finished:
+            raise ConflictError(
+                f"model {name!r} is being merged already (job {current.id}, {current.status}); wait for it, or "
+                "unmerge the model to cancel it"
+            )
+        job_id = new_job_id(MERGE_PREFIX)
+        # The model names the job before the job exists: its worker checks that it is still the model's latest.
+        await self.models.merging(principal.account_id, name, job_id)
+        payload = {"model": name, "quantization": quantization, "base_model": spec.id}
+        job = await self.jobs.store.submit(
+            MERGE_KIND, payload, account_id=principal.account_id, prefix=MERGE_PREFIX, job_id=job_id
+        )
+        self.jobs.wake()
+        return MergeStatus(replace(record, merge_job_id=job_id), job, self._loaded(name))
+
+    async def merge_status(self, principal: Principal, name: str) -> MergeStatus:
+        record = await self.models.get(principal.account_id, name)
+        return MergeStatus(record, await self._merge_job(record), self._loaded(name))
+
+    async def unmerge(self, principal: Principal, name: str) -> MergeStatus:
+        """Serve the model as its adapter on the base again: a merge under way is cancelled, the merged file
+        removed, this process's merged engine retired."""
+        record = await self.models.unmerge(principal.account_id, name)
+        await self._drop_merge(record)
+        after = replace(record, merge_job_id=None, merged_blob=None, merged_type=None)
+        return MergeStatus(after, None, False)
+
+    async def _drop_merge(self, record: FineTunedRecord) -> None:
+        job = await self._merge_job(record)
+        if job is not None and not job.finished:
+            await self.jobs.cancel(job.id, account_id=record.account_id)
+        # The file served now, and the latest job's (a job stopped between storing its file and recording it leaves
+        # one that no row names).
+        latest = None if record.merge_job_id is None else merged_key(record.merge_job_id)
+        for key in {k for k in (record.merged_blob, latest) if k is not None}:
+            await self.blobs.delete(key)
+        if self.serving is not None:
+            self.serving.retire(record.id)
+
+    async def _merge_job(self, record: FineTunedRecord) -> JobRecord | None:
+        if record.merge_job_id is None:
+            return None
+        try:
+            return await self.jobs.store.get(record.merge_job_id, account_id=record.account_id)
+        except NotFoundError:  # named a moment before it is submitted
+            return None
+
+    def _loaded(self, name: str) -> bool:
+        return self.serving is not None and self.serving.loaded(name)
 
 
 def event_seq(job_id: str, event_id: str | None) -> int:

@@ -56,7 +56,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, princi
     service = request.app.state.chat
     adapter = await fine_tuned_target(request, principal, body.model)
     pool = request.app.state.models
-    served = pool.get(body.model) if adapter is None else pool.for_adapter(adapter)
+    served = pool.get(body.model) if adapter is None else await pool.for_fine_tuned(adapter)
     # The key's limits and the balance before any planning (templates, grammars); the reservation after it,
     # since it needs the plan's bound.
     call = await request.app.state.platform.meter.enter(principal, served.spec, "chat.completions")

@@ -19,7 +19,7 @@ router = APIRouter(tags=["completions"])
 async def completions(body: CompletionRequest, request: Request, principal: Caller) -> Response:
     adapter = await fine_tuned_target(request, principal, body.model)
     pool = request.app.state.models
-    served = pool.get(body.model) if adapter is None else pool.for_adapter(adapter)
+    served = pool.get(body.model) if adapter is None else await pool.for_fine_tuned(adapter)
     # The key's limits and the balance before planning (a grammar compile); the reservation needs the plan.
     call = await request.app.state.platform.meter.enter(principal, served.spec, "completions")
     plan = await call.guard(plan_completion(served, body, request.app.state.chat.grammars))
