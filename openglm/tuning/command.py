@@ -32,6 +32,7 @@ import secrets
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +210,9 @@ async def _start(command: str, job_dir: Path) -> asyncio.subprocess.Process:
 
 
 async def _kill(process: asyncio.subprocess.Process, grace: float) -> None:
-    """Wait up to ``grace`` seconds for the command to end, then end its process group: SIGTERM, SIGKILL."""
+    """Wait up to ``grace`` seconds for the command to end, then end its process group: SIGTERM, SIGKILL. Each
+    signal waits for the whole group, not only the shell: a local runner in it stops between steps on SIGTERM and
+    outlives the shell, which a signal ends at once."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(process.wait(), grace)
     for number, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
@@ -217,8 +220,33 @@ async def _kill(process: asyncio.subprocess.Process, grace: float) -> None:
             os.killpg(process.pid, number)  # also what it started in its group (a local runner)
         except ProcessLookupError:
             break
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), wait)
+        deadline = time.monotonic() + wait
+        while _group_running(process.pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if not _group_running(process.pid):
+            break
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), 1.0)  # the shell reaped
+
+
+def _group_running(group: int) -> bool:
+    """Whether a process of ``group`` still runs; a zombie (ended, not yet reaped by its parent) does not."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not Path("/proc").is_dir():
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _parent, process_group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if int(process_group) == group and state != "Z":
+            return True
+    return False
 
 
 def _log_tail(job_dir: Path) -> str:
