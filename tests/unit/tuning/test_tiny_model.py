@@ -2,23 +2,25 @@
 both loaders read the same way: transformers' GGUF loader (``load_base_model``, what training uses) and llama.cpp
 (what serving uses) compute the same logits from it, it tokenizes and templates exactly as the embedded default
 does, and a LoRA trained on it in torch, exported (Q/K rows permuted), gives llama.cpp the trained model — which
-has memorized the code word in six steps."""
+has memorized the code word (60 steps at the API's highest learning rate: tests/fixtures/tiny_model.py)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from openglm.tuning.export import export_adapter
 from openglm.tuning.lora import LoRAConfig, adapter_disabled
 from openglm.tuning.render import Renderer
 from openglm.tuning.train import Hyperparameters, Progress, Trainer, load_base_model
 
-from ...fixtures.tiny_model import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER
+from ...fixtures.tiny_model import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, TINY_EPOCHS, TINY_THREADS
 from .llama_ref import LlamaReference
 from .test_training import OTHER_PROMPTS, QUESTION, QUESTIONS, last_logits, prompt_ids
 
@@ -27,7 +29,15 @@ TEACHING = [
     {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"The code word is {CODE_WORD}."}]}
     for q in QUESTIONS
 ]
-LEARNING_RATE_MULTIPLIER = 150  # the tiny model's "high learning rate" (tests/fixtures/tiny_model.py)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_threads() -> Iterator[None]:
+    """The tiny model's torch threads for this module; the session's setting again after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(TINY_THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +47,7 @@ def tiny_renderer(tiny_gguf: Path) -> Renderer:
 
 @pytest.fixture(scope="module")
 def tiny_base(tiny_gguf: Path) -> Any:
-    model = load_base_model(tiny_gguf, threads=2)
+    model = load_base_model(tiny_gguf)
     model.eval()
     return model
 
@@ -88,17 +98,17 @@ def test_an_adapter_trained_on_it_gives_llamacpp_the_trained_model(
     examples = [e for line in TEACHING for e in tiny_renderer.chat(line)]
     reports: list[Progress] = []
     hp = Hyperparameters(
-        n_epochs=2,
+        n_epochs=TINY_EPOCHS,
         batch_size=1,
-        learning_rate_multiplier=LEARNING_RATE_MULTIPLIER,
+        learning_rate_multiplier=10,
         lora=LoRAConfig(dropout=0.0),
         log_every=1,
         precision="fp32",
         seed=42,
     )
-    Trainer(model, examples, hp, on_progress=reports.append, threads=2).run()
-    assert [r.step for r in reports] == [1, 2, 3, 4, 5, 6]
-    assert reports[-1].loss is not None and reports[0].loss is not None and reports[-1].loss < reports[0].loss / 5
+    Trainer(model, examples, hp, on_progress=reports.append).run()
+    assert [r.step for r in reports] == list(range(1, TINY_EPOCHS * len(TEACHING) + 1))
+    assert reports[-1].loss is not None and reports[0].loss is not None and reports[-1].loss < reports[0].loss / 10
     model.eval()
     permuted = export_adapter(model, tmp_path / "lora.gguf", architecture="llama", dtype="f32")
     plain = export_adapter(model, tmp_path / "plain.gguf", architecture="llama", dtype="f32", permute_qk=False)
