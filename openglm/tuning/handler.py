@@ -21,7 +21,7 @@ from typing import Any
 
 from ..catalog import Catalog, CatalogError, ModelSpec, resolve_source
 from ..config import Settings
-from ..errors import ModelNotFoundError, NotFoundError, OpenGLMError
+from ..errors import ModelNotFoundError, NotFoundError, OpenGLMError, StorageQuotaError
 from ..files.blobs import LocalBlobStore
 from ..files.store import FileStore
 from ..jobs.context import JobContext, JobFailed
@@ -29,7 +29,7 @@ from ..jobs.kinds import job_kinds
 from ..jobs.store import JobStore
 from ..store.types import utcnow
 from .billing import Billing, charge
-from .finetuned import FineTunedModels, adapter_key
+from .finetuned import FineTunedModels, FineTunedRecord, adapter_key
 from .results import loss_curve_png, metrics_csv
 from .trainers import Hyperparameters, Metrics, TrainerUnavailable, TrainingOutcome, TrainingTask, trainers
 
@@ -54,6 +54,14 @@ def metrics_of(data: dict[str, Any]) -> Metrics | None:
         return None
 
 
+def hyperparameters_of(stored: dict[str, Any]) -> Hyperparameters:
+    """The trainer's hyperparameters from a job's payload (a job made before LoRA's were settable: defaults)."""
+    values = {k: v for k, v in stored.items() if k in {f.name for f in fields(Hyperparameters)}}
+    if "lora_target_modules" in values:
+        values["lora_target_modules"] = tuple(values["lora_target_modules"])
+    return Hyperparameters(**values)
+
+
 @dataclass
 class Workshop:
     """What the handler works with, opened from the process's settings on the job system's database."""
@@ -67,12 +75,13 @@ class Workshop:
     @classmethod
     def open(cls, settings: Settings, store: JobStore) -> Workshop:
         blobs = LocalBlobStore(settings.data_dir / "blobs")
+        files = FileStore(store.db, blobs, quota_bytes=settings.storage_quota_bytes())
         return cls(
             settings,
             Catalog.from_file(settings.models_file),
-            FileStore(store.db, blobs, quota_bytes=settings.storage_quota_bytes()),
+            files,
             blobs,
-            FineTunedModels(store.db, blobs.root),
+            FineTunedModels(store.db, blobs.root, files.quota),
         )
 
     def base(self, name: str) -> tuple[ModelSpec, str]:
@@ -126,11 +135,17 @@ class JobReporter:
         await charge(self.ctx.store, self.ctx.lease, self.billing, metrics.trained_tokens, shown)
 
     async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
-        await self.ctx.checkpoint({"stage": "training", "trainer": state})
-        await self.ctx.event(f"checkpoint at step {metrics.step}", metrics=metrics_json(metrics, "checkpoint"))
+        await self.ctx.checkpoint(
+            {"stage": "training", "trainer": state},
+            message=f"checkpoint at step {metrics.step}",
+            metrics=metrics_json(metrics, "checkpoint"),
+        )
 
     def cancelled(self) -> bool:
         return self.ctx.is_cancelled()
+
+    def pausing(self) -> bool:
+        return self.ctx.is_paused()
 
 
 @job_kinds.register(KIND)
@@ -161,7 +176,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         method=payload["method"],
         training=training,
         validation=validation,
-        hyperparameters=Hyperparameters(**payload["hyperparameters"]),
+        hyperparameters=hyperparameters_of(payload["hyperparameters"]),
         workdir=workdir,
         resume=resume.get("trainer") if resume.get("stage") == "training" else None,
         threads=settings.fine_tuning_threads,
@@ -194,18 +209,9 @@ async def finish(
     spec: ModelSpec,
     outcome: TrainingOutcome,
 ) -> dict[str, Any]:
-    data = await asyncio.to_thread(Path(outcome.adapter).read_bytes)
-    await shop.blobs.put(adapter_key(ctx.job_id), data)
+    model = await _keep_model(ctx, shop, payload, account_id, spec, outcome)
     history = await _history(ctx)
     result_files = await _result_files(ctx, shop, account_id, history)
-    label = payload.get("suffix") or account_id[:12]
-    model = await shop.models.create(
-        account_id=account_id,
-        base_model=spec.id,
-        job_id=ctx.job_id,
-        label=label,
-        owned_by=payload.get("owned_by") or account_id,
-    )
     result = {
         "fine_tuned_model": model.id,
         "trained_tokens": outcome.metrics.trained_tokens,
@@ -215,6 +221,37 @@ async def finish(
     await ctx.checkpoint({"stage": "done", "result": result})
     await ctx.event(f"the fine-tuned model {model.id} is ready")
     return result
+
+
+async def _keep_model(
+    ctx: JobContext,
+    shop: Workshop,
+    payload: dict[str, Any],
+    account_id: str,
+    spec: ModelSpec,
+    outcome: TrainingOutcome,
+) -> FineTunedRecord:
+    """The adapter as a blob and the model's row, its bytes charged to the account's storage quota with the row.
+    When they do not fit, the job fails saying so and nothing is kept (the trained tokens stay billed: they were
+    trained). Before the result files, which give way to it (they are skipped when the storage is full)."""
+    existing = await shop.models.of_job(ctx.job_id)
+    if existing is not None:  # an attempt that ran again after making it
+        return existing
+    data = await asyncio.to_thread(Path(outcome.adapter).read_bytes)
+    key = adapter_key(ctx.job_id)
+    await shop.blobs.put(key, data)
+    try:
+        return await shop.models.create(
+            account_id=account_id,
+            base_model=spec.id,
+            job_id=ctx.job_id,
+            label=payload.get("suffix") or account_id[:12],
+            owned_by=payload.get("owned_by") or account_id,
+            size=len(data),
+        )
+    except StorageQuotaError as exc:
+        await shop.blobs.delete(key)
+        raise JobFailed(f"the fine-tuned model cannot be kept: {exc.message}", code="storage_quota_exceeded") from None
 
 
 async def _history(ctx: JobContext) -> list[Metrics]:

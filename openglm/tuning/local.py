@@ -5,6 +5,7 @@
          ▲   reads the pipe (a thread polls)          GGUF → Trainer.run (checkpoints in workdir) → export the adapter
          └── progress / checkpoint / done / error ◀─ one message per report
     cancel: an Event the child checks between steps; after a grace period the child is killed (SIGKILL)
+    pause: an Event the child checks between steps: it saves a checkpoint, says "paused" and ends
 
 The child is started with the ``spawn`` context (a fresh interpreter: the server has threads, which ``fork`` would
 copy in whatever state they were in), lowers its priority (``os.nice``), caps torch's threads at the task's budget
@@ -27,7 +28,7 @@ import importlib.util
 import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..jobs.context import JobCancelled, JobFailed
+from ..jobs.context import JobCancelled, JobFailed, JobPaused
 from .trainers import Metrics, TrainerUnavailable, TrainingOutcome, TrainingReporter, TrainingTask
 
 NICE = 10  # added to the training process's niceness: serving's threads win the cores when both want them
@@ -78,47 +79,71 @@ class ProcessTrainer:
             )
         context = multiprocessing.get_context("spawn")
         receiver, sender = context.Pipe(duplex=False)
-        cancel = context.Event()
+        cancel, pause = context.Event(), context.Event()
         # Started from the event loop's thread (a short fork-exec): the child's death signal is tied to the thread
         # that started it, and a pool thread may end before the child does.
         process = context.Process(
-            target=child_main, args=(task, sender, cancel, os.getpid()), name=f"train-{task.job_id}", daemon=True
+            target=child_main,
+            args=(task, sender, cancel, pause, os.getpid()),
+            name=f"train-{task.job_id}",
+            daemon=True,
         )
         process.start()
         sender.close()  # the child holds the only writing end: EOF when it ends
-        started = time.monotonic()
-        history: list[Metrics] = []
+        run = _Run(task, reporter, pause, time.monotonic())
         try:
             while True:
                 if reporter.cancelled():
                     raise JobCancelled(f"job {task.job_id} was cancelled")
+                if reporter.pausing():
+                    pause.set()  # the child saves a checkpoint at its next step and says "paused"
                 message = await _receive(receiver, process)
-                if message is None:
-                    continue
-                kind = message[0]
-                if kind == "message":
-                    await reporter.message(str(message[1]))
-                elif kind == "progress":
-                    metrics = _metrics(message[1], time.monotonic() - started)
-                    history.append(metrics)
-                    await reporter.progress(metrics)
-                elif kind == "checkpoint":
-                    state, metrics = message[1], _metrics(message[2], time.monotonic() - started)
-                    await reporter.checkpoint(state, metrics)
-                elif kind == "done":
-                    adapter, final = Path(message[1]), _metrics(message[2], time.monotonic() - started)
-                    return TrainingOutcome(adapter, final, history)
-                elif kind == "error":
-                    raise JobFailed(f"training failed: {message[1]}", code="training_failed")
-                elif kind == "died":
-                    raise TrainingProcessDied(
-                        f"the training process ended without a result (exit code {process.exitcode}"
-                        + (", killed by a signal: out of memory?" if (process.exitcode or 0) < 0 else "")
-                        + ")"
-                    )
+                if message is not None:
+                    outcome = await run.handle(message, process)
+                    if outcome is not None:
+                        return outcome
         finally:
             await _stop(process, cancel, self.grace)
             receiver.close()
+
+
+@dataclass
+class _Run:
+    """The parent's side of one training process: its messages turned into the reporter's calls."""
+
+    task: TrainingTask
+    reporter: TrainingReporter
+    pause: Event
+    started: float
+    history: list[Metrics] = field(default_factory=list)
+
+    async def handle(self, message: tuple[Any, ...], process: BaseProcess) -> TrainingOutcome | None:
+        kind = message[0]
+        try:
+            if kind == "message":
+                await self.reporter.message(str(message[1]))
+            elif kind == "progress":
+                metrics = _metrics(message[1], time.monotonic() - self.started)
+                self.history.append(metrics)
+                await self.reporter.progress(metrics)
+            elif kind == "checkpoint":
+                await self.reporter.checkpoint(message[1], _metrics(message[2], time.monotonic() - self.started))
+        except JobPaused:  # recorded all the same; what the child does until it stops is recorded too
+            self.pause.set()
+        if kind == "done":
+            final = _metrics(message[2], time.monotonic() - self.started)
+            return TrainingOutcome(Path(message[1]), final, self.history)
+        if kind == "paused" or (kind == "died" and self.pause.is_set()):
+            raise JobPaused(f"job {self.task.job_id} was paused")
+        if kind == "error":
+            raise JobFailed(f"training failed: {message[1]}", code="training_failed")
+        if kind == "died":
+            raise TrainingProcessDied(
+                f"the training process ended without a result (exit code {process.exitcode}"
+                + (", killed by a signal: out of memory?" if (process.exitcode or 0) < 0 else "")
+                + ")"
+            )
+        return None
 
 
 async def _receive(receiver: Connection, process: BaseProcess) -> tuple[Any, ...] | None:
@@ -166,7 +191,7 @@ def _metrics(values: dict[str, Any], elapsed: float) -> Metrics:
 # -- the training process ------------------------------------------------------------------------------------------
 
 
-def child_main(task: TrainingTask, conn: Connection, cancel: Event, parent: int) -> None:
+def child_main(task: TrainingTask, conn: Connection, cancel: Event, pause: Event, parent: int) -> None:
     """The training process's entry point (spawned: imports torch afresh)."""
     _die_with_parent()
     with contextlib.suppress(OSError):
@@ -183,17 +208,19 @@ def child_main(task: TrainingTask, conn: Connection, cancel: Event, parent: int)
         return cancel.is_set() or os.getppid() != parent
 
     try:
-        adapter, final = run(task, send, should_stop)
+        adapter, final = run(task, send, should_stop, pause.is_set)
     except BaseException as exc:  # reported to the handler, whatever it was
-        if type(exc).__name__ != "TrainingCancelled":  # cancelled: the handler knows why
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if type(exc).__name__ == "TrainingPaused":  # its checkpoint was saved (and reported) first
+                send("paused")
+            elif type(exc).__name__ != "TrainingCancelled":  # cancelled: the handler knows why
                 send("error", f"{type(exc).__name__}: {exc}"[:2000])
         return
     send("done", str(adapter), final)
     conn.close()
 
 
-def run(task: TrainingTask, send: Any, should_stop: Any) -> tuple[Path, dict[str, Any]]:
+def run(task: TrainingTask, send: Any, should_stop: Any, should_pause: Any = None) -> tuple[Path, dict[str, Any]]:
     """Render the lines with the serving template, load the base, train (resuming from ``workdir``), export."""
     import torch
     from transformers.utils import logging as transformers_logging
@@ -230,9 +257,9 @@ def run(task: TrainingTask, send: Any, should_stop: Any) -> tuple[Path, dict[str
         learning_rate_multiplier=hp.learning_rate_multiplier,
         beta=hp.beta if hp.beta is not None else 0.1,
         seed=hp.seed,
-        # No dropout: fine-tuning sets are small (a few lines teaching a fact), and dropout on so few examples
-        # slows what they teach (test_training.py's 6 steps need it off).
-        lora=LoRAConfig(dropout=0.0),
+        lora=LoRAConfig(
+            rank=hp.lora_rank, alpha=hp.lora_alpha, dropout=hp.lora_dropout, targets=tuple(hp.lora_target_modules)
+        ),
         log_every=plan.log_every,
         checkpoint_every=plan.checkpoint_every,
     )
@@ -261,6 +288,7 @@ def run(task: TrainingTask, send: Any, should_stop: Any) -> tuple[Path, dict[str
         checkpoint_dir=checkpoints,
         on_progress=progress,
         should_cancel=should_stop,
+        should_pause=should_pause,
         threads=max(1, task.threads),
     )
     send(

@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from ..catalog import ModelSpec
 from ..config import Settings
 from ..registry import Registry
+from .lora_settings import DEFAULT_ALPHA, DEFAULT_DROPOUT, DEFAULT_RANK, TARGETS
 
 Method = Literal["supervised", "dpo"]
 
@@ -38,6 +39,11 @@ class Hyperparameters:
     learning_rate_multiplier: float
     beta: float | None = None  # DPO only
     seed: int = 0
+    # The adapter's shape (``lora_settings.py``: the API's defaults and bounds).
+    lora_rank: int = DEFAULT_RANK
+    lora_alpha: float = DEFAULT_ALPHA
+    lora_dropout: float = DEFAULT_DROPOUT
+    lora_target_modules: tuple[str, ...] = tuple(TARGETS)
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,10 @@ class Metrics:
 
 class TrainingReporter(Protocol):
     """What a trainer calls while it trains. ``progress`` and ``checkpoint`` raise ``JobCancelled`` once the job
-    was cancelled (a trainer running in a thread or a process polls ``cancelled()`` between steps instead)."""
+    was cancelled (a trainer running in a thread or a process polls ``cancelled()`` between steps instead).
+    Pausing: once ``pausing()`` is true the trainer should save a checkpoint at its next step and stop; ``progress``
+    raises ``JobPaused`` (a ``JobCancelled``) after recording the step it reports, ``checkpoint`` after saving, so
+    a trainer that never asks stops at its next report and goes on from its last checkpoint when resumed."""
 
     async def progress(self, metrics: Metrics) -> None: ...
 
@@ -85,6 +94,8 @@ class TrainingReporter(Protocol):
         ...
 
     def cancelled(self) -> bool: ...
+
+    def pausing(self) -> bool: ...
 
 
 @dataclass(frozen=True)
