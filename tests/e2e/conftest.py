@@ -100,7 +100,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = RunningServer(
         models_file=write_catalog(tmp / "models.toml", CATALOG),
         log=tmp / "server.log",
-        env={"OPENGLM_AUTH": "on", "OPENGLM_SANDBOX_WARM": "1"},
+        env={
+            "OPENGLM_AUTH": "on",
+            "OPENGLM_SANDBOX_WARM": "1",
+            # Fine-tuned models for the agent editor's model list: the test trainer makes one in a moment.
+            "OPENGLM_PLUGINS": "tests.fixtures.step_trainer",
+            "OPENGLM_FINE_TUNING_TRAINER": "test-steps",
+            "OPENGLM_TEST_STEP_SECONDS": "0.01",
+            "OPENGLM_JOB_POLL_SECONDS": "0.2",
+        },
     )
     yield running
     running.stop()

@@ -6,6 +6,7 @@ the scripted agent's words are fixed by its script."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import httpx
@@ -233,6 +234,42 @@ def test_create_an_agent_and_chat_with_it_using_a_tool(page: Any, server: Runnin
         assert int(calls.inner_text()) >= 1
         assert page.locator("section", has_text="Usage of this agent").locator("svg.chart rect.bar").count() >= 1
         screenshot(page, "agent-usage")
+
+
+def test_the_agent_editor_offers_the_account_s_fine_tuned_models(page: Any, server: RunningServer, key: str) -> None:
+    """A fine-tuned model of the signed-in account is in the form's model list, in a group of its own, and is saved
+    as the agent's model."""
+    tuned = fine_tune(server, key)
+    page.goto("/#/agents/new")
+    page.get_by_role("heading", name="Create an agent").wait_for()
+    choice = page.get_by_label("Model", exact=True)
+    assert tuned in choice.locator("optgroup[label='Fine-tuned models'] option").all_inner_texts()
+    assert "default" in choice.locator("optgroup[label='Models'] option").all_inner_texts()
+    page.get_by_label("Name", exact=True).fill("Tuned helper")
+    choice.select_option(tuned)
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("heading", name="Edit Tuned helper").wait_for()
+    agent_id = page.url.rsplit("/", 1)[1]
+    saved = httpx.get(f"{server.url}/v1/glms/{agent_id}", headers={"Authorization": f"Bearer {key}"}).json()
+    assert saved["config"]["model"] == tuned
+
+
+def fine_tune(server: RunningServer, key: str) -> str:
+    """A fine-tuned model of the key's account (the test trainer: a moment's work)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    line = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}\n'
+    upload = httpx.post(
+        f"{server.url}/v1/files", data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", line)}, headers=headers
+    )
+    body = {"model": "default", "training_file": upload.json()["id"], "hyperparameters": {"n_epochs": 1}}
+    job = httpx.post(f"{server.url}/v1/fine_tuning/jobs", json=body, headers=headers).json()
+    for _ in range(300):
+        job = httpx.get(f"{server.url}/v1/fine_tuning/jobs/{job['id']}", headers=headers).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    return str(job["fine_tuned_model"])
 
 
 def keys_available(server: RunningServer, key: str) -> bool:
