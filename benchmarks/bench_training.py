@@ -5,10 +5,13 @@ PEFT LoRA, padded batches, full-vocabulary logits) on the same data and hyperpar
 Both train the embedded default (SmolLM2-135M, loaded from its Q4_1 GGUF and dequantized by transformers) for
 the same number of optimizer steps over the same rendered examples: r=16, alpha 32, dropout 0.05 on
 q,k,v,o,gate,up,down, AdamW at 2e-4, ``--batch-size`` examples per step. Each side runs in its own process (so
-peak memory is its own); tokens/s counts real tokens (prompts and replies, no padding) over wall time of the
-training loop alone (loading excluded).
+peak memory is its own); tokens/s counts real tokens (prompts and replies, no padding) over the training loop
+alone (loading excluded), both per wall second and per CPU second of the process (on a shared machine the CPU
+figure is the steadier one: time spent waiting for a core is not counted). ``--repeats`` runs the sides
+alternately (ours first, then the reference first, ...) and reports medians. ``--hf-bf16`` adds the reference
+with ``TrainingArguments(bf16=True)`` (autocast) as a third side.
 
-    .venv/bin/python benchmarks/bench_training.py --steps 6 --batch-size 4 --threads 2
+    .venv/bin/python benchmarks/bench_training.py --steps 6 --batch-size 4 --threads 2 --repeats 3
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import platform
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -87,21 +91,22 @@ def examples(n: int, seed: int = 0) -> list[Any]:
 
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     from openglm.tuning.lora import LoRAConfig
-    from openglm.tuning.train import Hyperparameters, Trainer, load_base_model
+    from openglm.tuning.train import Hyperparameters, Trainer, compute_dtype, load_base_model
 
     data = examples(args.steps * args.batch_size)
-    model = load_base_model(gguf_path(), threads=args.threads)
     hp = Hyperparameters(
         n_epochs=1,
         batch_size=args.batch_size,
         lora=LoRAConfig(rank=16, alpha=32, dropout=0.05),
         log_every=10**9,
         warmup_ratio=0.0,
+        precision=args.precision,
     )
-    start = time.perf_counter()
+    model = load_base_model(gguf_path(), threads=args.threads, dtype=compute_dtype(hp.precision))
+    start, cpu = time.perf_counter(), time.process_time()
     result = Trainer(model, data, hp, threads=args.threads).run()
-    seconds = time.perf_counter() - start
-    return {"steps": result.steps, "tokens": result.trained_tokens, "seconds": seconds}
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    return {"steps": result.steps, "tokens": result.trained_tokens, "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 def run_hf(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,12 +142,14 @@ def run_hf(args: argparse.Namespace) -> dict[str, Any]:
         use_cpu=True,
         dataloader_num_workers=0,
         seed=42,
+        bf16=args.side == "hf-bf16",
     )
     trainer = Trainer(model=model, args=training, train_dataset=rows, data_collator=collator)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     trainer.train()
-    seconds = time.perf_counter() - start
-    return {"steps": args.steps, "tokens": sum(len(e.input_ids) for e in data), "seconds": seconds}
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    tokens = sum(len(e.input_ids) for e in data)
+    return {"steps": args.steps, "tokens": tokens, "seconds": seconds, "cpu_seconds": cpu_seconds}
 
 
 class _PadOnly:
@@ -168,7 +175,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--side", choices=["ours", "hf"], help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="our side's")
+    parser.add_argument("--hf-bf16", action="store_true", help="also the reference with bf16=True")
+    parser.add_argument("--side", choices=["ours", "hf", "hf-bf16"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", default="/tmp/bench-training")
     args = parser.parse_args()
     if args.side:
@@ -176,23 +186,48 @@ def main() -> None:
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
-    results = {}
-    for side in ("ours", "hf"):
-        command = [sys.executable, __file__, "--side", side, *sys.argv[1:]]
-        done = subprocess.run(
-            command, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
-        )
-        results[side] = json.loads(done.stdout.strip().splitlines()[-1])
-        results[side]["tokens_per_second"] = results[side]["tokens"] / results[side]["seconds"]
+    sides = ["ours", "hf", *(["hf-bf16"] if args.hf_bf16 else [])]
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    loads = [os.getloadavg()[0]]
+    for repeat in range(args.repeats):
+        order = sides if repeat % 2 == 0 else sides[::-1]
+        for side in order:
+            command = [sys.executable, __file__, *sys.argv[1:], "--side", side]
+            done = subprocess.run(
+                command, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            )
+            run = json.loads(done.stdout.strip().splitlines()[-1])
+            run["tokens_per_second"] = run["tokens"] / run["seconds"]
+            run["tokens_per_cpu_second"] = run["tokens"] / run["cpu_seconds"]
+            run["load_average"] = os.getloadavg()[0]
+            loads.append(run["load_average"])
+            runs[side].append(run)
+            print(side, json.dumps(run), file=sys.stderr, flush=True)
+    summary = {
+        side: {
+            "tokens_per_second": statistics.median(r["tokens_per_second"] for r in rs),
+            "tokens_per_cpu_second": statistics.median(r["tokens_per_cpu_second"] for r in rs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+        }
+        for side, rs in runs.items()
+    }
+    ratios = {
+        f"ours/{side}": {
+            "wall": summary["ours"]["tokens_per_second"] / summary[side]["tokens_per_second"],
+            "cpu": summary["ours"]["tokens_per_cpu_second"] / summary[side]["tokens_per_cpu_second"],
+        }
+        for side in sides[1:]
+    }
     print(
         json.dumps(
             {
                 "date": dt.datetime.now().isoformat(timespec="seconds"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "load_average": os.getloadavg(),
+                "load_average": {"min": min(loads), "max": max(loads)},
                 "args": vars(args),
-                "results": results,
-                "speedup": results["ours"]["tokens_per_second"] / results["hf"]["tokens_per_second"],
+                "median": summary,
+                "ratios": ratios,
+                "runs": runs,
             },
             indent=2,
         )

@@ -1,4 +1,5 @@
-"""``openglm``: serve the platform, list models, run job workers (``openglm jobs work``), operate accounts."""
+"""``openglm``: serve the platform, list models, run job workers (``openglm jobs work``), operate accounts, and
+fine-tuning jobs on a running server (``openglm finetune``)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .jobs.worker import add_parsers as add_job_parsers
 
     add_job_parsers(sub)
+    from .tuning.cli import add_parsers as add_finetune_parsers
+
+    add_finetune_parsers(sub)
     return parser
 
 

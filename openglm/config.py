@@ -155,6 +155,29 @@ class Settings(BaseSettings):
     # cores and both taken by serving, a training step is 5× slower).
     fine_tuning_trainer: str = "local"
     fine_tuning_threads: int = Field(default=max(1, default_threads() // 2), ge=1, le=256)
+    # Where each job's working directory is made (``<dir>/<job id>``: checkpoints, the adapter, the ``command``
+    # trainer's job files); empty: ``data_dir/fine-tuning``. For the ``command`` trainer, a directory the cluster's
+    # nodes see at the same path (a shared filesystem).
+    fine_tuning_work_dir: str = ""
+    # The ``remote`` trainer: an OpenAI-compatible fine-tuning API (another OpenGLM, say ``http://gpu:8000/v1``),
+    # its key, the remote names of local bases where they differ (``local=remote,…``), seconds between polls, and
+    # seconds it may stay unreachable before the attempt is given up (and retried, re-attaching to the remote job).
+    fine_tuning_remote_url: str = ""
+    fine_tuning_remote_api_key: str = Field(default="", repr=False)
+    fine_tuning_remote_models: str = ""
+    fine_tuning_remote_poll_seconds: float = Field(default=2.0, gt=0)
+    fine_tuning_remote_patience_seconds: float = Field(default=300.0, ge=0)
+    # The ``command`` trainer: a shell command template that runs ``python -m openglm.tuning.runner {job_dir}`` on
+    # a cluster and waits for it (``sbatch --wait job.sh {job_dir}``, ``kubectl …``), and one that cancels it
+    # (optional: the runner also stops when a ``cancel`` file appears in its directory). Placeholders:
+    # {job_dir}, {job_id}, {threads}, {python} (this interpreter), each shell-quoted.
+    fine_tuning_submit_command: str = ""
+    fine_tuning_cancel_command: str = ""
+
+    # Client commands (``openglm finetune``) call a running server's API: its URL (empty: this machine's
+    # OPENGLM_HOST and OPENGLM_PORT) and the key they send (empty: none, for a server with authentication off).
+    url: str = ""
+    api_key: str = Field(default="", repr=False)
 
     # Modules imported at start by the server and by job workers (comma-separated), so that what they register
     # (engines, job kinds, trainers, ... each into its registry) is there: an operator's extensions, or tests'.
@@ -180,8 +203,21 @@ class Settings(BaseSettings):
         """The default storage quota in bytes; None: unlimited."""
         return None if self.storage_quota_mb == -1 else self.storage_quota_mb * 1024 * 1024
 
+    def fine_tuning_root(self) -> Path:
+        """Absolute: job directories are named to commands that run elsewhere."""
+        return (
+            Path(self.fine_tuning_work_dir) if self.fine_tuning_work_dir else self.data_dir / "fine-tuning"
+        ).absolute()
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'openglm.db'}"
+
+    def client_url(self) -> str:
+        """Where client commands find the server: OPENGLM_URL, else this machine's host and port."""
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # a wildcard bind: loopback
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def auth_enabled(self) -> bool:
         loopback = self.host in LOOPBACK_HOSTS

@@ -305,6 +305,8 @@ class ModelCard(WireModel):
     context_length: int
     # OpenGLM's own: "chat", "agent" (All Tools, stream only) or "embedding", so clients can tell them apart.
     kind: Literal["chat", "agent", "embedding"] | None = None
+    # OpenGLM's own, on chat models: whether a fine-tuning job can train on it here (the web app's base picker).
+    fine_tunable: bool | None = None
 
 
 class ModelList(WireModel):

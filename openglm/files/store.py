@@ -47,8 +47,9 @@ PURPOSES = {
     "assistant": PurposeRules(50 * MiB),
     "code-interpreter": PurposeRules(50 * MiB),  # attachments for, and files written by, the code interpreter
     "image-generation": PurposeRules(50 * MiB, frozenset({".png"})),  # pictures the image models made
-    # A fine-tuning job's metrics CSV and loss curve; OpenAI's name for the purpose.
-    "fine-tune-results": PurposeRules(50 * MiB, frozenset({".csv", ".png"}), uploads=False),
+    # A fine-tuning job's metrics CSV, loss curve and LoRA adapter (GGUF; a 9B base's r=8 adapter is about 50 MB);
+    # OpenAI's name for the purpose.
+    "fine-tune-results": PurposeRules(1024 * MiB, frozenset({".csv", ".png", ".gguf"}), uploads=False),
 }
 
 

@@ -1,7 +1,14 @@
 """The ``fine_tune`` job kind: runs the configured trainer on a job's validated files, bills trained tokens as
 they are reported, and on success stores the adapter, writes the result files and makes the fine-tuned model.
 
-    training → adapter blob → result files (metrics CSV, loss curve PNG) → fine_tuned_models row → succeeded
+    training → adapter blob + fine_tuned_models row (its bytes in the storage quota) → result files (metrics CSV,
+    loss curve PNG, a copy of the adapter) → succeeded
+
+Storage: the model's adapter is counted once, with the model's row (``finetuned.py``). The published copy of it
+(``<job>-adapter.gguf``, for ``/files/{id}/content``) is a file of its own, a second blob, and counts as every file
+does: deleting it gives its bytes back and the model is still served; deleting the model leaves the file. The model
+comes first: a result file that does not fit is skipped with a warning event, and the check when the job is created
+covers the model's adapter only.
 
 After the model is made the handler checkpoints ``stage: done`` with its result, so an attempt that runs again
 (its worker died before the outcome was written) returns that result instead of training again; the model row is
@@ -36,6 +43,7 @@ from .trainers import Hyperparameters, Metrics, TrainerUnavailable, TrainingOutc
 log = logging.getLogger(__name__)
 KIND = "fine_tune"
 JOB_PREFIX = "ftjob"
+ADAPTER_RESULT = "adapter.gguf"  # the published adapter's name, after the job id
 
 
 def metrics_json(metrics: Metrics, kind: str = "metrics") -> dict[str, Any]:
@@ -52,14 +60,6 @@ def metrics_of(data: dict[str, Any]) -> Metrics | None:
         return Metrics(**{k: v for k, v in data.items() if k in names})
     except TypeError:
         return None
-
-
-def hyperparameters_of(stored: dict[str, Any]) -> Hyperparameters:
-    """The trainer's hyperparameters from a job's payload (a job made before LoRA's were settable: defaults)."""
-    values = {k: v for k, v in stored.items() if k in {f.name for f in fields(Hyperparameters)}}
-    if "lora_target_modules" in values:
-        values["lora_target_modules"] = tuple(values["lora_target_modules"])
-    return Hyperparameters(**values)
 
 
 @dataclass
@@ -135,10 +135,11 @@ class JobReporter:
         await charge(self.ctx.store, self.ctx.lease, self.billing, metrics.trained_tokens, shown)
 
     async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
+        listed = metrics.step > 0  # before the first step (a remote job's id, say) there are no weights to list
         await self.ctx.checkpoint(
             {"stage": "training", "trainer": state},
-            message=f"checkpoint at step {metrics.step}",
-            metrics=metrics_json(metrics, "checkpoint"),
+            message=f"checkpoint at step {metrics.step}" if listed else None,
+            metrics=metrics_json(metrics, "checkpoint") if listed else None,
         )
 
     def cancelled(self) -> bool:
@@ -167,7 +168,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         trainer = trainers.get(settings.fine_tuning_trainer)(settings)
     except KeyError as exc:
         raise JobFailed(str(exc.args[0]), code="trainer_unavailable") from None
-    workdir = settings.data_dir / "fine-tuning" / ctx.job_id
+    workdir = settings.fine_tuning_root() / ctx.job_id
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     task = TrainingTask(
         job_id=ctx.job_id,
@@ -176,7 +177,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         method=payload["method"],
         training=training,
         validation=validation,
-        hyperparameters=hyperparameters_of(payload["hyperparameters"]),
+        hyperparameters=Hyperparameters.of(payload["hyperparameters"]),
         workdir=workdir,
         resume=resume.get("trainer") if resume.get("stage") == "training" else None,
         threads=settings.fine_tuning_threads,
@@ -209,9 +210,10 @@ async def finish(
     spec: ModelSpec,
     outcome: TrainingOutcome,
 ) -> dict[str, Any]:
-    model = await _keep_model(ctx, shop, payload, account_id, spec, outcome)
+    data = await asyncio.to_thread(Path(outcome.adapter).read_bytes)
+    model = await _keep_model(ctx, shop, payload, account_id, spec, data)
     history = await _history(ctx)
-    result_files = await _result_files(ctx, shop, account_id, history)
+    result_files = await _result_files(ctx, shop, account_id, history, data)
     result = {
         "fine_tuned_model": model.id,
         "trained_tokens": outcome.metrics.trained_tokens,
@@ -229,15 +231,15 @@ async def _keep_model(
     payload: dict[str, Any],
     account_id: str,
     spec: ModelSpec,
-    outcome: TrainingOutcome,
+    data: bytes,
 ) -> FineTunedRecord:
-    """The adapter as a blob and the model's row, its bytes charged to the account's storage quota with the row.
-    When they do not fit, the job fails saying so and nothing is kept (the trained tokens stay billed: they were
-    trained). Before the result files, which give way to it (they are skipped when the storage is full)."""
+    """The adapter (``data``) as a blob and the model's row, its bytes charged to the account's storage quota with
+    the row. When they do not fit, the job fails saying so and nothing is kept (the trained tokens stay billed:
+    they were trained). Before the result files, which give way to it (they are skipped when the storage is full,
+    the published copy of the adapter included)."""
     existing = await shop.models.of_job(ctx.job_id)
     if existing is not None:  # an attempt that ran again after making it
         return existing
-    data = await asyncio.to_thread(Path(outcome.adapter).read_bytes)
     key = adapter_key(ctx.job_id)
     await shop.blobs.put(key, data)
     try:
@@ -270,19 +272,25 @@ async def _history(ctx: JobContext) -> list[Metrics]:
     return [by_step[step] for step in sorted(by_step)]
 
 
-async def _result_files(ctx: JobContext, shop: Workshop, account_id: str, history: list[Metrics]) -> list[str]:
-    """The metrics CSV and the loss curve as files of purpose ``fine-tune-results``. A file that cannot be kept
-    (the account's storage is full) is reported as an event; the model is made all the same."""
+async def _result_files(
+    ctx: JobContext, shop: Workshop, account_id: str, history: list[Metrics], adapter: bytes
+) -> list[str]:
+    """The metrics CSV, the loss curve and the adapter itself as files of purpose ``fine-tune-results``: the
+    adapter so that whoever owns the job can download it through ``/files/{id}/content`` — another OpenGLM whose
+    ``remote`` trainer sent the job here, or a person serving it elsewhere. A file that cannot be kept (the
+    account's storage is full) is reported as an event; the model is made all the same."""
+    csv = metrics_csv(history)
+    png = await asyncio.to_thread(loss_curve_png, history, f"{ctx.job_id} loss")
     made: list[str] = []
-    try:
-        csv = metrics_csv(history)
-        png = await asyncio.to_thread(loss_curve_png, history, f"{ctx.job_id} loss")
-        for name, data, media_type in (
-            (f"{ctx.job_id}-metrics.csv", csv, "text/csv"),
-            (f"{ctx.job_id}-loss.png", png, "image/png"),
-        ):
+    for name, data, media_type in (
+        (f"{ctx.job_id}-metrics.csv", csv, "text/csv"),
+        (f"{ctx.job_id}-loss.png", png, "image/png"),
+        (f"{ctx.job_id}-{ADAPTER_RESULT}", adapter, "application/octet-stream"),
+    ):
+        try:
             record = await shop.files.create(account_id, "fine-tune-results", name, data, media_type, by_platform=True)
-            made.append(record.id)
-    except OpenGLMError as exc:
-        await ctx.event(f"result files not kept: {exc.message}", level="warning")
+        except OpenGLMError as exc:
+            await ctx.event(f"result file {name} not kept: {exc.message}", level="warning")
+            continue
+        made.append(record.id)
     return made

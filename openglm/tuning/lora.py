@@ -37,8 +37,9 @@ class LoRALinear(nn.Module):  # type: ignore[misc]
         self.base = base
         self.rank = rank
         self.scale = alpha / rank
-        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype))
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype))
+        # fp32 whatever the base's dtype: a bf16 base computes under autocast, the adapter and AdamW keep fp32.
+        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, dtype=torch.float32))
+        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, dtype=torch.float32))
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
         self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.enabled = True
@@ -47,7 +48,10 @@ class LoRALinear(nn.Module):  # type: ignore[misc]
         out: torch.Tensor = self.base(x)
         if not self.enabled:
             return out
-        delta = nn.functional.linear(nn.functional.linear(self.dropout(x), self.lora_a), self.lora_b)
+        a, b = self.lora_a, self.lora_b
+        if x.dtype != a.dtype and not torch.is_autocast_enabled("cpu"):
+            a, b = a.to(x.dtype), b.to(x.dtype)
+        delta = nn.functional.linear(nn.functional.linear(self.dropout(x), a), b)
         return out + delta * self.scale
 
 

@@ -159,6 +159,14 @@ class FineTuningService:
             )
         return spec
 
+    def fine_tunable(self, name: str) -> bool:
+        """Whether a job can train on this model here (``trainable_base`` says why not)."""
+        try:
+            self.trainable_base(name)
+        except (InvalidFieldError, ModelNotFoundError):
+            return False
+        return True
+
     def trainable_names(self) -> list[str]:
         return sorted({spec.id for spec in self.catalog.specs if spec.engine in TRAINABLE_ENGINES})
 

@@ -8,6 +8,12 @@ What makes it lean on a CPU:
   ``max_tokens_per_pass`` tokens; position ids restart at 0 for each example, and transformers derives a
   block-diagonal causal mask from them (``find_packed_sequence_indices``), so attention never crosses examples and
   no pad token is computed. An example longer than the budget gets a row of its own.
+- **No attention wasted across examples.** The packing budget (``max_tokens_per_pass``, 512) is small: SDPA
+  computes a row's whole T² score matrix before the block-diagonal mask drops the cross-example part, so one
+  1,000-token row of four examples does about four times the attention work of four rows of 250.
+- **bf16 compute where the CPU has it** (``precision="auto"``: AVX-512 BF16 or AMX): the frozen base weights are
+  kept in bf16 (half the memory) and the forward runs under ``torch.autocast``; the adapter's weights, its
+  gradients and the optimizer stay fp32, and log-softmax is taken in fp32.
 - **Gradient accumulation** over the rows of a step: ``batch_size`` examples (DPO: pairs) per optimizer step,
   whatever the budget per forward pass.
 
@@ -58,7 +64,8 @@ class Hyperparameters:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     seed: int = 42
-    max_tokens_per_pass: int = 2048  # packing budget of one forward pass
+    max_tokens_per_pass: int = 512  # packing budget of one forward pass
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     log_every: int = 5  # progress every this many steps (and on the last)
     eval_every: int = 0  # validation loss every this many steps (0: at each epoch's end); always at the end
     checkpoint_every: int = 0  # 0: no periodic checkpoints
@@ -93,17 +100,42 @@ class TrainResult:
 Item = Example | Preference
 
 
-def load_base_model(path: str | os.PathLike[str], *, threads: int | None = None) -> nn.Module:
-    """The causal LM from a GGUF file (dequantized to fp32 by transformers) or a Hugging Face directory."""
+def bf16_supported() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); without it autocast emulates and is slow."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    if precision == "bf16" or (precision == "auto" and bf16_supported()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def prepare_model(model: nn.Module, hp: Hyperparameters) -> nn.Module:
+    """Put the frozen base in the compute dtype and attach the adapter (fp32), unless one is attached already."""
+    if not _lora_modules(model):
+        dtype = compute_dtype(hp.precision)
+        if next(model.parameters()).dtype != dtype:
+            model.to(dtype)
+        attach_lora(model, hp.lora)
+    return model
+
+
+def load_base_model(
+    path: str | os.PathLike[str], *, threads: int | None = None, dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """The causal LM from a GGUF file (dequantized by transformers) or a Hugging Face directory, in ``dtype``."""
     from transformers import AutoModelForCausalLM
 
     if threads:
         torch.set_num_threads(threads)
     source = Path(path)
     if source.is_file():
-        model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype)
     # The GGUF loader flags the model as quantized, and training code refuses quantized models; the weights are
     # plain fp32 tensors by now.
     model.hf_quantizer = None
@@ -170,10 +202,13 @@ def _build(row: Sequence[Example]) -> _Pass:
 
 def label_logprobs(model: nn.Module, batch: _Pass) -> torch.Tensor:
     """Log-probability of each label, computing logits only at the labelled positions."""
-    hidden = model.model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).last_hidden_state[
-        0
-    ]
-    logits = model.lm_head(hidden.index_select(0, batch.sources)).float()
+    dtype = model.get_input_embeddings().weight.dtype  # the base's: bf16 when training in bf16 (``prepare_model``)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        hidden = model.model(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+        ).last_hidden_state[0]
+        logits = model.lm_head(hidden.index_select(0, batch.sources))
+    logits = logits.float()
     logprobs = torch.log_softmax(logits, dim=-1)
     return logprobs.gather(1, batch.targets.unsqueeze(1)).squeeze(1)
 
@@ -224,8 +259,7 @@ class Trainer:
             torch.set_num_threads(self.threads)
         hp = self.hp
         torch.manual_seed(hp.seed)  # the adapter's initialisation
-        if not any(True for _ in _lora_modules(self.model)):
-            attach_lora(self.model, hp.lora)
+        prepare_model(self.model, hp)
         parameters = adapter_parameters(self.model)
         optimizer = torch.optim.AdamW(parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         warmup = int(self.total_steps * hp.warmup_ratio)

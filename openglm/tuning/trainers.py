@@ -10,15 +10,17 @@ database, no billing; the handler bills, stores the adapter and makes the model 
     @trainers.register("name")
     def make(settings: Settings) -> Trainer: ...
 
-``local`` trains in torch on this machine (``train.py``, in a niced worker process of its own: ``local.py``). Other
-trainers (a remote OpenAI-compatible fine-tuning API, a cluster) register the same way, in a module listed in
-``OPENGLM_PLUGINS`` or imported here; ``OPENGLM_FINE_TUNING_TRAINER`` chooses one.
+Built in: ``local`` trains in torch on this machine (``train.py``, in a niced worker process of its own:
+``local.py``); ``remote`` has an OpenAI-compatible fine-tuning API train it and downloads the adapter
+(``remote.py``); ``command`` runs the same training code as ``local`` on a cluster through a templated submit
+command (``command.py``, ``runner.py``). Others register the same way, in a module listed in ``OPENGLM_PLUGINS``;
+``OPENGLM_FINE_TUNING_TRAINER`` chooses one. Each built-in's module is imported when a job trains with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -44,6 +46,15 @@ class Hyperparameters:
     lora_alpha: float = DEFAULT_ALPHA
     lora_dropout: float = DEFAULT_DROPOUT
     lora_target_modules: tuple[str, ...] = tuple(TARGETS)
+
+    @classmethod
+    def of(cls, stored: dict[str, Any]) -> Hyperparameters:
+        """From their JSON (a job's payload, a job directory's ``job.json``); what a job made before LoRA's were
+        settable lacks is the default, and what this version does not know is dropped."""
+        values = {k: v for k, v in stored.items() if k in {f.name for f in fields(cls)}}
+        if "lora_target_modules" in values:
+            values["lora_target_modules"] = tuple(values["lora_target_modules"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -130,3 +141,30 @@ class LocalTrainer:
         from .local import ProcessTrainer
 
         return await ProcessTrainer(self.settings).train(task, reporter)
+
+
+@trainers.register("remote")
+class RemoteFineTuningTrainer:
+    """An OpenAI-compatible fine-tuning API trains (another OpenGLM, a provider); its adapter is served here."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    async def train(self, task: TrainingTask, reporter: TrainingReporter) -> TrainingOutcome:
+        from .remote import RemoteTrainer
+
+        return await RemoteTrainer(self.settings).train(task, reporter)
+
+
+@trainers.register("command")
+class CommandTrainer:
+    """A cluster (Slurm, Kubernetes, anything with a command that waits) runs ``python -m openglm.tuning.runner``
+    on a job directory this server writes on a shared filesystem."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    async def train(self, task: TrainingTask, reporter: TrainingReporter) -> TrainingOutcome:
+        from .command import SubmittedTrainer
+
+        return await SubmittedTrainer(self.settings).train(task, reporter)

@@ -5,6 +5,7 @@ the scripted agent's words are fixed by its script."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -333,7 +334,91 @@ def test_playground_shows_the_raw_request_and_stream(page: Any) -> None:
     screenshot(page, "playground")
 
 
-@pytest.mark.parametrize("route", ["chat", "agents", "knowledge", "console", "playground"])
+TRAINING = [
+    {"messages": [{"role": "user", "content": f"Code word {n}?"}, {"role": "assistant", "content": f"Zebra-{n}"}]}
+    for n in range(3)
+]
+XSS = "<img src=x onerror=window.__xss=1>"
+
+
+def jsonl(lines: list[Any]) -> str:
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def fine_tuning_jobs(server: RunningServer, key: str) -> int:
+    jobs = httpx.get(f"{server.url}/v1/fine_tuning/jobs?limit=100", headers={"Authorization": f"Bearer {key}"})
+    return len(jobs.json()["data"])
+
+
+def test_fine_tuning_page_from_a_files_line_errors_to_a_trained_model_in_the_playground(
+    page: Any, server: RunningServer, key: str, tmp_path: Any
+) -> None:
+    page.goto("/#/finetune")
+    page.get_by_role("heading", name="Fine-tuning", exact=True).wait_for()
+    bases = page.get_by_label("Base model").locator("option").all_inner_texts()
+    assert set(bases) == {"smollm2-135m-instruct", "default"}  # fine_tunable: not the scripted models
+    assert page.get_by_label("Base model").input_value() == "default"
+    assert page.get_by_label("Beta").is_hidden()  # DPO's only
+
+    # A file with bad lines: the server's problems, one per line, as text; no job, the upload removed.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        jsonl(
+            [
+                TRAINING[0],
+                {"messages": [{"role": "user", "content": "?"}]},
+                {"messages": [{"role": XSS, "content": "x"}, {"role": "assistant", "content": "y"}]},
+            ]
+        )
+    )
+    jobs_before = fine_tuning_jobs(server, key)
+    page.get_by_label("Training file").set_input_files(str(bad))
+    page.get_by_role("button", name="Start job").click()
+    problems = page.locator(".problems[role='alert'] ul.line-problems li")
+    problems.first.wait_for()
+    assert problems.all_inner_texts() == [
+        "line 2: messages: no assistant message (nothing to train on)",
+        f"line 3: messages[0]: role must be one of system, user, assistant, tool, not '{XSS}'",
+    ]
+    assert page.locator(".problems img").count() == 0 and page.evaluate("() => window.__xss") is None
+    assert fine_tuning_jobs(server, key) == jobs_before
+    screenshot(page, "finetune-errors")
+
+    # A valid file and a validation file: the job runs on the test trainer, charted and logged as it goes.
+    good, valid = tmp_path / "train.jsonl", tmp_path / "valid.jsonl"
+    good.write_text(jsonl(TRAINING))
+    valid.write_text(jsonl(TRAINING[:1]))
+    page.get_by_label("Training file").set_input_files(str(good))
+    page.get_by_label("Validation file").set_input_files(str(valid))
+    page.get_by_label("Epochs").fill("2")
+    page.get_by_label("Batch size").fill("1")
+    page.get_by_label("Suffix").fill("web")
+    page.get_by_role("button", name="Start job").click()
+    page.get_by_role("heading", name=re.compile(r"^Job ftjob-")).wait_for()
+    page.get_by_role("link", name="Open in playground").wait_for(timeout=60_000)
+    chart = page.locator("svg.line-chart")
+    assert chart.locator(".series.train circle").count() == 6  # a point per step: 3 lines × 2 epochs
+    assert chart.locator(".series.valid circle").count() == 6 and chart.locator("polyline").count() == 2
+    assert "validation loss at step 6: 0.417" in (chart.locator("desc").text_content() or "")
+    events = page.locator("ol.events").inner_text()
+    assert "step 6/6: training loss 0.3333, validation loss 0.4167" in events
+    model = re.search(r"the fine-tuned model (ft:smollm2-135m-instruct:web:\w+) is ready", events)
+    assert model is not None, events
+    assert page.get_by_label("Training progress").evaluate("bar => bar.value") == 1
+    page.locator("ul.result-files a", has_text="-adapter.gguf").wait_for()  # the adapter, published to download
+    assert page.locator("ul.result-files a").count() == 3 and page.locator("img.loss-curve").count() == 1
+    screenshot(page, "finetune-job")
+
+    page.get_by_role("link", name="Open in playground").click()
+    page.get_by_role("heading", name="Playground").wait_for()
+    assert page.get_by_label("Model", exact=True).input_value() == model[1]
+    assert f'"model": "{model[1]}"' in page.get_by_label("Request", exact=True).inner_text()
+
+    page.goto("/#/finetune")  # the job in the list
+    page.locator("table.jobs tr[data-status='succeeded']", has_text=model[1]).wait_for()
+
+
+@pytest.mark.parametrize("route", ["chat", "agents", "knowledge", "finetune", "console", "playground"])
 def test_every_page_has_one_heading_and_labelled_controls(page: Any, route: str) -> None:
     page.goto(f"/#/{route}")
     page.locator("main h1").wait_for()

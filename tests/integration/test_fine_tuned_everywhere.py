@@ -338,15 +338,37 @@ def test_adapters_count_in_the_storage_quota(server: RunningServer) -> None:
     assert not [m for m in carol.openai.models.list() if m.id.startswith("ft:")]
     kept = carol.storage()
 
-    # Room again: the adapter's bytes are charged with the model and given back when it is deleted.
+    # Room again: the adapter's bytes are charged with the model and given back when it is deleted. Room for the
+    # model but not for the published copy of its adapter (a result file like the others): the model comes first,
+    # the copy is skipped saying so.
     carol.openai.files.delete(filler)
     before = carol.storage()
     assert before == kept - 2 * 1024 * 1024
     made = carol.train()
     assert made.status == "succeeded", made.error
     adapter = (Path(server.env["OPENGLM_DATA_DIR"]) / "blobs" / f"adapter-{made.id}.gguf").stat().st_size
-    results = sum(carol.openai.files.retrieve(f).bytes for f in made.result_files)
-    assert carol.storage() == before + len(jsonl(LINES)) + adapter + results  # its training file, adapter, results
+    results = {carol.openai.files.retrieve(f).filename: carol.openai.files.retrieve(f).bytes for f in made.result_files}
+    assert sorted(results) == [f"{made.id}-loss.png", f"{made.id}-metrics.csv"]
+    messages = [e.message for e in carol.openai.fine_tuning.jobs.list_events(made.id, limit=100)]
+    assert any(m.startswith(f"result file {made.id}-adapter.gguf not kept: ") for m in messages)
+    assert carol.storage() == before + len(jsonl(LINES)) + adapter + sum(results.values())  # file, adapter, results
     after_training = carol.storage()
     assert carol.openai.models.delete(str(made.fine_tuned_model)).deleted
     assert carol.storage() == after_training - adapter
+
+    # Room for both: the published copy is a second blob and counts as the file it is, once; deleting the model
+    # leaves it downloadable, and deleting it gives its bytes back.
+    quota(16)
+    before = carol.storage()
+    made = carol.train()
+    assert made.status == "succeeded", made.error
+    blob = (Path(server.env["OPENGLM_DATA_DIR"]) / "blobs" / f"adapter-{made.id}.gguf").read_bytes()
+    files = {carol.openai.files.retrieve(f).filename: f for f in made.result_files}
+    copy = files[f"{made.id}-adapter.gguf"]
+    results_bytes = sum(carol.openai.files.retrieve(f).bytes for f in made.result_files)
+    assert carol.storage() == before + len(jsonl(LINES)) + len(blob) + results_bytes  # the copy among the results
+    assert carol.openai.models.delete(str(made.fine_tuned_model)).deleted
+    assert carol.storage() == before + len(jsonl(LINES)) + results_bytes
+    assert carol.openai.files.content(copy).content == blob
+    carol.openai.files.delete(copy)
+    assert carol.storage() == before + len(jsonl(LINES)) + results_bytes - len(blob)

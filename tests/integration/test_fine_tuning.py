@@ -141,13 +141,16 @@ def test_openai_sdk_trains_bills_and_lists_a_private_model(alice: Account, bob: 
     model = done.fine_tuned_model
     assert model is not None and model.startswith(f"ft:{BASE}:codeword:")
     assert done.trained_tokens == 4 * TOKENS_PER_EXAMPLE  # 2 examples × 2 epochs
-    assert done.finished_at is not None and len(done.result_files) == 2
+    assert done.finished_at is not None and len(done.result_files) == 3
 
-    # Result files, downloadable through /files: the metrics CSV and the loss curve.
+    # Result files, downloadable through /files: the metrics CSV, the loss curve and the adapter.
     contents = {f: alice.openai.files.content(f).content for f in done.result_files}
     csv = next(c for c in contents.values() if c.startswith(b"step,"))
     assert len(csv.decode().strip().splitlines()) == 1 + 4  # a row per step
     assert any(c.startswith(b"\x89PNG") for c in contents.values())
+    adapter = next(f for f, c in contents.items() if c.startswith(b"GGUF"))
+    assert contents[adapter] == f"GGUFtest adapter of {job.id} on {BASE}".encode()
+    assert alice.openai.files.retrieve(adapter).filename == f"{job.id}-adapter.gguf"
     assert alice.openai.files.retrieve(done.result_files[0]).purpose == "fine-tune-results"
 
     # Events and checkpoints parse in the SDK; the events page on from an id.

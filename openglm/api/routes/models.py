@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,7 +19,7 @@ from ._common import json_response
 router = APIRouter(tags=["models"])
 
 
-def model_cards(pool: ModelPool) -> list[ModelCard]:
+def model_cards(pool: ModelPool, fine_tunable: Callable[[str], bool]) -> list[ModelCard]:
     cards = []
     for served in pool.served():
         spec = served.spec
@@ -30,6 +32,7 @@ def model_cards(pool: ModelPool) -> list[ModelCard]:
                     root=spec.id,
                     context_length=spec.context_length,
                     kind="chat",
+                    fine_tunable=fine_tunable(spec.id),
                 )
             )
     loaded = {served.spec.id for served in pool.served()}
@@ -72,6 +75,7 @@ def fine_tuned_card(record: FineTunedRecord, pool: ModelPool) -> ModelCard:
         root=record.base_model,
         context_length=base.context_length if base is not None else 0,
         kind="chat",
+        fine_tunable=False,  # adapters do not stack: a job trains on the base
     )
 
 
@@ -85,8 +89,9 @@ def _fine_tuning(request: Request) -> FineTuningService:
 async def list_models(request: Request, principal: Caller) -> Response:
     embeddings: EmbeddingService = request.app.state.embeddings
     pool: ModelPool = request.app.state.models
-    cards = model_cards(pool) + [embedding_card(name, embeddings) for name in embeddings.models]
-    cards += [fine_tuned_card(r, pool) for r in await _fine_tuning(request).models_of(principal.account_id)]
+    tuning = _fine_tuning(request)
+    cards = model_cards(pool, tuning.fine_tunable) + [embedding_card(name, embeddings) for name in embeddings.models]
+    cards += [fine_tuned_card(r, pool) for r in await tuning.models_of(principal.account_id)]
     return json_response(ModelList(data=cards))
 
 
@@ -104,9 +109,15 @@ async def get_model(name: str, request: Request, principal: Caller) -> Response:
             raise
         return json_response(embedding_card(name, embeddings))
     spec = served.spec
-    return json_response(
-        ModelCard(id=name, created=0, owned_by=spec.owned_by, root=spec.id, context_length=spec.context_length)
+    card = ModelCard(
+        id=name,
+        created=0,
+        owned_by=spec.owned_by,
+        root=spec.id,
+        context_length=spec.context_length,
+        fine_tunable=_fine_tuning(request).fine_tunable(spec.id),
     )
+    return json_response(card)
 
 
 @router.delete("/v1/models/{name:path}")  # OpenAI's client.models.delete: fine-tuned models only

@@ -1,7 +1,8 @@
-// A bar chart drawn as inline SVG: one bar per row, labelled axes, a title and description for screen readers.
+// Charts drawn as inline SVG (bars; lines), with a title and description for screen readers.
 
 import { svg } from './dom.js';
 
+// A bar chart: one bar per row, labelled axes.
 export function barChart(rows, { title, valueOf, labelOf, format = String }) {
   const width = 640;
   const height = 220;
@@ -33,4 +34,43 @@ export function barChart(rows, { title, valueOf, labelOf, format = String }) {
     svg('title', { id: `${id}-t` }, title),
     svg('desc', { id: `${id}-d` }, rows.map((row, i) => `${labelOf(row)}: ${format(values[i])}`).join('; ') || 'No data'),
     ticks, bars);
+}
+
+// A line chart as inline SVG: one polyline per series ({name, className, points: [{x, y}]}) over a shared x axis,
+// a legend, and a title and description for screen readers (each series' last point).
+export function lineChart(series, { title, xLabel = 'step', format = (v) => v.toFixed(3) }) {
+  const width = 640;
+  const height = 240;
+  const pad = { top: 28, right: 12, bottom: 36, left: 56 };
+  const points = series.flatMap((s) => s.points);
+  const maxX = Math.max(1, ...points.map((p) => p.x));
+  const minX = Math.min(maxX, ...points.map((p) => p.x));
+  const maxY = Math.max(1e-9, ...points.map((p) => p.y));
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const x = (v) => pad.left + (maxX === minX ? plotW / 2 : ((v - minX) / (maxX - minX)) * plotW);
+  const y = (v) => pad.top + plotH - (Math.max(0, v) / maxY) * plotH;
+  const id = `chart-${Math.random().toString(36).slice(2, 8)}`;
+  const ticks = [0, 0.5, 1].map((f) => {
+    const at = pad.top + plotH - f * plotH;
+    return [svg('line', { class: 'axis', x1: pad.left, x2: width - pad.right, y1: at, y2: at }),
+      svg('text', { x: pad.left - 6, y: at + 4, 'text-anchor': 'end' }, format(maxY * f))];
+  });
+  const xTicks = [minX, maxX].filter((v, i, all) => all.indexOf(v) === i).map((v) =>
+    svg('text', { x: x(v).toFixed(1), y: height - pad.bottom + 16, 'text-anchor': 'middle' }, String(v)));
+  const lines = series.filter((s) => s.points.length).map((s) => svg('g', { class: ['series', s.className] },
+    svg('polyline', { points: s.points.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ') }),
+    s.points.map((p) => svg('circle', { cx: x(p.x).toFixed(1), cy: y(p.y).toFixed(1), r: 2.5 },
+      svg('title', {}, `${s.name}, ${xLabel} ${p.x}: ${format(p.y)}`)))));
+  const legend = series.map((s, i) => svg('g', { class: ['series', s.className] },
+    svg('line', { x1: pad.left + i * 150, x2: pad.left + i * 150 + 18, y1: 12, y2: 12 }),
+    svg('text', { x: pad.left + i * 150 + 24, y: 16 }, s.name)));
+  const described = series.filter((s) => s.points.length)
+    .map((s) => { const last = s.points[s.points.length - 1]; return `${s.name} at ${xLabel} ${last.x}: ${format(last.y)}`; });
+  return svg('svg', { class: 'chart line-chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-labelledby': `${id}-t ${id}-d` },
+    svg('title', { id: `${id}-t` }, title),
+    svg('desc', { id: `${id}-d` }, described.join('; ') || 'No data'),
+    ticks, xTicks,
+    svg('text', { x: width - pad.right, y: height - 4, 'text-anchor': 'end' }, xLabel),
+    legend, lines);
 }

@@ -38,6 +38,9 @@ def test_a_local_gguf_base_is_trainable_by_any_of_its_names(tmp_path: Path) -> N
     tuning = service(tmp_path)
     assert tuning.trainable_base("default").id == "local"
     assert tuning.trainable_names() == ["local", "missing"]
+    # What /v1/models marks fine_tunable (the web app's base picker): the same checks, as a yes or no.
+    names = ["local", "default", "gpu-box", "missing", "script", "nope", "ft:local:x:1234"]
+    assert [name for name in names if tuning.fine_tunable(name)] == ["local", "default"]
 
 
 @pytest.mark.parametrize(

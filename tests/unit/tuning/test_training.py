@@ -31,6 +31,7 @@ from openglm.tuning.train import (
     TrainingPaused,
     label_logprobs,
     pack,
+    prepare_model,
     sequence_logprobs,
 )
 
@@ -61,7 +62,7 @@ def torch_greedy(model: Any, renderer: Renderer, question: str, n: int = 10) -> 
 
 def last_logits(model: Any, ids: list[int]) -> np.ndarray:
     with torch.no_grad():
-        return model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].numpy()
+        return model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].float().numpy()
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,9 @@ def taught(base_model: Any, renderer: Renderer) -> tuple[Any, list[Progress]]:
         lora=LoRAConfig(rank=8, alpha=16, dropout=0.0),
         log_every=1,
         warmup_ratio=0.0,
+        # fp32: this fixture checks the export against llama.cpp to a tight bound; bf16 training (the default where
+        # the CPU has it) is checked by test_bf16_... below and end to end by test_fine_tuning_real.py.
+        precision="fp32",
     )
     Trainer(model, examples, hp, validation=examples[:1], on_progress=reports.append, threads=2).run()
     model.eval()
@@ -207,9 +211,17 @@ def test_dpo_raises_the_preferred_replys_margin(model: Any, renderer: Renderer) 
                 total += float(logps[0] - logps[1])
         return total / len(pairs)
 
-    attach_lora(model, LoRAConfig(rank=8, alpha=16, dropout=0.0))
+    hp = Hyperparameters(
+        method="dpo",
+        n_epochs=3,
+        batch_size=2,
+        learning_rate_multiplier=5,
+        beta=0.1,
+        warmup_ratio=0.0,
+        lora=LoRAConfig(rank=8, alpha=16, dropout=0.0),
+    )
+    prepare_model(model, hp)  # the compute dtype the run uses, so "before" and the reference are comparable
     before = margin()
-    hp = Hyperparameters(method="dpo", n_epochs=3, batch_size=2, learning_rate_multiplier=5, beta=0.1, warmup_ratio=0.0)
     reports: list[Progress] = []
     Trainer(model, pairs, hp, on_progress=reports.append).run()
     after = margin()
@@ -296,3 +308,25 @@ def test_a_checkpoint_of_another_run_is_refused(model: Any, renderer: Renderer, 
     ).run()
     with pytest.raises(ValueError, match="other data or hyperparameters"):
         Trainer(model, examples, Hyperparameters(n_epochs=2, batch_size=1), checkpoint_dir=tmp_path).run()
+
+
+def test_bf16_compute_keeps_the_adapter_fp32_and_the_logprobs_close(base_model: Any, renderer: Renderer) -> None:
+    """bf16 halves the base's memory and uses the CPU's bf16 units; the adapter, its gradients and AdamW stay fp32,
+    and the labels' log-probabilities stay within a few hundredths of a nat of fp32's."""
+    line = {"messages": [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]}
+    (batch,) = pack([renderer.chat(line)], 4096)
+    hp = Hyperparameters(precision="bf16", lora=LoRAConfig(rank=4, dropout=0.0))
+    half = prepare_model(copy.deepcopy(base_model), hp)
+    assert half.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert all(m.lora_a.dtype == m.lora_b.dtype == torch.float32 for m in lora_modules(half).values())
+    base_model.eval()
+    half.eval()
+    with torch.no_grad():
+        full = label_logprobs(base_model, batch)
+        approx = label_logprobs(half, batch)
+    assert approx.dtype == torch.float32
+    assert float((full - approx).abs().mean()) < 0.05, (full, approx)
+    loss = -label_logprobs(half, batch).sum()
+    loss.backward()
+    grads = [m.lora_b.grad for m in lora_modules(half).values()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads)

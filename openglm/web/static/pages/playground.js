@@ -20,9 +20,11 @@ function numberInput(name, value, min, max, step) {
   return h('input', { type: 'number', name, value: String(value), min, max, step });
 }
 
-export async function render(main) {
+// '#/playground/<model>' preselects that model (the fine-tuning page's "Open in playground"), when it is one.
+export async function render(main, args) {
   const targets = await loadTargets({ glms: false });
-  const model = targetSelect(targets, defaultTarget(targets)?.id, ['chat', 'agent']);
+  const wanted = targets.find((t) => t.id === args[0] && t.kind !== 'glm');
+  const model = targetSelect(targets, (wanted || defaultTarget(targets))?.id, ['chat', 'agent']);
   const temperature = numberInput('temperature', 0.7, 0, 2, 0.05);
   const topP = numberInput('top_p', 0.9, 0, 1, 0.05);
   const maxTokens = numberInput('max_tokens', 128, 1, 8192, 1);
