@@ -1,7 +1,7 @@
 """The ``command`` trainer (``openglm/tuning/command.py``) with a real submit command — a shell running the real
 runner (``python -m openglm.tuning.runner {job_dir}``) on the default model: an attempt interrupted by a stopping
 server is resumed from the job directory's checkpoint by the next, and a run that already succeeded is not run
-again. Misconfigured commands fail or retry saying why, and the command never sees the server's OPENGLM_* secrets."""
+again; a paused one stops at its next step with a checkpoint there and the next attempt goes on from it. Misconfigured commands fail or retry saying why, and the command never sees the server's OPENGLM_* secrets."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from openglm.config import Settings
-from openglm.jobs.context import JobFailed
+from openglm.jobs.context import JobFailed, JobPaused
 from openglm.tuning.command import SubmittedTrainer
 from openglm.tuning.pipeline import TrainingProcessDied
-from openglm.tuning.runner import read_status
+from openglm.tuning.runner import PAUSE_FILE, read_status
 from openglm.tuning.trainers import TrainerUnavailable
 
 from .test_local_trainer import LINE, Recorder, task
@@ -27,17 +27,22 @@ def trainer(submit: str = RUNNER) -> SubmittedTrainer:
     return SubmittedTrainer(Settings(fine_tuning_submit_command=submit))
 
 
-def processes_in(directory: Path) -> list[str]:
-    """Command lines of live processes that name ``directory`` (the runner's)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(directory) in text:
-            found.append(text)
-    return found
+def processes_in(directory: Path, within: float = 3.0) -> list[str]:
+    """Command lines of live processes that name ``directory`` (the runner's), still there after ``within``
+    seconds (a SIGKILLed process takes a moment to be gone from /proc on a busy machine)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(directory) in text:
+                found.append(text)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def test_an_interrupted_attempt_resumes_from_the_job_directory(tmp_path: Path) -> None:
@@ -73,6 +78,27 @@ def test_an_interrupted_attempt_resumes_from_the_job_directory(tmp_path: Path) -
     again = asyncio.run(trainer().train(task(tmp_path, [LINE]), third))
     assert third.messages == [f"the run in {tmp_path} had already succeeded (attempt {status['attempt']})"]
     assert (again.adapter, again.metrics.step, again.metrics.trained_tokens) == (outcome.adapter, 3, 3 * per_step)
+
+
+def test_a_paused_run_checkpoints_where_it_stopped_and_the_next_attempt_goes_on_from_there(tmp_path: Path) -> None:
+    """The pause file asked once a step was reported: the runner saves a checkpoint at its next step, says
+    "paused" (status.json too) and ends; the attempt ends JobPaused. The resumed attempt trains the rest only."""
+    steps = 6
+    first = Recorder(pause_after=1)
+    with pytest.raises(JobPaused):
+        asyncio.run(trainer().train(task(tmp_path, [LINE], epochs=steps), first))
+    paused_at = first.checkpoints[-1]["step"]
+    assert first.progress_reports[-1].step == paused_at < steps
+    status = read_status(tmp_path)
+    assert status is not None and status["status"] == "paused"
+    assert (tmp_path / PAUSE_FILE).exists() and processes_in(tmp_path) == []
+
+    second = Recorder()
+    outcome = asyncio.run(trainer().train(task(tmp_path, [LINE], epochs=steps, resume=first.checkpoints[-1]), second))
+    assert [m.step for m in second.progress_reports] == list(range(paused_at + 1, steps + 1))
+    assert not (tmp_path / PAUSE_FILE).exists()  # the new attempt cleared it
+    per_step = first.checkpoints[0]["trained_tokens"]
+    assert outcome.metrics.step == steps and outcome.metrics.trained_tokens == steps * per_step
 
 
 def test_without_a_submit_command_the_trainer_is_unavailable(tmp_path: Path) -> None:
