@@ -21,9 +21,11 @@ from ..api.schemas import (
 )
 from ..catalog import AgentSpec
 from ..errors import InvalidFieldError
+from ..serving.models import ServedModel
 from ..serving.service import ChatService
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
 from ..serving.usage import Tally, UsageBound
+from ..tuning.finetuned import AdapterTarget
 from ..untrusted.loaders import load_json
 from .partial import partial_string
 from .replay import needs_replay, with_replayed_calls
@@ -92,6 +94,8 @@ class AgentRun:
     conversation: str
     messages: list[ChatMessage] = field(default_factory=list)
     finish_reason: str = "stop"  # of the latest round: "length" when it ran out of tokens
+    # The agent's model is a fine-tuned one (``spec.model`` its id): every round runs on its base with this adapter.
+    adapter: AdapterTarget | None = None
 
 
 class AgentLoop:
@@ -109,7 +113,9 @@ class AgentLoop:
         base_url: str = "",
         *,
         resources_of: str | None = None,
+        adapter: AdapterTarget | None = None,
     ) -> AgentRun:
+        """``adapter``: ``spec.model`` is a fine-tuned model, resolved (for its owner) to its base and adapter."""
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         # Tool state (kernel, browser session, last image prompt) is the account's own: two accounts choosing the
         # same conversation id must not share a kernel.
@@ -134,11 +140,15 @@ class AgentLoop:
             )
         messages = list(request.messages)
         if needs_replay(messages):
-            native_code = "python" in self.chat.models.get(spec.model).template.builtin_tools
+            native_code = "python" in self.served(spec.model, adapter).template.builtin_tools
             messages = with_replayed_calls(messages, native_code=native_code)
         if spec.system and not any(m.role == "system" for m in messages):
             messages.insert(0, ChatMessage(role="system", content=spec.system))
-        return AgentRun(spec, request, builtins, functions, conversation, messages)
+        return AgentRun(spec, request, builtins, functions, conversation, messages, adapter=adapter)
+
+    def served(self, model: str, adapter: AdapterTarget | None) -> ServedModel:
+        """What the agent's rounds run on: a catalog model, or a fine-tuned one on its base."""
+        return self.chat.models.get(model) if adapter is None else self.chat.models.for_adapter(adapter)
 
     async def run(
         self, run: AgentRun, tally: Tally, reserve: RoundReservation | None = None
@@ -212,7 +222,7 @@ class AgentLoop:
     async def validate(self, run: AgentRun) -> UsageBound:
         """Plan the first round now, so that a bad request is a 400 before the stream starts; the most that
         round can be billed for."""
-        return (await self.chat.plan(self.round_request(run, first=True))).usage_bound()
+        return (await self.chat.plan(self.round_request(run, first=True), run.adapter)).usage_bound()
 
     async def _round(
         self,
@@ -223,7 +233,7 @@ class AgentLoop:
         first: bool,
         reserve: RoundReservation | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        plan = await self.chat.plan(self.round_request(run, first=first))
+        plan = await self.chat.plan(self.round_request(run, first=first), run.adapter)
         if reserve is not None and not first:
             await reserve(plan.usage_bound())
         chat_run = await self.chat.submit(plan)
@@ -247,7 +257,7 @@ class AgentLoop:
         """The template's own section for a built-in it knows (GLM-4: python, simple_browser, cogview, with the
         official texts), else a JSON function. A forced call needs a JSON schema for its grammar."""
         forced = run.request.tool_choice not in (None, "auto", "none")
-        template = self.chat.models.get(run.spec.model).template
+        template = self.served(run.spec.model, run.adapter).template
         if tool.function_name in template.builtin_tools and not forced:
             return ToolDefinition(type=tool.function_name)
         return ToolDefinition(type="function", function=FunctionDefinition.model_validate(tool.definition(context)))

@@ -100,7 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings, catalog, app.state.chat, image_service, app.state.files, knowledge
             )
             app.state.fine_tuning = FineTuningService(
-                catalog, jobs, app.state.files, blobs, FineTunedModels(platform.db, blobs.root), serving=pool.merged
+                catalog,
+                jobs,
+                app.state.files,
+                blobs,
+                FineTunedModels(platform.db, blobs.root, app.state.files.quota),
+                serving=pool.merged,
             )
             await jobs.start()
             yield

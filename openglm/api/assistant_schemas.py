@@ -35,7 +35,9 @@ class AssistantRequest(WireModel):
     metadata: dict[str, Any] | None = None
     request_id: RequestId | None = None
     user_id: str | None = None
-    model: str | None = None  # listed by the docs, never sent by the SDK; the assistant's own model is used
+    # Listed by the docs (default glm-4-assistant: the assistant's own), never sent by the SDK (its extra_body can): a
+    # catalog agent runs on the chat model or caller's fine-tuned model named; a GLM refuses one.
+    model: str | None = Field(default=None, max_length=200)
     extra_parameters: dict[str, Any] | None = None
     # OpenGLM's extension (the SDK's ``extra_body``): a cap on each model round's answer.
     max_tokens: int | None = Field(default=None, ge=1)

@@ -15,6 +15,7 @@ Auto = Literal["auto"]
 FileId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Suffix = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Cursor = Annotated[str, StringConstraints(max_length=128)]
+ModuleNames = Annotated[list[Annotated[str, StringConstraints(max_length=40)]], Field(max_length=16)]
 
 # -- requests -------------------------------------------------------------------
 
@@ -26,6 +27,11 @@ class HyperparametersIn(WireModel):
     batch_size: Auto | Annotated[int, Field(ge=1, le=100_000)] | None = None
     learning_rate_multiplier: Auto | Annotated[float, Field(gt=0, le=1000)] | None = None
     beta: Auto | Annotated[float, Field(gt=0, le=1000)] | None = None  # DPO (OpenAI's method.dpo)
+    # OpenGLM's extension (the SDKs' ``extra_body``, or inside ``hyperparameters``/``method``): the adapter's shape.
+    lora_rank: Auto | int | None = None
+    lora_alpha: Auto | float | None = None
+    lora_dropout: Auto | float | None = None
+    lora_target_modules: Auto | ModuleNames | None = None
 
 
 class MethodSettings(WireModel):
@@ -65,6 +71,11 @@ class JobHyperparameters(BaseModel):
     batch_size: int
     learning_rate_multiplier: float
     beta: float | None = None
+    # OpenGLM's: the LoRA the job trains (both SDKs keep fields they do not declare).
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+    lora_dropout: float | None = None
+    lora_target_modules: list[str] | None = None
 
 
 class MethodHyperparameters(BaseModel):
@@ -77,7 +88,8 @@ class MethodOut(BaseModel):
     dpo: MethodHyperparameters | None = None
 
 
-JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+# "paused": OpenAI's pause (the openai SDK's own Literal lacks it and keeps the value as it is).
+JobStatus = Literal["validating_files", "queued", "running", "paused", "succeeded", "failed", "cancelled"]
 
 
 class FineTuningJobObject(BaseModel):

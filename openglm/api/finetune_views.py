@@ -31,6 +31,10 @@ def job_object(job: JobRecord) -> FineTuningJobObject:
         batch_size=hp.get("batch_size", 0),
         learning_rate_multiplier=hp.get("learning_rate_multiplier", 0.0),
         beta=hp.get("beta"),
+        lora_rank=hp.get("lora_rank"),
+        lora_alpha=hp.get("lora_alpha"),
+        lora_dropout=hp.get("lora_dropout"),
+        lora_target_modules=hp.get("lora_target_modules"),
     )
     method_type = payload.get("method", "supervised")
     settings = MethodHyperparameters(hyperparameters=hyperparameters)

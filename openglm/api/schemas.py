@@ -136,6 +136,9 @@ class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage]
     # All Tools: the conversation whose tool state (kernel, pages, last image prompt) a request continues.
     conversation_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    # OpenGLM's extension for a catalog All Tools agent (``model``: the agent): the model its rounds run on instead
+    # of its own — a chat model this server serves, or one of the caller's fine-tuned (``ft:``) models.
+    agent_model: str | None = Field(default=None, min_length=1, max_length=200)
     request_id: RequestId | None = None
     user_id: str | None = None
     do_sample: bool | None = None

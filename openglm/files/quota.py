@@ -1,6 +1,7 @@
 """Per-account storage quota: every byte an account keeps in the blob store — uploads of every purpose, knowledge
 documents' original files, code-interpreter outputs, pictures of the image endpoint and the drawing tool — all of
-which are files made by ``FileStore.create`` — and the configurations of its GLMs' versions (``glms/store.py``).
+which are files made by ``FileStore.create`` —, its fine-tuned models' LoRA adapters (``tuning/finetuned.py``), and
+the configurations of its GLMs' versions (``glms/store.py``).
 
 The counter (``account_storage.used_bytes``) moves in the same transaction as the row it accounts for, and an
 increase is one conditional UPDATE (``used + n <= quota``): concurrent uploads are ordered by the row's lock
@@ -77,12 +78,12 @@ class StorageQuota:
         async with self.db.read() as session:
             return await self._usage_in(session, account_id)
 
-    async def check(self, account_id: str, size: int) -> None:
+    async def check(self, account_id: str, size: int, what: str = "this file") -> None:
         """StorageQuotaError if ``size`` more bytes do not fit now: a cheap refusal before work that is costly to
-        undo (writing the blob), not a reservation; ``charge`` decides."""
+        undo (writing the blob, training an adapter), not a reservation; ``charge`` decides."""
         usage = await self.usage(account_id)
         if usage.quota_bytes is not None and usage.used_bytes + size > usage.quota_bytes:
-            raise StorageQuotaError(_refusal(usage, size))
+            raise StorageQuotaError(_refusal(usage, size, what))
 
     async def set_quota(self, account_id: str, quota_bytes: int | None) -> StorageUsage:
         """The operator's quota for one account (None: back to the server's default; UNLIMITED: none). Files
@@ -124,8 +125,8 @@ def _refusal(usage: StorageUsage, size: int, what: str = "this file") -> str:
     quota = usage.quota_bytes or 0
     return (
         f"存储空间不足 / storage quota exceeded: the account keeps {human(usage.used_bytes)} of its {human(quota)} "
-        f"and {what} needs {human(size)}; delete files (GET /files, DELETE /files/{{id}}) or GLMs, or ask the "
-        "operator for more"
+        f"and {what} needs {human(size)}; delete files (GET /files, DELETE /files/{{id}}), fine-tuned models or "
+        "GLMs, or ask the operator for more"
     )
 
 

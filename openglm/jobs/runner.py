@@ -7,9 +7,12 @@ kind with ``own_slots`` (``kinds.py``) has that many more slots claiming it alon
 fine-tuning jobs that hold the shared slots for hours. While a handler runs, a heartbeat task renews the lease every
 ``heartbeat_seconds``; when it learns that cancellation was requested it cancels the handler's task, and when the
 lease was lost (this worker stalled past it and another one claimed the job) it cancels the handler and writes
-nothing. The outcome is written conditionally on the lease (``JobStore.finish``): succeeded with the handler's
-result, cancelled, failed at once for ``JobFailed`` and platform errors, or retried with backoff for any other
-exception while attempts remain. On close, running jobs are given back (``release``) for another worker to take
+nothing. When it learns that a pause was requested it marks the handler's context (whose calls then raise
+``JobPaused``) and cancels the task only if the handler has not stopped within ``pause_grace_seconds``: a handler
+that reports steps stops at the next one, after saving its checkpoint. The outcome is written conditionally on the
+lease (``JobStore.finish``): succeeded with the handler's result, cancelled, paused (``JobStore.suspend``), failed
+at once for ``JobFailed`` and platform errors, or retried with backoff for any other exception while attempts
+remain. On close, running jobs are given back (``release``) for another worker to take
 at once rather than after their lease.
 """
 
@@ -26,13 +29,14 @@ from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..errors import OpenGLMError
-from .context import JobCancelled, JobContext, JobFailed
+from .context import JobCancelled, JobContext, JobFailed, JobPaused
 from .kinds import JobHandler, job_kinds, lost_hooks, own_slots
 from .store import INTERNAL, JobRecord, JobStore, Json, Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 5.0  # a failed attempt waits this long, doubling per attempt, before the next
 RETRY_MAX_SECONDS = 300.0
+PAUSE_GRACE_SECONDS = 60.0  # how long a pausing handler may take to reach its next step before it is cancelled
 
 
 def worker_name() -> str:
@@ -46,6 +50,7 @@ class _Attempt:
     task: asyncio.Task[Json | None]
     lost: bool = False
     beat: asyncio.Task[None] | None = field(default=None)
+    pause_deadline: float | None = None  # loop time after which a pausing handler's task is cancelled
 
 
 class JobRunner:
@@ -61,6 +66,7 @@ class JobRunner:
         owner: str | None = None,
         settings: Settings | None = None,
         kind_slots: Mapping[str, int] | None = None,
+        pause_grace_seconds: float = PAUSE_GRACE_SECONDS,
     ):
         if heartbeat_seconds * 2 > lease_seconds:
             raise ValueError("heartbeats must come at least twice per lease")
@@ -75,6 +81,7 @@ class JobRunner:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
+        self.pause_grace_seconds = pause_grace_seconds
         self.owner = owner or worker_name()
         self.settings = settings  # handed to handlers (``JobContext.settings``): the process's configuration
         self._wake = asyncio.Event()
@@ -147,6 +154,29 @@ class JobRunner:
             attempt.task.cancel()
         return record
 
+    async def pause(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
+        """Request a pause (``JobStore.pause``); a job running here learns it at once, not at its next heartbeat."""
+        record = await self.store.pause(job_id, account_id=account_id)
+        attempt = self._running.get(job_id)
+        if attempt is not None and record.pause_requested_at is not None:
+            self._pausing(attempt)
+        return record
+
+    async def resume(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
+        """Queue a paused job again (``JobStore.resume``) and wake this runner's idle slots."""
+        record = await self.store.resume(job_id, account_id=account_id)
+        attempt = self._running.get(job_id)
+        if attempt is not None:  # the pause was withdrawn before it took effect
+            attempt.context.mark_paused(False)
+            attempt.pause_deadline = None
+        self.wake()
+        return record
+
+    def _pausing(self, attempt: _Attempt) -> None:
+        attempt.context.mark_paused()
+        if attempt.pause_deadline is None:
+            attempt.pause_deadline = asyncio.get_running_loop().time() + self.pause_grace_seconds
+
     async def close(self) -> None:
         """Stop the slots; each gives its running job back (released, queued for the next worker)."""
         for task in self._tasks:
@@ -213,8 +243,15 @@ class JobRunner:
                 log.warning("jobs: %s lost its lease; its new holder goes on with it", lease.job_id)
             elif context.is_cancelled():
                 await self._end(lease, "cancelled")
+            elif context.is_paused():
+                await self._suspend(lease)
             else:
                 await self._failed(lease, RuntimeError("the handler was cancelled"))
+        except JobPaused:
+            if context.is_cancelled():  # a cancel came after the pause: it wins
+                await self._end(lease, "cancelled")
+            else:
+                await self._suspend(lease)
         except JobCancelled:
             await self._end(lease, "cancelled")
         except LeaseLost:
@@ -247,6 +284,10 @@ class JobRunner:
         if not ended:
             log.warning("jobs: %s was no longer held by %s; its outcome was not written", lease.job_id, self.owner)
 
+    async def _suspend(self, lease: Lease) -> None:
+        if not await asyncio.shield(self.store.suspend(lease)):
+            log.warning("jobs: %s was no longer held by %s; it was not paused", lease.job_id, self.owner)
+
     async def _failed(self, lease: Lease, exc: BaseException) -> None:
         log.error("jobs: %s attempt %d failed", lease.job_id, lease.attempt, exc_info=exc)
         delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (lease.attempt - 1))
@@ -258,10 +299,14 @@ class JobRunner:
 
     async def _beat(self, attempt: _Attempt) -> None:
         lease = attempt.context.lease
+        loop = asyncio.get_running_loop()
         while not attempt.task.done():
-            await asyncio.sleep(self.heartbeat_seconds)
+            await asyncio.sleep(self._beat_wait(attempt, loop.time()))
+            if attempt.pause_deadline is not None and loop.time() >= attempt.pause_deadline:
+                attempt.task.cancel()  # the handler did not stop at a step of its own: stop it here
+                return
             try:
-                cancel_requested = await self.store.heartbeat(lease, self.lease_seconds)
+                stop = await self.store.heartbeat(lease, self.lease_seconds)
             except LeaseLost:
                 attempt.lost = True
                 attempt.task.cancel()
@@ -269,10 +314,20 @@ class JobRunner:
             except Exception:  # the database is away for a moment: the lease has room for a missed beat
                 log.warning("jobs: heartbeat of %s failed", lease.job_id, exc_info=True)
                 continue
-            if cancel_requested:
+            if stop == "cancel":
                 attempt.context.mark_cancelled()
                 attempt.task.cancel()
                 return
+            if stop == "pause":
+                self._pausing(attempt)
+            else:  # none, or a pause withdrawn by a resume
+                attempt.context.mark_paused(False)
+                attempt.pause_deadline = None
+
+    def _beat_wait(self, attempt: _Attempt, now: float) -> float:
+        if attempt.pause_deadline is None:
+            return self.heartbeat_seconds
+        return max(0.0, min(self.heartbeat_seconds, attempt.pause_deadline - now))
 
 
 async def _call(handler: JobHandler, context: JobContext) -> Json | None:

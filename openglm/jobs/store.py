@@ -9,6 +9,11 @@ Taking a job increments ``attempts`` and writes the worker's ``lease_owner``: th
 Everything the holder writes afterwards (heartbeats, progress, checkpoints, events, the outcome) is conditional
 on the token and on ``status = 'running'``; once another worker re-claimed the job (the lease expired), the
 first one's writes touch no row and raise ``LeaseLost``, so a job is never completed twice.
+
+Pausing: a queued job is ``paused`` at once; a running one gets ``pause_requested_at``, which its worker learns
+from its next write (as it learns of a cancel) and acts on by ending the attempt ``paused`` (``suspend``: lease
+cleared, the attempt not counted, the checkpoint kept). ``resume`` queues a paused job again; its next claim starts
+from that checkpoint. A paused job is not finished: it is neither claimed nor deletable, and a cancel ends it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,13 +34,17 @@ from ..store.db import Database
 from ..store.models import Job, JobEvent
 from ..store.types import utcnow
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+UNFINISHED = ("queued", "running", "paused")
 LEVELS = ("info", "warning", "error")
 # Error codes of failures the job system itself decides (a handler's own errors carry their own codes).
 WORKER_LOST = "worker_lost"  # every attempt's worker died (or lost its lease) before the job finished
 INTERNAL = "internal_error"  # the handler raised an unexpected exception on its last attempt
 Json = dict[str, Any]
+# What a holder's write learns besides its own success: a stop someone asked for ("cancel" wins over "pause"), or
+# None.
+Stop = Literal["cancel", "pause"] | None
 
 
 def new_job_id(prefix: str = "job") -> str:
@@ -49,6 +58,10 @@ class JobNotFinished(Exception):
 
 class LeaseLost(Exception):
     """The worker no longer holds the job: its lease expired and another worker claimed it, or it was finished."""
+
+
+class JobStateError(Exception):
+    """The job's status does not allow this now (pausing a finished job, resuming one that is not paused)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    pause_requested_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -130,6 +144,7 @@ def job_record(job: Job) -> JobRecord:
         heartbeat_at=job.heartbeat_at,
         cancel_requested_at=job.cancel_requested_at,
         created_at=job.created_at,
+        pause_requested_at=job.pause_requested_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
     )
@@ -250,8 +265,9 @@ class JobStore:
             return [job_record(job) for job in (await session.scalars(query)).all()]
 
     async def unfinished(self, kind: str, *, account_id: str | None = None) -> list[JobRecord]:
-        """The queued and running jobs of a kind (of one account): e.g. to cancel those a deletion made moot."""
-        query = select(Job).where(Job.kind == kind, Job.status.in_(("queued", "running")))
+        """The queued, running and paused jobs of a kind (of one account): e.g. to cancel those a deletion made
+        moot."""
+        query = select(Job).where(Job.kind == kind, Job.status.in_(UNFINISHED))
         if account_id is not None:
             query = query.where(Job.account_id == account_id)
         async with self.db.read() as session:
@@ -299,6 +315,9 @@ class JobStore:
                 if job.cancel_requested_at is not None:
                     self._end(session, job, "cancelled", now)
                     continue
+                if job.pause_requested_at is not None:  # its worker died while pausing: paused, as asked
+                    self._pause(session, job, now)
+                    continue
                 if job.status == "running" and job.attempts >= job.max_attempts:
                     error = f"the job's worker stopped before it finished, {job.attempts} times"
                     self._end(session, job, "failed", now, code=WORKER_LOST, message=error)
@@ -338,6 +357,7 @@ class JobStore:
         job.status = status
         job.finished_at = now
         job.lease_expires_at = None
+        job.pause_requested_at = None
         job.error_code = code
         job.error_message = message
         level = "info" if status != "failed" else "error"
@@ -355,14 +375,14 @@ class JobStore:
 
     # --- the holder's writes ----------------------------------------------------------
 
-    async def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
-        """Renew the lease; True when cancellation was requested. Raises ``LeaseLost``."""
+    async def heartbeat(self, lease: Lease, lease_seconds: float) -> Stop:
+        """Renew the lease; the stop requested, if any. Raises ``LeaseLost``."""
         now = self.clock()
         return await self._held_update(lease, heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
 
-    async def report(self, lease: Lease, *, progress: Json | None = None, checkpoint: Json | None = None) -> bool:
-        """Save progress (shown to clients) and/or a checkpoint (what a later attempt resumes from); True when
-        cancellation was requested. Raises ``LeaseLost``."""
+    async def report(self, lease: Lease, *, progress: Json | None = None, checkpoint: Json | None = None) -> Stop:
+        """Save progress (shown to clients) and/or a checkpoint (what a later attempt resumes from); the stop
+        requested, if any. Raises ``LeaseLost``."""
         values: dict[str, Any] = {}
         if progress is not None:
             values["progress"] = _dump(progress)
@@ -372,16 +392,18 @@ class JobStore:
             values["heartbeat_at"] = self.clock()
         return await self._held_update(lease, **values)
 
-    async def _held_update(self, lease: Lease, **values: Any) -> bool:
-        statement = update(Job).where(_held(lease)).values(**values).returning(Job.cancel_requested_at)
+    async def _held_update(self, lease: Lease, **values: Any) -> Stop:
+        statement = (
+            update(Job).where(_held(lease)).values(**values).returning(Job.cancel_requested_at, Job.pause_requested_at)
+        )
         async with self.db.writing() as connection:
             row = (await connection.execute(statement)).first()
         if row is None:
             raise LeaseLost(f"job {lease.job_id} is no longer held by {lease.owner} (attempt {lease.attempt})")
-        return row[0] is not None
+        return _stop(row[0], row[1])
 
-    async def event(self, lease: Lease, message: str, *, level: str = "info", metrics: Json | None = None) -> bool:
-        """Append an event (numbered in order); True when cancellation was requested. Raises ``LeaseLost``."""
+    async def event(self, lease: Lease, message: str, *, level: str = "info", metrics: Json | None = None) -> Stop:
+        """Append an event (numbered in order); the stop requested, if any. Raises ``LeaseLost``."""
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
         now = self.clock()
@@ -389,7 +411,7 @@ class JobStore:
             update(Job)
             .where(_held(lease))
             .values(event_count=Job.event_count + 1)
-            .returning(Job.event_count, Job.cancel_requested_at)
+            .returning(Job.event_count, Job.cancel_requested_at, Job.pause_requested_at)
         )
         async with self.db.writing() as connection:
             row = (await connection.execute(statement)).first()
@@ -405,7 +427,7 @@ class JobStore:
                     metrics=_dump(metrics),
                 )
             )
-        return row[1] is not None
+        return _stop(row[1], row[2])
 
     async def finish(
         self,
@@ -429,6 +451,24 @@ class JobStore:
             self._end(session, job, status, now, code=code, message=message)
         return True
 
+    async def suspend(self, lease: Lease) -> bool:
+        """End the attempt ``paused``, as a pause asked (the handler stopped, its checkpoint kept): the lease is
+        cleared and the attempt not counted against ``max_attempts``; ``resume`` queues the job again. False if
+        ``lease`` no longer holds the job."""
+        async with self.db.session() as session:
+            job = await self._held_job(session, lease)
+            if job is None:
+                return False
+            job.attempts -= 1
+            self._pause(session, job, self.clock())
+        return True
+
+    def _pause(self, session: AsyncSession, job: Job, now: datetime) -> None:
+        job.status = "paused"
+        job.pause_requested_at = None
+        job.lease_expires_at = None
+        self._add_event(session, job, now, "info", "job paused", None)
+
     async def retry(self, lease: Lease, *, code: str, message: str, delay_seconds: float) -> str:
         """After a failed attempt: queued again after ``delay_seconds`` while attempts remain, else failed. The
         status it left the job in; raises ``LeaseLost``."""
@@ -440,6 +480,10 @@ class JobStore:
             if job.attempts >= job.max_attempts:
                 self._end(session, job, "failed", now, code=code, message=message)
                 return "failed"
+            if job.pause_requested_at is not None:  # asked to pause: the retry waits for a resume
+                self._add_event(session, job, now, "warning", f"attempt {job.attempts} failed: {message}", None)
+                self._pause(session, job, now)
+                return "paused"
             job.status = "queued"
             job.lease_expires_at = None
             job.run_after = now + timedelta(seconds=delay_seconds)
@@ -453,8 +497,11 @@ class JobStore:
             job = await self._held_job(session, lease)
             if job is None:
                 return False
-            job.status = "queued"
             job.attempts -= 1
+            if job.pause_requested_at is not None:  # asked to pause before the worker stopped: paused
+                self._pause(session, job, self.clock())
+                return True
+            job.status = "queued"
             job.lease_expires_at = None
             job.run_after = self.clock()
         return True
@@ -488,22 +535,68 @@ class JobStore:
     # --- cancelling ------------------------------------------------------------------
 
     async def cancel(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
-        """Request cancellation. A queued job (or a running one whose worker is gone) ends cancelled at once; a
-        running one is stopped by its worker at the worker's next heartbeat or report. A finished job is left as
-        it is. The job as it now stands."""
+        """Request cancellation. A queued or paused job (or a running one whose worker is gone) ends cancelled at
+        once; a running one is stopped by its worker at the worker's next heartbeat or report. A finished job is
+        left as it is. The job as it now stands."""
         now = self.clock()
         async with self.db.session() as session:
-            query = select(Job).where(Job.id == job_id)
-            if self.db.dialect == "postgresql":
-                query = query.with_for_update()
-            job = (await session.scalars(query)).first()
-            if job is None or (account_id is not None and job.account_id != account_id):
-                raise NotFoundError(f"no job {job_id!r}")
+            job = await self._locked(session, job_id, account_id)
             if job.status not in FINISHED and job.cancel_requested_at is None:
                 job.cancel_requested_at = now
                 abandoned = job.status == "running" and job.lease_expires_at is not None and job.lease_expires_at < now
-                if job.status == "queued" or abandoned:
+                if job.status in ("queued", "paused") or abandoned:
                     self._end(session, job, "cancelled", now)
                 else:
                     self._add_event(session, job, now, "info", "cancellation requested", None)
             return job_record(job)
+
+    # --- pausing ---------------------------------------------------------------------
+
+    async def pause(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
+        """Pause the job: a queued one (or a running one whose worker is gone) is paused at once; a running one is
+        stopped by its worker at the worker's next heartbeat or report, keeping its checkpoint. Pausing a paused
+        job changes nothing; a finished one (or one being cancelled) cannot be paused (``JobStateError``)."""
+        now = self.clock()
+        async with self.db.session() as session:
+            job = await self._locked(session, job_id, account_id)
+            if job.status in FINISHED or job.cancel_requested_at is not None:
+                raise JobStateError(f"job {job_id} is {job.status}; only a queued or running job can be paused")
+            abandoned = job.status == "running" and job.lease_expires_at is not None and job.lease_expires_at < now
+            if job.status == "queued" or abandoned:
+                self._pause(session, job, now)
+            elif job.status == "running" and job.pause_requested_at is None:
+                job.pause_requested_at = now
+                self._add_event(session, job, now, "info", "pause requested", None)
+            return job_record(job)
+
+    async def resume(self, job_id: str, *, account_id: str | None = None) -> JobRecord:
+        """Queue a paused job again (its next claim resumes from its checkpoint); a running job whose pause has
+        not taken effect yet keeps running (the request is withdrawn). Anything else: ``JobStateError``."""
+        now = self.clock()
+        async with self.db.session() as session:
+            job = await self._locked(session, job_id, account_id)
+            if job.status == "paused":
+                job.status = "queued"
+                job.run_after = now
+                self._add_event(session, job, now, "info", "job resumed", None)
+            elif job.status == "running" and job.pause_requested_at is not None:
+                job.pause_requested_at = None
+                self._add_event(session, job, now, "info", "pause withdrawn", None)
+            else:
+                raise JobStateError(f"job {job_id} is {job.status}; only a paused job can be resumed")
+            return job_record(job)
+
+    async def _locked(self, session: AsyncSession, job_id: str, account_id: str | None) -> Job:
+        query = select(Job).where(Job.id == job_id)
+        if self.db.dialect == "postgresql":
+            query = query.with_for_update()
+        job = (await session.scalars(query)).first()
+        if job is None or (account_id is not None and job.account_id != account_id):
+            raise NotFoundError(f"no job {job_id!r}")
+        return job
+
+
+def _stop(cancel_requested_at: datetime | None, pause_requested_at: datetime | None) -> Stop:
+    if cancel_requested_at is not None:
+        return "cancel"
+    return "pause" if pause_requested_at is not None else None

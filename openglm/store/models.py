@@ -346,7 +346,8 @@ class ConversationMessage(Base):
 
 class Job(Base):
     """One background job (``openglm/jobs/``): what to run (``kind``, ``payload``), where it stands (``status``
-    queued → running → succeeded | failed | cancelled), and who holds it. A worker claims a job by taking its
+    queued → running → succeeded | failed | cancelled, or paused between running and queued again), and who holds
+    it. A worker claims a job by taking its
     lease (``lease_owner``, ``attempts`` incremented: the pair is the claim's token) until ``lease_expires_at``,
     renewed by heartbeats; a job whose lease expired is claimed again and its handler resumes from
     ``checkpoint``. Writes by the holder are conditional on the token, so a worker that lost its lease changes
@@ -370,6 +371,7 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    pause_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)  # not acted on yet
     run_after: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # a retry waits until then
     event_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -405,6 +407,8 @@ class FineTunedModel(Base):
     base_model: Mapped[str] = mapped_column(String(200))
     job_id: Mapped[str] = mapped_column(String(64), unique=True)  # one model per job, also when a job is re-run
     adapter_blob: Mapped[str] = mapped_column(String(128))
+    # The adapter blob's size, counted in the account's storage quota while the model exists.
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     owned_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)

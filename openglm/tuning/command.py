@@ -12,6 +12,9 @@ trainer's process runs) on a job directory this server writes.
       cancelled here                  a ``cancel`` file in JOB_DIR (the runner stops between steps), the cancel
                                       command if one is set (``scancel --name {job_id}``), then the submit
                                       command's process group is killed after a grace period
+      paused here                     a ``pause`` file in JOB_DIR: the runner saves a checkpoint at its next step,
+                                      says ``paused`` (status.json too) and ends; the attempt ends paused, and the
+                                      job's resume submits a new attempt that goes on from that checkpoint
 
 Resuming: the runner resumes from ``JOB_DIR/checkpoint`` whatever machine it lands on, since the directory is
 shared; a run that already succeeded (the worker died after it) is taken as it is, not run again. A new attempt
@@ -37,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..jobs.context import JobCancelled, JobFailed
+from ..jobs.context import JobCancelled, JobFailed, JobPaused
 from .pipeline import ADAPTER_FILE, Relay, TrainingProcessDied, metrics_of
-from .runner import CANCEL_FILE, EVENTS_FILE, read_status, write_job
+from .runner import CANCEL_FILE, EVENTS_FILE, PAUSE_FILE, read_status, write_job
 from .trainers import TrainerUnavailable, TrainingOutcome, TrainingReporter, TrainingTask
 
 CANCEL_GRACE_SECONDS = 10.0  # a cancelled run's time to stop between steps before its command's processes are killed
@@ -87,18 +90,20 @@ class SubmittedTrainer:
                 await self._cancel(job_dir, cancel_command, process, reporter)
             raise
         finally:
-            await _kill(process, self.grace if process.returncode is None and reporter.cancelled() else 0.0)
+            stopping = reporter.cancelled() or (job_dir / PAUSE_FILE).exists()  # the run ends on its own: let it
+            await _kill(process, self.grace if process.returncode is None and stopping else 0.0)
 
     async def _follow(
         self, task: TrainingTask, reporter: TrainingReporter, process: asyncio.subprocess.Process, attempt: str
     ) -> TrainingOutcome:
-        relay = Relay(task, reporter)
+        relay = Relay(task, reporter, (task.workdir / PAUSE_FILE).touch)
         events = EventTail(task.workdir / EVENTS_FILE, attempt)
         while True:
             if reporter.cancelled():
                 raise JobCancelled(f"job {task.job_id} was cancelled")
+            relay.poll()  # pausing: the pause file, which the runner checks between steps
             for message in await asyncio.to_thread(events.read):
-                await relay.handle(message)  # an ``error`` message fails the job here
+                await relay.handle(message)  # ``error`` fails the job here, ``paused`` ends the attempt paused
             if process.returncode is not None:
                 break
             with contextlib.suppress(TimeoutError):
@@ -109,7 +114,11 @@ class SubmittedTrainer:
 
     def _ended(self, task: TrainingTask, relay: Relay, exit_code: int | None, attempt: str) -> TrainingOutcome:
         status = read_status(task.workdir)
-        if status is None or status.get("attempt") != attempt:
+        ours = status is not None and status.get("attempt") == attempt
+        if (ours and status is not None and status.get("status") == "paused") or (not ours and relay.pausing):
+            # Paused, or ended without a word while pausing: its last checkpoint in JOB_DIR stands; resumed from it.
+            raise JobPaused(f"job {task.job_id} was paused")
+        if status is None or not ours:
             raise TrainingProcessDied(
                 f"the submit command exited with {exit_code} and the run wrote no status (the command must wait for "
                 f"the run to end; a lost node or a preempted job is retried){_log_tail(task.workdir)}"

@@ -5,6 +5,10 @@ resolution for chat uses: the base's catalog name and the adapter's local path, 
 for a name the account does not own — the same answer as for a model that does not exist, so another account's
 models are not even confirmed to exist. A model that was merged (``merge_job.py``) also has a full GGUF with the
 adapter merged in (``merged_blob``), which serving loads as an engine of its own.
+
+The adapter counts in its account's storage quota (``files/quota.py``), like the account's files: its bytes are
+charged in the transaction that makes the model's row (``StorageQuotaError`` and no row when they do not fit) and
+given back in the one that deletes it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ModelNotFoundError
+from ..files.quota import StorageQuota
 from ..store.db import Database
 from ..store.models import FineTunedModel
 from ..store.types import utcnow
@@ -59,6 +64,7 @@ class FineTunedRecord:
     merge_job_id: str | None = None
     merged_blob: str | None = None
     merged_type: str | None = None
+    bytes: int = 0  # the adapter's size, in the account's storage quota
 
 
 @dataclass(frozen=True)
@@ -73,14 +79,17 @@ class AdapterTarget:
 
 
 class FineTunedModels:
-    def __init__(self, db: Database, blob_root: Path):
+    def __init__(self, db: Database, blob_root: Path, quota: StorageQuota):
         self.db = db
         self.blob_root = blob_root  # where ``LocalBlobStore`` keeps the adapters (served from their local path)
+        self.quota = quota  # the accounts' storage quota, which adapters count in
 
     async def create(
-        self, *, account_id: str, base_model: str, job_id: str, label: str, owned_by: str
+        self, *, account_id: str, base_model: str, job_id: str, label: str, owned_by: str, size: int = 0
     ) -> FineTunedRecord:
-        """The job's model; the same one again when the job was re-run (one model per job)."""
+        """The job's model, its adapter's ``size`` bytes charged to the account's storage (``StorageQuotaError``
+        and nothing made when they do not fit); the same model again when the job was re-run (one model per job,
+        charged once)."""
         existing = await self.of_job(job_id)
         if existing is not None:
             return existing
@@ -90,12 +99,14 @@ class FineTunedModels:
             base_model=base_model,
             job_id=job_id,
             adapter_blob=adapter_key(job_id),
+            bytes=size,
             owned_by=owned_by,
             created_at=utcnow(),
             deleted=False,
         )
         try:
             async with self.db.session() as session:
+                await self.quota.charge(session, account_id, size, "the fine-tuned model's adapter")
                 session.add(row)
         except IntegrityError:  # another attempt of the job made it meanwhile
             existing = await self.of_job(job_id)
@@ -172,14 +183,21 @@ class FineTunedModels:
             raise ModelNotFoundError(f"模型不存在 / model {name!r} does not exist")
 
     async def delete(self, account_id: str, name: str) -> FineTunedRecord:
-        """Hide the model (its row stays, so its id is never reused); the caller removes the adapter blob."""
+        """Hide the model (its row stays, so its id is never reused) and give its adapter's bytes back to the
+        account's storage, in one transaction (once, also when two deletes race); the caller removes the blob."""
         record = await self.get(account_id, name)
         async with self.db.session() as session:
-            await session.execute(
+            hidden = await session.execute(
                 update(FineTunedModel)
-                .where(FineTunedModel.id == name, FineTunedModel.account_id == account_id)
+                .where(
+                    FineTunedModel.id == name,
+                    FineTunedModel.account_id == account_id,
+                    FineTunedModel.deleted.is_(False),
+                )
                 .values(deleted=True, deleted_at=utcnow())
             )
+            if hidden.rowcount == 1:  # type: ignore[attr-defined]
+                await self.quota.release(session, account_id, record.bytes)
         return record
 
 
@@ -199,4 +217,5 @@ def _record(row: FineTunedModel) -> FineTunedRecord:
         row.merge_job_id,
         row.merged_blob,
         row.merged_type,
+        row.bytes,
     )

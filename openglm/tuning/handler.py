@@ -1,7 +1,14 @@
 """The ``fine_tune`` job kind: runs the configured trainer on a job's validated files, bills trained tokens as
 they are reported, and on success stores the adapter, writes the result files and makes the fine-tuned model.
 
-    training → adapter blob → result files (metrics CSV, loss curve PNG) → fine_tuned_models row → succeeded
+    training → adapter blob + fine_tuned_models row (its bytes in the storage quota) → result files (metrics CSV,
+    loss curve PNG, a copy of the adapter) → succeeded
+
+Storage: the model's adapter is counted once, with the model's row (``finetuned.py``). The published copy of it
+(``<job>-adapter.gguf``, for ``/files/{id}/content``) is a file of its own, a second blob, and counts as every file
+does: deleting it gives its bytes back and the model is still served; deleting the model leaves the file. The model
+comes first: a result file that does not fit is skipped with a warning event, and the check when the job is created
+covers the model's adapter only.
 
 After the model is made the handler checkpoints ``stage: done`` with its result, so an attempt that runs again
 (its worker died before the outcome was written) returns that result instead of training again; the model row is
@@ -21,7 +28,7 @@ from typing import Any
 
 from ..catalog import Catalog, CatalogError, ModelSpec, resolve_source
 from ..config import Settings
-from ..errors import ModelNotFoundError, NotFoundError, OpenGLMError
+from ..errors import ModelNotFoundError, NotFoundError, OpenGLMError, StorageQuotaError
 from ..files.blobs import LocalBlobStore
 from ..files.store import FileStore
 from ..jobs.context import JobContext, JobFailed
@@ -29,7 +36,7 @@ from ..jobs.kinds import job_kinds
 from ..jobs.store import JobStore
 from ..store.types import utcnow
 from .billing import Billing, charge
-from .finetuned import FineTunedModels, adapter_key
+from .finetuned import FineTunedModels, FineTunedRecord, adapter_key
 from .results import loss_curve_png, metrics_csv
 from .trainers import Hyperparameters, Metrics, TrainerUnavailable, TrainingOutcome, TrainingTask, trainers
 
@@ -68,12 +75,13 @@ class Workshop:
     @classmethod
     def open(cls, settings: Settings, store: JobStore) -> Workshop:
         blobs = LocalBlobStore(settings.data_dir / "blobs")
+        files = FileStore(store.db, blobs, quota_bytes=settings.storage_quota_bytes())
         return cls(
             settings,
             Catalog.from_file(settings.models_file),
-            FileStore(store.db, blobs, quota_bytes=settings.storage_quota_bytes()),
+            files,
             blobs,
-            FineTunedModels(store.db, blobs.root),
+            FineTunedModels(store.db, blobs.root, files.quota),
         )
 
     def base(self, name: str) -> tuple[ModelSpec, str]:
@@ -127,12 +135,18 @@ class JobReporter:
         await charge(self.ctx.store, self.ctx.lease, self.billing, metrics.trained_tokens, shown)
 
     async def checkpoint(self, state: dict[str, Any], metrics: Metrics) -> None:
-        await self.ctx.checkpoint({"stage": "training", "trainer": state})
-        if metrics.step > 0:  # before the first step (a remote job's id, say) there are no weights to list
-            await self.ctx.event(f"checkpoint at step {metrics.step}", metrics=metrics_json(metrics, "checkpoint"))
+        listed = metrics.step > 0  # before the first step (a remote job's id, say) there are no weights to list
+        await self.ctx.checkpoint(
+            {"stage": "training", "trainer": state},
+            message=f"checkpoint at step {metrics.step}" if listed else None,
+            metrics=metrics_json(metrics, "checkpoint") if listed else None,
+        )
 
     def cancelled(self) -> bool:
         return self.ctx.is_cancelled()
+
+    def pausing(self) -> bool:
+        return self.ctx.is_paused()
 
 
 @job_kinds.register(KIND)
@@ -163,7 +177,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         method=payload["method"],
         training=training,
         validation=validation,
-        hyperparameters=Hyperparameters(**payload["hyperparameters"]),
+        hyperparameters=Hyperparameters.of(payload["hyperparameters"]),
         workdir=workdir,
         resume=resume.get("trainer") if resume.get("stage") == "training" else None,
         threads=settings.fine_tuning_threads,
@@ -197,17 +211,9 @@ async def finish(
     outcome: TrainingOutcome,
 ) -> dict[str, Any]:
     data = await asyncio.to_thread(Path(outcome.adapter).read_bytes)
-    await shop.blobs.put(adapter_key(ctx.job_id), data)
+    model = await _keep_model(ctx, shop, payload, account_id, spec, data)
     history = await _history(ctx)
     result_files = await _result_files(ctx, shop, account_id, history, data)
-    label = payload.get("suffix") or account_id[:12]
-    model = await shop.models.create(
-        account_id=account_id,
-        base_model=spec.id,
-        job_id=ctx.job_id,
-        label=label,
-        owned_by=payload.get("owned_by") or account_id,
-    )
     result = {
         "fine_tuned_model": model.id,
         "trained_tokens": outcome.metrics.trained_tokens,
@@ -217,6 +223,37 @@ async def finish(
     await ctx.checkpoint({"stage": "done", "result": result})
     await ctx.event(f"the fine-tuned model {model.id} is ready")
     return result
+
+
+async def _keep_model(
+    ctx: JobContext,
+    shop: Workshop,
+    payload: dict[str, Any],
+    account_id: str,
+    spec: ModelSpec,
+    data: bytes,
+) -> FineTunedRecord:
+    """The adapter (``data``) as a blob and the model's row, its bytes charged to the account's storage quota with
+    the row. When they do not fit, the job fails saying so and nothing is kept (the trained tokens stay billed:
+    they were trained). Before the result files, which give way to it (they are skipped when the storage is full,
+    the published copy of the adapter included)."""
+    existing = await shop.models.of_job(ctx.job_id)
+    if existing is not None:  # an attempt that ran again after making it
+        return existing
+    key = adapter_key(ctx.job_id)
+    await shop.blobs.put(key, data)
+    try:
+        return await shop.models.create(
+            account_id=account_id,
+            base_model=spec.id,
+            job_id=ctx.job_id,
+            label=payload.get("suffix") or account_id[:12],
+            owned_by=payload.get("owned_by") or account_id,
+            size=len(data),
+        )
+    except StorageQuotaError as exc:
+        await shop.blobs.delete(key)
+        raise JobFailed(f"the fine-tuned model cannot be kept: {exc.message}", code="storage_quota_exceeded") from None
 
 
 async def _history(ctx: JobContext) -> list[Metrics]:

@@ -5,6 +5,7 @@
          ▲   reads the pipe (a thread polls)          base from its GGUF → Trainer.run (checkpoints in workdir) → export
          └── pipeline.Relay ◀─ progress / checkpoint / done / error, one message per report
     cancel: an Event the child checks between steps; after a grace period the child is killed (SIGKILL)
+    pause: an Event the child checks between steps: it saves a checkpoint, says "paused" and ends (``JobPaused``)
 
 The child is started with the ``spawn`` context (a fresh interpreter: the server has threads, which ``fork`` would
 copy in whatever state they were in), lowers its priority (``os.nice``), caps torch's threads at the task's budget
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..jobs.context import JobCancelled, JobFailed
+from ..jobs.context import JobCancelled, JobFailed, JobPaused
 from .pipeline import Relay, TrainingProcessDied, limit_threads, run
 from .trainers import TrainerUnavailable, TrainingOutcome, TrainingReporter, TrainingTask
 
@@ -60,22 +61,28 @@ class ProcessTrainer:
             )
         context = multiprocessing.get_context("spawn")
         receiver, sender = context.Pipe(duplex=False)
-        cancel = context.Event()
+        cancel, pause = context.Event(), context.Event()
         # Started from the event loop's thread (a short fork-exec): the child's death signal is tied to the thread
         # that started it, and a pool thread may end before the child does.
         process = context.Process(
-            target=child_main, args=(task, sender, cancel, os.getpid()), name=f"train-{task.job_id}", daemon=True
+            target=child_main,
+            args=(task, sender, cancel, pause, os.getpid()),
+            name=f"train-{task.job_id}",
+            daemon=True,
         )
         process.start()
         sender.close()  # the child holds the only writing end: EOF when it ends
-        relay = Relay(task, reporter)
+        relay = Relay(task, reporter, pause.set)
         try:
             while True:
                 if reporter.cancelled():
                     raise JobCancelled(f"job {task.job_id} was cancelled")
+                relay.poll()  # pausing: the child saves a checkpoint at its next step and says "paused"
                 message = await _receive(receiver, process)
                 if message is None:
                     continue
+                if message[0] == "died" and relay.pausing:  # its last checkpoint stands; resumed from it
+                    raise JobPaused(f"job {task.job_id} was paused")
                 if message[0] == "died":
                     raise TrainingProcessDied(
                         f"the training process ended without a result (exit code {process.exitcode}"
@@ -120,7 +127,7 @@ async def _stop(process: BaseProcess, cancel: Event, grace: float) -> None:
 # -- the training process ------------------------------------------------------------------------------------------
 
 
-def child_main(task: TrainingTask, conn: Connection, cancel: Event, parent: int) -> None:
+def child_main(task: TrainingTask, conn: Connection, cancel: Event, pause: Event, parent: int) -> None:
     """The training process's entry point (spawned: imports torch afresh)."""
     _die_with_parent()
     with contextlib.suppress(OSError):
@@ -134,10 +141,12 @@ def child_main(task: TrainingTask, conn: Connection, cancel: Event, parent: int)
         return cancel.is_set() or os.getppid() != parent
 
     try:
-        adapter, final = run(task, send, should_stop)
+        adapter, final = run(task, send, should_stop, pause.is_set)
     except BaseException as exc:  # reported to the handler, whatever it was
-        if type(exc).__name__ != "TrainingCancelled":  # cancelled: the handler knows why
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if type(exc).__name__ == "TrainingPaused":  # train.py's; its checkpoint was saved (and reported) first
+                send("paused")
+            elif type(exc).__name__ != "TrainingCancelled":  # cancelled: the handler knows why
                 send("error", f"{type(exc).__name__}: {exc}"[:2000])
         return
     send("done", str(adapter), final)

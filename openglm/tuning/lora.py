@@ -18,16 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-# Hugging Face projection name -> llama.cpp tensor name (blk.N.<name>.weight).
-TARGETS: dict[str, str] = {
-    "q_proj": "attn_q",
-    "k_proj": "attn_k",
-    "v_proj": "attn_v",
-    "o_proj": "attn_output",
-    "gate_proj": "ffn_gate",
-    "up_proj": "ffn_up",
-    "down_proj": "ffn_down",
-}
+from .lora_settings import TARGETS  # Hugging Face projection name -> llama.cpp tensor name (blk.N.<name>.weight)
+
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 

@@ -30,6 +30,7 @@ from ..catalog import Catalog, CatalogError, resolve_source
 from ..config import Settings
 from ..errors import ModelNotFoundError
 from ..files.blobs import LocalBlobStore
+from ..files.quota import StorageQuota
 from ..jobs.context import JobContext, JobFailed
 from ..jobs.kinds import job_kinds, own_slots
 from .finetuned import FineTunedModels, MergeSuperseded, merged_key
@@ -69,7 +70,9 @@ async def merge_fine_tune(ctx: JobContext) -> dict[str, Any]:
     if account_id is None:
         raise JobFailed("a merge job belongs to an account", code="invalid_job")
     blobs = LocalBlobStore(settings.data_dir / "blobs")
-    models = FineTunedModels(ctx.store.db, blobs.root)
+    # The merged file is not counted in the storage quota (an operator's bound: one per model); the quota object is
+    # what ``FineTunedModels`` needs for the adapters it creates and deletes, which a merge does not do.
+    models = FineTunedModels(ctx.store.db, blobs.root, StorageQuota(ctx.store.db, settings.storage_quota_bytes()))
     try:
         record = await models.get(account_id, name)
     except ModelNotFoundError:

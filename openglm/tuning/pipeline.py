@@ -7,10 +7,16 @@
          └── Relay: messages → reporter calls ◀┘   → export the adapter to ``workdir/adapter.gguf`` (``export.py``)
 
 The run sends tuples: ``("message", text)``, ``("progress", values)``, ``("checkpoint", state, values)``,
-``("done", adapter path, final values)`` or ``("error", text)`` — ``values`` being ``train.Progress``'s fields
-(JSON-ready: the command trainer writes them as JSON lines). Whatever carries them, ``Relay`` turns them into the
-``TrainingReporter``'s calls, so the local and the cluster trainer bill, show and checkpoint the same way. Torch is
-imported inside ``run`` only: the hosts' processes never load it.
+``("done", adapter path, final values)``, ``("paused",)`` or ``("error", text)`` — ``values`` being
+``train.Progress``'s fields (JSON-ready: the command trainer writes them as JSON lines). Whatever carries them,
+``Relay`` turns them into the ``TrainingReporter``'s calls, so the local and the cluster trainer bill, show and
+checkpoint the same way. Torch is imported inside ``run`` only: the hosts' processes never load it.
+
+Pausing: the host hands ``run`` a ``should_pause`` it can set (the local trainer's Event, the command trainer's
+``pause`` file); between steps the run then saves a checkpoint of the steps so far (reported as ever), sends
+``("paused",)`` and ends. ``Relay`` asks for it (its ``pause`` callback) once the reporter says the job is pausing,
+or once a reporter call raised ``JobPaused`` (the step it reported is recorded first), and raises ``JobPaused``
+when the run says it paused: the attempt ends paused and a resume goes on from that checkpoint.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jobs.context import JobFailed
+from ..jobs.context import JobFailed, JobPaused
 from .trainers import Metrics, TrainingOutcome, TrainingReporter, TrainingTask
 
 CHECKPOINT_DIR = "checkpoint"
@@ -51,27 +57,49 @@ class TrainingProcessDied(Exception):
 
 class Relay:
     """The host's side of a run: each message becomes the reporter's call; ``done`` becomes the outcome (the
-    adapter the run wrote in the task's ``workdir``) and ``error`` fails the job with the run's message."""
+    adapter the run wrote in the task's ``workdir``), ``paused`` ends the attempt paused and ``error`` fails the
+    job with the run's message. ``pause``: how the host asks its run to pause (None: a host that cannot, whose
+    attempt ends at the reporter's first ``JobPaused``)."""
 
-    def __init__(self, task: TrainingTask, reporter: TrainingReporter):
+    def __init__(self, task: TrainingTask, reporter: TrainingReporter, pause: Callable[[], None] | None = None):
+        self.task = task
         self.reporter = reporter
+        self.pause = pause
+        self.pausing = False  # the run was asked to pause
         self.adapter = task.workdir / ADAPTER_FILE
         self.started = time.monotonic()
         self.history: list[Metrics] = []
         self.outcome: TrainingOutcome | None = None
 
+    def poll(self) -> None:
+        """Between messages: ask the run to pause once the job is pausing."""
+        if not self.pausing and self.pause is not None and self.reporter.pausing():
+            self.request_pause()
+
+    def request_pause(self) -> None:
+        assert self.pause is not None
+        self.pausing = True
+        self.pause()
+
     async def handle(self, message: Sequence[Any]) -> TrainingOutcome | None:
         kind, elapsed = message[0], time.monotonic() - self.started
-        if kind == "message":
-            await self.reporter.message(str(message[1]))
-        elif kind == "progress":
-            metrics = metrics_of(message[1], elapsed)
-            self.history.append(metrics)
-            await self.reporter.progress(metrics)
-        elif kind == "checkpoint":
-            await self.reporter.checkpoint(dict(message[1]), metrics_of(message[2], elapsed))
-        elif kind == "done":
+        try:
+            if kind == "message":
+                await self.reporter.message(str(message[1]))
+            elif kind == "progress":
+                metrics = metrics_of(message[1], elapsed)
+                self.history.append(metrics)
+                await self.reporter.progress(metrics)
+            elif kind == "checkpoint":
+                await self.reporter.checkpoint(dict(message[1]), metrics_of(message[2], elapsed))
+        except JobPaused:  # recorded all the same; the run saves a checkpoint at its next step and says "paused"
+            if self.pause is None:
+                raise
+            self.request_pause()
+        if kind == "done":
             self.outcome = TrainingOutcome(self.adapter, metrics_of(message[2], elapsed), self.history)
+        elif kind == "paused":
+            raise JobPaused(f"job {self.task.job_id} was paused")
         elif kind == "error":
             raise JobFailed(f"training failed: {message[1]}", code="training_failed")
         return self.outcome
@@ -99,8 +127,15 @@ def limit_threads(threads: int) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
-def run(task: TrainingTask, send: Send, should_stop: Callable[[], bool]) -> tuple[Path, dict[str, Any]]:
-    """Render the lines with the serving template, load the base, train (resuming from ``workdir``), export."""
+def run(
+    task: TrainingTask,
+    send: Send,
+    should_stop: Callable[[], bool],
+    should_pause: Callable[[], bool] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Render the lines with the serving template, load the base, train (resuming from ``workdir``), export.
+    ``should_stop`` ends the run between steps (``train.TrainingCancelled``); ``should_pause`` does too, after a
+    checkpoint of the steps so far (``train.TrainingPaused``, which the host reports as ``("paused",)``)."""
     import torch
     from transformers.utils import logging as transformers_logging
 
@@ -135,9 +170,10 @@ def run(task: TrainingTask, send: Send, should_stop: Callable[[], bool]) -> tupl
         learning_rate_multiplier=hp.learning_rate_multiplier,
         beta=hp.beta if hp.beta is not None else 0.1,
         seed=hp.seed,
-        # No dropout: fine-tuning sets are small (a few lines teaching a fact), and dropout on so few examples
-        # slows what they teach (test_training.py's 6 steps need it off).
-        lora=LoRAConfig(dropout=0.0),
+        # The job's adapter shape (``lora_settings.py``: the API's defaults, dropout off, and bounds).
+        lora=LoRAConfig(
+            rank=hp.lora_rank, alpha=hp.lora_alpha, dropout=hp.lora_dropout, targets=tuple(hp.lora_target_modules)
+        ),
         log_every=plan.log_every,
         checkpoint_every=plan.checkpoint_every,
     )
@@ -170,6 +206,7 @@ def run(task: TrainingTask, send: Send, should_stop: Callable[[], bool]) -> tupl
         checkpoint_dir=checkpoints,
         on_progress=progress,
         should_cancel=should_stop,
+        should_pause=should_pause,
         threads=max(1, task.threads),
     )
     send(

@@ -11,12 +11,20 @@ a provider that lets the LoRA adapter be downloaded — and served here, on the 
                                           adapter in this job's workdir
       failed / cancelled there            this job fails with the remote's message
       cancelled here                      POST /fine_tuning/jobs/{id}/cancel
+      paused here                         POST /fine_tuning/jobs/{id}/pause (OpenAI's and OpenGLM's); resumed here:
+                                          the next attempt re-attaches and POSTs .../resume to a job found paused
 
 An attempt that runs again (the job re-claimed after its worker died, or after a restart) re-attaches to the remote
 job named in its checkpoint instead of starting another; an attempt that died after creating the remote job but
 before saving its id finds it by its training file (uploaded and saved first). The remote's being unreachable or
 answering 5xx/429 is waited out for ``OPENGLM_FINE_TUNING_REMOTE_PATIENCE_SECONDS``, then the attempt is given up
-as retryable (and the next one re-attaches); a 4xx is the job's failure, with the remote's message.
+as retryable (and the next one re-attaches); a 4xx is the job's failure, with the remote's message. A remote that
+cannot pause (its API has no pause, or it answered an error) goes on training while this job is paused, which the
+job's events say; the resumed job re-attaches to it, finished or not.
+
+LoRA's settings (OpenGLM's ``lora_*`` hyperparameters) are sent only when the job set them away from the defaults:
+another OpenGLM honours them, and a provider that does not know them refuses the job (its message is this job's
+failure) rather than train an adapter of another shape.
 
 Events are read oldest first, after the last id seen (OpenGLM's order). ``metrics`` events carry OpenGLM's fields
 (``step``, ``total_steps``, ``epoch``, ``train_loss``, ``valid_loss``, ``learning_rate``, ``tokens_per_second``,
@@ -40,11 +48,12 @@ from typing import Any
 import httpx
 
 from ..config import Settings
-from ..jobs.context import JobCancelled, JobFailed
+from ..jobs.context import JobCancelled, JobFailed, JobPaused
+from .lora_settings import LoRASettings
 from .pipeline import ADAPTER_FILE
 from .trainers import Metrics, TrainerUnavailable, TrainingOutcome, TrainingReporter, TrainingTask
 
-CANCEL_TIMEOUT = 10.0  # seconds the remote cancel may take when this job is cancelled
+CANCEL_TIMEOUT = 10.0  # seconds the remote cancel (or pause) may take when this job is cancelled (or paused)
 EVENT_PAGE = 100
 
 
@@ -154,10 +163,13 @@ class RemoteTrainer:
         except RemoteRefused as exc:
             raise JobFailed(f"the remote fine-tuning API refused: {exc}", code="remote_refused") from None
         except (JobCancelled, asyncio.CancelledError):
-            # Cancelled here: the remote job is cancelled too. Not when the server is stopping or the lease was
-            # lost (the task cancelled, the job not): the next attempt re-attaches to it.
-            if reporter.cancelled() and state.get("remote_job_id"):
-                await _cancel_remote(api, str(state["remote_job_id"]), reporter)
+            # Cancelled (paused) here: the remote job is cancelled (paused) too. Not when the server is stopping or
+            # the lease was lost (the task cancelled, the job not): the next attempt re-attaches to it.
+            remote = state.get("remote_job_id")
+            if reporter.cancelled() and remote:
+                await _stop_remote(api, str(remote), "cancel", reporter)
+            elif reporter.pausing() and remote:
+                await _stop_remote(api, str(remote), "pause", reporter)
             raise
         finally:
             await api.close()
@@ -192,6 +204,14 @@ class RemoteTrainer:
         }
         if task.method == "dpo" and hp.beta is not None:
             hyperparameters["beta"] = hp.beta
+        lora = LoRASettings(hp.lora_rank, hp.lora_alpha, hp.lora_dropout, tuple(hp.lora_target_modules))
+        if lora != LoRASettings():
+            hyperparameters.update(
+                lora_rank=lora.rank,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                lora_target_modules=list(lora.targets),
+            )
         return {
             "model": self.names.get(task.base.id, task.base.id),
             "training_file": files["training"],
@@ -217,6 +237,7 @@ class Follower:
         self.job_id = str(state["remote_job_id"])
         self.poll, self.patience = poll, patience
         self.after: str | None = None
+        self.resumed = False  # a job found paused there (this one was paused, so was it) was resumed
         self.history: list[Metrics] = []
         self.last = Metrics(step=0, total_steps=total_steps(task), epoch=0.0, trained_tokens=0)
 
@@ -225,12 +246,18 @@ class Follower:
         while True:
             if self.reporter.cancelled():
                 raise JobCancelled(f"job {self.task.job_id} was cancelled")
+            if self.reporter.pausing():  # ``train`` pauses the remote job on the way out
+                raise JobPaused(f"job {self.task.job_id} was paused")
             try:
                 await self.relay_events()
                 job = await self.api.call("GET", f"fine_tuning/jobs/{self.job_id}")
                 if job.get("status") in ("succeeded", "failed", "cancelled"):
                     await self.relay_events()  # what it said between the events and the status
                     return await self.finish(job)
+                if job.get("status") == "paused" and not self.resumed:
+                    await self.api.call("POST", f"fine_tuning/jobs/{self.job_id}/resume")
+                    self.resumed = True
+                    await self.reporter.message(f"resumed the remote job {self.job_id}")
                 unreachable_since = None
             except RemoteUnavailable as exc:
                 now = time.monotonic()
@@ -340,12 +367,18 @@ async def _job_of(api: RemoteAPI, training_file: str) -> dict[str, Any] | None:
     return None
 
 
-async def _cancel_remote(api: RemoteAPI, job_id: str, reporter: TrainingReporter) -> None:
+async def _stop_remote(api: RemoteAPI, job_id: str, action: str, reporter: TrainingReporter) -> None:
+    """``cancel`` or ``pause`` the remote job; one that will not is said in the job's events."""
     try:
-        await asyncio.wait_for(api.call("POST", f"fine_tuning/jobs/{job_id}/cancel"), CANCEL_TIMEOUT)
+        await asyncio.wait_for(api.call("POST", f"fine_tuning/jobs/{job_id}/{action}"), CANCEL_TIMEOUT)
     except (RemoteRefused, RemoteUnavailable, TimeoutError) as exc:
+        consequence = "" if action == "cancel" else "; it trains on there, and resuming this job re-attaches to it"
         with contextlib.suppress(Exception):
-            await reporter.message(f"the remote job {job_id} could not be cancelled: {exc}")
+            await reporter.message(f"the remote job {job_id} could not be {action}d: {exc}{consequence}")
+    else:
+        if action == "pause":
+            with contextlib.suppress(Exception):
+                await reporter.message(f"paused the remote job {job_id}")
 
 
 def steps_per_epoch(task: TrainingTask) -> int:

@@ -9,12 +9,15 @@ The job directory (written by the platform on a filesystem both sides see at the
     validation.jsonl  the validation lines (may be empty)
     attempt           the platform's current attempt; a runner whose attempt is no longer written here stops
     cancel            present: stop between steps (the platform's cancel; SIGTERM, as schedulers send, does too)
+    pause             present: save a checkpoint at the next step, then stop (the platform's pause)
     events.jsonl      written here: one JSON object a line, {"attempt", "message": [kind, ...]} (pipeline's messages)
     checkpoint/       written here: the torch checkpoint a later run resumes from
     adapter.gguf      written here: the exported LoRA adapter
-    status.json       written here, last: {"attempt", "status": succeeded | failed | cancelled, "error", "final"}
+    status.json       written here, last: {"attempt", "status": succeeded | failed | cancelled | paused, "error",
+                      "final"}
 
-Exit status: 0 succeeded, 1 failed, 2 cancelled (or superseded by a later attempt, which then owns status.json).
+Exit status: 0 succeeded, 1 failed, 2 cancelled (or superseded by a later attempt, which then owns status.json),
+3 paused (the checkpoint holds every step taken; the job's resume runs the runner again, which goes on from it).
 """
 
 from __future__ import annotations
@@ -37,14 +40,15 @@ TRAINING_FILE = "training.jsonl"
 VALIDATION_FILE = "validation.jsonl"
 ATTEMPT_FILE = "attempt"
 CANCEL_FILE = "cancel"
+PAUSE_FILE = "pause"
 EVENTS_FILE = "events.jsonl"
 STATUS_FILE = "status.json"
 FORMAT = 1
 
 
 def write_job(job_dir: Path, task: TrainingTask, attempt: str) -> None:
-    """The platform's side: the job's files for a new attempt (the lines once; the cancel flag of an earlier
-    attempt removed; ``attempt`` last, which supersedes any runner still going)."""
+    """The platform's side: the job's files for a new attempt (the lines once; the cancel and pause flags of an
+    earlier attempt removed; ``attempt`` last, which supersedes any runner still going)."""
     job = {
         "format": FORMAT,
         "job_id": task.job_id,
@@ -63,6 +67,7 @@ def write_job(job_dir: Path, task: TrainingTask, attempt: str) -> None:
             _write_atomically(job_dir / name, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     _write_atomically(job_dir / JOB_FILE, json.dumps(job, indent=1))
     (job_dir / CANCEL_FILE).unlink(missing_ok=True)
+    (job_dir / PAUSE_FILE).unlink(missing_ok=True)
     _write_atomically(job_dir / ATTEMPT_FILE, attempt)
 
 
@@ -78,7 +83,7 @@ def read_task(job_dir: Path, threads: int | None = None) -> TrainingTask:
         method=job["method"],
         training=_lines(job_dir / TRAINING_FILE),
         validation=_lines(job_dir / VALIDATION_FILE),
-        hyperparameters=Hyperparameters(**job["hyperparameters"]),
+        hyperparameters=Hyperparameters.of(job["hyperparameters"]),
         workdir=job_dir,
         threads=threads or int(job["threads"]),
     )
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     def should_stop() -> bool:
         return bool(signalled) or (job_dir / CANCEL_FILE).exists() or superseded()
 
+    def should_pause() -> bool:
+        return (job_dir / PAUSE_FILE).exists()
+
     with (job_dir / EVENTS_FILE).open("a", encoding="utf-8") as events:
 
         def send(*message: Any) -> None:
@@ -141,9 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 _write_atomically(job_dir / STATUS_FILE, json.dumps({"attempt": attempt, "status": status, **values}))
 
         try:
-            adapter, final = run(task, send, should_stop)
+            adapter, final = run(task, send, should_stop, should_pause)
         except BaseException as exc:  # reported to the platform, whatever it was
-            if type(exc).__name__ == "TrainingCancelled":  # train.py's, not imported here before torch
+            if type(exc).__name__ == "TrainingPaused":  # train.py's, not imported here before torch
+                send("paused")
+                finish("paused", error=str(exc))
+                return 3
+            if type(exc).__name__ == "TrainingCancelled":
                 finish("cancelled", error=str(exc))
                 return 2
             message = f"{type(exc).__name__}: {exc}"[:2000]

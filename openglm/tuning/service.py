@@ -2,8 +2,10 @@
 
 Creating a job checks everything before anything is written — the base model (a catalog ``llamacpp`` model whose
 GGUF is on this server), the files (the caller's, purpose ``fine-tune``, every line valid, checked in the untrusted
-worker pool), the hyperparameters, and the estimated cost (tokens × epochs × the base's ``fine_tuning`` price)
-against the available balance (1113) — then submits one ``fine_tune`` job: a failure leaves nothing behind.
+worker pool), the hyperparameters (LoRA's included), the estimated cost (tokens × epochs × the base's
+``fine_tuning`` price) against the available balance (1113), and the adapter's size (from the base's shapes and the
+rank) against the account's storage quota (1210) — then submits one ``fine_tune`` job: a failure leaves nothing
+behind.
 Jobs and fine-tuned models are private: another account's id is not found.
 
 Merging (an OpenGLM extension: neither Zhipu nor OpenAI has it) is asked for per fine-tuned model, not per job: it
@@ -15,8 +17,9 @@ needs from serving (the pool's merged engines), passed in by the app.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -29,10 +32,11 @@ from ..errors import ConflictError, InvalidFieldError, ModelNotFoundError, NotFo
 from ..files.blobs import BlobStore
 from ..files.store import FileStore
 from ..jobs.runner import JobRunner
-from ..jobs.store import JobEventRecord, JobNotFinished, JobRecord, new_job_id
+from ..jobs.store import JobEventRecord, JobNotFinished, JobRecord, JobStateError, new_job_id
 from ..untrusted.pool import shared_pool
 from .finetuned import AdapterTarget, FineTunedModels, FineTunedRecord, is_fine_tuned_name, merged_key
 from .handler import JOB_PREFIX, KIND
+from .lora_settings import LoRASettings, adapter_bytes, resolve_lora
 from .merge import Quantization
 from .merge_job import JOB_PREFIX as MERGE_PREFIX
 from .merge_job import KIND as MERGE_KIND
@@ -55,19 +59,16 @@ class HyperparameterChoice:
     batch_size: int | Auto | None = None
     learning_rate_multiplier: float | Auto | None = None
     beta: float | Auto | None = None
+    # OpenGLM's extension: the adapter's shape.
+    lora_rank: int | Auto | None = None
+    lora_alpha: float | Auto | None = None
+    lora_dropout: float | Auto | None = None
+    lora_target_modules: list[str] | Auto | None = None
 
     def over(self, other: HyperparameterChoice) -> HyperparameterChoice:
         """These values, with ``other``'s where these are not given."""
-        return HyperparameterChoice(
-            self.n_epochs if self.n_epochs is not None else other.n_epochs,
-            self.batch_size if self.batch_size is not None else other.batch_size,
-            (
-                self.learning_rate_multiplier
-                if self.learning_rate_multiplier is not None
-                else other.learning_rate_multiplier
-            ),
-            self.beta if self.beta is not None else other.beta,
-        )
+        mine, theirs = asdict(self), asdict(other)
+        return HyperparameterChoice(**{k: mine[k] if mine[k] is not None else theirs[k] for k in mine})
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class FineTuningService:
         price = to_nano(spec.effective_prices().fine_tuning)
         estimated = training["estimated_tokens"] * hyperparameters["n_epochs"]
         await self._check_balance(principal, cost_of(estimated, price), estimated)
+        await self._check_storage(principal, spec, lora_of(hyperparameters))
         payload = {
             "model": spec.id,
             "requested_model": request.model,
@@ -223,6 +225,14 @@ class FineTuningService:
             )
             raise refusal
 
+    async def _check_storage(self, principal: Principal, spec: ModelSpec, lora: LoRASettings) -> None:
+        """The adapter this job makes must fit in the account's storage now (1210 naming its size): a check, not a
+        reservation; the model's row charges it when the job ends, and a job whose adapter no longer fits then
+        fails saying so."""
+        size = await asyncio.to_thread(adapter_bytes, resolve_source(spec.source), lora)
+        if size is not None:
+            await self.files.quota.check(principal.account_id, size, "the adapter this job would make")
+
     async def list_jobs(self, principal: Principal, *, after: str | None, limit: int) -> tuple[list[JobRecord], bool]:
         records = await self.jobs.store.list_jobs(
             account_id=principal.account_id, kinds=[KIND], limit=limit + 1, after=after
@@ -259,6 +269,24 @@ class FineTuningService:
     async def cancel(self, principal: Principal, job_id: str) -> JobRecord:
         await self.get(principal, job_id)
         return await self.jobs.cancel(job_id, account_id=principal.account_id)
+
+    async def pause(self, principal: Principal, job_id: str) -> JobRecord:
+        """OpenAI's pause: training stops at its next step, its checkpoint kept (status ``paused``); a finished job
+        cannot be paused (1215)."""
+        await self.get(principal, job_id)
+        try:
+            return await self.jobs.pause(job_id, account_id=principal.account_id)
+        except JobStateError as exc:
+            raise ConflictError(str(exc)) from None
+
+    async def resume(self, principal: Principal, job_id: str) -> JobRecord:
+        """OpenAI's resume: a paused job is queued again and trains on from its checkpoint (1215 for one that is not
+        paused). Tokens trained again after the checkpoint are not billed again (``billing.py``)."""
+        await self.get(principal, job_id)
+        try:
+            return await self.jobs.resume(job_id, account_id=principal.account_id)
+        except JobStateError as exc:
+            raise ConflictError(str(exc)) from None
 
     async def delete(self, principal: Principal, job_id: str) -> JobRecord:
         """A finished job is removed with its events (its model and result files stay); an unfinished one is
@@ -350,6 +378,17 @@ class FineTuningService:
         return self.serving is not None and self.serving.loaded(name)
 
 
+def lora_of(hyperparameters: dict[str, Any]) -> LoRASettings:
+    """A job's LoRA settings from its resolved hyperparameters (a job made before they were settable: defaults)."""
+    defaults = LoRASettings()
+    return LoRASettings(
+        rank=int(hyperparameters.get("lora_rank", defaults.rank)),
+        alpha=float(hyperparameters.get("lora_alpha", defaults.alpha)),
+        dropout=float(hyperparameters.get("lora_dropout", defaults.dropout)),
+        targets=tuple(hyperparameters.get("lora_target_modules") or defaults.targets),
+    )
+
+
 def event_seq(job_id: str, event_id: str | None) -> int:
     """The sequence number in an event id (``event_id``'s inverse); 0 for None."""
     if event_id is None:
@@ -378,6 +417,13 @@ def resolve_hyperparameters(choice: HyperparameterChoice, method: str, lines: in
     if not 0 < rate <= 10:
         raise InvalidFieldError('hyperparameters.learning_rate_multiplier must be above 0 and at most 10, or "auto"')
     resolved: dict[str, Any] = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": rate}
+    lora = resolve_lora(choice.lora_rank, choice.lora_alpha, choice.lora_dropout, choice.lora_target_modules)
+    resolved.update(
+        lora_rank=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        lora_target_modules=list(lora.targets),
+    )
     if method == "dpo":
         beta = DEFAULT_BETA if choice.beta in (None, "auto") else choice.beta
         assert not isinstance(beta, str)

@@ -19,7 +19,8 @@ What makes it lean on a CPU:
 
 Reproducible and resumable: a fixed seed; each epoch's order is drawn from ``seed + epoch`` and each step's
 dropout from ``seed + step``, so a job resumed from a checkpoint (adapter, optimizer, scheduler, step) takes
-exactly the steps an uninterrupted one would. Cancellation is checked between steps.
+exactly the steps an uninterrupted one would. Cancellation is checked between steps, and so is a pause, which saves
+a checkpoint of the steps so far first.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ CHECKPOINT = "checkpoint.pt"
 
 class TrainingCancelled(Exception):
     """Raised between steps when the job was cancelled."""
+
+
+class TrainingPaused(TrainingCancelled):
+    """Raised between steps when the job was paused, after a checkpoint of the steps so far was saved."""
 
 
 @dataclass
@@ -227,6 +232,7 @@ class Trainer:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        should_pause: Callable[[], bool] | None = None,
         threads: int | None = None,
     ):
         if not train:
@@ -241,6 +247,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.on_progress = on_progress
         self.should_cancel = should_cancel
+        self.should_pause = should_pause
         self.threads = threads
         self.steps_per_epoch = math.ceil(len(self.train_items) / hyperparameters.batch_size)
         self.total_steps = self.steps_per_epoch * hyperparameters.n_epochs
@@ -258,6 +265,7 @@ class Trainer:
         warmup = int(self.total_steps * hp.warmup_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, self.total_steps))
         step, trained_tokens = self._resume(optimizer, scheduler)
+        saved = step  # the step of the checkpoint on disk
         history: list[Progress] = []
         eval_loss: float | None = None
         losses: list[float] = []
@@ -266,6 +274,10 @@ class Trainer:
         while step < self.total_steps:
             if self.should_cancel is not None and self.should_cancel():
                 raise TrainingCancelled(f"cancelled before step {step + 1} of {self.total_steps}")
+            if self.should_pause is not None and self.should_pause():
+                if self.checkpoint_dir is not None and step > saved:  # a resume goes on from exactly here
+                    self.save_checkpoint(step, trained_tokens, optimizer, scheduler)
+                raise TrainingPaused(f"paused before step {step + 1} of {self.total_steps}")
             lr = scheduler.get_last_lr()[0]
             torch.manual_seed(hp.seed + 1 + step)  # dropout: the same for a resumed run
             loss, tokens = self._step(self._batch(step))
@@ -282,6 +294,7 @@ class Trainer:
                 eval_loss = self.evaluate()
             if hp.checkpoint_every and self.checkpoint_dir is not None and (step % hp.checkpoint_every == 0 or last):
                 self.save_checkpoint(step, trained_tokens, optimizer, scheduler)
+                saved = step
             if step % max(hp.log_every, 1) == 0 or last:
                 elapsed = max(time.monotonic() - started, 1e-9)
                 rate = tokens_since / elapsed

@@ -20,13 +20,14 @@ command (``command.py``, ``runner.py``). Others register the same way, in a modu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..catalog import ModelSpec
 from ..config import Settings
 from ..registry import Registry
+from .lora_settings import DEFAULT_ALPHA, DEFAULT_DROPOUT, DEFAULT_RANK, TARGETS
 
 Method = Literal["supervised", "dpo"]
 
@@ -40,6 +41,20 @@ class Hyperparameters:
     learning_rate_multiplier: float
     beta: float | None = None  # DPO only
     seed: int = 0
+    # The adapter's shape (``lora_settings.py``: the API's defaults and bounds).
+    lora_rank: int = DEFAULT_RANK
+    lora_alpha: float = DEFAULT_ALPHA
+    lora_dropout: float = DEFAULT_DROPOUT
+    lora_target_modules: tuple[str, ...] = tuple(TARGETS)
+
+    @classmethod
+    def of(cls, stored: dict[str, Any]) -> Hyperparameters:
+        """From their JSON (a job's payload, a job directory's ``job.json``); what a job made before LoRA's were
+        settable lacks is the default, and what this version does not know is dropped."""
+        values = {k: v for k, v in stored.items() if k in {f.name for f in fields(cls)}}
+        if "lora_target_modules" in values:
+            values["lora_target_modules"] = tuple(values["lora_target_modules"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,10 @@ class Metrics:
 
 class TrainingReporter(Protocol):
     """What a trainer calls while it trains. ``progress`` and ``checkpoint`` raise ``JobCancelled`` once the job
-    was cancelled (a trainer running in a thread or a process polls ``cancelled()`` between steps instead)."""
+    was cancelled (a trainer running in a thread or a process polls ``cancelled()`` between steps instead).
+    Pausing: once ``pausing()`` is true the trainer should save a checkpoint at its next step and stop; ``progress``
+    raises ``JobPaused`` (a ``JobCancelled``) after recording the step it reports, ``checkpoint`` after saving, so
+    a trainer that never asks stops at its next report and goes on from its last checkpoint when resumed."""
 
     async def progress(self, metrics: Metrics) -> None: ...
 
@@ -87,6 +105,8 @@ class TrainingReporter(Protocol):
         ...
 
     def cancelled(self) -> bool: ...
+
+    def pausing(self) -> bool: ...
 
 
 @dataclass(frozen=True)

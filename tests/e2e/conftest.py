@@ -103,10 +103,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         env={
             "OPENGLM_AUTH": "on",
             "OPENGLM_SANDBOX_WARM": "1",
-            # Fine-tuning jobs run on the test trainer (tests/fixtures/step_trainer.py): a job takes a second.
+            # Fine-tuning jobs run on the test trainer (tests/fixtures/step_trainer.py): the Fine-tuning page's job
+            # (6 steps) takes about a second, charted as it goes; the agent editor's fine-tuned model (1 step) a
+            # moment. Jobs are claimed within the poll.
             "OPENGLM_PLUGINS": "tests.fixtures.step_trainer",
             "OPENGLM_FINE_TUNING_TRAINER": "test-steps",
             "OPENGLM_TEST_STEP_SECONDS": "0.15",
+            "OPENGLM_JOB_POLL_SECONDS": "0.2",
         },
     )
     yield running

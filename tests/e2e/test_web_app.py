@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import httpx
@@ -236,6 +237,42 @@ def test_create_an_agent_and_chat_with_it_using_a_tool(page: Any, server: Runnin
         screenshot(page, "agent-usage")
 
 
+def test_the_agent_editor_offers_the_account_s_fine_tuned_models(page: Any, server: RunningServer, key: str) -> None:
+    """A fine-tuned model of the signed-in account is in the form's model list, in a group of its own, and is saved
+    as the agent's model."""
+    tuned = fine_tune(server, key)
+    page.goto("/#/agents/new")
+    page.get_by_role("heading", name="Create an agent").wait_for()
+    choice = page.get_by_label("Model", exact=True)
+    assert tuned in choice.locator("optgroup[label='Fine-tuned models'] option").all_inner_texts()
+    assert "default" in choice.locator("optgroup[label='Models'] option").all_inner_texts()
+    page.get_by_label("Name", exact=True).fill("Tuned helper")
+    choice.select_option(tuned)
+    page.get_by_role("button", name="Save").click()
+    page.get_by_role("heading", name="Edit Tuned helper").wait_for()
+    agent_id = page.url.rsplit("/", 1)[1]
+    saved = httpx.get(f"{server.url}/v1/glms/{agent_id}", headers={"Authorization": f"Bearer {key}"}).json()
+    assert saved["config"]["model"] == tuned
+
+
+def fine_tune(server: RunningServer, key: str) -> str:
+    """A fine-tuned model of the key's account (the test trainer: a moment's work)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    line = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}\n'
+    upload = httpx.post(
+        f"{server.url}/v1/files", data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", line)}, headers=headers
+    )
+    body = {"model": "default", "training_file": upload.json()["id"], "hyperparameters": {"n_epochs": 1}}
+    job = httpx.post(f"{server.url}/v1/fine_tuning/jobs", json=body, headers=headers).json()
+    for _ in range(300):
+        job = httpx.get(f"{server.url}/v1/fine_tuning/jobs/{job['id']}", headers=headers).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    return str(job["fine_tuned_model"])
+
+
 def keys_available(server: RunningServer, key: str) -> bool:
     return httpx.get(f"{server.url}/v1/account/keys", headers={"Authorization": f"Bearer {key}"}).status_code == 200
 
@@ -368,7 +405,8 @@ def test_fine_tuning_page_from_a_files_line_errors_to_a_trained_model_in_the_pla
     model = re.search(r"the fine-tuned model (ft:smollm2-135m-instruct:web:\w+) is ready", events)
     assert model is not None, events
     assert page.get_by_label("Training progress").evaluate("bar => bar.value") == 1
-    assert page.locator("ul.result-files a").count() == 2 and page.locator("img.loss-curve").count() == 1
+    page.locator("ul.result-files a", has_text="-adapter.gguf").wait_for()  # the adapter, published to download
+    assert page.locator("ul.result-files a").count() == 3 and page.locator("img.loss-curve").count() == 1
     screenshot(page, "finetune-job")
 
     page.get_by_role("link", name="Open in playground").click()

@@ -5,8 +5,9 @@ events, downloads the adapter it publishes as a result file, and serves it. Both
 seconds; what the default model learns is test_fine_tuning_real.py's.
 
 The proof is the front's fine-tuned model: it says the code word the GPU box taught (test_fine_tuning_real.py's
-data and learning rate, 60 steps: tests/fixtures/tiny_model.py), greedily, through both SDKs, while the front's base does
-not — with the very bytes the GPU box published. Cancelling on the front cancels the remote job; a remote job that fails fails the
+data and learning rate, 60 steps: tests/fixtures/tiny_model.py), greedily, through both SDKs, while the front's base
+does not — with the very bytes the GPU box published. Cancelling on the front cancels the remote job, pausing pauses
+it (its real trainer stopping at a step) and resuming resumes it; a remote job that fails fails the
 front's job with the remote's message; an attempt that stopped (the server going down) leaves the remote job
 running, and the next attempt re-attaches to it instead of starting another."""
 
@@ -158,6 +159,44 @@ def test_cancelling_on_the_front_cancels_the_remote_job(alice: Account, operator
     assert alice.wait(job.id).status == "cancelled"
 
 
+def wait_for(what: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_pausing_on_the_front_pauses_the_remote_job_and_resuming_resumes_it(alice: Account, operator: Account) -> None:
+    # 450 steps, seconds of the tiny model's: still training when the pause reaches the GPU box.
+    job = create(alice, TEACHING * 3, 50)
+    remote_id = remote_job_of(alice, job.id)
+    wait_for(lambda: any(e.type == "metrics" for e in alice.openai.fine_tuning.jobs.list_events(job.id, limit=100)))
+    alice.openai.fine_tuning.jobs.pause(job.id)
+    wait_for(lambda: alice.openai.fine_tuning.jobs.retrieve(job.id).status == "paused")
+    # The GPU box's trainer stops at its next step, with a checkpoint there.
+    wait_for(lambda: operator.openai.fine_tuning.jobs.retrieve(remote_id).status == "paused")
+    messages = [e.message for e in alice.openai.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert f"paused the remote job {remote_id}" in messages
+
+    alice.openai.fine_tuning.jobs.resume(job.id)
+    wait_for(
+        lambda: (
+            f"resumed the remote job {remote_id}"
+            in [e.message for e in alice.openai.fine_tuning.jobs.list_events(job.id, limit=100)]
+        )
+    )
+    assert operator.openai.fine_tuning.jobs.retrieve(remote_id).status in ("queued", "running")
+    remote_events = [e.message for e in operator.openai.fine_tuning.jobs.list_events(remote_id, limit=100)]
+    assert "job paused" in remote_events and "job resumed" in remote_events
+
+    alice.openai.fine_tuning.jobs.cancel(job.id)  # the rest of its steps are not needed
+    wait_for(lambda: operator.openai.fine_tuning.jobs.retrieve(remote_id).status == "cancelled")
+    assert alice.wait(job.id).status == "cancelled"
+
+
 def test_a_remote_failure_fails_the_job_with_the_remotes_message(alice: Account, operator: Account) -> None:
     # Valid on both servers, but nothing to train on: the remote's training fails when it renders the lines.
     context_only = {
@@ -193,6 +232,9 @@ class Recorder:
         self.states.append(state)
 
     def cancelled(self) -> bool:
+        return False
+
+    def pausing(self) -> bool:
         return False
 
 

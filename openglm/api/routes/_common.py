@@ -13,6 +13,9 @@ from starlette.responses import JSONResponse, Response
 
 from ...accounts.auth import Principal
 from ...accounts.metering import MeteredCall
+from ...catalog import AgentSpec
+from ...errors import ModelNotFoundError
+from ...glms.store import AgentRecord
 from ...serving.models import ServedModel
 from ...serving.usage import UsageBound
 from ...tuning.finetuned import AdapterTarget, is_fine_tuned_name
@@ -96,7 +99,51 @@ def both_prefixes(router: APIRouter, method: str, path: str) -> Callable[[Handle
 async def fine_tuned_target(request: Request, principal: Principal, model: str) -> AdapterTarget | None:
     """For a fine-tuned model's name: its base and adapter, if the caller's account owns it (else 1211); None for
     every other name."""
+    return await owned_target(request, principal.account_id, model)
+
+
+async def owned_target(request: Request, account_id: str, model: str) -> AdapterTarget | None:
+    """``fine_tuned_target`` for the models of ``account_id`` (a GLM's creator's, whoever calls the GLM)."""
     if not is_fine_tuned_name(model):
         return None
-    target: AdapterTarget = await request.app.state.fine_tuning.resolve(principal.account_id, model)
+    target: AdapterTarget = await request.app.state.fine_tuning.resolve(account_id, model)
     return target
+
+
+async def usable_model(request: Request, account_id: str, model: str) -> AdapterTarget | None:
+    """A model an agent of ``account_id`` may run on: a chat model this server serves (None), or one of the
+    account's fine-tuned models (its base and adapter); anything else is 1211."""
+    target = await owned_target(request, account_id, model)
+    if target is None:
+        request.app.state.models.get(model)  # 1211 for a model this server does not serve
+    return target
+
+
+async def retargeted(
+    request: Request, spec: AgentSpec, model: str, account_id: str
+) -> tuple[AgentSpec, AdapterTarget | None]:
+    """A catalog agent running on ``model`` instead of its own (``agent_model`` in chat, ``model`` in the assistant
+    API): a chat model this server serves, or a fine-tuned model of the caller's ``account_id`` (another account's
+    is 1211, as everywhere), with its base and adapter. Its instructions, rounds and HTTP tools stay the agent's."""
+    adapter = await usable_model(request, account_id, model)
+    return spec.model_copy(update={"model": model}), adapter
+
+
+async def glm_adapter(request: Request, glm: AgentRecord) -> AdapterTarget | None:
+    """A GLM whose model is one of its creator's fine-tuned models runs on it for every caller: the creator's
+    adapter, billed to the caller at the base's price (as the model's own chats are), the call attributed to the
+    GLM; the model itself stays private (another account calling its id gets 1211). One deleted since is a 1211
+    that does not name it (others do not see a GLM's configuration). None for a GLM on a catalog model."""
+    try:
+        return await owned_target(request, glm.account_id, glm.config.model)
+    except ModelNotFoundError:
+        raise ModelNotFoundError(
+            f"the model of GLM {glm.id} is no longer available; its creator must choose another"
+        ) from None
+
+
+def served_model(request: Request, model: str, adapter: AdapterTarget | None) -> ServedModel:
+    """The model a plan runs: the catalog's, or a fine-tuned one on its base (``ModelPool.for_adapter``)."""
+    pool = request.app.state.models
+    served: ServedModel = pool.get(model) if adapter is None else pool.for_adapter(adapter)
+    return served

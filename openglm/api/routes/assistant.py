@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +28,7 @@ from ...glms.assistant import (
 from ...glms.conversations import ConversationRecord, ConversationStore, StoredMessage, new_conversation_id
 from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord, AgentStore
+from ...serving.models import ServedModel
 from ...serving.responses import collect_chat
 from ...serving.service import ChatService
 from ..assistant_schemas import (
@@ -48,11 +51,12 @@ from ..assistant_schemas import (
 from ..deps import Caller
 from ..schemas import MAX_PAGE, ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
 from ..sse import sse_response
-from ._common import admit, both_prefixes, json_response, until_disconnect
+from ._common import admit, both_prefixes, glm_adapter, json_response, retargeted, served_model, until_disconnect
 from .chat import GLM_ID, AgentPlan, admit_agent, catalog_plan, glm_plan, message_text, prepare_agent
 
 router = APIRouter(tags=["assistant"])
 CENTER_PAGE = 100
+DOCS_DEFAULT_MODEL = "glm-4-assistant"  # the assistant API's documented default: the assistant's own model
 SUGGEST_CONTEXT = 6  # the last messages a suggestion reads
 
 
@@ -90,14 +94,14 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
                 f"conversation_id: conversation {existing.id!r} is with assistant {existing.assistant_id!r}"
             )
     plan, glm = await resolve(request, principal, body.assistant_id, existing.agent_version if existing else None)
+    plan, served = await assistant_model(request, principal, body, plan, glm)
     files: FileStore = request.app.state.files
     attachments = await attachments_of(files, account, [a.file_id for a in body.attachments or []])
     conversation_id = existing.id if existing else new_conversation_id()
     text = message_text(body.messages[0].content)
     history = await conversations(request).messages(account, conversation_id) if existing else []
     new_message = await user_message(files, account, text, attachments)
-    model = glm.config.model if glm is not None else plan.spec.model if plan is not None else body.assistant_id
-    budget = history_budget(*context_room(request, model, body), new_message)
+    budget = history_budget(*context_room(request, served, body), new_message)
     messages = [*await replayed(files, account, history, budget), new_message]
     chat = ChatCompletionRequest(
         model=body.assistant_id,
@@ -134,11 +138,31 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
     return sse_response(metered_stream(call, writer.chunks(events, call.tally)), on_close=call.close)
 
 
-def context_room(request: Request, model: str, body: AssistantRequest) -> tuple[int, int]:
+async def assistant_model(
+    request: Request, principal: Principal, body: AssistantRequest, plan: AgentPlan | None, glm: AgentRecord | None
+) -> tuple[AgentPlan | None, ServedModel]:
+    """The model the turn runs on. ``model`` (absent from the SDK's requests; the docs' default ``glm-4-assistant``
+    means the assistant's own): a catalog agent runs on the one named — a chat model this server serves or one of
+    the caller's fine-tuned models (another account's: 1211) —; a GLM runs on its creator's model, which may be
+    one of the creator's fine-tuned models (``_common.glm_adapter``), and refuses any named (1214)."""
+    chosen = body.model not in (None, DOCS_DEFAULT_MODEL)
+    if glm is not None:
+        if chosen:  # refused whatever it names: the answer must not tell others which model the GLM has
+            raise InvalidFieldError("model: a GLM runs on the model its creator chose; leave model out")
+        adapter = await glm_adapter(request, glm)
+        return plan, served_model(request, glm.config.model, adapter)
+    assert plan is not None
+    if chosen:
+        assert body.model is not None
+        spec, adapter = await retargeted(request, plan.spec, body.model, principal.account_id)
+        plan = replace(plan, spec=spec, adapter=adapter)
+    return plan, served_model(request, plan.spec.model, plan.adapter)
+
+
+def context_room(request: Request, served: ServedModel, body: AssistantRequest) -> tuple[int, int]:
     """The model's context length and the room its answer is given (``max_tokens``, or the server's default)."""
     service: ChatService = request.app.state.chat
-    context_length = request.app.state.models.get(model).spec.context_length
-    return context_length, body.max_tokens or service.default_max_tokens
+    return served.spec.context_length, body.max_tokens or service.default_max_tokens
 
 
 def catalog_tools(request: Request) -> list[ToolDefinition] | None:
@@ -169,12 +193,12 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller) -> Re
     assert plan is not None
     history = await conversations(request).messages(account, record.id)
     files: FileStore = request.app.state.files
-    context_length = request.app.state.models.get(plan.spec.model).spec.context_length
+    context_length = served_model(request, plan.spec.model, plan.adapter).spec.context_length
     budget = history_budget(context_length, SUGGEST_TOKENS, ChatMessage(role="user", content=SUGGEST_PROMPT))
     recent = await replayed(files, account, history[-SUGGEST_CONTEXT:], budget)
     chat = suggest_request(plan.spec.model, recent)
     service: ChatService = request.app.state.chat
-    planned = await service.plan(chat)
+    planned = await service.plan(chat, plan.adapter)
     call = await admit(
         request, principal, planned.served, "assistant.suggest", planned.id, planned.request_id, planned.usage_bound()
     )

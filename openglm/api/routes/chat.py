@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from fastapi import APIRouter
@@ -25,6 +25,7 @@ from ...knowledge.chat import Grounding, question_of, retrieval_tools
 from ...knowledge.service import KnowledgeService
 from ...serving.responses import collect_chat, stream_chat
 from ...serving.usage import UsageBound, new_usage_id, token_bound
+from ...tuning.finetuned import AdapterTarget
 from ..deps import Caller
 from ..schemas import (
     ChatCompletion,
@@ -35,7 +36,15 @@ from ..schemas import (
     ToolDefinition,
 )
 from ..sse import sse_response
-from ._common import admit, closer, fine_tuned_target, until_disconnect
+from ._common import (
+    admit,
+    closer,
+    fine_tuned_target,
+    glm_adapter,
+    retargeted,
+    served_model,
+    until_disconnect,
+)
 
 router = APIRouter(tags=["chat"])
 GLM_ID = re.compile(r"[0-9a-f]{24}")
@@ -46,7 +55,14 @@ GLM_ID = re.compile(r"[0-9a-f]{24}")
 async def chat_completions(body: ChatCompletionRequest, request: Request, principal: Caller) -> Response:
     plan = catalog_plan(request, body.model)
     if plan is not None:
+        if body.agent_model is not None:
+            plan = await on_model(request, plan, body.agent_model, principal.account_id)
         return await agent_completions(body, request, principal, plan)
+    if body.agent_model is not None:
+        raise InvalidFieldError(
+            "agent_model: only a catalog All Tools agent runs on a model the request chooses (a GLM runs on its "
+            "creator's; a model is itself)"
+        )
     if GLM_ID.fullmatch(body.model):
         try:
             glm = await request.app.state.glms.get(principal.account_id, body.model)
@@ -117,18 +133,26 @@ async def with_citations(
 @dataclass(frozen=True)
 class AgentPlan:
     """What an agent request runs with: a catalog agent's or a GLM's spec, its server-side HTTP tools, whose
-    knowledge bases its retrieval reads, and whom its usage is attributed to."""
+    knowledge bases its retrieval reads, whom its usage is attributed to, and — when ``spec.model`` is a fine-tuned
+    model — its base and adapter."""
 
     spec: AgentSpec
     server_tools: list[AgentTool] | None = None
     resources_of: str | None = None
     attribution: Attribution | None = None
+    adapter: AdapterTarget | None = None
 
 
 def catalog_plan(request: Request, agent_id: str) -> AgentPlan | None:
     agents: AgentService = request.app.state.agents
     spec = agents.spec(agent_id)
     return None if spec is None else AgentPlan(spec, agents.server_tools.get(agent_id))
+
+
+async def on_model(request: Request, plan: AgentPlan, model: str, account_id: str) -> AgentPlan:
+    """A catalog agent on the model ``agent_model`` names (``_common.retargeted``)."""
+    spec, adapter = await retargeted(request, plan.spec, model, account_id)
+    return replace(plan, spec=spec, adapter=adapter)
 
 
 async def prepare_agent(
@@ -146,6 +170,7 @@ async def prepare_agent(
         plan.server_tools,
         str(request.base_url),
         resources_of=plan.resources_of,
+        adapter=plan.adapter,
     )
     return run, await agents.loop.validate(run)
 
@@ -175,7 +200,7 @@ async def admit_agent(
     request_id: str,
     first_round: UsageBound,
 ) -> MeteredCall:
-    served = request.app.state.models.get(plan.spec.model)
+    served = served_model(request, plan.spec.model, plan.adapter)  # a fine-tuned model: metered under its id
     call = await admit(request, principal, served, endpoint, usage_id, request_id, first_round)
     call.agent = plan.attribution
     if plan.attribution is not None:
@@ -261,7 +286,8 @@ async def glm_plan(
         document = await load_document_isolated(api.openapi)
         server_tools += operations(document, base_url=api.base_url, auth=api.auth, fetcher=agents.user_http_fetcher)
     spec = AgentSpec(id=glm.id, model=config.model)
-    return body, AgentPlan(spec, server_tools, glm.account_id, Attribution(glm.id, glm.account_id))
+    plan = AgentPlan(spec, server_tools, glm.account_id, Attribution(glm.id, glm.account_id))
+    return body, replace(plan, adapter=await glm_adapter(request, glm))
 
 
 def turn_user_text(body: ChatCompletionRequest) -> str | None:

@@ -1,5 +1,5 @@
-"""The fine-tuning API under both prefixes: jobs (create, list, retrieve, events, checkpoints, cancel, delete) and
-fine-tuned models (delete). Parse, call ``FineTuningService``, answer."""
+"""The fine-tuning API under both prefixes: jobs (create, list, retrieve, events, checkpoints, cancel, pause, resume,
+delete) and fine-tuned models (delete). Parse, call ``FineTuningService``, answer."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def service(request: Request) -> FineTuningService:
 def _choice(given: HyperparametersIn | None) -> HyperparameterChoice:
     if given is None:
         return HyperparameterChoice()
-    return HyperparameterChoice(given.n_epochs, given.batch_size, given.learning_rate_multiplier, given.beta)
+    return HyperparameterChoice(**given.model_dump(exclude_unset=False))
 
 
 def job_request(body: FineTuningJobCreate) -> JobRequest:
@@ -104,6 +104,16 @@ async def job_checkpoints(
 @both_prefixes(router, "POST", "/fine_tuning/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, request: Request, principal: Caller) -> Response:
     return json_response(job_object(await service(request).cancel(principal, job_id)), nulls=True)
+
+
+@both_prefixes(router, "POST", "/fine_tuning/jobs/{job_id}/pause")
+async def pause_job(job_id: str, request: Request, principal: Caller) -> Response:
+    return json_response(job_object(await service(request).pause(principal, job_id)), nulls=True)
+
+
+@both_prefixes(router, "POST", "/fine_tuning/jobs/{job_id}/resume")
+async def resume_job(job_id: str, request: Request, principal: Caller) -> Response:
+    return json_response(job_object(await service(request).resume(principal, job_id)), nulls=True)
 
 
 @both_prefixes(router, "DELETE", "/fine_tuning/jobs/{job_id}")

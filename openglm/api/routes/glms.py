@@ -30,7 +30,15 @@ from ..glm_schemas import (
     BuilderRequest,
 )
 from ..schemas import MAX_PAGE
-from ._common import admit, both_prefixes, json_response, until_disconnect
+from ._common import (
+    admit,
+    both_prefixes,
+    fine_tuned_target,
+    json_response,
+    served_model,
+    until_disconnect,
+    usable_model,
+)
 
 router = APIRouter(tags=["glms"])
 
@@ -41,8 +49,9 @@ def store(request: Request) -> AgentStore:
 
 
 async def checked(request: Request, account_id: str, config: AgentConfig) -> AgentConfig:
-    """A configuration this server can run for this account: its model, tools and knowledge bases exist."""
-    request.app.state.models.get(config.model)  # 1211 for an unknown model
+    """A configuration this server can run for this account: its model (a served chat model or one of the account's
+    fine-tuned models; else 1211), tools and knowledge bases exist."""
+    await usable_model(request, account_id, config.model)
     offered = request.app.state.agents.tools
     missing = [tool for tool in config.tools if tool not in offered]
     if missing:
@@ -110,10 +119,12 @@ async def build_by_conversation(body: BuilderRequest, request: Request, principa
     if draft is not None:
         await checked(request, principal.account_id, draft.config)
     chat, models = request.app.state.chat, request.app.state.models
-    served = models.get(body.model or models.default_name())
+    name = body.model or models.default_name()
+    adapter = await fine_tuned_target(request, principal, name)  # the caller's fine-tuned models build too
+    served = served_model(request, name, adapter)
     tools = builder_tools(list(request.app.state.agents.tools), None if draft is None else draft.config)
     turns = [BuilderTurn(m.role, m.content) for m in body.messages]
-    plan = await chat.plan(chat_request(served.spec.id, turns, draft, tools))
+    plan = await chat.plan(chat_request(served.spec.id, turns, draft, tools), adapter)
     call = await admit(request, principal, plan.served, "glms.builder", plan.id, plan.request_id, plan.usage_bound())
     run = await call.guard(chat.submit(plan))
     call.tally.prompt_tokens = run.prompt_tokens

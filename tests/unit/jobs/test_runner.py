@@ -1,5 +1,6 @@
-"""The runner on SQLite and PostgreSQL: results, cancellation of running jobs within seconds, events polled while
-a job runs, retries, a lost lease, and a restarted server resuming jobs from their checkpoints."""
+"""The runner on SQLite and PostgreSQL: results, cancellation of running jobs within seconds, pausing and resuming
+from the checkpoint, events polled while a job runs, retries, a lost lease, and a restarted server resuming jobs from
+their checkpoints."""
 
 from __future__ import annotations
 
@@ -91,6 +92,51 @@ async def test_a_cooperative_handler_is_cancelled_at_its_next_report(
     await JobStore(database).cancel(job.id)
     assert (await wait_for(runner.store, job.id, {"cancelled"}, timeout=2)).status == "cancelled"
     assert "done attempt=1" not in lines(tmp_path / "log")
+
+
+async def test_a_paused_job_stops_after_its_next_checkpoint_and_resumes_from_it(
+    runners: RunnerFactory, database: Database, db_url: str, tmp_path: Path
+) -> None:
+    """Paused from another process: the handler stops at its next step (the checkpoint written, then JobPaused),
+    the job waits ``paused`` (claimed by no slot), and a resume runs the remaining steps: each step once in all."""
+    log = tmp_path / "log"
+    runner = runners(heartbeat_seconds=0.5, lease_seconds=5)
+    await runner.start()
+    job = await runner.submit("test.steps", {"path": str(log), "steps": 40, "step_seconds": 0.03})
+    while len(lines(log)) < 4:
+        await asyncio.sleep(0.02)
+    elsewhere = Database(db_url)
+    try:
+        await JobStore(elsewhere).pause(job.id)
+    finally:
+        await elsewhere.close()
+    paused = await wait_for(runner.store, job.id, {"paused", "succeeded", "failed"}, timeout=3)
+    assert paused.status == "paused" and paused.attempts == 0 and runner.running == []
+    stopped_at = int((paused.progress or {})["step"])
+    assert 3 <= stopped_at < 40 and f"step {stopped_at} attempt=1" not in lines(log)
+    await asyncio.sleep(0.5)  # idle slots poll: none takes a paused job
+    assert (await runner.store.get(job.id)).status == "paused"
+
+    assert (await runner.resume(job.id)).status == "queued"
+    done = await wait_for(runner.store, job.id, {"succeeded"}, timeout=10)
+    assert done.result == {"steps": 40, "attempt": 1}  # the pause cost no attempt
+    steps = [line.split()[1] for line in lines(log) if line.startswith("step ")]
+    assert steps == [str(i) for i in range(40)]  # every step once: none lost, none repeated
+    assert f"start attempt=1 from={stopped_at}" in lines(log)
+
+
+async def test_a_handler_that_never_reports_is_stopped_after_the_pause_grace(
+    runners: RunnerFactory, tmp_path: Path
+) -> None:
+    runner = runners(pause_grace_seconds=0.3)
+    await runner.start()
+    job = await runner.submit("test.sleep", {"path": str(tmp_path / "log"), "seconds": 60})
+    await wait_for(runner.store, job.id, {"running"})
+    asked = time.monotonic()
+    await runner.pause(job.id)
+    assert (await wait_for(runner.store, job.id, {"paused"}, timeout=3)).status == "paused"
+    assert 0.25 < time.monotonic() - asked < 2.0
+    assert (await runner.cancel(job.id)).status == "cancelled"  # a paused job is cancelled at once
 
 
 async def test_events_are_ordered_and_pollable_while_the_job_runs(runners: RunnerFactory) -> None:

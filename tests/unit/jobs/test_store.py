@@ -1,4 +1,4 @@
-"""The job store on SQLite and PostgreSQL: claim order, concurrent claims, leases, cancellation, exhaustion."""
+"""The job store on SQLite and PostgreSQL: claim order, concurrent claims, leases, cancellation, pausing, exhaustion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from openglm.errors import NotFoundError
-from openglm.jobs.store import WORKER_LOST, JobStore, LeaseLost
+from openglm.jobs.store import WORKER_LOST, JobNotFinished, JobStateError, JobStore, LeaseLost
 from openglm.store.db import Database
 from openglm.store.models import Account
 
@@ -94,7 +94,7 @@ async def test_a_worker_that_lost_its_lease_cannot_write_or_complete(store: JobS
     job = await store.submit("test.noop", {})
     first = await store.claim(KINDS, "worker-a", 10)
     assert first is not None and first.attempt == 1
-    assert await store.heartbeat(first, 10) is False
+    assert await store.heartbeat(first, 10) is None
     clock.advance(11)  # worker-a stalled past its lease
     second = await store.claim(KINDS, "worker-b", 10)
     assert second is not None and second.job_id == job.id and second.attempt == 2
@@ -164,10 +164,70 @@ async def test_cancelling_a_running_job_is_seen_by_its_holder(store: JobStore, c
     assert lease is not None
     requested = await store.cancel(job.id)
     assert requested.status == "running" and requested.cancel_requested_at is not None
-    assert await store.heartbeat(lease, 30) is True
-    assert await store.report(lease, progress={"x": 1}) is True
+    assert await store.heartbeat(lease, 30) == "cancel"
+    assert await store.report(lease, progress={"x": 1}) == "cancel"
     assert await store.finish(lease, "cancelled") is True
     assert [e.message for e in await store.events(job.id)] == ["cancellation requested", "job cancelled"]
+
+
+async def test_a_paused_job_keeps_its_checkpoint_is_not_claimed_and_resumes_from_it(
+    store: JobStore, clock: Clock
+) -> None:
+    job = await store.submit("test.noop", {})
+    lease = await store.claim(KINDS, "w", 30)
+    assert lease is not None
+    await store.report(lease, checkpoint={"step": 4}, progress={"step": 5})
+    requested = await store.pause(job.id)
+    assert requested.status == "running" and requested.pause_requested_at is not None
+    assert await store.heartbeat(lease, 30) == "pause"
+    assert await store.event(lease, "step 6") == "pause"  # the holder learns it from any write
+    assert await store.suspend(lease) is True
+    paused = await store.get(job.id)
+    assert (paused.status, paused.attempts, paused.lease_expires_at, paused.pause_requested_at) == (
+        "paused",
+        0,
+        None,
+        None,
+    )
+    assert not paused.finished and paused.progress == {"step": 5}
+    clock.advance(100)
+    assert await store.claim(KINDS, "w2", 30) is None  # a paused job is not claimed, whatever its lease said
+    with pytest.raises(LeaseLost):
+        await store.heartbeat(lease, 30)
+    with pytest.raises(JobNotFinished):  # not finished: cancel it first
+        await store.delete(job.id)
+
+    assert (await store.resume(job.id)).status == "queued"
+    again = await store.claim(KINDS, "w2", 30)
+    assert again is not None and again.checkpoint == {"step": 4} and again.attempt == 1  # the pause cost no attempt
+    assert await store.heartbeat(again, 30) is None
+    messages = [e.message for e in await store.events(job.id)]
+    assert messages == ["pause requested", "step 6", "job paused", "job resumed"]
+
+
+async def test_pause_and_resume_refusals_and_shortcuts(store: JobStore, clock: Clock) -> None:
+    queued = await store.submit("test.noop", {})
+    assert (await store.pause(queued.id)).status == "paused"  # nobody holds it: paused at once
+    assert (await store.pause(queued.id)).status == "paused"  # again: nothing changes
+    with pytest.raises(JobStateError):
+        await store.resume((await store.submit("test.noop", {})).id)  # queued, not paused
+    assert (await store.cancel(queued.id)).status == "cancelled"  # a paused job is cancelled at once
+    with pytest.raises(JobStateError):
+        await store.pause(queued.id)  # finished
+    with pytest.raises(NotFoundError):
+        await store.pause(queued.id, account_id="someone-else")
+
+    running = await store.submit("test.noop", {}, priority=5)
+    lease = await store.claim(KINDS, "w", 30)
+    assert lease is not None and lease.job_id == running.id
+    await store.pause(running.id)
+    withdrawn = await store.resume(running.id)  # before the worker acted on it: the pause is withdrawn
+    assert withdrawn.status == "running" and withdrawn.pause_requested_at is None
+    assert await store.heartbeat(lease, 30) is None
+    await store.pause(running.id)
+    clock.advance(31)  # its worker died while the pause was pending
+    assert await store.claim(KINDS, "w2", 30) is not None  # the other queued job, not this one
+    assert (await store.get(running.id)).status == "paused"
 
 
 async def test_cancelling_a_running_job_whose_worker_is_gone_ends_it_at_once(store: JobStore, clock: Clock) -> None:

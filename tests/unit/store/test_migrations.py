@@ -47,7 +47,7 @@ FULL_TEXT = "knowledge_chunks_fts"
 FULL_TEXT_INDEX = "ix_knowledge_chunks_search"
 FULL_TEXT_TRIGGERS = {f"knowledge_chunks_fts_{action}" for action in ("insert", "delete", "update")}
 APPEND_ONLY = {"usage_records", "ledger_entries"}
-HEAD = "0014"  # the latest migration
+HEAD = "0015"  # the latest migration
 BALANCE_TRIGGERS = {
     "accounts_open_balance",
     "ledger_entries_move_balance",

