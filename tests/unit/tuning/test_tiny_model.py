@@ -18,7 +18,7 @@ import torch
 from openglm.tuning.export import export_adapter
 from openglm.tuning.lora import LoRAConfig, adapter_disabled
 from openglm.tuning.render import Renderer
-from openglm.tuning.train import Hyperparameters, Progress, Trainer, load_base_model
+from openglm.tuning.train import Hyperparameters, Progress, Trainer
 
 from ...fixtures.tiny_model import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, TINY_EPOCHS, TINY_THREADS
 from .llama_ref import LlamaReference
@@ -41,18 +41,6 @@ def tiny_threads() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def tiny_renderer(tiny_gguf: Path) -> Renderer:
-    return Renderer.for_gguf(str(tiny_gguf))
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tiny_gguf: Path) -> Any:
-    model = load_base_model(tiny_gguf)
-    model.eval()
-    return model
-
-
-@pytest.fixture(scope="module")
 def llama(tiny_gguf: Path) -> Any:
     reference = LlamaReference(str(tiny_gguf))
     yield reference
@@ -64,7 +52,7 @@ def relative_error(expected: np.ndarray, got: np.ndarray) -> float:
 
 
 def test_it_tokenizes_and_templates_as_the_default_does(
-    tiny_renderer: Renderer, renderer: Renderer, tiny_base: Any
+    tiny_renderer: Renderer, renderer: Renderer, tiny_base_model: Any
 ) -> None:
     assert type(tiny_renderer.template) is type(renderer.template)
     assert type(tiny_renderer.parser([])) is type(renderer.parser([]))
@@ -76,25 +64,25 @@ def test_it_tokenizes_and_templates_as_the_default_does(
         ]
     }
     assert tiny_renderer.chat(line) == renderer.chat(line)
-    config = tiny_base.config
+    config = tiny_base_model.config
     assert (config.num_hidden_layers, config.hidden_size) == (N_LAYER, N_EMBD)
     assert (config.num_attention_heads, config.num_key_value_heads) == (N_HEAD, N_HEAD_KV)
     assert config.vocab_size == 49152 and config.tie_word_embeddings
 
 
-def test_torch_and_llamacpp_compute_the_same_logits(tiny_base: Any, tiny_renderer: Renderer, llama: Any) -> None:
+def test_torch_and_llamacpp_compute_the_same_logits(tiny_base_model: Any, tiny_renderer: Renderer, llama: Any) -> None:
     for question in [QUESTION, *OTHER_PROMPTS]:
         ids = prompt_ids(tiny_renderer, question)
-        expected, got = last_logits(tiny_base, ids), llama.logits(ids)
+        expected, got = last_logits(tiny_base_model, ids), llama.logits(ids)
         # F32 weights; llama.cpp's F16 KV cache is the difference (measured: ~0.4 %).
         assert relative_error(expected, got) < 0.02, question
         assert expected.argmax() == got.argmax()
 
 
 def test_an_adapter_trained_on_it_gives_llamacpp_the_trained_model(
-    tiny_base: Any, tiny_renderer: Renderer, llama: Any, tmp_path: Path
+    tiny_base_model: Any, tiny_renderer: Renderer, llama: Any, tmp_path: Path
 ) -> None:
-    model = copy.deepcopy(tiny_base)
+    model = copy.deepcopy(tiny_base_model)
     examples = [e for line in TEACHING for e in tiny_renderer.chat(line)]
     reports: list[Progress] = []
     hp = Hyperparameters(

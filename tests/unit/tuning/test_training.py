@@ -1,4 +1,8 @@
-"""LoRA training on the real default model (SmolLM2-135M from its Q4_1 GGUF), and its export to llama.cpp.
+"""LoRA training and its export to llama.cpp: what a model learns on the real default model (SmolLM2-135M from its Q4_1
+GGUF: SFT teaching a fact, the exported adapter on the quantized base, DPO's margin, bf16's precision); the
+mechanics — the Q/K permutation of the export, packing, resuming, pausing, refusing another run's checkpoint — on
+the tiny random llama with the default's tokenizer (tests/fixtures/tiny_model.py), whose F32 weights make the export
+exact and whose steps take milliseconds.
 
 Measured on the 2-core test machine (shared), recorded when these tests were written:
 - SFT, 3 lines, r=8, 6 steps: loss 3.8 → < 0.01; greedy torch answer goes from "The Zorblat project is a
@@ -6,13 +10,15 @@ Measured on the 2-core test machine (shared), recorded when these tests were wri
 - The exported adapter in llama.cpp on the Q4_1 base vs the fp32 torch model with the adapter: the adapter's
   effect on the last-position logits (with minus without) differs by 2-3 % (relative L2) on factual prompts and
   ~23 % on an open one, against 4-6 % / 48 % without the Q/K row permutation; same top token on all prompts.
-  A Q/K-only random adapter (B ~ N(0, 0.3), a large change) makes the permutation decisive: 30 % with it (the
-  Q4_1 base's noise, amplified), 262 % without.
+  A Q/K-only random adapter (B ~ N(0, 0.3), a large change) made the permutation decisive on it: 30 % with it (the
+  Q4_1 base's noise, amplified), 262 % without; on the tiny model's F32 base (where this test runs now): 0.5 %
+  with it (llama.cpp's F16 KV cache), 92 % without.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -138,9 +144,11 @@ def test_exported_adapter_gives_llamacpp_the_trained_model(
     assert float(np.mean(errors)) < float(np.mean(plain_errors)), (errors, plain_errors)
 
 
-def test_qk_rows_are_permuted_for_llamacpp(base_model: Any, renderer: Renderer, gguf_path: str, tmp_path: Path) -> None:
+def test_qk_rows_are_permuted_for_llamacpp(
+    tiny_model: Any, tiny_renderer: Renderer, tiny_gguf: Path, tmp_path: Path
+) -> None:
     """An adapter on Q and K only: llama.cpp agrees with torch with the permutation and not without it."""
-    model = copy.deepcopy(base_model)
+    model = tiny_model
     torch.manual_seed(0)
     attach_lora(model, LoRAConfig(rank=4, alpha=4, dropout=0.0, targets=("q_proj", "k_proj")))
     with torch.no_grad():
@@ -149,11 +157,11 @@ def test_qk_rows_are_permuted_for_llamacpp(base_model: Any, renderer: Renderer, 
     model.eval()
     permuted = export_adapter(model, tmp_path / "qk.gguf", architecture="llama", dtype="f32")
     plain = export_adapter(model, tmp_path / "qk-plain.gguf", architecture="llama", dtype="f32", permute_qk=False)
-    ids = prompt_ids(renderer, OTHER_PROMPTS[0])
+    ids = prompt_ids(tiny_renderer, OTHER_PROMPTS[0])
     with adapter_disabled(model):
         effect = last_logits(model, ids)
     effect = last_logits(model, ids) - effect
-    llama = LlamaReference(gguf_path)
+    llama = LlamaReference(str(tiny_gguf))
     try:
         base = llama.logits(ids)
         error = np.linalg.norm(effect - (llama.logits(ids, llama.adapter(str(permuted))) - base)) / np.linalg.norm(
@@ -165,25 +173,28 @@ def test_qk_rows_are_permuted_for_llamacpp(base_model: Any, renderer: Renderer, 
     finally:
         llama.close()
     print(f"Q/K-only adapter: relative error {error:.4f} permuted, {plain_error:.4f} not")
-    assert error < 0.5, (error, plain_error)
-    assert plain_error > 4 * error, (error, plain_error)
+    assert error < 0.05, (error, plain_error)
+    assert plain_error > 10 * error, (error, plain_error)
 
 
-def test_packed_examples_do_not_see_each_other(base_model: Any, renderer: Renderer) -> None:
+def test_packed_examples_do_not_see_each_other(tiny_base_model: Any, tiny_renderer: Renderer) -> None:
     """One packed row gives each example the log-probs it gets alone (positions restart, attention is blocked)."""
     lines = [
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
         for q, a in [("Hi!", "Hello there."), ("2+2?", "4"), ("Name a colour.", "Blue.")]
     ]
-    examples = [renderer.chat(line)[0] for line in lines]
+    examples = [tiny_renderer.chat(line)[0] for line in lines]
     (packed,) = pack([[e] for e in examples], budget=4096)
     assert packed.tokens == sum(len(e.input_ids) for e in examples)
-    base_model.eval()
+    tiny_base_model.eval()
     with torch.no_grad():
-        together = label_logprobs(base_model, packed)
-        alone = torch.cat([label_logprobs(base_model, pack([[e]], 4096)[0]) for e in examples])
-        sums = sequence_logprobs(base_model, packed)
+        together = label_logprobs(tiny_base_model, packed)
+        alone = torch.cat([label_logprobs(tiny_base_model, pack([[e]], 4096)[0]) for e in examples])
+        sums = sequence_logprobs(tiny_base_model, packed)
+        # What the check would see if they did: the same row as one sequence (positions not restarting).
+        crossed = label_logprobs(tiny_base_model, replace(packed, position_ids=torch.arange(packed.tokens)[None]))
     torch.testing.assert_close(together, alone, atol=2e-4, rtol=1e-4)
+    assert float((crossed - alone).abs().max()) > 0.1  # measured: 0.88
     assert sums.shape == (3,)
     # Two rows when the budget is smaller than the three together; no example is split.
     rows = pack([[e] for e in examples], budget=len(examples[0].input_ids) + len(examples[1].input_ids))
@@ -233,10 +244,10 @@ def test_dpo_raises_the_preferred_replys_margin(model: Any, renderer: Renderer) 
 
 
 def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
-    base_model: Any, renderer: Renderer, tmp_path: Path
+    tiny_base_model: Any, tiny_renderer: Renderer, tmp_path: Path
 ) -> None:
     examples = [
-        renderer.chat({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]})[0]
+        tiny_renderer.chat({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]})[0]
         for q in ("How are you?", "All good?")
     ]
     # Dropout on: a resumed run must also draw the dropout masks an uninterrupted one draws.
@@ -244,10 +255,10 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
         n_epochs=1, batch_size=1, checkpoint_every=1, log_every=1, lora=LoRAConfig(rank=4, dropout=0.1)
     )
 
-    straight = copy.deepcopy(base_model)
+    straight = copy.deepcopy(tiny_base_model)
     Trainer(straight, examples, hp).run()
 
-    first = copy.deepcopy(base_model)
+    first = copy.deepcopy(tiny_base_model)
     seen: list[Progress] = []
     with pytest.raises(TrainingCancelled):
         Trainer(
@@ -255,7 +266,7 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
         ).run()
     assert [p.step for p in seen] == [1]
 
-    resumed = copy.deepcopy(base_model)
+    resumed = copy.deepcopy(tiny_base_model)
     rest: list[Progress] = []
     result = Trainer(resumed, examples, hp, checkpoint_dir=tmp_path, on_progress=rest.append).run()
     assert [p.step for p in rest] == [2]
@@ -268,19 +279,19 @@ def test_a_cancelled_run_resumes_from_its_checkpoint_to_the_same_adapter(
 
 
 def test_a_paused_run_checkpoints_where_it_stopped_and_resumes_from_there(
-    base_model: Any, renderer: Renderer, tmp_path: Path
+    tiny_base_model: Any, tiny_renderer: Renderer, tmp_path: Path
 ) -> None:
     """No periodic checkpoints: the pause itself saves one after step 1, so the resumed run trains only step 2 (that
     a resumed run equals an uninterrupted one is the cancelled run's test above: the same checkpoint code)."""
     examples = [
-        renderer.chat({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]})[0]
+        tiny_renderer.chat({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Fine."}]})[0]
         for q in ("How are you?", "All good?")
     ]
     hp = Hyperparameters(n_epochs=1, batch_size=1, log_every=1, lora=LoRAConfig(rank=4))
     seen: list[Progress] = []
     with pytest.raises(TrainingPaused):
         Trainer(
-            copy.deepcopy(base_model),
+            copy.deepcopy(tiny_base_model),
             examples,
             hp,
             checkpoint_dir=tmp_path,
@@ -289,25 +300,27 @@ def test_a_paused_run_checkpoints_where_it_stopped_and_resumes_from_there(
         ).run()
     assert [p.step for p in seen] == [1] and (tmp_path / "checkpoint.pt").is_file()
 
-    resumed = copy.deepcopy(base_model)
+    resumed = copy.deepcopy(tiny_base_model)
     rest: list[Progress] = []
     result = Trainer(resumed, examples, hp, checkpoint_dir=tmp_path, on_progress=rest.append).run()
     assert [p.step for p in rest] == [2] and result.steps == 2
     assert rest[-1].trained_tokens == sum(len(e.input_ids) for e in examples)
 
 
-def test_a_checkpoint_of_another_run_is_refused(model: Any, renderer: Renderer, tmp_path: Path) -> None:
+def test_a_checkpoint_of_another_run_is_refused(tiny_model: Any, tiny_renderer: Renderer, tmp_path: Path) -> None:
     examples: list[Example] = [
-        renderer.chat({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]})[0]
+        tiny_renderer.chat(
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}
+        )[0]
     ]
     Trainer(
-        copy.deepcopy(model),
+        copy.deepcopy(tiny_model),
         examples,
         Hyperparameters(n_epochs=1, batch_size=1, checkpoint_every=1),
         checkpoint_dir=tmp_path,
     ).run()
     with pytest.raises(ValueError, match="other data or hyperparameters"):
-        Trainer(model, examples, Hyperparameters(n_epochs=2, batch_size=1), checkpoint_dir=tmp_path).run()
+        Trainer(tiny_model, examples, Hyperparameters(n_epochs=2, batch_size=1), checkpoint_dir=tmp_path).run()
 
 
 def test_bf16_compute_keeps_the_adapter_fp32_and_the_logprobs_close(base_model: Any, renderer: Renderer) -> None:
