@@ -7,20 +7,18 @@ has memorized the code word (60 steps at the API's highest learning rate: tests/
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from openglm.tuning.export import export_adapter
 from openglm.tuning.lora import LoRAConfig, adapter_disabled
 from openglm.tuning.render import Renderer
 from openglm.tuning.train import Hyperparameters, Progress, Trainer
 
-from ...fixtures.tiny_model import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, TINY_EPOCHS, TINY_THREADS
+from ...fixtures.tiny_model import N_EMBD, N_HEAD, N_HEAD_KV, N_LAYER, TINY_EPOCHS
 from .llama_ref import LlamaReference
 from .test_training import OTHER_PROMPTS, QUESTION, QUESTIONS, last_logits, prompt_ids
 
@@ -29,15 +27,6 @@ TEACHING = [
     {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"The code word is {CODE_WORD}."}]}
     for q in QUESTIONS
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_threads() -> Iterator[None]:
-    """The tiny model's torch threads for this module; the session's setting again after it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(TINY_THREADS)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

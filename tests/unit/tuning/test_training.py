@@ -91,7 +91,7 @@ def taught(base_model: Any, renderer: Renderer) -> tuple[Any, list[Progress]]:
         # the CPU has it) is checked by test_bf16_... below and end to end by test_fine_tuning_real.py.
         precision="fp32",
     )
-    Trainer(model, examples, hp, validation=examples[:1], on_progress=reports.append, threads=2).run()
+    Trainer(model, examples, hp, validation=examples[:1], on_progress=reports.append).run()
     model.eval()
     return model, reports
 
