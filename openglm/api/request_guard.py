@@ -35,7 +35,8 @@ PUBLIC = frozenset({"/v1/auth/login", "/api/paas/v4/auth/login"})  # web sign-in
 UPLOADS = frozenset({"/v1/files", "/api/paas/v4/files"})  # multipart: the largest purpose plus the form's parts
 PUBLIC_BODY_BYTES = 64 * 1024  # what anyone may send unauthenticated (an email and a password)
 FORM_PARTS_BYTES = 64 * 1024  # an upload's form beside the file (boundaries, part headers, purpose, options)
-UPLOAD_BODY_BYTES = max(rules.max_bytes for rules in PURPOSES.values()) + MiB
+# Over the purposes a client may upload: the platform's own results (a 1 GiB adapter) never come through HTTP.
+UPLOAD_BODY_BYTES = max(rules.max_bytes for rules in PURPOSES.values() if rules.uploads) + MiB
 CALLER = "openglm.caller"  # request.state keys the dependencies read (api/deps.py)
 ADMIN = "openglm.admin"
 
