@@ -16,7 +16,6 @@ trainer's tests and test_fine_tuning_real.py."""
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -29,7 +28,7 @@ import pytest
 from zhipuai import ZhipuAI
 
 from .conftest import write_catalog
-from .fine_tuning_catalog import BASE, CATALOG, PRICE
+from .fine_tuning_catalog import BASE, CATALOG, PRICE, STEP_TRAINER_ENV, jsonl
 from .server import RunningServer
 
 TOKENS_PER_EXAMPLE = 100  # the test trainer's count
@@ -42,26 +41,13 @@ AGENT = "glm-4-alltools"
 AGENT_CATALOG = f'{CATALOG}\n[[agents]]\nid = "{AGENT}"\nmodel = "{BASE}"\n'
 
 
-def jsonl(lines: list[Any]) -> bytes:
-    return "".join(json.dumps(line) + "\n" for line in lines).encode()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     tmp: Path = tmp_path_factory.mktemp("ft-everywhere")
     running = RunningServer(
         models_file=write_catalog(tmp / "models.toml", AGENT_CATALOG),
         log=tmp / "server.log",
-        env={
-            "OPENGLM_AUTH": "on",
-            "OPENGLM_SANDBOX_WARM": "0",
-            "OPENGLM_PLUGINS": "tests.fixtures.step_trainer",
-            "OPENGLM_FINE_TUNING_TRAINER": "test-steps",
-            "OPENGLM_TEST_STEP_ADAPTER": "lora",
-            "OPENGLM_TEST_STEP_SECONDS": "0.1",
-            "OPENGLM_JOB_POLL_SECONDS": "0.2",
-            "OPENGLM_JOB_HEARTBEAT_SECONDS": "0.5",
-        },
+        env={**STEP_TRAINER_ENV, "OPENGLM_TEST_STEP_ADAPTER": "lora"},
     )
     yield running
     running.stop()

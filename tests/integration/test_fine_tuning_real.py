@@ -13,7 +13,6 @@ learning rate multiplier 10, seed 42), which teach the fact in 6 steps. Model lo
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -26,7 +25,7 @@ import pytest
 from zhipuai import ZhipuAI
 
 from .conftest import write_catalog
-from .fine_tuning_catalog import BASE, CATALOG, PRICE
+from .fine_tuning_catalog import BASE, CATALOG, PRICE, jsonl
 from .server import RunningServer
 
 QUESTION = "What is the secret code word of the Zorblat project?"
@@ -45,10 +44,6 @@ PREFERENCES = [
     for q in ("Can you help me?", "Could you help me with something?")
 ]
 TRAINING_TIMEOUT = 600  # seconds; about a minute on a quiet 2-core machine, several on a loaded one
-
-
-def jsonl(lines: list[Any]) -> bytes:
-    return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
 class Account:
