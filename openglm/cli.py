@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .tuning.cli import add_parsers as add_finetune_parsers
 
     add_finetune_parsers(sub)
+    from .evals.cli import add_parsers as add_eval_parsers
+
+    add_eval_parsers(sub)
     return parser
 
 

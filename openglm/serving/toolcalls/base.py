@@ -154,6 +154,6 @@ parsers: Registry[ParserFactory] = Registry("tool-call parser")
 
 
 def get_parser(name: str) -> ParserFactory:
-    from . import glm4, hermes, json_calls  # noqa: F401  (registers the built-ins)
+    from . import glm4, hermes, hermes_compact, json_calls  # noqa: F401  (registers the built-ins)
 
     return parsers.get(name)

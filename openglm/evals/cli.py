@@ -1,0 +1,116 @@
+"""``openglm eval``: list the suites, or run some against models and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .base import Outcome, eval_suites, get_suite, load_suites
+
+
+def _list(args: argparse.Namespace) -> int:
+    load_suites()
+    for name in eval_suites.names():
+        suite = eval_suites.get(name)()
+        tasks = suite.tasks(0)
+        families = sorted({t.family for t in tasks})
+        print(f"{name}: {suite.description}")
+        print(f"  {len(tasks)} tasks in {len(families)} families: {', '.join(families)}")
+    return 0
+
+
+def _split_names(values: list[str]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .client import EvalClient
+    from .environment import EvalEnvironment
+    from .report import write_report
+    from .runner import run_suites
+    from .server import EvalServer
+
+    try:
+        suites = [get_suite(name) for name in _split_names(args.suite)]
+    except KeyError as exc:
+        print(f"openglm eval: {exc.args[0]}", file=sys.stderr)
+        return 2
+    models = _split_names(args.model)
+    env = EvalEnvironment.start(pages=_pages(suites, args.seed))
+    server = None
+    try:
+        if args.url:
+            url = args.url
+        else:
+            print("starting a server for the eval…", file=sys.stderr)
+            server = EvalServer(env, models_file=args.models_file, data_dir=args.data_dir)
+            url = server.url
+        client = EvalClient(url, args.api_key or os.environ.get("OPENGLM_API_KEY"))
+
+        def progress(suite: str, model: str, outcome: Outcome) -> None:
+            mark = "ok  " if outcome.passed else "FAIL"
+            why = "" if outcome.passed else f"  {outcome.error or outcome.detail}"[:160]
+            print(f"{mark} {suite}/{model} {outcome.task_id} {outcome.latency_s:.1f}s{why}", file=sys.stderr)
+
+        async def go() -> Any:
+            try:
+                return await run_suites(
+                    suites,
+                    models,
+                    client,
+                    env,
+                    seed=args.seed,
+                    split=args.split,
+                    per_family=args.per_family,
+                    concurrency=args.concurrency,
+                    progress=None if args.quiet else progress,
+                )
+            finally:
+                await client.close()
+
+        run = asyncio.run(go())
+    finally:
+        if server is not None:
+            server.stop()
+        env.stop()
+    report = write_report(run, suites, args.out)
+    for suite, by_model in run.summaries.items():
+        for model, summary in by_model.items():
+            held = f", held-out {100 * summary['heldout']:.1f}%" if "heldout" in summary else ""
+            print(f"{suite} {model}: {100 * summary['score']:.1f}%{held} ({summary['tasks']} tasks)")
+    print(f"report: {report}")
+    return 0
+
+
+def _pages(suites: list[Any], seed: int) -> dict[str, str] | None:
+    """The local website the suites browse (from the first suite that has one)."""
+    for suite in suites:
+        site = getattr(suite, "website", None)
+        if site is not None:
+            return dict(site(seed))
+    return None
+
+
+def add_parsers(sub: Any) -> None:
+    evals = sub.add_parser("eval", help="run the evaluation suites against models through a server")
+    commands = evals.add_subparsers(dest="eval_command", required=True)
+    listing = commands.add_parser("list", help="the suites and their task families")
+    listing.set_defaults(func=_list)
+    run = commands.add_parser("run", help="run suites against models and write results.json + report.md")
+    run.add_argument("--suite", action="append", required=True, help="suite name(s), comma-separated or repeated")
+    run.add_argument("--model", action="append", required=True, help="model/agent name(s) to compare side by side")
+    run.add_argument("--url", help="a running server (default: start one on the catalog plus the eval environment)")
+    run.add_argument("--api-key", help="the key to call --url with (default: $OPENGLM_API_KEY)")
+    run.add_argument("--models-file", type=Path, help="catalog of the started server (default: OPENGLM_MODELS_FILE)")
+    run.add_argument("--data-dir", type=Path, help="data directory of the started server (its fine-tuned models)")
+    run.add_argument("--split", choices=["train", "heldout"], help="only this split's tasks (default: both)")
+    run.add_argument("--per-family", type=int, help="at most this many tasks of each family")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--concurrency", type=int, default=4)
+    run.add_argument("--out", type=Path, default=Path("eval-report"))
+    run.add_argument("--quiet", action="store_true")
+    run.set_defaults(func=_run)

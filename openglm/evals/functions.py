@@ -1,0 +1,170 @@
+"""User functions the evals and the All Tools data offer a model: OpenAI function definitions, and a real,
+deterministic implementation of each (the function's result the client sends back). Invented for OpenGLM; no
+task here is copied from a public benchmark.
+
+``split``: functions whose *calls* appear in training data (``train``) and those only ever called in held-out
+tasks (``heldout``; they may still be offered as distractors in training)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class UserFunction:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    split: str
+    implementation: Callable[[dict[str, Any]], dict[str, Any]]
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    def call(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.implementation(arguments)
+
+
+def _number(seed: str, low: int, high: int) -> int:
+    """A stable pseudo-random number for ``seed`` (the same question gets the same answer)."""
+    digest = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16)
+    return low + digest % (high - low + 1)
+
+
+def _obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+STR = {"type": "string"}
+
+
+def _weather(a: dict[str, Any]) -> dict[str, Any]:
+    city = str(a.get("city", ""))
+    celsius = _number("weather" + city.lower(), -5, 34)
+    unit = a.get("unit", "celsius")
+    value = celsius if unit == "celsius" else round(celsius * 9 / 5 + 32)
+    return {"city": city, "temperature": value, "unit": unit, "sky": ["sunny", "cloudy", "rainy"][celsius % 3]}
+
+
+def _currency(a: dict[str, Any]) -> dict[str, Any]:
+    rate = _number(f"{a.get('from_currency')}{a.get('to_currency')}".upper(), 50, 950) / 100
+    amount = float(a.get("amount", 0))
+    return {"amount": amount, "converted": round(amount * rate, 2), "rate": rate, "to": a.get("to_currency")}
+
+
+def _stock(a: dict[str, Any]) -> dict[str, Any]:
+    symbol = str(a.get("symbol", "")).upper()
+    return {"symbol": symbol, "price": _number("stock" + symbol, 1000, 90000) / 100, "currency": "USD"}
+
+
+def _reminder(a: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "scheduled", "text": a.get("text"), "time": a.get("time"), "id": _number(str(a), 100, 999)}
+
+
+def _email(a: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "sent", "to": a.get("to"), "message_id": f"m{_number(str(a), 1000, 9999)}"}
+
+
+def _flights(a: dict[str, Any]) -> dict[str, Any]:
+    price = _number(f"{a.get('origin')}{a.get('destination')}{a.get('date')}", 80, 900)
+    return {"flights": [{"number": f"OG{price % 97 + 100}", "price": price, "departs": "09:40"}]}
+
+
+def _table(a: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "booked", "restaurant": a.get("restaurant"), "time": a.get("time"), "people": a.get("people")}
+
+
+def _translate(a: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "queued", "text": a.get("text"), "target_language": a.get("target_language")}
+
+
+def _timezone(a: dict[str, Any]) -> dict[str, Any]:
+    city = str(a.get("city", ""))
+    offset = _number("tz" + city.lower(), -10, 12)
+    return {"city": city, "utc_offset": f"{offset:+d}:00", "local_time": f"{(12 + offset) % 24:02d}:00"}
+
+
+def _package(a: dict[str, Any]) -> dict[str, Any]:
+    number = str(a.get("tracking_number", ""))
+    return {"tracking_number": number, "status": ["in transit", "delivered", "at the depot"][_number(number, 0, 2)]}
+
+
+FUNCTIONS: list[UserFunction] = [
+    UserFunction(
+        "get_weather",
+        "Current weather for a city.",
+        _obj({"city": STR, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, ["city"]),
+        "train",
+        _weather,
+    ),
+    UserFunction(
+        "convert_currency",
+        "Convert an amount of money from one currency to another (ISO codes such as USD, EUR, CNY).",
+        _obj({"amount": {"type": "number"}, "from_currency": STR, "to_currency": STR}, ["amount", "from_currency", "to_currency"]),
+        "train",
+        _currency,
+    ),
+    UserFunction(
+        "get_stock_price",
+        "The latest price of a stock by its ticker symbol.",
+        _obj({"symbol": STR}, ["symbol"]),
+        "train",
+        _stock,
+    ),
+    UserFunction(
+        "set_reminder",
+        "Remind the user of something at a time (HH:MM, 24-hour clock).",
+        _obj({"text": STR, "time": STR}, ["text", "time"]),
+        "train",
+        _reminder,
+    ),
+    UserFunction(
+        "send_email",
+        "Send an email.",
+        _obj({"to": STR, "subject": STR, "body": STR}, ["to", "subject", "body"]),
+        "train",
+        _email,
+    ),
+    UserFunction(
+        "search_flights",
+        "Find flights between two cities on a date (YYYY-MM-DD).",
+        _obj({"origin": STR, "destination": STR, "date": STR}, ["origin", "destination", "date"]),
+        "heldout",
+        _flights,
+    ),
+    UserFunction(
+        "book_table",
+        "Book a table at a restaurant.",
+        _obj({"restaurant": STR, "time": STR, "people": {"type": "integer"}}, ["restaurant", "time", "people"]),
+        "heldout",
+        _table,
+    ),
+    UserFunction(
+        "get_local_time",
+        "The local time and UTC offset of a city.",
+        _obj({"city": STR}, ["city"]),
+        "heldout",
+        _timezone,
+    ),
+    UserFunction(
+        "track_package",
+        "Where a parcel is, by its tracking number.",
+        _obj({"tracking_number": STR}, ["tracking_number"]),
+        "train",
+        _package,
+    ),
+    UserFunction(
+        "translate_text",
+        "Send a text to the translation service (the translation arrives later by email).",
+        _obj({"text": STR, "target_language": STR}, ["text", "target_language"]),
+        "train",
+        _translate,
+    ),
+]
+BY_NAME = {function.name: function for function in FUNCTIONS}
