@@ -106,7 +106,10 @@ FUNCTIONS: list[UserFunction] = [
     UserFunction(
         "convert_currency",
         "Convert an amount of money from one currency to another (ISO codes such as USD, EUR, CNY).",
-        _obj({"amount": {"type": "number"}, "from_currency": STR, "to_currency": STR}, ["amount", "from_currency", "to_currency"]),
+        _obj(
+            {"amount": {"type": "number"}, "from_currency": STR, "to_currency": STR},
+            ["amount", "from_currency", "to_currency"],
+        ),
         "train",
         _currency,
     ),

@@ -41,7 +41,10 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
     for suite in suites:
         summaries = run.summaries.get(suite.name, {})
         lines += [f"## {suite.name}", "", suite.description, ""]
-        lines += ["| model | score | held-out | train | tasks | errors | p50 latency |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| model | score | held-out | train | tasks | errors | p50 latency |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for model, summary in summaries.items():
             lines.append(
                 f"| {model} | {_pct(summary.get('score'))} | {_pct(summary.get('heldout'))} | "
@@ -53,7 +56,9 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
         if extra:
             lines += ["| model | " + " | ".join(next(iter(extra.values()))) + " |"]
             lines += ["|---" * (1 + len(next(iter(extra.values())))) + "|"]
-            lines += [f"| {m} | " + " | ".join(f"{v:.3f}" for v in metrics.values()) + " |" for m, metrics in extra.items()]
+            lines += [
+                f"| {m} | " + " | ".join(f"{v:.3f}" for v in metrics.values()) + " |" for m, metrics in extra.items()
+            ]
             lines.append("")
         for plot in plots.get(suite.name, []):
             lines += [f"![{plot.stem}]({plot.relative_to(out_dir)})", ""]
@@ -95,7 +100,9 @@ def family_plot(suite: str, results: dict[str, list[Outcome]], out_dir: Path) ->
             group = [o.score for o in outcomes if o.family == family]
             scores.append(100 * sum(group) / len(group) if group else 0.0)
         axes.bar([i + n * width for i in range(len(families))], scores, width, label=model)
-    axes.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(families))], families, rotation=40, ha="right")
+    axes.set_xticks(
+        [i + width * (len(results) - 1) / 2 for i in range(len(families))], families, rotation=40, ha="right"
+    )
     axes.set_ylabel("score (%)")
     axes.set_ylim(0, 100)
     axes.set_title(f"{suite}: score per family")

@@ -1,10 +1,11 @@
 """``hermes-compact``: Hermes tool calls behind a short tool listing, for small models.
 
 The calls, results and grammar are Hermes' own (``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``);
-only the system prompt differs: one line per tool, ``name(arg: type, opt?: type): description``, instead of
-each tool's JSON schema (argument descriptions are left out). Eight tools cost about a quarter of the tokens, which a 135M model with a short
-attention span reads better and which makes training on All Tools conversations several times cheaper. Serving
-and fine-tuning both read the catalog's ``tool_parser``, so a model tuned on this listing is served with it.
+only the system prompt differs: one line per tool, ``name(arg: type, opt?: type): description``, instead of each
+tool's JSON schema (argument descriptions are left out). Eight tools cost about a quarter of the tokens, which a
+135M model with a short attention span reads better and which makes training on All Tools conversations several
+times cheaper. Serving and fine-tuning both read the catalog's ``tool_parser``, so a model tuned on this listing is
+served with it.
 """
 
 from __future__ import annotations

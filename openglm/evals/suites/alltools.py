@@ -1,0 +1,96 @@
+"""``alltools``: everyday requests to an All Tools agent, with real tool execution (the sandboxed kernel, the
+browser over the eval's local website, the stand-in image model, user functions run by the eval), judged on the
+final answer, the files and the tools used."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from ..alltools import families as _families  # noqa: F401  (defines the families)
+from ..alltools.checks import judge
+from ..alltools.conversation import drive
+from ..alltools.tasks import Expect, families
+from ..alltools.world import World
+from ..base import Outcome, Suite, Task, default_summary, eval_suites, mean, median
+from ..client import EvalClient
+from ..environment import EvalEnvironment
+
+TASKS_PER_FAMILY = 8
+EVAL_WORLD = 0  # world seeds of evals; training data uses others (see alltools/data.py)
+
+
+def eval_world(seed: int) -> World:
+    return World(EVAL_WORLD + seed)
+
+
+@eval_suites.register("alltools")
+class AllToolsSuite(Suite):
+    name = "alltools"
+    description = (
+        "Task success of an All Tools agent with real tools: code (arithmetic, statistics, dates, counting), files "
+        "(CSV, charts), the browser over a local website (one page, two hops, citations), drawing and editing, "
+        "choosing among five user functions, and plain requests that need no tool."
+    )
+    needs = ("alltools", "browser", "images")
+
+    def tasks(self, seed: int = 0) -> list[Task]:
+        world = eval_world(seed)
+        tasks = []
+        for name, family in families.items():
+            rng = random.Random(f"alltools-eval-{seed}-{name}")
+            seen: set[str] = set()
+            for _ in range(TASKS_PER_FAMILY * 20):  # families with few distinct requests stop short
+                if len(seen) == TASKS_PER_FAMILY:
+                    break
+                instance = family.make(rng, world)
+                key = "\n".join(instance.turns)
+                if key in seen:
+                    continue
+                seen.add(key)
+                data = {**instance.task_data(), "category": family.category}
+                tasks.append(Task(f"{name}-{len(seen)}", name, family.split, data))
+        return tasks
+
+    def website(self, seed: int) -> dict[str, str]:
+        return eval_world(seed).pages()
+
+    async def run(self, task: Task, model: str, client: EvalClient, env: EvalEnvironment) -> Outcome:
+        data = task.data
+        expect = Expect(**{f.name: data["expect"][f.name] for f in fields(Expect)})
+        exchanges = await drive(client, model, data["turns"], data["functions"])
+        verdict = await judge(expect, exchanges, client)
+        latency = sum(turn.latency_s for exchange in exchanges for turn in exchange.turns)
+        return Outcome(
+            task.id,
+            task.family,
+            task.split,
+            verdict.passed,
+            float(verdict.passed),
+            latency_s=latency,
+            tools=[tool for exchange in exchanges for tool in exchange.tools],
+            detail="; ".join(verdict.reasons),
+            metrics=verdict.metrics,
+            transcript=[
+                {"user": e.user, "answer": e.answer, "tools": e.tools, "function_results": e.function_results}
+                for e in exchanges
+            ],
+        )
+
+    def summarize(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        summary = default_summary(outcomes)
+        categories: dict[str, list[float]] = {}
+        for outcome in outcomes:
+            categories.setdefault(families[outcome.family].category, []).append(outcome.score)
+        chosen = [o.metrics["function_chosen"] for o in outcomes if "function_chosen" in o.metrics]
+        no_tool = [o.metrics["no_tool"] for o in outcomes if "no_tool" in o.metrics]
+        one_tool = [o.latency_s for o in outcomes if families[o.family].category == "code" and o.passed]
+        summary["categories"] = {name: mean(scores) for name, scores in sorted(categories.items())}
+        summary["metrics"] = {
+            "function_choice": mean(chosen),
+            "no_tool_for_chat": mean(no_tool),
+            "one_tool_turn_p50_s": median(one_tool),
+        }
+        return summary
