@@ -41,7 +41,10 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
     for suite in suites:
         summaries = run.summaries.get(suite.name, {})
         lines += [f"## {suite.name}", "", suite.description, ""]
-        lines += ["| model | score | held-out | train | tasks | errors | p50 latency |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| model | score | held-out | train | tasks | errors | p50 latency |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for model, summary in summaries.items():
             lines.append(
                 f"| {model} | {_pct(summary.get('score'))} | {_pct(summary.get('heldout'))} | "
@@ -49,11 +52,13 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
                 f"{summary.get('latency_p50_s', 0):.2f} s |"
             )
         lines += ["", *family_table(summaries), ""]
-        extra = {m: s.get("metrics") for m, s in summaries.items() if s.get("metrics")}
+        extra: dict[str, dict[str, float]] = {m: s["metrics"] for m, s in summaries.items() if s.get("metrics")}
         if extra:
             lines += ["| model | " + " | ".join(next(iter(extra.values()))) + " |"]
             lines += ["|---" * (1 + len(next(iter(extra.values())))) + "|"]
-            lines += [f"| {m} | " + " | ".join(f"{v:.3f}" for v in metrics.values()) + " |" for m, metrics in extra.items()]
+            lines += [
+                f"| {m} | " + " | ".join(f"{v:.3f}" for v in metrics.values()) + " |" for m, metrics in extra.items()
+            ]
             lines.append("")
         for plot in plots.get(suite.name, []):
             lines += [f"![{plot.stem}]({plot.relative_to(out_dir)})", ""]
@@ -71,7 +76,7 @@ def family_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     families = sorted({f for s in summaries.values() for f in s.get("families", {})})
     if not families:
         return []
-    splits = next((s.get("family_splits", {}) for s in summaries.values()), {})
+    splits: dict[str, str] = next((s.get("family_splits", {}) for s in summaries.values()), {})
     lines = ["| family | split | " + " | ".join(models) + " |", "|---|---" + "|---" * len(models) + "|"]
     for family in families:
         cells = [_pct(summaries[m].get("families", {}).get(family)) for m in models]
@@ -95,7 +100,9 @@ def family_plot(suite: str, results: dict[str, list[Outcome]], out_dir: Path) ->
             group = [o.score for o in outcomes if o.family == family]
             scores.append(100 * sum(group) / len(group) if group else 0.0)
         axes.bar([i + n * width for i in range(len(families))], scores, width, label=model)
-    axes.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(families))], families, rotation=40, ha="right")
+    axes.set_xticks(
+        [i + width * (len(results) - 1) / 2 for i in range(len(families))], families, rotation=40, ha="right"
+    )
     axes.set_ylabel("score (%)")
     axes.set_ylim(0, 100)
     axes.set_title(f"{suite}: score per family")
