@@ -52,7 +52,7 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
                 f"{summary.get('latency_p50_s', 0):.2f} s |"
             )
         lines += ["", *family_table(summaries), ""]
-        extra = {m: s.get("metrics") for m, s in summaries.items() if s.get("metrics")}
+        extra: dict[str, dict[str, float]] = {m: s["metrics"] for m, s in summaries.items() if s.get("metrics")}
         if extra:
             lines += ["| model | " + " | ".join(next(iter(extra.values()))) + " |"]
             lines += ["|---" * (1 + len(next(iter(extra.values())))) + "|"]
@@ -76,7 +76,7 @@ def family_table(summaries: dict[str, dict[str, Any]]) -> list[str]:
     families = sorted({f for s in summaries.values() for f in s.get("families", {})})
     if not families:
         return []
-    splits = next((s.get("family_splits", {}) for s in summaries.values()), {})
+    splits: dict[str, str] = next((s.get("family_splits", {}) for s in summaries.values()), {})
     lines = ["| family | split | " + " | ".join(models) + " |", "|---|---" + "|---" * len(models) + "|"]
     for family in families:
         cells = [_pct(summaries[m].get("families", {}).get(family)) for m in models]
