@@ -198,7 +198,7 @@ def test_another_accounts_run_is_not_found(alice: Account, bob: Account) -> None
 
 def test_a_running_run_is_cancelled_within_seconds_and_its_key_revoked(alice: Account) -> None:
     first = alice.start(suites=[SUITE], models=["script-slow"])
-    second = alice.start(suites=[SUITE], models=["script-slow"], split="train")
+    second = alice.start(suites=[SUITE], models=["script-slow"], seed=1)
     third = alice.call("POST", "/v1/evals/runs", json={"suites": [SUITE], "models": ["script-slow"]})
     assert third.status_code == 429 and third.json()["error"]["code"] == "1302"  # two at once per account
     alice.wait(first["id"], {"running"})
@@ -206,6 +206,10 @@ def test_a_running_run_is_cancelled_within_seconds_and_its_key_revoked(alice: Ac
     while not alice.eval_keys() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert alice.eval_keys(), "the running run's key is not listed"
+    while alice.run(first["id"])["progress"]["done"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    going = alice.run(first["id"])  # progress is written as tasks end: the first four after 4 s
+    assert going["status"] == "running" and 0 < going["progress"]["done"] < 6 and going["progress"]["total"] == 6
     for run in (first, second):
         cancelled = alice.call("POST", f"/v1/evals/runs/{run['id']}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["status"] in ("running", "cancelled", "queued")
