@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,7 +45,6 @@ from .environment import EvalEnvironment
 from .runner import EvalRun, choose_tasks, run_suites
 from .runs import EvalRuns, RunRequest
 
-log = logging.getLogger(__name__)
 KIND = "eval_run"
 JOB_PREFIX = "evalrun"
 CONCURRENCY = 4  # tasks in flight at once, as ``openglm eval run``'s default
