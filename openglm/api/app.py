@@ -19,6 +19,8 @@ from ..catalog import Catalog
 from ..config import Settings
 from ..embeddings.service import EmbeddingService
 from ..errors import InternalError, OpenGLMError
+from ..evals.runs import EvalRuns
+from ..evals.service import EvalService
 from ..files.blobs import LocalBlobStore
 from ..files.store import FileStore
 from ..glms.conversations import ConversationStore
@@ -44,6 +46,7 @@ from .routes import (
     chat,
     completions,
     embeddings,
+    evals,
     files,
     fine_tuned_merge,
     fine_tuning,
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 FineTunedModels(platform.db, blobs.root, app.state.files.quota),
                 serving=pool.merged,
             )
+            app.state.evals = EvalService(jobs, EvalRuns(platform.db))
             await jobs.start()
             yield
         finally:
@@ -131,7 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
     routers = [chat, completions, models, images, embeddings, files, fine_tuned_merge, fine_tuning, knowledge, glms]
-    routers += [assistant, account]
+    routers += [assistant, account, evals]
     routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route
     for module in routers:

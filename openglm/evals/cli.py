@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"openglm eval: {exc.args[0]}", file=sys.stderr)
         return 2
     models = _split_names(args.model)
-    env = EvalEnvironment.start(pages=_pages(suites, args.seed))
+    env = EvalEnvironment.start(pages=website_pages(suites, args.seed))
     server = None
     try:
         if args.url:
@@ -86,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pages(suites: list[Any], seed: int) -> dict[str, str] | None:
+def website_pages(suites: Sequence[Any], seed: int) -> dict[str, str] | None:
     """The local website the suites browse (from the first suite that has one)."""
     for suite in suites:
         site = getattr(suite, "website", None)

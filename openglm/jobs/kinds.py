@@ -34,7 +34,12 @@ SlotsSetting = Callable[["Settings"], int]
 own_slots: Registry[SlotsSetting] = Registry("own slots")
 
 # Modules whose import registers the platform's own kinds (fine-tuning, ingestion, ... as they move here).
-BUILTIN_MODULES: tuple[str, ...] = ("openglm.tuning.handler", "openglm.tuning.merge_job", "openglm.knowledge.ingest")
+BUILTIN_MODULES: tuple[str, ...] = (
+    "openglm.tuning.handler",
+    "openglm.tuning.merge_job",
+    "openglm.knowledge.ingest",
+    "openglm.evals.job",
+)
 
 
 # What a worker process runs when it stops, after its runner: kinds that opened something of their own for the

@@ -421,3 +421,27 @@ class FineTunedModel(Base):
     merged_type: Mapped[str | None] = mapped_column(String(16), default=None)
 
     __table_args__ = (Index("ix_fine_tuned_models_account", "account_id", "deleted", "created_at"),)
+
+
+class EvalRun(Base):
+    """An eval run started through the API (``openglm/evals/runs.py``): what was asked (suites, models, the task
+    choice), and once it succeeded its report: ``summaries`` (suite → model → headline numbers) and ``results``
+    (suite → model → outcomes), JSON text, apart so that listing runs does not read every outcome. Its status and
+    progress are its job's (``id`` is the ``eval_run`` job's id). ``key_id``: the short-lived key the run calls the
+    API with, while it lives (revoked and cleared when the run ends). Migration 0016."""
+
+    __tablename__ = "eval_runs"
+    id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    suites: Mapped[str] = mapped_column(Text)  # JSON list of suite names
+    models: Mapped[str] = mapped_column(Text)  # JSON list of model names
+    split: Mapped[str | None] = mapped_column(String(16), default=None)  # train | heldout | None: both
+    per_family: Mapped[int | None] = mapped_column(Integer, default=None)
+    seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tasks: Mapped[int] = mapped_column(Integer, default=0)  # tasks × models, counted when it was asked
+    key_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    summaries: Mapped[str | None] = mapped_column(Text, default=None)
+    results: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_eval_runs_account", "account_id", "created_at"),)

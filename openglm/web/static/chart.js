@@ -36,6 +36,49 @@ export function barChart(rows, { title, valueOf, labelOf, format = String }) {
     ticks, bars);
 }
 
+// Bars in groups: one group per label, one bar per series in each (classes series-0, series-1, …), a legend, values
+// from 0 to `max`; a series without a value in a group has no bar there. For scores of models side by side.
+export function groupedBarChart(labels, series, { title, valueOf, max = 1, format = String }) {
+  const width = 640;
+  const height = 240;
+  const pad = { top: 28, right: 8, bottom: 36, left: 56 };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const step = plotW / Math.max(labels.length, 1);
+  const barW = Math.max(2, Math.min(40, (step * 0.8) / Math.max(series.length, 1)));
+  const every = Math.ceil(labels.length / 10);
+  const id = `chart-${Math.random().toString(36).slice(2, 8)}`;
+  const y = (v) => pad.top + plotH - (Math.min(Math.max(v, 0), max) / max) * plotH;
+  const groups = labels.map((label, i) => {
+    const left = pad.left + i * step + (step - barW * series.length) / 2;
+    const bars = series.map((name, j) => {
+      const value = valueOf(label, name);
+      if (value == null) return null;
+      return svg('rect', { class: ['bar', `series-${j}`], x: (left + j * barW).toFixed(1), y: y(value).toFixed(1),
+        width: barW.toFixed(1), height: (pad.top + plotH - y(value)).toFixed(1) }, svg('title', {}, `${name}, ${label}: ${format(value)}`));
+    });
+    const text = i % every === 0
+      ? svg('text', { x: (pad.left + i * step + step / 2).toFixed(1), y: height - pad.bottom + 16, 'text-anchor': 'middle' }, label) : null;
+    return svg('g', { class: 'group' }, bars, text);
+  });
+  const ticks = [0, 0.5, 1].map((f) => {
+    const at = pad.top + plotH - f * plotH;
+    return [svg('line', { class: 'axis', x1: pad.left, x2: width - pad.right, y1: at, y2: at }),
+      svg('text', { x: pad.left - 6, y: at + 4, 'text-anchor': 'end' }, format(max * f))];
+  });
+  const legend = series.map((name, j) => svg('g', { class: 'legend' },
+    svg('rect', { class: ['bar', `series-${j}`], x: pad.left + j * 150, y: 4, width: 12, height: 12 }),
+    svg('text', { x: pad.left + j * 150 + 18, y: 15 }, name)));
+  const described = labels.map((label) => `${label}: ${series.map((name) => {
+    const value = valueOf(label, name);
+    return `${name} ${value == null ? 'none' : format(value)}`;
+  }).join(', ')}`);
+  return svg('svg', { class: 'chart grouped-chart', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-labelledby': `${id}-t ${id}-d` },
+    svg('title', { id: `${id}-t` }, title),
+    svg('desc', { id: `${id}-d` }, described.join('; ') || 'No data'),
+    ticks, legend, groups);
+}
+
 // A line chart as inline SVG: one polyline per series ({name, className, points: [{x, y}]}) over a shared x axis,
 // a legend, and a title and description for screen readers (each series' last point).
 export function lineChart(series, { title, xLabel = 'step', format = (v) => v.toFixed(3) }) {

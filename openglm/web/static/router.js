@@ -1,6 +1,6 @@
 // Hash routes: '#/name/arg1/arg2' → the page module 'pages/name.js', rendered into <main>.
 
-const PAGES = new Set(['signin', 'chat', 'agents', 'knowledge', 'finetune', 'console', 'playground']);
+const PAGES = new Set(['signin', 'chat', 'agents', 'knowledge', 'finetune', 'evals', 'console', 'playground']);
 
 export function currentRoute() {
   const hash = location.hash.startsWith('#/') ? location.hash.slice(2) : '';
