@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -96,6 +97,21 @@ def website_pages(suites: Sequence[Any], seed: int) -> dict[str, str] | None:
     return None
 
 
+def _data(args: argparse.Namespace) -> int:
+    from .alltools.data import generate
+
+    only = _split_names(args.family) if args.family else None
+    manifest = asyncio.run(
+        generate(args.out, seed=args.seed, per_family=args.per_family, student=args.student, only=only)
+    )
+    manifest_path = args.out.with_suffix(".manifest.json")
+    manifest_path.write_text(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False) + "\n")
+    dropped = sum(len(v) for v in manifest.dropped.values())
+    print(f"{manifest.lines} lines in {args.out} (sha256 {manifest.sha256[:16]}…), {dropped} instances dropped")
+    print(f"manifest: {manifest_path}")
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     evals = sub.add_parser("eval", help="run the evaluation suites against models through a server")
     commands = evals.add_subparsers(dest="eval_command", required=True)
@@ -115,3 +131,10 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--out", type=Path, default=Path("eval-report"))
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)
+    data = commands.add_parser("data", help="All Tools training data, made by running the real tools")
+    data.add_argument("--out", type=Path, required=True, help="the JSONL file to write (manifest beside it)")
+    data.add_argument("--per-family", type=int, default=40, help="instances of each training family")
+    data.add_argument("--seed", type=int, default=1)
+    data.add_argument("--student", default="default", help="the catalog model whose chat format the data uses")
+    data.add_argument("--family", action="append", help="only these training families (comma-separated)")
+    data.set_defaults(func=_data)

@@ -14,6 +14,9 @@ from ..functions import BY_NAME
 from .tasks import BUILTIN_TOOLS
 
 FUNCTION_ROUNDS = 3  # function calls answered per user turn before the task is given up
+# Tokens per model round: every answer and call of these tasks fits in far fewer; a model that rambles is cut
+# here instead of writing to the end of its context (which took minutes per task on 2 cores).
+MAX_TOKENS = 400
 
 
 @dataclass
@@ -63,7 +66,7 @@ async def drive(client: EvalClient, model: str, turns: list[str], functions: lis
         messages.append({"role": "user", "content": text})
         for _ in range(FUNCTION_ROUNDS + 1):
             extra = {"conversation_id": conversation} if conversation else {}
-            turn = await client.agent(model, messages, tools=tools, temperature=0, **extra)
+            turn = await client.agent(model, messages, tools=tools, temperature=0, max_tokens=MAX_TOKENS, **extra)
             exchange.turns.append(turn)
             conversation = turn.conversation_id or conversation
             if turn.status != "requires_action" or not turn.functions:
