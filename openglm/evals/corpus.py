@@ -17,6 +17,7 @@ import inspect
 import random
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 
 MODULES = [
@@ -186,7 +187,9 @@ def corpus(questions: int = 400, seed: int = 7) -> tuple[list[Document], list[Qu
         except ImportError:
             continue
         for qualified, value in members:
-            doc = getattr(value, "__doc__", None)
+            with warnings.catch_warnings():  # reading a deprecated alias' docstring (typing.io…) is not using it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                doc = getattr(value, "__doc__", None)
             if not isinstance(doc, str):
                 continue
             split = _split(doc)
