@@ -30,7 +30,7 @@ class FewFamilies(FunctionCallingSuite):
 
 
 async def test_both_suites_run_through_the_api_and_report(server: RunningServer, tmp_path: Path) -> None:
-    calling, retrieval = FewFamilies(), RetrievalSuite(questions=5, documents=DOCUMENTS)
+    calling, retrieval = FewFamilies(), RetrievalSuite(questions=3, documents=DOCUMENTS)
     env = EvalEnvironment(work_dir=tmp_path / "env")
     client = EvalClient(server.url, "sk-test")
     try:
