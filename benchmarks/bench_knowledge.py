@@ -35,13 +35,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from knowledge_corpus import corpus  # noqa: E402
 
 from openglm.catalog import Catalog  # noqa: E402
 from openglm.config import Settings  # noqa: E402
 from openglm.embeddings.service import EmbeddingService  # noqa: E402
+from openglm.evals.corpus import corpus  # noqa: E402
 from openglm.knowledge.fulltext import query_terms, search_text  # noqa: E402
 from openglm.knowledge.index import FlatIndex, nearest  # noqa: E402
 from openglm.knowledge.retrieval import RetrievalOptions, Retriever  # noqa: E402

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Retrieval quality: recall@5, recall@10 and MRR of vector-only, BM25-only and hybrid retrieval.
 
-The labelled set is generated from the Python standard library's docstrings (``knowledge_corpus.py``: question =
+The labelled set is generated from the Python standard library's docstrings (``openglm/evals/corpus.py``: question =
 a docstring's summary line, gold = the rest of that docstring). The documents go through the real pipeline —
 upload, parsing, chunking, all-MiniLM-L6-v2 embeddings, the SQLite store with FTS5 and the flat index — and each
 question through ``Retriever.retrieve``, the code path of chat's retrieval tool. A question is a hit at k when a
@@ -26,14 +26,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from knowledge_corpus import corpus, python_version  # noqa: E402
 
 from openglm.accounts.auth import Principal  # noqa: E402
 from openglm.catalog import Catalog  # noqa: E402
 from openglm.config import Settings  # noqa: E402
 from openglm.embeddings.service import EmbeddingService  # noqa: E402
+from openglm.evals.corpus import corpus, python_version  # noqa: E402
 from openglm.files.blobs import LocalBlobStore  # noqa: E402
 from openglm.files.store import FileStore  # noqa: E402
 from openglm.jobs.kinds import load_builtin_kinds  # noqa: E402

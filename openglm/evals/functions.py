@@ -90,6 +90,15 @@ def _timezone(a: dict[str, Any]) -> dict[str, Any]:
     return {"city": city, "utc_offset": f"{offset:+d}:00", "local_time": f"{(12 + offset) % 24:02d}:00"}
 
 
+def _expense(a: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "logged", "id": f"x{_number(str(a), 1000, 9999)}", "category": a.get("category")}
+
+
+def _meeting(a: dict[str, Any]) -> dict[str, Any]:
+    start = 9 + _number(f"{a.get('title')}{a.get('date')}", 0, 7)
+    return {"status": "scheduled", "title": a.get("title"), "date": a.get("date"), "starts": f"{start:02d}:00"}
+
+
 def _package(a: dict[str, Any]) -> dict[str, Any]:
     number = str(a.get("tracking_number", ""))
     return {"tracking_number": number, "status": ["in transit", "delivered", "at the depot"][_number(number, 0, 2)]}
@@ -168,6 +177,29 @@ FUNCTIONS: list[UserFunction] = [
         _obj({"text": STR, "target_language": STR}, ["text", "target_language"]),
         "train",
         _translate,
+    ),
+    UserFunction(
+        "log_expense",
+        "Record a business expense (date as YYYY-MM-DD).",
+        _obj(
+            {
+                "amount": {"type": "number"},
+                "category": {"type": "string", "enum": ["food", "travel", "office", "software", "other"]},
+                "date": STR,
+            },
+            ["amount", "category", "date"],
+        ),
+        "train",
+        _expense,
+    ),
+    UserFunction(
+        "schedule_meeting",
+        "Put a meeting on the user's calendar (date as YYYY-MM-DD).",
+        _obj(
+            {"title": STR, "date": STR, "duration_minutes": {"type": "integer"}}, ["title", "date", "duration_minutes"]
+        ),
+        "heldout",
+        _meeting,
     ),
 ]
 BY_NAME = {function.name: function for function in FUNCTIONS}

@@ -5,6 +5,9 @@ each question is that summary line ("Return a list of the words in the string...
 document it was cut from. The summary never appears in its document, so a question is answered by what the
 document says, in other words than the question's: neither exact-term search nor embeddings get it for free.
 Real English prose, no download, the same set for a given Python version (its version is recorded).
+
+Used by ``benchmarks/bench_retrieval_quality.py`` (retrieval alone, in process) and the ``retrieval`` eval suite
+(through a server's API, with grounded answers); each question carries its module's topic, the suite's family.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import inspect
 import random
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 
 MODULES = [
@@ -112,6 +116,21 @@ MODULES = [
     "zipfile",
     "zlib",
 ]
+# Each module's topic: what a question is about, so results can be read per area of the library.
+TOPICS = {
+    "text": "string textwrap re difflib unicodedata html keyword tokenize reprlib pprint locale gettext codecs shlex "
+    "fnmatch",
+    "data-formats": "json csv configparser base64 binascii struct pickle shelve email.utils mimetypes urllib.parse "
+    "uuid array sqlite3",
+    "compression": "bz2 gzip lzma zlib tarfile zipfile",
+    "files-os": "os os.path pathlib shutil glob filecmp tempfile stat linecache getpass platform sysconfig errno",
+    "numbers": "math cmath decimal fractions numbers random statistics secrets hashlib hmac",
+    "time": "datetime time calendar sched timeit",
+    "processes-network": "threading queue subprocess signal select socket ssl ipaddress",
+    "language": "abc ast dis inspect types typing dataclasses enum functools itertools operator collections "
+    "contextlib copy weakref gc warnings traceback pkgutil heapq bisect logging argparse",
+}
+TOPIC_OF = {module: topic for topic, modules in TOPICS.items() for module in modules.split()}
 MIN_BODY_CHARS = 160
 MAX_BODY_CHARS = 1200
 
@@ -126,6 +145,7 @@ class Document:
 class Question:
     text: str
     gold: str  # the document's name
+    topic: str = ""  # the gold's module's topic (TOPICS)
 
 
 def _split(doc: str) -> tuple[str, str] | None:
@@ -142,7 +162,7 @@ def _split(doc: str) -> tuple[str, str] | None:
 
 def _members(module_name: str) -> list[tuple[str, object]]:
     module = importlib.import_module(module_name)
-    found = []
+    found: list[tuple[str, object]] = []
     for name, value in sorted(vars(module).items()):
         if name.startswith("_") or not (
             inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value)
@@ -167,7 +187,9 @@ def corpus(questions: int = 400, seed: int = 7) -> tuple[list[Document], list[Qu
         except ImportError:
             continue
         for qualified, value in members:
-            doc = getattr(value, "__doc__", None)
+            with warnings.catch_warnings():  # reading a deprecated alias' docstring (typing.io…) is not using it
+                warnings.simplefilter("ignore", DeprecationWarning)
+                doc = getattr(value, "__doc__", None)
             if not isinstance(doc, str):
                 continue
             split = _split(doc)
@@ -180,7 +202,7 @@ def corpus(questions: int = 400, seed: int = 7) -> tuple[list[Document], list[Qu
             seen_bodies.add(key)
             seen_summaries.add(summary)
             documents[qualified] = Document(qualified, f"# {qualified}\n\n{body}\n")
-            candidates.append(Question(summary, qualified))
+            candidates.append(Question(summary, qualified, TOPIC_OF[module_name]))
     picked = random.Random(seed).sample(candidates, min(questions, len(candidates)))
     return list(documents.values()), picked
 
