@@ -67,6 +67,9 @@ class ModelSpec(BaseModel):
     prices: Prices | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     owned_by: str = "openglm"
+    # A LoRA adapter (a llama.cpp adapter GGUF: a path or "package:<module>/<file>") that All Tools agents running
+    # on this model (catalog agents, GLMs, the Assistant API) plan with; plain chat with the model stays the base.
+    agent_adapter: str | None = None
 
     def effective_prices(self) -> Prices:
         return seed_prices(self.prices, (self.id, *self.aliases))
@@ -119,6 +122,8 @@ class AgentSpec(BaseModel):
     max_rounds: int = Field(default=10, ge=1, le=50)
     system: str | None = None
     http_apis: list[HttpApiSpec] = Field(default_factory=list)
+    # True: plan on the model's base weights even when the model has an ``agent_adapter`` (to compare, or opt out).
+    base_only: bool = False
 
 
 class CatalogError(ValueError):

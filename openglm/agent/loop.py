@@ -115,7 +115,10 @@ class AgentLoop:
         resources_of: str | None = None,
         adapter: AdapterTarget | None = None,
     ) -> AgentRun:
-        """``adapter``: ``spec.model`` is a fine-tuned model, resolved (for its owner) to its base and adapter."""
+        """``adapter``: ``spec.model`` is a fine-tuned model, resolved (for its owner) to its base and adapter; else
+        the catalog model's own agent adapter (``agent_adapter``), if it has one and the agent is not ``base_only``."""
+        if adapter is None and not spec.base_only:
+            adapter = self.chat.models.agent_adapter(spec.model)
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         # Tool state (kernel, browser session, last image prompt) is the account's own: two accounts choosing the
         # same conversation id must not share a kernel.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from ..catalog import Catalog, ModelSpec
+from ..catalog import Catalog, ModelSpec, resolve_source
 from ..config import Settings
 from ..engines.base import AdapterRef, Engine, create_engine
 from ..errors import ModelNotFoundError
@@ -47,6 +48,8 @@ class ModelPool:
         for spec in self.catalog.specs:
             if wanted and spec.id not in wanted:
                 continue
+            if spec.agent_adapter is not None:
+                resolve_source(spec.agent_adapter)  # a missing adapter fails the start, not the first agent request
             engine = create_engine(spec, self.settings)
             await engine.start()
             template = choose_template(spec.template, engine.template_hints())
@@ -65,6 +68,14 @@ class ModelPool:
         if served is None:
             raise ModelNotFoundError(f"model {name!r} is in the catalog but not loaded on this server")
         return served
+
+    def agent_adapter(self, name: str) -> AdapterTarget | None:
+        """The adapter All Tools agents on catalog model ``name`` plan with (its ``agent_adapter``), if any: served
+        on the model's own engine under the key ``<id>+agent``, metered as the model itself."""
+        spec = self.catalog.lookup(name)
+        if spec.agent_adapter is None:
+            return None
+        return AdapterTarget(f"{spec.id}+agent", spec.id, Path(resolve_source(spec.agent_adapter)))
 
     def for_adapter(self, target: AdapterTarget) -> ServedModel:
         """A fine-tuned model served on its base: the base's engine (no second copy of the weights), template and

@@ -43,6 +43,9 @@ from .world import World
 GENERATOR_VERSION = "1"
 TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+; the eval's are 0+
 TEACHER_AGENT = "teacher-alltools"
+# Lines of these categories are written this many times: requests that need no tool are a small share of the
+# families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello".
+REPEATS = {"chat": 3}
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Manifest:
     lines: int = 0
     sha256: str = ""
     families: dict[str, int] = field(default_factory=dict)
+    family_sha256: dict[str, str] = field(default_factory=dict)  # of each family's lines, in order
     dropped: dict[str, list[str]] = field(default_factory=dict)  # family → why its instances were dropped
 
     def to_json(self) -> dict[str, Any]:
@@ -62,23 +66,26 @@ class Manifest:
 
 
 def training_instances(seed: int, per_family: int, only: list[str] | None = None) -> list[tuple[str, Instance]]:
-    """``per_family`` distinct instances of every training family (or of ``only``), in a fixed order."""
+    """``per_family`` distinct instances of every training family, in a fixed order; ``only``: of these families
+    (the same instances as in the whole set: they are chosen over all families, then filtered)."""
     world = World(TRAIN_WORLD_BASE + seed)
     chosen = []
+    openings: set[str] = set()  # a lesson is found by its first user turn: unique across families
     for name, family in families.items():
-        if family.split != "train" or (only and name not in only):
+        if family.split != "train":
             continue
         rng = random.Random(f"alltools-train-{seed}-{name}")
-        seen: set[str] = set()
+        taken = 0
         for _ in range(per_family * 20):
-            if len(seen) == per_family:
+            if taken == per_family:
                 break
             instance = family.make(rng, world)
-            if instance.turns[0] in seen:
+            if instance.turns[0] in openings:
                 continue
-            seen.add(instance.turns[0])
+            openings.add(instance.turns[0])
+            taken += 1
             chosen.append((name, instance))
-    return chosen
+    return [(name, instance) for name, instance in chosen if not only or name in only]
 
 
 class RecordingChat:
@@ -264,10 +271,14 @@ async def generate(
             env.stop()
             renderer.tokenizer.close()  # type: ignore[attr-defined]
     text = ""
+    by_family: dict[str, str] = {}
     for (family, _), lines in zip(instances, results, strict=True):
-        for line in lines or []:
-            text += json.dumps(line, ensure_ascii=False) + "\n"  # key order kept: it is the listing order
+        for line in (lines or []) * REPEATS.get(families[family].category, 1):
+            written = json.dumps(line, ensure_ascii=False) + "\n"  # key order kept: it is the listing order
+            text += written
+            by_family[family] = by_family.get(family, "") + written
             manifest.families[family] = manifest.families.get(family, 0) + 1
+    manifest.family_sha256 = {name: hashlib.sha256(t.encode()).hexdigest() for name, t in by_family.items()}
     out.write_text(text)
     manifest.lines = text.count("\n")
     manifest.sha256 = hashlib.sha256(text.encode()).hexdigest()

@@ -534,7 +534,8 @@ def _draw_edit(rng: random.Random, world: World) -> Instance:
     first = f"{subject[0].upper()}{subject[1:]}, {DETAIL}"
     second = f"{subject[0].upper()}{subject[1:]} {change}, {DETAIL}"
     edit = rng.choice(["Now make it {c}.", "Can you change it so it is {c}?", "Same picture, but {c}."])
-    turns = [f"Draw {subject}.", edit.format(c=change)]
+    ask = rng.choice(["Draw {s}.", "Make a picture of {s}.", "Please draw {s}.", "Create an image of {s}."])
+    turns = [ask.format(s=subject), edit.format(c=change)]
     script = [_draw_steps(first, f"Here is {subject}."), _draw_steps(second, f"Here it is {change}.")]
     return Instance(turns, Expect("drawing_tool", prompt_words=[[key], [change_key]]), script)
 
@@ -760,6 +761,27 @@ SMALL_TALK = [
     ("Who are you?", "I'm an AI assistant. I can answer questions, run code, browse the web and draw pictures."),
     ("Tell me a short joke.", "Why did the scarecrow win an award? Because he was outstanding in his field."),
     ("Good night!", "Good night! Sleep well."),
+    ("What's your name?", "I'm your AI assistant. You can just call me Assistant."),
+    ("Nice to meet you!", "Nice to meet you too! What would you like to do today?"),
+    (
+        "What can you do?",
+        "I can chat, run Python code, look things up on the web, draw pictures and call your functions.",
+    ),
+    ("Thank you so much!", "My pleasure! Let me know if you need anything else."),
+    ("See you later!", "See you later! Have a great day."),
+    ("How's it going?", "It's going well, thanks for asking! How can I help?"),
+    ("Are you a robot?", "I'm an AI language model, a computer program rather than a robot."),
+    ("Say something nice.", "You are doing great, and your curiosity is a wonderful thing."),
+    ("I'm feeling tired today.", "I'm sorry to hear that. A short walk, some water and an early night may help."),
+    ("Hello!", "Hello! What can I do for you?"),
+    ("Hey, can you help me with something?", "Of course! Tell me what you need."),
+    ("Good evening.", "Good evening! How can I help you tonight?"),
+    ("Do you like music?", "I don't listen to music myself, but I'm happy to talk about it. What do you like?"),
+    ("What is your favourite colour?", "I don't have one, but many people love blue. What's yours?"),
+    ("I just finished my exams!", "Congratulations! That's a big achievement. Time to relax a little."),
+    ("Can you keep a secret?", "I don't remember our conversations after they end, so your secret is safe."),
+    ("Tell me something interesting.", "Octopuses have three hearts and blue blood."),
+    ("Bye!", "Goodbye! Come back any time."),
 ]
 TIPS = ["sleeping better", "learning a new language", "staying focused at work", "saving money", "writing clearly"]
 

@@ -140,5 +140,40 @@ def test_glm4_streams_arguments_in_fragments() -> None:
 
 
 def test_unknown_parser_lists_known_names() -> None:
-    with pytest.raises(KeyError, match="glm4, hermes, json"):
+    with pytest.raises(KeyError, match="glm4, hermes, hermes-compact, json"):
         get_parser("nope")
+
+
+def test_hermes_compact_lists_each_tool_on_one_line_and_parses_as_hermes() -> None:
+    from openglm.serving.toolcalls.hermes_compact import HermesCompactParser
+
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Current weather\n  for a city.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "city": {"type": "string", "description": "left out"},
+                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                        "days": {"type": "array", "items": {"type": "integer"}},
+                    },
+                    "required": ["city"],
+                },
+            },
+        },
+        {"type": "function", "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}}},
+    ]
+    parser = get_parser("hermes-compact")(tools)
+    assert isinstance(parser, HermesCompactParser)
+    prompt = parser.system_prompt()
+    assert prompt.endswith(
+        "Tools:\n"
+        '- get_weather(city: string, unit?: "celsius"|"fahrenheit", days?: list[integer]): Current weather for a city.\n'
+        "- ping()"
+    )
+    assert "left out" not in prompt
+    text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert parser.parse(text, final=True).calls == get_parser("hermes")(tools).parse(text, final=True).calls

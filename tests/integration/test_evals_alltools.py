@@ -1,0 +1,90 @@
+"""The alltools suite and the shipped All Tools adapter, through the real server as ``openglm eval`` runs them.
+
+- a few families against ``glm-4-alltools`` on the embedded default with its shipped adapter: real kernels, the
+  browser over the eval's website, the stand-in image model, user functions; a code task must succeed;
+- the shipped adapter is the recorded one (its SHA-256 in the recipe beside it, ≤ 10 MB), and the recorded data
+  command still writes the very lines it was trained on (two families regenerated, their hashes compared).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openglm.catalog import resolve_source
+from openglm.evals.alltools.data import GENERATOR_VERSION, generate
+from openglm.evals.base import Task
+from openglm.evals.client import EvalClient
+from openglm.evals.environment import EvalEnvironment
+from openglm.evals.report import write_report
+from openglm.evals.runner import run_suites
+from openglm.evals.server import EvalServer
+from openglm.evals.suites.alltools import AllToolsSuite
+
+ADAPTER = "package:openglm/adapters/alltools-smollm2-135m.gguf"
+RECIPE = "package:openglm/adapters/alltools-smollm2-135m.json"
+FAMILIES = {"arith-product", "stats-mean", "percent", "chat-hello", "fn-weather", "draw", "browse-town"}
+
+
+class FewFamilies(AllToolsSuite):
+    def tasks(self, seed: int = 0) -> list[Task]:
+        return [task for task in super().tasks(seed) if task.family in FAMILIES]
+
+
+@pytest.fixture(scope="module")
+def eval_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EvalEnvironment, EvalServer]]:
+    env = EvalEnvironment.start(pages=AllToolsSuite().website(0))
+    env.work_dir = tmp_path_factory.mktemp("alltools-eval")
+    server = EvalServer(env)
+    yield env, server
+    server.stop()
+    env.stop()
+
+
+async def test_alltools_tasks_run_on_the_shipped_adapter(
+    eval_server: tuple[EvalEnvironment, EvalServer], tmp_path: Path
+) -> None:
+    env, server = eval_server
+    suite = FewFamilies()
+    client = EvalClient(server.url)
+    try:
+        run = await run_suites([suite], ["glm-4-alltools"], client, env, per_family=1, concurrency=2)
+    finally:
+        await client.close()
+    outcomes = {o.family: o for o in run.results["alltools"]["glm-4-alltools"]}
+    assert set(outcomes) == FAMILIES
+    assert [o for o in outcomes.values() if o.error] == []
+    product = outcomes["arith-product"]
+    assert product.passed, product.detail  # the tuned planner runs the code and reports its exact result
+    assert product.tools == ["code_interpreter"]
+    summary = run.summaries["alltools"]["glm-4-alltools"]
+    assert {"function_choice", "no_tool_for_chat", "one_tool_turn_p50_s"} <= set(summary["metrics"])
+    report = write_report(run, [suite], tmp_path)
+    assert "arith-product" in report.read_text() and (tmp_path / "plots" / "alltools-families.png").exists()
+    engine = httpx.get(f"{server.url}/health").json()["engines"]["smollm2-135m-instruct"]
+    assert engine["loaded_adapters"] >= 1  # the agent planned with the adapter; plain chat stays the base
+
+
+def test_the_shipped_adapter_is_the_recorded_one() -> None:
+    adapter = Path(resolve_source(ADAPTER))
+    recipe = json.loads(Path(resolve_source(RECIPE)).read_text())
+    assert adapter.stat().st_size <= 10 * 1024 * 1024
+    assert hashlib.sha256(adapter.read_bytes()).hexdigest() == recipe["adapter_sha256"]
+    assert recipe["data"]["generator_version"] == GENERATOR_VERSION
+    assert recipe["data"]["command"].startswith("openglm eval data ")
+    assert "openglm finetune create" in recipe["training"]["command"] and recipe["training"]["seed"] is not None
+
+
+async def test_the_recorded_data_command_writes_the_trained_lines(tmp_path: Path) -> None:
+    data = json.loads(Path(resolve_source(RECIPE)).read_text())["data"]
+    families = ["arith-product", "draw-edit"]
+    manifest = await generate(
+        tmp_path / "part.jsonl", seed=data["seed"], per_family=data["per_family"], student="default", only=families
+    )
+    assert manifest.dropped == {}
+    assert manifest.family_sha256 == {name: data["family_sha256"][name] for name in families}

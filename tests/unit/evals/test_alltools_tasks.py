@@ -1,0 +1,150 @@
+"""The All Tools task families, their checks and the training split, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from openglm.evals.alltools import families as _families  # noqa: F401
+from openglm.evals.alltools.checks import arguments_match, has_number, judge, numbers_in
+from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
+from openglm.evals.alltools.data import training_instances
+from openglm.evals.alltools.tasks import Answer, Call, Instance, families
+from openglm.evals.alltools.world import World
+from openglm.evals.client import AgentTurn, ToolStep
+from openglm.evals.suites.alltools import AllToolsSuite
+
+
+def test_every_category_has_train_and_heldout_families() -> None:
+    categories = {f.category for f in families.values()}
+    assert categories == {"code", "file", "browser", "drawing", "function", "chat"}
+    for category in categories:
+        splits = {f.split for f in families.values() if f.category == category}
+        assert splits == {"train", "heldout"}, category
+
+
+def test_tasks_are_deterministic_and_distinct() -> None:
+    first, again = AllToolsSuite().tasks(0), AllToolsSuite().tasks(0)
+    assert [t.data for t in first] == [t.data for t in again]
+    assert len({t.id for t in first}) == len(first)
+    assert AllToolsSuite().tasks(1)[0].data != first[0].data or len(first) < 2
+
+
+def test_training_data_never_holds_a_heldout_family_or_an_eval_request() -> None:
+    training = training_instances(seed=1, per_family=30)
+    assert {name for name, _ in training} == {n for n, f in families.items() if f.split == "train"}
+    # The judged turn of every held-out task (an edit's first turn, "Draw X.", is an ordinary drawing request).
+    heldout = {t.data["turns"][-1] for t in AllToolsSuite().tasks(0) if t.split == "heldout"}
+    trained = {turn for _, instance in training for turn in instance.turns}
+    assert not heldout & trained
+    # Training worlds and the eval's world share no town, company, product or museum.
+    eval_world, train_world = World(0), World(1001)
+    names = lambda w: {x.name for x in (*w.towns, *w.companies, *w.products, *w.museums)}  # noqa: E731
+    assert not names(eval_world) & names(train_world)
+
+
+def test_training_instances_of_some_families_are_those_of_the_whole_set() -> None:
+    whole = [(n, i.turns) for n, i in training_instances(seed=1, per_family=5)]
+    some = [(n, i.turns) for n, i in training_instances(seed=1, per_family=5, only=["draw", "draw-edit"])]
+    assert some == [(n, t) for n, t in whole if n in ("draw", "draw-edit")]
+
+
+def test_world_pages_link_products_to_makers_and_museums_to_towns() -> None:
+    world = World(3)
+    pages = world.pages()
+    assert len(pages) == 1 + len(world.towns) + len(world.companies) + len(world.products) + len(world.museums)
+    product = world.products[0]
+    assert f"href='{product.maker.path}'" in pages[product.path]
+    assert f"href='{world.museums[0].town.path}'" in pages[world.museums[0].path]
+    assert f"{world.towns[0].population:,}" in pages[world.towns[0].path]
+
+
+def test_numbers_are_read_with_thousands_separators() -> None:
+    assert numbers_in("It is 80,779,853,376 and 3.25.") == [80779853376.0, 3.25]
+    assert has_number("The result is 1 234 567.", 1234567)
+    assert has_number("mean 12.35", 12.35) and not has_number("mean 12.4", 12.35)
+
+
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        ('{"city": "paris "}', None),
+        ('{"amount": "12", "from_currency": "usd", "to_currency": "EUR"}', None),
+        ('{"city": "Lyon"}', "argument 'city' is 'Lyon', expected 'Paris'"),
+        ("{}", "argument 'city' missing"),
+        ('{"city": "Paris", "unit": "celsius"}', "unexpected arguments ['unit']"),
+        ("city=Paris", "arguments are not JSON: 'city=Paris'"),
+    ],
+)
+def test_arguments_are_compared_by_structure(written: str, problem: str | None) -> None:
+    expected = (
+        {"city": "Paris"} if "amount" not in written else {"amount": 12, "from_currency": "USD", "to_currency": "eur"}
+    )
+    assert arguments_match(expected, written) == problem
+
+
+def _teacher_exchange(instance_turns: list[str], script: list, observe) -> list[Exchange]:  # type: ignore[type-arg]
+    """What a client sees when a model follows the teacher's script (observations made up by ``observe``)."""
+    exchanges = []
+    for text, steps in zip(instance_turns, script, strict=True):
+        turn, observations = AgentTurn(), []
+        for step in steps:
+            out = step(observations)
+            if isinstance(out, Answer):
+                turn.content = out.text
+                break
+            assert isinstance(out, Call)
+            kind = {"python": "code_interpreter", "simple_browser": "web_browser", "cogview": "drawing_tool"}.get(
+                out.name
+            )
+            if kind is None:
+                turn.functions.append({"id": "c", "name": out.name, "arguments": json.dumps(out.arguments)})
+            else:
+                turn.steps.append(ToolStep(kind, input=next(iter(out.arguments.values()))))
+            observations.append(observe(out))
+        exchanges.append(Exchange(text, [turn]))
+    return exchanges
+
+
+@pytest.mark.parametrize("category", ["code", "drawing", "function", "chat"])
+def test_the_teachers_solution_passes_the_checks(category: str) -> None:
+    """Each family's script solves its own task, judged by its own checks (code prints the expected value)."""
+    rng, world = random.Random(5), World(0)
+    for name, family in families.items():
+        if family.category != category:
+            continue
+        for _ in range(5):
+            instance = family.make(rng, world)
+
+            def observe(call: Call, instance: Instance = instance) -> str:
+                if call.name == "python":
+                    scope: dict[str, object] = {}
+                    import contextlib
+                    import io
+
+                    out = io.StringIO()
+                    with contextlib.redirect_stdout(out):
+                        exec(str(call.arguments["code"]), scope)
+                    return out.getvalue()
+                if call.name in {f for f in instance.functions}:
+                    return str(function_result(call.name, json.dumps(call.arguments)))
+                return "done"
+
+            exchanges = _teacher_exchange(instance.turns, instance.script, observe)
+            verdict = asyncio.run(judge(instance.expect, exchanges, client=None))  # type: ignore[arg-type]
+            assert verdict.passed, (name, instance.turns, verdict.reasons)
+
+
+def test_function_tasks_offer_five_functions_including_the_one_to_call() -> None:
+    rng, world = random.Random(2), World(0)
+    for family in families.values():
+        if family.category == "function":
+            instance = family.make(rng, world)
+            assert len(instance.functions) == 5 and len(set(instance.functions)) == 5
+            assert instance.expect.tool is not None
+            assert instance.expect.tool.removeprefix("function:") in instance.functions
+            tools = request_tools(instance.functions)
+            assert [t["type"] for t in tools[:3]] == ["code_interpreter", "web_browser", "drawing_tool"]
