@@ -112,6 +112,16 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ship(args: argparse.Namespace) -> int:
+    from .alltools.ship import ship
+
+    adapter, recipe = ship(
+        args.url, args.api_key or os.environ.get("OPENGLM_API_KEY"), args.job, args.manifest, args.name, args.command
+    )
+    print(f"shipped {adapter} ({adapter.stat().st_size:,} bytes) with its recipe {recipe}")
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     evals = sub.add_parser("eval", help="run the evaluation suites against models through a server")
     commands = evals.add_subparsers(dest="eval_command", required=True)
@@ -138,3 +148,11 @@ def add_parsers(sub: Any) -> None:
     data.add_argument("--student", default="default", help="the catalog model whose chat format the data uses")
     data.add_argument("--family", action="append", help="only these training families (comma-separated)")
     data.set_defaults(func=_data)
+    shipping = commands.add_parser("ship", help="copy a fine-tuning job's adapter into the package, with its recipe")
+    shipping.add_argument("--url", required=True, help="the server that ran the job")
+    shipping.add_argument("--api-key")
+    shipping.add_argument("--job", required=True, help="the succeeded fine-tuning job")
+    shipping.add_argument("--manifest", type=Path, required=True, help="the training data's manifest")
+    shipping.add_argument("--name", default="alltools-smollm2-135m", help="file name (without extension)")
+    shipping.add_argument("--command", required=True, help="the training command, as run (recorded)")
+    shipping.set_defaults(func=_ship)

@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 
+# The built-ins an All Tools agent is offered when a plain-chat suite asks it something (``EvalClient.reply``).
+AGENT_TOOLS = ("code_interpreter", "web_browser", "drawing_tool")
+
 
 class EvalApiError(Exception):
     """The server refused or failed a request; the message is its error body."""
@@ -56,12 +59,32 @@ class AgentTurn:
 
 class EvalClient:
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 600.0):
+        self._kinds: dict[str, str] | None = None
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    async def kind(self, model: str) -> str:
+        """What the server lists ``model`` as: "chat", "agent", "embedding"…; "chat" for a name it does not list
+        (a GLM id, an ``ft:`` model of another listing)."""
+        if self._kinds is None:
+            listing = await self.request("GET", "/v1/models")
+            self._kinds = {m["id"]: str(m.get("kind", "chat")) for m in listing.get("data", [])}
+        return self._kinds.get(model, "chat")
+
+    async def reply(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Reply:
+        """A plain request's answer from any model: a chat model through chat completions, an All Tools agent
+        through its stream with its built-in tools offered (as its users call it), so that plain-chat suites
+        measure an agent as it answers everyday requests; the tools it called are the reply's ``tool_calls``."""
+        if await self.kind(model) != "agent":
+            return await self.chat(model, messages, **params)
+        tools = [{"type": kind} for kind in AGENT_TOOLS]
+        turn = await self.agent(model, messages, tools=tools, **params)
+        calls = [(step.type, step.input) for step in turn.steps] + [(f["name"], f["arguments"]) for f in turn.functions]
+        return Reply(turn.content, calls, turn.finish_reason, turn.latency_s, turn.usage)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self.http.request(method, path, **kwargs)

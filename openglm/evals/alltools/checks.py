@@ -47,7 +47,7 @@ def has_word(text: str, words: list[str]) -> bool:
 def same_value(expected: Any, actual: Any) -> bool:
     """By structure: numbers numerically, strings without case or surrounding space."""
     if isinstance(expected, bool) or isinstance(actual, bool):
-        return expected == actual
+        return bool(expected == actual)
     if isinstance(expected, int | float):
         try:
             return abs(float(actual) - float(expected)) < 1e-6

@@ -28,7 +28,7 @@ def _printed(observations: list[str]) -> str:
 
 def _code_task(question: str, code: str, expected: float, answer: str) -> Instance:
     """``answer`` has ``{out}`` where the printed value goes."""
-    steps = [lambda _obs: _code(code), lambda obs: Answer(answer.format(out=_printed(obs)))]
+    steps: list[Step] = [lambda _obs: _code(code), lambda obs: Answer(answer.format(out=_printed(obs)))]
     return Instance([question], Expect("code_interpreter", numbers=[expected]), [steps])
 
 

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..client import AGENT_TOOLS
 from .world import World
 
-BUILTIN_TOOLS = ["code_interpreter", "web_browser", "drawing_tool"]  # offered in every task, in this order
+BUILTIN_TOOLS = list(AGENT_TOOLS)  # offered in every task, in this order
 
 
 @dataclass(frozen=True)
@@ -85,4 +86,11 @@ def family(name: str, category: str, split: str) -> Callable[[Callable[[random.R
 
 def fixed(*steps: Call | Answer) -> list[Step]:
     """Steps that do not depend on what the tools return."""
-    return [lambda _obs, step=step: step for step in steps]
+    return [_constant(step) for step in steps]
+
+
+def _constant(step: Call | Answer) -> Step:
+    def reply(observations: list[str]) -> Call | Answer:
+        return step
+
+    return reply

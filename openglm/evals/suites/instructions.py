@@ -272,7 +272,7 @@ class InstructionsSuite(Suite):
         messages = [{"role": "user", "content": task.data["prompt"]}]
         given = {"instructions": float(len(task.data["instructions"])), "followed": 0.0}
         try:
-            reply = await client.chat(model, messages, temperature=0, max_tokens=self.max_tokens)
+            reply = await client.reply(model, messages, temperature=0, max_tokens=self.max_tokens)
         except EvalApiError as exc:  # a failed request follows none of the task's instructions
             return Outcome(task.id, task.family, task.split, False, 0.0, error=str(exc), metrics=given)
         results = [(i["kind"], followed(i["kind"], i["parameters"], reply.content)) for i in task.data["instructions"]]

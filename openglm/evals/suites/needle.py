@@ -215,7 +215,7 @@ class NeedleSuite(Suite):
         code = task.data["code"]
         messages = [{"role": "user", "content": prompt(task)}]
         try:
-            reply = await client.chat(model, messages, temperature=0, max_tokens=ANSWER_TOKENS)
+            reply = await client.reply(model, messages, temperature=0, max_tokens=ANSWER_TOKENS)
         except EvalApiError as exc:  # a length over the model's context: refused by the server, kept in its cell
             return Outcome(task.id, task.family, task.split, False, 0.0, error=str(exc), metrics=metrics)
         if "prompt_tokens" in reply.usage:

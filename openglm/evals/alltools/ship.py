@@ -1,0 +1,64 @@
+"""Shipping a trained All Tools adapter as package data (``openglm eval ship``): the adapter a finished
+fine-tuning job published (its result file), copied beside a recipe that says how to make it again — the data
+command, version, seed and hashes (from the data manifest), the training command, the job's hyperparameters,
+seed and outcome, and the adapter's own SHA-256, which the tests compare with the file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADAPTERS_DIR = Path(__file__).resolve().parents[2] / "adapters"
+
+
+def ship(
+    url: str, api_key: str | None, job_id: str, manifest: Path, name: str, training_command: str
+) -> tuple[Path, Path]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+        job = http.get(f"/v1/fine_tuning/jobs/{job_id}").raise_for_status().json()
+        if job["status"] != "succeeded":
+            raise ValueError(f"job {job_id} is {job['status']}, not succeeded")
+        events = http.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000}).raise_for_status().json()
+        (file_id,) = job["result_files"]
+        adapter = http.get(f"/v1/files/{file_id}/content").raise_for_status().content
+    ADAPTERS_DIR.mkdir(exist_ok=True)
+    adapter_path = ADAPTERS_DIR / f"{name}.gguf"
+    adapter_path.write_bytes(adapter)
+    recipe = {
+        "adapter": adapter_path.name,
+        "adapter_sha256": hashlib.sha256(adapter).hexdigest(),
+        "adapter_bytes": len(adapter),
+        "shipped": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": json.loads(manifest.read_text()),
+        "training": {
+            "command": training_command,
+            "job": job_id,
+            "base_model": job["model"],
+            "method": job.get("method"),
+            "hyperparameters": job.get("hyperparameters"),
+            "seed": job.get("seed"),
+            "trained_tokens": job.get("trained_tokens"),
+            "created_at": job.get("created_at"),
+            "finished_at": job.get("finished_at"),
+            "losses": _losses(events.get("data") or []),
+        },
+    }
+    recipe_path = ADAPTERS_DIR / f"{name}.json"
+    recipe_path.write_text(json.dumps(recipe, indent=1, ensure_ascii=False) + "\n")
+    return adapter_path, recipe_path
+
+
+def _losses(events: list[dict[str, Any]]) -> dict[str, float]:
+    """The first and last training loss the job reported."""
+    losses = [
+        e["data"]["train_loss"]
+        for e in sorted(events, key=lambda e: e["created_at"])
+        if e.get("data", {}).get("train_loss") is not None
+    ]
+    return {"first": losses[0], "last": losses[-1]} if losses else {}
