@@ -321,10 +321,7 @@ class AccountStore:
 
     async def delete_key(self, key_id: str) -> ApiKey:
         """Deleted keys keep their row (usage records point at it) but lose their secret for good."""
-        async with self.db.session() as session:
-            key = await _key(session, key_id)
-            key.status, key.sealed_secret = "deleted", None
-        return key
+        return await delete_key(self.db, key_id)
 
     async def update_key(
         self,
@@ -441,4 +438,13 @@ async def _key(session: AsyncSession, key_id: str) -> ApiKey:
     key = await session.get(ApiKey, key_id)
     if key is None or key.status == "deleted":
         raise NotFoundError(f"API key {key_id!r} does not exist")
+    return key
+
+
+async def delete_key(db: Database, key_id: str) -> ApiKey:
+    """``AccountStore.delete_key`` for holders of the database only (a job's clean-up, which has no master key):
+    deleting needs no secret."""
+    async with db.session() as session:
+        key = await _key(session, key_id)
+        key.status, key.sealed_secret = "deleted", None
     return key

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ def _split_names(values: list[str]) -> list[str]:
 
 def _run(args: argparse.Namespace) -> int:
     from .client import EvalClient
-    from .environment import EvalEnvironment
+    from .environment import EvalEnvironment, website_pages
     from .report import write_report
     from .runner import run_suites
     from .server import EvalServer
@@ -79,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
         env.stop()
+    shutil.rmtree(env.work_dir, ignore_errors=True)  # the started server's data; kept when the run failed
     report = write_report(run, suites, args.out)
     for suite, by_model in run.summaries.items():
         for model, summary in by_model.items():
@@ -88,21 +89,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def website_pages(suites: Sequence[Any], seed: int) -> dict[str, str] | None:
-    """The local website the suites browse (from the first suite that has one)."""
-    for suite in suites:
-        site = getattr(suite, "website", None)
-        if site is not None:
-            return dict(site(seed))
-    return None
-
-
 def _data(args: argparse.Namespace) -> int:
+    from ..api.inprocess import serve_in_process
     from .alltools.data import generate
 
     only = _split_names(args.family) if args.family else None
+    command = " ".join(["openglm eval data", *sys.argv[3:]])
     manifest = asyncio.run(
-        generate(args.out, seed=args.seed, per_family=args.per_family, student=args.student, only=only)
+        generate(
+            args.out,
+            serve=serve_in_process,
+            seed=args.seed,
+            per_family=args.per_family,
+            student=args.student,
+            only=only,
+            command=command,
+        )
     )
     manifest_path = args.out.with_suffix(".manifest.json")
     manifest_path.write_text(json.dumps(manifest.to_json(), indent=1, ensure_ascii=False) + "\n")

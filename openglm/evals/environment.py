@@ -10,6 +10,7 @@ import struct
 import tempfile
 import threading
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,8 +33,11 @@ def solid_png(rgb: tuple[int, int, int], size: int = 16) -> bytes:
 class _Service:
     """A threaded HTTP server on a free loopback port."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]):
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0):
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError as exc:
+            raise RuntimeError(f"cannot serve on 127.0.0.1:{port}: {exc}") from exc
         self.port = int(self._server.server_address[1])
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -52,9 +56,9 @@ def _reply(handler: BaseHTTPRequestHandler, status: int, content_type: str, body
 
 
 class Website(_Service):
-    """Serves ``pages`` (path → HTML) as a website."""
+    """Serves ``pages`` (path → HTML) as a website; ``port`` 0: any free one."""
 
-    def __init__(self, pages: dict[str, str]):
+    def __init__(self, pages: dict[str, str], port: int = 0):
         self.pages = pages
         site = self
 
@@ -69,7 +73,7 @@ class Website(_Service):
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        super().__init__(Handler)
+        super().__init__(Handler, port)
 
 
 class ImageStandIn(_Service):
@@ -77,14 +81,10 @@ class ImageStandIn(_Service):
     provider in evals and data generation, where what matters is the prompt the model wrote, not the picture."""
 
     def __init__(self) -> None:
-        self.prompts: list[str] = []
-        service = self
-
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 prompt = str(body.get("prompt", ""))
-                service.prompts.append(prompt)
                 shade = zlib.crc32(prompt.encode()) & 0xFFFFFF
                 picture = solid_png((shade >> 16, (shade >> 8) & 0xFF, shade & 0xFF))
                 data = [{"b64_json": base64.b64encode(picture).decode(), "revised_prompt": prompt}]
@@ -107,12 +107,8 @@ class EvalEnvironment:
     extras: dict[str, Any] = field(default_factory=dict)  # per-suite state (a suite's knowledge base id, …)
 
     @classmethod
-    def start(cls, pages: dict[str, str] | None = None) -> EvalEnvironment:
-        return cls(website=Website(pages) if pages else None, images=ImageStandIn())
-
-    @property
-    def site_url(self) -> str:
-        return self.website.url if self.website is not None else ""
+    def start(cls, pages: dict[str, str] | None = None, site_port: int = 0) -> EvalEnvironment:
+        return cls(website=Website(pages, site_port) if pages else None, images=ImageStandIn())
 
     def server_env(self) -> dict[str, str]:
         """Settings for a server the eval starts: the browser searches and may fetch the local website."""
@@ -134,3 +130,12 @@ class EvalEnvironment:
         for service in (self.website, self.images):
             if service is not None:
                 service.stop()
+
+
+def website_pages(suites: Sequence[Any], seed: int) -> dict[str, str] | None:
+    """The local website the suites browse (from the first suite that has one)."""
+    for suite in suites:
+        site = getattr(suite, "website", None)
+        if site is not None:
+            return dict(site(seed))
+    return None

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..accounts.sealing import SecretBox, load_master_key
-from ..accounts.store import AccountStore
+from ..accounts.store import AccountStore, delete_key
 from ..config import Settings
 from ..errors import NotFoundError
 from ..jobs.context import JobContext, JobFailed
@@ -39,9 +39,8 @@ from ..jobs.store import JobRecord, JobStore
 from ..store.db import Database
 from ..store.types import utcnow
 from .base import Outcome, Suite, get_suite
-from .cli import website_pages
 from .client import EvalClient
-from .environment import EvalEnvironment
+from .environment import EvalEnvironment, website_pages
 from .runner import EvalRun, choose_tasks, run_suites
 from .runs import EvalRuns, RunRequest
 
@@ -96,9 +95,9 @@ def account_keys(settings: Settings, db: Database) -> AccountStore:
     return AccountStore(db, box)
 
 
-async def revoke(keys: AccountStore, runs: EvalRuns, run_id: str, key_id: str) -> None:
+async def revoke(db: Database, runs: EvalRuns, run_id: str, key_id: str) -> None:
     with contextlib.suppress(NotFoundError):
-        await keys.delete_key(key_id)
+        await delete_key(db, key_id)
     await runs.set_key(run_id, None)
 
 
@@ -115,7 +114,7 @@ async def run_eval(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(str(exc.args[0]), code="unknown_suite") from None
     keys = account_keys(settings, ctx.store.db)
     if run.key_id is not None:  # an earlier attempt's, given back before it could revoke it
-        await revoke(keys, runs, run.id, run.key_id)
+        await revoke(keys.db, runs, run.id, run.key_id)
     expires = utcnow() + KEY_LIFETIME
     key, secret = await keys.create_key(
         ctx.account_id,
@@ -171,7 +170,7 @@ async def run_eval(ctx: JobContext) -> dict[str, Any]:
         if env is not None:
             env.stop()
             await asyncio.to_thread(shutil.rmtree, env.work_dir, True)
-        await asyncio.shield(revoke(keys, runs, run.id, key.id))
+        await asyncio.shield(revoke(keys.db, runs, run.id, key.id))
 
 
 async def _renewed(keys: AccountStore, key_id: str, expires: datetime) -> datetime:
@@ -206,4 +205,4 @@ async def _revoke_when_lost(store: JobStore, record: JobRecord) -> None:
     runs = EvalRuns(store.db)
     run = await runs.get(record.id)
     if run.key_id is not None:
-        await revoke(account_keys(Settings(), store.db), runs, run.id, run.key_id)
+        await revoke(store.db, runs, run.id, run.key_id)

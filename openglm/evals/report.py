@@ -53,11 +53,12 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
             )
         lines += ["", *family_table(summaries), ""]
         extra: dict[str, dict[str, float]] = {m: s["metrics"] for m, s in summaries.items() if s.get("metrics")}
+        columns = list(dict.fromkeys(name for metrics in extra.values() for name in metrics))
         if extra:
-            lines += ["| model | " + " | ".join(next(iter(extra.values()))) + " |"]
-            lines += ["|---" * (1 + len(next(iter(extra.values())))) + "|"]
+            lines += ["| model | " + " | ".join(columns) + " |", "|---" * (1 + len(columns)) + "|"]
             lines += [
-                f"| {m} | " + " | ".join(f"{v:.3f}" for v in metrics.values()) + " |" for m, metrics in extra.items()
+                f"| {m} | " + " | ".join(_number(metrics.get(c)) for c in columns) + " |"
+                for m, metrics in extra.items()
             ]
             lines.append("")
         for plot in plots.get(suite.name, []):
@@ -69,6 +70,10 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
                 lines += [f"- `{o.task_id}` ({o.family}): {o.error or o.detail}" for o in failed]
                 lines.append("")
     return "\n".join(lines)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
 
 
 def family_table(summaries: dict[str, dict[str, Any]]) -> list[str]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .base import Outcome, Suite, Task
-from .client import EvalApiError, EvalClient
+from .client import EvalClient
 from .environment import EvalEnvironment
 
 Progress = Callable[[str, str, Outcome], None]  # (suite, model, outcome) after each task
@@ -70,7 +70,7 @@ async def run_task(suite: Suite, task: Task, model: str, client: EvalClient, env
     start = time.perf_counter()
     try:
         outcome = await suite.run(task, model, client, env)
-    except (EvalApiError, ValueError, KeyError) as exc:
+    except Exception as exc:
         outcome = Outcome(task.id, task.family, task.split, False, 0.0, error=f"{type(exc).__name__}: {exc}")
     if not outcome.latency_s:
         outcome.latency_s = time.perf_counter() - start

@@ -55,6 +55,9 @@ class EvalService:
         self.jobs = jobs
         self.runs = runs
         self._listing: dict[str, SuiteInfo] = {}  # tasks are made from a seed: a suite's listing never changes
+        # Counting an account's unfinished runs and adding one are a pair: two requests at once must not both pass
+        # the count (this process's requests; replicas share the bound only as far as their counts are current).
+        self._starting = asyncio.Lock()
 
     async def suites(self) -> list[SuiteInfo]:
         """Every registered suite's listing (tasks are made in a thread the first time: a suite may build many)."""
@@ -75,14 +78,18 @@ class EvalService:
             suites = suites_of(request.suites)
         except KeyError as exc:
             raise InvalidFieldError(f"suites: {exc.args[0]}") from None
+        total = await asyncio.to_thread(count_tasks, suites, request)
+        if total == 0:
+            raise InvalidFieldError("the suites have no task of this split: nothing to run")
+        async with self._starting:
+            return await self._add(principal, request, total)
+
+    async def _add(self, principal: Principal, request: RunRequest, total: int) -> EvalRunRecord:
         going = await self.jobs.store.unfinished(KIND, account_id=principal.account_id)
         if len(going) >= RUNS_AT_ONCE:
             raise ConcurrencyLimitError(
                 f"this account has {len(going)} eval runs going; start another when one has ended (or cancel one)"
             )
-        total = await asyncio.to_thread(count_tasks, suites, request)
-        if total == 0:
-            raise InvalidFieldError("the suites have no task of this split: nothing to run")
         payload = {"key_id": principal.key_id, "user_id": principal.user_id}  # the run's key is made with these
         async with self.runs.db.session() as session:
             job = self.jobs.store.add(

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openglm.api.inprocess import serve_in_process
 from openglm.catalog import resolve_source
 from openglm.evals.alltools.data import GENERATOR_VERSION, generate
 from openglm.evals.base import Task
@@ -84,7 +85,12 @@ async def test_the_recorded_data_command_writes_the_trained_lines(tmp_path: Path
     data = json.loads(Path(resolve_source(RECIPE)).read_text())["data"]
     families = ["arith-product", "fn-weather", "chat-hello"]  # the kernel, user functions, no tool: ~20 s
     manifest = await generate(
-        tmp_path / "part.jsonl", seed=data["seed"], per_family=data["per_family"], student="default", only=families
+        tmp_path / "part.jsonl",
+        serve=serve_in_process,
+        seed=data["seed"],
+        per_family=data["per_family"],
+        student="default",
+        only=families,
     )
     assert manifest.dropped == {}
     assert manifest.family_sha256 == {name: data["family_sha256"][name] for name in families}

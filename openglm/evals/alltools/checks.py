@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..client import EvalClient
+from ..function_tasks import check_arguments
+from ..functions import BY_NAME
 from .conversation import Exchange
 from .tasks import Expect
 
@@ -44,35 +44,20 @@ def has_word(text: str, words: list[str]) -> bool:
     return any(word.casefold() in folded for word in words)
 
 
-def same_value(expected: Any, actual: Any) -> bool:
-    """By structure: numbers numerically, strings without case or surrounding space."""
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return bool(expected == actual)
-    if isinstance(expected, int | float):
-        try:
-            return abs(float(actual) - float(expected)) < 1e-6
-        except (TypeError, ValueError):
-            return False
-    if isinstance(expected, str):
-        return isinstance(actual, str) and actual.strip().casefold() == expected.strip().casefold()
-    return bool(expected == actual)
+def has_term(text: str, words: list[str]) -> bool:
+    """One of ``words`` as a word of ``text`` ("owl" is not in "bowl")."""
+    return any(re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) for word in words)
 
 
-def arguments_match(expected: dict[str, Any], written: str) -> str | None:
-    """None when the written arguments hold exactly the expected ones; else what differs."""
-    try:
-        actual = json.loads(written or "{}")
-    except ValueError:
-        return f"arguments are not JSON: {written[:80]!r}"
-    if not isinstance(actual, dict):
-        return "arguments are not an object"
-    for key, value in expected.items():
-        if key not in actual:
-            return f"argument {key!r} missing"
-        if not same_value(value, actual[key]):
-            return f"argument {key!r} is {actual[key]!r}, expected {value!r}"
-    extra = sorted(set(actual) - set(expected))
-    return f"unexpected arguments {extra}" if extra else None
+def code_output(exchange: Exchange) -> str:
+    """What the code the model ran printed, over the turn."""
+    return "".join(
+        output.get("logs", "")
+        for turn in exchange.turns
+        for step in turn.steps
+        if step.type == "code_interpreter"
+        for output in step.outputs
+    )
 
 
 async def judge(expect: Expect, exchanges: list[Exchange], client: EvalClient) -> Verdict:
@@ -84,8 +69,8 @@ async def judge(expect: Expect, exchanges: list[Exchange], client: EvalClient) -
         verdict.metrics["no_tool"] = float(not used)
         if used:
             verdict.fail(f"called {used} for a request that needs no tool")
-        if len(answer.split()) < 2 and not expect.words:
-            verdict.fail(f"answer too short: {answer!r}")
+        if not expect.words and (len(answer.split()) < 2 or answer.strip().casefold() in last.user.casefold()):
+            verdict.fail(f"no answer of its own: {answer!r}")
     elif expect.tool.startswith("function:"):
         _judge_function(expect, last, verdict)
     elif expect.tool not in last.tools:
@@ -93,6 +78,8 @@ async def judge(expect: Expect, exchanges: list[Exchange], client: EvalClient) -
     for number in expect.numbers:
         if not has_number(answer, number):
             verdict.fail(f"answer lacks {number:g}: {answer[:120]!r}")
+        elif expect.tool == "code_interpreter" and not has_number(code_output(last), number):
+            verdict.fail(f"the code did not print {number:g}: the answer did not come from running it")
     for group in expect.words:
         if not has_word(answer, group):
             verdict.fail(f"answer lacks {group[0]!r}: {answer[:120]!r}")
@@ -115,19 +102,21 @@ def _judge_function(expect: Expect, exchange: Exchange, verdict: Verdict) -> Non
     if calls[0]["name"] != name:
         verdict.fail(f"called {calls[0]['name']} instead of {name}")
         return
-    mismatch = arguments_match(expect.arguments, calls[0]["arguments"])
+    mismatch = check_arguments(expect.arguments, calls[0]["arguments"], BY_NAME[name].parameters)
     if mismatch:
         verdict.fail(mismatch)
     for word in expect.result_words:
-        if not has_word(exchange.answer, [word]) and not has_number(exchange.answer, _as_number(word)):
+        number = _as_number(word)
+        found = has_number(exchange.answer, number) if number is not None else has_word(exchange.answer, [word])
+        if not found:
             verdict.fail(f"answer does not report {word!r} from the result: {exchange.answer[:120]!r}")
 
 
-def _as_number(text: str) -> float:
+def _as_number(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        return float("nan")
+        return None
 
 
 def _judge_drawing(expect: Expect, exchange: Exchange, verdict: Verdict) -> None:
@@ -135,7 +124,7 @@ def _judge_drawing(expect: Expect, exchange: Exchange, verdict: Verdict) -> None
     if not prompts:
         return  # already failed: the tool was not used
     for group in expect.prompt_words:
-        if not has_word(prompts[-1], group):
+        if not has_term(prompts[-1], group):
             verdict.fail(f"the drawing prompt lacks {group[0]!r}: {prompts[-1][:120]!r}")
 
 
@@ -154,8 +143,10 @@ async def _judge_file(expect: Expect, exchange: Exchange, client: EvalClient, ve
             continue
         if expect.csv_rows:
             rows = list(csv.reader(io.StringIO((await client.download(link)).decode("utf-8", "replace"))))
-            if [[cell.strip() for cell in row] for row in rows if row] != expect.csv_rows:
-                verdict.fail(f"{name} holds {rows[:3]}…, expected {expect.csv_rows[:3]}…")
+            cells = [[cell.strip() for cell in row] for row in rows if row]
+            header, data = expect.csv_rows[0], expect.csv_rows[1:]
+            if cells[1:] != data and cells != data:  # the data rows, under any header or none (none was asked)
+                verdict.fail(f"{name} holds {cells[:3]}…, expected rows {data[:2]}… (header {header} optional)")
         return
     verdict.fail(f"no {expect.file_ext} file among the outputs ({len(links)} files)")
 

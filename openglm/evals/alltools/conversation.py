@@ -52,7 +52,10 @@ def function_result(name: str, arguments: str) -> dict[str, Any]:
         return {"error": "the arguments are not JSON"}
     if not isinstance(parsed, dict):
         return {"error": "the arguments are not a JSON object"}
-    return function.call(parsed)
+    try:
+        return function.call(parsed)
+    except (TypeError, ValueError, AttributeError) as exc:  # arguments of the wrong types, as a real API would say
+        return {"error": f"bad arguments: {exc}"}
 
 
 async def drive(client: EvalClient, model: str, turns: list[str], functions: list[str]) -> list[Exchange]:

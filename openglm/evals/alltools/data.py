@@ -20,10 +20,9 @@ import copy
 import hashlib
 import json
 import random
-import sys
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,10 @@ from .teacher import Lesson, classroom
 from .world import World
 
 GENERATOR_VERSION = "1"
-TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+; the eval's are 0+
+TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+ (the eval's are named apart: World("eval-<seed>"))
+# The training website's port: its URLs are in the observations and in the browser calls the lines teach, so a port
+# chosen at random would make every run's file different. (The one the shipped adapter's data was made on.)
+TRAIN_SITE_PORT = 34531
 TEACHER_AGENT = "teacher-alltools"
 # Lines of these categories are written this many times: requests that need no tool are a small share of the
 # families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello".
@@ -80,7 +82,8 @@ def training_instances(seed: int, per_family: int, only: list[str] | None = None
             if taken == per_family:
                 break
             instance = family.make(rng, world)
-            if instance.turns[0] in openings:
+            # The teacher finds a lesson by its opening in the prompt: no opening may hold another one.
+            if any(instance.turns[0] in known or known in instance.turns[0] for known in openings):
                 continue
             openings.add(instance.turns[0])
             taken += 1
@@ -186,16 +189,11 @@ def _unseen(line: dict[str, Any], lesson: Lesson, renderer: Renderer) -> list[in
     return unseen
 
 
-@asynccontextmanager
-async def platform(env: EvalEnvironment, student: str, work: Path) -> AsyncIterator[str]:
-    """The platform in this process on a free loopback port, with the teacher agent; its URL."""
-    import uvicorn
-
-    from ...api.app import create_app
+def teacher_settings(env: EvalEnvironment, student: str, work: Path) -> Settings:
+    """A platform with the teacher agent in ``student``'s chat format, browsing ``env``'s website."""
     from ..server import free_port
 
-    base = Settings()
-    spec = Catalog.from_file(base.models_file).lookup(student)
+    spec = Catalog.from_file(Settings().models_file).lookup(student)
     catalog = work / "models.toml"
     catalog.write_text(
         f'[[models]]\nid = "teacher"\nengine = "teacher"\nsource = {json.dumps(spec.source)}\n'
@@ -203,7 +201,7 @@ async def platform(env: EvalEnvironment, student: str, work: Path) -> AsyncItera
         f'\n[[agents]]\nid = "{TEACHER_AGENT}"\nmodel = "teacher"\n' + env.catalog_additions()
     )
     browser = env.server_env()
-    settings = Settings(
+    return Settings(
         host="127.0.0.1",
         port=free_port(),
         models_file=catalog,
@@ -214,40 +212,39 @@ async def platform(env: EvalEnvironment, student: str, work: Path) -> AsyncItera
         browser_sites=browser["OPENGLM_BROWSER_SITES"],
         browser_allow=browser["OPENGLM_BROWSER_ALLOW"],
     )
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-            raise RuntimeError("the platform did not start")
-        await asyncio.sleep(0.1)
-    agents = app.state.agents
-    agents.loop.chat = RecordingChat(agents.loop.chat)
-    try:
-        yield f"http://{settings.host}:{settings.port}"
-    finally:
-        server.should_exit = True
-        await serving
+
+
+# Serves the platform in this process for the block: (its URL, its app.state). The CLI passes
+# ``api.inprocess.serve_in_process``; this package, below the API, does not import it.
+Serve = Callable[[Settings], AbstractAsyncContextManager[tuple[str, Any]]]
 
 
 async def generate(
-    out: Path, *, seed: int, per_family: int, student: str, only: list[str] | None = None, concurrency: int = 4
+    out: Path,
+    *,
+    serve: Serve,
+    seed: int,
+    per_family: int,
+    student: str,
+    only: list[str] | None = None,
+    concurrency: int = 4,
+    command: str = "",
 ) -> Manifest:
+    """Run every training instance through the platform ``serve`` starts; the lines to ``out``, its manifest."""
     from ...serving.toolcalls.base import get_parser
 
-    command = "openglm eval data " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["eval", "data"] else ""
     manifest = Manifest(GENERATOR_VERSION, seed, per_family, student, command)
     spec = Catalog.from_file(Settings().models_file).lookup(student)
     renderer = Renderer.for_gguf(resolve_source(spec.source), spec.template, spec.tool_parser)
     classroom.parser = get_parser(spec.tool_parser if spec.tool_parser != "auto" else "hermes")([])
     instances = training_instances(seed, per_family, only)
-    env = EvalEnvironment.start(pages=World(TRAIN_WORLD_BASE + seed).pages())
+    env = EvalEnvironment.start(pages=World(TRAIN_WORLD_BASE + seed).pages(), site_port=TRAIN_SITE_PORT)
     results: list[list[dict[str, Any]] | None] = [None] * len(instances)
     gate = asyncio.Semaphore(concurrency)
     with tempfile.TemporaryDirectory(prefix="openglm-data-") as work:
         try:
-            async with platform(env, student, Path(work)) as url:
+            async with serve(teacher_settings(env, student, Path(work))) as (url, state):
+                state.agents.loop.chat = RecordingChat(state.agents.loop.chat)
                 client = EvalClient(url)
 
                 async def one(n: int, family: str, instance: Instance) -> None:
@@ -270,16 +267,19 @@ async def generate(
         finally:
             env.stop()
             renderer.tokenizer.close()  # type: ignore[attr-defined]
-    text = ""
-    by_family: dict[str, str] = {}
+    by_family: dict[str, list[str]] = {}
     for (family, _), lines in zip(instances, results, strict=True):
         for line in (lines or []) * REPEATS.get(families[family].category, 1):
-            written = json.dumps(line, ensure_ascii=False) + "\n"  # key order kept: it is the listing order
-            text += written
-            by_family[family] = by_family.get(family, "") + written
-            manifest.families[family] = manifest.families.get(family, 0) + 1
-    manifest.family_sha256 = {name: hashlib.sha256(t.encode()).hexdigest() for name, t in by_family.items()}
+            # Key order kept: it is the tool listing's order.
+            by_family.setdefault(family, []).append(json.dumps(line, ensure_ascii=False) + "\n")
+    manifest.families = {name: len(written) for name, written in by_family.items()}
+    manifest.family_sha256 = {name: _sha256("".join(w)) for name, w in by_family.items()}
+    text = "".join(line for written in by_family.values() for line in written)
     out.write_text(text)
     manifest.lines = text.count("\n")
-    manifest.sha256 = hashlib.sha256(text.encode()).hexdigest()
+    manifest.sha256 = _sha256(text)
     return manifest
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

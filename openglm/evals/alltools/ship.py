@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,18 @@ ADAPTERS_DIR = Path(__file__).resolve().parents[2] / "adapters"
 def ship(
     url: str, api_key: str | None, job_id: str, manifest: Path, name: str, training_command: str
 ) -> tuple[Path, Path]:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", name):
+        raise ValueError(f"--name {name!r}: letters, digits, '.', '_' and '-' only")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         job = http.get(f"/v1/fine_tuning/jobs/{job_id}").raise_for_status().json()
         if job["status"] != "succeeded":
             raise ValueError(f"job {job_id} is {job['status']}, not succeeded")
         events = http.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000}).raise_for_status().json()
+        if len(job.get("result_files") or []) != 1:
+            raise ValueError(
+                f"job {job_id} published {len(job.get('result_files') or [])} result files, not one adapter"
+            )
         (file_id,) = job["result_files"]
         adapter = http.get(f"/v1/files/{file_id}/content").raise_for_status().content
     ADAPTERS_DIR.mkdir(exist_ok=True)

@@ -22,7 +22,7 @@ from ...errors import EngineError
 from ...serving.toolcalls.base import ParsedCall, ToolCallParser
 from .tasks import Answer, Call, Instance
 
-RESULT_OPEN, RESULT_CLOSE = "<tool_response>\n", "\n</tool_response>"
+MARK = "\x00"  # stands for a tool result's text, to find how the student's format wraps one
 
 
 @dataclass
@@ -74,14 +74,16 @@ class Classroom:
         return text
 
     def _next(self, lesson: Lesson, prompt: str) -> str:
+        assert self.parser is not None
+        opening, closing = self.parser.render_result(MARK, None)[1].split(MARK)
         turns = lesson.instance.turns
         turn = max(i for i, text in enumerate(turns) if text in prompt)
         since = prompt[prompt.rindex(turns[turn]) :]
-        observations = [piece.split(RESULT_CLOSE, 1)[0] for piece in since.split(RESULT_OPEN)[1:]]
+        observations = [piece.split(closing, 1)[0] for piece in since.split(opening)[1:]]
         step = lesson.instance.script[turn][len(observations)](observations)
         if isinstance(step, Answer):
             return step.text
-        assert isinstance(step, Call) and self.parser is not None
+        assert isinstance(step, Call)
         return self.parser.render_calls([ParsedCall(step.name, json.dumps(step.arguments, ensure_ascii=False))])
 
 

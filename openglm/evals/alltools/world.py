@@ -120,7 +120,7 @@ class Museum:
 
 
 class World:
-    def __init__(self, seed: int, towns: int = 24, companies: int = 24, products: int = 40, museums: int = 16):
+    def __init__(self, seed: int | str, towns: int = 24, companies: int = 24, products: int = 40, museums: int = 16):
         rng = random.Random(f"world-{seed}")
         names: set[str] = set()
 

@@ -22,29 +22,33 @@ HEADER = (
     "then wait for its result. Call a tool only when the request needs it; otherwise just answer.\n"
     "Tools:"
 )
-NESTED_SCHEMA_CHARS = 300  # an argument whose schema is an object or a list of objects is shown as JSON, cut here
 
 
-def type_of(schema: Any) -> str:
-    """A schema as a short type: ``string``, ``"a"|"b"``, ``list[int]``, or compact JSON for nested objects."""
-    if not isinstance(schema, dict):
+def type_of(schema: Any, depth: int = 0) -> str:
+    """A schema as a short type: ``string``, ``"a"|"b"``, ``list[int]``, or compact JSON for nested objects.
+    Schemas come from requests: anything unexpected is shown as ``any`` rather than refused here (the grammar's
+    checks judge schemas)."""
+    if not isinstance(schema, dict) or depth > 8:
         return "any"
-    if "enum" in schema and isinstance(schema["enum"], list):
+    if isinstance(schema.get("enum"), list):
         return "|".join(json.dumps(value, ensure_ascii=False) for value in schema["enum"])
     kind = schema.get("type")
     if kind == "array":
-        return f"list[{type_of(schema.get('items'))}]"
+        return f"list[{type_of(schema.get('items'), depth + 1)}]"
     if kind == "object" or kind is None:
         if not schema.get("properties") and kind == "object":
             return "object"
-        return json.dumps(schema, ensure_ascii=False, separators=(",", ":"))[:NESTED_SCHEMA_CHARS]
-    return str(kind) if isinstance(kind, str) else "any"
+        return json.dumps(schema, ensure_ascii=False, separators=(",", ":"))
+    return kind if isinstance(kind, str) else "any"
 
 
 def tool_line(function: dict[str, Any]) -> str:
-    parameters = function.get("parameters") or {}
-    properties = parameters.get("properties") or {}
-    required = set(parameters.get("required") or [])
+    parameters = function.get("parameters")
+    parameters = parameters if isinstance(parameters, dict) else {}
+    properties = parameters.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    required = parameters.get("required")
+    required = {name for name in required if isinstance(name, str)} if isinstance(required, list) else set()
     arguments = ", ".join(
         f"{name}{'' if name in required else '?'}: {type_of(schema)}" for name, schema in properties.items()
     )

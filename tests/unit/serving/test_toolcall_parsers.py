@@ -177,3 +177,12 @@ def test_hermes_compact_lists_each_tool_on_one_line_and_parses_as_hermes() -> No
     assert "left out" not in prompt
     text = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
     assert parser.parse(text, final=True).calls == get_parser("hermes")(tools).parse(text, final=True).calls
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"properties": [], "required": 5}, "x", {"properties": {"a": 1}, "required": [{}]}, {"type": "object"}],
+)
+def test_hermes_compact_lists_malformed_schemas_without_failing(parameters: object) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": parameters}}]
+    assert get_parser("hermes-compact")(tools).system_prompt().splitlines()[-1].startswith("- f(")
