@@ -48,6 +48,7 @@ TEACHER_AGENT = "teacher-alltools"
 # Lines of these categories are written this many times: requests that need no tool are a small share of the
 # families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello".
 REPEATS = {"chat": 3}
+TOOL_FAILED = "[the tool failed: "  # how the agent tells the model a tool raised (agent/loop.py)
 
 
 @dataclass
@@ -254,6 +255,10 @@ async def generate(
                             await drive(client, TEACHER_AGENT, instance.turns, instance.functions)
                             if lesson.error:
                                 raise ValueError(lesson.error)
+                            if any(TOOL_FAILED in prompt for prompt in lesson.prompts):
+                                # A tool that failed here (a kernel that did not start) is no lesson, and would
+                                # make the file differ from run to run.
+                                raise ValueError("a tool failed during the lesson")
                             results[n] = lines_of(lesson, renderer)
                         except Exception as exc:
                             manifest.dropped.setdefault(family, []).append(f"{instance.turns[0][:60]}: {exc}")

@@ -28,11 +28,11 @@ def ship(
         if job["status"] != "succeeded":
             raise ValueError(f"job {job_id} is {job['status']}, not succeeded")
         events = http.get(f"/v1/fine_tuning/jobs/{job_id}/events", params={"limit": 1000}).raise_for_status().json()
-        if len(job.get("result_files") or []) != 1:
-            raise ValueError(
-                f"job {job_id} published {len(job.get('result_files') or [])} result files, not one adapter"
-            )
-        (file_id,) = job["result_files"]
+        names = {f: http.get(f"/v1/files/{f}").raise_for_status().json()["filename"] for f in job["result_files"]}
+        adapters = [f for f, filename in names.items() if filename.endswith("-adapter.gguf")]
+        if len(adapters) != 1:
+            raise ValueError(f"job {job_id} published {len(adapters)} adapters among its result files {names}")
+        (file_id,) = adapters
         adapter = http.get(f"/v1/files/{file_id}/content").raise_for_status().content
     ADAPTERS_DIR.mkdir(exist_ok=True)
     adapter_path = ADAPTERS_DIR / f"{name}.gguf"
