@@ -302,6 +302,13 @@ class MeteredCall:
         if amount > 0:
             self.holds.append(await self.meter.reserve(self.principal.account_id, amount))
 
+    async def reserve_round(self, bound: UsageBound) -> None:
+        """An agent's further round: held to the balance as its admission was. A call admitted without a hold (no
+        key: authentication off, where every request is the local account's; a free model) is not refused
+        mid-run for a balance it was never held to."""
+        if self.held_to_balance:
+            await self.reserve(bound)
+
     async def hold(self, bound: UsageBound) -> None:
         """Admission's reservation of ``bound``'s cost (a call held to the balance), abandoning the call if
         refused (1113)."""

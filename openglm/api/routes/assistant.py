@@ -134,7 +134,7 @@ async def assistant_conversation(body: AssistantRequest, request: Request, princ
         continues=existing is not None,
     )
     agents: AgentService = request.app.state.agents
-    events = turn.record(agents.loop.run(run, call.tally, call.reserve), call.tally)
+    events = turn.record(agents.loop.run(run, call.tally, call.reserve_round), call.tally)
     return sse_response(metered_stream(call, writer.chunks(events, call.tally)), on_close=call.close)
 
 

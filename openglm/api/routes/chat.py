@@ -222,7 +222,7 @@ async def agent_completions(
     writer = AllToolsWriter(run, body.model)
     request_id = str(body.request_id or writer.id)
     call = await admit_agent(request, principal, plan, "chat.completions", writer.id, request_id, first_round)
-    events = request.app.state.agents.loop.run(run, call.tally, call.reserve)
+    events = request.app.state.agents.loop.run(run, call.tally, call.reserve_round)
     if turn is not None:
         events = turn.record(events, call.tally)
     chunks = writer.chunks(events, call.tally)

@@ -114,6 +114,25 @@ async def test_a_further_round_reserves_or_is_refused(database: Database, store:
     assert (standing.balance, standing.reserved) == (to_nano("0.3"), 0)
 
 
+async def test_a_call_without_a_key_is_not_held_to_the_balance_in_further_rounds(
+    database: Database, store: AccountStore
+) -> None:
+    """Authentication off: every request is the local account's, without a key, admitted without a hold; an
+    agent's later rounds must not be refused for a balance (0 here) the call was never held to."""
+    principal = await tenant(store, "0.5")
+    local = Principal(principal.account_id, None)
+    call = await meter(database).admit(local, PRICED, CHAT, bound=BOUND)
+    for _ in range(3):  # 0.9 of rounds on 0.5: none refused, nothing held
+        await call.reserve_round(BOUND)
+    assert call.holds == []
+    keyed = await meter(database).admit(principal, PRICED, CHAT, bound=BOUND)
+    await keyed.reserve_round(BOUND)  # a key's call: held, as its admission was
+    assert len(keyed.holds) == 2
+    with pytest.raises(InsufficientBalanceError):
+        await keyed.reserve_round(BOUND)
+    await settle_all([call, keyed], 10, 10)
+
+
 async def test_a_dead_holders_reservation_expires_and_is_swept(database: Database, store: AccountStore) -> None:
     principal = await tenant(store, "0.2")
     dead = meter(database, ttl=0.6)
