@@ -132,10 +132,15 @@ class EvalEnvironment:
                 service.stop()
 
 
-def website_pages(suites: Sequence[Any], seed: int) -> dict[str, str] | None:
-    """The local website the suites browse (from the first suite that has one)."""
+# A server started for an eval always offers the browser: an agent asked a plain question (``EvalClient.reply``)
+# is offered every built-in, and a suite without a website of its own still needs one to browse.
+PLACEHOLDER_SITE = {"/index.html": "<html><head><title>Index</title></head><body><p>No pages.</p></body></html>"}
+
+
+def website_pages(suites: Sequence[Any], seed: int) -> dict[str, str]:
+    """The local website the suites browse (from the first suite that has one; a one-page site otherwise)."""
     for suite in suites:
         site = getattr(suite, "website", None)
         if site is not None:
             return dict(site(seed))
-    return None
+    return dict(PLACEHOLDER_SITE)
