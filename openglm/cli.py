@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 
@@ -56,6 +57,12 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_in_process(settings: Settings) -> Any:
+    from .api.inprocess import serve_in_process
+
+    return serve_in_process(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openglm", description="Self-hosted GLM-4 platform")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_parsers(sub)
     from .evals.cli import add_parsers as add_eval_parsers
 
-    add_eval_parsers(sub)
+    add_eval_parsers(sub, serve=_serve_in_process)
     return parser
 
 

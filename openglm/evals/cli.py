@@ -90,7 +90,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from ..api.inprocess import serve_in_process
     from .alltools.data import generate
 
     only = _split_names(args.family) if args.family else None
@@ -98,7 +97,7 @@ def _data(args: argparse.Namespace) -> int:
     manifest = asyncio.run(
         generate(
             args.out,
-            serve=serve_in_process,
+            serve=args.serve,
             seed=args.seed,
             per_family=args.per_family,
             student=args.student,
@@ -124,7 +123,9 @@ def _ship(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any) -> None:
+def add_parsers(sub: Any, serve: Any) -> None:
+    """``serve``: the in-process platform for ``eval data`` (the top-level CLI passes the API's; this package is
+    below the API and does not import it)."""
     evals = sub.add_parser("eval", help="run the evaluation suites against models through a server")
     commands = evals.add_subparsers(dest="eval_command", required=True)
     listing = commands.add_parser("list", help="the suites and their task families")
@@ -149,7 +150,7 @@ def add_parsers(sub: Any) -> None:
     data.add_argument("--seed", type=int, default=1)
     data.add_argument("--student", default="default", help="the catalog model whose chat format the data uses")
     data.add_argument("--family", action="append", help="only these training families (comma-separated)")
-    data.set_defaults(func=_data)
+    data.set_defaults(func=_data, serve=serve)
     shipping = commands.add_parser("ship", help="copy a fine-tuning job's adapter into the package, with its recipe")
     shipping.add_argument("--url", required=True, help="the server that ran the job")
     shipping.add_argument("--api-key")
