@@ -187,6 +187,47 @@ def _meeting(rng: random.Random) -> Sample:
     return expected, {"title": title, "date": shown, "duration": str(minutes)}
 
 
+TODOS = ["renew my passport", "fix the bike light", "pay the water bill", "email the landlord", "clean the fridge"]
+PLACES = ["the central station", "the airport", "Hotel Mira", "the city library", "12 Elm Street", "the harbour"]
+DISHES = ["lentil soup", "fried rice", "banana bread", "tomato pasta", "green curry", "pancakes"]
+SONGS = [("Morning Tide", "Lena Vos"), ("Paper Lanterns", "The Quiet Hours"), ("Blue Bicycle", "Kofi Mensah")]
+
+
+def _todo(rng: random.Random) -> Sample:
+    task = rng.choice(TODOS)
+    if rng.random() < 0.5:
+        return {"task": task}, {"task": task, "due": ""}
+    date, shown = _date(rng)
+    return {"task": task, "due_date": date}, {"task": task, "due": f" by {shown}"}
+
+
+def _taxi(rng: random.Random) -> Sample:
+    pickup, destination = rng.sample(PLACES, 2)
+    passengers = rng.choice([None, 1, 2, 3, 4])
+    shown = f" for {passengers}" if passengers else ""
+    expected = {"pickup": pickup, "destination": destination, **({"passengers": passengers} if passengers else {})}
+    return expected, {"pickup": pickup, "destination": destination, "passengers": shown}
+
+
+def _air_quality(rng: random.Random) -> Sample:
+    city = rng.choice(CITIES)
+    return {"city": city}, {"city": city}
+
+
+def _recipe(rng: random.Random) -> Sample:
+    dish = rng.choice(DISHES)
+    minutes = rng.choice([None, 20, 30, 45])
+    shown = f" that takes at most {minutes} minutes" if minutes else ""
+    return {"dish": dish, **({"max_minutes": minutes} if minutes else {})}, {"dish": dish, "limit": shown}
+
+
+def _music(rng: random.Random) -> Sample:
+    song, artist = rng.choice(SONGS)
+    if rng.random() < 0.5:
+        return {"song": song}, {"song": song, "by": ""}
+    return {"song": song, "artist": artist}, {"song": song, "by": f" by {artist}"}
+
+
 @dataclass(frozen=True)
 class Phrasebook:
     """How requests for one function are made: its arguments drawn at random, and templates per wording group
@@ -328,6 +369,47 @@ PHRASEBOOKS: dict[str, Phrasebook] = {
                 "I'd like a {duration}-minute meeting called {title} on {date}.",
                 "It would help to have a {title} on the calendar for {date}, {duration} minutes long.",
             ),
+        },
+    ),
+    "add_todo": Phrasebook(
+        _todo,
+        {
+            "imperative": ("Add '{task}' to my to-do list{due}.", "Add a to-do: {task}{due}."),
+            "question": ("Can you add {task} to my to-dos{due}?", "Could you note that I must {task}{due}?"),
+        },
+    ),
+    "call_taxi": Phrasebook(
+        _taxi,
+        {
+            "imperative": (
+                "Get me a taxi from {pickup} to {destination}{passengers}.",
+                "Order a cab{passengers} from {pickup} to {destination}.",
+            ),
+            "question": (
+                "Can you call a taxi{passengers} to take me from {pickup} to {destination}?",
+                "Could you book a cab from {pickup} to {destination}{passengers}?",
+            ),
+        },
+    ),
+    "get_air_quality": Phrasebook(
+        _air_quality,
+        {
+            "imperative": ("Check the air quality in {city}.", "Get the AQI for {city}."),
+            "question": ("How clean is the air in {city} today?", "Is the air quality in {city} good right now?"),
+        },
+    ),
+    "find_recipe": Phrasebook(
+        _recipe,
+        {
+            "imperative": ("Find me a recipe for {dish}{limit}.", "Look up how to make {dish}{limit}."),
+            "question": ("Do you have a recipe for {dish}{limit}?", "How do I cook {dish}{limit}?"),
+        },
+    ),
+    "play_music": Phrasebook(
+        _music,
+        {
+            "imperative": ("Play {song}{by}.", "Put on the song {song}{by}."),
+            "question": ("Can you play {song}{by} on the speaker?", "Could you start the song {song}{by}?"),
         },
     ),
 }

@@ -104,6 +104,36 @@ def _package(a: dict[str, Any]) -> dict[str, Any]:
     return {"tracking_number": number, "status": ["in transit", "delivered", "at the depot"][_number(number, 0, 2)]}
 
 
+def _todo(a: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": "added",
+        "task": a.get("task"),
+        "due_date": a.get("due_date", "none"),
+        "id": _number(str(a), 1, 99),
+    }
+
+
+def _taxi(a: dict[str, Any]) -> dict[str, Any]:
+    minutes = _number(f"{a.get('pickup')}{a.get('destination')}", 3, 15)
+    return {"status": "on its way", "arrives_in_minutes": minutes, "car": f"taxi {_number(str(a), 100, 999)}"}
+
+
+def _air_quality(a: dict[str, Any]) -> dict[str, Any]:
+    aqi = _number("aqi" + str(a.get("city", "")).lower(), 8, 180)
+    level = "good" if aqi <= 50 else "moderate" if aqi <= 100 else "unhealthy"
+    return {"city": a.get("city"), "aqi": aqi, "level": level}
+
+
+def _recipe(a: dict[str, Any]) -> dict[str, Any]:
+    dish = str(a.get("dish", ""))
+    minutes = min(int(a.get("max_minutes") or 90), _number("recipe" + dish.lower(), 15, 90))
+    return {"recipe": f"Easy {dish}", "minutes": minutes, "servings": _number(dish, 2, 6)}
+
+
+def _music(a: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "playing", "song": a.get("song"), "artist": a.get("artist", "unknown")}
+
+
 FUNCTIONS: list[UserFunction] = [
     UserFunction(
         "get_weather",
@@ -200,6 +230,41 @@ FUNCTIONS: list[UserFunction] = [
         ),
         "heldout",
         _meeting,
+    ),
+    UserFunction(
+        "add_todo",
+        "Add a task to the user's to-do list, with an optional due date (YYYY-MM-DD).",
+        _obj({"task": STR, "due_date": STR}, ["task"]),
+        "train",
+        _todo,
+    ),
+    UserFunction(
+        "call_taxi",
+        "Order a taxi from a pickup place to a destination.",
+        _obj({"pickup": STR, "destination": STR, "passengers": {"type": "integer"}}, ["pickup", "destination"]),
+        "train",
+        _taxi,
+    ),
+    UserFunction(
+        "get_air_quality",
+        "The air quality index (AQI) of a city now.",
+        _obj({"city": STR}, ["city"]),
+        "train",
+        _air_quality,
+    ),
+    UserFunction(
+        "find_recipe",
+        "Find a recipe for a dish, optionally one ready within a number of minutes.",
+        _obj({"dish": STR, "max_minutes": {"type": "integer"}}, ["dish"]),
+        "train",
+        _recipe,
+    ),
+    UserFunction(
+        "play_music",
+        "Play a song on the user's speaker, optionally by a given artist.",
+        _obj({"song": STR, "artist": STR}, ["song"]),
+        "train",
+        _music,
     ),
 ]
 BY_NAME = {function.name: function for function in FUNCTIONS}

@@ -83,7 +83,7 @@ def test_the_shipped_adapter_is_the_recorded_one() -> None:
 
 async def test_the_recorded_data_command_writes_the_trained_lines(tmp_path: Path) -> None:
     data = json.loads(Path(resolve_source(RECIPE)).read_text())["data"]
-    families = ["arith-product", "fn-weather", "chat-hello"]  # the kernel, user functions, no tool: ~20 s
+    families = ["arith-product", "fn-any-question", "chat-hello"]  # the kernel, user functions, no tool: ~20 s
     manifest = await generate(
         tmp_path / "part.jsonl",
         serve=serve_in_process,

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from openglm.evals.alltools import breadth as _breadth  # noqa: F401  (the training-only families)
 from openglm.evals.alltools import families as _families  # noqa: F401
 from openglm.evals.alltools.checks import has_number, has_term, judge, numbers_in
 from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
