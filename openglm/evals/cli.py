@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{name}: {suite.description}")
         print(f"  {len(tasks)} tasks in {len(families)} families: {', '.join(families)}")
     return 0
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _split_names(values: list[str]) -> list[str]:
@@ -42,6 +47,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"openglm eval: {exc.args[0]}", file=sys.stderr)
         return 2
     models = _split_names(args.model)
+    # A run stopped with SIGTERM (a job runner, `kill`) unwinds like Ctrl-C, so the server it started is stopped.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     env = EvalEnvironment.start(pages=website_pages(suites, args.seed))
     server = None
     try:

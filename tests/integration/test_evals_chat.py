@@ -4,6 +4,7 @@ llama.cpp): a few tasks of each, the report written, and ``openglm eval list`` n
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,29 @@ def test_eval_list_names_both_suites() -> None:
     for suite, tasks, families in (("needle", 50, 5), ("instructions", 60, 12)):
         at = next(n for n, line in enumerate(lines) if line.startswith(f"{suite}: "))
         assert lines[at + 1].strip().startswith(f"{tasks} tasks in {families} families:"), done.stdout
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_an_eval_run_stopped_with_sigterm_stops_the_server_it_started(tmp_path: Path) -> None:
+    """A job runner or ``kill`` stops ``openglm eval run`` with SIGTERM: the server it started goes with it."""
+    command = [sys.executable, "-m", "openglm", "eval", "run", "--suite", "needle", "--model", "default"]
+    run = subprocess.Popen(
+        [*command, "--per-family", "1", "--out", str(tmp_path / "report")], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert run.stderr is not None
+        for line in run.stderr:  # the first finished task: the server is up and answering
+            if line.startswith(("ok ", "FAIL")):
+                break
+        servers = _children(run.pid)
+        assert servers, "the eval run has no server process"
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 128 + signal.SIGTERM
+        for pid in servers:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        run.kill()
+        run.wait()
