@@ -23,14 +23,13 @@ from .families import (
     SUBJECTS,
     WORDS,
     _chat,
-    _cited,
     _code_task,
     _day,
     _draw_steps,
     _file_task,
     _numbers,
-    _search_and_open,
     _series,
+    one_page,
 )
 from .tasks import Answer, Call, Expect, Instance, family, fixed
 from .world import World
@@ -326,17 +325,11 @@ def _browse_product(rng: random.Random, world: World) -> Instance:
     product = rng.choice(world.products)
     question, answer, value = rng.choice(
         [
-            ("How much does the {p} cost? Look it up.", "The {p} costs {v} dollars {cite}.", product.price),
-            ("Search the web: when was the {p} released?", "The {p} came out in {v} {cite}.", product.released),
+            ("How much does the {n} cost? Look it up.", "The {n} costs {v} dollars {cite}.", product.price),
+            ("Search the web: when was the {n} released?", "The {n} came out in {v} {cite}.", product.released),
         ]
     )
-    steps = [
-        *_search_and_open(product.name, product.path),
-        _cited(answer.format(p=product.name, v=value, cite="{cite}")),
-    ]
-    return Instance(
-        [question.format(p=product.name)], Expect("web_browser", words=[[str(value)]], cite=product.path), [steps]
-    )
+    return one_page(product.name, product.path, question, answer, value)
 
 
 @family("browse-museum", "browser", "train")
@@ -344,14 +337,11 @@ def _browse_museum_info(rng: random.Random, world: World) -> Instance:
     museum = rng.choice(world.museums)
     question, answer, value = rng.choice(
         [
-            ("What are the opening hours of the {m}? Check online.", "The {m} is open {v} {cite}.", museum.opens),
-            ("Find out how much a ticket to the {m} costs.", "A ticket to the {m} costs {v} {cite}.", museum.ticket),
+            ("What are the opening hours of the {n}? Check online.", "The {n} is open {v} {cite}.", museum.opens),
+            ("Find out how much a ticket to the {n} costs.", "A ticket to the {n} costs {v} {cite}.", museum.ticket),
         ]
     )
-    steps = [*_search_and_open(museum.name, museum.path), _cited(answer.format(m=museum.name, v=value, cite="{cite}"))]
-    return Instance(
-        [question.format(m=museum.name)], Expect("web_browser", words=[[str(value)]], cite=museum.path), [steps]
-    )
+    return one_page(museum.name, museum.path, question, answer, value)
 
 
 # ---------------------------------------------------------------- drawing: places, and recolouring an edit

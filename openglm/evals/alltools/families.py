@@ -385,6 +385,13 @@ def _cited(answer: str) -> Step:
     return step
 
 
+def one_page(name: str, path: str, question: str, answer: str, value: object) -> Instance:
+    """A fact on one page: search for ``name``, open the result at ``path``, answer citing it. ``question`` and
+    ``answer`` have ``{n}`` for the name, ``answer`` ``{v}`` for the value and ``{cite}`` for the citation."""
+    steps = [*_search_and_open(name, path), _cited(answer.format(n=name, v=value, cite="{cite}"))]
+    return Instance([question.format(n=name)], Expect("web_browser", words=[[str(value)]], cite=path), [steps])
+
+
 @family("browse-town", "browser", "train")
 def _browse_town(rng: random.Random, world: World) -> Instance:
     town = rng.choice(world.towns)
@@ -436,20 +443,14 @@ def _browse_company(rng: random.Random, world: World) -> Instance:
     question, answer, value = rng.choice(
         [
             (
-                "Where is {c} headquartered? Find it on the web.",
-                "{c} is headquartered in {v} {cite}.",
+                "Where is {n} headquartered? Find it on the web.",
+                "{n} is headquartered in {v} {cite}.",
                 company.town.name,
             ),
-            ("Search online: who founded {c}?", "{c} was founded by {v} {cite}.", company.founder),
+            ("Search online: who founded {n}?", "{n} was founded by {v} {cite}.", company.founder),
         ]
     )
-    steps = [
-        *_search_and_open(company.name, company.path),
-        _cited(answer.format(c=company.name, v=value, cite="{cite}")),
-    ]
-    return Instance(
-        [question.format(c=company.name)], Expect("web_browser", words=[[value]], cite=company.path), [steps]
-    )
+    return one_page(company.name, company.path, question, answer, value)
 
 
 @family("browse-museum-town", "browser", "heldout")
