@@ -62,7 +62,7 @@ def test_evals_page_starts_a_run_and_shows_its_report(page: Any) -> None:
              .filter(el => !el.labels?.length && !el.getAttribute('aria-label')).map(el => el.outerHTML)"""
     )
     assert unlabelled == []
-    assert page.get_by_label("needle").is_visible()  # the built-in suites are offered besides the plugin's
+    assert page.get_by_label("needle", exact=True).is_visible()  # the built-in suites are offered besides the plugin's
     assert not page.get_by_label(SUITE).is_checked()  # several suites: none chosen for the user
     page.get_by_label(SUITE).check()
     assert "echo (train, 3), shout (held-out, 3)" in page.locator(".suite-choices").inner_text()
