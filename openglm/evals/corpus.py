@@ -171,7 +171,10 @@ def _members(module_name: str) -> list[tuple[str, object]]:
         found.append((f"{module_name}.{name}", value))
         if inspect.isclass(value):
             for method_name, method in sorted(vars(value).items()):
-                if not method_name.startswith("_") and callable(method):
+                # Methods another package patched in (transformers adds Logger.info_once when imported) would make
+                # the corpus depend on what the process imported before.
+                patched = getattr(method, "__module__", None) not in (None, value.__module__)
+                if not method_name.startswith("_") and callable(method) and not patched:
                     found.append((f"{module_name}.{name}.{method_name}", method))
     return found
 

@@ -41,7 +41,11 @@ class EvalServer:
         command += ["--models-file", str(catalog)]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # not ready, or stopped meanwhile (Ctrl-C, SIGTERM): the caller never gets to stop it
+            self.stop()
+            raise
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_SECONDS

@@ -3,11 +3,15 @@ llama.cpp): a few tasks of each, the report written, and ``openglm eval list`` n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from openglm.evals.client import EvalClient
 from openglm.evals.environment import EvalEnvironment
@@ -82,6 +86,10 @@ def test_eval_list_names_both_suites() -> None:
         assert lines[at + 1].strip().startswith(f"{tasks} tasks in {families} families:"), done.stdout
 
 
+def _command(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_text()
+
+
 def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -90,15 +98,21 @@ def test_an_eval_run_stopped_with_sigterm_stops_the_server_it_started(tmp_path: 
     """A job runner or ``kill`` stops ``openglm eval run`` with SIGTERM: the server it started goes with it."""
     command = [sys.executable, "-m", "openglm", "eval", "run", "--suite", "needle", "--model", "default"]
     run = subprocess.Popen(
-        [*command, "--per-family", "1", "--out", str(tmp_path / "report")], stderr=subprocess.PIPE, text=True
+        [*command, "--per-family", "1", "--out", str(tmp_path / "report")], stderr=subprocess.DEVNULL
     )
     try:
-        assert run.stderr is not None
-        for line in run.stderr:  # the first finished task: the server is up and answering
-            if line.startswith(("ok ", "FAIL")):
-                break
-        servers = _children(run.pid)
-        assert servers, "the eval run has no server process"
+        deadline = time.monotonic() + 120
+        servers: list[int] = []
+        while not servers and time.monotonic() < deadline:  # the server it starts: `openglm serve --port N`
+            servers = [pid for pid in _children(run.pid) if "serve" in _command(pid)]
+            time.sleep(0.2)
+        assert servers, "the eval run started no server"
+        port = _command(servers[0]).split("--port\0", 1)[1].split("\0", 1)[0]
+        while time.monotonic() < deadline:  # up and answering: the run is under way
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
         run.send_signal(signal.SIGTERM)
         assert run.wait(timeout=60) == 128 + signal.SIGTERM
         for pid in servers:

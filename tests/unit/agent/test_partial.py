@@ -44,7 +44,14 @@ def test_tool_state_is_per_account() -> None:
     class Tool:
         type, function_name, input_argument, streams_input = "code_interpreter", "python", "code", True
 
-    loop = AgentLoop(chat=None, tools={"code_interpreter": Tool()})  # type: ignore[arg-type,dict-item]
+    class Models:  # the catalog model has no agent adapter
+        def agent_adapter(self, model: str) -> None:
+            return None
+
+    class Chat:
+        models = Models()
+
+    loop = AgentLoop(chat=Chat(), tools={"code_interpreter": Tool()})  # type: ignore[arg-type,dict-item]
     request = ChatCompletionRequest.model_validate(
         {
             "model": "agent",

@@ -140,7 +140,9 @@ def test_exported_adapter_gives_llamacpp_the_trained_model(
     finally:
         llama.close()
     assert agree == 4
-    assert float(np.median(errors)) < 0.1, errors
+    # How closely llama.cpp's quantized kernels reproduce the small logit effect depends on the CPU it was built
+    # for: 2-3 % on the AMD EPYC machines, 6-20 % on an Intel Xeon with AMX; a missing Q/K permutation, 30-260 %.
+    assert float(np.median(errors)) < 0.25, errors
     assert float(np.mean(errors)) < float(np.mean(plain_errors)), (errors, plain_errors)
 
 
@@ -338,7 +340,8 @@ def test_bf16_compute_keeps_the_adapter_fp32_and_the_logprobs_close(base_model: 
         full = label_logprobs(base_model, batch)
         approx = label_logprobs(half, batch)
     assert approx.dtype == torch.float32
-    assert float((full - approx).abs().mean()) < 0.05, (full, approx)
+    # Under 0.05 nat on the AMD EPYC machines, 0.075 on an Intel Xeon with AMX (bf16 kernels differ by CPU).
+    assert float((full - approx).abs().mean()) < 0.1, (full, approx)
     loss = -label_logprobs(half, batch).sum()
     loss.backward()
     grads = [m.lora_b.grad for m in lora_modules(half).values()]
