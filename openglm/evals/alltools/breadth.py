@@ -16,7 +16,7 @@ import random
 from datetime import date, timedelta
 
 from ..function_tasks import function_task, functions_of
-from ..functions import BY_NAME, FUNCTIONS
+from ..functions import BY_NAME
 from .families import (
     DETAIL,
     NAMES,
@@ -28,6 +28,7 @@ from .families import (
     _draw_steps,
     _file_task,
     _numbers,
+    _offered,
     _series,
     one_page,
 )
@@ -379,11 +380,12 @@ def _draw_recolour(rng: random.Random, world: World) -> Instance:
 # ---------------------------------------------------------------- user functions, in the shared wordings
 
 
+def _scalars(result: dict[str, object]) -> list[tuple[str, object]]:
+    return [(key, value) for key, value in result.items() if isinstance(value, str | int | float)]
+
+
 def _summary(result: dict[str, object]) -> str:
-    shown = [
-        f"{key.replace('_', ' ')} {value}" for key, value in result.items() if isinstance(value, str | int | float)
-    ]
-    return "Done: " + ", ".join(shown) + "."
+    return "Done: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in _scalars(result)) + "."
 
 
 def _fn_task(rng: random.Random, wording: str) -> Instance:
@@ -393,12 +395,11 @@ def _fn_task(rng: random.Random, wording: str) -> Instance:
     task = function_task(rng, target, wording)
     call = task.calls[0]
     result = BY_NAME[call.name].call(dict(call.arguments))
-    offered = [target.name, *rng.sample([f.name for f in FUNCTIONS if f is not target], k=4)]
-    rng.shuffle(offered)
-    scalars = [str(value) for value in result.values() if isinstance(value, str | int | float)][:1]
-    expect = Expect(f"function:{call.name}", arguments=dict(call.arguments), result_words=scalars)
+    expect = Expect(
+        f"function:{call.name}", arguments=dict(call.arguments), result_words=[str(v) for _, v in _scalars(result)[:1]]
+    )
     steps = fixed(Call(call.name, dict(call.arguments)), Answer(_summary(result)))
-    return Instance([task.request], expect, [steps], functions=offered)
+    return Instance([task.request], expect, [steps], functions=_offered(rng, target.name))
 
 
 @family("fn-any-imperative", "function", "train")
