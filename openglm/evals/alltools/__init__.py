@@ -1,2 +1,7 @@
 """The All Tools tasks: a generated world to browse, task families and their checks, and training data made by
 running the real tools."""
+
+# Every module of task families registers them on import: importing the package loads them all, in this order
+# (the order of the training file and of the eval's report).
+from . import families as _families  # noqa: F401
+from . import reading as _reading  # noqa: F401  (generator version 3)

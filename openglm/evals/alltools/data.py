@@ -33,14 +33,12 @@ from ...serving.messages import adapt_for_template, normalize_raw_messages
 from ...tuning.render import Renderer, served_text
 from ..client import EvalClient
 from ..environment import EvalEnvironment
-from . import breadth as _breadth  # noqa: F401  (the training-only families)
-from . import families as _families  # noqa: F401  (defines the families)
 from .conversation import drive
 from .tasks import Instance, families
 from .teacher import Lesson, classroom
 from .world import World
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+ (the eval's are named apart: World("eval-<seed>"))
 # The training website's port: its URLs are in the observations and in the browser calls the lines teach, so a port
 # chosen at random would make every run's file different. (The one the shipped adapter's data was made on.)

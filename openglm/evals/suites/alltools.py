@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from ..alltools import breadth as _breadth  # noqa: F401  (the training-only families)
-from ..alltools import families as _families  # noqa: F401  (defines the families)
 from ..alltools.checks import judge
 from ..alltools.conversation import drive
 from ..alltools.tasks import Expect, families

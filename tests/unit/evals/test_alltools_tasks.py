@@ -8,8 +8,6 @@ import random
 
 import pytest
 
-from openglm.evals.alltools import breadth as _breadth  # noqa: F401  (the training-only families)
-from openglm.evals.alltools import families as _families  # noqa: F401
 from openglm.evals.alltools.checks import has_number, has_term, judge, numbers_in
 from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
 from openglm.evals.alltools.data import training_instances
