@@ -75,7 +75,9 @@ def test_stop_strings_through_the_remote_engine_keep_usage(remote: openai.OpenAI
         "temperature": 0,
     }
     text = remote.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
-    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    # An early stop point: two greedy runs can part ways late on a near-tie (the second reuses the cached prompt,
+    # evaluated in other batch sizes); the text before the first quarter has been the same in every run.
+    stop = text[len(text) // 4 : len(text) // 4 + 2]
     cut = remote.chat.completions.create(**kwargs, stop=[stop])  # type: ignore[call-overload]
     assert cut.choices[0].message.content == text[: text.index(stop)]
     assert cut.choices[0].finish_reason == "stop"
