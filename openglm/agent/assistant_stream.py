@@ -11,8 +11,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..api.assistant_schemas import AssistantChoice, AssistantChunk, AssistantDelta
-from ..api.schemas import Usage
+from ..protocol.assistant import AssistantChoice, AssistantChunk, AssistantDelta
+from ..protocol.chat import Usage
 from ..serving.usage import Tally, new_usage_id
 from .loop import AgentEvent, Finished, FunctionCall, Text, ToolInput, ToolOutputs
 

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.schemas import (
+from ..catalog import AgentSpec
+from ..errors import InvalidFieldError
+from ..protocol.chat import (
     ChatCompletionRequest,
     ChatMessage,
     FunctionDefinition,
@@ -19,8 +21,6 @@ from ..api.schemas import (
     ToolCallFunction,
     ToolDefinition,
 )
-from ..catalog import AgentSpec
-from ..errors import InvalidFieldError
 from ..serving.models import ServedModel
 from ..serving.service import ChatService
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta

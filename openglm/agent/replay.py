@@ -13,7 +13,7 @@ import json
 import re
 import secrets
 
-from ..api.schemas import ChatMessage, ToolCall, ToolCallFunction
+from ..protocol.chat import ChatMessage, ToolCall, ToolCallFunction
 
 FUNCTION_LITERAL = re.compile(r"arguments='(?P<arguments>.*)', name='(?P<name>[A-Za-z0-9_-]{1,64})'", re.DOTALL)
 CODE_FUNCTION = "python"  # the code interpreter's function name

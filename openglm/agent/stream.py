@@ -6,8 +6,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..api.alltools_schemas import AllToolsChoice, AllToolsChunk, AllToolsDelta
-from ..api.schemas import Usage
+from ..protocol.alltools import AllToolsChoice, AllToolsChunk, AllToolsDelta
+from ..protocol.chat import Usage
 from ..serving.usage import Tally, new_usage_id
 from .loop import AgentEvent, AgentRun, Finished, FunctionCall, Text, ToolCallsEnd, ToolInput, ToolOutputs
 

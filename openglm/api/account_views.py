@@ -12,8 +12,7 @@ from ..accounts.store import AccountView, KeyView
 from ..accounts.usage import UsageRow
 from ..errors import InvalidFieldError
 from ..files.quota import StorageUsage
-from ..store.models import ApiKey, User
-from .account_schemas import (
+from ..protocol.accounts import (
     AccountOut,
     ConsoleKeyOut,
     ConsoleNewKey,
@@ -26,6 +25,7 @@ from .account_schemas import (
     UsageRowOut,
     UserOut,
 )
+from ..store.models import ApiKey, User
 
 
 def parse_amount(text: str, field: str) -> int:

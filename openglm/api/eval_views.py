@@ -1,4 +1,4 @@
-"""Eval suites and runs as wire objects (``eval_schemas.py``), from the service's records."""
+"""Eval suites and runs as wire objects (``protocol/evals.py``), from the service's records."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ..evals.runs import EvalRunRecord
 from ..evals.service import SuiteInfo
-from .eval_schemas import EvalError, EvalFamily, EvalProgress, EvalRunObject, EvalSuite
+from ..protocol.evals import EvalError, EvalFamily, EvalProgress, EvalRunObject, EvalSuite
 
 
 def suite_object(suite: SuiteInfo) -> EvalSuite:

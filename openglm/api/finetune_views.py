@@ -1,13 +1,12 @@
-"""Fine-tuning jobs, events and checkpoints as wire objects (``finetune_schemas.py``), from the job system's records."""
+"""Fine-tuning jobs, events and checkpoints as wire objects (``protocol/fine_tuning.py``), from the job system's
+records."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..jobs.store import JobEventRecord, JobRecord
-from ..tuning.finetuned import FineTunedRecord
-from ..tuning.service import MergeStatus, event_id
-from .finetune_schemas import (
+from ..protocol.fine_tuning import (
     CheckpointMetrics,
     FineTunedModelDeleted,
     FineTunedModelMerge,
@@ -19,6 +18,8 @@ from .finetune_schemas import (
     MethodHyperparameters,
     MethodOut,
 )
+from ..tuning.finetuned import FineTunedRecord
+from ..tuning.service import MergeStatus, event_id
 
 LEVELS = {"info": "info", "warning": "warn", "error": "error"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..knowledge.records import ChunkRecord, DocumentRecord, KnowledgeRecord
 from ..knowledge.retrieval import Retrieval, RetrievedChunk
-from .knowledge_schemas import (
+from ..protocol.knowledge import (
     ChunkData,
     DocumentData,
     DocumentFailInfo,

@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..api.embedding_schemas import EmbeddingData, EmbeddingRequest, EmbeddingsResponse, EmbeddingUsage
 from ..catalog import Catalog, CatalogError, EmbeddingSpec
 from ..errors import EngineError, InvalidFieldError, ModelNotFoundError
+from ..protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingsResponse, EmbeddingUsage
 from ..serving.usage import Tally, UsageBound, token_bound
 from .backends import Embedded, EmbeddingBackend, TokenCounter, backend_class, create_backend
 from .batching import Vectors

@@ -13,12 +13,12 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from ..api.schemas import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
 from ..errors import DocumentError, InvalidFieldError, NotFoundError
 from ..files.store import FileStore
 from ..knowledge.document import DEFAULT_MAX_CHARS
 from ..knowledge.options import approximate_tokens
 from ..knowledge.parsing import parse_isolated
+from ..protocol.chat import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
 from .conversations import StoredMessage
 
 ATTACHMENT_CHARS = 8_000  # of each attachment's text given to the model

@@ -16,8 +16,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..api.schemas import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
 from ..errors import EngineError, InvalidFieldError
+from ..protocol.chat import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
 from .config import AgentConfig, BuiltinTool
 
 # Bounds of the model's answer: every string and list is bounded so that generation always ends.

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.schemas import ChatCompletionRequest, ChatMessage, RetrievalCitation
 from ..errors import InvalidFieldError
+from ..protocol.chat import ChatCompletionRequest, ChatMessage, RetrievalCitation
 from .retrieval import RetrievalOptions, RetrievedChunk
 
 DEFAULT_TEMPLATE = (

@@ -8,12 +8,12 @@ from typing import Any
 
 from ..accounts.auth import Principal
 from ..accounts.metering import Meter
-from ..api.schemas import ChatCompletionRequest
 from ..config import Settings
 from ..embeddings.service import EmbeddingService
 from ..errors import InvalidFieldError
 from ..files.store import FileRecord, FileStore
 from ..jobs.runner import JobRunner
+from ..protocol.chat import ChatCompletionRequest
 from ..store.db import Database
 from .chat import Grounding, grounded_request, question_of, retrieval_tools
 from .document import content_hash

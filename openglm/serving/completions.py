@@ -10,9 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..api.schemas import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
 from ..engines.base import GenerationHandle, GenerationRequest, TokenLogprob
 from ..errors import InvalidFieldError
+from ..protocol.chat import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Usage
 from .choice import ChoiceDecoder
 from .grammar_compile import GrammarCompiler
 from .models import ServedModel

@@ -14,8 +14,8 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from ..api.schemas import ResponseFormat
 from ..errors import InvalidFieldError
+from ..protocol.chat import ResponseFormat
 from ..untrusted.loaders import MAX_DEPTH, nesting_depth
 from ..untrusted.pool import UntrustedPool, shared_pool
 from .grammar import checked_gbnf, json_schema_grammar, parse_in_llama, select_grammar

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..api.schemas import ChatMessage, ToolCall
 from ..errors import InvalidFieldError
+from ..protocol.chat import ChatMessage, ToolCall
 from .templates.base import ChatTemplate, Message
 from .toolcalls.base import ParsedCall, ToolCallParser
 

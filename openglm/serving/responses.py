@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from ..api.schemas import (
+from ..engines.base import TokenLogprob
+from ..protocol.chat import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -21,7 +22,6 @@ from ..api.schemas import (
     TopLogprobOut,
     Usage,
 )
-from ..engines.base import TokenLogprob
 from .choice import ChoiceEvent
 from .service import ChatRun, ChatService
 from .toolcalls.base import ContentDelta, ToolCallDelta

@@ -7,9 +7,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ..api.schemas import MAX_LOGIT_BIASES, MAX_STOPS, ChatCompletionRequest, SamplingFields
 from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
 from ..errors import InvalidFieldError
+from ..protocol.chat import MAX_LOGIT_BIASES, MAX_STOPS, ChatCompletionRequest, SamplingFields
 from ..tuning.finetuned import AdapterTarget
 from .choice import ChoiceDecoder, ChoiceEvent
 from .grammar_compile import GrammarCompiler

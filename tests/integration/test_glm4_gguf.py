@@ -18,8 +18,8 @@ from typing import Any
 import openai
 import pytest
 
-from openglm.api.schemas import ChatMessage, ToolDefinition
 from openglm.engines.llamacpp.model import LlamaModel
+from openglm.protocol.chat import ChatMessage, ToolDefinition
 from openglm.serving.messages import normalize_messages
 from openglm.serving.templates.chatml import ChatMLTemplate
 from openglm.serving.templates.glm4 import GLM4Template

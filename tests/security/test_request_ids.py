@@ -4,7 +4,7 @@ It is stored with the usage record (``usage_records.request_id``, String(128)). 
 number as well as text and turned it into text later: 10**200 became 201 characters, which PostgreSQL refused at
 settlement (the call was answered, its record went to the spool); a 200-digit *string* passed the same way, read
 as a number once the 128-character text was refused. Completions and images ignored the field. Now one type
-(``api/schemas.py: RequestId``) takes text of at most 128 characters without NUL or a number whose text is that
+(``protocol/common.py: RequestId``) takes text of at most 128 characters without NUL or a number whose text is that
 short, everywhere; anything else is 400 1214 before any work. Run on PostgreSQL, which enforces the column.
 """
 

@@ -12,7 +12,8 @@ from ...accounts import console
 from ...accounts.prices import price_list
 from ...accounts.store import AccountStore
 from ...accounts.usage import GroupBy, usage_summary
-from ..account_schemas import ConsoleKeyCreate, ConsoleKeyUpdate, ListOf
+from ...protocol.accounts import ConsoleKeyCreate, ConsoleKeyUpdate, ListOf
+from ...protocol.common import MAX_SQL_INT
 from ..account_views import (
     account_out,
     console_key_out,
@@ -23,7 +24,6 @@ from ..account_views import (
     usage_report,
 )
 from ..deps import Caller
-from ..schemas import MAX_SQL_INT
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["account"])

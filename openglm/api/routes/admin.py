@@ -15,7 +15,7 @@ from ...accounts.store import AccountStore
 from ...accounts.usage import GroupBy, usage_summary
 from ...errors import InvalidFieldError
 from ...files.quota import quota_bytes_of
-from ..account_schemas import (
+from ...protocol.accounts import (
     AccountCreate,
     AccountUpdate,
     KeyCreate,
@@ -26,6 +26,8 @@ from ..account_schemas import (
     UserCreate,
     UserUpdate,
 )
+from ...protocol.common import MAX_SQL_INT
+from ...protocol.glms import Recommendation
 from ..account_views import (
     account_out,
     entry_out,
@@ -38,8 +40,6 @@ from ..account_views import (
     user_out,
 )
 from ..deps import admin
-from ..glm_schemas import Recommendation
-from ..schemas import MAX_SQL_INT
 from ._common import json_response
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])

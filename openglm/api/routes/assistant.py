@@ -28,10 +28,7 @@ from ...glms.assistant import (
 from ...glms.conversations import ConversationRecord, ConversationStore, StoredMessage, new_conversation_id
 from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord, AgentStore
-from ...serving.models import ServedModel
-from ...serving.responses import collect_chat
-from ...serving.service import ChatService
-from ..assistant_schemas import (
+from ...protocol.assistant import (
     AssistantRequest,
     AssistantSupport,
     ConversationDetail,
@@ -48,8 +45,12 @@ from ..assistant_schemas import (
     SupportList,
     SupportQuery,
 )
+from ...protocol.chat import ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
+from ...protocol.common import MAX_PAGE
+from ...serving.models import ServedModel
+from ...serving.responses import collect_chat
+from ...serving.service import ChatService
 from ..deps import Caller
-from ..schemas import MAX_PAGE, ChatCompletionRequest, ChatMessage, ToolDefinition, Usage
 from ..sse import sse_response
 from ._common import admit, both_prefixes, glm_adapter, json_response, retargeted, served_model, until_disconnect
 from .chat import GLM_ID, AgentPlan, admit_agent, catalog_plan, glm_plan, message_text, prepare_agent

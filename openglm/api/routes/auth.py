@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.platform import Platform
-from ..account_schemas import LoginIn, LoginOut, SessionOut, SessionUser
+from ...protocol.accounts import LoginIn, LoginOut, SessionOut, SessionUser
 from ..deps import Caller
 from ._common import both_prefixes, json_response
 

@@ -23,11 +23,7 @@ from ...glms.recording import TurnSaver
 from ...glms.store import AgentRecord
 from ...knowledge.chat import Grounding, question_of, retrieval_tools
 from ...knowledge.service import KnowledgeService
-from ...serving.responses import collect_chat, stream_chat
-from ...serving.usage import UsageBound, new_usage_id, token_bound
-from ...tuning.finetuned import AdapterTarget
-from ..deps import Caller
-from ..schemas import (
+from ...protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -35,6 +31,10 @@ from ..schemas import (
     RetrievalCitation,
     ToolDefinition,
 )
+from ...serving.responses import collect_chat, stream_chat
+from ...serving.usage import UsageBound, new_usage_id, token_bound
+from ...tuning.finetuned import AdapterTarget
+from ..deps import Caller
 from ..sse import sse_response
 from ._common import (
     admit,

@@ -5,9 +5,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...accounts.metering import metered_result, metered_stream
+from ...protocol.chat import CompletionRequest
 from ...serving.completions import collect_completion, completion_chunks, plan_completion, start_completion
 from ..deps import Caller
-from ..schemas import CompletionRequest
 from ..sse import sse_response
 from ._common import closer, fine_tuned_target, until_disconnect
 

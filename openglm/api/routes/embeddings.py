@@ -8,9 +8,9 @@ from starlette.responses import Response
 
 from ...accounts.metering import metered_result
 from ...embeddings.service import EmbeddingService
+from ...protocol.embeddings import EmbeddingRequest
 from ...serving.usage import new_usage_id
 from ..deps import Caller
-from ..embedding_schemas import EmbeddingRequest
 from ._common import both_prefixes, compact_json, until_disconnect
 
 router = APIRouter(tags=["embeddings"])

@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from ...evals.runs import RunRequest
 from ...evals.service import EvalService
+from ...protocol.evals import Cursor, EvalRunCreate, EvalRunList, EvalSuiteList
 from ..deps import Caller
-from ..eval_schemas import Cursor, EvalRunCreate, EvalRunList, EvalSuiteList
 from ..eval_views import run_object, suite_object
 from ._common import both_prefixes, json_response
 

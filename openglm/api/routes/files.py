@@ -10,13 +10,13 @@ from starlette.responses import Response
 
 from ...errors import InvalidFieldError
 from ...files.store import PURPOSES, FileRecord, FileStore
+from ...protocol.common import MAX_PAGE
+from ...protocol.files import FileDeleted, FileList, FileObject
+from ...protocol.knowledge import DocumentObject, DocumentPage, DocumentSuccessInfo
 from ...untrusted.loaders import load_json
 from ..deps import Caller
 from ..downloads import download
-from ..file_schemas import FileDeleted, FileList, FileObject
-from ..knowledge_schemas import DocumentObject, DocumentPage, DocumentSuccessInfo
 from ..knowledge_views import document_data
-from ..schemas import MAX_PAGE
 from ._common import both_prefixes, json_response
 from .knowledge import service as knowledge_service
 

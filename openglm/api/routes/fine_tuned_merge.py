@@ -10,9 +10,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...protocol.fine_tuning import FineTunedModelMergeCreate
 from ...tuning.service import FineTuningService
 from ..deps import Caller
-from ..finetune_schemas import FineTunedModelMergeCreate
 from ..finetune_views import merge_object
 from ._common import both_prefixes, json_response
 

@@ -7,9 +7,7 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...tuning.service import FineTuningService, HyperparameterChoice, JobRequest
-from ..deps import Caller
-from ..finetune_schemas import (
+from ...protocol.fine_tuning import (
     Cursor,
     FineTuningJobCheckpointList,
     FineTuningJobCreate,
@@ -17,6 +15,8 @@ from ..finetune_schemas import (
     FineTuningJobList,
     HyperparametersIn,
 )
+from ...tuning.service import FineTuningService, HyperparameterChoice, JobRequest
+from ..deps import Caller
 from ..finetune_views import checkpoint_object, deleted_model_object, event_object, job_object
 from ._common import both_prefixes, json_response
 

@@ -14,9 +14,8 @@ from ...errors import InvalidFieldError, NotFoundError
 from ...glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
 from ...glms.config import AgentConfig
 from ...glms.store import AgentRecord, AgentStore
-from ...serving.responses import collect_chat
-from ..deps import Caller
-from ..glm_schemas import (
+from ...protocol.common import MAX_PAGE
+from ...protocol.glms import (
     AgentCreate,
     AgentEdit,
     AgentOut,
@@ -29,7 +28,8 @@ from ..glm_schemas import (
     BuilderReply,
     BuilderRequest,
 )
-from ..schemas import MAX_PAGE
+from ...serving.responses import collect_chat
+from ..deps import Caller
 from ._common import (
     admit,
     both_prefixes,

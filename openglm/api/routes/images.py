@@ -9,9 +9,9 @@ from starlette.responses import Response
 
 from ...accounts.metering import metered_result
 from ...images.service import ImageService, Picture
+from ...protocol.images import ImageData, ImageGenerationRequest, ImagesResponse
 from ...serving.usage import UsageBound, new_usage_id
 from ..deps import Caller
-from ..image_schemas import ImageData, ImageGenerationRequest, ImagesResponse
 from ._common import json_response
 
 router = APIRouter(tags=["images"])

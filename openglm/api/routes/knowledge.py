@@ -10,9 +10,8 @@ from starlette.responses import Response
 from ...accounts.metering import metered_result
 from ...knowledge.retrieval import RetrievalOptions
 from ...knowledge.service import KnowledgeService
-from ...serving.usage import UsageBound, new_usage_id, token_bound
-from ..deps import Caller
-from ..knowledge_schemas import (
+from ...protocol.common import MAX_PAGE
+from ...protocol.knowledge import (
     ChunkPage,
     DocumentEdit,
     DocumentPage,
@@ -23,8 +22,9 @@ from ..knowledge_schemas import (
     KnowledgeUsed,
     RetrievalRequest,
 )
+from ...serving.usage import UsageBound, new_usage_id, token_bound
+from ..deps import Caller
 from ..knowledge_views import chunk_data, document_data, knowledge_info, retrieval_response
-from ..schemas import MAX_PAGE
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["knowledge"])

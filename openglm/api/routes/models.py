@@ -8,12 +8,12 @@ from starlette.responses import JSONResponse, Response
 
 from ...embeddings.service import EmbeddingService
 from ...errors import ModelNotFoundError, PermissionDeniedError
+from ...protocol.chat import ModelCard, ModelList
 from ...serving.models import ModelPool
 from ...tuning.finetuned import FineTunedRecord, is_fine_tuned_name
 from ...tuning.service import FineTuningService
 from ..deps import Caller
 from ..finetune_views import deleted_model_object
-from ..schemas import ModelCard, ModelList
 from ._common import json_response
 
 router = APIRouter(tags=["models"])

@@ -38,8 +38,8 @@ def test_no_value_yet_and_other_keys() -> None:
 def test_tool_state_is_per_account() -> None:
     """Two accounts that pick the same conversation id get different kernels, sessions and prompts."""
     from openglm.agent.loop import AgentLoop
-    from openglm.api.schemas import ChatCompletionRequest
     from openglm.catalog import AgentSpec
+    from openglm.protocol.chat import ChatCompletionRequest
 
     class Tool:
         type, function_name, input_argument, streams_input = "code_interpreter", "python", "code", True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from openglm.agent.replay import with_replayed_calls
-from openglm.api.schemas import ChatMessage, ToolCall, ToolCallFunction
+from openglm.protocol.chat import ChatMessage, ToolCall, ToolCallFunction
 
 
 def message(role: str, content: str | None = None, **fields: object) -> ChatMessage:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openglm.api.embedding_schemas import EmbeddingRequest
 from openglm.catalog import Catalog, CatalogError, EmbeddingSpec
 from openglm.embeddings.backends import Embedded, EmbeddingBackend, embedding_backends
 from openglm.embeddings.service import EmbeddingService, shorten
 from openglm.errors import EngineError, InvalidFieldError, ModelNotFoundError
+from openglm.protocol.embeddings import EmbeddingRequest
 from openglm.serving.usage import Tally
 
 DIMS = 8

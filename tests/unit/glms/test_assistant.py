@@ -13,7 +13,6 @@ from zhipuai.types.assistant import AssistantCompletion
 
 from openglm.agent.assistant_stream import AssistantWriter
 from openglm.agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolCallsEnd, ToolInput, ToolOutputs
-from openglm.api.schemas import ChatMessage
 from openglm.errors import InvalidFieldError
 from openglm.files.blobs import LocalBlobStore
 from openglm.files.store import FileStore
@@ -26,6 +25,7 @@ from openglm.glms.assistant import (
     transcript,
 )
 from openglm.glms.conversations import StoredMessage
+from openglm.protocol.chat import ChatMessage
 from openglm.serving.usage import Tally
 from openglm.store.db import Database
 from openglm.store.models import Account

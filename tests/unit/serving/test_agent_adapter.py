@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from openglm.agent.loop import AgentLoop
-from openglm.api.schemas import ChatCompletionRequest
 from openglm.catalog import AgentSpec, Catalog, CatalogError, ModelSpec
 from openglm.config import Settings
+from openglm.protocol.chat import ChatCompletionRequest
 from openglm.serving.models import ModelPool
 from openglm.serving.service import ChatService
 from openglm.tuning.finetuned import AdapterTarget

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from openglm.api.schemas import ChatCompletionRequest, CompletionRequest
 from openglm.catalog import Catalog, ModelSpec, Prices
 from openglm.config import Settings
 from openglm.engines.base import AdapterRef
 from openglm.errors import AdapterUnsupportedError
+from openglm.protocol.chat import ChatCompletionRequest, CompletionRequest
 from openglm.serving.completions import plan_completion
 from openglm.serving.models import ModelPool
 from openglm.serving.service import ChatService

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from openglm.api.schemas import ChatMessage
 from openglm.errors import InvalidFieldError
+from openglm.protocol.chat import ChatMessage
 from openglm.serving.messages import adapt_for_template, normalize_messages
 from openglm.serving.templates.chatml import ChatMLTemplate
 from openglm.serving.toolcalls.base import get_parser

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from openglm.api.schemas import ChatMessage
 from openglm.errors import InvalidFieldError
+from openglm.protocol.chat import ChatMessage
 from openglm.serving.messages import adapt_for_template, normalize_messages
 from openglm.serving.models import choose_parser
 from openglm.serving.templates.base import ChatTemplate, choose_template

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .schemas import Usage
+from .chat import Usage
 
 
 class AllToolsDelta(BaseModel):

@@ -9,35 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import Field
 
+from .common import RequestId, WireModel
 
-class WireModel(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-# Integers that reach SQL are bounded here, on the wire: a ``page`` of 10^30 became an offset that SQLite cannot
-# hold (OverflowError, a 500). Pages beyond the last are empty, so the bound only has to be far above any real one.
-MAX_PAGE = 100_000
-MAX_SQL_INT = 2**63 - 1  # SQLite's and PostgreSQL's BIGINT
 # Lists a request may hold, bounded here so that pydantic refuses a long one at its 17th item instead of building
 # (and the service then refusing) a million of them: prompts × n ≤ 16 generations per request, so ≤ 16 prompts.
 MAX_PROMPTS = 16
 MAX_STOPS = 16
 MAX_LOGIT_BIASES = 1024
-
-
-def _number_as_text(value: Any) -> Any:
-    # SDKs send a number now and then; it is stored as its text, so it is bounded as text (10**200 is 201 chars).
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-# A caller's request id, stored with the usage record (String(128)): text of at most 128 characters without NUL
-# (PostgreSQL text cannot hold one), or a number whose text is that short. Every request schema uses this one.
-RequestId = Annotated[str, BeforeValidator(_number_as_text), StringConstraints(max_length=128, pattern=r"^[^\x00]*$")]
-
 
 # -- requests -------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from .schemas import RequestId, WireModel
+from .common import RequestId, WireModel
 
 Auto = Literal["auto"]
 FileId = Annotated[str, StringConstraints(min_length=1, max_length=64)]

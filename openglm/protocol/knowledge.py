@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from ..knowledge.options import MAX_CUSTOM_SEPARATORS, MAX_SEPARATOR_CHARS, MAX_SEPARATORS
-from .schemas import WireModel
+from .common import WireModel
 
 Background = Literal["blue", "red", "orange", "purple", "sky"]
 Icon = Literal["question", "book", "seal", "wrench", "tag", "horn", "house"]

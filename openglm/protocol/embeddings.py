@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .schemas import RequestId
+from .common import RequestId
 
 
 class EmbeddingRequest(BaseModel):

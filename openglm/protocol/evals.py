@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from .schemas import WireModel
+from .common import WireModel
 
 MAX_SUITES = 8
 MAX_MODELS = 4  # compared side by side: a run of more is several runs

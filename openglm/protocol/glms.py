@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..glms.config import AgentConfig, Visibility
-from .schemas import WireModel
+from .common import WireModel
 
 
 class AgentCreate(WireModel):

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from .schemas import MAX_PAGE, RequestId, Usage, WireModel
+from .chat import Usage
+from .common import MAX_PAGE, RequestId, WireModel
 
 ConversationId = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .schemas import RequestId
+from .common import RequestId
 
 
 class ImageGenerationRequest(BaseModel):
