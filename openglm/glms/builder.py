@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import EngineError, InvalidFieldError
 from ..protocol.chat import ChatCompletionRequest, ChatMessage, JsonSchemaFormat, ResponseFormat
-from .config import AgentConfig, BuiltinTool
+from ..protocol.glms import AgentConfig, BuiltinTool
 
 # Bounds of the model's answer: every string and list is bounded so that generation always ends.
 MAX_REPLY = 200

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import InvalidRequestError, NotFoundError
 from ..files.quota import StorageQuota
+from ..protocol.glms import AgentConfig
 from ..store.db import Database
 from ..store.models import Agent, AgentVersion
-from .config import AgentConfig
+from .config import pinned_against
 
 LISTED = "listed"
 EDIT_ATTEMPTS = 5
@@ -107,7 +108,7 @@ class AgentStore:
     async def pinned(self, viewer_account: str | None, agent_id: str, version: int | None) -> AgentRecord:
         """The agent as a conversation that started with ``version`` runs it: that version's configuration, but
         its knowledge bases and HTTP APIs only as far as the current version still has them
-        (``AgentConfig.pinned_against``). ``None``, the current version, or one no longer kept (removed by later
+        (``glms/config.py: pinned_against``). ``None``, the current version, or one no longer kept (removed by later
         edits) is the current agent."""
         current = await self.get(viewer_account, agent_id)
         if version is None or version == current.version:
@@ -116,7 +117,7 @@ class AgentStore:
             old = await self.get(viewer_account, agent_id, version)
         except NotFoundError:
             return current
-        return replace(old, config=old.config.pinned_against(current.config))
+        return replace(old, config=pinned_against(old.config, current.config))
 
     async def owned(self, account_id: str, agent_id: str) -> AgentRecord:
         record = await self.get(account_id, agent_id)

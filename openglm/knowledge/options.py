@@ -7,15 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidFieldError
+from ..protocol.knowledge import MAX_CUSTOM_SEPARATORS, MAX_SEPARATOR_CHARS
 
 # Tried in order on a piece that is too big: paragraphs, lines, sentences (Chinese and Western), clauses, words.
 DEFAULT_SEPARATORS = ("\n\n", "\n", "。", "！", "？", ". ", "! ", "? ", "；", "; ", "，", ", ", " ")
 ZHIPU_SENTENCE_SIZES = range(20, 2001)  # Zhipu's documented range for ``sentence_size`` (characters)
-# A user's separators (Zhipu's ``custom_separator``, a base's ``separators``): each is looked for in the whole
-# document, so their number and length are bounded (on the wire, and here for the form upload's decoded list).
-MAX_CUSTOM_SEPARATORS = 16
-MAX_SEPARATORS = 32
-MAX_SEPARATOR_CHARS = 64
+# A user's separators are bounded on the wire (protocol/knowledge.py) and again here, in ``from_zhipu``, for the
+# form upload's decoded list.
 
 
 @dataclass(frozen=True)

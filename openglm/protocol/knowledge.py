@@ -7,9 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from ..knowledge.options import MAX_CUSTOM_SEPARATORS, MAX_SEPARATOR_CHARS, MAX_SEPARATORS
 from .common import WireModel
 
+# A user's separators (Zhipu's ``custom_separator``, a base's ``separators``): each is looked for in the whole
+# document, so their number and length are bounded (here on the wire, and by the knowledge service for the form
+# upload's decoded list).
+MAX_CUSTOM_SEPARATORS = 16
+MAX_SEPARATORS = 32
+MAX_SEPARATOR_CHARS = 64
 Background = Literal["blue", "red", "orange", "purple", "sky"]
 Icon = Literal["question", "book", "seal", "wrench", "tag", "horn", "house"]
 Separator = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SEPARATOR_CHARS)]

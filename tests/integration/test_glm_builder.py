@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from openglm.glms.config import AgentConfig
+from openglm.protocol.glms import AgentConfig
 
 from .server import RunningServer
 

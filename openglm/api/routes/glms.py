@@ -12,10 +12,10 @@ from ...accounts.usage import agent_tokens, agent_usage
 from ...agent.tools.http_api import load_document_isolated, operations
 from ...errors import InvalidFieldError, NotFoundError
 from ...glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
-from ...glms.config import AgentConfig
 from ...glms.store import AgentRecord, AgentStore
 from ...protocol.common import MAX_PAGE
 from ...protocol.glms import (
+    AgentConfig,
     AgentCreate,
     AgentEdit,
     AgentOut,

@@ -22,7 +22,7 @@ from openglm.glms.builder import (
     output_schema,
     parse_output,
 )
-from openglm.glms.config import AgentConfig, AgentHttpApi
+from openglm.protocol.glms import AgentConfig, AgentHttpApi
 from openglm.serving.grammar import json_schema_grammar
 
 API = AgentHttpApi(openapi='{"openapi": "3.0.0", "paths": {}}', base_url="https://api.example.com")

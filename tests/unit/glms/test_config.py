@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from openglm.glms.config import AgentConfig, AgentHttpApi
+from openglm.glms.config import pinned_against
+from openglm.protocol.glms import AgentConfig, AgentHttpApi
 
 DOCUMENT = '{"openapi": "3.0.0", "paths": {}}'
 
@@ -20,7 +21,7 @@ def test_a_pinned_version_keeps_only_the_knowledge_and_apis_still_attached() -> 
     )
     rotated = kept.model_copy(update={"auth": {"token": "new"}})
     current = AgentConfig(instructions="New.", model="m2", knowledge_ids=["k2", "k3"], http_apis=[rotated])
-    pinned = old.pinned_against(current)
+    pinned = pinned_against(old, current)
     assert (pinned.instructions, pinned.model, pinned.tools) == ("Old.", "m1", ["retrieval", "drawing_tool"])
     assert pinned.starter_prompts == ["Hi?"]
     assert pinned.knowledge_ids == ["k2"]
@@ -29,5 +30,5 @@ def test_a_pinned_version_keeps_only_the_knowledge_and_apis_still_attached() -> 
 
 def test_retrieval_goes_when_none_of_its_knowledge_bases_remain() -> None:
     old = AgentConfig(model="m", tools=["retrieval", "web_browser"], knowledge_ids=["k1"])
-    pinned = old.pinned_against(AgentConfig(model="m"))
+    pinned = pinned_against(old, AgentConfig(model="m"))
     assert (pinned.tools, pinned.knowledge_ids, pinned.http_apis) == (["web_browser"], [], [])

@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from openglm.errors import InvalidRequestError, NotFoundError, StorageQuotaError
 from openglm.files.quota import StorageQuota
-from openglm.glms.config import AgentConfig
 from openglm.glms.store import AgentStore
+from openglm.protocol.glms import AgentConfig
 from openglm.store.db import Database
 from openglm.store.models import Account
 
