@@ -15,7 +15,8 @@ from .errors import ModelNotFoundError
 
 class Prices(BaseModel):
     """CNY: ``input``/``output`` per 1K tokens (embeddings bill input tokens), ``image`` per generated image,
-    ``fine_tuning`` per 1K trained tokens (a job's tokens × epochs; 0, free, unless the entry sets it)."""
+    ``fine_tuning`` per 1K trained tokens (a job's tokens × epochs; 0, free, unless the entry sets it); ``batch``:
+    the fraction of the first three a batch line pays."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -23,6 +24,15 @@ class Prices(BaseModel):
     output: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
     image: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
     fine_tuning: Decimal = Field(default=Decimal(0), ge=0, decimal_places=9)
+    # The fraction of the input, output and image prices a batch line pays (OpenAI's batch discount: half).
+    batch: Decimal = Field(default=Decimal("0.5"), ge=0, le=1, decimal_places=6)
+
+    def for_batches(self) -> Prices:
+        """What a batch line pays."""
+        nano = Decimal("1e-9")  # prices are whole nano-yuan
+        return self.model_copy(
+            update={name: (getattr(self, name) * self.batch).quantize(nano) for name in ("input", "output", "image")}
+        )
 
 
 # The early-2024 Zhipu price list (CNY), used for catalog entries with these names that set no prices.

@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     # the shared OPENGLM_JOB_WORKERS (0: none here, only in ``openglm jobs work`` processes, which take at least 1).
     ingest_workers: int = Field(default=4, ge=0, le=64)
     knowledge_capacity_chars: int = Field(default=20_000_000, ge=1)
+    # Async calls (``/async/chat/completions``, ``/async/images/generations``) this server runs at once: job-runner
+    # slots of the ``async_call`` kind alone, so they are not queued behind fine-tuning jobs. Only servers run them
+    # (they need the loaded models); 0: this replica leaves them to the others.
+    async_workers: int = Field(default=4, ge=0, le=64)
+    # Batches this server runs at once (job-runner slots of the ``batch`` kind alone), and the lines of one batch in
+    # flight at once. Batch lines are background work for the engine (served after interactive requests).
+    batch_workers: int = Field(default=1, ge=0, le=16)
+    batch_concurrency: int = Field(default=8, ge=1, le=256)
 
     # MB of files an account may keep (uploads, knowledge documents, code outputs, pictures, GLM configurations)
     # unless the operator sets its own quota (admin API, ``openglm accounts storage``); -1: unlimited, 0: nothing

@@ -15,7 +15,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 
@@ -42,6 +42,15 @@ class Principal:
     limits: KeyLimits = field(default_factory=KeyLimits)
     # The keys this key was made from, root first, with their limits: admission checks each of them too.
     lineage: tuple[Ancestor, ...] = ()
+    # How the call came: "sync" (a request), or work done later for this key — "async" (an async result) or
+    # "batch" (a batch line). Work done later was admitted through the key's limits when it was submitted, so its
+    # calls are held to the balance but take no slot or request of the limits again; a batch line pays the batch
+    # price (``Prices.batch``) and is served at low priority.
+    channel: Literal["sync", "async", "batch"] = "sync"
+
+    @property
+    def deferred(self) -> bool:
+        return self.channel != "sync"
 
     @property
     def is_admin(self) -> bool:

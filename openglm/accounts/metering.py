@@ -66,7 +66,10 @@ class PriceBook:
     per_image: int
 
     @classmethod
-    def of(cls, prices: Prices) -> PriceBook:
+    def of(cls, prices: Prices, *, batch: bool = False) -> PriceBook:
+        """``batch``: the prices a batch line pays (``Prices.for_batches``)."""
+        if batch:
+            prices = prices.for_batches()
         return cls(to_nano(prices.input), to_nano(prices.output), to_nano(prices.image))
 
     @property
@@ -132,12 +135,13 @@ class Meter:
         """The first half of ``admit``: the balance and the key's limits, before the request is planned, so a
         key over its limits (or an account with nothing left) cannot make the server render templates or compile
         grammars. The caller then plans under ``call.guard`` and reserves with ``call.hold(bound)``."""
-        prices = PriceBook.of(spec.effective_prices())
+        prices = PriceBook.of(spec.effective_prices(), batch=principal.channel == "batch")
         call = MeteredCall(self, principal, spec.id, endpoint, prices, None)
         call.held_to_balance = principal.key_id is not None and not prices.free
         if call.held_to_balance:
             await self._check_balance(principal.account_id)
-        call.lease = await self._take_limits(principal) if principal.key_id and not nested else None
+        limited = principal.key_id is not None and not nested and not principal.deferred
+        call.lease = await self._take_limits(principal) if limited else None
         return call
 
     async def admit_job(self, account_id: str, spec: PricedModel, endpoint: str, *, bound: UsageBound) -> MeteredCall:

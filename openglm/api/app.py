@@ -15,6 +15,9 @@ from starlette.responses import JSONResponse
 
 from ..accounts.platform import Platform
 from ..agent.service import AgentService
+from ..batches import job as batch_jobs
+from ..batches.service import BatchService
+from ..batches.store import BatchStore
 from ..catalog import Catalog
 from ..config import Settings
 from ..embeddings.service import EmbeddingService
@@ -30,6 +33,8 @@ from ..jobs.kinds import import_kinds, load_builtin_kinds
 from ..jobs.runner import JobRunner
 from ..jobs.store import JobStore
 from ..knowledge.service import KnowledgeService
+from ..runs.deferred import AsyncCalls
+from ..runs.service import RunService
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from ..tuning.finetuned import FineTunedModels
@@ -42,7 +47,9 @@ from .routes import (
     account,
     admin,
     assistant,
+    async_calls,
     auth,
+    batches,
     chat,
     completions,
     embeddings,
@@ -78,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         image_service = app.state.images = ImageService(catalog)
         conversations: ConversationStore | None = None
         jobs: JobRunner | None = None
+        deferred: AsyncCalls | None = None
         try:
             await pool.start()
             await embedding_service.start()
@@ -111,11 +119,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 serving=pool.merged,
             )
             app.state.evals = EvalService(jobs, EvalRuns(platform.db))
+            app.state.runs = RunService(
+                meter=platform.meter,
+                chat=app.state.chat,
+                models=pool,
+                agents=agents,
+                glms=app.state.glms,
+                conversations=conversations,
+                knowledge=knowledge,
+                fine_tuning=app.state.fine_tuning,
+                files=app.state.files,
+                images=image_service,
+                embeddings=embedding_service,
+            )
+            deferred = app.state.async_calls = AsyncCalls(jobs, app.state.runs, platform.db)
+            app.state.batches = BatchService(
+                BatchStore(platform.db, jobs.store),
+                app.state.files,
+                jobs,
+                app.state.runs,
+                concurrency=settings.batch_concurrency,
+            )
+            batch_jobs.attach(platform.db, app.state.batches)
             await jobs.start()
             yield
         finally:
             if jobs is not None:
                 await jobs.close()  # running jobs are given back for the next worker (or this server's restart)
+            if deferred is not None:
+                deferred.close()
+                batch_jobs.detach(platform.db)
             if conversations is not None:
                 await conversations.drain()  # turns of streams that ended as the server stopped
             if agents is not None:
@@ -134,7 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
-    routers = [chat, completions, models, images, embeddings, files, fine_tuned_merge, fine_tuning, knowledge, glms]
+    routers = [chat, async_calls, completions, models, images, embeddings, files, fine_tuned_merge, fine_tuning]
+    routers += [knowledge, glms, batches]
     routers += [assistant, account, evals]
     routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route

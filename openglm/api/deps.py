@@ -1,4 +1,4 @@
-"""Request dependencies: who is calling."""
+"""Request dependencies: who is calling, and the services of ``app.state`` as typed parameters."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from ..accounts.auth import Principal
+from ..batches.service import BatchService
+from ..knowledge.service import KnowledgeService
+from ..runs.deferred import AsyncCalls
+from ..runs.service import RunService
 from .request_guard import ADMIN, CALLER
 
 
@@ -27,3 +31,35 @@ async def admin(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(caller)]
+
+
+def runs(request: Request) -> RunService:
+    service: RunService = request.app.state.runs
+    return service
+
+
+Runs = Annotated[RunService, Depends(runs)]
+
+
+def knowledge(request: Request) -> KnowledgeService:
+    service: KnowledgeService = request.app.state.knowledge
+    return service
+
+
+Knowledge = Annotated[KnowledgeService, Depends(knowledge)]
+
+
+def async_calls(request: Request) -> AsyncCalls:
+    service: AsyncCalls = request.app.state.async_calls
+    return service
+
+
+AsyncCallsDep = Annotated[AsyncCalls, Depends(async_calls)]
+
+
+def batches(request: Request) -> BatchService:
+    service: BatchService = request.app.state.batches
+    return service
+
+
+Batches = Annotated[BatchService, Depends(batches)]

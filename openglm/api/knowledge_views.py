@@ -42,7 +42,7 @@ def document_data(record: DocumentRecord, base_url: str) -> DocumentData:
         knowledge_id=record.knowledge_id,
         name=record.name,
         custom_separator=record.options.get("custom_separator"),
-        sentence_size=record.options.get("sentence_size"),
+        sentence_size=None if (size := record.options.get("sentence_size")) is None else str(size),
         length=record.characters,
         word_num=record.characters,
         url=f"{base_url}/v1/files/{record.file_id}/content" if record.file_id else None,

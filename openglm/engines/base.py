@@ -73,6 +73,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     # Serve with this LoRA adapter on the base model (a fine-tune); None: the base model itself.
     adapter: AdapterRef | None = None
+    # A batch line: an engine that can tell serves interactive requests first (the llamacpp engine queues it after
+    # them, pauses it while one is reading its prompt, and gives up its slot to one that finds none free).
+    background: bool = False
 
 
 @dataclass(frozen=True)

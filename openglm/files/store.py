@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import secrets
 import string
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -50,7 +51,13 @@ PURPOSES = {
     # A fine-tuning job's metrics CSV, loss curve and LoRA adapter (GGUF; a 9B base's r=8 adapter is about 50 MB);
     # OpenAI's name for the purpose.
     "fine-tune-results": PurposeRules(1024 * MiB, frozenset({".csv", ".png", ".gguf"}), uploads=False),
+    "batch_output": PurposeRules(1024 * MiB, frozenset({".jsonl"}), uploads=False),  # a batch's output and errors
 }
+# The purposes the openai SDK's ``FileObject`` declares, of those above: what ``GET /v1/files`` lists unless asked
+# for a purpose. The files the server makes for itself or for Zhipu's APIs (knowledge documents, assistant
+# attachments, code-interpreter outputs, drawn pictures) carry purposes that SDK does not know; they are listed
+# under /api/paas/v4, or under /v1 when their purpose is asked for by name.
+OPENAI_PURPOSES = frozenset({"fine-tune", "fine-tune-results", "batch", "batch_output"})
 
 
 @dataclass(frozen=True)
@@ -160,12 +167,20 @@ class FileStore:
         return record, await self.blobs.get(record.id)
 
     async def list(
-        self, account_id: str, *, purpose: str | None = None, limit: int = 20, after: str | None = None
+        self,
+        account_id: str,
+        *,
+        purpose: str | None = None,
+        limit: int = 20,
+        after: str | None = None,
+        purposes: Collection[str] | None = None,
     ) -> tuple[list[FileRecord], bool]:
-        """Newest first; ``after`` pages on from a file id."""
+        """Newest first; ``after`` pages on from a file id. ``purpose``: that one only; ``purposes``: any of those."""
         query = select(File).where(File.account_id == account_id)
         if purpose is not None:
             query = query.where(File.purpose == purpose)
+        if purposes is not None:
+            query = query.where(File.purpose.in_(sorted(purposes)))
         if after is not None:
             query = query.where(File.id < after)
         async with self.db.read() as session:

@@ -87,6 +87,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, _Attempt] = {}
+        self._closing = False
 
     @classmethod
     def from_settings(
@@ -119,6 +120,7 @@ class JobRunner:
         return list(self._running)
 
     async def start(self) -> None:
+        self._closing = False
         shared = self.slots if self.kinds is None or self.shared_kinds() else 0  # none: every kind has its own
         self._tasks = [asyncio.create_task(self._slot(None), name=f"jobs-{i}") for i in range(shared)]
         for kind, count in self.kind_slots.items():
@@ -179,6 +181,7 @@ class JobRunner:
 
     async def close(self) -> None:
         """Stop the slots; each gives its running job back (released, queued for the next worker)."""
+        self._closing = True  # besides the cancel: Python 3.11's wait_for can swallow one that races a wake-up
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -187,7 +190,7 @@ class JobRunner:
         self._tasks.clear()
 
     async def _slot(self, kinds: list[str] | None) -> None:
-        while True:
+        while not self._closing:
             lost: list[JobRecord] = []
             try:
                 names = kinds if kinds is not None else self.shared_kinds()

@@ -106,7 +106,7 @@ class DocumentData(BaseModel):
     knowledge_id: str
     name: str
     custom_separator: list[str] | None = None
-    sentence_size: int | None = None
+    sentence_size: str | None = None  # a string, as both official SDKs declare it
     length: int  # characters of text
     word_num: int
     url: str | None = None

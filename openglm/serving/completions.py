@@ -60,6 +60,7 @@ class CompletionRun:
     handles: list[GenerationHandle]
     include_usage: bool
 
+    @property
     def prompt_tokens(self) -> int:
         return sum(self.handles[i * self.n].prompt_tokens for i in range(len(self.prompts)))
 
@@ -138,7 +139,7 @@ def _logprobs(items: list[TokenLogprob]) -> CompletionLogprobs:
 
 
 def _usage(run: CompletionRun, completion_tokens: int) -> Usage:
-    prompt = run.prompt_tokens()
+    prompt = run.prompt_tokens
     return Usage(prompt_tokens=prompt, completion_tokens=completion_tokens, total_tokens=prompt + completion_tokens)
 
 

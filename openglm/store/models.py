@@ -445,3 +445,58 @@ class EvalRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_eval_runs_account", "account_id", "created_at"),)
+
+
+class Batch(Base):
+    """A batch (``openglm/batches/``): its input file's lines run through the run service by a ``batch`` job
+    (``job_id``), at the batch price. Status validating → in_progress → finalizing → completed, or failed (its
+    input refused, or its balance ran out), expired (past ``expires_at``), cancelling → cancelled. Counts and
+    token totals move as lines finish; each line's answer is a ``batch_lines`` row until the output and error
+    files are written. ``errors`` and ``metadata`` are JSON text. Migration 0017."""
+
+    __tablename__ = "batches"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key_id: Mapped[str | None] = mapped_column(String(64), default=None)  # the key that made it: its calls' key
+    user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    job_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    endpoint: Mapped[str] = mapped_column(String(64))  # /v1/chat/completions | /v1/embeddings
+    model: Mapped[str | None] = mapped_column(String(200), default=None)
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(16), default="24h")
+    metadata_json: Mapped[str | None] = mapped_column(Text, default=None)
+    auto_delete_input_file: Mapped[bool] = mapped_column(Boolean, default=False)
+    base_url: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), default="validating")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_file_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_file_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    errors: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    in_progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    finalizing_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    cancelling_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (Index("ix_batches_account", "account_id", "created_at"),)
+
+
+class BatchLine(Base):
+    """One finished line of a batch: its answer (``ok``: the response body) or its error, JSON text; a line with a
+    row is not run again when the batch's job resumes."""
+
+    __tablename__ = "batch_lines"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1-based, as in the input file
+    custom_id: Mapped[str] = mapped_column(String(512))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)

@@ -11,6 +11,7 @@ import openai
 import pytest
 import zhipuai
 from zhipuai import ZhipuAI
+from zhipuai.types.chat.async_chat_completion import AsyncCompletion
 
 from .conftest import MODEL
 from .server import RunningServer
@@ -290,3 +291,29 @@ def test_admin_api_refuses_bad_input_with_4xx(billed: RunningServer) -> None:
     assert naive.status_code == 400  # a time without a zone is ambiguous
     negative = admin.post("/accounts/grant-check/keys", json={"limits": {"rpm": -1}})
     assert negative.status_code == 400
+
+
+@pytest.mark.parametrize("disable_token_cache", [True, False], ids=["raw-key", "jwt"])
+def test_zhipuai_sdk_async_chat_in_both_modes(billed: RunningServer, disable_token_cache: bool) -> None:
+    """``chat.asyncCompletions``: queued at once, its result read back as the SDK's ``AsyncCompletion`` (the same
+    answer a sync call gives, on the real default model), and another account's task id is not found."""
+    client = ZhipuAI(
+        api_key=new_key(billed, "acme"),
+        base_url=f"{billed.url}/api/paas/v4",
+        max_retries=0,
+        disable_token_cache=disable_token_cache,
+    )
+    task = client.chat.asyncCompletions.create(model=MODEL, messages=MESSAGES, max_tokens=4, temperature=0)
+    assert task.task_status == "PROCESSING" and task.id
+    assert eventually(
+        lambda: client.chat.asyncCompletions.retrieve_completion_result(task.id).task_status != "PROCESSING", 60
+    )
+    result = client.chat.asyncCompletions.retrieve_completion_result(task.id)
+    assert isinstance(result, AsyncCompletion) and result.task_status == "SUCCESS"
+    sync = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4, temperature=0)
+    assert result.choices[0].message.content == sync.choices[0].message.content
+    assert result.usage.total_tokens == sync.usage.total_tokens
+    stranger = ZhipuAI(api_key=new_key(billed, "stranger"), base_url=f"{billed.url}/api/paas/v4", max_retries=0)
+    with pytest.raises(zhipuai.APIStatusError) as refused:
+        stranger.chat.asyncCompletions.retrieve_completion_result(task.id)
+    assert refused.value.status_code == 404

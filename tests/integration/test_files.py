@@ -98,3 +98,17 @@ def test_download_keeps_a_non_latin_name(server: RunningServer) -> None:
     response = httpx.get(f"{server.url}/v1/files/{upload['id']}/content")
     assert response.status_code == 200 and response.content == "数据".encode()
     assert "filename*=UTF-8''%E6%8A%A5%E5%91%8A.txt" in response.headers["content-disposition"]
+
+
+def test_the_openai_prefix_lists_the_openai_purposes(server: RunningServer) -> None:
+    """``/v1/files`` without a purpose lists the files of the purposes the openai SDK declares; a Zhipu-only purpose
+    (an assistant attachment) is listed under /api/paas/v4, or under /v1 when asked for by name."""
+    batch = httpx.post(f"{server.url}/v1/files", files={"file": ("b.jsonl", JSONL)}, data={"purpose": "batch"}).json()
+    note = httpx.post(f"{server.url}/v1/files", files={"file": ("n.txt", b"n")}, data={"purpose": "assistant"}).json()
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    listed = client.files.list(limit=100).data
+    assert batch["id"] in [f.id for f in listed] and note["id"] not in [f.id for f in listed]
+    assert {f.purpose for f in listed} <= {"fine-tune", "fine-tune-results", "batch", "batch_output"}
+    assert note["id"] in [f.id for f in client.files.list(purpose="assistant", limit=100).data]
+    zhipu = httpx.get(f"{server.url}/api/paas/v4/files", params={"limit": 100}).json()["data"]
+    assert {batch["id"], note["id"]} <= {f["id"] for f in zhipu}

@@ -250,3 +250,12 @@ def test_an_all_tools_agent_searches_a_knowledge_base(reader: RunningServer) -> 
     assert outputs[0]["document"] == "guide.md" and "sunlight" in outputs[0]["text"]
     assert "".join(d.get("content") or "" for d in deltas) == "Six to eight hours of sun a day [1]."
     assert chunks[-1]["status"] == "completed"
+
+
+def test_a_documents_sentence_size_is_a_string_as_the_sdk_declares(server: RunningServer, zhipu: ZhipuAI) -> None:
+    knowledge = zhipu.knowledge.create(embedding_id=1, name="sizes", description="sentence sizes")
+    uploaded = zhipu.knowledge.document.create(
+        file=("guide.md", GUIDE), purpose="retrieval", knowledge_id=knowledge.id, sentence_size=120
+    )
+    document = zhipu.knowledge.document.retrieve(str((uploaded.successInfos or [])[0].documentId))
+    assert document.sentence_size == "120"

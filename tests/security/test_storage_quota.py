@@ -101,7 +101,8 @@ def storage(server: RunningServer, key: str) -> dict[str, int | bool | None]:
 
 
 def kept_bytes(server: RunningServer, key: str) -> int:
-    listed = httpx.get(f"{server.url}/v1/files", params={"limit": 100}, headers=bearer(key)).json()
+    # Zhipu's prefix lists every purpose (/v1 lists only the openai SDK's purposes unless asked).
+    listed = httpx.get(f"{server.url}/api/paas/v4/files", params={"limit": 100}, headers=bearer(key)).json()
     return sum(int(f["bytes"]) for f in listed["data"])
 
 
@@ -256,7 +257,8 @@ def draw(server: RunningServer, key: str, n: int) -> httpx.Response:
 
 
 def pictures(server: RunningServer, key: str) -> list[dict[str, object]]:
-    listed = httpx.get(f"{server.url}/v1/files", params={"limit": 100}, headers=bearer(key)).json()["data"]
+    # Zhipu's prefix lists every purpose (/v1 lists only the openai SDK's purposes unless asked).
+    listed = httpx.get(f"{server.url}/api/paas/v4/files", params={"limit": 100}, headers=bearer(key)).json()["data"]
     return [f for f in listed if f["purpose"] == "image-generation"]
 
 

@@ -38,3 +38,21 @@ def test_no_module_below_the_http_package_imports_it() -> None:
             continue
         upward = [n for n in _imports(path) if n == "openglm.api" or n.startswith("openglm.api.")]
         assert not upward, f"{path.relative_to(PACKAGE)} imports {upward}"
+
+
+def test_no_route_imports_another_route() -> None:
+    routes = PACKAGE / "api" / "routes"
+    for path in routes.glob("*.py"):
+        others = [
+            n
+            for n in _imports(path)
+            if n.startswith("openglm.api.routes.") and not n.startswith(("openglm.api.routes._common",))
+        ]
+        assert not others, f"{path.name} imports {others}"
+
+
+def test_routes_leave_metering_to_the_run_service() -> None:
+    """Admission, binding and settlement of model calls happen in ``runs/metered.py``, not in a route."""
+    for path in (PACKAGE / "api" / "routes").glob("*.py"):
+        metering = [n for n in _imports(path) if n.startswith(("openglm.accounts.metering", "openglm.serving.usage"))]
+        assert not metering, f"{path.name} imports {metering}"

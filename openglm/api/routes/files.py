@@ -9,16 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import InvalidFieldError
-from ...files.store import PURPOSES, FileRecord, FileStore
+from ...files.store import OPENAI_PURPOSES, PURPOSES, FileRecord, FileStore
 from ...protocol.common import MAX_PAGE
 from ...protocol.files import FileDeleted, FileList, FileObject
 from ...protocol.knowledge import DocumentObject, DocumentPage, DocumentSuccessInfo
 from ...untrusted.loaders import load_json
 from ..deps import Caller
+from ..deps import knowledge as knowledge_service
 from ..downloads import download
 from ..knowledge_views import document_data
 from ._common import both_prefixes, json_response
-from .knowledge import service as knowledge_service
 
 router = APIRouter(tags=["files"])
 MAX_UPLOAD = max(rules.max_bytes for rules in PURPOSES.values())
@@ -98,7 +98,11 @@ async def list_files(
         )
         url = str(request.base_url).rstrip("/")
         return json_response(DocumentPage(list=[document_data(d, url) for d in documents], total=total))
-    records, more = await _store(request).list(principal.account_id, purpose=purpose, limit=limit, after=after)
+    # The openai SDK (/v1) is given the files of its own purposes unless it names another (files.store).
+    openai_only = OPENAI_PURPOSES if purpose is None and request.url.path.startswith("/v1/") else None
+    records, more = await _store(request).list(
+        principal.account_id, purpose=purpose, limit=limit, after=after, purposes=openai_only
+    )
     return json_response(FileList(data=[file_object(r) for r in records], has_more=more))
 
 

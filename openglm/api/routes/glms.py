@@ -6,16 +6,11 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...accounts.metering import metered_result
 from ...accounts.money import format_yuan
 from ...accounts.usage import agent_tokens, agent_usage
-from ...agent.tools.http_api import load_document_isolated, operations
-from ...errors import InvalidFieldError, NotFoundError
-from ...glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
 from ...glms.store import AgentRecord, AgentStore
 from ...protocol.common import MAX_PAGE
 from ...protocol.glms import (
-    AgentConfig,
     AgentCreate,
     AgentEdit,
     AgentOut,
@@ -24,21 +19,10 @@ from ...protocol.glms import (
     AgentUsageDay,
     AgentVersionOut,
     AgentVersions,
-    BuilderDraft,
-    BuilderReply,
     BuilderRequest,
 )
-from ...serving.responses import collect_chat
-from ..deps import Caller
-from ._common import (
-    admit,
-    both_prefixes,
-    fine_tuned_target,
-    json_response,
-    served_model,
-    until_disconnect,
-    usable_model,
-)
+from ..deps import Caller, Runs
+from ._common import both_prefixes, json_response, respond
 
 router = APIRouter(tags=["glms"])
 
@@ -46,35 +30,6 @@ router = APIRouter(tags=["glms"])
 def store(request: Request) -> AgentStore:
     agents: AgentStore = request.app.state.glms
     return agents
-
-
-async def checked(request: Request, account_id: str, config: AgentConfig) -> AgentConfig:
-    """A configuration this server can run for this account: its model (a served chat model or one of the account's
-    fine-tuned models; else 1211), tools and knowledge bases exist."""
-    await usable_model(request, account_id, config.model)
-    offered = request.app.state.agents.tools
-    missing = [tool for tool in config.tools if tool not in offered]
-    if missing:
-        raise InvalidFieldError(
-            f"config.tools: {', '.join(missing)} not available here; available: {', '.join(offered)}"
-        )
-    if "retrieval" in config.tools and not config.knowledge_ids:
-        raise InvalidFieldError("config.knowledge_ids: the retrieval tool needs at least one knowledge base")
-    for api in config.http_apis:  # a document that does not describe operations is refused now, not in a chat
-        operations(
-            await load_document_isolated(api.openapi),
-            base_url=api.base_url,
-            auth=api.auth,
-            fetcher=request.app.state.agents.user_http_fetcher,
-        )
-    for knowledge_id in config.knowledge_ids:
-        try:
-            await request.app.state.knowledge.store.get(account_id, knowledge_id)
-        except NotFoundError:
-            raise InvalidFieldError(
-                f"config.knowledge_ids: no knowledge base {knowledge_id!r} in your account"
-            ) from None
-    return config
 
 
 def agent_out(record: AgentRecord, viewer: str) -> AgentOut:
@@ -98,8 +53,8 @@ def agent_out(record: AgentRecord, viewer: str) -> AgentOut:
 
 
 @both_prefixes(router, "POST", "/glms")
-async def create_agent(body: AgentCreate, request: Request, principal: Caller) -> Response:
-    config = await checked(request, principal.account_id, body.config)
+async def create_agent(body: AgentCreate, request: Request, principal: Caller, runs: Runs) -> Response:
+    config = await runs.targets.checked_config(principal.account_id, body.config)
     record = await store(request).create(
         principal.account_id,
         config,
@@ -113,29 +68,9 @@ async def create_agent(body: AgentCreate, request: Request, principal: Caller) -
 
 
 @both_prefixes(router, "POST", "/glms/builder")
-async def build_by_conversation(body: BuilderRequest, request: Request, principal: Caller) -> Response:
+async def build_by_conversation(body: BuilderRequest, request: Request, principal: Caller, runs: Runs) -> Response:
     """One turn of the builder chat: the conversation and the current draft in, a reply and the new draft out."""
-    draft = None if body.draft is None else Draft(**body.draft.model_dump(exclude={"config"}), config=body.draft.config)
-    if draft is not None:
-        await checked(request, principal.account_id, draft.config)
-    chat, models = request.app.state.chat, request.app.state.models
-    name = body.model or models.default_name()
-    adapter = await fine_tuned_target(request, principal, name)  # the caller's fine-tuned models build too
-    served = served_model(request, name, adapter)
-    tools = builder_tools(list(request.app.state.agents.tools), None if draft is None else draft.config)
-    turns = [BuilderTurn(m.role, m.content) for m in body.messages]
-    plan = await chat.plan(chat_request(served.spec.id, turns, draft, tools), adapter)
-    call = await admit(request, principal, plan.served, "glms.builder", plan.id, plan.request_id, plan.usage_bound())
-    run = await call.guard(chat.submit(plan))
-    call.tally.prompt_tokens = run.prompt_tokens
-
-    async def answer() -> BuilderReply:
-        choice = (await collect_chat(chat, run, call.tally)).choices[0]
-        output = parse_output(choice.message.content, choice.finish_reason)
-        reply, new = merge(draft, output, model=served.spec.id, tools=tools)
-        return BuilderReply(reply=reply, draft=BuilderDraft.model_validate(vars(new)))
-
-    return await until_disconnect(request, metered_result(call, answer()))
+    return await respond(request, await runs.build(principal, body))
 
 
 @both_prefixes(router, "GET", "/glms")
@@ -167,8 +102,8 @@ async def get_agent(agent_id: str, request: Request, principal: Caller) -> Respo
 
 
 @both_prefixes(router, "PUT", "/glms/{agent_id}")
-async def edit_agent(agent_id: str, body: AgentEdit, request: Request, principal: Caller) -> Response:
-    config = None if body.config is None else await checked(request, principal.account_id, body.config)
+async def edit_agent(agent_id: str, body: AgentEdit, request: Request, principal: Caller, runs: Runs) -> Response:
+    config = None if body.config is None else await runs.targets.checked_config(principal.account_id, body.config)
     details = body.model_dump(exclude_none=True, exclude={"config"})
     record = await store(request).update(principal.account_id, agent_id, config, **details)
     return json_response(agent_out(record, principal.account_id))

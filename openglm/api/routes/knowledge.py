@@ -7,9 +7,7 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...accounts.metering import metered_result
 from ...knowledge.retrieval import RetrievalOptions
-from ...knowledge.service import KnowledgeService
 from ...protocol.common import MAX_PAGE
 from ...protocol.knowledge import (
     ChunkPage,
@@ -22,17 +20,15 @@ from ...protocol.knowledge import (
     KnowledgeUsed,
     RetrievalRequest,
 )
-from ...serving.usage import UsageBound, new_usage_id, token_bound
-from ..deps import Caller
+from ..deps import Caller, Runs
+from ..deps import knowledge as knowledge_service
 from ..knowledge_views import chunk_data, document_data, knowledge_info, retrieval_response
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["knowledge"])
 
 
-def service(request: Request) -> KnowledgeService:
-    knowledge: KnowledgeService = request.app.state.knowledge
-    return knowledge
+service = knowledge_service  # app.state.knowledge, typed
 
 
 def base_url(request: Request) -> str:
@@ -114,22 +110,12 @@ async def list_documents(
 
 
 @both_prefixes(router, "POST", "/knowledge/{knowledge_id}/retrieve")
-async def retrieve(knowledge_id: str, body: RetrievalRequest, request: Request, principal: Caller) -> Response:
-    knowledge = service(request)
-    base = await knowledge.store.get(principal.account_id, knowledge_id)
-    spec = knowledge.embeddings.resolve(base.embedding_model)
-    bound = UsageBound(prompt_tokens=token_bound(body.query))
-    call = await request.app.state.platform.meter.admit(principal, spec, "knowledge.retrieve", bound=bound)
-    usage_id = new_usage_id("ret")
-    call.bind(usage_id, usage_id)
+async def retrieve(
+    knowledge_id: str, body: RetrievalRequest, request: Request, principal: Caller, runs: Runs
+) -> Response:
     options = RetrievalOptions(top_k=body.top_k, mode=body.mode, score_threshold=body.score_threshold)
-
-    async def run() -> Response:
-        _, retrieval = await knowledge.retrieve(principal.account_id, knowledge_id, body.query, options)
-        call.tally.prompt_tokens = retrieval.query_tokens
-        return json_response(retrieval_response(knowledge_id, body.mode, retrieval))
-
-    return await metered_result(call, run())
+    retrieval = await (await runs.retrieve(principal, knowledge_id, body.query, options)).result
+    return json_response(retrieval_response(knowledge_id, body.mode, retrieval))
 
 
 @both_prefixes(router, "GET", "/document/{document_id}")

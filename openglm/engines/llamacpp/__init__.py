@@ -150,6 +150,7 @@ class LlamaCppEngine(Engine):
                 loop=asyncio.get_running_loop(),
                 adapter=adapter,
                 scale=request.adapter.scale if request.adapter is not None else 1.0,
+                background=request.background,
             )
         except BaseException:
             sampler.close()

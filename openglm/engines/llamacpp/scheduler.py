@@ -99,8 +99,18 @@ class BatchScheduler:
         with self._cond:
             if self._stopping or not self._thread.is_alive():
                 raise EngineError("the engine is not running")
-            self._waiting.append(seq)
+            self._enqueue(seq)
             self._cond.notify()
+
+    def _enqueue(self, seq: Sequence, *, front: bool = False) -> None:
+        """Interactive sequences wait ahead of every background one (batch lines); ``front``: at the head of its
+        own kind (a preempted sequence, to be resumed first). Called with the lock held."""
+        kinds = [s.background for s in self._waiting]
+        if seq.background:
+            at = kinds.index(True) if front and True in kinds else len(kinds)
+        else:
+            at = 0 if front else (kinds.index(True) if True in kinds else len(kinds))
+        self._waiting.insert(at, seq)
 
     def cancel(self, seq: Sequence) -> None:
         seq.cancelled = True
@@ -179,12 +189,27 @@ class BatchScheduler:
                 break
             running = [(s.slot, s.lora_key, s.tokens[: s.n_past]) for s in self._active]
             acquired = self.slots.acquire(seq.tokens, running, seq.lora_key)
+            if acquired is None and not seq.background and self._yield_slot():
+                continue  # a background sequence gave its slot up: try again
             if acquired is None:
                 break
             self._waiting.popleft()
             seq.slot, seq.n_past = acquired
             self.reused_tokens += seq.n_past
             self._active.append(seq)
+
+    def _yield_slot(self) -> bool:
+        """An interactive sequence finds every slot taken: the youngest background sequence gives its slot up and
+        waits at the head of the background queue, to be recomputed (its prompt is likely still cached)."""
+        background = [s for s in self._active if s.background]
+        if not background:
+            return False
+        victim = max(background, key=lambda s: s.order)
+        self._active.remove(victim)
+        self.slots.release(victim.slot, victim.tokens[: victim.n_past], victim.lora_key)
+        victim.slot, victim.n_past, victim.feeding = -1, 0, 0
+        self._enqueue(victim, front=True)
+        return True
 
     def _prefix_in_progress(self, seq: Sequence) -> bool:
         if not self.slots.reuses:
@@ -211,9 +236,10 @@ class BatchScheduler:
             self._finish(seq)
         if not self._active:
             return
+        stepping = self._stepping()
         # Each generating sequence needs one token this step; prompt chunks share what is left.
-        budget = self.batch_size - sum(1 for s in self._active if s.pending == 1)
-        for group in self._groups():
+        budget = self.batch_size - sum(1 for s in stepping if s.pending == 1)
+        for group in self._groups(stepping):
             rows, used = self._fill_batch(group, budget)
             budget -= used
             if self.batch.n_tokens == 0:
@@ -232,10 +258,17 @@ class BatchScheduler:
             for seq, index in rows:  # before the next group's decode overwrites the logits
                 self._sample(seq, index, out)
 
-    def _groups(self) -> list[list[Sequence]]:
-        """The active sequences by adapter, in an order that rotates each step when there are several."""
+    def _stepping(self) -> list[Sequence]:
+        """The sequences this step decodes: all of them, but while an interactive sequence is reading its prompt
+        the background ones wait a step, so that its first token comes as soon as it would without them."""
+        if any(not s.background and s.pending > 1 for s in self._active):
+            return [s for s in self._active if not s.background]
+        return self._active
+
+    def _groups(self, stepping: list[Sequence]) -> list[list[Sequence]]:
+        """The sequences by adapter, in an order that rotates each step when there are several."""
         by_lora: dict[LoraKey, list[Sequence]] = {}
-        for seq in self._active:
+        for seq in stepping:
             by_lora.setdefault(seq.lora_key, []).append(seq)
         groups = list(by_lora.values())
         if len(groups) > 1:
@@ -362,13 +395,14 @@ class BatchScheduler:
             self._finish(seq)
             out.append((seq, PromptTooLongError("the request does not fit in the KV cache")))
             return
-        victim = max(self._active, key=lambda s: s.order)
+        background = [s for s in self._active if s.background]
+        victim = max(background or self._active, key=lambda s: s.order)  # a batch line first, the youngest
         log.info("KV cache full: preempting a sequence of %d tokens", len(victim.tokens))
         self._active.remove(victim)
         self.slots.drop(victim.slot)
         victim.slot, victim.n_past, victim.feeding = -1, 0, 0
         with self._cond:
-            self._waiting.appendleft(victim)
+            self._enqueue(victim, front=True)
 
     def _finish(self, seq: Sequence) -> None:
         if seq.finished:

@@ -34,8 +34,10 @@ class Sequence:
         loop: asyncio.AbstractEventLoop,
         adapter: LoadedAdapter | None = None,
         scale: float = 1.0,
+        background: bool = False,
     ):
         self.tokens = list(prompt)
+        self.background = background  # a batch line: served after, and paused for, interactive sequences
         self.prompt_len = len(prompt)
         self.max_tokens = max_tokens
         self.limit = limit

@@ -274,3 +274,37 @@ def test_long_prompts_are_tokenized_off_the_event_loop() -> None:
     assert slowest < 2 * alone, (
         f"the event loop stalled {slowest * 1000:.0f} ms; one tokenization: {alone * 1000:.0f} ms"
     )
+
+
+def test_background_sequences_give_way_to_interactive_ones_and_still_finish() -> None:
+    """Batch lines (``background``) hold both slots; an interactive request arrives: one of them gives its slot up
+    (it is recomputed later) and the interactive answer ends before either batch line, which still run to their
+    length."""
+    ban_eos = SamplingParams(temperature=0.0, logit_bias={0: -100.0, 2: -100.0})
+
+    async def scenario() -> tuple[list[tuple[str | None, int]], str, list[str], dict[str, int]]:
+        eng = engine(parallel=2)
+        await eng.start()
+        try:
+            order: list[str] = []
+
+            async def tracked(name: str, prompt: str, max_tokens: int, background: bool) -> tuple[str, str | None, int]:
+                result = await generate(eng, prompt, max_tokens, sampling=ban_eos, background=background)
+                order.append(name)
+                return result
+
+            prompts = [chat(f"Write a long story number {i} about the sea.") for i in range(2)]
+            batch = [asyncio.create_task(tracked(f"b{i}", p, 120, True)) for i, p in enumerate(prompts)]
+            while eng.stats()["active"] < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # both batch lines are generating: no slot is free
+            interactive = (await tracked("i", chat("Say hi."), 8, False))[0]
+            lines = await asyncio.wait_for(asyncio.gather(*batch), timeout=120)
+            return [(finish, tokens) for _, finish, tokens in lines], interactive, order, eng.stats()
+        finally:
+            await eng.stop()
+
+    lines, interactive, order, stats = run(scenario())
+    assert order[0] == "i" and interactive
+    assert lines == [("length", 120)] * 2
+    assert stats["active"] == stats["waiting"] == 0

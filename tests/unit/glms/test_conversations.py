@@ -230,7 +230,7 @@ async def test_writes_in_the_background_log_their_failures(
 
 
 def test_a_glm_chat_after_function_results_stores_no_user_message_again() -> None:
-    from openglm.api.routes.chat import turn_user_text
+    from openglm.glms.chat_request import turn_user_text
     from openglm.protocol.chat import ChatCompletionRequest
 
     asked = [{"role": "user", "content": "Weather in Paris?"}]

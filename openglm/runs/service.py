@@ -1,0 +1,168 @@
+"""``RunService``: the one way the platform calls a model. A parsed request and the caller in; a ``Streamed`` or
+``Collected`` outcome (``outcome.py``) out, already resolved, admitted and metered. Routes render outcomes; the job
+system collects them (async results); nothing else plans, admits or settles a model call.
+
+    request → targets (what the name runs) → plan → metered admission (metered.py) → engine / agent loop
+            → stream or collect → settlement
+
+Chat and completions live in ``chat.py``, agent runs (catalog agents, GLMs) in ``agents.py``, the Assistant API in
+``assistant.py``; the single-shot runs (the GLM builder, embeddings, pictures, knowledge retrieval) are here.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from ..accounts.auth import Principal
+from ..accounts.metering import Meter
+from ..agent.service import AgentService
+from ..embeddings.service import EmbeddingService
+from ..files.store import FileStore
+from ..glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
+from ..glms.conversations import ConversationStore
+from ..glms.store import AgentStore
+from ..images.service import ImageService, Picture
+from ..knowledge.retrieval import Retrieval, RetrievalOptions
+from ..knowledge.service import KnowledgeService
+from ..protocol.chat import ChatCompletionRequest
+from ..protocol.embeddings import EmbeddingRequest, EmbeddingsResponse
+from ..protocol.glms import BuilderDraft, BuilderReply, BuilderRequest
+from ..protocol.images import ImageData, ImageGenerationRequest, ImagesResponse
+from ..serving.models import ModelPool
+from ..serving.responses import collect_chat
+from ..serving.service import ChatService
+from ..serving.usage import UsageBound, token_bound
+from ..tuning.service import FineTuningService
+from .agents import AgentRuns
+from .assistant import AssistantRuns
+from .chat import ChatRuns
+from .collect import collect
+from .metered import Metering
+from .outcome import Collected
+from .targets import GLM_ID, Targets
+
+
+class RunService:
+    def __init__(
+        self,
+        *,
+        meter: Meter,
+        chat: ChatService,
+        models: ModelPool,
+        agents: AgentService,
+        glms: AgentStore,
+        conversations: ConversationStore,
+        knowledge: KnowledgeService,
+        fine_tuning: FineTuningService,
+        files: FileStore,
+        images: ImageService,
+        embeddings: EmbeddingService,
+    ):
+        self.metering = Metering(meter)
+        self.chat = chat
+        self.models = models
+        self.agents = agents
+        self.knowledge = knowledge
+        self.files = files
+        self.images = images
+        self.embeddings = embeddings
+        self.targets = Targets(models, agents, glms, fine_tuning, knowledge.store)
+        self.agent_runs = AgentRuns(agents, glms, self.targets, self.metering)
+        self.chats = ChatRuns(chat, self.targets, self.agent_runs, conversations, knowledge, self.metering)
+        self.assistant = AssistantRuns(chat, self.targets, self.agent_runs, conversations, files, self.metering)
+
+    async def answer(self, principal: Principal, body: ChatCompletionRequest, base_url: str) -> dict[str, Any]:
+        """A chat request answered whole, for work nobody streams (async results, batch lines): a model's answer
+        collected, an agent's (a catalog one's or a GLM's: they answer as a stream) folded into one
+        (``collect.py``). A batch line's generations are background work for the engine."""
+        agent = self.targets.catalog_agent(body.model) is not None or bool(GLM_ID.fullmatch(body.model))
+        body = body.model_copy(update={"stream": agent, "stream_options": None})
+        return await collect(await self.chats.chat_completion(principal, body, base_url))
+
+    async def build(self, principal: Principal, body: BuilderRequest) -> Collected[BuilderReply]:
+        """One turn of the GLM builder: the conversation and the current draft in, a reply and the new draft out
+        (one structured-output call on the builder's model; the caller's fine-tuned models build too)."""
+        draft = (
+            None if body.draft is None else Draft(**body.draft.model_dump(exclude={"config"}), config=body.draft.config)
+        )
+        if draft is not None:
+            await self.targets.checked_config(principal.account_id, draft.config)
+        name = body.model or self.models.default_name()
+        adapter = await self.targets.owned_target(principal.account_id, name)
+        served = self.targets.served(name, adapter)
+        tools = builder_tools(list(self.agents.tools), None if draft is None else draft.config)
+        turns = [BuilderTurn(m.role, m.content) for m in body.messages]
+        request = chat_request(served.spec.id, turns, draft, tools)
+        started = await self.metering.engine_run(
+            principal,
+            served.spec,
+            "glms.builder",
+            lambda: self.chat.plan(request, adapter),
+            self.chat.submit,
+            request_id=lambda planned: planned.request_id,
+        )
+
+        async def answer() -> BuilderReply:
+            choice = (await collect_chat(self.chat, started.run, started.call.tally)).choices[0]
+            output = parse_output(choice.message.content, choice.finish_reason)
+            reply, new = merge(draft, output, model=served.spec.id, tools=tools)
+            return BuilderReply(reply=reply, draft=BuilderDraft.model_validate(vars(new)))
+
+        return started.collect(answer())
+
+    async def embed(self, principal: Principal, body: EmbeddingRequest) -> Collected[EmbeddingsResponse]:
+        plan = self.embeddings.plan(body)
+        call = await self.metering.admit(
+            principal, plan.spec, "embeddings", plan.usage_bound(), kind="emb", request_id=body.request_id
+        )
+        return self.metering.collect(call, self.embeddings.run(plan, call.tally))
+
+    async def draw(
+        self, principal: Principal, body: ImageGenerationRequest, base_url: str
+    ) -> Collected[ImagesResponse]:
+        """Pictures, kept as the account's files (answered as links under ``base_url``) unless asked inline."""
+        spec = self.images.resolve(body.model)
+        bound = UsageBound(images=body.n or 1)
+        call = await self.metering.admit(
+            principal, spec, "images.generations", bound, kind="img", request_id=body.request_id
+        )
+
+        async def work() -> ImagesResponse:
+            inline = body.response_format == "b64_json"
+            pictures = await self.images.draw(
+                principal.account_id,
+                spec,
+                body.prompt,
+                n=body.n or 1,
+                size=body.size,
+                files=None if inline else self.files,
+                tally=call.tally,
+            )
+            return ImagesResponse(created=int(time.time()), data=[image_data(p, base_url) for p in pictures])
+
+        return self.metering.collect(call, work())
+
+    async def retrieve(
+        self, principal: Principal, knowledge_id: str, query: str, options: RetrievalOptions
+    ) -> Collected[Retrieval]:
+        """A knowledge base searched for ``query``; the query's embedding billed."""
+        base = await self.knowledge.store.get(principal.account_id, knowledge_id)
+        spec = self.knowledge.embeddings.resolve(base.embedding_model)
+        bound = UsageBound(prompt_tokens=token_bound(query))
+        call = await self.metering.admit(principal, spec, "knowledge.retrieve", bound, kind="ret")
+
+        async def run() -> Retrieval:
+            _, retrieval = await self.knowledge.retrieve(principal.account_id, knowledge_id, query, options)
+            call.tally.prompt_tokens = retrieval.query_tokens
+            return retrieval
+
+        return self.metering.collect(call, run())
+
+
+def image_data(picture: Picture, base_url: str) -> ImageData:
+    revised = picture.image.revised_prompt
+    if picture.file is None:
+        return ImageData(b64_json=base64.b64encode(picture.image.png).decode(), revised_prompt=revised)
+    return ImageData(url=f"{base_url}v1/files/{picture.file.id}/content", revised_prompt=revised)
