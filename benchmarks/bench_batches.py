@@ -33,9 +33,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_serving import (  # noqa: E402
-    BAN_EOS,
-    MODEL_NAME,
-    PROMPTS,
     locate_gguf,
     percentile,
     request_body,
@@ -45,15 +42,10 @@ from bench_serving import (  # noqa: E402
 
 
 def batch_file(lines: int, max_tokens: int) -> bytes:
+    """The same requests the plain calls send (``request_body``: prompt, sampling, seed), unstreamed."""
     rows = []
     for i in range(lines):
-        body = {
-            "model": MODEL_NAME,
-            "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-            "max_tokens": max_tokens,
-            "logit_bias": BAN_EOS,
-            "seed": 7 + i,
-        }
+        body = {k: v for k, v in request_body(i, max_tokens, 7).items() if k not in ("stream", "stream_options")}
         rows.append({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body})
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
@@ -80,7 +72,11 @@ async def wait_running(client: httpx.AsyncClient, batch_id: str) -> float:
 
 
 async def interactive(client: httpx.AsyncClient, requests: int, max_tokens: int, seed: int) -> dict[str, Any]:
+    """``requests`` streamed chats, 4 at a time. Each prompt is new to the server (a unique tag leads the user's
+    message), so no measurement is helped by the prefix cache a previous one (or a batch line) left."""
     bodies = [request_body(i, max_tokens, seed) for i in range(requests)]
+    for i, body in enumerate(bodies):
+        body["messages"][0]["content"] = f"(Request {seed}-{i}) " + body["messages"][0]["content"]
     results = await run_requests(client, bodies, 4)
     ttfts = [r.ttft_s * 1000 for r in results if r.ttft_s is not None and r.error is None]
     return {
@@ -94,7 +90,7 @@ async def priority_round(client: httpx.AsyncClient, args: argparse.Namespace, se
     idle = await interactive(client, args.interactive, args.max_tokens, seed)
     batch_id = await start_batch(client, args.priority_lines, args.max_tokens)
     await wait_running(client, batch_id)
-    busy = await interactive(client, args.interactive, args.max_tokens, seed)
+    busy = await interactive(client, args.interactive, args.max_tokens, seed + 1000)
     state = await batch_state(client, batch_id)
     await client.post(f"/v1/batches/{batch_id}/cancel")  # the rest is not needed: its lines would slow round 2
     while (await batch_state(client, batch_id))["status"] not in ("cancelled", "completed"):

@@ -28,7 +28,8 @@ METRICS = ("agg_tok_s", "ttft_p50_ms", "ttft_p99_ms", "decode_tok_s_p50")
 
 
 def one_run(tree: Path, concurrency: str, extra: list[str], out: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    # A data directory of its own: the two trees may be at different database migrations.
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve()), "OPENGLM_DATA_DIR": str(out.with_suffix(".data"))}
     command = [sys.executable, str(HERE / "bench_serving.py"), "--only", "openglm", "--repeats", "1"]
     command += ["--concurrency", concurrency, "--out", str(out), *extra]
     subprocess.run(command, env=env, cwd=tempfile.gettempdir(), check=True, stdout=subprocess.DEVNULL)
@@ -62,7 +63,9 @@ def main() -> int:
     for level in args.concurrency.split(","):
         row: dict[str, Any] = {}
         for metric in METRICS:
-            values = {s: [r[level][metric] for r in runs if r[level][metric] is not None] for s, runs in sides.items()}
+            values = {
+                s: [v for r in runs if (v := r["levels"][level][metric]) is not None] for s, runs in sides.items()
+            }
             medians = {s: statistics.median(v) if v else None for s, v in values.items()}
             ratio = medians["after"] / medians["before"] if medians["before"] and medians["after"] else None
             row[metric] = {"before": medians["before"], "after": medians["after"], "after/before": ratio}

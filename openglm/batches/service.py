@@ -238,9 +238,14 @@ class BatchService:
         if unrun:
             code, message = UNRUN.get(ending, UNRUN["cancelled"])
             failures += [unrun_line(ln, code, message) for ln in unrun]
-        output_id = await self._write(batch, "output", output)
-        error_id = await self._write(batch, "errors", failures)
         errors = errors_of(batch)
+        try:
+            output_id = await self._write(batch, "output", output)
+            error_id = await self._write(batch, "errors", failures)
+        except OpenGLMError as exc:  # the account's storage is full: the batch fails saying so, not stuck finalizing
+            errors.append({"code": exc.code, "message": f"the output files could not be kept: {exc.message}"})
+            await self.store.move(batch.id, "failed", errors=json.dumps(errors))
+            return
         if ending == "failed":
             errors.append({"code": "1113", "message": f"the balance ran out; {len(unrun)} requests did not run"})
         await self.store.move(

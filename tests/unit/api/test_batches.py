@@ -255,3 +255,19 @@ async def test_batches_are_listed_per_account(tmp_path: Path) -> None:
             assert other.status_code == 404
         for batch in made:
             await ended(running, batch["id"], keys[0])
+
+
+async def test_a_batch_whose_output_does_not_fit_the_storage_quota_fails_saying_so(tmp_path: Path) -> None:
+    async with serving(tmp_path, CATALOG, storage_quota_mb=1) as running:
+        batch_lines = [line(f"l{i}") for i in range(3)]
+        file_id = await upload(running, jsonl(batch_lines))
+        used = sum(len(json.dumps(x)) + 1 for x in batch_lines)
+        filler = await running.client.post(
+            "/v1/files", files={"file": ("fill.txt", b"x" * (1024 * 1024 - used - 100))}, data={"purpose": "assistant"}
+        )
+        assert filler.status_code == 200, filler.text
+        body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions"}
+        batch = (await running.client.post("/v1/batches", json=body)).json()
+        done = await ended(running, batch["id"])
+        assert done["status"] == "failed" and done["output_file_id"] is None
+        assert "could not be kept" in done["errors"]["data"][-1]["message"]
