@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends
 from starlette.requests import Request
@@ -13,6 +14,8 @@ from ..knowledge.service import KnowledgeService
 from ..runs.deferred import AsyncCalls
 from ..runs.service import RunService
 from .request_guard import ADMIN, CALLER
+
+T = TypeVar("T")
 
 
 async def caller(request: Request) -> Principal:
@@ -33,33 +36,22 @@ async def admin(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(caller)]
 
 
-def runs(request: Request) -> RunService:
-    service: RunService = request.app.state.runs
+def from_state(name: str, kind: type[T]) -> Callable[[Request], T]:
+    """A dependency giving ``app.state.<name>``, checked to be a ``kind``."""
+
+    def service(request: Request) -> T:
+        found = getattr(request.app.state, name)
+        assert isinstance(found, kind), f"app.state.{name} is not a {kind.__name__}"
+        return found
+
     return service
 
 
+runs = from_state("runs", RunService)
+knowledge = from_state("knowledge", KnowledgeService)
+async_calls = from_state("async_calls", AsyncCalls)
+batches = from_state("batches", BatchService)
 Runs = Annotated[RunService, Depends(runs)]
-
-
-def knowledge(request: Request) -> KnowledgeService:
-    service: KnowledgeService = request.app.state.knowledge
-    return service
-
-
 Knowledge = Annotated[KnowledgeService, Depends(knowledge)]
-
-
-def async_calls(request: Request) -> AsyncCalls:
-    service: AsyncCalls = request.app.state.async_calls
-    return service
-
-
 AsyncCallsDep = Annotated[AsyncCalls, Depends(async_calls)]
-
-
-def batches(request: Request) -> BatchService:
-    service: BatchService = request.app.state.batches
-    return service
-
-
 Batches = Annotated[BatchService, Depends(batches)]

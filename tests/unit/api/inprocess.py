@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from openglm.api.app import create_app
 from openglm.config import Settings
@@ -26,6 +27,15 @@ class InProcess:
     @property
     def state(self) -> Any:
         return self.app.state
+
+    async def usage(self) -> list[Any]:
+        """The usage records written so far (settlements in flight awaited), oldest first."""
+        await self.state.platform.meter.drain()
+        query = (
+            "SELECT id, model, endpoint, prompt_tokens, completion_tokens, cost FROM usage_records ORDER BY created_at"
+        )
+        async with self.state.platform.db.read() as session:
+            return list(await session.execute(text(query)))
 
     async def events(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> list[Any]:
         """A streamed POST's server-sent events, decoded (``[DONE]`` left out)."""

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from openglm.accounts.money import to_nano
 
@@ -97,12 +96,7 @@ async def file_lines(running: InProcess, file_id: str | None, headers: dict[str,
 
 
 async def usage(running: InProcess) -> list[Any]:
-    await running.state.platform.meter.drain()
-    async with running.state.platform.db.read() as session:
-        rows = await session.execute(
-            text("SELECT model, endpoint, prompt_tokens, completion_tokens, cost FROM usage_records")
-        )
-        return list(rows)
+    return await running.usage()
 
 
 async def test_a_batch_answers_each_line_in_the_reference_format(platform: InProcess) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from .inprocess import InProcess, serving
 
@@ -64,9 +63,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[InProcess]:
 
 
 async def usage_ids(running: InProcess) -> list[str]:
-    await running.state.platform.meter.drain()
-    async with running.state.platform.db.read() as session:
-        return list((await session.execute(text("SELECT id FROM usage_records ORDER BY created_at"))).scalars())
+    return [row.id for row in await running.usage()]
 
 
 def streamed_text(events: list[dict[str, Any]]) -> str:
