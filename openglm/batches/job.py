@@ -9,7 +9,8 @@ from typing import Any
 
 from ..config import Settings
 from ..jobs.context import JobContext
-from ..jobs.kinds import job_kinds, own_slots
+from ..jobs.kinds import job_kinds, lost_hooks, own_slots
+from ..jobs.store import JobRecord, JobStore
 from ..store.db import Database
 from .service import BatchService
 from .store import JOB_KIND
@@ -33,6 +34,15 @@ async def run_batch(ctx: JobContext) -> dict[str, Any] | None:
         raise RuntimeError("batches run in a server process; this one has no batch service")
     await service.run(str(ctx.payload["batch_id"]))
     return None
+
+
+@lost_hooks.register(JOB_KIND)
+async def batch_lost(store: JobStore, job: JobRecord) -> None:
+    """Every attempt's worker died: the batch ends failed with the answers it has, not left in progress."""
+    service = _services.get(id(store.db))
+    message = f"the batch stopped {job.attempts} times ({job.error_message})"
+    if service is not None:
+        await service.fail(str(job.payload["batch_id"]), message)
 
 
 @own_slots.register(JOB_KIND)

@@ -50,8 +50,10 @@ WINDOWS = ("24h",)
 UNRUN = {
     "cancelled": ("batch_cancelled", "the batch was cancelled before this request ran"),
     "expired": ("batch_expired", "the batch's completion window ended before this request ran"),
-    "failed": ("1113", "the account's balance ran out before this request ran"),
+    "out_of_balance": ("1113", "the account's balance ran out before this request ran"),
+    "failed": ("batch_failed", "the batch failed before this request ran"),
 }
+OUT_OF_BALANCE = "out_of_balance"  # how a batch ends whose balance ran out: status failed, errors name 1113
 
 
 class BatchService:
@@ -146,9 +148,16 @@ class BatchService:
             job = await self.jobs.store.get(batch.job_id)
             if job.status in ("queued", "paused"):
                 job = await self.jobs.store.cancel(batch.job_id)
-            if job.status == "cancelled":  # it never ran, or its worker is gone: nobody else will end it
-                await self.finalize(await self.store.get(batch.id), "cancelled")
+            if job.finished:  # it never ran, its worker is gone, or it ended for good: nobody else will end it
+                await self.finalize(await self.store.get(batch.id), "cancelled", await self._lines(batch))
         return batch_object(await self.store.get(batch.id))
+
+    async def _lines(self, batch: Batch) -> list[Line] | None:
+        """The batch's input lines, or None when its file cannot be read any more."""
+        try:
+            return (await self.parse(batch.account_id, batch.input_file_id, batch.endpoint)).lines
+        except OpenGLMError:
+            return None
 
     # -- running (the job) ------------------------------------------------------------------------------------
 
@@ -156,11 +165,15 @@ class BatchService:
         batch = await self.store.get(batch_id)
         if batch.status in FINISHED:
             return
-        if batch.status == "cancelling":
-            await self.finalize(batch, "cancelled")
+        if batch.status in ("cancelling", "finalizing"):  # a cancel that came first, or a finalize cut short
+            await self.finalize(batch, resumed_ending(batch), await self._lines(batch), resume=True)
             return
         await self.store.move(batch.id, "in_progress", only_from=frozenset({"validating"}))
-        parsed = await self.parse(batch.account_id, batch.input_file_id, batch.endpoint)
+        try:
+            parsed = await self.parse(batch.account_id, batch.input_file_id, batch.endpoint)
+        except OpenGLMError as exc:  # its input file was removed meanwhile: it cannot go on
+            await self.fail(batch.id, f"the input file cannot be read any more: {exc.message}", exc.code)
+            return
         done = await self.store.done_lines(batch.id)
         principal = Principal(batch.account_id, batch.key_id, user_id=batch.user_id, channel="batch")
         try:
@@ -172,22 +185,35 @@ class BatchService:
             raise
         await self.finalize(await self.store.get(batch.id), ending, parsed.lines)
 
+    async def fail(self, batch_id: str, message: str, code: str = "500") -> None:
+        """End a batch whose job cannot go on: failed, with the answers it has written out."""
+        batch = await self.store.get(batch_id)
+        if batch.status in FINISHED:
+            return
+        await self.store.set_errors(batch.id, [*errors_of(batch), {"code": code, "message": message}])
+        await self.finalize(await self.store.get(batch.id), "failed", await self._lines(batch), resume=True)
+
     async def _run_lines(self, batch: Batch, principal: Principal, todo: list[Line]) -> str:
         """Run ``todo``, ``concurrency`` lines at a time; how the batch ends: completed, or cancelled, expired or
-        failed (the balance ran out) when that stopped it early. Lines in flight when it stops finish."""
+        out of balance when that stopped it early. Lines in flight when it stops finish."""
         running: set[asyncio.Task[bool]] = set()
         stop: str | None = None
-        for line in todo:
-            while len(running) >= self.concurrency:
-                finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                if not all(task.result() for task in finished):
-                    stop = "failed"
-            stop = stop or await self._interruption(batch.id)
-            if stop is not None:
-                break
-            running.add(asyncio.create_task(self._run_line(batch, principal, line)))
-        if running and not all(await asyncio.gather(*running)):
-            stop = stop or "failed"
+        try:
+            for line in todo:
+                while len(running) >= self.concurrency:
+                    finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    if not all(task.result() for task in finished):
+                        stop = OUT_OF_BALANCE
+                stop = stop or await self._interruption(batch.id)
+                if stop is not None:
+                    break
+                running.add(asyncio.create_task(self._run_line(batch, principal, line)))
+            if running and not all(await asyncio.gather(*running)):
+                stop = stop or OUT_OF_BALANCE
+        finally:  # the run stopped under them (a shutdown, a lost lease): they stop too, unrecorded, to run again
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         return stop or "completed"
 
     async def _interruption(self, batch_id: str) -> str | None:
@@ -225,11 +251,19 @@ class BatchService:
             return await self.runs.answer(principal, ChatCompletionRequest.model_validate(line.body), batch.base_url)
         return await collect(await self.runs.embed(principal, EmbeddingRequest.model_validate(line.body)))
 
-    async def finalize(self, batch: Batch, ending: str, lines: list[Line] | None = None) -> None:
-        """Write the output and error files and end the batch ``ending`` (completed, cancelled, expired, failed)."""
+    async def finalize(
+        self, batch: Batch, ending: str, lines: list[Line] | None = None, *, resume: bool = False
+    ) -> None:
+        """Write the output and error files and end the batch ``ending`` (completed, cancelled, expired, failed).
+        Moving to ``finalizing`` claims it: a second finalize at the same time does nothing, unless ``resume``
+        (the job's next attempt after one that stopped while finalizing)."""
         if batch.status in FINISHED:
             return
-        await self.store.move(batch.id, "finalizing")
+        claimed = await self.store.move(
+            batch.id, "finalizing", only_from=frozenset({"validating", "in_progress", "cancelling"})
+        )
+        if not claimed and not (resume and batch.status == "finalizing"):
+            return
         results = await self.store.results(batch.id)
         answered = {r.line for r in results}
         unrun = [ln for ln in lines or [] if ln.number not in answered]
@@ -246,11 +280,11 @@ class BatchService:
             errors.append({"code": exc.code, "message": f"the output files could not be kept: {exc.message}"})
             await self.store.move(batch.id, "failed", errors=json.dumps(errors))
             return
-        if ending == "failed":
+        if ending == OUT_OF_BALANCE:
             errors.append({"code": "1113", "message": f"the balance ran out; {len(unrun)} requests did not run"})
         await self.store.move(
             batch.id,
-            ending,
+            "failed" if ending == OUT_OF_BALANCE else ending,
             output_file_id=output_id,
             error_file_id=error_id,
             completed=sum(1 for r in results if r.ok),
@@ -270,6 +304,15 @@ class BatchService:
             batch.account_id, "batch_output", f"{batch.id}_{part}.jsonl", data, "application/jsonl", by_platform=True
         )
         return record.id
+
+
+def resumed_ending(batch: Batch) -> str:
+    """How a batch whose finalize was cut short (or that a cancel reached first) ends: as it was asked to."""
+    if batch.cancelling_at is not None:
+        return "cancelled"
+    if batch.expires_at is not None and utcnow() > batch.expires_at:
+        return "expired"
+    return "completed"
 
 
 def output_line(result: LineResult) -> dict[str, Any]:

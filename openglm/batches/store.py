@@ -125,9 +125,15 @@ class BatchStore:
             changed = await session.execute(query.values(status=status, **stamp, **values))
         return bool(changed.rowcount)  # type: ignore[attr-defined]
 
+    async def set_errors(self, batch_id: str, errors: list[dict[str, Any]]) -> None:
+        async with self.db.session() as session:
+            await session.execute(update(Batch).where(Batch.id == batch_id).values(errors=json.dumps(errors)))
+
     async def record_line(self, batch_id: str, result: LineResult, prompt_tokens: int, completion_tokens: int) -> None:
         """A finished line: its answer kept, the batch's counts and token totals moved, in one transaction."""
         counts = {"completed": Batch.completed + 1} if result.ok else {"failed": Batch.failed + 1}
+        if result.line in await self.done_lines(batch_id):
+            return  # another attempt of the job (a replica that lost its lease) answered it first
         async with self.db.session() as session:
             session.add(
                 BatchLine(

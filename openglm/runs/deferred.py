@@ -61,7 +61,7 @@ class AsyncCalls:
     async def chat(self, principal: Principal, body: ChatCompletionRequest, base_url: str) -> AsyncTask:
         """An async chat call on a model, an All Tools agent or a GLM: checked and admitted now (an unknown model is
         1211 here, not a failed task), run by the job system."""
-        spec = await self.runs.targets.priced(principal.account_id, body.model)
+        spec = await self.runs.targets.priced(principal.account_id, body.model, body.agent_model)
         await self.runs.metering.check_submission(principal, spec, "chat.completions")
         request = body.model_dump(mode="json", exclude_none=True, exclude={"stream", "stream_options"})
         record = await self._submit(principal, "chat", request, base_url)

@@ -77,11 +77,14 @@ class Targets:
             return self.models.get(model), None
         return await self.models.for_fine_tuned(adapter), adapter
 
-    async def priced(self, account_id: str, name: str) -> PricedModel:
+    async def priced(self, account_id: str, name: str, agent_model: str | None = None) -> PricedModel:
         """The catalog entry a call of ``name`` is admitted at before it is planned (an async call, a batch): the
-        model's, a catalog agent's model's, or a GLM's model's (1211 for a name this account cannot call)."""
+        model's, a catalog agent's model's (or ``agent_model``'s), or a GLM's model's (1211 for a name this
+        account cannot call)."""
         plan = self.catalog_agent(name)
         if plan is not None:
+            if agent_model is not None:
+                plan = await self.retargeted(plan, agent_model, account_id)
             return self.served(plan.spec.model, plan.adapter).spec
         if GLM_ID.fullmatch(name):
             glm = await self.glm(account_id, name)

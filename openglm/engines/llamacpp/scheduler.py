@@ -218,6 +218,8 @@ class BatchScheduler:
         for other in self._active:
             if other.lora_key != seq.lora_key:
                 continue  # its cells hold values computed under another adapter: nothing to share
+            if other.background and not seq.background:
+                continue  # paused while interactive prompts are read: waiting for it could wait long
             if other.n_past < limit and common_prefix(other.tokens, seq.tokens, limit) > max(
                 other.n_past, self.slots.min_reuse - 1
             ):

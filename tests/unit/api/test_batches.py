@@ -265,3 +265,26 @@ async def test_a_batch_whose_output_does_not_fit_the_storage_quota_fails_saying_
         done = await ended(running, batch["id"])
         assert done["status"] == "failed" and done["output_file_id"] is None
         assert "could not be kept" in done["errors"]["data"][-1]["message"]
+
+
+async def test_a_batch_cancelled_before_it_ran_lists_every_line_as_not_run(tmp_path: Path) -> None:
+    async with serving(tmp_path, CATALOG, batch_workers=0, job_workers=0) as running:  # nothing claims its job
+        batch = await create(running, [line(f"l{i}") for i in range(3)])
+        cancelled = (await running.client.post(f"/v1/batches/{batch['id']}/cancel")).json()
+        assert cancelled["status"] == "cancelled"
+        assert cancelled["request_counts"] == {"total": 3, "completed": 0, "failed": 3}
+        unrun = await file_lines(running, cancelled["error_file_id"])
+        assert [e["custom_id"] for e in unrun] == ["l0", "l1", "l2"]
+        assert {e["error"]["code"] for e in unrun} == {"batch_cancelled"}
+
+
+async def test_a_finalize_cut_short_is_finished_by_the_next_attempt(tmp_path: Path) -> None:
+    async with serving(tmp_path, CATALOG, batch_workers=0, job_workers=0) as running:
+        batch = await create(running, [line("a")])
+        service = running.state.batches
+        await service.store.move(batch["id"], "finalizing")  # as a process that died while writing the files
+        await service.run(batch["id"])  # the job's next attempt
+        done = (await running.client.get(f"/v1/batches/{batch['id']}")).json()
+        assert done["status"] == "completed" and done["completed_at"]
+        await service.run(batch["id"])  # and once more: nothing changes
+        assert (await running.client.get(f"/v1/batches/{batch['id']}")).json() == done
