@@ -30,6 +30,8 @@ from ..errors import (
 from .limits import Ancestor, KeyLimits
 from .store import AncestorRecord, KeyRecord
 
+Channel = Literal["sync", "async", "batch"]
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -46,7 +48,7 @@ class Principal:
     # "batch" (a batch line). Work done later was admitted through the key's limits when it was submitted, so its
     # calls are held to the balance but take no slot or request of the limits again; a batch line pays the batch
     # price (``Prices.batch``) and is served at low priority.
-    channel: Literal["sync", "async", "batch"] = "sync"
+    channel: Channel = "sync"
 
     @property
     def deferred(self) -> bool:
@@ -144,6 +146,18 @@ class Authenticator:
         if expiry_seconds(claims["exp"]) + self._leeway < self._clock():
             raise ExpiredTokenError("Authorization Token 已过期，请重新生成/获取。 (JWT expired)")
         return record
+
+    async def deferred(self, account_id: str, key_id: str | None, channel: Channel, user_id: str | None) -> Principal:
+        """The principal work queued with a key runs as when it runs (an async call, a batch): the key checked
+        again — disabled, deleted or expired since (or up its chain), or its account disabled, and the work is
+        refused — with its limits and lineage, so its tokens count against every key of the family. Without a
+        key (authentication off): the account alone."""
+        if key_id is None:
+            return Principal(account_id, None, user_id=user_id, channel=channel)
+        principal = self._principal(await self._record(key_id))
+        if principal.account_id != account_id:
+            raise TokenVerificationError("API key does not belong to this account any more")
+        return replace(principal, channel=channel, user_id=user_id or principal.user_id)
 
     def _principal(self, record: KeyRecord) -> Principal:
         if record.status != "active":

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TypeVar
@@ -30,7 +30,7 @@ from ..store.db import Database
 from ..store.types import utcnow
 from . import reservations
 from .auth import Principal
-from .limits import Lease, Limiter
+from .limits import Ancestor, KeyLimits, Lease, Limiter
 from .money import cost_of, format_yuan, to_nano
 from .recording import UsageEntry, write_usage
 from .spool import UsageSpool
@@ -140,8 +140,10 @@ class Meter:
         call.held_to_balance = principal.key_id is not None and not prices.free
         if call.held_to_balance:
             await self._check_balance(principal.account_id)
-        limited = principal.key_id is not None and not nested and not principal.deferred
-        call.lease = await self._take_limits(principal) if limited else None
+        limited = principal.key_id is not None and not nested
+        if limited and principal.deferred:  # admitted at submission: only the daily tokens are checked again
+            await (await self._take_limits(daily_only(principal))).release()
+        call.lease = await self._take_limits(principal) if limited and not principal.deferred else None
         return call
 
     async def admit_job(self, account_id: str, spec: PricedModel, endpoint: str, *, bound: UsageBound) -> MeteredCall:
@@ -272,6 +274,12 @@ class Meter:
         if self._renewing is not None:
             self._renewing.cancel()
             await asyncio.gather(self._renewing, return_exceptions=True)
+
+
+def daily_only(principal: Principal) -> Principal:
+    """The principal with only the daily-token limits of its key and of every key up its chain."""
+    lineage = tuple(Ancestor(a.key_id, KeyLimits(daily_tokens=a.limits.daily_tokens)) for a in principal.lineage)
+    return replace(principal, limits=KeyLimits(daily_tokens=principal.limits.daily_tokens), lineage=lineage)
 
 
 def insufficient_balance(standing: reservations.Standing) -> InsufficientBalanceError:

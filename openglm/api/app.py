@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 files=app.state.files,
                 images=image_service,
                 embeddings=embedding_service,
+                authenticator=platform.authenticator,
             )
             deferred = app.state.async_calls = AsyncCalls(jobs, app.state.runs, platform.db)
             app.state.batches = BatchService(

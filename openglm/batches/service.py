@@ -175,7 +175,11 @@ class BatchService:
             await self.fail(batch.id, f"the input file cannot be read any more: {exc.message}", exc.code)
             return
         done = await self.store.done_lines(batch.id)
-        principal = Principal(batch.account_id, batch.key_id, user_id=batch.user_id, channel="batch")
+        try:  # the key checked again: revoked since, and the batch does not spend for it
+            principal = await self.runs.authenticator.deferred(batch.account_id, batch.key_id, "batch", batch.user_id)
+        except OpenGLMError as exc:
+            await self.fail(batch.id, f"the batch's key can no longer be used: {exc.message}", exc.code)
+            return
         try:
             ending = await self._run_lines(batch, principal, [ln for ln in parsed.lines if ln.number not in done])
         except BaseException:  # the job was cancelled under it (a cancel raced its start): end it cancelled

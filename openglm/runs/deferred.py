@@ -137,8 +137,11 @@ async def run_async_call(ctx: JobContext) -> dict[str, Any] | None:
         raise RuntimeError("async calls run in a server process; this one has no run service")
     payload = ctx.payload
     assert ctx.account_id is not None
-    principal = Principal(ctx.account_id, payload.get("key_id"), user_id=payload.get("user_id"), channel="async")
     try:
+        # The key checked again (revoked since: the task fails), with its limits and lineage.
+        principal = await runs.authenticator.deferred(
+            ctx.account_id, payload.get("key_id"), "async", payload.get("user_id")
+        )
         if payload["endpoint"] == "images":
             images = ImageGenerationRequest.model_validate(payload["request"])
             return await collect(await runs.draw(principal, images, payload["base_url"]))

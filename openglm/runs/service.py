@@ -15,7 +15,7 @@ import base64
 import time
 from typing import Any
 
-from ..accounts.auth import Principal
+from ..accounts.auth import Authenticator, Principal
 from ..accounts.metering import Meter
 from ..agent.service import AgentService
 from ..embeddings.service import EmbeddingService
@@ -59,8 +59,10 @@ class RunService:
         files: FileStore,
         images: ImageService,
         embeddings: EmbeddingService,
+        authenticator: Authenticator,
     ):
         self.metering = Metering(meter)
+        self.authenticator = authenticator  # work queued with a key runs as that key, checked again when it runs
         self.chat = chat
         self.models = models
         self.agents = agents

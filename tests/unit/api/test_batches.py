@@ -288,3 +288,18 @@ async def test_a_finalize_cut_short_is_finished_by_the_next_attempt(tmp_path: Pa
         assert done["status"] == "completed" and done["completed_at"]
         await service.run(batch["id"])  # and once more: nothing changes
         assert (await running.client.get(f"/v1/batches/{batch['id']}")).json() == done
+
+
+async def test_a_batch_whose_key_was_disabled_meanwhile_does_not_spend(tmp_path: Path) -> None:
+    async with serving(tmp_path, CATALOG, auth="on", batch_workers=0, job_workers=0) as running:
+        store = running.state.platform.store
+        await store.create_account("acme", grant=to_nano(Decimal("10")))
+        key, secret = await store.create_key("acme")
+        batch = await create(running, [line("a"), line("b")], {"Authorization": f"Bearer {secret}"})
+        await store.set_key_status(key.id, "disabled")
+        await running.state.batches.run(batch["id"])  # the job, once it runs
+        done = await running.state.batches.get(
+            await running.state.platform.authenticator.deferred(key.account_id, None, "sync", None), batch["id"]
+        )
+        assert done.status == "failed" and "can no longer be used" in done.errors.data[-1].message
+        assert done.request_counts.completed == 0 and await usage(running) == []
