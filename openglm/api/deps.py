@@ -9,10 +9,19 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from ..accounts.auth import Principal
+from ..accounts.platform import Platform
+from ..agent.service import AgentService
 from ..batches.service import BatchService
+from ..embeddings.service import EmbeddingService
+from ..evals.service import EvalService
+from ..files.store import FileStore
+from ..glms.conversations import ConversationStore
+from ..glms.store import AgentStore
 from ..knowledge.service import KnowledgeService
 from ..runs.deferred import AsyncCalls
 from ..runs.service import RunService
+from ..serving.models import ModelPool
+from ..tuning.service import FineTuningService
 from .request_guard import ADMIN, CALLER
 
 T = TypeVar("T")
@@ -47,6 +56,15 @@ def from_state(name: str, kind: type[T]) -> Callable[[Request], T]:
     return service
 
 
+platform = from_state("platform", Platform)
+models = from_state("models", ModelPool)
+embeddings = from_state("embeddings", EmbeddingService)
+agents = from_state("agents", AgentService)
+files = from_state("files", FileStore)
+glms = from_state("glms", AgentStore)
+conversations = from_state("conversations", ConversationStore)
+fine_tuning = from_state("fine_tuning", FineTuningService)
+evals = from_state("evals", EvalService)
 runs = from_state("runs", RunService)
 knowledge = from_state("knowledge", KnowledgeService)
 async_calls = from_state("async_calls", AsyncCalls)

@@ -23,7 +23,10 @@ from ..account_views import (
     storage_out,
     usage_report,
 )
-from ..deps import Caller
+from ..deps import Caller, platform
+from ..deps import files as _files
+from ..deps import models as _models
+from ..deps import platform as _platform
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["account"])
@@ -31,12 +34,12 @@ router = APIRouter(tags=["account"])
 
 @both_prefixes(router, "GET", "/account")
 async def my_account(request: Request, principal: Caller) -> Response:
-    return json_response(account_out(await request.app.state.platform.store.account_view(principal.account_id)))
+    return json_response(account_out(await _platform(request).store.account_view(principal.account_id)))
 
 
 @both_prefixes(router, "GET", "/account/storage")
 async def my_storage(request: Request, principal: Caller) -> Response:
-    usage = await request.app.state.files.quota.usage(principal.account_id)
+    usage = await _files(request).quota.usage(principal.account_id)
     return json_response(storage_out(principal.account_id, usage), nulls=True)
 
 
@@ -50,7 +53,7 @@ async def my_usage(
     until: date | None = None,
 ) -> Response:
     rows = await usage_summary(
-        request.app.state.platform.db, by=by, account_id=principal.account_id, key_id=key_id, since=since, until=until
+        _platform(request).db, by=by, account_id=principal.account_id, key_id=key_id, since=since, until=until
     )
     return json_response(usage_report(by, rows))
 
@@ -62,13 +65,12 @@ async def my_ledger(
     limit: int = Query(default=100, ge=1, le=1000),
     before: int | None = Query(default=None, ge=0, le=MAX_SQL_INT),
 ) -> Response:
-    entries = await request.app.state.platform.store.ledger(principal.account_id, limit=limit, before=before)
+    entries = await _platform(request).store.ledger(principal.account_id, limit=limit, before=before)
     return json_response(ListOf(data=[entry_out(e) for e in entries]))
 
 
 def _store(request: Request) -> AccountStore:
-    store: AccountStore = request.app.state.platform.store
-    return store
+    return platform(request).store
 
 
 @both_prefixes(router, "GET", "/account/keys")
@@ -103,4 +105,4 @@ async def delete_my_key(key_id: str, request: Request, principal: Caller) -> Res
 
 @both_prefixes(router, "GET", "/account/prices")
 async def prices(request: Request, principal: Caller) -> Response:
-    return json_response(ListOf(data=[price_out(p) for p in price_list(request.app.state.models.catalog)]))
+    return json_response(ListOf(data=[price_out(p) for p in price_list(_models(request).catalog)]))

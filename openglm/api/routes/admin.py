@@ -39,15 +39,17 @@ from ..account_views import (
     usage_report,
     user_out,
 )
-from ..deps import admin
+from ..deps import admin, platform
+from ..deps import files as _files
+from ..deps import glms as _glms
+from ..deps import platform as _platform
 from ._common import json_response
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(admin)])
 
 
 def _store(request: Request) -> AccountStore:
-    store: AccountStore = request.app.state.platform.store
-    return store
+    return platform(request).store
 
 
 @router.post("/accounts")
@@ -76,7 +78,7 @@ async def update_account(ref: str, body: AccountUpdate, request: Request) -> Res
 @router.get("/accounts/{ref}/storage")
 async def get_storage(ref: str, request: Request) -> Response:
     account = await _store(request).account(ref)
-    usage = await request.app.state.files.quota.usage(account.id)
+    usage = await _files(request).quota.usage(account.id)
     return json_response(storage_out(account.id, usage), nulls=True)
 
 
@@ -85,7 +87,7 @@ async def set_storage_quota(ref: str, body: StorageQuotaUpdate, request: Request
     """The account's own storage quota in MB (-1: unlimited; ``null``: the server's default again)."""
     account = await _store(request).account(ref)
     quota = None if body.quota_mb is None else quota_bytes_of(body.quota_mb)
-    usage = await request.app.state.files.quota.set_quota(account.id, quota)
+    usage = await _files(request).quota.set_quota(account.id, quota)
     return json_response(storage_out(account.id, usage), nulls=True)
 
 
@@ -175,12 +177,12 @@ async def usage(
 ) -> Response:
     account_id = None if account is None else (await _store(request).account(account)).id
     rows = await usage_summary(
-        request.app.state.platform.db, by=by, account_id=account_id, key_id=key_id, since=since, until=until
+        _platform(request).db, by=by, account_id=account_id, key_id=key_id, since=since, until=until
     )
     return json_response(usage_report(by, rows))
 
 
 @router.put("/glms/{agent_id}/recommendation")
 async def recommend_agent(agent_id: str, body: Recommendation, request: Request) -> Response:
-    await request.app.state.glms.recommend(agent_id, body.rank)
+    await _glms(request).recommend(agent_id, body.rank)
     return json_response(body)

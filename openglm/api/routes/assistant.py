@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...glms.conversations import ConversationRecord, ConversationStore, StoredMessage
+from ...glms.conversations import ConversationRecord, StoredMessage
 from ...glms.store import AgentRecord, AgentStore
 from ...protocol.assistant import (
     AssistantRequest,
@@ -28,16 +28,13 @@ from ...protocol.assistant import (
 from ...protocol.chat import Usage
 from ...protocol.common import MAX_PAGE
 from ...runs.service import RunService
-from ..deps import Caller, Runs
+from ..deps import Caller, Runs, conversations
+from ..deps import agents as _agents
+from ..deps import glms as _glms
 from ._common import both_prefixes, json_response, respond
 
 router = APIRouter(tags=["assistant"])
 CENTER_PAGE = 100
-
-
-def conversations(request: Request) -> ConversationStore:
-    store: ConversationStore = request.app.state.conversations
-    return store
 
 
 @both_prefixes(router, "POST", "/assistant")
@@ -54,8 +51,8 @@ async def suggest(body: SuggestQuery, request: Request, principal: Caller, runs:
 async def assistant_list(body: SupportQuery, request: Request, principal: Caller, runs: Runs) -> Response:
     wanted = list(dict.fromkeys(body.assistant_id_list or []))
     if not wanted:
-        wanted = list(request.app.state.agents.catalog.agents)
-        glms: AgentStore = request.app.state.glms
+        wanted = list(_agents(request).catalog.agents)
+        glms: AgentStore = _glms(request)
         mine, _ = await glms.mine(principal.account_id, 1, CENTER_PAGE)
         listed, _ = await glms.center(None, 1, CENTER_PAGE)
         wanted += [a.id for a in [*mine, *listed] if a.id not in wanted]
@@ -82,7 +79,7 @@ def support_of(request: Request, runs: RunService, assistant_id: str, glm: Agent
             tools=list(glm.config.tools),
             starter_prompts=glm.config.starter_prompts,
         )
-    spec = request.app.state.agents.spec(assistant_id)
+    spec = _agents(request).spec(assistant_id)
     started = int(request.app.state.started_at)
     tools = [tool.type for tool in runs.assistant.catalog_tools() or []]
     return AssistantSupport(

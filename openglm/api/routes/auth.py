@@ -8,17 +8,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...accounts.platform import Platform
 from ...protocol.accounts import LoginIn, LoginOut, SessionOut, SessionUser
 from ..deps import Caller
+from ..deps import platform as _platform
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["auth"])
-
-
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 @both_prefixes(router, "POST", "/auth/login")

@@ -9,18 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...evals.runs import RunRequest
-from ...evals.service import EvalService
 from ...protocol.evals import Cursor, EvalRunCreate, EvalRunList, EvalSuiteList
 from ..deps import Caller
+from ..deps import evals as service
 from ..eval_views import run_object, suite_object
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["evals"])
-
-
-def service(request: Request) -> EvalService:
-    evals: EvalService = request.app.state.evals
-    return evals
 
 
 @both_prefixes(router, "GET", "/evals/suites")

@@ -9,12 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import InvalidFieldError
-from ...files.store import OPENAI_PURPOSES, PURPOSES, FileRecord, FileStore
+from ...files.store import OPENAI_PURPOSES, PURPOSES, FileRecord
 from ...protocol.common import MAX_PAGE
 from ...protocol.files import FileDeleted, FileList, FileObject
 from ...protocol.knowledge import DocumentObject, DocumentPage, DocumentSuccessInfo
 from ...untrusted.loaders import load_json
 from ..deps import Caller
+from ..deps import files as _store
 from ..deps import knowledge as knowledge_service
 from ..downloads import download
 from ..knowledge_views import document_data
@@ -22,11 +23,6 @@ from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["files"])
 MAX_UPLOAD = max(rules.max_bytes for rules in PURPOSES.values())
-
-
-def _store(request: Request) -> FileStore:
-    store: FileStore = request.app.state.files
-    return store
 
 
 def file_object(record: FileRecord) -> FileObject:

@@ -11,18 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...protocol.fine_tuning import FineTunedModelMergeCreate
-from ...tuning.service import FineTuningService
 from ..deps import Caller
+from ..deps import fine_tuning as service
 from ..finetune_views import merge_object
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["fine-tuning"])
 PATH = "/fine_tuning/fine_tuned_models/{model}/merge"
-
-
-def service(request: Request) -> FineTuningService:
-    tuning: FineTuningService = request.app.state.fine_tuning
-    return tuning
 
 
 @both_prefixes(router, "POST", PATH)

@@ -15,17 +15,13 @@ from ...protocol.fine_tuning import (
     FineTuningJobList,
     HyperparametersIn,
 )
-from ...tuning.service import FineTuningService, HyperparameterChoice, JobRequest
+from ...tuning.service import HyperparameterChoice, JobRequest
 from ..deps import Caller
+from ..deps import fine_tuning as service
 from ..finetune_views import checkpoint_object, deleted_model_object, event_object, job_object
 from ._common import both_prefixes, json_response
 
 router = APIRouter(tags=["fine-tuning"])
-
-
-def service(request: Request) -> FineTuningService:
-    tuning: FineTuningService = request.app.state.fine_tuning
-    return tuning
 
 
 def _choice(given: HyperparametersIn | None) -> HyperparameterChoice:

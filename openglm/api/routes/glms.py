@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from ...accounts.money import format_yuan
 from ...accounts.usage import agent_tokens, agent_usage
-from ...glms.store import AgentRecord, AgentStore
+from ...glms.store import AgentRecord
 from ...protocol.common import MAX_PAGE
 from ...protocol.glms import (
     AgentCreate,
@@ -22,14 +22,11 @@ from ...protocol.glms import (
     BuilderRequest,
 )
 from ..deps import Caller, Runs
+from ..deps import glms as store
+from ..deps import platform as _platform
 from ._common import both_prefixes, json_response, respond
 
 router = APIRouter(tags=["glms"])
-
-
-def store(request: Request) -> AgentStore:
-    agents: AgentStore = request.app.state.glms
-    return agents
 
 
 def agent_out(record: AgentRecord, viewer: str) -> AgentOut:
@@ -122,7 +119,7 @@ async def agent_versions(agent_id: str, request: Request, principal: Caller) -> 
 async def agent_usage_report(agent_id: str, request: Request, principal: Caller) -> Response:
     """The creator's view of the calls made through their agent (anyone's), and what they earned."""
     await store(request).owned(principal.account_id, agent_id)
-    db = request.app.state.platform.db
+    db = _platform(request).db
     days = await agent_usage(db, agent_id)
     prompt, completion = await agent_tokens(db, agent_id)
     by_day = [

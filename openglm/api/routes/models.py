@@ -11,8 +11,11 @@ from ...errors import ModelNotFoundError, PermissionDeniedError
 from ...protocol.chat import ModelCard, ModelList
 from ...serving.models import ModelPool
 from ...tuning.finetuned import FineTunedRecord, is_fine_tuned_name
-from ...tuning.service import FineTuningService
 from ..deps import Caller
+from ..deps import embeddings as _embeddings
+from ..deps import fine_tuning as _fine_tuning
+from ..deps import models as _models
+from ..deps import platform as _platform
 from ..finetune_views import deleted_model_object
 from ._common import json_response
 
@@ -79,16 +82,11 @@ def fine_tuned_card(record: FineTunedRecord, pool: ModelPool) -> ModelCard:
     )
 
 
-def _fine_tuning(request: Request) -> FineTuningService:
-    tuning: FineTuningService = request.app.state.fine_tuning
-    return tuning
-
-
 @router.get("/v1/models")
 @router.get("/api/paas/v4/models")
 async def list_models(request: Request, principal: Caller) -> Response:
-    embeddings: EmbeddingService = request.app.state.embeddings
-    pool: ModelPool = request.app.state.models
+    embeddings: EmbeddingService = _embeddings(request)
+    pool: ModelPool = _models(request)
     tuning = _fine_tuning(request)
     cards = model_cards(pool, tuning.fine_tunable) + [embedding_card(name, embeddings) for name in embeddings.models]
     cards += [fine_tuned_card(r, pool) for r in await tuning.models_of(principal.account_id)]
@@ -98,8 +96,8 @@ async def list_models(request: Request, principal: Caller) -> Response:
 @router.get("/v1/models/{name:path}")  # names may hold a slash (sentence-transformers/...)
 @router.get("/api/paas/v4/models/{name:path}")
 async def get_model(name: str, request: Request, principal: Caller) -> Response:
-    pool: ModelPool = request.app.state.models
-    embeddings: EmbeddingService = request.app.state.embeddings
+    pool: ModelPool = _models(request)
+    embeddings: EmbeddingService = _embeddings(request)
     if is_fine_tuned_name(name):
         return json_response(fine_tuned_card(await _fine_tuning(request).model(principal.account_id, name), pool))
     try:
@@ -124,18 +122,18 @@ async def get_model(name: str, request: Request, principal: Caller) -> Response:
 @router.delete("/api/paas/v4/models/{name:path}")
 async def delete_model(name: str, request: Request, principal: Caller) -> Response:
     if not is_fine_tuned_name(name):
-        request.app.state.models.get(name)  # 1211 for a name that is no model at all
+        _models(request).get(name)  # 1211 for a name that is no model at all
         raise PermissionDeniedError(f"model {name!r} is in the server's catalog; only fine-tuned models are deleted")
     return json_response(deleted_model_object(await _fine_tuning(request).delete_model(principal, name)))
 
 
 @router.get("/health")  # public: load balancers probe it without a key
 async def health(request: Request) -> Response:
-    pool: ModelPool = request.app.state.models
+    pool: ModelPool = _models(request)
     engines = {served.spec.id: served.engine.stats() for served in pool.served()}
-    embeddings = request.app.state.embeddings.stats()
+    embeddings = _embeddings(request).stats()
     # Calls settled but not in the database (waiting in the usage spool): an operator's alarm, never silent.
-    metering = {"unrecorded_usage": request.app.state.platform.meter.unrecorded_count()}
+    metering = {"unrecorded_usage": _platform(request).meter.unrecorded_count()}
     return JSONResponse(
         {"status": "ok", "models": list(engines), "engines": engines, "embeddings": embeddings, "metering": metering}
     )
