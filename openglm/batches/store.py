@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from ..errors import NotFoundError
 from ..jobs.store import JobStore
@@ -132,9 +132,9 @@ class BatchStore:
     async def record_line(self, batch_id: str, result: LineResult, prompt_tokens: int, completion_tokens: int) -> None:
         """A finished line: its answer kept, the batch's counts and token totals moved, in one transaction."""
         counts = {"completed": Batch.completed + 1} if result.ok else {"failed": Batch.failed + 1}
-        if result.line in await self.done_lines(batch_id):
-            return  # another attempt of the job (a replica that lost its lease) answered it first
         async with self.db.session() as session:
+            if await session.get(BatchLine, (batch_id, result.line)) is not None:
+                return  # another attempt of the job (a replica that lost its lease) answered it first
             session.add(
                 BatchLine(
                     batch_id=batch_id,
@@ -165,10 +165,6 @@ class BatchStore:
                 select(BatchLine).where(BatchLine.batch_id == batch_id).order_by(BatchLine.line)
             )
             return [LineResult(r.line, r.custom_id, r.ok, r.status_code, json.loads(r.body)) for r in rows]
-
-    async def count_lines(self, batch_id: str) -> int:
-        async with self.db.read() as session:
-            return int(await session.scalar(select(func.count()).where(BatchLine.batch_id == batch_id)) or 0)
 
     async def drop_lines(self, batch_id: str) -> None:
         """Once the output files hold them, the rows are not needed."""
