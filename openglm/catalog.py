@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ModelNotFoundError
+from .safety.config import ModelSafety, SafetyConfig
 
 
 class Prices(BaseModel):
@@ -80,6 +81,8 @@ class ModelSpec(BaseModel):
     # A LoRA adapter (a llama.cpp adapter GGUF: a path or "package:<module>/<file>") that All Tools agents running
     # on this model (catalog agents, GLMs, the Assistant API) plan with; plain chat with the model stays the base.
     agent_adapter: str | None = None
+    # The model's own content-safety checkers ({input = [...], output = [...]}); None: the catalog's [safety].
+    safety: ModelSafety | None = None
 
     def effective_prices(self) -> Prices:
         return seed_prices(self.prices, (self.id, *self.aliases))
@@ -162,8 +165,10 @@ class Catalog:
         agents: list[AgentSpec] | None = None,
         images: list[ModelSpec] | None = None,
         embeddings: list[EmbeddingSpec] | None = None,
+        safety: SafetyConfig | None = None,
     ):
         self.specs = specs
+        self.safety = safety or SafetyConfig()
         self.agents = {agent.id: agent for agent in agents or []}
         # Image models ([[images]]): ``engine`` names an image provider, ``source`` its URL or model path.
         self.images = {name: spec for spec in images or [] for name in (spec.id, *spec.aliases)}
@@ -195,6 +200,7 @@ class Catalog:
                 [AgentSpec.model_validate(entry) for entry in data.get("agents", [])],
                 [ModelSpec.model_validate(entry) for entry in data.get("images", [])],
                 [EmbeddingSpec.model_validate(entry) for entry in data.get("embeddings", [])],
+                SafetyConfig.model_validate(data.get("safety", {})),
             )
         except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
             raise CatalogError(f"cannot read model catalog {path}: {exc}") from exc

@@ -9,7 +9,8 @@
     │   ├── ConflictError             1215  400   the resource's state forbids it now (delete a running job)
     │   ├── StorageQuotaError         1210  400   the account's files would exceed its storage quota
     │   ├── BodyTooLargeError         1210  413   the request body is larger than its route takes
-    │   └── PromptTooLongError        1261  400
+    │   ├── PromptTooLongError        1261  400
+    │   └── SensitiveContentError     1301  400   content safety refused the input (the hit is recorded)
     ├── ModelNotFoundError            1211  400
     ├── NotFoundError                 1214  404   a key or other resource named in the path
     │   └── AccountNotFoundError      1111  404   账户不存在
@@ -125,6 +126,12 @@ class BodyTooLargeError(InvalidRequestError):
 
 class PromptTooLongError(InvalidRequestError):
     code = "1261"
+
+
+class SensitiveContentError(InvalidRequestError):
+    """A moderation checker hit the request's input: nothing ran but the check (``openglm.safety``)."""
+
+    code = "1301"
 
 
 class ModelNotFoundError(OpenGLMError):

@@ -28,7 +28,7 @@ from ..errors import (
     TokenVerificationError,
 )
 from .limits import Ancestor, KeyLimits
-from .store import AncestorRecord, KeyRecord
+from .store import AncestorRecord, KeyRecord, strictest_safety
 
 Channel = Literal["sync", "async", "batch"]
 
@@ -49,6 +49,8 @@ class Principal:
     # calls are held to the balance but take no slot or request of the limits again; a batch line pays the batch
     # price (``Prices.batch``) and is served at low priority.
     channel: Channel = "sync"
+    # Content safety for the key's calls (``openglm.safety``): on | optional | off, the strictest up its chain.
+    safety: str = "on"
 
     @property
     def deferred(self) -> bool:
@@ -175,6 +177,7 @@ class Authenticator:
             user_id=record.user_id,
             limits=_with_defaults(record.limits, self._defaults),
             lineage=tuple(Ancestor(a.id, _with_defaults(a.limits, self._defaults)) for a in record.lineage),
+            safety=strictest_safety([record.safety, *(a.safety for a in record.lineage)]),
         )
 
     def _check_ancestor(self, ancestor: AncestorRecord) -> None:

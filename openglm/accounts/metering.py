@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..aio import to_the_end
 from ..catalog import PricedModel, Prices
 from ..errors import InsufficientBalanceError, OpenGLMError, ServiceUnavailableError
 from ..serving.usage import Tally, UsageBound, new_usage_id
@@ -505,7 +506,14 @@ async def metered_result(call: MeteredCall, work: Awaitable[T]) -> T:
 async def _settle(call: MeteredCall, status: str) -> None:
     """Settle in a task of its own. A call that ended normally waits for its record, so a client that has the
     whole answer can already see its usage; a cancelled one (the client went away) does not wait, because its
-    cancel scope would cancel the wait, but the task still writes the record."""
+    cancel scope would cancel the wait, but the task still writes the record.
+
+    A cancel that comes while a whole answer's record is written is dropped: the answer is billed, so it is handed
+    back to whoever asked (a batch line keeps it; raising here instead lost it, and the line ran and was billed
+    again)."""
     task = call.meter.spawn_settlement(call, status)
     if task is not None and status != "cancelled":
-        await asyncio.shield(task)
+        _, cancelled = await to_the_end(task)
+        current = asyncio.current_task()
+        if cancelled and current is not None:
+            current.uncancel()

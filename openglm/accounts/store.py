@@ -58,6 +58,7 @@ class AncestorRecord:
     status: str
     expires_at: datetime | None
     limits: KeyLimits
+    safety: str = "on"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class KeyRecord:
     expires_at: datetime | None = None
     limits: KeyLimits = field(default_factory=KeyLimits)
     lineage: tuple[AncestorRecord, ...] = ()  # the keys it was made from, root first
+    safety: str = "on"  # content safety for its calls: on | optional | off
 
 
 @dataclass(frozen=True)
@@ -246,12 +248,14 @@ class AccountStore:
         limits: KeyLimits | None = None,
         web_session: bool = False,
         parent_id: str | None = None,
+        safety: str = "on",
     ) -> tuple[ApiKey, str]:
         """A new key and its full ``id.secret`` text, which is shown once and never again. ``web_session``: made
         by a web sign-in, for its logout to delete. ``parent_id``: the key it was made with, whose limits (and
         its own ancestors') bound it."""
         if scope not in ("user", "admin"):
             raise InvalidFieldError("key scope must be 'user' or 'admin'")
+        check_safety(safety)
         limits = limits or KeyLimits()
         check_limits(limits)
         key_id = secrets.token_hex(16)
@@ -276,6 +280,7 @@ class AccountStore:
                 daily_tokens=limits.daily_tokens,
                 web_session=web_session,
                 parent_id=parent_id,
+                safety=safety,
             )
             session.add(key)
         return key, f"{key_id}.{secret}"
@@ -332,10 +337,13 @@ class AccountStore:
         clear_expiry: bool = False,
         limits: KeyLimits | None = None,
         status: str | None = None,
+        safety: str | None = None,
     ) -> ApiKey:
         """Every change in one transaction: all of them happen or none."""
         if limits is not None:
             check_limits(limits)
+        if safety is not None:
+            check_safety(safety)
         if status is not None and status not in ("active", "disabled"):
             raise InvalidFieldError("key status must be 'active' or 'disabled'")
         async with self.db.session() as session:
@@ -348,6 +356,8 @@ class AccountStore:
                 key.expires_at = expires_at
             if limits is not None:
                 key.max_concurrency, key.rpm, key.daily_tokens = limits.concurrency, limits.rpm, limits.daily_tokens
+            if safety is not None:
+                key.safety = safety
         return key
 
     async def key_for_auth(self, key_id: str) -> KeyRecord | None:
@@ -365,6 +375,7 @@ class AccountStore:
                 ApiKey.rpm,
                 ApiKey.daily_tokens,
                 ApiKey.parent_id,
+                ApiKey.safety,
             )
             .join(Account, Account.id == ApiKey.account_id)
             .where(ApiKey.id == key_id)
@@ -373,7 +384,8 @@ class AccountStore:
         if not rows or rows[0].sealed_secret is None:
             return None
         row = rows[0]
-        account_id, account_status, user_id, scope, status, sealed, expires_at, concurrency, rpm, daily, parent = row
+        account_id, account_status, user_id, scope, status, sealed, expires_at = row[:7]
+        concurrency, rpm, daily, parent, safety = row[7:]
         return KeyRecord(
             id=key_id,
             account_id=account_id,
@@ -385,6 +397,7 @@ class AccountStore:
             expires_at=expires_at,
             limits=KeyLimits(concurrency, rpm, daily),
             lineage=await self.lineage(parent) if parent is not None else (),
+            safety=safety,
         )
 
     async def lineage(self, parent_id: str) -> tuple[AncestorRecord, ...]:
@@ -401,14 +414,35 @@ class AccountStore:
             .where(chain.c.depth < MAX_KEY_GENERATIONS)
         )
         rows = await self.db.fetch(
-            select(ApiKey.id, ApiKey.status, ApiKey.expires_at, ApiKey.max_concurrency, ApiKey.rpm, ApiKey.daily_tokens)
+            select(
+                ApiKey.id,
+                ApiKey.status,
+                ApiKey.expires_at,
+                ApiKey.max_concurrency,
+                ApiKey.rpm,
+                ApiKey.daily_tokens,
+                ApiKey.safety,
+            )
             .join(chain, chain.c.id == ApiKey.id)
             .order_by(chain.c.depth.desc())
         )
         return tuple(
-            AncestorRecord(key_id, status, expires_at, KeyLimits(concurrency, rpm, daily))
-            for key_id, status, expires_at, concurrency, rpm, daily in rows
+            AncestorRecord(key_id, status, expires_at, KeyLimits(concurrency, rpm, daily), safety)
+            for key_id, status, expires_at, concurrency, rpm, daily, safety in rows
         )
+
+
+KEY_SAFETY = ("on", "optional", "off")  # strictest first
+
+
+def check_safety(safety: str) -> None:
+    if safety not in KEY_SAFETY:
+        raise InvalidFieldError(f"key safety must be one of {', '.join(KEY_SAFETY)}, not {safety!r}")
+
+
+def strictest_safety(settings: list[str]) -> str:
+    """A key made from another lives by it: its calls are checked at least as strictly as any key up its chain."""
+    return min(settings, key=lambda s: KEY_SAFETY.index(s) if s in KEY_SAFETY else 0)
 
 
 async def _account(session: AsyncSession, ref: str) -> Account:

@@ -80,6 +80,7 @@ def key_out(
         secret_hint=key.secret_hint,
         expires_at=key.expires_at,
         limits=KeyLimitsIn(concurrency=key.max_concurrency, rpm=key.rpm, daily_tokens=key.daily_tokens),
+        safety=key.safety,
         created_at=key.created_at,
         last_used_at=view.last_used_at if view else None,
     )

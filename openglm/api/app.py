@@ -35,6 +35,7 @@ from ..jobs.store import JobStore
 from ..knowledge.service import KnowledgeService
 from ..runs.deferred import AsyncCalls
 from ..runs.service import RunService
+from ..safety.hits import HitStore
 from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from ..tuning.finetuned import FineTunedModels
@@ -61,6 +62,7 @@ from .routes import (
     images,
     knowledge,
     models,
+    moderations,
     web,
 )
 
@@ -132,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 images=image_service,
                 embeddings=embedding_service,
                 authenticator=platform.authenticator,
+                safety=catalog.safety,
+                moderation_hits=HitStore(platform.db),
             )
             deferred = app.state.async_calls = AsyncCalls(jobs, app.state.runs, platform.db)
             app.state.batches = BatchService(
@@ -169,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
     routers = [chat, async_calls, completions, models, images, embeddings, files, fine_tuned_merge, fine_tuning]
-    routers += [knowledge, glms, batches]
+    routers += [knowledge, glms, batches, moderations]
     routers += [assistant, account, evals]
     routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route

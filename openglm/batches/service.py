@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from ..accounts.auth import Principal
+from ..aio import to_the_end
 from ..catalog import PricedModel
 from ..errors import InsufficientBalanceError, InvalidFieldError, ModelNotFoundError, NotFoundError, OpenGLMError
 from ..files.store import FileStore
@@ -245,9 +246,14 @@ class BatchService:
         usage = result.body.get("usage") or {}
         if not enough:  # not run: listed with the lines the stop left, not as an answer
             return False
-        await self.store.record_line(
-            batch.id, result, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        # Kept even when the run stops now: the answer is billed, and a line not kept runs (and bills) again.
+        _, cancelled = await to_the_end(
+            self.store.record_line(
+                batch.id, result, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            )
         )
+        if cancelled:
+            raise asyncio.CancelledError
         return True
 
     async def _answer(self, batch: Batch, principal: Principal, line: Line) -> dict[str, Any]:

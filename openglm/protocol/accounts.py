@@ -64,6 +64,9 @@ class UserOut(BaseModel):
     can_sign_in: bool = False  # has a password for the web app
 
 
+KeySafety = Literal["on", "optional", "off"]
+
+
 class KeyLimitsIn(BaseModel):
     """null or absent: the server default; 0: unlimited."""
 
@@ -78,6 +81,9 @@ class KeyCreate(BaseModel):
     user_id: str | None = None
     expires_at: AwareDatetime | None = None
     limits: KeyLimitsIn | None = None
+    # Content safety for the key's calls: on (always checked), optional (a request's sensitive_word_check may
+    # turn the checks off), off (never checked: an operator's evaluation or red-team key).
+    safety: KeySafety = "on"
 
 
 class KeyUpdate(BaseModel):
@@ -86,6 +92,7 @@ class KeyUpdate(BaseModel):
     expires_at: AwareDatetime | None = None
     clear_expiry: bool = False
     limits: KeyLimitsIn | None = None
+    safety: KeySafety | None = None
 
 
 class KeyOut(BaseModel):
@@ -102,6 +109,7 @@ class KeyOut(BaseModel):
     secret_hint: str
     expires_at: datetime | None = None
     limits: KeyLimitsIn
+    safety: str = "on"
     created_at: datetime
     last_used_at: datetime | None = None
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from .common import RequestId, WireModel
+from .common import RequestId, SensitiveWordCheck, WireModel
 
 # Lists a request may hold, bounded here so that pydantic refuses a long one at its 17th item instead of building
 # (and the service then refusing) a million of them: prompts × n ≤ 16 generations per request, so ≤ 16 prompts.
@@ -110,6 +110,7 @@ class SamplingFields(WireModel):
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=4.0)
     logit_bias: dict[str, float] | None = Field(default=None, max_length=MAX_LOGIT_BIASES)
     user: str | None = None
+    sensitive_word_check: SensitiveWordCheck | None = None
 
 
 class ChatCompletionRequest(SamplingFields):

@@ -31,3 +31,11 @@ def _number_as_text(value: Any) -> Any:
 # A caller's request id, stored with the usage record (String(128)): text of at most 128 characters without NUL
 # (PostgreSQL text cannot hold one), or a number whose text is that short. Every request schema uses this one.
 RequestId = Annotated[str, BeforeValidator(_number_as_text), StringConstraints(max_length=128, pattern=r"^[^\x00]*$")]
+
+
+class SensitiveWordCheck(WireModel):
+    """Zhipu's per-request content check switch: ``{"type": "ALL", "status": "ENABLE" | "DISABLE"}``. DISABLE is
+    honoured only for keys the operator lets turn the checks off (as Zhipu grants it per account)."""
+
+    type: str | None = "ALL"
+    status: Annotated[str, StringConstraints(to_upper=True)] | None = "ENABLE"

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .common import RequestId
+from .common import RequestId, SensitiveWordCheck
 
 
 class EmbeddingRequest(BaseModel):
@@ -20,6 +20,7 @@ class EmbeddingRequest(BaseModel):
     dimensions: int | None = None
     user: str | None = None
     request_id: RequestId | None = None
+    sensitive_word_check: SensitiveWordCheck | None = None
 
 
 class EmbeddingData(BaseModel):

@@ -18,8 +18,10 @@ from ..catalog import PricedModel
 from ..glms.recording import TurnSaver
 from ..glms.store import AgentStore
 from ..protocol.chat import ChatCompletionRequest
+from ..safety.service import Subject
 from ..serving.usage import Tally, UsageBound
 from .metered import Metering
+from .moderation import ModerationRuns, request_texts
 from .outcome import Streamed
 from .targets import AgentPlan, Targets
 
@@ -34,7 +36,10 @@ class Writer(Protocol):
 
 
 class AgentRuns:
-    def __init__(self, agents: AgentService, glms: AgentStore, targets: Targets, metering: Metering):
+    def __init__(
+        self, agents: AgentService, glms: AgentStore, targets: Targets, metering: Metering, moderation: ModerationRuns
+    ):
+        self.moderation = moderation
         self.agents = agents
         self.glms = glms
         self.targets = targets
@@ -60,14 +65,19 @@ class AgentRuns:
         run: AgentRun,
         writer: Writer,
         *,
+        body: ChatCompletionRequest,
         endpoint: str,
         request_id: str | None,
         turn: TurnSaver | None = None,
     ) -> Streamed[BaseModel]:
-        """The run's first round planned now (a bad request is a 400, not an error inside a 200 stream), its bound
-        reserved at admission (later rounds reserve their own); a GLM's use counted once admitted."""
-        first_round = await self.agents.loop.validate(run)
+        """The caller's messages checked by content safety, the run's first round planned now (a bad request is a
+        400, not an error inside a 200 stream), its bound reserved at admission (later rounds reserve their own);
+        a GLM's use counted once admitted; its output guarded as it streams."""
         served = self.targets.served(plan.spec.model, plan.adapter)  # a fine-tuned model: metered under its id
+        policy = self.moderation.policy(principal, served.spec.safety, body.sensitive_word_check)
+        subject = Subject(principal.account_id, principal.key_id, body.model, endpoint, request_id or writer.id)
+        await self.moderation.check_input(principal, policy, request_texts(body), subject)
+        first_round = await self.agents.loop.validate(run)
         call = await self.metering.admit(
             principal,
             served.spec,
@@ -80,6 +90,7 @@ class AgentRuns:
         if plan.attribution is not None:
             await call.guard(self.glms.count_use(plan.attribution.agent_id))
         events = self.agents.loop.run(run, call.tally, call.reserve_round)
+        events = self.moderation.guard_events(principal, policy, events, subject)
         if turn is not None:
             events = turn.record(events, call.tally)
         return self.metering.stream(call, writer.chunks(events, call.tally))

@@ -118,8 +118,9 @@ class AssistantRuns:
             attachments,
             continues=existing is not None,
         )
+        request_id = body.request_id or writer.id
         return await self.agents.stream(
-            principal, plan, run, writer, endpoint="assistant", request_id=body.request_id or writer.id, turn=turn
+            principal, plan, run, writer, body=chat, endpoint="assistant", request_id=request_id, turn=turn
         )
 
     async def model_of(

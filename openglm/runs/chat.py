@@ -21,15 +21,18 @@ from ..protocol.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    Completion,
     CompletionRequest,
     RetrievalCitation,
 )
+from ..safety.service import Subject
 from ..serving.completions import collect_completion, completion_chunks, plan_completion, start_completion
 from ..serving.responses import collect_chat, stream_chat
 from ..serving.service import ChatPlan, ChatService
-from ..serving.usage import UsageBound, token_bound
+from ..serving.usage import UsageBound, new_usage_id, token_bound
 from .agents import AgentRuns
 from .metered import Metering
+from .moderation import ModerationRuns, request_texts
 from .outcome import Outcome, Streamed
 from .targets import GLM_ID, AgentPlan, Targets
 
@@ -43,7 +46,9 @@ class ChatRuns:
         conversations: ConversationStore,
         knowledge: KnowledgeService,
         metering: Metering,
+        moderation: ModerationRuns,
     ):
+        self.moderation = moderation
         self.chat = chat
         self.targets = targets
         self.agents = agents
@@ -74,9 +79,15 @@ class ChatRuns:
         call of its own)."""
         served, adapter = await self.targets.chat_model(principal.account_id, body.model)
         grounding = Grounding()
+        policy = self.moderation.policy(principal, served.spec.safety, body.sensitive_word_check)
+
+        def subject(request_id: str) -> Subject:
+            return Subject(principal.account_id, principal.key_id, body.model, "chat.completions", request_id)
 
         async def plan() -> Any:
             nonlocal body, grounding
+            refused_id = str(body.request_id or new_usage_id("chatcmpl"))
+            await self.moderation.check_input(principal, policy, request_texts(body), subject(refused_id))
             if retrieval_tools(body):
                 await self.chat.plan(body, adapter)  # a bad request is refused before anything is retrieved or billed
                 body, grounding = await self.ground(principal, body)
@@ -91,11 +102,17 @@ class ChatRuns:
             request_id=lambda planned: planned.request_id,
         )
         citations = grounding.citations() if grounding.chunks else None
+        answered = subject(started.plan.request_id)
         if body.stream:
-            return started.stream(with_citations(stream_chat(self.chat, started.run, started.call.tally), citations))
+            chunks = stream_chat(self.chat, started.run, started.call.tally)
+            guarded = self.moderation.guard_stream(
+                policy, chunks, answered, started.call.tally, started.plan.include_usage
+            )
+            return started.stream(with_citations(guarded, citations))
 
         async def answer() -> ChatCompletion:
             completion = await collect_chat(self.chat, started.run, started.call.tally)
+            completion = await self.moderation.guard_completion(principal, policy, completion, answered)
             completion.retrieval = citations
             return completion
 
@@ -134,7 +151,7 @@ class ChatRuns:
         writer = AllToolsWriter(run, body.model)
         request_id = str(body.request_id or writer.id)
         return await self.agents.stream(
-            principal, plan, run, writer, endpoint="chat.completions", request_id=request_id, turn=turn
+            principal, plan, run, writer, body=body, endpoint="chat.completions", request_id=request_id, turn=turn
         )
 
     async def glm(
@@ -162,17 +179,36 @@ class ChatRuns:
     async def completion(self, principal: Principal, body: CompletionRequest) -> Outcome:
         """Legacy text completions (``/completions``) on a served or fine-tuned model."""
         served, _ = await self.targets.chat_model(principal.account_id, body.model)
+        policy = self.moderation.policy(principal, served.spec.safety, body.sensitive_word_check)
+
+        def subject(request_id: str) -> Subject:
+            return Subject(principal.account_id, principal.key_id, body.model, "completions", request_id)
+
+        async def plan() -> Any:
+            prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+            refused_id = str(body.request_id or new_usage_id("cmpl"))
+            await self.moderation.check_input(principal, policy, prompts, subject(refused_id))
+            return await plan_completion(served, body, self.chat.grammars)
+
         started = await self.metering.engine_run(
             principal,
             served.spec,
             "completions",
-            lambda: plan_completion(served, body, self.chat.grammars),
+            plan,
             lambda planned: start_completion(served, planned),
             request_id=lambda _: body.request_id,
         )
+        answered = subject(str(body.request_id or started.plan.id))
+        tally = started.call.tally
         if body.stream:
-            return started.stream(completion_chunks(started.run, started.call.tally))
-        return started.collect(collect_completion(started.run, started.call.tally))
+            chunks = completion_chunks(started.run, tally)
+            return started.stream(self.moderation.guard_text_stream(policy, chunks, answered, tally))
+
+        async def answer() -> Completion:
+            completion = await collect_completion(started.run, tally)
+            return await self.moderation.guard_text(principal, policy, completion, answered)
+
+        return started.collect(answer())
 
 
 async def with_citations(

@@ -30,6 +30,10 @@ from ..protocol.chat import ChatCompletionRequest
 from ..protocol.embeddings import EmbeddingRequest, EmbeddingsResponse
 from ..protocol.glms import BuilderDraft, BuilderReply, BuilderRequest
 from ..protocol.images import ImageData, ImageGenerationRequest, ImagesResponse
+from ..protocol.moderations import ModerationRequest, ModerationResponse
+from ..safety.config import SafetyConfig
+from ..safety.hits import HitStore
+from ..safety.service import Subject
 from ..serving.models import ModelPool
 from ..serving.responses import collect_chat
 from ..serving.service import ChatService
@@ -40,6 +44,7 @@ from .assistant import AssistantRuns
 from .chat import ChatRuns
 from .collect import collect
 from .metered import Metering
+from .moderation import ModerationRuns
 from .outcome import Collected
 from .targets import GLM_ID, Targets
 
@@ -60,6 +65,8 @@ class RunService:
         images: ImageService,
         embeddings: EmbeddingService,
         authenticator: Authenticator,
+        safety: SafetyConfig,
+        moderation_hits: HitStore,
     ):
         self.metering = Metering(meter)
         self.authenticator = authenticator  # work queued with a key runs as that key, checked again when it runs
@@ -71,8 +78,12 @@ class RunService:
         self.images = images
         self.embeddings = embeddings
         self.targets = Targets(models, agents, glms, fine_tuning, knowledge.store)
-        self.agent_runs = AgentRuns(agents, glms, self.targets, self.metering)
-        self.chats = ChatRuns(chat, self.targets, self.agent_runs, conversations, knowledge, self.metering)
+        self.moderation = ModerationRuns(safety, moderation_hits, chat, self.targets, self.metering)
+        self.moderation.check_catalog((spec.id, spec.safety) for spec in models.catalog.specs)
+        self.agent_runs = AgentRuns(agents, glms, self.targets, self.metering, self.moderation)
+        self.chats = ChatRuns(
+            chat, self.targets, self.agent_runs, conversations, knowledge, self.metering, self.moderation
+        )
         self.assistant = AssistantRuns(chat, self.targets, self.agent_runs, conversations, files, self.metering)
 
     async def answer(self, principal: Principal, body: ChatCompletionRequest, base_url: str) -> dict[str, Any]:
@@ -115,11 +126,24 @@ class RunService:
         return started.collect(answer())
 
     async def embed(self, principal: Principal, body: EmbeddingRequest) -> Collected[EmbeddingsResponse]:
+        """Embeddings; text inputs pass the input checkers first, as on Zhipu's (``sensitive_word_check``)."""
         plan = self.embeddings.plan(body)
         call = await self.metering.admit(
             principal, plan.spec, "embeddings", plan.usage_bound(), kind="emb", request_id=body.request_id
         )
-        return self.metering.collect(call, self.embeddings.run(plan, call.tally))
+
+        async def run() -> EmbeddingsResponse:
+            policy = self.moderation.policy(principal, None, body.sensitive_word_check)
+            texts = [body.input] if isinstance(body.input, str) else [t for t in body.input if isinstance(t, str)]
+            request_id = str(call.request_id or call.usage_id)
+            subject = Subject(principal.account_id, principal.key_id, body.model, "embeddings", request_id)
+            await self.moderation.check_input(principal, policy, texts, subject)
+            return await self.embeddings.run(plan, call.tally)
+
+        return self.metering.collect(call, run())
+
+    async def moderate(self, principal: Principal, body: ModerationRequest) -> ModerationResponse:
+        return await self.moderation.moderate(principal, body)
 
     async def draw(
         self, principal: Principal, body: ImageGenerationRequest, base_url: str

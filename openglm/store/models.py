@@ -80,6 +80,8 @@ class ApiKey(Base):
     web_session: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The key this one was made with (the console, called with a key): its limits bound this key's (migration 0009).
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
+    # Content safety for this key's calls (migration 0018): on | optional (a request may turn the checks off) | off.
+    safety: Mapped[str] = mapped_column(String(16), default="on", server_default="on")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -500,3 +502,27 @@ class BatchLine(Base):
     ok: Mapped[bool] = mapped_column(Boolean)
     status_code: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
+
+
+class ModerationHit(Base):
+    """A content-safety hit (``openglm/safety/``): which checker, in which category, on which call — the input
+    refused (1301), an answer stopped as ``sensitive``, or a ``POST /moderations`` text. ``matched`` is what a word
+    list hit (normalized, at most 200 characters); a judge's verdict has none. Migration 0018."""
+
+    __tablename__ = "moderation_hits"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    model: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(128))
+    stage: Mapped[str] = mapped_column(String(16))  # input | output | moderations
+    checker: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    matched: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_moderation_hits_account", "account_id", "created_at"),
+        Index("ix_moderation_hits_created", "created_at"),
+    )

@@ -116,6 +116,7 @@ async def create_key(ref: str, body: KeyCreate, request: Request) -> Response:
         user_id=body.user_id,
         expires_at=body.expires_at,
         limits=limits_in(body.limits),
+        safety=body.safety,
     )
     return json_response(key_out(key, full_key=full), status_code=201)
 
@@ -140,6 +141,7 @@ async def update_key(key_id: str, body: KeyUpdate, request: Request) -> Response
         clear_expiry=body.clear_expiry,
         limits=limits_in(body.limits),
         status=body.status,
+        safety=body.safety,
     )
     return json_response(key_out(key))
 

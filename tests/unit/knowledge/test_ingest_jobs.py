@@ -238,6 +238,12 @@ async def test_a_restart_ingests_what_was_waiting(funded: Database, home: Path, 
             return all(d.status == "ready" for d in found)
 
         await until(all_ready, "both documents to be ingested")
+
+        # A document turns ready inside its job, a moment before the runner records the job as succeeded.
+        async def all_jobs_ended() -> bool:
+            return all(j.finished for j in await ingestion_jobs(runner.store))
+
+        await until(all_jobs_ended, "the ingestion jobs to be recorded as ended")
         ingested = await ingestion_jobs(runner.store)
         assert sorted(j.payload["document_id"] for j in ingested) == sorted(d.id for d in documents)
         assert {j.status for j in ingested} == {"succeeded"}

@@ -1,0 +1,161 @@
+"""The ``words`` checker: the operator's word and pattern lists, by category.
+
+Options: ``lists`` (TOML files — a path or ``package:<module>/<file>`` — each ``[categories.<name>]`` with
+``terms`` and ``patterns``), inline ``terms`` / ``patterns`` (``{category = [...]}``), ``window`` (the longest
+text a pattern may match, default 100 characters) and ``allow`` (phrases inside which a term does not count: "bomb
+squad" for "bomb").
+
+Texts are compared normalized (NFKC, case-folded, zero-width and other format characters dropped, runs of spaces
+as one), so full-width letters, capitals and invisible joiners do not slip past. A term that starts or ends with a
+letter or digit matches whole words only at that end ("ass" not in "class"); other terms (Chinese) match anywhere.
+Terms compile into one trie-shaped regular expression per category, so a list of thousands of terms costs about
+what a short one does."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tomllib
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from ..catalog import resolve_source
+from .checkers import CHECKER_KINDS, BuildContext, Hit
+
+_SPACES = re.compile(r"\s+")
+_ASCII_WORD = re.compile(r"[a-z0-9]")
+# Longer texts are searched in a worker thread: the event loop serves other requests meanwhile.
+_THREAD_THRESHOLD = 64_000
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return _SPACES.sub(" ", text)
+
+
+def trie_pattern(terms: set[str]) -> str:
+    """One regular expression matching exactly ``terms``, shaped as their trie (shared prefixes read once)."""
+    trie: dict[str, Any] = {}
+    for term in terms:
+        node = trie
+        for ch in term:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def render(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + render(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return render(trie)
+
+
+def bounded(terms: set[str]) -> str:
+    """The terms, whole words at each end that is a letter or digit (a Latin word inside a longer one is not it)."""
+    groups: dict[tuple[bool, bool], set[str]] = {}
+    for term in terms:
+        groups.setdefault((bool(_ASCII_WORD.match(term[0])), bool(_ASCII_WORD.match(term[-1]))), set()).add(term)
+    parts = []
+    for (start, end), group in sorted(groups.items()):
+        before = r"(?<![a-z0-9])" if start else ""
+        after = r"(?![a-z0-9])" if end else ""
+        parts.append(f"{before}(?:{trie_pattern(group)}){after}")
+    return "|".join(parts)
+
+
+class WordList:
+    incremental = True
+
+    def __init__(
+        self,
+        name: str,
+        terms: dict[str, set[str]],
+        patterns: dict[str, list[str]],
+        *,
+        window: int = 100,
+        allow: set[str] | None = None,
+    ):
+        self.name = name
+        self.categories: list[str] = []
+        alternatives = []
+        longest = 1
+        for category in sorted(set(terms) | set(patterns)):
+            parts = []
+            words = {normalize(t).strip() for t in terms.get(category, set())} - {""}
+            if words:
+                parts.append(bounded(words))
+                longest = max(longest, *(len(w) for w in words))
+            for pattern in patterns.get(category, []):
+                if "(?P<" in pattern:
+                    raise ValueError(f"moderation checker {name!r}: patterns may not name groups: {pattern!r}")
+                re.compile(pattern)  # a broken pattern is the operator's error, reported at startup with its text
+                parts.append(f"(?:{pattern})")
+                longest = max(longest, window)
+            if parts:
+                alternatives.append(f"(?P<c{len(self.categories)}>{'|'.join(parts)})")
+                self.categories.append(category)
+        self.regex = re.compile("|".join(alternatives) or r"(?!)")
+        self.allow = [normalize(a).strip() for a in allow or set() if a.strip()]
+        # Mid-stream, a hit this close to the end waits for more text: the next character may make it another
+        # word (bomb → bombastic), the next words an allowed phrase (bomb → bomb squad).
+        self.lookahead = max([1, *(len(a) for a in self.allow)])
+        # Context the stream guard holds back: the longest thing that can hit, and the text after it that decides.
+        self.window = longest + self.lookahead
+
+    async def check(self, text: str, *, partial: bool = False) -> list[Hit]:
+        if len(text) > _THREAD_THRESHOLD:
+            return await asyncio.to_thread(self.search, text, partial)
+        return self.search(text, partial)
+
+    def search(self, text: str, partial: bool = False) -> list[Hit]:
+        normalized = normalize(text)
+        hits = []
+        for match in self.regex.finditer(normalized):
+            if partial and len(normalized) - match.end() < self.lookahead:
+                continue
+            if self._allowed(normalized, match.start(), match.end()):
+                continue
+            group = next(name for name, value in match.groupdict().items() if value is not None)
+            hits.append(Hit(self.name, self.categories[int(group[1:])], match.group()))
+        return hits
+
+    def _allowed(self, text: str, start: int, end: int) -> bool:
+        for phrase in self.allow:
+            lo = max(0, end - len(phrase))
+            at = text.find(phrase, lo, start + len(phrase))
+            while at != -1 and at <= start:
+                if at + len(phrase) >= end:
+                    return True
+                at = text.find(phrase, at + 1, start + len(phrase))
+        return False
+
+
+def read_list(source: str) -> dict[str, Any]:
+    path = Path(resolve_source(source))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read word list {source}: {exc}") from exc
+    categories = data.get("categories", {})
+    if not isinstance(categories, dict):
+        raise ValueError(f"word list {source}: [categories.<name>] tables expected")
+    return categories
+
+
+@CHECKER_KINDS.register("words")
+def words(name: str, options: dict[str, Any], context: BuildContext) -> WordList:
+    terms: dict[str, set[str]] = {}
+    patterns: dict[str, list[str]] = {}
+    allow: set[str] = set(options.get("allow", []))
+    tables = [table for source in options.get("lists", []) for table in read_list(source).items()]
+    tables += [(c, {"terms": t}) for c, t in options.get("terms", {}).items()]
+    tables += [(c, {"patterns": p}) for c, p in options.get("patterns", {}).items()]
+    for category, table in tables:
+        terms.setdefault(category, set()).update(table.get("terms", []))
+        patterns.setdefault(category, []).extend(table.get("patterns", []))
+        allow.update(table.get("allow", []))
+    return WordList(name, terms, patterns, window=int(options.get("window", 100)), allow=allow)
