@@ -62,8 +62,9 @@ reply = {json.dumps(reply)}
 
 
 def judge_catalog() -> str:
+    models = DEFAULT_CATALOG.read_text(encoding="utf-8").split("\n[safety]\n")[0]  # its own [safety] replaced
     return (
-        DEFAULT_CATALOG.read_text(encoding="utf-8")
+        models
         + """
 [safety]
 moderations = ["words"]

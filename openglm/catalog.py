@@ -169,6 +169,7 @@ class Catalog:
     ):
         self.specs = specs
         self.safety = safety or SafetyConfig()
+        self.path: Path | None = None  # the file it was read from (``from_file``)
         self.agents = {agent.id: agent for agent in agents or []}
         # Image models ([[images]]): ``engine`` names an image provider, ``source`` its URL or model path.
         self.images = {name: spec for spec in images or [] for name in (spec.id, *spec.aliases)}
@@ -195,13 +196,15 @@ class Catalog:
     def from_file(cls, path: Path) -> Catalog:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-            return cls(
+            catalog = cls(
                 [ModelSpec.model_validate(entry) for entry in data.get("models", [])],
                 [AgentSpec.model_validate(entry) for entry in data.get("agents", [])],
                 [ModelSpec.model_validate(entry) for entry in data.get("images", [])],
                 [EmbeddingSpec.model_validate(entry) for entry in data.get("embeddings", [])],
                 SafetyConfig.model_validate(data.get("safety", {})),
             )
+            catalog.path = path
+            return catalog
         except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
             raise CatalogError(f"cannot read model catalog {path}: {exc}") from exc
 

@@ -43,6 +43,7 @@ from .agents import AgentRuns
 from .assistant import AssistantRuns
 from .chat import ChatRuns
 from .collect import collect
+from .directory import ModelDirectory
 from .metered import Metering
 from .moderation import ModerationRuns
 from .outcome import Collected
@@ -78,6 +79,7 @@ class RunService:
         self.images = images
         self.embeddings = embeddings
         self.targets = Targets(models, agents, glms, fine_tuning, knowledge.store)
+        self.directory = ModelDirectory(models, embeddings, fine_tuning)
         self.moderation = ModerationRuns(safety, moderation_hits, chat, self.targets, self.metering)
         self.moderation.check_catalog((spec.id, spec.safety) for spec in models.catalog.specs)
         self.agent_runs = AgentRuns(agents, glms, self.targets, self.metering, self.moderation)

@@ -32,7 +32,8 @@ class Hit:
 class Checker(Protocol):
     name: str
     incremental: bool
-    window: int
+    window: int  # characters a stream guard holds back (what can hit, and what after it decides)
+    before: int  # characters of released text a hit near the start of what is held needs to see
 
     async def check(self, text: str, *, partial: bool = False) -> list[Hit]: ...
 

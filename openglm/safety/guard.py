@@ -32,12 +32,14 @@ OnHit = Callable[[Hit], Awaitable[None]]
 class TextGuard:
     checkers: Sequence[Checker]
     window: int = 0
+    before: int = 0
     pending: str = ""  # written, not yet released
-    released_tail: str = ""  # the end of what was released: context for a hit that spans the boundary
+    released_tail: str = ""  # the end of what was released: the context a hit at the start of ``pending`` needs
     pending_logprobs: list[TokenLogprobOut] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.window = max([0, *(c.window for c in self.checkers)])
+        self.before = max([0, *(c.before for c in self.checkers)])
 
     async def feed(self, text: str, final: bool) -> tuple[str, Hit | None]:
         """``text`` written; what may be released now, or the first hit (everything pending is then withheld)."""
@@ -53,7 +55,7 @@ class TextGuard:
                 return "", hits[0]
         cut = len(self.pending) if final else max(0, len(self.pending) - self.window)
         released, self.pending = self.pending[:cut], self.pending[cut:]
-        self.released_tail = (self.released_tail + released)[-self.window :] if self.window else ""
+        self.released_tail = (self.released_tail + released)[-self.before :] if self.before else ""
         return released, None
 
     def release_logprobs(self, released: str, final: bool) -> list[TokenLogprobOut] | None:

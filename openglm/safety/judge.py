@@ -26,6 +26,7 @@ _WORD = re.compile(r"[a-z_]+")
 class LlmJudge:
     incremental = False
     window = 0
+    before = 0
 
     def __init__(self, name: str, model: str, ask: Ask, max_chars: int = 6000):
         self.name = name

