@@ -66,6 +66,17 @@ class PricedModel(Protocol):
     def effective_prices(self) -> Prices: ...
 
 
+class ModelVariant(BaseModel):
+    """Another name for a catalog model, with prices of its own: the same engine and weights, its own line on the
+    bill (``[[models.variants]]``: ``charglm-3`` on the default model). None: the seed price of its name, else
+    the model's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    prices: Prices | None = None
+
+
 class ModelSpec(BaseModel):
     id: str
     aliases: list[str] = Field(default_factory=list)
@@ -83,6 +94,7 @@ class ModelSpec(BaseModel):
     agent_adapter: str | None = None
     # The model's own content-safety checkers ({input = [...], output = [...]}); None: the catalog's [safety].
     safety: ModelSafety | None = None
+    variants: list[ModelVariant] = Field(default_factory=list)
 
     def effective_prices(self) -> Prices:
         return seed_prices(self.prices, (self.id, *self.aliases))
@@ -181,11 +193,20 @@ class Catalog:
                     raise CatalogError(f"embedding model name {name!r} is used twice in the catalog")
                 self.embeddings[name] = embedding
         self._by_name: dict[str, ModelSpec] = {}
+        # Variants by name: the model's entry under the variant's id and prices (served by the model's engine).
+        self.variants: dict[str, ModelSpec] = {}
         for spec in specs:
-            for name in (spec.id, *spec.aliases):
+            for name in (spec.id, *spec.aliases, *(v.id for v in spec.variants)):
                 if name in self._by_name:
                     raise CatalogError(f"model name {name!r} is used twice in the catalog")
                 self._by_name[name] = spec
+            for variant in spec.variants:
+                prices = variant.prices or seed_prices(None, (variant.id,))
+                if variant.prices is None and variant.id not in SEED_PRICES:
+                    prices = spec.effective_prices()
+                self.variants[variant.id] = spec.model_copy(
+                    update={"id": variant.id, "aliases": [], "variants": [], "prices": prices}
+                )
         for agent in self.agents.values():
             if agent.id in self._by_name:
                 raise CatalogError(f"agent {agent.id!r} has the name of a model")

@@ -113,8 +113,18 @@ class SamplingFields(WireModel):
     sensitive_word_check: SensitiveWordCheck | None = None
 
 
+class CharacterMeta(WireModel):
+    """CharGLM's role-play persona (Zhipu's ``meta``)."""
+
+    user_info: str | None = Field(default=None, max_length=8000)
+    bot_info: str | None = Field(default=None, max_length=8000)
+    bot_name: str | None = Field(default=None, max_length=100)
+    user_name: str | None = Field(default=None, max_length=100)
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage]
+    meta: CharacterMeta | None = None
     # All Tools: the conversation whose tool state (kernel, pages, last image prompt) a request continues.
     conversation_id: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
     # OpenGLM's extension for a catalog All Tools agent (``model``: the agent): the model its rounds run on instead

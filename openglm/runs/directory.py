@@ -39,12 +39,14 @@ class ModelDirectory:
         if is_fine_tuned_name(name):
             return self._fine_tuned_card(await self.fine_tuning.model(principal.account_id, name))
         try:
-            served = self.pool.get(name)
+            self.pool.get(name)  # served here (not only in the catalog), else 1211
         except ModelNotFoundError:
             if name not in self.embeddings.models:
                 raise
             return self._embedding_card(name)
-        return self._chat_card(name, served.spec, self.fine_tuning.fine_tunable(served.spec.id))
+        base = self.pool.catalog.lookup(name)  # a variant's card shows its model's entry
+        variant = name in self.pool.catalog.variants
+        return self._chat_card(name, base, not variant and self.fine_tuning.fine_tunable(base.id))
 
     async def delete(self, principal: Principal, name: str) -> FineTunedRecord:
         """Only fine-tuned models are deleted (OpenAI's ``models.delete``); a catalog model is refused."""
@@ -60,6 +62,7 @@ class ModelDirectory:
         for served in self.pool.served():
             spec = served.spec
             cards += [self._chat_card(name, spec, fine_tunable(spec.id)) for name in (spec.id, *spec.aliases)]
+            cards += [self._chat_card(variant.id, spec, False) for variant in spec.variants]
         loaded = {served.spec.id for served in self.pool.served()}
         catalog = self.pool.catalog
         for agent in catalog.agents.values():  # All Tools agents are called like models

@@ -67,7 +67,8 @@ class ModelPool:
         served = self._served.get(spec.id)
         if served is None:
             raise ModelNotFoundError(f"model {name!r} is in the catalog but not loaded on this server")
-        return served
+        variant = self.catalog.variants.get(name)
+        return served if variant is None else replace(served, spec=variant)
 
     def agent_adapter(self, name: str) -> AdapterTarget | None:
         """The adapter All Tools agents on catalog model ``name`` plan with (its ``agent_adapter``), if any: served

@@ -15,6 +15,7 @@ from .choice import ChoiceDecoder, ChoiceEvent
 from .grammar_compile import GrammarCompiler
 from .messages import adapt_for_template, normalize_messages
 from .models import ModelPool, ServedModel
+from .roleplay import with_character
 from .toolcalls.base import ToolCallParser, ToolCallStream
 from .usage import UsageBound, generation_bound, new_usage_id
 
@@ -137,6 +138,8 @@ class ChatService:
         """``adapter``: the request names a fine-tuned model (resolved for the caller's account)."""
         served = self.models.get(request.model) if adapter is None else await self.models.for_fine_tuned(adapter)
         messages = normalize_messages(request.messages)
+        if request.meta is not None:
+            messages = with_character(messages, request.meta)
         tools = [
             t.model_dump(exclude_none=True)
             for t in request.tools or []

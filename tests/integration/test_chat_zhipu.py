@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
+from typing import Any
 
+import httpx
 import pytest
 from zhipuai import ZhipuAI
 from zhipuai.core._errors import APIRequestFailedError
 
 from .conftest import MODEL
+from .server import RunningServer
 
 ASK = [{"role": "user", "content": "Tell me about Beijing."}]
 WEATHER = {
@@ -62,3 +66,29 @@ def test_errors_raise_sdk_exceptions(zhipu: ZhipuAI) -> None:
     with pytest.raises(APIRequestFailedError) as info:
         zhipu.chat.completions.create(model="glm-nonexistent", messages=ASK)
     assert "1211" in str(info.value)
+
+
+def test_charglm_role_play_with_meta_is_answered_and_billed_as_charglm_3(zhipu: ZhipuAI, server: RunningServer) -> None:
+    meta = {
+        "user_info": "我是陆星辰，一位导演。",
+        "bot_info": "苏梦远，一位当红歌手，待人谦逊。",
+        "bot_name": "苏梦远",
+        "user_name": "陆星辰",
+    }
+    before = charglm_row(server)
+    reply = zhipu.chat.completions.create(
+        model="charglm-3", meta=meta, messages=[{"role": "user", "content": "你好，最近在忙什么？"}], max_tokens=24
+    )
+    assert reply.choices[0].message.content and reply.model == "charglm-3"
+    row = charglm_row(server)
+    assert row["requests"] == before["requests"] + 1
+    tokens = row["total_tokens"] - before["total_tokens"]
+    assert tokens == reply.usage.total_tokens
+    # Its own price (Zhipu's list price for charglm-3: 0.015 CNY per 1K tokens), not the default model's.
+    assert Decimal(row["cost"]) - Decimal(before["cost"]) == Decimal("0.015") * tokens / 1000
+
+
+def charglm_row(server: RunningServer) -> dict[str, Any]:
+    usage = httpx.get(f"{server.url}/api/paas/v4/account/usage", params={"by": "model"}).json()
+    empty = {"requests": 0, "total_tokens": 0, "cost": "0"}
+    return next((r for r in usage["data"] if r["group"] == "charglm-3"), empty)

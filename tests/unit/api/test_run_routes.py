@@ -21,8 +21,15 @@ engine = "scripted"
 source = "-"
 template = "chatml"
 [[models.options.script]]
+when = "You are Captain Flint"
+reply = "Arr, Flint speaks."
+[[models.options.script]]
 when = ""
 reply = {json.dumps(ANSWER)}
+
+[[models.variants]]
+id = "echo-roleplay"
+prices = {{ input = 2, output = 3 }}
 
 [[models]]
 id = "script-function"
@@ -175,9 +182,25 @@ async def test_models_carry_real_created_times(platform: InProcess, tmp_path: Pa
     cards = (await platform.client.get("/v1/models")).json()["data"]
     assert {c["id"]: c["created"] for c in cards if c["kind"] in ("chat", "agent")} == {
         "echo": written,
+        "echo-roleplay": written,
         "script-function": written,
         "talk-agent": written,
         "function-agent": written,
     }
     one = (await platform.client.get("/api/paas/v4/models/echo")).json()
     assert one["created"] == written and one["kind"] == "chat"
+
+
+async def test_a_variant_is_billed_at_its_own_price_and_meta_reaches_the_prompt(platform: InProcess) -> None:
+    meta = {"bot_name": "Captain Flint", "bot_info": "A pirate.", "user_name": "Jim"}
+    body = {"model": "echo-roleplay", "messages": USER, "meta": meta}
+    answer = (await platform.client.post("/api/paas/v4/chat/completions", json=body)).json()
+    assert answer["choices"][0]["message"]["content"] == "Arr, Flint speaks."  # the persona was in the prompt
+    plain = (await platform.client.post("/api/paas/v4/chat/completions", json={**body, "model": "echo"})).json()
+    assert plain["choices"][0]["message"]["content"] == "Arr, Flint speaks."  # meta works on any chat model
+    variant, base = await platform.usage()
+    assert (variant.model, base.model) == ("echo-roleplay", "echo")
+    tokens = variant.prompt_tokens * 2 + variant.completion_tokens * 3  # CNY per 1K tokens, in nano-yuan
+    assert variant.cost == tokens * 1_000_000 and base.cost == 0
+    cards = {c["id"]: c for c in (await platform.client.get("/v1/models")).json()["data"]}
+    assert cards["echo-roleplay"]["root"] == "echo" and cards["echo-roleplay"]["kind"] == "chat"
