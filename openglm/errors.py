@@ -9,6 +9,7 @@
     │   ├── ConflictError             1215  400   the resource's state forbids it now (delete a running job)
     │   ├── StorageQuotaError         1210  400   the account's files would exceed its storage quota
     │   ├── BodyTooLargeError         1210  413   the request body is larger than its route takes
+    │   ├── UnsupportedError          1212  400   the model or engine cannot do what was asked (count tokens)
     │   ├── PromptTooLongError        1261  400
     │   └── SensitiveContentError     1301  400   content safety refused the input (the hit is recorded)
     ├── ModelNotFoundError            1211  400
@@ -122,6 +123,12 @@ class BodyTooLargeError(InvalidRequestError):
     """The request body is larger than its route takes (refused while it is read, or from Content-Length)."""
 
     status = 413
+
+
+class UnsupportedError(InvalidRequestError):
+    """Zhipu's 1212 (method not supported): this model or engine cannot do what the request asks."""
+
+    code = "1212"
 
 
 class PromptTooLongError(InvalidRequestError):

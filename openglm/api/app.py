@@ -63,6 +63,7 @@ from .routes import (
     knowledge,
     models,
     moderations,
+    tokenizer,
     web,
 )
 
@@ -173,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
     routers = [chat, async_calls, completions, models, images, embeddings, files, fine_tuned_merge, fine_tuning]
-    routers += [knowledge, glms, batches, moderations]
+    routers += [knowledge, glms, batches, moderations, tokenizer]
     routers += [assistant, account, evals]
     routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import AdapterUnsupportedError
+from ..errors import AdapterUnsupportedError, UnsupportedError
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -140,6 +140,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         """Validate and enqueue; errors about the request are raised here, before any output."""
+
+    async def count_tokens(self, prompt: str) -> int:
+        """The tokens ``prompt`` (a rendered prompt) takes, as ``submit`` would count them."""
+        raise UnsupportedError(f"model {self.spec.id}: the {self.spec.engine} engine cannot count tokens")
 
     def stats(self) -> dict[str, int]:
         """Load figures for /health (running and queued generations)."""

@@ -164,6 +164,30 @@ class RemoteEngine(Engine):
     async def stop(self) -> None:
         await self._client.aclose()
 
+    async def count_tokens(self, prompt: str) -> int:
+        """The upstream's own count: its ``/tokenize`` (vLLM and SGLang answer ``count``, llama-server ``tokens``),
+        else a one-token ``/completions`` call's ``usage.prompt_tokens`` (any OpenAI-compatible server)."""
+        root = self.base_url.removesuffix("/v1")
+        body = {"model": self.remote_model, "prompt": prompt, "content": prompt, "add_special": True}
+        try:
+            response = await self._client.post(f"{root}/tokenize", json=body)
+            if response.status_code == 200:
+                answer = response.json()
+                if isinstance(answer.get("count"), int):
+                    return int(answer["count"])
+                if isinstance(answer.get("tokens"), list):
+                    return len(answer["tokens"])
+            fallback = {"model": self.remote_model, "prompt": prompt, "max_tokens": 1, "temperature": 0}
+            response = await self._client.post(f"{self.base_url}/completions", json=fallback)
+        except (httpx.HTTPError, ValueError) as exc:
+            raise EngineError(f"remote engine {self.base_url} could not count tokens: {exc}") from exc
+        if response.status_code != 200:
+            raise remote_error(response.status_code, response.content)
+        try:
+            return int(response.json()["usage"]["prompt_tokens"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EngineError(f"remote engine {self.base_url} gave no prompt token count") from exc
+
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         body = completion_body(request, self.remote_model, self.grammar_field)
         http_request = self._client.build_request("POST", f"{self.base_url}/completions", json=body)

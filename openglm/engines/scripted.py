@@ -83,6 +83,9 @@ class ScriptedEngine(Engine):
         fail_after = spec.options.get("fail_after")
         self.fail_after = None if fail_after is None else int(fail_after)
 
+    async def count_tokens(self, prompt: str) -> int:
+        return max(1, len(prompt) // CHARS_PER_TOKEN)
+
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
         self.refuse_adapter(request)
         prompt_tokens = max(1, len(request.prompt) // CHARS_PER_TOKEN)

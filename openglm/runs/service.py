@@ -31,6 +31,7 @@ from ..protocol.embeddings import EmbeddingRequest, EmbeddingsResponse
 from ..protocol.glms import BuilderDraft, BuilderReply, BuilderRequest
 from ..protocol.images import ImageData, ImageGenerationRequest, ImagesResponse
 from ..protocol.moderations import ModerationRequest, ModerationResponse
+from ..protocol.tokenizer import TokenizerRequest, TokenizerResponse, TokenizerUsage
 from ..safety.config import SafetyConfig
 from ..safety.hits import HitStore
 from ..safety.service import Subject
@@ -143,6 +144,24 @@ class RunService:
             return await self.embeddings.run(plan, call.tally)
 
         return self.metering.collect(call, run())
+
+    async def count_tokens(self, principal: Principal, body: TokenizerRequest) -> TokenizerResponse:
+        """Zhipu's tokenizer: the prompt a chat call with these messages, tools and persona would render, counted
+        by its model's own tokenizer (a fine-tuned model: its base's). Not billed: nothing is generated."""
+        served, adapter = await self.targets.chat_model(principal.account_id, body.model)
+        request = ChatCompletionRequest(
+            model=body.model, messages=body.messages, tools=body.tools, meta=body.meta, max_tokens=1
+        )
+        plan = await self.chat.plan(request, adapter)
+        tokens = await served.engine.count_tokens(plan.generations[0].prompt)
+        request_id = str(body.request_id) if body.request_id is not None else plan.id
+        return TokenizerResponse(
+            id=plan.id,
+            created=int(time.time()),
+            request_id=request_id,
+            model=body.model,
+            usage=TokenizerUsage(prompt_tokens=tokens),
+        )
 
     async def moderate(self, principal: Principal, body: ModerationRequest) -> ModerationResponse:
         return await self.moderation.moderate(principal, body)

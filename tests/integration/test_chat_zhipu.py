@@ -92,3 +92,14 @@ def charglm_row(server: RunningServer) -> dict[str, Any]:
     usage = httpx.get(f"{server.url}/api/paas/v4/account/usage", params={"by": "model"}).json()
     empty = {"requests": 0, "total_tokens": 0, "cost": "0"}
     return next((r for r in usage["data"] if r["group"] == "charglm-3"), empty)
+
+
+def test_the_tokenizer_counts_what_the_chat_call_reads(zhipu: ZhipuAI, server: RunningServer) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about Beijing."}]
+    chat = zhipu.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER], max_tokens=1)
+    body = {"model": MODEL, "messages": messages, "tools": [WEATHER], "request_id": "count-1"}
+    counted = httpx.post(f"{server.url}/api/paas/v4/tokenizer", json=body).json()
+    assert counted["usage"] == {"prompt_tokens": chat.usage.prompt_tokens}
+    assert counted["request_id"] == "count-1" and counted["id"] and counted["created"] > 0
+    unknown = httpx.post(f"{server.url}/api/paas/v4/tokenizer", json={**body, "model": "nope"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "1211"

@@ -199,3 +199,14 @@ def test_remote_engine_with_keys(tmp_path: Path) -> None:
             gateway.stop()
     finally:
         upstream.stop()
+
+
+def test_the_tokenizer_counts_through_the_remote_engine(remote: openai.OpenAI, gateway: RunningServer) -> None:
+    """The upstream (an OpenGLM: no /tokenize) counts through a one-token completion: the same count the chat
+    call reports."""
+    messages = [{"role": "user", "content": "How many tokens is this sentence?"}]
+    chat = remote.chat.completions.create(model="upstream-smollm2", messages=messages, max_tokens=1)  # type: ignore[arg-type]
+    counted = httpx.post(
+        f"{gateway.url}/api/paas/v4/tokenizer", json={"model": "upstream-smollm2", "messages": messages}
+    ).json()
+    assert chat.usage is not None and counted["usage"]["prompt_tokens"] == chat.usage.prompt_tokens

@@ -99,6 +99,9 @@ class LlamaCppEngine(Engine):
         per_sequence = self.kv_tokens if self.kv_unified else self.kv_tokens // self.parallel
         return min(self.spec.context_length, per_sequence)
 
+    async def count_tokens(self, prompt: str) -> int:
+        return len(await asyncio.to_thread(self.tokenize_prompt, prompt))  # a long prompt: off the event loop
+
     def tokenize_prompt(self, prompt: str) -> list[int]:
         model = self.model
         assert model is not None
