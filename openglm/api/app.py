@@ -25,6 +25,7 @@ from ..errors import InternalError, OpenGLMError
 from ..evals.runs import EvalRuns
 from ..evals.service import EvalService
 from ..files.blobs import LocalBlobStore
+from ..files.parser import FileParsing
 from ..files.store import FileStore
 from ..glms.conversations import ConversationStore
 from ..glms.store import AgentStore
@@ -55,6 +56,7 @@ from .routes import (
     completions,
     embeddings,
     evals,
+    file_parser,
     files,
     fine_tuned_merge,
     fine_tuning,
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         conversations: ConversationStore | None = None
         jobs: JobRunner | None = None
         deferred: AsyncCalls | None = None
+        parsing: FileParsing | None = None
         try:
             await pool.start()
             await embedding_service.start()
@@ -147,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 concurrency=settings.batch_concurrency,
             )
             batch_jobs.attach(platform.db, app.state.batches)
+            parsing = app.state.file_parsing = FileParsing(app.state.files, jobs, platform.db)
             await jobs.start()
             yield
         finally:
@@ -155,6 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if deferred is not None:
                 deferred.close()
                 batch_jobs.detach(platform.db)
+            if parsing is not None:
+                parsing.close()
             if conversations is not None:
                 await conversations.drain()  # turns of streams that ended as the server stopped
             if agents is not None:
@@ -173,7 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     # Authentication from the headers and per-route body caps, before any route reads a body.
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
-    routers = [chat, async_calls, completions, models, images, embeddings, files, fine_tuned_merge, fine_tuning]
+    routers = [chat, async_calls, completions, models, images, embeddings, file_parser, files]
+    routers += [fine_tuned_merge, fine_tuning]
     routers += [knowledge, glms, batches, moderations, tokenizer]
     routers += [assistant, account, evals]
     routers += [auth, admin]

@@ -14,6 +14,7 @@ from ..agent.service import AgentService
 from ..batches.service import BatchService
 from ..embeddings.service import EmbeddingService
 from ..evals.service import EvalService
+from ..files.parser import FileParsing
 from ..files.store import FileStore
 from ..glms.conversations import ConversationStore
 from ..glms.store import AgentStore
@@ -69,7 +70,9 @@ runs = from_state("runs", RunService)
 knowledge = from_state("knowledge", KnowledgeService)
 async_calls = from_state("async_calls", AsyncCalls)
 batches = from_state("batches", BatchService)
+file_parsing = from_state("file_parsing", FileParsing)
 Runs = Annotated[RunService, Depends(runs)]
 Knowledge = Annotated[KnowledgeService, Depends(knowledge)]
 AsyncCallsDep = Annotated[AsyncCalls, Depends(async_calls)]
 Batches = Annotated[BatchService, Depends(batches)]
+Parsing = Annotated[FileParsing, Depends(file_parsing)]

@@ -32,7 +32,12 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 API_PREFIXES = ("/v1/", "/api/paas/v4/")
 PUBLIC = frozenset({"/v1/auth/login", "/api/paas/v4/auth/login"})  # web sign-in: no key yet, by design
-UPLOADS = frozenset({"/v1/files", "/api/paas/v4/files"})  # multipart: the largest purpose plus the form's parts
+# Multipart uploads (the largest purpose plus the form's parts): files, and documents for the file parsing service.
+UPLOADS = frozenset(
+    f"{prefix}{path}"
+    for prefix in ("/v1", "/api/paas/v4")
+    for path in ("/files", "/files/parser/create", "/files/parser/sync")
+)
 PUBLIC_BODY_BYTES = 64 * 1024  # what anyone may send unauthenticated (an email and a password)
 FORM_PARTS_BYTES = 64 * 1024  # an upload's form beside the file (boundaries, part headers, purpose, options)
 # Over the purposes a client may upload: the platform's own results (a 1 GiB adapter) never come through HTTP.

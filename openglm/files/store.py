@@ -52,6 +52,8 @@ PURPOSES = {
     # OpenAI's name for the purpose.
     "fine-tune-results": PurposeRules(1024 * MiB, frozenset({".csv", ".png", ".gguf"}), uploads=False),
     "batch_output": PurposeRules(1024 * MiB, frozenset({".jsonl"}), uploads=False),  # a batch's output and errors
+    # The file parsing service's documents (kept until parsed) and their text (``files/parser.py``).
+    "file-parser": PurposeRules(50 * MiB, DOCUMENTS, uploads=False),
 }
 # The purposes the openai SDK's ``FileObject`` declares, of those above: what ``GET /v1/files`` lists unless asked
 # for a purpose. The files the server makes for itself or for Zhipu's APIs (knowledge documents, assistant

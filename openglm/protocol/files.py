@@ -27,3 +27,21 @@ class FileDeleted(BaseModel):
     id: str
     object: Literal["file"] = "file"
     deleted: bool = True
+
+
+class ParserTaskCreated(BaseModel):
+    """Zhipu's ``POST /files/parser/create`` answer."""
+
+    task_id: str
+    message: str
+    success: bool
+
+
+class ParserResult(BaseModel):
+    """Zhipu's parse result: ``content`` for ``format_type`` text, ``parsing_result_url`` for download_link."""
+
+    status: Literal["processing", "succeeded", "failed"]
+    message: str
+    task_id: str
+    content: str | None = None
+    parsing_result_url: str | None = None
