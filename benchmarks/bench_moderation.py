@@ -154,6 +154,7 @@ def checker_alone(texts: list[str], tokens: int) -> dict[str, float]:
             per_text.append(time.perf_counter() - started)
     answer = ("Kites fly when wind lifts the sail; " * tokens)[: tokens * 4]
     per_token = []
+    held = []  # characters written but not yet sent, after each token: what the guard delays
 
     async def stream() -> None:
         for _ in range(20):
@@ -162,6 +163,7 @@ def checker_alone(texts: list[str], tokens: int) -> dict[str, float]:
                 started = time.perf_counter()
                 await guard.feed(answer[i : i + 4], final=False)
                 per_token.append(time.perf_counter() - started)
+                held.append(len(guard.pending))
 
     asyncio.run(stream())
     return {
@@ -169,6 +171,8 @@ def checker_alone(texts: list[str], tokens: int) -> dict[str, float]:
         "input_check_p99_us": sorted(per_text)[int(len(per_text) * 0.99)] * 1e6,
         "guard_per_token_p50_us": statistics.median(per_token) * 1e6,
         "guard_per_token_p99_us": sorted(per_token)[int(len(per_token) * 0.99)] * 1e6,
+        "held_chars_p50": statistics.median(held),
+        "held_chars_max": max(held),
     }
 
 

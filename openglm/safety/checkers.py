@@ -3,8 +3,8 @@
 
 A checker reads a text and says what in it breaks the operator's policy (``Hit``: a category and the words that
 hit). An *incremental* checker can also read a stream as it grows (``partial=True``: more text may follow, so it
-reports nothing that the next words could still change) and says how many characters of context it needs
-(``window``): the stream guard holds that many back. A checker that is not incremental (an LLM judge) reads whole
+reports nothing that the next words could still change) and says how much of a stream's end must wait for more
+text (``holdback``): the stream guard releases the rest. A checker that is not incremental (an LLM judge) reads whole
 texts only."""
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ class Hit:
 class Checker(Protocol):
     name: str
     incremental: bool
-    window: int  # characters a stream guard holds back (what can hit, and what after it decides)
     before: int  # characters of released text a hit near the start of what is held needs to see
 
     async def check(self, text: str, *, partial: bool = False) -> list[Hit]: ...
+
+    def holdback(self, text: str) -> int:
+        """How many of ``text``'s last characters a stream must hold until more text decides them."""
+        ...
 
 
 # (model, system prompt, text) → the model's reply; supplied by the run service, which meters the call.

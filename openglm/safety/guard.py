@@ -1,9 +1,11 @@
-"""Output checked while it streams. Each choice's text passes a ``TextGuard``: what is written is held until the
-incremental checkers have read it with enough context after it (their ``window``), then released; a hit
-withholds everything not yet released, and the stream ends there with ``finish_reason: "sensitive"`` (what the
-client already has is what it saw; nothing after). A tool call's arguments arrive whole and are checked whole.
+"""Output checked while it streams. Each choice's text passes a ``TextGuard``: what is written is released as soon
+as no checker could still find a hit in it (``Checker.holdback``: usually nothing, or the start of a word that
+could become a listed term), the rest held; a hit withholds everything not yet released, and the stream ends
+there with ``finish_reason: "sensitive"`` (what the client already has is what it saw; nothing after). A tool
+call's arguments arrive whole and are checked whole.
 
-The per-token cost is one search over ``window`` + the new characters: a fixed amount however long the answer."""
+The per-token cost is two searches over what is held plus the checkers' ``before`` context: small and fixed,
+however long the answer."""
 
 from __future__ import annotations
 
@@ -31,14 +33,12 @@ OnHit = Callable[[Hit], Awaitable[None]]
 @dataclass
 class TextGuard:
     checkers: Sequence[Checker]
-    window: int = 0
     before: int = 0
     pending: str = ""  # written, not yet released
     released_tail: str = ""  # the end of what was released: the context a hit at the start of ``pending`` needs
     pending_logprobs: list[TokenLogprobOut] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.window = max([0, *(c.window for c in self.checkers)])
         self.before = max([0, *(c.before for c in self.checkers)])
 
     async def feed(self, text: str, final: bool) -> tuple[str, Hit | None]:
@@ -53,7 +53,8 @@ class TextGuard:
                 self.pending = ""
                 self.pending_logprobs.clear()
                 return "", hits[0]
-        cut = len(self.pending) if final else max(0, len(self.pending) - self.window)
+        held = 0 if final else min(len(self.pending), max(c.holdback(view) for c in self.checkers))
+        cut = len(self.pending) - held
         released, self.pending = self.pending[:cut], self.pending[cut:]
         self.released_tail = (self.released_tail + released)[-self.before :] if self.before else ""
         return released, None

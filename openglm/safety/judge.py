@@ -25,8 +25,10 @@ _WORD = re.compile(r"[a-z_]+")
 
 class LlmJudge:
     incremental = False
-    window = 0
     before = 0
+
+    def holdback(self, text: str) -> int:
+        return 0  # whole texts only: never asked about a stream
 
     def __init__(self, name: str, model: str, ask: Ask, max_chars: int = 6000):
         self.name = name

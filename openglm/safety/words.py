@@ -21,6 +21,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+import regex
+
 from ..catalog import resolve_source
 from .checkers import CHECKER_KINDS, BuildContext, Hit
 
@@ -103,18 +105,18 @@ class WordList:
             for pattern in patterns[category]:
                 if "(?P<" in pattern:
                     raise ValueError(f"moderation checker {name!r}: patterns may not name groups: {pattern!r}")
-                re.compile(pattern)  # a broken pattern is the operator's error, reported at startup with its text
+                regex.compile(pattern)  # a broken pattern is the operator's error, reported at startup with its text
             if patterns[category]:
                 alternatives.append(f"(?P<c{len(self.categories)}>{'|'.join(f'(?:{p})' for p in patterns[category])})")
                 self.categories.append(category)
                 longest = max(longest, window)
-        self.regex = re.compile("|".join(alternatives) or r"(?!)")
+        self.regex = regex.compile("|".join(alternatives) or r"(?!)")
         self.allow = [normalize(a).strip() for a in allow or set() if a.strip()]
         # Mid-stream, a hit this close to the end waits for more text: the next character may make it another
         # word (bomb → bombastic), the next words an allowed phrase (bomb → bomb squad).
         self.lookahead = max([1, *(len(a) for a in self.allow)])
-        # Context the stream guard holds back: the longest thing that can hit, and the text after it that decides;
-        # and what it keeps of the text already released: enough to see an allowed phrase or a word begin before.
+        # The longest stretch a hit and what decides it span (how far back a stream's end is searched), and what
+        # of the text already released a stream keeps: enough to see an allowed phrase or a word begin before.
         self.window = longest + self.lookahead
         self.before = self.lookahead + 1
 
@@ -137,6 +139,19 @@ class WordList:
             hits.append(Hit(self.name, category, matched))
         return hits
 
+    def holdback(self, text: str) -> int:
+        """How many of ``text``'s last characters a stream must not release yet: from the start of whatever the
+        next text could still make a hit — the beginning of a term or pattern (partial matching: "the pi" could
+        become "the pipe bomb") or a hit so near the end that an allowed phrase could still cover it. Usually
+        none or part of a word, so answers stream on as they are written."""
+        normalized = normalize(text)
+        end = len(normalized)
+        held_from = end
+        for match in self.regex.finditer(normalized, pos=max(0, end - self.window), partial=True):
+            if match.partial or end - match.end() < self.lookahead:
+                held_from = min(held_from, match.start())
+        return _raw_tail(text, end - held_from)
+
     def _allowed(self, text: str, start: int, end: int) -> bool:
         for phrase in self.allow:
             lo = max(0, end - len(phrase))
@@ -146,6 +161,17 @@ class WordList:
                     return True
                 at = text.find(phrase, at + 1, start + len(phrase))
         return False
+
+
+def _raw_tail(text: str, normalized_chars: int) -> int:
+    """The fewest last characters of ``text`` whose normalized form is at least ``normalized_chars`` long (they
+    differ where normalization drops invisible characters or collapses spaces)."""
+    if normalized_chars <= 0:
+        return 0
+    k = normalized_chars
+    while k < len(text) and len(normalize(text[-k:])) < normalized_chars:
+        k += 1
+    return min(k, len(text))
 
 
 def read_list(source: str) -> dict[str, Any]:

@@ -94,6 +94,13 @@ async def test_a_hit_split_across_chunks_is_never_sent_and_ends_the_stream_as_se
     assert tally.generated < len(pieces)  # the rest was never asked of the engine
 
 
+async def test_clean_text_is_released_as_it_is_written() -> None:
+    """Only what could still become a hit waits: here the start of "pipe bomb" ("pi"), until the next piece shows
+    it is not one."""
+    out, _, _ = await run(["The kite ", "flies high ", "and the pi", "lot smiles", "."])
+    assert [c.choices[0].delta.content for c in out] == ["The kite ", "flies high ", "and the ", "pilot smiles", "."]
+
+
 async def test_log_probabilities_never_run_ahead_of_the_released_text() -> None:
     pieces = ["Sure. First get a ", "pipe", " bomb ", "casing."]
     out, _, _ = await run(pieces, logprobs=True)
@@ -122,4 +129,7 @@ async def test_streamed_and_collected_answers_agree() -> None:
 
         collected = await guard_completion(completion, [CHECKER], on_hit)
         assert collected.choices[0].finish_reason == out[-1].choices[0].finish_reason
-        assert (collected.choices[0].message.content or "") == text_of(out)
+        if hits:  # collected: the whole answer withheld; streamed: what was clean before the hit had gone out
+            assert collected.choices[0].message.content == "" and "pipe" not in text_of(out)
+        else:
+            assert collected.choices[0].message.content == text_of(out)
