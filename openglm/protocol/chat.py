@@ -38,6 +38,8 @@ class ToolDefinition(WireModel):
     drawing_tool: dict[str, Any] | None = None
     # Knowledge-base retrieval: {knowledge_id, prompt_template, top_k, score_threshold, mode}.
     retrieval: dict[str, Any] | None = None
+    # Zhipu's web search: {enable, search_query, search_result, search_prompt, count, search_domain_filter, ...}.
+    web_search: dict[str, Any] | None = None
 
 
 class ToolCallFunction(WireModel):
@@ -217,6 +219,18 @@ class RetrievalCitation(WireModel):
     text: str
 
 
+class WebSearchItem(WireModel):
+    """A web search result, as Zhipu's chat ``web_search`` (and ``/web_search``) write it."""
+
+    title: str
+    link: str
+    content: str
+    media: str
+    icon: str = ""
+    refer: str
+    publish_date: str = ""
+
+
 class ChatCompletion(WireModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -226,6 +240,7 @@ class ChatCompletion(WireModel):
     choices: list[Choice]
     usage: Usage
     retrieval: list[RetrievalCitation] | None = None
+    web_search: list[WebSearchItem] | None = None  # the chat web_search tool's results, when search_result is true
 
 
 class DeltaFunction(WireModel):
@@ -262,6 +277,7 @@ class ChatCompletionChunk(WireModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     retrieval: list[RetrievalCitation] | None = None  # on the first chunk
+    web_search: list[WebSearchItem] | None = None  # on the first chunk
 
 
 class CompletionLogprobs(WireModel):

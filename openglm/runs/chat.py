@@ -24,12 +24,15 @@ from ..protocol.chat import (
     Completion,
     CompletionRequest,
     RetrievalCitation,
+    WebSearchItem,
 )
 from ..safety.service import Subject
 from ..serving.completions import collect_completion, completion_chunks, plan_completion, start_completion
 from ..serving.responses import collect_chat, stream_chat
 from ..serving.service import ChatPlan, ChatService
 from ..serving.usage import UsageBound, new_usage_id, token_bound
+from ..websearch.chat import grounded, items, web_search_tool, without_web_search
+from ..websearch.search import WebResult, WebSearch
 from .agents import AgentRuns
 from .metered import Metering
 from .moderation import ModerationRuns, request_texts
@@ -47,8 +50,10 @@ class ChatRuns:
         knowledge: KnowledgeService,
         metering: Metering,
         moderation: ModerationRuns,
+        web: WebSearch,
     ):
         self.moderation = moderation
+        self.web = web
         self.chat = chat
         self.targets = targets
         self.agents = agents
@@ -79,15 +84,23 @@ class ChatRuns:
         call of its own)."""
         served, adapter = await self.targets.chat_model(principal.account_id, body.model)
         grounding = Grounding()
+        search = web_search_tool(body)
+        found: list[WebResult] = []
         policy = self.moderation.policy(principal, served.spec.safety, body.sensitive_word_check)
 
         def subject(request_id: str) -> Subject:
             return Subject(principal.account_id, principal.key_id, body.model, "chat.completions", request_id)
 
         async def plan() -> Any:
-            nonlocal body, grounding
+            nonlocal body, grounding, found
             refused_id = str(body.request_id or new_usage_id("chatcmpl"))
             await self.moderation.check_input(principal, policy, request_texts(body), subject(refused_id))
+            if search is not None and search.options is None:
+                body = without_web_search(body)
+            elif search is not None and search.options is not None:
+                await self.chat.plan(without_web_search(body), adapter)  # a bad request is refused before searching
+                found = await self.web.search(search.options)
+                body = grounded(body, found, search.prompt)
             if retrieval_tools(body):
                 await self.chat.plan(body, adapter)  # a bad request is refused before anything is retrieved or billed
                 body, grounding = await self.ground(principal, body)
@@ -102,18 +115,20 @@ class ChatRuns:
             request_id=lambda planned: planned.request_id,
         )
         citations = grounding.citations() if grounding.chunks else None
+        web = items(found) if search is not None and search.show_results else None
         answered = subject(started.plan.request_id)
         if body.stream:
             chunks = stream_chat(self.chat, started.run, started.call.tally)
             guarded = self.moderation.guard_stream(
                 policy, chunks, answered, started.call.tally, started.plan.include_usage
             )
-            return started.stream(with_citations(guarded, citations))
+            return started.stream(with_sources(guarded, citations, web))
 
         async def answer() -> ChatCompletion:
             completion = await collect_chat(self.chat, started.run, started.call.tally)
             completion = await self.moderation.guard_completion(principal, policy, completion, answered)
             completion.retrieval = citations
+            completion.web_search = web
             return completion
 
         return started.collect(answer())
@@ -211,13 +226,17 @@ class ChatRuns:
         return started.collect(answer())
 
 
-async def with_citations(
-    chunks: AsyncIterator[ChatCompletionChunk], citations: list[RetrievalCitation] | None
+async def with_sources(
+    chunks: AsyncIterator[ChatCompletionChunk],
+    citations: list[RetrievalCitation] | None,
+    web: list[WebSearchItem] | None,
 ) -> AsyncIterator[ChatCompletionChunk]:
+    """The first chunk carries what the answer was grounded in: knowledge citations, web search results."""
     first = True
     async for chunk in chunks:
-        if first and citations:
-            chunk.retrieval = citations
+        if first:
+            chunk.retrieval = citations or None
+            chunk.web_search = web
         first = False
         yield chunk
 

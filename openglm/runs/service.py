@@ -18,6 +18,7 @@ from typing import Any
 from ..accounts.auth import Authenticator, Principal
 from ..accounts.metering import Meter
 from ..agent.service import AgentService
+from ..agent.tools.web_browser import WebBrowser
 from ..embeddings.service import EmbeddingService
 from ..files.store import FileStore
 from ..glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
@@ -40,6 +41,7 @@ from ..serving.responses import collect_chat
 from ..serving.service import ChatService
 from ..serving.usage import UsageBound, token_bound
 from ..tuning.service import FineTuningService
+from ..websearch.search import WebSearch
 from .agents import AgentRuns
 from .assistant import AssistantRuns
 from .chat import ChatRuns
@@ -49,6 +51,7 @@ from .metered import Metering
 from .moderation import ModerationRuns
 from .outcome import Collected
 from .targets import GLM_ID, Targets
+from .websearch import WebSearchRuns
 
 
 class RunService:
@@ -84,8 +87,14 @@ class RunService:
         self.moderation = ModerationRuns(safety, moderation_hits, chat, self.targets, self.metering)
         self.moderation.check_catalog((spec.id, spec.safety) for spec in models.catalog.specs)
         self.agent_runs = AgentRuns(agents, glms, self.targets, self.metering, self.moderation)
+        browser = agents.tools.get("web_browser")
+        if isinstance(browser, WebBrowser):  # web search shares the browser tool's provider and fetcher
+            self.web = WebSearch(browser.provider, browser.fetcher)
+        else:
+            self.web = WebSearch(None, None)
+        self.searches = WebSearchRuns(self.web, self.moderation)
         self.chats = ChatRuns(
-            chat, self.targets, self.agent_runs, conversations, knowledge, self.metering, self.moderation
+            chat, self.targets, self.agent_runs, conversations, knowledge, self.metering, self.moderation, self.web
         )
         self.assistant = AssistantRuns(chat, self.targets, self.agent_runs, conversations, files, self.metering)
 

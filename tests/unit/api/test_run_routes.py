@@ -204,3 +204,22 @@ async def test_a_variant_is_billed_at_its_own_price_and_meta_reaches_the_prompt(
     assert variant.cost == tokens * 1_000_000 and base.cost == 0
     cards = {c["id"]: c for c in (await platform.client.get("/v1/models")).json()["data"]}
     assert cards["echo-roleplay"]["root"] == "echo" and cards["echo-roleplay"]["kind"] == "chat"
+
+
+async def test_web_search_without_a_provider_says_so(platform: InProcess) -> None:
+    search = {"type": "web_search", "web_search": {"enable": True}}
+    refused = await platform.client.post(
+        "/api/paas/v4/chat/completions", json={"model": "echo", "messages": USER, "tools": [search]}
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "1212"
+    assert "OPENGLM_BROWSER_SEARCH" in refused.json()["error"]["message"]
+    off = {"type": "web_search", "web_search": {"enable": False}}
+    answered = await platform.client.post(
+        "/api/paas/v4/chat/completions", json={"model": "echo", "messages": USER, "tools": [off]}
+    )
+    assert answered.status_code == 200 and answered.json()["choices"][0]["message"]["content"] == ANSWER
+    direct = await platform.client.post("/api/paas/v4/web_search", json={"search_query": "kites"})
+    assert direct.status_code == 400 and direct.json()["error"]["code"] == "1212"
+    missing = await platform.client.post("/api/paas/v4/web_search", json={"count": 3})
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "1213"
+    assert await usage_ids(platform) == [answered.json()["id"]]  # only the answered call was billed
