@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import InvalidFieldError
+from ..errors import InvalidFieldError, InvalidRequestError
 from ..protocol.chat import ChatMessage, ToolCall
 from .templates.base import ChatTemplate, Message
 from .toolcalls.base import ParsedCall, ToolCallParser
@@ -57,6 +57,11 @@ def _text_content(message: ChatMessage, where: str) -> str | None:
         return message.content
     texts = []
     for j, part in enumerate(message.content):
+        if part.type in ("image_url", "image", "input_image"):
+            # Never dropped: a model that cannot see says so (Zhipu's 1210, as for any parameter it cannot take).
+            raise InvalidRequestError(
+                f"{where}.content[{j}]: this model cannot see images (it reads text only); the image was not sent"
+            )
         if part.type != "text" or part.text is None:
             raise InvalidFieldError(
                 f"{where}.content[{j}]: content part type {part.type!r} is not supported by this model"

@@ -223,3 +223,22 @@ async def test_web_search_without_a_provider_says_so(platform: InProcess) -> Non
     missing = await platform.client.post("/api/paas/v4/web_search", json={"count": 3})
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "1213"
     assert await usage_ids(platform) == [answered.json()["id"]]  # only the answered call was billed
+
+
+async def test_an_image_to_a_model_that_cannot_see_is_refused_not_dropped(platform: InProcess) -> None:
+    picture = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is in this picture?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            ],
+        }
+    ]
+    for model, stream in (("echo", False), ("echo", True), ("talk-agent", True)):
+        refused = await platform.client.post(
+            "/api/paas/v4/chat/completions", json={"model": model, "messages": picture, "stream": stream}
+        )
+        assert refused.status_code == 400, (model, refused.text)
+        assert refused.json()["error"]["code"] == "1210" and "cannot see images" in refused.json()["error"]["message"]
+    assert await usage_ids(platform) == []
