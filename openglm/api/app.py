@@ -65,6 +65,7 @@ from .routes import (
     knowledge,
     models,
     moderations,
+    responses,
     tokenizer,
     web,
     websearch,
@@ -182,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestGuard, json_body_bytes=settings.max_request_mb * 1024 * 1024)
     routers = [chat, async_calls, completions, models, images, embeddings, file_parser, files]
     routers += [fine_tuned_merge, fine_tuning]
-    routers += [knowledge, glms, batches, moderations, tokenizer, websearch]
+    routers += [knowledge, glms, batches, moderations, tokenizer, websearch, responses]
     routers += [assistant, account, evals]
     routers += [auth, admin]
     routers.append(web)  # the web app last: its routes are / and /app/..., after every API route

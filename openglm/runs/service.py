@@ -33,6 +33,7 @@ from ..protocol.glms import BuilderDraft, BuilderReply, BuilderRequest
 from ..protocol.images import ImageData, ImageGenerationRequest, ImagesResponse
 from ..protocol.moderations import ModerationRequest, ModerationResponse
 from ..protocol.tokenizer import TokenizerRequest, TokenizerResponse, TokenizerUsage
+from ..responses.store import ResponseStore
 from ..safety.config import SafetyConfig
 from ..safety.hits import HitStore
 from ..safety.service import Subject
@@ -50,6 +51,7 @@ from .directory import ModelDirectory
 from .metered import Metering
 from .moderation import ModerationRuns
 from .outcome import Collected
+from .responses import ResponseRuns
 from .targets import GLM_ID, Targets
 from .websearch import WebSearchRuns
 
@@ -96,6 +98,7 @@ class RunService:
         self.chats = ChatRuns(
             chat, self.targets, self.agent_runs, conversations, knowledge, self.metering, self.moderation, self.web
         )
+        self.responses = ResponseRuns(self.chats, ResponseStore(meter.db))
         self.assistant = AssistantRuns(chat, self.targets, self.agent_runs, conversations, files, self.metering)
 
     async def answer(self, principal: Principal, body: ChatCompletionRequest, base_url: str) -> dict[str, Any]:

@@ -526,3 +526,23 @@ class ModerationHit(Base):
         Index("ix_moderation_hits_account", "account_id", "created_at"),
         Index("ix_moderation_hits_created", "created_at"),
     )
+
+
+class StoredResponse(Base):
+    """A Responses API answer kept for ``GET /v1/responses/{id}`` and ``previous_response_id`` (``store`` not
+    false): the answer as returned, the input items it was given, and the whole conversation after it as chat
+    messages (what a follow-up continues from). Private to its account. Migration 0019."""
+
+    __tablename__ = "responses"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    model: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    usage_id: Mapped[str | None] = mapped_column(String(80), default=None)  # the usage record it was billed as
+    response_json: Mapped[str] = mapped_column(Text)
+    input_json: Mapped[str] = mapped_column(Text)
+    conversation_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_responses_account", "account_id", "created_at"),)

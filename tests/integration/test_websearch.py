@@ -135,3 +135,18 @@ def test_web_search_pro_through_tools(zhipu: ZhipuAI, searching: tuple[RunningSe
     url = f"{server.url}/api/paas/v4/tools"
     unknown = httpx.post(url, json={"model": "web-search-lite", "messages": messages})
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "1211"
+
+
+def test_the_responses_api_s_web_search_tool(client: openai.OpenAI, searching: tuple[RunningServer, Website]) -> None:
+    _, site = searching
+    response = client.responses.create(model="searcher", input="Beijing weather", tools=[{"type": "web_search"}])
+    search, message = response.output
+    assert search.type == "web_search_call" and search.status == "completed"
+    assert message.type == "message" and response.output_text == GROUNDED
+    [citation] = message.content[0].annotations  # type: ignore[union-attr]
+    assert citation.type == "url_citation" and citation.url == f"{site.url}/weather.html"
+    assert response.output_text[citation.start_index : citation.end_index] == "[ref_1]"
+    with client.responses.stream(model="searcher", input="Beijing weather", tools=[{"type": "web_search"}]) as stream:
+        final = stream.get_final_response()
+    assert [item.type for item in final.output] == ["web_search_call", "message"]
+    assert final.output_text == GROUNDED

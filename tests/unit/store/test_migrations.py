@@ -44,6 +44,7 @@ TABLES = {
     "batches",
     "batch_lines",
     "moderation_hits",
+    "responses",
 }
 # The full-text index, which no model describes: on SQLite an FTS5 table (and the shadow tables FTS5 makes), on
 # PostgreSQL a GIN index on an expression.
@@ -51,7 +52,7 @@ FULL_TEXT = "knowledge_chunks_fts"
 FULL_TEXT_INDEX = "ix_knowledge_chunks_search"
 FULL_TEXT_TRIGGERS = {f"knowledge_chunks_fts_{action}" for action in ("insert", "delete", "update")}
 APPEND_ONLY = {"usage_records", "ledger_entries"}
-HEAD = "0018"  # the latest migration
+HEAD = "0019"  # the latest migration
 BALANCE_TRIGGERS = {
     "accounts_open_balance",
     "ledger_entries_move_balance",
