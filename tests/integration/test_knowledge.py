@@ -129,6 +129,22 @@ def test_chat_with_the_retrieval_tool_cites_what_it_was_given(
     assert [c["id"] for c in first.retrieval] == [c["id"] for c in citations]  # type: ignore[attr-defined]
 
 
+def test_the_responses_api_s_file_search_searches_the_knowledge_base(
+    server: RunningServer, client: openai.OpenAI, garden: dict[str, str]
+) -> None:
+    response = client.responses.create(
+        model=MODEL,
+        input="When should I prune my roses?",
+        tools=[{"type": "file_search", "vector_store_ids": [garden["knowledge"]]}],
+        max_output_tokens=24,
+    )
+    search = response.output[0]
+    assert search.type == "file_search_call" and search.queries == ["When should I prune my roses?"]
+    assert search.results and "Prune roses" in (search.results[0].text or "")
+    assert search.results[0].file_id == garden["guide"] and search.results[0].filename == "guide.md"
+    assert response.output_text  # the model answered from what it was given
+
+
 def test_the_same_bytes_twice_are_one_document(zhipu: ZhipuAI, garden: dict[str, str]) -> None:
     again = zhipu.knowledge.document.create(
         file=("copy.md", GUIDE), purpose="retrieval", knowledge_id=garden["knowledge"]
