@@ -95,6 +95,8 @@ class ModelSpec(BaseModel):
     # The model's own content-safety checkers ({input = [...], output = [...]}); None: the catalog's [safety].
     safety: ModelSafety | None = None
     variants: list[ModelVariant] = Field(default_factory=list)
+    # The model sees images (GLM-4V, Qwen-VL...): image parts reach it (an engine that takes chat messages: remote).
+    vision: bool = False
 
     def effective_prices(self) -> Prices:
         return seed_prices(self.prices, (self.id, *self.aliases))

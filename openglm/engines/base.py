@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AdapterUnsupportedError, UnsupportedError
 from ..registry import Registry
@@ -73,6 +73,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     # Serve with this LoRA adapter on the base model (a fine-tune); None: the base model itself.
     adapter: AdapterRef | None = None
+    # A request with images, to a model that sees: the chat messages in OpenAI's format (images as data: URLs) for
+    # an engine that takes them (``Engine.takes_messages``); ``prompt`` is then the text-only rendering (bounds).
+    messages: tuple[dict[str, Any], ...] | None = None
     # A batch line: an engine that can tell serves interactive requests first (the llamacpp engine queues it after
     # them, pauses it while one is reading its prompt, and gives up its slot to one that finds none free).
     background: bool = False
@@ -123,6 +126,8 @@ class Engine(abc.ABC):
     # Whether ``submit`` serves a request's LoRA ``adapter`` on this engine's model; engines that cannot refuse
     # such a request with AdapterUnsupportedError (``refuse_adapter``).
     serves_adapters: bool = False
+    # Whether ``submit`` takes a request's chat ``messages`` (images for a model that sees) instead of its prompt.
+    takes_messages: bool = False
 
     def refuse_adapter(self, request: GenerationRequest) -> None:
         if request.adapter is not None and not self.serves_adapters:

@@ -57,6 +57,17 @@ def completion_body(request: GenerationRequest, model: str, grammar_field: str) 
     return body
 
 
+def chat_body(request: GenerationRequest, model: str) -> dict[str, Any]:
+    """A request with images as the upstream's ``/chat/completions`` takes it: the messages, the same sampling."""
+    completion = completion_body(request, model, "grammar")
+    body = {k: v for k, v in completion.items() if k not in ("prompt", "grammar", "top_k", "min_p")}
+    body["messages"] = list(request.messages or ())
+    body.pop("stop", None)
+    if request.stop:
+        body["stop"] = list(request.stop)
+    return body
+
+
 def _set_path(body: dict[str, Any], path: str, value: Any) -> None:
     """``a.b`` sets ``body["a"]["b"]``: vLLM nests its grammar under ``structured_outputs``."""
     *parents, leaf = path.split(".")
@@ -118,7 +129,7 @@ class RemoteHandle(GenerationHandle):
                     raise EngineError(f"remote engine: {message}")
                 for choice in event.get("choices") or []:
                     finish = choice.get("finish_reason") or finish
-                    text = choice.get("text") or ""
+                    text = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
                     if text:
                         self._counted += 1
                         yield GenerationChunk(text, 1)
@@ -150,6 +161,7 @@ class RemoteEngine(Engine):
     """
 
     serves_adapters = True
+    takes_messages = True
 
     def __init__(self, spec: ModelSpec, settings: Settings):
         self.spec = spec
@@ -189,8 +201,12 @@ class RemoteEngine(Engine):
             raise EngineError(f"remote engine {self.base_url} gave no prompt token count") from exc
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
-        body = completion_body(request, self.remote_model, self.grammar_field)
-        http_request = self._client.build_request("POST", f"{self.base_url}/completions", json=body)
+        if request.messages is not None:  # images: the upstream's own chat template reads them (GLM-4V on vLLM)
+            body = chat_body(request, self.remote_model)
+            http_request = self._client.build_request("POST", f"{self.base_url}/chat/completions", json=body)
+        else:
+            body = completion_body(request, self.remote_model, self.grammar_field)
+            http_request = self._client.build_request("POST", f"{self.base_url}/completions", json=body)
         try:
             response = await self._client.send(http_request, stream=True)
         except httpx.HTTPError as exc:

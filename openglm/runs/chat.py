@@ -29,7 +29,7 @@ from ..protocol.chat import (
 from ..safety.service import Subject
 from ..serving.completions import collect_completion, completion_chunks, plan_completion, start_completion
 from ..serving.responses import collect_chat, stream_chat
-from ..serving.service import ChatPlan, ChatService
+from ..serving.service import ChatPlan, ChatService, has_image_parts
 from ..serving.usage import UsageBound, new_usage_id, token_bound
 from ..websearch.chat import grounded, items, web_search_tool, without_web_search
 from ..websearch.search import WebResult, WebSearch
@@ -38,6 +38,7 @@ from .metered import Metering
 from .moderation import ModerationRuns, request_texts
 from .outcome import Outcome, Streamed
 from .targets import GLM_ID, AgentPlan, Targets
+from .vision import ImageInputs
 
 
 class ChatRuns:
@@ -51,9 +52,11 @@ class ChatRuns:
         metering: Metering,
         moderation: ModerationRuns,
         web: WebSearch,
+        images: ImageInputs,
     ):
         self.moderation = moderation
         self.web = web
+        self.images = images
         self.chat = chat
         self.targets = targets
         self.agents = agents
@@ -95,6 +98,8 @@ class ChatRuns:
             nonlocal body, grounding, found
             refused_id = str(body.request_id or new_usage_id("chatcmpl"))
             await self.moderation.check_input(principal, policy, request_texts(body), subject(refused_id))
+            if served.spec.vision and has_image_parts(body):
+                body = await self.images.resolved(body)  # fetched here, safely: never by the engine's server
             if search is not None and search.options is None:
                 body = without_web_search(body)
             elif search is not None and search.options is not None:

@@ -53,6 +53,7 @@ from .moderation import ModerationRuns
 from .outcome import Collected
 from .responses import ResponseRuns
 from .targets import GLM_ID, Targets
+from .vision import ImageInputs
 from .websearch import WebSearchRuns
 
 
@@ -96,7 +97,15 @@ class RunService:
             self.web = WebSearch(None, None)
         self.searches = WebSearchRuns(self.web, self.moderation)
         self.chats = ChatRuns(
-            chat, self.targets, self.agent_runs, conversations, knowledge, self.metering, self.moderation, self.web
+            chat,
+            self.targets,
+            self.agent_runs,
+            conversations,
+            knowledge,
+            self.metering,
+            self.moderation,
+            self.web,
+            ImageInputs(agents.user_http_fetcher),
         )
         self.responses = ResponseRuns(self.chats, ResponseStore(meter.db))
         self.assistant = AssistantRuns(chat, self.targets, self.agent_runs, conversations, files, self.metering)

@@ -23,8 +23,9 @@ def normalize_raw_messages(raw: list[Any], where: str) -> list[Message]:
     return normalize_messages(parsed)
 
 
-def normalize_messages(messages: list[ChatMessage]) -> list[Message]:
-    """Validated messages with one spelling per role; errors name the offending index."""
+def normalize_messages(messages: list[ChatMessage], *, sees: bool = False) -> list[Message]:
+    """Validated messages with one spelling per role; errors name the offending index. ``sees``: the model takes
+    images (they are rendered as an ``[image]`` placeholder in the text, which then only bounds the prompt)."""
     if not messages:
         raise InvalidFieldError("messages 参数非法 / messages must be a non-empty list")
     out: list[Message] = []
@@ -32,7 +33,7 @@ def normalize_messages(messages: list[ChatMessage]) -> list[Message]:
     for i, message in enumerate(messages):
         role = ROLE_ALIASES.get(message.role, message.role)
         where = f"messages[{i}]"
-        content = _text_content(message, where)
+        content = _text_content(message, where, sees)
         if role == "assistant":
             calls = [
                 _normalize_call(call, f"{where}.tool_calls[{j}]") for j, call in enumerate(message.tool_calls or [])
@@ -52,11 +53,14 @@ def normalize_messages(messages: list[ChatMessage]) -> list[Message]:
     return out
 
 
-def _text_content(message: ChatMessage, where: str) -> str | None:
+def _text_content(message: ChatMessage, where: str, sees: bool = False) -> str | None:
     if message.content is None or isinstance(message.content, str):
         return message.content
     texts = []
     for j, part in enumerate(message.content):
+        if part.type == "image_url" and sees:
+            texts.append("[image]")
+            continue
         if part.type in ("image_url", "image", "input_image"):
             # Never dropped: a model that cannot see says so (Zhipu's 1210, as for any parameter it cannot take).
             raise InvalidRequestError(
@@ -68,6 +72,17 @@ def _text_content(message: ChatMessage, where: str) -> str | None:
             )
         texts.append(part.text)
     return "".join(texts)
+
+
+def chat_messages(messages: list[ChatMessage]) -> tuple[dict[str, Any], ...]:
+    """The messages as an OpenAI-compatible server's ``/chat/completions`` takes them (roles spelled its way), for
+    a request with images to a model that sees."""
+    out = []
+    for message in messages:
+        dumped = message.model_dump(mode="json", exclude_none=True, by_alias=True)
+        dumped["role"] = ROLE_ALIASES.get(message.role, message.role)
+        out.append(dumped)
+    return tuple(out)
 
 
 def _normalize_call(call: ToolCall, where: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..catalog import Catalog, ModelSpec, resolve_source
+from ..catalog import Catalog, CatalogError, ModelSpec, resolve_source
 from ..config import Settings
 from ..engines.base import AdapterRef, Engine, create_engine
 from ..errors import ModelNotFoundError
@@ -51,6 +51,11 @@ class ModelPool:
             if spec.agent_adapter is not None:
                 resolve_source(spec.agent_adapter)  # a missing adapter fails the start, not the first agent request
             engine = create_engine(spec, self.settings)
+            if spec.vision and not engine.takes_messages:
+                raise CatalogError(
+                    f"model {spec.id!r} is marked vision = true, but its {spec.engine} engine cannot take images "
+                    "(a remote engine can: GLM-4V or Qwen-VL served by vLLM or SGLang)"
+                )
             await engine.start()
             template = choose_template(spec.template, engine.template_hints())
             self._served[spec.id] = ServedModel(spec, engine, template, choose_parser(spec.tool_parser, template))

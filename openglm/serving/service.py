@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from ..engines.base import GenerationHandle, GenerationRequest, SamplingParams
-from ..errors import InvalidFieldError
+from ..errors import InvalidFieldError, UnsupportedError
 from ..protocol.chat import MAX_LOGIT_BIASES, MAX_STOPS, ChatCompletionRequest, SamplingFields
 from ..tuning.finetuned import AdapterTarget
 from .choice import ChoiceDecoder, ChoiceEvent
 from .grammar_compile import GrammarCompiler
-from .messages import adapt_for_template, normalize_messages
+from .messages import adapt_for_template, chat_messages, normalize_messages
 from .models import ModelPool, ServedModel
 from .roleplay import with_character
 from .toolcalls.base import ToolCallParser, ToolCallStream
@@ -137,8 +137,11 @@ class ChatService:
     async def plan(self, request: ChatCompletionRequest, adapter: AdapterTarget | None = None) -> ChatPlan:
         """``adapter``: the request names a fine-tuned model (resolved for the caller's account)."""
         served = self.models.get(request.model) if adapter is None else await self.models.for_fine_tuned(adapter)
-        messages = normalize_messages(request.messages)
+        images = served.spec.vision and has_image_parts(request)
+        messages = normalize_messages(request.messages, sees=images)
         if request.meta is not None:
+            if images:
+                raise UnsupportedError("meta: role-play personas are not combined with images here")
             messages = with_character(messages, request.meta)
         tools = [
             t.model_dump(exclude_none=True)
@@ -149,6 +152,10 @@ class ChatService:
         if choice != "auto" and choice != "none" and not tools:
             raise InvalidFieldError("tool_choice requires tools")
         active_tools = tools if choice != "none" else []
+        if images and (active_tools or request.response_format is not None):
+            raise UnsupportedError(
+                "a request with images is answered in text here: tools and response_format are not combined with it"
+            )
         parser = served.parser(active_tools)
         prompt = served.template.render(
             adapt_for_template(messages, served.template, parser, active_tools), active_tools or None
@@ -179,6 +186,7 @@ class ChatService:
                 stop_markers=served.template.stop_markers,
                 stop=tuple(stops),
                 adapter=served.adapter,
+                messages=chat_messages(request.messages) if images else None,
             )
             for i in range(request.n or 1)
         ]
@@ -235,3 +243,7 @@ async def merge_events(decoders: list[ChoiceDecoder], handles: list[GenerationHa
             task.cancel()
         for handle in handles:
             handle.cancel()
+
+
+def has_image_parts(request: ChatCompletionRequest) -> bool:
+    return any(part.type == "image_url" for m in request.messages if isinstance(m.content, list) for part in m.content)
