@@ -16,13 +16,14 @@ from ..errors import InvalidFieldError
 from ..protocol.chat import (
     ChatCompletionRequest,
     ChatMessage,
+    ContentPart,
     FunctionDefinition,
     ToolCall,
     ToolCallFunction,
     ToolDefinition,
 )
 from ..serving.models import ServedModel
-from ..serving.service import ChatService
+from ..serving.service import ChatService, has_image_parts
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
 from ..serving.usage import Tally, UsageBound
 from ..tuning.finetuned import AdapterTarget
@@ -30,6 +31,7 @@ from ..untrusted.loaders import load_json
 from .partial import partial_string
 from .replay import needs_replay, with_replayed_calls
 from .tools.base import AgentTool, Billing, ToolContext
+from .tools.vision import VisionTool
 
 
 @dataclass
@@ -142,6 +144,13 @@ class AgentLoop:
                 ToolContext(state_key, account_id, {}, billing, base_url, resources_of),
             )
         messages = list(request.messages)
+        vision = self.tools.get("vision")
+        if isinstance(vision, VisionTool) and has_image_parts(request):
+            # The agent's model reads numbered markers; the vision tool looks at the images themselves.
+            messages, urls = numbered_images(messages, len(vision.attached(state_key)) + 1)
+            vision.attach(state_key, urls)
+            context = ToolContext(state_key, account_id, {}, billing, base_url, resources_of)
+            builtins.setdefault(vision.function_name, (vision, context))
         if needs_replay(messages):
             native_code = "python" in self.served(spec.model, adapter).template.builtin_tools
             messages = with_replayed_calls(messages, native_code=native_code)
@@ -329,3 +338,24 @@ def _strip_fence(body: str) -> str:
         text = text.split("\n", 1)[1] if "\n" in text else ""
         text = text.removesuffix("```").rstrip()
     return text
+
+
+def numbered_images(messages: list[ChatMessage], first: int) -> tuple[list[ChatMessage], list[str]]:
+    """The user's image parts replaced by ``[image N]`` markers (numbered from ``first``), and their URLs."""
+    urls: list[str] = []
+    out = []
+    for message in messages:
+        if message.role != "user" or not isinstance(message.content, list):
+            out.append(message)
+            continue
+        parts = []
+        for part in message.content:
+            if part.type != "image_url":
+                parts.append(part)
+                continue
+            image = part.image_url.get("url") if isinstance(part.image_url, dict) else part.image_url
+            urls.append(str(image or ""))
+            marker = f"[image {first + len(urls) - 1}: attached by the user; look_at_image shows it]"
+            parts.append(ContentPart(type="text", text=marker))
+        out.append(message.model_copy(update={"content": parts}))
+    return out, urls

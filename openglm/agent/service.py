@@ -15,7 +15,7 @@ from .browser.fetch import SafeFetcher
 from .loop import AgentLoop
 
 # The built-in tools register themselves in agent_tools when their modules are imported.
-from .tools import code_interpreter, drawing_tool, retrieval, web_browser  # noqa: F401
+from .tools import code_interpreter, drawing_tool, retrieval, vision, web_browser  # noqa: F401
 from .tools.base import AgentTool, ToolResources, ToolUnavailable, agent_tools
 from .tools.http_api import load_document, operations, server_origin
 
@@ -54,7 +54,8 @@ class AgentService:
                 await fetcher.close()
             raise
         # Always: besides the catalog's agents, any GLM a user builds may enable them.
-        tools = await open_builtins(ToolResources(settings, images, files, knowledge))
+        resources = ToolResources(settings, images, files, knowledge, chat=chat, fetcher=fetchers[0])
+        tools = await open_builtins(resources)
         log.info(
             "All Tools agents: %s (tools: %s)", ", ".join(catalog.agents) or "GLMs only", ", ".join(tools) or "none"
         )

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..accounts.auth import Principal
+from ..agent.browser.images import ImageInputs
 from ..agent.stream import AllToolsWriter
 from ..errors import InvalidFieldError, ModelNotFoundError
 from ..glms.chat_request import glm_request, turn_user_text
@@ -38,7 +39,6 @@ from .metered import Metering
 from .moderation import ModerationRuns, request_texts
 from .outcome import Outcome, Streamed
 from .targets import GLM_ID, AgentPlan, Targets
-from .vision import ImageInputs
 
 
 class ChatRuns:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..accounts.auth import Authenticator, Principal
 from ..accounts.metering import Meter
+from ..agent.browser.images import ImageInputs
 from ..agent.service import AgentService
 from ..agent.tools.web_browser import WebBrowser
 from ..embeddings.service import EmbeddingService
@@ -53,7 +54,6 @@ from .moderation import ModerationRuns
 from .outcome import Collected
 from .responses import ResponseRuns
 from .targets import GLM_ID, Targets
-from .vision import ImageInputs
 from .websearch import WebSearchRuns
 
 

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from ...files.store import FileStore
     from ...images.service import ImageService
     from ...knowledge.service import KnowledgeService
+    from ...serving.service import ChatService
     from ...serving.usage import UsageBound
+    from ..browser.fetch import SafeFetcher
 
 
 class Billing(Protocol):
@@ -61,6 +63,8 @@ class ToolResources:
     images: ImageService
     files: FileStore | None = None
     knowledge: KnowledgeService | None = None
+    chat: ChatService | None = None  # for a tool that asks a catalog model (vision)
+    fetcher: SafeFetcher | None = None  # addresses users give (public, or OPENGLM_HTTP_TOOLS_ALLOW)
 
 
 class ToolUnavailable(Exception):

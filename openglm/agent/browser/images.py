@@ -15,9 +15,9 @@ import base64
 import binascii
 from typing import Any
 
-from ..agent.browser.fetch import FetchError, SafeFetcher
-from ..errors import InvalidFieldError
-from ..protocol.chat import ChatCompletionRequest, ContentPart
+from ...errors import InvalidFieldError
+from ...protocol.chat import ChatCompletionRequest, ContentPart
+from .fetch import FetchError, SafeFetcher
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGES = 16
