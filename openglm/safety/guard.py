@@ -118,7 +118,7 @@ async def _guard_choice(guard: TextGuard, choice: ChunkChoice) -> Hit | None:
         hits = await check_all(guard.checkers, call.function.arguments or "")
         if hits:
             return hits[0]
-    if written is not None:
+    if written is not None or released:  # a finishing chunk with no text of its own still brings the held text
         choice.delta.content = released
     if choice.logprobs is not None:
         choice.logprobs.content = guard.release_logprobs(released, final)

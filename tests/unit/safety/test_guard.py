@@ -101,6 +101,21 @@ async def test_clean_text_is_released_as_it_is_written() -> None:
     assert [c.choices[0].delta.content for c in out] == ["The kite ", "flies high ", "and the ", "pilot smiles", "."]
 
 
+async def test_text_held_at_the_end_arrives_with_a_finishing_chunk_that_has_none() -> None:
+    tally = Tally(prompt_tokens=5)
+
+    async def pieces() -> AsyncIterator[ChatCompletionChunk]:
+        for text in ("Fly the kite ", "by the pi"):  # "pi" could start "pipe bomb": held
+            yield chunk(text)
+        yield chunk(None, "stop")  # the engine's finish carries no text
+
+    async def on_hit(hit: Hit) -> None:
+        raise AssertionError(hit)
+
+    out = [c async for c in guard_stream(pieces(), [CHECKER], on_hit, tally, include_usage=False)]
+    assert text_of(out) == "Fly the kite by the pi" and out[-1].choices[0].finish_reason == "stop"
+
+
 async def test_log_probabilities_never_run_ahead_of_the_released_text() -> None:
     pieces = ["Sure. First get a ", "pipe", " bomb ", "casing."]
     out, _, _ = await run(pieces, logprobs=True)
