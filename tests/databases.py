@@ -1,11 +1,22 @@
 """Real databases for tests: a SQLite file, a fresh database on the machine's PostgreSQL (127.0.0.1:5432), or a
-fresh database on a PostgreSQL with pgvector that the tests start themselves (the `pgserver` package)."""
+fresh database on a PostgreSQL with pgvector that the tests start themselves (the `pgserver` package).
+
+``database_url`` gives a database already migrated to the head revision, copied from one migrated once per test
+process (PostgreSQL: ``CREATE DATABASE ... TEMPLATE``; SQLite: a copy of the file): migrating each of some 600
+databases took about 0.45 s, a copy takes 0.03-0.12 s. ``postgres_database`` alone gives an empty one (the
+migration tests and servers that migrate their own)."""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import os
 import secrets
+import shutil
 import socket
+import sqlite3
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +28,11 @@ POSTGRES_ADMIN = os.environ.get("OPENGLM_TEST_POSTGRES", "postgresql://postgres@
 
 
 @contextmanager
-def postgres_database(admin: str = POSTGRES_ADMIN) -> Iterator[str]:
-    """A new, empty database for one test (or one server), dropped afterwards."""
+def postgres_database(admin: str = POSTGRES_ADMIN, template: str | None = None) -> Iterator[str]:
+    """A new database for one test (or one server), dropped afterwards: empty, or a copy of ``template``."""
     name = f"openglm_test_{secrets.token_hex(6)}"
     with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield admin.rsplit("/", 1)[0] + f"/{name}"
     finally:
@@ -60,14 +71,63 @@ def free_port() -> int:
 
 @contextmanager
 def database_url(kind: str, tmp_path: Path, pgvector_admin: str | None = None) -> Iterator[str]:
-    """``kind``: sqlite, postgresql, or pgvector (needs the admin URL of a ``pgvector_server``)."""
+    """``kind``: sqlite, postgresql (both migrated to head), or pgvector (empty; needs the admin URL of a
+    ``pgvector_server``)."""
     if kind == "sqlite":
+        shutil.copyfile(_migrated_sqlite(), tmp_path / "openglm.db")
         yield f"sqlite:///{tmp_path / 'openglm.db'}"
     elif kind == "postgresql":
-        with postgres_database() as url:
+        with postgres_database(template=_migrated_postgres()) as url:
             yield url
     elif kind == "pgvector" and pgvector_admin:
         with postgres_database(pgvector_admin) as url:
             yield url
     else:
         raise ValueError(kind)
+
+
+_migrated: dict[str, str] = {}
+_lock = threading.Lock()
+
+
+def _migrate(url: str) -> None:
+    """``open_database`` migrates; in a thread of its own, since a test's event loop may be running here."""
+    from openglm.store.db import open_database
+
+    async def run() -> None:
+        database = await open_database(url)
+        await database.close()
+
+    worker = threading.Thread(target=asyncio.run, args=(run(),))
+    worker.start()
+    worker.join()
+
+
+def _migrated_sqlite() -> str:
+    with _lock:
+        if "sqlite" not in _migrated:
+            home = Path(tempfile.mkdtemp(prefix="openglm-template-"))
+            atexit.register(shutil.rmtree, home, ignore_errors=True)
+            path = home / "openglm.db"
+            _migrate(f"sqlite:///{path}")
+            with sqlite3.connect(path) as connection:  # everything in the main file, nothing left in the WAL
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            _migrated["sqlite"] = str(path)
+        return _migrated["sqlite"]
+
+
+def _migrated_postgres() -> str:
+    with _lock:
+        if "postgresql" not in _migrated:
+            name = f"openglm_template_{secrets.token_hex(6)}"
+            with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as connection:
+                connection.execute(f'CREATE DATABASE "{name}"')
+            atexit.register(_drop, name)
+            _migrate(POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+            _migrated["postgresql"] = name
+        return _migrated["postgresql"]
+
+
+def _drop(name: str) -> None:
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
