@@ -260,10 +260,16 @@ def fine_tune(server: RunningServer, key: str) -> str:
     headers = {"Authorization": f"Bearer {key}"}
     line = b'{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}\n'
     upload = httpx.post(
-        f"{server.url}/v1/files", data={"purpose": "fine-tune"}, files={"file": ("t.jsonl", line)}, headers=headers
+        f"{server.url}/v1/files",
+        data={"purpose": "fine-tune"},
+        files={"file": ("t.jsonl", line)},
+        headers=headers,
+        timeout=60,
     )
     body = {"model": "default", "training_file": upload.json()["id"], "hyperparameters": {"n_epochs": 1}}
-    job = httpx.post(f"{server.url}/v1/fine_tuning/jobs", json=body, headers=headers).json()
+    # A server's first job reads its base's GGUF to size the adapter (~4 s here): more than httpx's default 5 s
+    # timeout allows on a loaded machine.
+    job = httpx.post(f"{server.url}/v1/fine_tuning/jobs", json=body, headers=headers, timeout=60).json()
     for _ in range(300):
         job = httpx.get(f"{server.url}/v1/fine_tuning/jobs/{job['id']}", headers=headers).json()
         if job["status"] in ("succeeded", "failed", "cancelled"):

@@ -50,7 +50,7 @@ def post(server: RunningServer, body: Any, path: str = "/v1/chat/completions") -
                 "model": MODEL,
                 "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}],
             },
-            "1214",
+            "1210",  # the default model cannot see: refused as a request it cannot take, never dropped
         ),
     ],
 )

@@ -20,7 +20,9 @@ def test_models_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
 def test_default_catalog_resolves_aliases() -> None:
     catalog = Catalog.from_file(DEFAULT_CATALOG)
     assert catalog.lookup("default").id == "smollm2-135m-instruct"
-    with pytest.raises(ModelNotFoundError, match="available: default"):
+    assert catalog.lookup("charglm-3").id == "smollm2-135m-instruct"  # a variant: served by the default model
+    assert catalog.variants["charglm-3"].id == "charglm-3"  # billed under its own name and price
+    with pytest.raises(ModelNotFoundError, match="available: charglm-3, default"):
         catalog.lookup("glm-5")
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from openglm.errors import InvalidFieldError
+from openglm.errors import InvalidFieldError, InvalidRequestError
 from openglm.protocol.chat import ChatMessage
 from openglm.serving.messages import adapt_for_template, normalize_messages
 from openglm.serving.templates.chatml import ChatMLTemplate
@@ -38,8 +38,19 @@ def test_tool_message_with_unknown_call_id_rejected() -> None:
 
 
 def test_image_parts_rejected_for_text_models() -> None:
-    with pytest.raises(InvalidFieldError, match="image_url"):
+    with pytest.raises(InvalidRequestError, match="cannot see images") as refused:
         normalize_messages(msgs({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}))
+    assert refused.value.code == "1210"
+    seen = normalize_messages(
+        msgs(
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Look: "}, {"type": "image_url", "image_url": {"url": "x"}}],
+            }
+        ),
+        sees=True,
+    )
+    assert seen[0]["content"] == "Look: [image]"  # a model that sees: the text bounds the prompt
 
 
 def test_roles_are_normalized_and_text_parts_joined() -> None:
