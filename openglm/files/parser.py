@@ -24,6 +24,7 @@ from ..errors import DocumentError, InvalidFieldError, NotFoundError
 from ..jobs.context import JobContext, JobFailed
 from ..jobs.kinds import job_kinds
 from ..jobs.runner import JobRunner
+from ..jobs.store import Phase, phase
 from ..knowledge.parsing import find_format, parse_isolated
 from ..protocol.files import ParserResult, ParserTaskCreated
 from ..store.db import Database
@@ -36,14 +37,7 @@ TOOL_TYPES = ("simple", "lite", "doc2x", "tencent", "zhipu-pro", "prime", "prime
 IMAGES = frozenset({"png", "jpg", "jpeg", "bmp", "gif", "webp", "heic", "heif", "tiff", "eps", "icns", "im"})
 IMAGES |= frozenset({"pcx", "ppm", "xbm", "jp2"})
 Status = Literal["processing", "succeeded", "failed"]
-STATUS: dict[str, Status] = {
-    "queued": "processing",
-    "running": "processing",
-    "paused": "processing",
-    "succeeded": "succeeded",
-    "failed": "failed",
-    "cancelled": "failed",
-}
+STATUS: dict[Phase, Status] = {"pending": "processing", "succeeded": "succeeded", "failed": "failed"}
 
 
 class FileParsing:
@@ -96,7 +90,7 @@ class FileParsing:
             record = None
         if record is None or record.kind != KIND:
             raise NotFoundError(f"no file parsing task {task_id!r}")
-        status = STATUS.get(record.status, "processing")
+        status = STATUS[phase(record.status)]
         if status == "processing":
             return ParserResult(status=status, message="任务处理中 / the document is being parsed", task_id=task_id)
         if status == "failed":

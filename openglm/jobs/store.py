@@ -37,6 +37,17 @@ from ..store.types import utcnow
 STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 UNFINISHED = ("queued", "running", "paused")
+Phase = Literal["pending", "succeeded", "failed"]
+
+
+def phase(status: str) -> Phase:
+    """A job's status as a client waiting on its answer sees it (async results, file parsing tasks): pending
+    (queued, running, paused), succeeded, or failed (failed or cancelled)."""
+    if status == "succeeded":
+        return "succeeded"
+    return "failed" if status in FINISHED else "pending"
+
+
 LEVELS = ("info", "warning", "error")
 # Error codes of failures the job system itself decides (a handler's own errors carry their own codes).
 WORKER_LOST = "worker_lost"  # every attempt's worker died (or lost its lease) before the job finished

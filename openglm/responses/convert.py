@@ -32,6 +32,7 @@ from ..protocol.responses import (
     ResponseUsage,
     WebSearchCallItem,
 )
+from ..serving.messages import last_user_text
 
 Message = dict[str, Any]
 TEXT_PARTS = ("input_text", "output_text", "text")
@@ -228,7 +229,7 @@ def url_citations(text: str, sources: list[dict[str, Any]]) -> list[dict[str, An
 def search_items(completion: ChatCompletion | ChatCompletionChunk, plan: Plan) -> list[OutputItem]:
     """The built-ins' own items, first in the output: what was searched and what was found."""
     items: list[OutputItem] = []
-    question = _question(plan.chat)
+    question = last_user_text(plan.chat.messages)
     if plan.web_search:
         sources = [{"type": "url", "url": r.link} for r in completion.web_search or []]
         action = {"type": "search", "query": question, "sources": sources}
@@ -281,16 +282,6 @@ def conversation_after(plan: Plan, history: list[Message], output: list[OutputIt
     if calls:
         answer["tool_calls"] = calls
     return [*history, *plan.new_messages, *([answer] if text or calls else [])]
-
-
-def _question(chat: ChatCompletionRequest) -> str:
-    for message in reversed(chat.messages):
-        if message.role == "user":
-            content = message.content
-            if isinstance(content, str):
-                return content
-            return " ".join(p.text or "" for p in content or [] if p.type == "text")
-    return ""
 
 
 # -- streamed events ------------------------------------------------------------------------------------------------

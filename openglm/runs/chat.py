@@ -124,7 +124,7 @@ class ChatRuns:
         answered = subject(started.plan.request_id)
         if body.stream:
             chunks = stream_chat(self.chat, started.run, started.call.tally)
-            guarded = self.moderation.guard_stream(
+            guarded = self.moderation.safety.guard_stream(
                 policy, chunks, answered, started.call.tally, started.plan.include_usage
             )
             return started.stream(with_sources(guarded, citations, web))
@@ -222,7 +222,7 @@ class ChatRuns:
         tally = started.call.tally
         if body.stream:
             chunks = completion_chunks(started.run, tally)
-            return started.stream(self.moderation.guard_text_stream(policy, chunks, answered, tally))
+            return started.stream(self.moderation.safety.guard_text_stream(policy, chunks, answered, tally))
 
         async def answer() -> Completion:
             completion = await collect_completion(started.run, tally)

@@ -27,7 +27,7 @@ from ..errors import NotFoundError, OpenGLMError
 from ..jobs.context import JobContext, JobFailed
 from ..jobs.kinds import job_kinds, own_slots
 from ..jobs.runner import JobRunner
-from ..jobs.store import JobRecord
+from ..jobs.store import JobRecord, Phase, phase
 from ..protocol.async_results import AsyncResult, AsyncTask, TaskStatus
 from ..protocol.chat import ChatCompletionRequest
 from ..protocol.images import ImageGenerationRequest
@@ -38,14 +38,7 @@ from .service import RunService
 KIND = "async_call"
 JOB_PREFIX = "task"
 ATTEMPTS = 3  # a call is tried again after its replica died, up to this many times in all
-STATUS: dict[str, TaskStatus] = {
-    "queued": "PROCESSING",
-    "running": "PROCESSING",
-    "paused": "PROCESSING",
-    "succeeded": "SUCCESS",
-    "failed": "FAIL",
-    "cancelled": "FAIL",
-}
+STATUS: dict[Phase, TaskStatus] = {"pending": "PROCESSING", "succeeded": "SUCCESS", "failed": "FAIL"}
 
 
 class AsyncCalls:
@@ -103,7 +96,7 @@ def _request_id(given: object, record: JobRecord) -> str:
 
 
 def result_of(record: JobRecord) -> AsyncResult:
-    status = STATUS.get(record.status, "PROCESSING")
+    status = STATUS[phase(record.status)]
     request = record.payload.get("request", {})
     answer: dict[str, Any] = {
         "id": record.id,

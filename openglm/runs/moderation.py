@@ -17,7 +17,7 @@ from ..accounts.auth import Principal
 from ..agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolInput
 from ..errors import InvalidFieldError
 from ..glms.chat_request import message_text
-from ..protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completion
+from ..protocol.chat import ChatCompletion, ChatCompletionRequest, ChatMessage, Completion
 from ..protocol.common import SensitiveWordCheck
 from ..protocol.moderations import ModerationHitList, ModerationHitOut, ModerationRequest, ModerationResponse
 from ..safety.checkers import BuildContext, Checker, Hit, build_checkers, check_all, pick
@@ -28,7 +28,6 @@ from ..safety.moderations import moderation_response, moderation_texts
 from ..safety.service import Policy, Safety, Subject
 from ..serving.responses import collect_chat
 from ..serving.service import ChatService
-from ..serving.usage import Tally
 from .metered import Metering
 from .targets import Targets
 
@@ -61,26 +60,11 @@ class ModerationRuns:
         with paying(principal):
             await self.safety.check_input(policy, texts, subject)
 
-    def guard_stream(
-        self,
-        policy: Policy,
-        chunks: AsyncIterator[ChatCompletionChunk],
-        subject: Subject,
-        tally: Tally,
-        include_usage: bool,
-    ) -> AsyncIterator[ChatCompletionChunk]:
-        return self.safety.guard_stream(policy, chunks, subject, tally, include_usage)
-
     async def guard_completion(
         self, principal: Principal, policy: Policy, completion: ChatCompletion, subject: Subject
     ) -> ChatCompletion:
         with paying(principal):
             return await self.safety.guard_completion(policy, completion, subject)
-
-    def guard_text_stream(
-        self, policy: Policy, chunks: AsyncIterator[Completion], subject: Subject, tally: Tally
-    ) -> AsyncIterator[Completion]:
-        return self.safety.guard_text_stream(policy, chunks, subject, tally)
 
     async def guard_text(
         self, principal: Principal, policy: Policy, completion: Completion, subject: Subject

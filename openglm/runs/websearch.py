@@ -28,6 +28,7 @@ from ..protocol.websearch import (
     WebSearchResponse,
 )
 from ..safety.service import Subject
+from ..serving.messages import last_user_text
 from ..websearch.chat import items
 from ..websearch.search import SearchOptions, WebResult, WebSearch, search_options
 from .moderation import ModerationRuns
@@ -66,7 +67,7 @@ class WebSearchRuns:
     async def tool(self, principal: Principal, body: SearchToolRequest) -> Outcome:
         if body.model not in SEARCH_TOOL_MODELS:
             raise ModelNotFoundError(f"模型不存在 / {body.model!r} is not a tool here; tools: web-search-pro")
-        query = next((_text(m.content) for m in reversed(body.messages) if m.role == "user"), "")
+        query = last_user_text(body.messages)
         recency = None if body.recent_days is None else _recency_name(body.recent_days)
         options = search_options(query, count=10, domain=_scope(body.scope), recency=recency)
         if body.recent_days is not None:
@@ -145,11 +146,3 @@ def _scope(scope: str | None) -> str | None:
     if "." not in scope or "/" in scope or " " in scope.strip():
         raise InvalidFieldError("scope: the whole web (全网) or a domain such as example.com")
     return scope.strip()
-
-
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(getattr(part, "text", None) or "") for part in content)
-    return ""

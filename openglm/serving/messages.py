@@ -74,6 +74,17 @@ def _text_content(message: ChatMessage, where: str, sees: bool = False) -> str |
     return "".join(texts)
 
 
+def last_user_text(messages: list[ChatMessage]) -> str:
+    """The text of the last user message (its text parts joined by spaces); empty when there is none."""
+    for message in reversed(messages):
+        if message.role == "user":
+            content = message.content
+            if isinstance(content, str):
+                return content
+            return " ".join(part.text or "" for part in content or [] if part.type == "text")
+    return ""
+
+
 def chat_messages(messages: list[ChatMessage]) -> tuple[dict[str, Any], ...]:
     """The messages as an OpenAI-compatible server's ``/chat/completions`` takes them (roles spelled its way), for
     a request with images to a model that sees."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import InvalidFieldError
 from ..protocol.chat import ChatCompletionRequest, ChatMessage, WebSearchItem
+from ..serving.messages import last_user_text
 from .search import SearchOptions, WebResult, search_options
 
 PLACEHOLDER = "{{search_result}}"
@@ -50,7 +51,7 @@ def web_search_tool(request: ChatCompletionRequest) -> WebSearchTool | None:
     prompt = entry.get("search_prompt") or DEFAULT_PROMPT
     if not isinstance(prompt, str) or PLACEHOLDER not in prompt:
         raise InvalidFieldError(f"{where}.search_prompt must contain {PLACEHOLDER}")
-    query = entry.get("search_query") or _last_user_text(request)
+    query = entry.get("search_query") or last_user_text(request.messages)
     try:
         options = search_options(
             query,
@@ -85,16 +86,6 @@ def items(results: list[WebResult]) -> list[WebSearchItem]:
         )
         for r in results
     ]
-
-
-def _last_user_text(request: ChatCompletionRequest) -> str:
-    for message in reversed(request.messages):
-        if message.role == "user":
-            content = message.content
-            if isinstance(content, str):
-                return content
-            return " ".join(part.text or "" for part in content or [] if part.type == "text")
-    return ""
 
 
 def _flag(value: object, where: str) -> bool:
