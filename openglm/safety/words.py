@@ -105,12 +105,17 @@ class WordList:
             for pattern in patterns[category]:
                 if "(?P<" in pattern:
                     raise ValueError(f"moderation checker {name!r}: patterns may not name groups: {pattern!r}")
-                regex.compile(pattern)  # a broken pattern is the operator's error, reported at startup with its text
+                re.compile(pattern)  # a broken pattern is the operator's error, reported at startup with its text
+                regex.compile(pattern)
             if patterns[category]:
                 alternatives.append(f"(?P<c{len(self.categories)}>{'|'.join(f'(?:{p})' for p in patterns[category])})")
                 self.categories.append(category)
                 longest = max(longest, window)
-        self.regex = regex.compile("|".join(alternatives) or r"(?!)")
+        combined = "|".join(alternatives) or r"(?!)"
+        # The standard library's engine searches whole texts (2-3x faster here than the regex package's on this
+        # alternation); the regex package's partial matching answers what a stream must hold back.
+        self.regex = re.compile(combined)
+        self.partial = regex.compile(combined)
         self.allow = [normalize(a).strip() for a in allow or set() if a.strip()]
         # Mid-stream, a hit this close to the end waits for more text: the next character may make it another
         # word (bomb → bombastic), the next words an allowed phrase (bomb → bomb squad).
@@ -147,7 +152,7 @@ class WordList:
         normalized = normalize(text)
         end = len(normalized)
         held_from = end
-        for match in self.regex.finditer(normalized, pos=max(0, end - self.window), partial=True):
+        for match in self.partial.finditer(normalized, pos=max(0, end - self.window), partial=True):
             if match.partial or end - match.end() < self.lookahead:
                 held_from = min(held_from, match.start())
         return _raw_tail(text, end - held_from)

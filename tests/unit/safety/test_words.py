@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import regex
 
 from openglm.safety.checkers import BuildContext, build_checkers
 from openglm.safety.config import CheckerSpec, SafetyConfig
@@ -99,7 +98,7 @@ def test_operator_lists_are_read_and_mistakes_are_reported(tmp_path: Path) -> No
     assert categories(checker, "Please wire me the deposit today") == ["fraud"]
     with pytest.raises(ValueError, match="cannot read word list"):
         listing(lists=[str(tmp_path / "missing.toml")])
-    with pytest.raises(regex.error, match=r"missing \)"):
+    with pytest.raises(re.error, match=r"missing \)"):
         listing(patterns={"x": ["(unclosed"]})
     with pytest.raises(KeyError, match="unknown moderation checker 'nope'; known: llm_judge, words"):
         build_checkers([CheckerSpec(name="a", kind="nope")], BuildContext())
