@@ -17,6 +17,7 @@ the kind); a server that dies mid-parse gives it to the next after its lease."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -40,6 +41,15 @@ Status = Literal["processing", "succeeded", "failed"]
 STATUS: dict[Phase, Status] = {"pending": "processing", "succeeded": "succeeded", "failed": "failed"}
 
 
+@dataclass(frozen=True)
+class DocumentUpload:
+    filename: str
+    data: bytes
+    content_type: str
+    file_type: str | None
+    tool_type: str
+
+
 class FileParsing:
     def __init__(self, files: FileStore, jobs: JobRunner, db: Database):
         self.files = files
@@ -50,30 +60,19 @@ class FileParsing:
     def close(self) -> None:
         _services.pop(id(self.db), None)
 
-    async def create(
-        self, account_id: str, filename: str, data: bytes, content_type: str, file_type: str | None, tool_type: str
-    ) -> ParserTaskCreated:
+    async def create(self, account_id: str, upload: DocumentUpload) -> ParserTaskCreated:
         """The task, queued: the document's type is checked now (an unsupported one is a 400, not a failed task)."""
-        name = document_name(filename, file_type, tool_type)
-        find_format(name, content_type)
-        upload = await self.files.create(account_id, PURPOSE, name, data, content_type, by_platform=True)
-        payload = {"file_id": upload.id, "filename": name, "tool_type": tool_type, "file_type": file_type}
+        name = document_name(upload.filename, upload.file_type, upload.tool_type)
+        find_format(name, upload.content_type)
+        kept = await self.files.create(account_id, PURPOSE, name, upload.data, upload.content_type, by_platform=True)
+        payload = {"file_id": kept.id, "filename": name, "tool_type": upload.tool_type, "file_type": upload.file_type}
         job = await self.jobs.submit(KIND, payload, account_id=account_id, max_attempts=2, prefix=JOB_PREFIX)
         return ParserTaskCreated(task_id=job.id, message="任务创建成功", success=True)
 
-    async def parse_now(
-        self,
-        account_id: str,
-        filename: str,
-        data: bytes,
-        content_type: str,
-        file_type: str | None,
-        tool_type: str,
-        base_url: str,
-    ) -> ParserResult:
+    async def parse_now(self, account_id: str, upload: DocumentUpload, base_url: str) -> ParserResult:
         """The sync form: parsed while the caller waits; the text is kept as a file as well (its download link)."""
-        name = document_name(filename, file_type, tool_type)
-        text = await parsed_text(data, name, content_type)
+        name = document_name(upload.filename, upload.file_type, upload.tool_type)
+        text = await parsed_text(upload.data, name, upload.content_type)
         kept = await self._keep(account_id, name, text)
         task_id = f"{JOB_PREFIX}-sync-{secrets.token_hex(12)}"  # for the caller's records: nothing is queued
         link = self._link(base_url, kept.id)
