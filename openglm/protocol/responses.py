@@ -4,7 +4,7 @@ logic here."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,7 +15,7 @@ MAX_INPUT_ITEMS = 2048
 
 class ResponseCreate(WireModel):
     model: str = Field(min_length=1)
-    input: str | list[dict[str, Any]] = Field(default="")
+    input: str | Annotated[list[dict[str, Any]], Field(max_length=MAX_INPUT_ITEMS)] = Field(default="")
     instructions: str | None = None
     previous_response_id: str | None = Field(default=None, max_length=64)
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)

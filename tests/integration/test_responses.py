@@ -116,6 +116,8 @@ def test_what_is_not_offered_says_so(scripted: openai.OpenAI) -> None:
         )  # type: ignore[list-item]
     with pytest.raises(openai.BadRequestError):
         scripted.responses.create(model="nope", input="x")
+    with pytest.raises(openai.BadRequestError):  # the input list is bounded on the wire, before anything is built
+        scripted.responses.create(model="talker", input=[{"role": "user", "content": "x"}] * 2049)  # type: ignore[list-item]
 
 
 def test_the_default_model_answers(client: openai.OpenAI) -> None:
