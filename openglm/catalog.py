@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ModelNotFoundError
 from .safety.config import ModelSafety, SafetyConfig
@@ -95,8 +95,20 @@ class ModelSpec(BaseModel):
     # The model's own content-safety checkers ({input = [...], output = [...]}); None: the catalog's [safety].
     safety: ModelSafety | None = None
     variants: list[ModelVariant] = Field(default_factory=list)
-    # The model sees images (GLM-4V, Qwen-VL...): image parts reach it (an engine that takes chat messages: remote).
+    # The model sees images (GLM-4V, Qwen-VL...): image parts reach it — a remote engine passes them on as chat
+    # messages; the llamacpp engine reads them with the model's projector, ``mmproj``.
     vision: bool = False
+    # llamacpp: the model's image projector (an mmproj GGUF for llama.cpp's multimodal library: a path or
+    # "package:<module>/<file>"). Giving one makes the model a vision model.
+    mmproj: str | None = None
+
+    @model_validator(mode="after")
+    def _projector_sees(self) -> ModelSpec:
+        if self.mmproj is not None:
+            if self.engine != "llamacpp":
+                raise ValueError(f"model {self.id!r}: mmproj is for the llamacpp engine (a remote server has its own)")
+            self.vision = True
+        return self
 
     def effective_prices(self) -> Prices:
         return seed_prices(self.prices, (self.id, *self.aliases))

@@ -76,6 +76,10 @@ class GenerationRequest:
     # A request with images, to a model that sees: the chat messages in OpenAI's format (images as data: URLs) for
     # an engine that takes them (``Engine.takes_messages``); ``prompt`` is then the text-only rendering (bounds).
     messages: tuple[dict[str, Any], ...] | None = None
+    # A request with images, to an engine that reads them itself (``Engine.takes_images``): the images' bytes in
+    # order, and the marker that stands for each of them in ``prompt`` (made per request: no text can forge it).
+    images: tuple[bytes, ...] = ()
+    image_marker: str = ""
     # A batch line: an engine that can tell serves interactive requests first (the llamacpp engine queues it after
     # them, pauses it while one is reading its prompt, and gives up its slot to one that finds none free).
     background: bool = False
@@ -128,6 +132,8 @@ class Engine(abc.ABC):
     serves_adapters: bool = False
     # Whether ``submit`` takes a request's chat ``messages`` (images for a model that sees) instead of its prompt.
     takes_messages: bool = False
+    # Whether ``submit`` reads a request's ``images`` itself (a llamacpp model with a projector).
+    takes_images: bool = False
 
     def refuse_adapter(self, request: GenerationRequest) -> None:
         if request.adapter is not None and not self.serves_adapters:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -23,9 +24,10 @@ def normalize_raw_messages(raw: list[Any], where: str) -> list[Message]:
     return normalize_messages(parsed)
 
 
-def normalize_messages(messages: list[ChatMessage], *, sees: bool = False) -> list[Message]:
+def normalize_messages(messages: list[ChatMessage], *, sees: bool = False, image_marker: str = "") -> list[Message]:
     """Validated messages with one spelling per role; errors name the offending index. ``sees``: the model takes
-    images (they are rendered as an ``[image]`` placeholder in the text, which then only bounds the prompt)."""
+    images, rendered as ``image_marker`` (where an engine that reads images puts each) or, without one, as an
+    ``[image]`` placeholder (the text then only bounds the prompt: the engine takes the messages)."""
     if not messages:
         raise InvalidFieldError("messages 参数非法 / messages must be a non-empty list")
     out: list[Message] = []
@@ -33,7 +35,7 @@ def normalize_messages(messages: list[ChatMessage], *, sees: bool = False) -> li
     for i, message in enumerate(messages):
         role = ROLE_ALIASES.get(message.role, message.role)
         where = f"messages[{i}]"
-        content = _text_content(message, where, sees)
+        content = _text_content(message, where, sees, image_marker or "[image]")
         if role == "assistant":
             calls = [
                 _normalize_call(call, f"{where}.tool_calls[{j}]") for j, call in enumerate(message.tool_calls or [])
@@ -53,13 +55,13 @@ def normalize_messages(messages: list[ChatMessage], *, sees: bool = False) -> li
     return out
 
 
-def _text_content(message: ChatMessage, where: str, sees: bool = False) -> str | None:
+def _text_content(message: ChatMessage, where: str, sees: bool, image_marker: str) -> str | None:
     if message.content is None or isinstance(message.content, str):
         return message.content
     texts = []
     for j, part in enumerate(message.content):
         if part.type == "image_url" and sees:
-            texts.append("[image]")
+            texts.append(image_marker)
             continue
         if part.type in ("image_url", "image", "input_image"):
             # Never dropped: a model that cannot see says so (Zhipu's 1210, as for any parameter it cannot take).
@@ -83,6 +85,27 @@ def last_user_text(messages: list[ChatMessage]) -> str:
                 return content
             return " ".join(part.text or "" for part in content or [] if part.type == "text")
     return ""
+
+
+def image_bytes(messages: list[ChatMessage]) -> tuple[bytes, ...]:
+    """The images of ``messages`` in the order they are rendered, from the checked ``data:`` URLs the run service
+    made of them (``ImageInputs.resolved``)."""
+    images = []
+    for i, message in enumerate(messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+            if part.type != "image_url":
+                continue
+            given = part.image_url
+            url = given if isinstance(given, str) else str((given or {}).get("url") or "")
+            header, _, payload = url.partition(",")
+            if not header.startswith("data:") or ";base64" not in header:
+                where = f"messages[{i}].content[{j}]"
+                raise InvalidFieldError(f"{where}: the image was not read before it reached the model")
+            try:
+                images.append(base64.b64decode(payload, validate=True))
+            except ValueError:
+                raise InvalidFieldError(f"messages[{i}].content[{j}]: the image's base64 is not valid") from None
+    return tuple(images)
 
 
 def chat_messages(messages: list[ChatMessage]) -> tuple[dict[str, Any], ...]:

@@ -51,10 +51,11 @@ class ModelPool:
             if spec.agent_adapter is not None:
                 resolve_source(spec.agent_adapter)  # a missing adapter fails the start, not the first agent request
             engine = create_engine(spec, self.settings)
-            if spec.vision and not engine.takes_messages:
+            if spec.vision and not (engine.takes_messages or engine.takes_images):
                 raise CatalogError(
                     f"model {spec.id!r} is marked vision = true, but its {spec.engine} engine cannot take images "
-                    "(a remote engine can: GLM-4V or Qwen-VL served by vLLM or SGLang)"
+                    "(a remote engine can: GLM-4V or Qwen-VL served by vLLM or SGLang; the llamacpp engine can "
+                    "with the model's projector as mmproj)"
                 )
             await engine.start()
             template = choose_template(spec.template, engine.template_hints())

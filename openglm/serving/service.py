@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from ..protocol.chat import MAX_LOGIT_BIASES, MAX_STOPS, ChatCompletionRequest, 
 from ..tuning.finetuned import AdapterTarget
 from .choice import ChoiceDecoder, ChoiceEvent
 from .grammar_compile import GrammarCompiler
-from .messages import adapt_for_template, chat_messages, normalize_messages
+from .messages import adapt_for_template, chat_messages, image_bytes, normalize_messages
 from .models import ModelPool, ServedModel
 from .roleplay import with_character
 from .toolcalls.base import ToolCallParser, ToolCallStream
@@ -138,7 +139,9 @@ class ChatService:
         """``adapter``: the request names a fine-tuned model (resolved for the caller's account)."""
         served = self.models.get(request.model) if adapter is None else await self.models.for_fine_tuned(adapter)
         images = served.spec.vision and has_image_parts(request)
-        messages = normalize_messages(request.messages, sees=images)
+        # An engine that reads the images itself finds each where this marker stands (new per request: unforgeable).
+        marker = f"<image-{secrets.token_hex(8)}>" if images and served.engine.takes_images else ""
+        messages = normalize_messages(request.messages, sees=images, image_marker=marker)
         if request.meta is not None:
             if images:
                 raise UnsupportedError("meta: role-play personas are not combined with images here")
@@ -152,7 +155,7 @@ class ChatService:
         if choice != "auto" and choice != "none" and not tools:
             raise InvalidFieldError("tool_choice requires tools")
         active_tools = tools if choice != "none" else []
-        if images and (active_tools or request.response_format is not None):
+        if images and not marker and (active_tools or request.response_format is not None):
             raise UnsupportedError(
                 "a request with images is answered in text here: tools and response_format are not combined with it"
             )
@@ -170,6 +173,7 @@ class ChatService:
         )
         max_tokens = request.max_completion_tokens or request.max_tokens or self.default_max_tokens
         stops = stop_list(request.stop)
+        pictures = image_bytes(request.messages) if marker else ()
         generations = [
             GenerationRequest(
                 prompt=prompt,
@@ -186,7 +190,9 @@ class ChatService:
                 stop_markers=served.template.stop_markers,
                 stop=tuple(stops),
                 adapter=served.adapter,
-                messages=chat_messages(request.messages) if images else None,
+                messages=chat_messages(request.messages) if images and not marker else None,
+                images=pictures,
+                image_marker=marker,
             )
             for i in range(request.n or 1)
         ]

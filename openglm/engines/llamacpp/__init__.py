@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ...catalog import ModelSpec, resolve_source
-from ...errors import InvalidFieldError, PromptTooLongError
+from ...errors import InvalidFieldError, PromptTooLongError, UnsupportedError
 from ..base import Engine, GenerationHandle, GenerationRequest, engines
 
 if TYPE_CHECKING:
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .grammars import GrammarCache
     from .model import LlamaModel
     from .scheduler import BatchScheduler
+    from .vision import Placed, Projector
 
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ class LlamaCppEngine(Engine):
     speculative tokens per step, 0 disables) used while at most
     draft_max_batch sequences are running, max_adapters (LoRA adapters kept
     loaded, least recently used first out; see ``adapters.py``).
+
+    With ``mmproj`` in the catalog the model sees: a request's images are read by
+    the projector (``vision.py``) and decoded where they stand in the prompt.
     """
 
     serves_adapters = True
@@ -57,15 +61,22 @@ class LlamaCppEngine(Engine):
         self.model: LlamaModel | None = None
         self.scheduler: BatchScheduler | None = None
         self.grammars: GrammarCache | None = None
+        self.projector: Projector | None = None
+        self.takes_images = spec.mmproj is not None
 
     async def start(self) -> None:
         from .grammars import GrammarCache
         from .model import LlamaModel
         from .scheduler import BatchScheduler
+        from .vision import Projector
 
         path = resolve_source(self.spec.source)
         self.model = await asyncio.to_thread(LlamaModel, path)
         self.grammars = GrammarCache(self.model)
+        if self.spec.mmproj is not None:
+            self.projector = await asyncio.to_thread(
+                Projector, resolve_source(self.spec.mmproj), self.model, self.threads
+            )
         if not self.model.plain_kv_cache:
             # Recurrent, hybrid and sliding-window models cannot drop or share arbitrary cache cells.
             log.info("%s: prefix reuse and drafts are off for this architecture", self.spec.id)
@@ -82,6 +93,7 @@ class LlamaCppEngine(Engine):
             draft_tokens=self.draft_tokens,
             draft_max_batch=self.draft_max_batch,
             max_adapters=self.max_adapters,
+            projector=self.projector,
         )
 
     async def stop(self) -> None:
@@ -89,6 +101,9 @@ class LlamaCppEngine(Engine):
             await asyncio.to_thread(self.scheduler.close)
             self.scheduler = None
         self.grammars = None
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
         if self.model is not None:
             self.model.close()
             self.model = None
@@ -109,16 +124,63 @@ class LlamaCppEngine(Engine):
         return model.tokenize(prompt, add_special=add_bos, parse_special=True)
 
     async def submit(self, request: GenerationRequest) -> GenerationHandle:
+        if self.model is None or self.scheduler is None:
+            raise RuntimeError("engine is not started")
+        pictures: list[Placed] = []
+        if request.images:
+            prompt, pictures = await self._with_images(request)
+        elif len(request.prompt) <= INLINE_TOKENIZE_CHARS:
+            prompt = self.tokenize_prompt(request.prompt)
+        else:
+            prompt = await asyncio.to_thread(self.tokenize_prompt, request.prompt)
+        try:
+            return await self._submit(request, prompt, pictures)
+        except BaseException:
+            for placed in pictures:
+                placed.picture.close()
+            raise
+
+    async def _with_images(self, request: GenerationRequest) -> tuple[list[int], list[Placed]]:
+        """The prompt's tokens with each image's positions in place (a placeholder id at each), and where the
+        images go; the images are read and encoded in a worker thread, the request's first error raised."""
+        from .vision import Placed
+
+        projector = self.projector
+        if projector is None:
+            raise UnsupportedError(f"model {self.spec.id} cannot see images (no mmproj in its catalog entry)")
+        pieces = request.prompt.split(request.image_marker) if request.image_marker else [request.prompt]
+        if len(pieces) != len(request.images) + 1:
+            raise InvalidFieldError("the prompt does not place each of the request's images")
+
+        def read() -> tuple[list[int], list[Placed]]:
+            tokens = self.tokenize_prompt(pieces[0])
+            placed: list[Placed] = []
+            try:
+                for number, (image, text) in enumerate(zip(request.images, pieces[1:], strict=True), start=1):
+                    picture = projector.picture(image, number)
+                    tokens += picture.before
+                    placed.append(Placed(len(tokens), picture))
+                    tokens += [picture.placeholder] * picture.n_tokens + picture.after
+                    tokens += self.model_tokenize(text)
+            except BaseException:
+                for done in placed:
+                    done.picture.close()
+                raise
+            return tokens, placed
+
+        return await asyncio.to_thread(read)
+
+    def model_tokenize(self, text: str) -> list[int]:
+        """Text inside a prompt (after its start): no BOS, special tokens parsed as the template wrote them."""
+        assert self.model is not None
+        return self.model.tokenize(text, add_special=False, parse_special=True)
+
+    async def _submit(self, request: GenerationRequest, prompt: list[int], pictures: list[Placed]) -> GenerationHandle:
         from .sampling import SamplerChain
         from .sequence import LlamaHandle, Sequence
 
         model, scheduler = self.model, self.scheduler
-        if model is None or scheduler is None:
-            raise RuntimeError("engine is not started")
-        if len(request.prompt) <= INLINE_TOKENIZE_CHARS:
-            prompt = self.tokenize_prompt(request.prompt)
-        else:
-            prompt = await asyncio.to_thread(self.tokenize_prompt, request.prompt)
+        assert model is not None and scheduler is not None
         if not prompt:
             raise InvalidFieldError("prompt is empty: there is nothing to continue from")
         room = self.limit - len(prompt)
@@ -154,6 +216,7 @@ class LlamaCppEngine(Engine):
                 adapter=adapter,
                 scale=request.adapter.scale if request.adapter is not None else 1.0,
                 background=request.background,
+                pictures=pictures,
             )
         except BaseException:
             sampler.close()

@@ -16,7 +16,7 @@ _GGML_WARN, _GGML_ERROR = 3, 4  # ggml_log_level in the vendored ggml.h
 
 
 @lc.llama_log_callback  # type: ignore[untyped-decorator]
-def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+def forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
     # llama.cpp narrates every tensor it loads; keep only warnings and errors.
     if level in (_GGML_WARN, _GGML_ERROR):
         log.log(logging.WARNING if level == _GGML_WARN else logging.ERROR, text.decode(errors="replace").rstrip())
@@ -26,7 +26,7 @@ def init_backend() -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
-            lc.llama_log_set(_forward_log, ctypes.c_void_p(0))
+            lc.llama_log_set(forward_log, ctypes.c_void_p(0))
             lc.llama_backend_init()
             _backend_ready = True
 

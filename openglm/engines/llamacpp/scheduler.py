@@ -16,6 +16,10 @@ them), and the group is decoded and sampled before the next group's turn.
 Every group gets a decode each step; the step's prompt budget (``batch_size``
 less one token per generating sequence) goes to the groups in an order that
 rotates from step to step.
+
+A sequence with images (``vision.py``) has each image's embeddings decoded on
+their own, in the step that reaches the image's first position: its prompt is
+fed in text runs up to an image, then the image, then the text after it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import ctypes
 import logging
 import threading
 from collections import defaultdict, deque
+from typing import TYPE_CHECKING
 
 import llama_cpp as lc
 
@@ -37,6 +42,9 @@ from .sampling import token_logprobs
 from .sequence import Sequence
 from .slots import SlotPool, common_prefix
 from .speculative import propose_draft
+
+if TYPE_CHECKING:
+    from .vision import Projector
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +66,10 @@ class BatchScheduler:
         draft_tokens: int = 0,
         draft_max_batch: int = 2,
         max_adapters: int = 8,
+        projector: Projector | None = None,
     ):
         self.model = model
+        self.projector = projector
         self.kv_tokens = kv_tokens
         self.batch_size = batch_size
         params = lc.llama_context_default_params()
@@ -195,6 +205,10 @@ class BatchScheduler:
                 break
             self._waiting.popleft()
             seq.slot, seq.n_past = acquired
+            picture = seq.next_picture()
+            if picture is not None and picture.start < seq.n_past:  # the reused prefix ends inside an image
+                lc.llama_memory_seq_rm(self.memory, seq.slot, picture.start, -1)
+                seq.n_past = picture.start
             self.reused_tokens += seq.n_past
             self._active.append(seq)
 
@@ -242,6 +256,8 @@ class BatchScheduler:
         # Each generating sequence needs one token this step; prompt chunks share what is left.
         budget = self.batch_size - sum(1 for s in stepping if s.pending == 1)
         for group in self._groups(stepping):
+            if not self._decode_pictures(group, out):
+                return
             rows, used = self._fill_batch(group, budget)
             budget -= used
             if self.batch.n_tokens == 0:
@@ -259,6 +275,26 @@ class BatchScheduler:
                 seq.n_past += seq.feeding
             for seq, index in rows:  # before the next group's decode overwrites the logits
                 self._sample(seq, index, out)
+
+    def _decode_pictures(self, group: list[Sequence], out: list[Delivery]) -> bool:
+        """Decode the image each sequence of ``group`` has reached; False when the KV cache was full (someone was
+        preempted: the step ends)."""
+        for seq in group:
+            picture = seq.next_picture()
+            if picture is None or picture.start != seq.n_past:
+                continue
+            assert self.projector is not None
+            self._apply_adapter(seq)
+            rc = self.projector.decode(self.ctx, picture, seq.slot, self.batch_size)
+            if rc != 0:  # cells of the pieces that were decoded: the image is decoded again, whole
+                lc.llama_memory_seq_rm(self.memory, seq.slot, picture.start, -1)
+            if rc == 1:
+                self._preempt(out)
+                return False
+            if rc != 0:
+                raise EngineError(f"decoding an image returned {rc}")
+            seq.n_past = picture.end
+        return True
 
     def _stepping(self) -> list[Sequence]:
         """The sequences this step decodes: all of them, but while an interactive sequence is reading its prompt
@@ -313,7 +349,7 @@ class BatchScheduler:
         speculate = self.draft_tokens > 0 and len(self._active) <= self.draft_max_batch
         for seq in sorted(group, key=lambda s: s.pending > 1):
             room = self.batch_size - n
-            take = min(seq.pending, room if seq.pending == 1 else min(room, budget - used))
+            take = min(seq.feedable(), room if seq.pending == 1 else min(room, budget - used))
             seq.feeding = max(take, 0)
             if seq.pending > 1:
                 used += seq.feeding
@@ -350,7 +386,9 @@ class BatchScheduler:
         room = min(self.draft_tokens, seq.remaining - 1, seq.limit - len(seq.tokens) - 1)
         if room <= 0 or not seq.draft_stats.should_try():
             return []
-        return propose_draft(seq.tokens, room)
+        draft = propose_draft(seq.tokens, room)
+        image = next((i for i, token in enumerate(draft) if token < 0), None)  # an image's placeholder: not a token
+        return draft if image is None else draft[:image]
 
     def _sample(self, seq: Sequence, index: int, out: list[Delivery]) -> None:
         """Sample at ``index``; while samples match the draft, the next drafted position is valid too."""

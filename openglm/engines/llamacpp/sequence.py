@@ -14,6 +14,7 @@ from .speculative import DraftStats
 
 if TYPE_CHECKING:
     from .adapters import LoadedAdapter, LoraKey
+    from .vision import Placed
 
 _admission_counter = itertools.count()
 
@@ -35,6 +36,7 @@ class Sequence:
         adapter: LoadedAdapter | None = None,
         scale: float = 1.0,
         background: bool = False,
+        pictures: list[Placed] | None = None,
     ):
         self.tokens = list(prompt)
         self.background = background  # a batch line: served after, and paused for, interactive sequences
@@ -61,6 +63,8 @@ class Sequence:
         self.adapter = adapter
         self.scale = scale
         self.lora_key: LoraKey = None if adapter is None else (adapter.key, adapter.path, scale)
+        # Images in the prompt (positions of their placeholder ids in ``tokens``), in order; owned until ``close``.
+        self.pictures = pictures or []
         self._closed = False
 
     def close(self) -> None:
@@ -71,6 +75,17 @@ class Sequence:
         self.sampler.close()
         if self.adapter is not None:
             self.adapter.release()
+        for placed in self.pictures:
+            placed.picture.close()
+
+    def next_picture(self) -> Placed | None:
+        """The first image not wholly in the KV cache yet."""
+        return next((p for p in self.pictures if p.end > self.n_past), None)
+
+    def feedable(self) -> int:
+        """Tokens the next decode may take from the prompt: up to the next image, which is decoded on its own."""
+        picture = self.next_picture()
+        return self.pending if picture is None else max(picture.start - self.n_past, 0)
 
     @property
     def pending(self) -> int:
