@@ -145,7 +145,8 @@ class AgentLoop:
             )
         messages = list(request.messages)
         vision = self.tools.get("vision")
-        if isinstance(vision, VisionTool) and has_image_parts(request):
+        sees = self.served(spec.model, adapter).engine.takes_images  # reads images in its tool rounds: they stay
+        if isinstance(vision, VisionTool) and has_image_parts(request) and not sees:
             # The agent's model reads numbered markers; the vision tool looks at the images themselves.
             messages, urls = numbered_images(messages, len(vision.attached(state_key)) + 1)
             vision.attach(state_key, urls)

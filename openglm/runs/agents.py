@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from ..accounts.auth import Principal
 from ..accounts.metering import Attribution, MeteredCall
+from ..agent.browser.images import ImageInputs
 from ..agent.loop import AgentEvent, AgentRun
 from ..agent.service import AgentService
 from ..catalog import PricedModel
@@ -19,6 +20,7 @@ from ..glms.recording import TurnSaver
 from ..glms.store import AgentStore
 from ..protocol.chat import ChatCompletionRequest
 from ..safety.service import Subject
+from ..serving.service import has_image_parts
 from ..serving.usage import Tally, UsageBound
 from .metered import Metering
 from .moderation import ModerationRuns, request_texts
@@ -37,8 +39,15 @@ class Writer(Protocol):
 
 class AgentRuns:
     def __init__(
-        self, agents: AgentService, glms: AgentStore, targets: Targets, metering: Metering, moderation: ModerationRuns
+        self,
+        agents: AgentService,
+        glms: AgentStore,
+        targets: Targets,
+        metering: Metering,
+        moderation: ModerationRuns,
+        images: ImageInputs,
     ):
+        self.images = images
         self.moderation = moderation
         self.agents = agents
         self.glms = glms
@@ -77,6 +86,8 @@ class AgentRuns:
         policy = self.moderation.policy(principal, served.spec.safety, body.sensitive_word_check)
         subject = Subject(principal.account_id, principal.key_id, body.model, endpoint, request_id or writer.id)
         await self.moderation.check_input(principal, policy, request_texts(body), subject)
+        if served.spec.vision and has_image_parts(body):  # images the agent's own model reads: fetched here, safely
+            run.messages = (await self.images.resolved(body.model_copy(update={"messages": run.messages}))).messages
         first_round = await self.agents.loop.validate(run)
         call = await self.metering.admit(
             principal,

@@ -89,7 +89,8 @@ class RunService:
         self.directory = ModelDirectory(models, embeddings, fine_tuning)
         self.moderation = ModerationRuns(safety, moderation_hits, chat, self.targets, self.metering)
         self.moderation.check_catalog((spec.id, spec.safety) for spec in models.catalog.specs)
-        self.agent_runs = AgentRuns(agents, glms, self.targets, self.metering, self.moderation)
+        image_inputs = ImageInputs(agents.user_http_fetcher)
+        self.agent_runs = AgentRuns(agents, glms, self.targets, self.metering, self.moderation, image_inputs)
         browser = agents.tools.get("web_browser")
         if isinstance(browser, WebBrowser):  # web search shares the browser tool's provider and fetcher
             self.web = WebSearch(browser.provider, browser.fetcher)
@@ -105,7 +106,7 @@ class RunService:
             self.metering,
             self.moderation,
             self.web,
-            ImageInputs(agents.user_http_fetcher),
+            image_inputs,
         )
         self.responses = ResponseRuns(self.chats, ResponseStore(meter.db))
         self.assistant = AssistantRuns(chat, self.targets, self.agent_runs, conversations, files, self.metering)

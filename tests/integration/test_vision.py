@@ -128,6 +128,10 @@ context_length = 1024
 [models.options]
 threads = 2
 parallel = 4
+
+[[agents]]
+id = "tiny-agent"
+model = "tiny-vl"
 """
     server = RunningServer(models_file=write_catalog(home / "models.toml", catalog), log=home / "s.log")
     yield server
@@ -226,3 +230,20 @@ def test_an_image_the_projector_cannot_read_is_a_400(seeing: RunningServer) -> N
     ]
     with pytest.raises(openai.BadRequestError, match="not an image this model can read"):
         client.chat.completions.create(model="tiny-vl", messages=[{"role": "user", "content": content}])  # type: ignore[misc,list-item]
+
+
+def test_an_agent_whose_model_sees_reads_the_image_itself(seeing: RunningServer) -> None:
+    client = openai.OpenAI(base_url=f"{seeing.url}/v1", api_key="sk-test", max_retries=0)
+
+    def ask_agent(content: Any) -> Any:
+        messages = [{"role": "user", "content": content}]
+        stream = client.chat.completions.create(
+            model="tiny-agent", messages=messages, max_tokens=8, temperature=0, stream=True
+        )
+        return [chunk for chunk in stream if chunk.usage is not None][-1]
+
+    text = {"type": "text", "text": "What colour is it?"}
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{RED}"}}
+    seen, unseen = ask_agent([image, text]), ask_agent([text])
+    # The image's 4 embeddings are in the agent's prompt: not an "[image 1]" marker and a look_at_image tool.
+    assert abs(seen.usage.prompt_tokens - unseen.usage.prompt_tokens - N_PATCHES) <= 2
