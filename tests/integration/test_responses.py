@@ -242,6 +242,10 @@ def test_code_interpreter_runs_code_and_answers(scripted: openai.OpenAI) -> None
     assert response.usage is not None and response.usage.input_tokens > 0 and response.usage.output_tokens > 0
     stored = scripted.responses.retrieve(response.id)
     assert stored.to_dict(exclude_none=True) == response.to_dict(exclude_none=True)  # kept as answered
+    forced = scripted.responses.create(
+        model="coder", input="What is 40 + 2?", tools=[CODE_INTERPRETER], tool_choice={"type": "code_interpreter"}
+    )
+    assert [call.code for call in code_calls(forced)] == [CODE] and forced.output_text == "The sum is 42."
 
 
 def test_code_interpreter_streams_the_events_the_sdk_knows(scripted: openai.OpenAI) -> None:
