@@ -3,7 +3,8 @@ conversation a ``previous_response_id`` left), and a chat answer — collected o
 events.
 
     input: a string (one user message) or items — messages (input_text / output_text parts; input_image parts go
-           on as image parts, refused by models that cannot see), function_call and function_call_output
+           on as image parts, refused by models that cannot see), function_call and function_call_output, and
+           code_interpreter_call items sent back (the interpreter's call and its logs)
     tools: function → chat function tools; web_search (and web_search_preview) → the chat web_search tool (its
            results become a web_search_call item and url_citation annotations on [ref_n]); file_search →
            the chat retrieval tool on the knowledge bases named as vector_store_ids (a file_search_call item);
@@ -139,9 +140,25 @@ def input_messages(given: str | list[dict[str, Any]]) -> list[Message]:
             output = item.get("output")
             content = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
             messages.append({"role": "tool", "tool_call_id": str(item.get("call_id") or ""), "content": content})
+        elif kind == "code_interpreter_call":
+            messages += _code_call(item)
         else:
             raise InvalidFieldError(f"{where}: input items of type {kind!r} are not supported here")
     return messages
+
+
+def _code_call(item: dict[str, Any]) -> list[Message]:
+    """A code_interpreter_call item sent back (a client that keeps the conversation itself): the interpreter's
+    call, and its logs as the tool message the model reads (stripped, as the interpreter's observation is)."""
+    call_id = str(item.get("id") or new_id("ci"))
+    code = json.dumps({"code": str(item.get("code") or "")}, ensure_ascii=False)
+    outputs = item.get("outputs") or []
+    logs = "".join(str(o.get("logs") or "") for o in outputs if isinstance(o, dict) and o.get("type") == "logs")
+    call = {"id": call_id, "type": "function", "function": {"name": CODE_FUNCTION, "arguments": code}}
+    return [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": logs.strip() or "[no output]"},
+    ]
 
 
 def _message(item: dict[str, Any], where: str) -> Message:

@@ -333,6 +333,17 @@ def test_a_follow_up_sees_the_interpreter_and_keeps_its_container(scripted: open
     assert plain.status == "completed" and not code_calls(plain) and "x_now" in plain.to_json()
 
 
+def test_output_items_sent_back_as_input_continue_the_conversation(scripted: openai.OpenAI) -> None:
+    first = scripted.responses.create(model="coder", input="What is 40 + 2?", tools=[CODE_INTERPRETER])
+    [first_call] = code_calls(first)
+    kept: Any = [{"role": "user", "content": "What is 40 + 2?"}, *(item.to_dict() for item in first.output)]
+    kept.append({"role": "user", "content": "And what is x now?"})
+    tools: Any = [{"type": "code_interpreter", "container": first_call.container_id}]
+    second = scripted.responses.create(model="coder", input=kept, tools=tools)
+    assert [call.code for call in code_calls(second)] == [FOLLOW_UP_CODE]  # read the code call and its logs
+    assert second.output_text == "x is still 42."
+
+
 def test_a_named_container_is_the_callers_sandbox(scripted: openai.OpenAI) -> None:
     named: Any = {"type": "code_interpreter", "container": "box-7"}
     response = scripted.responses.create(model="coder", input="What is 40 + 2?", tools=[named])
