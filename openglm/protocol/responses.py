@@ -70,7 +70,26 @@ class FileSearchCallItem(BaseModel):
     results: list[dict[str, Any]] | None = None
 
 
-OutputItem = OutputMessage | FunctionCallItem | WebSearchCallItem | FileSearchCallItem
+class CodeLogs(BaseModel):
+    type: Literal["logs"] = "logs"
+    logs: str
+
+
+class CodeImage(BaseModel):
+    type: Literal["image"] = "image"
+    url: str
+
+
+class CodeInterpreterCallItem(BaseModel):
+    id: str
+    type: Literal["code_interpreter_call"] = "code_interpreter_call"
+    status: Literal["in_progress", "interpreting", "completed", "incomplete", "failed"]
+    code: str | None
+    container_id: str
+    outputs: list[CodeLogs | CodeImage] | None = None
+
+
+OutputItem = OutputMessage | FunctionCallItem | WebSearchCallItem | FileSearchCallItem | CodeInterpreterCallItem
 
 
 class InputTokensDetails(BaseModel):

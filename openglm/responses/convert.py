@@ -3,11 +3,18 @@ conversation a ``previous_response_id`` left), and a chat answer — collected o
 events.
 
     input: a string (one user message) or items — messages (input_text / output_text parts; input_image parts go
-           on as image parts, refused by models that cannot see), function_call and function_call_output
+           on as image parts, refused by models that cannot see), function_call and function_call_output, and
+           code_interpreter_call items sent back (the interpreter's call and its logs)
     tools: function → chat function tools; web_search (and web_search_preview) → the chat web_search tool (its
            results become a web_search_call item and url_citation annotations on [ref_n]); file_search →
-           the chat retrieval tool on the knowledge bases named as vector_store_ids (a file_search_call item)
+           the chat retrieval tool on the knowledge bases named as vector_store_ids (a file_search_call item);
+           code_interpreter → the All Tools code_interpreter tool (its container's file_ids in its workspace), the
+           request then running as an agent (``responses/interpreter.py`` writes its items; with web_search,
+           file_search or images it is refused: 1212)
     output: web_search_call / file_search_call, then the message, then function_call items
+
+``ItemEvents`` numbers the streamed events and writes the message and function call items; ``EventWriter`` drives
+it from chat chunks, ``interpreter.AgentEventWriter`` from an agent's events.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..agent.replay import CODE_FUNCTION
 from ..errors import InvalidFieldError, UnsupportedError
 from ..protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage
 from ..protocol.responses import (
@@ -33,15 +41,28 @@ from ..protocol.responses import (
     WebSearchCallItem,
 )
 from ..serving.messages import last_user_text
+from ..serving.service import has_image_parts
 
 Message = dict[str, Any]
 TEXT_PARTS = ("input_text", "output_text", "text")
 IMAGE_PARTS = ("input_image",)
 _REF = re.compile(r"\[ref_(\d+)\]")
+CONTAINER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
+
+
+@dataclass
+class Builtins:
+    """The built-ins a request's tools name. ``code_interpreter``: the request runs as an All Tools agent;
+    ``container``: the sandbox it named (a string container id), None for ``{"type": "auto"}``."""
+
+    web_search: bool = False
+    file_search: bool = False
+    code_interpreter: bool = False
+    container: str | None = None
 
 
 @dataclass
@@ -51,8 +72,7 @@ class Plan:
 
     chat: ChatCompletionRequest
     new_messages: list[Message]
-    web_search: bool = False
-    file_search: bool = False
+    builtins: Builtins = field(default_factory=Builtins)
     input_items: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -62,12 +82,12 @@ def plan(body: ResponseCreate, history: list[Message]) -> Plan:
     if body.instructions:
         messages.append({"role": "system", "content": body.instructions})
     messages += history + new
-    tools, web, files = chat_tools(body.tools or [])
+    tools, builtins = chat_tools(body.tools or [])
     request: dict[str, Any] = {
         "model": body.model,
         "messages": messages,
         "tools": tools or None,
-        "tool_choice": chat_tool_choice(body.tool_choice),
+        "tool_choice": chat_tool_choice(body.tool_choice, builtins),
         "parallel_tool_calls": body.parallel_tool_calls,
         "max_tokens": body.max_output_tokens,
         "temperature": body.temperature,
@@ -82,9 +102,14 @@ def plan(body: ResponseCreate, history: list[Message]) -> Plan:
         chat = ChatCompletionRequest.model_validate({k: v for k, v in request.items() if v is not None})
     except ValueError as exc:
         raise InvalidFieldError(f"input: {exc}") from None
+    if builtins.code_interpreter and has_image_parts(chat):
+        raise UnsupportedError(
+            "input: images with code_interpreter are not offered here (the code interpreter runs as an All Tools "
+            "agent, whose rounds do not take images); send the images without code_interpreter"
+        )
     items = [body.input] if isinstance(body.input, str) else body.input
     stored = [{"type": "message", "role": "user", "content": i} if isinstance(i, str) else i for i in items]
-    return Plan(chat, new, web, files, [{"id": new_id("item"), **item} for item in stored])
+    return Plan(chat, new, builtins, [{"id": new_id("item"), **item} for item in stored])
 
 
 def input_messages(given: str | list[dict[str, Any]]) -> list[Message]:
@@ -115,9 +140,25 @@ def input_messages(given: str | list[dict[str, Any]]) -> list[Message]:
             output = item.get("output")
             content = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
             messages.append({"role": "tool", "tool_call_id": str(item.get("call_id") or ""), "content": content})
+        elif kind == "code_interpreter_call":
+            messages += _code_call(item)
         else:
             raise InvalidFieldError(f"{where}: input items of type {kind!r} are not supported here")
     return messages
+
+
+def _code_call(item: dict[str, Any]) -> list[Message]:
+    """A code_interpreter_call item sent back (a client that keeps the conversation itself): the interpreter's
+    call, and its logs as the tool message the model reads (stripped, as the interpreter's observation is)."""
+    call_id = str(item.get("id") or new_id("ci"))
+    code = json.dumps({"code": str(item.get("code") or "")}, ensure_ascii=False)
+    outputs = item.get("outputs") or []
+    logs = "".join(str(o.get("logs") or "") for o in outputs if isinstance(o, dict) and o.get("type") == "logs")
+    call = {"id": call_id, "type": "function", "function": {"name": CODE_FUNCTION, "arguments": code}}
+    return [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": logs.strip() or "[no output]"},
+    ]
 
 
 def _message(item: dict[str, Any], where: str) -> Message:
@@ -141,38 +182,78 @@ def _message(item: dict[str, Any], where: str) -> Message:
     return {"role": role, "content": parts}
 
 
-def chat_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool, bool]:
+def chat_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Builtins]:
     out: list[dict[str, Any]] = []
-    web = files = False
+    builtins = Builtins()
     for i, tool in enumerate(tools):
         kind = tool.get("type")
         if kind == "function":
             function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
             out.append({"type": "function", "function": function})
         elif kind in ("web_search", "web_search_preview"):
-            web = True
+            builtins.web_search = True
             out.append({"type": "web_search", "web_search": {"enable": True, "search_result": True}})
         elif kind == "file_search":
-            files = True
+            builtins.file_search = True
             stores = tool.get("vector_store_ids") or []
             if not stores:
                 raise InvalidFieldError(f"tools[{i}].vector_store_ids: the knowledge bases to search")
             top_k = tool.get("max_num_results") or 5
             out += [{"type": "retrieval", "retrieval": {"knowledge_id": s, "top_k": top_k}} for s in stores]
+        elif kind == "code_interpreter":
+            if builtins.code_interpreter:
+                raise UnsupportedError(f"tools[{i}]: one code_interpreter per response")
+            builtins.code_interpreter = True
+            builtins.container, file_ids = container_of(tool.get("container"), f"tools[{i}].container")
+            out.append({"type": "code_interpreter", "code_interpreter": {"file_ids": file_ids}})
         else:
             raise UnsupportedError(
                 f"tools[{i}]: {kind!r} is not offered by the Responses API here (function, web_search, file_search "
-                "are; for code_interpreter use an All Tools agent such as glm-4-alltools through chat completions)"
+                "and code_interpreter are)"
             )
-    return out, web, files
+    if builtins.code_interpreter:
+        interpreter_alone(out, builtins)
+    return out, builtins
 
 
-def chat_tool_choice(choice: str | dict[str, Any] | None) -> Any:
+def container_of(container: Any, where: str) -> tuple[str | None, list[str]]:
+    """A code_interpreter's ``container``: a container id (the sandbox of that id in the caller's account, made
+    fresh when it has none) or ``{"type": "auto", "file_ids": [...]}`` (None: the runs layer picks one); and the
+    files to put in its workspace."""
+    if isinstance(container, str):
+        if not CONTAINER_ID.fullmatch(container):
+            raise InvalidFieldError(f"{where}: a container id is 1-64 letters, digits, '_' or '-'")
+        return container, []
+    if not isinstance(container, dict) or container.get("type", "auto") != "auto":
+        raise InvalidFieldError(f'{where}: a container id, or {{"type": "auto"}}')
+    file_ids = container.get("file_ids") or []
+    if not isinstance(file_ids, list) or not all(isinstance(f, str) for f in file_ids):
+        raise InvalidFieldError(f"{where}.file_ids: a list of file ids")
+    return None, file_ids
+
+
+def interpreter_alone(tools: list[dict[str, Any]], builtins: Builtins) -> None:
+    """code_interpreter runs the request as an All Tools agent: function tools go along (the agent hands their
+    calls back), but web_search and file_search ground a single chat call and have no place in its rounds, and
+    a function may not take the interpreter's own name."""
+    if builtins.web_search or builtins.file_search:
+        raise UnsupportedError(
+            "tools: code_interpreter cannot be combined with web_search or file_search here; send them in "
+            "separate responses"
+        )
+    for i, tool in enumerate(tools):
+        if tool["type"] == "function" and tool["function"].get("name") == CODE_FUNCTION:
+            raise InvalidFieldError(f"tools[{i}].name: {CODE_FUNCTION!r} is the code interpreter's own function")
+
+
+def chat_tool_choice(choice: str | dict[str, Any] | None, builtins: Builtins) -> Any:
     if choice is None or isinstance(choice, str):
         return choice
     if choice.get("type") == "function" and choice.get("name"):
         return {"type": "function", "function": {"name": choice["name"]}}
-    raise InvalidFieldError("tool_choice: auto, none, required, or {type: function, name}")
+    if choice.get("type") == "code_interpreter" and builtins.code_interpreter:
+        return {"type": "function", "function": {"name": CODE_FUNCTION}}  # the agent offers it as this function
+    raise InvalidFieldError("tool_choice: auto, none, required, {type: function, name} or {type: code_interpreter}")
 
 
 def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -230,11 +311,11 @@ def search_items(completion: ChatCompletion | ChatCompletionChunk, plan: Plan) -
     """The built-ins' own items, first in the output: what was searched and what was found."""
     items: list[OutputItem] = []
     question = last_user_text(plan.chat.messages)
-    if plan.web_search:
+    if plan.builtins.web_search:
         sources = [{"type": "url", "url": r.link} for r in completion.web_search or []]
         action = {"type": "search", "query": question, "sources": sources}
         items.append(WebSearchCallItem(id=new_id("ws"), action=action))
-    if plan.file_search:
+    if plan.builtins.file_search:
         results = [
             {"file_id": c.document_id, "filename": c.document_name, "score": c.score, "text": c.text}
             for c in completion.retrieval or []
@@ -287,135 +368,118 @@ def conversation_after(plan: Plan, history: list[Message], output: list[OutputIt
 # -- streamed events ------------------------------------------------------------------------------------------------
 
 
-class EventWriter:
-    """Chat chunks → the Responses API's events, in the order the openai SDK's stream accumulator checks:
+class ItemEvents:
+    """A response's events as its output is written, in the order the openai SDK's stream accumulator checks:
     created, in_progress, then per output item added → (parts and deltas) → done, then completed (or
-    incomplete). ``finish`` is given the final response when the stream ends whole."""
+    incomplete); ``sequence_number`` counts from 0. Holds the items every writer makes — a message (its one
+    text part, text deltas) and function calls (argument deltas) — while they are written. ``finish`` is given
+    the final response when the stream ends whole."""
 
-    def __init__(self, response: ResponseObject, plan: Plan, finish: Callable[[ResponseObject], Awaitable[None]]):
+    def __init__(self, response: ResponseObject, finish: Callable[[ResponseObject], Awaitable[None]]):
         self.response = response
-        self.plan = plan
         self.finish = finish
         self.sequence = 0
         self.output: list[OutputItem] = []
-        self.message: OutputMessage | None = None
-        self.calls: dict[int, FunctionCallItem] = {}
-        self.sources: list[dict[str, Any]] = []
+        self.message: OutputMessage | None = None  # the message being written
+        self.calls: dict[int, FunctionCallItem] = {}  # the function calls being written, by index
+        self.sources: list[dict[str, Any]] = []  # the web results its [ref_n] cite
+        self.final: ResponseObject | None = None  # once completed
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         return event
 
-    async def events(self, chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
-        yield self.event("response.created", response=self._dump())
-        yield self.event("response.in_progress", response=self._dump())
-        usage: Usage | None = None
-        finish_reason: str | None = None
-        first = True
-        async for chunk in chunks:
-            if first:
-                first = False
-                self.sources = [r.model_dump() for r in chunk.web_search or []]
-                for item in search_items(chunk, self.plan):
-                    for event in self._whole_item(item):
-                        yield event
-            usage = chunk.usage or usage
-            for choice in chunk.choices:
-                for event in self._delta(choice.delta.content, choice.delta.tool_calls):
-                    yield event
-                finish_reason = choice.finish_reason or finish_reason
-        status, incomplete = status_of(finish_reason)
-        for event in self._close(incomplete is not None):
-            yield event
-        final = self.response.model_copy(
-            update={
-                "status": status,
-                "incomplete_details": incomplete,
-                "output": self.output,
-                "usage": usage_of(usage),
-            }
-        )
-        await self.finish(final)
-        kind = "response.completed" if status == "completed" else "response.incomplete"
-        yield self.event(kind, response=final.model_dump(mode="json"))
+    def started(self) -> list[dict[str, Any]]:
+        dumped = self.response.model_dump(mode="json")
+        return [self.event("response.created", response=dumped), self.event("response.in_progress", response=dumped)]
 
-    def _dump(self) -> dict[str, Any]:
-        return self.response.model_dump(mode="json")
-
-    def _whole_item(self, item: OutputItem) -> list[dict[str, Any]]:
+    def added(self, item: OutputItem) -> dict[str, Any]:
         index = len(self.output)
         self.output.append(item)
-        dumped = item.model_dump(mode="json")
-        return [
-            self.event("response.output_item.added", output_index=index, item=dumped),
-            self.event("response.output_item.done", output_index=index, item=dumped),
-        ]
+        return self.event("response.output_item.added", output_index=index, item=item.model_dump(mode="json"))
 
-    def _delta(self, text: str | None, calls: list[Any] | None) -> list[dict[str, Any]]:
+    def done(self, item: OutputItem) -> dict[str, Any]:
+        index = self.output.index(item)
+        return self.event("response.output_item.done", output_index=index, item=item.model_dump(mode="json"))
+
+    def whole_item(self, item: OutputItem) -> list[dict[str, Any]]:
+        return [self.added(item), self.done(item)]
+
+    def text(self, text: str | None) -> list[dict[str, Any]]:
+        if not text:
+            return []
         events: list[dict[str, Any]] = []
-        if text:
-            if self.message is None:
-                self.message = OutputMessage(id=new_id("msg"), status="in_progress", content=[OutputText(text="")])
-                index = len(self.output)
-                self.output.append(self.message)
-                added = self.message.model_copy(update={"content": []}).model_dump(mode="json")
-                events.append(self.event("response.output_item.added", output_index=index, item=added))
-                part = OutputText(text="").model_dump(mode="json")
-                events.append(self._part_event("response.content_part.added", part))
-            self.message.content[0].text += text
-            events.append(self._text_event("response.output_text.delta", delta=text))
-        for call in calls or []:
-            current = self.calls.get(call.index)
-            if current is None:
-                current = FunctionCallItem(
-                    id=new_id("fc"),
-                    call_id=call.id or new_id("call"),
-                    name=call.function.name or "",
-                    arguments="",
-                    status="in_progress",
-                )
-                self.calls[call.index] = current
-                index = len(self.output)
-                self.output.append(current)
-                events.append(self.event("response.output_item.added", output_index=index, item=current.model_dump()))
-            if call.function.arguments:
-                current.arguments += call.function.arguments
-                events.append(
-                    self.event(
-                        "response.function_call_arguments.delta",
-                        item_id=current.id,
-                        output_index=self.output.index(current),
-                        delta=call.function.arguments,
-                    )
-                )
+        if self.message is None:
+            self.message = OutputMessage(id=new_id("msg"), status="in_progress", content=[])
+            events.append(self.added(self.message))
+            self.message.content.append(OutputText(text=""))
+            events.append(self._part_event("response.content_part.added", OutputText(text="").model_dump(mode="json")))
+        self.message.content[0].text += text
+        events.append(self._text_event("response.output_text.delta", delta=text))
         return events
 
-    def _close(self, incomplete: bool) -> list[dict[str, Any]]:
+    def function_call(
+        self, index: int, call_id: str | None, name: str | None, arguments: str | None
+    ) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
-        if self.message is not None:
-            part = self.message.content[0]
-            part.annotations = url_citations(part.text, self.sources)
-            self.message.status = "incomplete" if incomplete else "completed"
-            events.append(self._text_event("response.output_text.done", text=part.text))
-            events.append(self._part_event("response.content_part.done", part.model_dump(mode="json")))
-            index = self.output.index(self.message)
-            done = self.message.model_dump(mode="json")
-            events.append(self.event("response.output_item.done", output_index=index, item=done))
+        current = self.calls.get(index)
+        if current is None:
+            current = FunctionCallItem(
+                id=new_id("fc"), call_id=call_id or new_id("call"), name=name or "", arguments="", status="in_progress"
+            )
+            self.calls[index] = current
+            events.append(self.added(current))
+        if arguments:
+            current.arguments += arguments
+            output_index = self.output.index(current)
+            kind = "response.function_call_arguments.delta"
+            events.append(self.event(kind, item_id=current.id, output_index=output_index, delta=arguments))
+        return events
+
+    def close_message(self, incomplete: bool) -> list[dict[str, Any]]:
+        if self.message is None:
+            return []
+        part = self.message.content[0]
+        part.annotations = url_citations(part.text, self.sources)
+        self.message.status = "incomplete" if incomplete else "completed"
+        events = [
+            self._text_event("response.output_text.done", text=part.text),
+            self._part_event("response.content_part.done", part.model_dump(mode="json")),
+            self.done(self.message),
+        ]
+        self.message = None
+        return events
+
+    def close_calls(self) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
         for call in self.calls.values():
             call.status = "completed"
             index = self.output.index(call)
+            kind = "response.function_call_arguments.done"
             events.append(
-                self.event(
-                    "response.function_call_arguments.done",
-                    item_id=call.id,
-                    output_index=index,
-                    name=call.name,
-                    arguments=call.arguments,
-                )
+                self.event(kind, item_id=call.id, output_index=index, name=call.name, arguments=call.arguments)
             )
-            events.append(self.event("response.output_item.done", output_index=index, item=call.model_dump()))
+            events.append(self.done(call))
+        self.calls = {}
         return events
+
+    def close(self, incomplete: bool) -> list[dict[str, Any]]:
+        """Every item still being written, done."""
+        return [*self.close_message(incomplete), *self.close_calls()]
+
+    async def completed(self, finish_reason: str | None, usage: ResponseUsage | None) -> list[dict[str, Any]]:
+        """The last events: the open items done, the final response handed to ``finish``, then completed or
+        incomplete with it."""
+        status, incomplete = status_of(finish_reason)
+        events = self.close(incomplete is not None)
+        final = self.response.model_copy(
+            update={"status": status, "incomplete_details": incomplete, "output": self.output, "usage": usage}
+        )
+        await self.finish(final)
+        self.final = final
+        kind = "response.completed" if status == "completed" else "response.incomplete"
+        return [*events, self.event(kind, response=final.model_dump(mode="json"))]
 
     def _part_event(self, kind: str, part: dict[str, Any]) -> dict[str, Any]:
         assert self.message is not None
@@ -426,3 +490,36 @@ class EventWriter:
         assert self.message is not None
         index = self.output.index(self.message)
         return self.event(kind, item_id=self.message.id, output_index=index, content_index=0, logprobs=[], **fields)
+
+
+class EventWriter(ItemEvents):
+    """Chat chunks → the Responses API's events: the built-ins' own items (whole, from the first chunk), the
+    message as its text streams, function calls as their arguments stream."""
+
+    def __init__(self, response: ResponseObject, plan: Plan, finish: Callable[[ResponseObject], Awaitable[None]]):
+        super().__init__(response, finish)
+        self.plan = plan
+
+    async def events(self, chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncIterator[dict[str, Any]]:
+        for event in self.started():
+            yield event
+        usage: Usage | None = None
+        finish_reason: str | None = None
+        first = True
+        async for chunk in chunks:
+            if first:
+                first = False
+                self.sources = [r.model_dump() for r in chunk.web_search or []]
+                for item in search_items(chunk, self.plan):
+                    for event in self.whole_item(item):
+                        yield event
+            usage = chunk.usage or usage
+            for choice in chunk.choices:
+                for event in self.text(choice.delta.content):
+                    yield event
+                for call in choice.delta.tool_calls or []:
+                    for event in self.function_call(call.index, call.id, call.function.name, call.function.arguments):
+                        yield event
+                finish_reason = choice.finish_reason or finish_reason
+        for event in await self.completed(finish_reason, usage_of(usage)):
+            yield event

@@ -108,7 +108,7 @@ class RunService:
             self.web,
             image_inputs,
         )
-        self.responses = ResponseRuns(self.chats, ResponseStore(meter.db))
+        self.responses = ResponseRuns(self.chats, self.agent_runs, ResponseStore(meter.db))
         self.assistant = AssistantRuns(chat, self.targets, self.agent_runs, conversations, files, self.metering)
 
     async def answer(self, principal: Principal, body: ChatCompletionRequest, base_url: str) -> dict[str, Any]:

@@ -115,13 +115,14 @@ class CodeInterpreter(AgentTool):
 
     async def _publish(
         self, context: ToolContext, execution: Execution, written: list[FileOut]
-    ) -> tuple[list[str] | None, list[str]]:
-        """Images and written files as files of the account, linked through the files API (None: no store), and
-        the names of those the account's storage quota had no room for (the run itself still succeeds)."""
+    ) -> tuple[list[tuple[str, str]] | None, list[str]]:
+        """Images and written files as files of the account, as (name, link through the files API) (None: no
+        store), and the names of those the account's storage quota had no room for (the run itself still
+        succeeds)."""
         files = self.files
         if files is None:
             return None, []
-        links: list[str] = []
+        links: list[tuple[str, str]] = []
         unpublished: list[str] = []
 
         async def publish(name: str, data: bytes, media_type: str) -> None:
@@ -130,7 +131,7 @@ class CodeInterpreter(AgentTool):
             except StorageQuotaError:
                 unpublished.append(name)
                 return
-            links.append(f"{context.base_url}v1/files/{record.id}/content")
+            links.append((name, f"{context.base_url}v1/files/{record.id}/content"))
 
         for n, image in enumerate(execution.images):
             await publish(f"image-{n}.png", image, "image/png")
@@ -159,20 +160,21 @@ def _result(
     execution: Execution,
     written: list[FileOut],
     more: int = 0,
-    links: list[str] | None = None,
+    links: list[tuple[str, str]] | None = None,
     unpublished: list[str] | None = None,
 ) -> ToolResult:
     """Outputs for the client and an observation for the model. ``written``: the files the run wrote, read
     already (by the kernel's descriptor discipline; nothing here touches the workspace); ``more``: how many
-    others it wrote beyond those. ``links``: the images and files already published through the files API;
-    None: return them inline as data: URLs. ``unpublished``: names the storage quota had no room for."""
+    others it wrote beyond those. ``links``: the images and files already published through the files API, with
+    their names (which say an image from another file); None: return them inline as data: URLs.
+    ``unpublished``: names the storage quota had no room for."""
     outputs: list[dict[str, Any]] = [{"type": "logs", "logs": execution.logs}] if execution.logs else []
     refused = set(unpublished or [])
     notes = [_note(output, refused) for output in written]
     if more:
         notes.append(f"[{more} more files written: only the first {MAX_FILES} are returned]")
     if links is not None:
-        outputs.extend({"type": "file", "file": link} for link in links)
+        outputs.extend({"type": "file", "file": link, "name": name} for name, link in links)
     else:
         outputs.extend({"type": "file", "file": _data_url(image, "image/png")} for image in execution.images)
         for output in written:

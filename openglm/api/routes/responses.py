@@ -16,7 +16,7 @@ router = APIRouter(tags=["responses"])
 
 @router.post("/v1/responses")
 async def create_response(body: ResponseCreate, request: Request, principal: Caller, runs: Runs) -> Response:
-    return await respond(request, await runs.responses.create(principal, body))
+    return await respond(request, await runs.responses.create(principal, body, str(request.base_url)))
 
 
 @router.get("/v1/responses/{response_id}")
