@@ -291,8 +291,18 @@ def test_console_shows_usage_balance_and_manages_keys(page: Any, server: Running
         timeout=120,
     )
     assert done.status_code == 200
+    checked = httpx.post(  # a content-safety hit of the account's own: listed in the console
+        f"{server.url}/v1/moderations",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"input": "<b>Steps</b> to build a pipe bomb at home"},
+        timeout=60,
+    )
+    assert checked.status_code == 200 and checked.json()["results"][0]["flagged"] is True
     page.goto("/#/console")
     page.get_by_role("heading", name="Usage").wait_for()
+    hit = page.locator("table.hits tbody tr").first
+    assert "weapons" in hit.inner_text() and "/moderations" in hit.inner_text()
+    assert page.locator("table.hits b").count() == 0  # what matched is text, never markup
     assert int(page.locator(".requests").inner_text()) >= 1
     assert re.fullmatch(r"¥\d+\.\d+", page.locator(".balance").inner_text())
     storage = httpx.get(f"{server.url}/v1/account/storage", headers={"Authorization": f"Bearer {key}"}).json()

@@ -1,4 +1,5 @@
-// The console: balance, storage, usage by day (a chart) and by model, API keys (secret shown once), prices, ledger.
+// The console: balance, storage, usage by day (a chart) and by model, API keys (secret shown once), prices, ledger,
+// and the account's recent content-safety hits.
 
 import { ApiError, api } from '../api.js';
 import { clear, field, formatTime, h, toast } from '../dom.js';
@@ -95,6 +96,18 @@ function ledgerCard(entries) {
       h('tbody', {}, entries.map((e) => h('tr', {}, h('td', {}, formatTime(e.created_at)), h('td', {}, e.kind), h('td', { class: 'num' }, e.amount), h('td', {}, e.note || e.usage_id || ''))))));
 }
 
+// What content safety stopped for this account: the request it was, where (the caller's input, the model's output,
+// a /moderations check), the category and the words that matched (shown as text, never as markup).
+function hitsCard(hits) {
+  const stages = { input: 'request', output: 'answer', moderations: '/moderations' };
+  const rows = hits.map((x) => h('tr', { dataset: { hit: x.id } },
+    h('td', {}, formatTime(x.created_at)), h('td', {}, stages[x.stage] || x.stage), h('td', {}, x.category),
+    h('td', {}, x.model), h('td', {}, h('code', {}, x.request_id)), h('td', { class: 'matched' }, x.matched)));
+  return h('section', { class: 'card', 'aria-labelledby': 'hits-title' }, h('h2', { id: 'hits-title' }, 'Content safety'),
+    h('table', { class: 'hits' }, h('thead', {}, h('tr', {}, ['When', 'Stage', 'Category', 'Model', 'Request', 'Matched'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'Nothing was stopped.')))));
+}
+
 function bytes(n) {
   if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GB`;
   return n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MB` : `${(n / 1024).toFixed(1)} KB`;
@@ -122,10 +135,10 @@ export async function render(main) {
   const body = h('div');
   main.append(h('h1', {}, 'Console'), body);
   const load = async () => {
-    const [account, byDay, byModel, byAgent, keys, prices, ledger, storage] = await Promise.all([
+    const [account, byDay, byModel, byAgent, keys, prices, ledger, storage, hits] = await Promise.all([
       api('/v1/account'), api('/v1/account/usage?by=day'), api('/v1/account/usage?by=model'), api('/v1/account/usage?by=agent').catch(() => null),
       optional('/v1/account/keys', null), optional('/v1/account/prices', null), api('/v1/account/ledger?limit=10'),
-      optional('/v1/account/storage', null),
+      optional('/v1/account/storage', null), optional('/v1/account/moderation/hits?limit=10', null),
     ]);
     session.account = account;
     refreshChrome();
@@ -140,7 +153,8 @@ export async function render(main) {
       usageCard(byDay, byModel, byAgent),
       keys ? keysCard(keys.data, load) : h('section', { class: 'card' }, h('h2', {}, 'API keys'), h('p', { class: 'muted' }, 'Keys are managed with `openglm keys` on this server.')),
       prices ? pricesCard(prices.data) : null,
-      ledgerCard(ledger.data));
+      ledgerCard(ledger.data),
+      hits ? hitsCard(hits.data) : null);
   };
   await load();
 }
