@@ -124,8 +124,8 @@ class ChatRuns:
         answered = subject(started.plan.request_id)
         if body.stream:
             chunks = stream_chat(self.chat, started.run, started.call.tally)
-            guarded = self.moderation.safety.guard_stream(
-                policy, chunks, answered, started.call.tally, started.plan.include_usage
+            guarded = self.moderation.guard_stream(
+                principal, policy, chunks, answered, started.call.tally, started.plan.include_usage
             )
             return started.stream(with_sources(guarded, citations, web))
 

@@ -17,7 +17,7 @@ from ..accounts.auth import Principal
 from ..agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolInput
 from ..errors import InvalidFieldError
 from ..glms.chat_request import message_text
-from ..protocol.chat import ChatCompletion, ChatCompletionRequest, ChatMessage, Completion
+from ..protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completion
 from ..protocol.common import SensitiveWordCheck
 from ..protocol.moderations import ModerationHitList, ModerationHitOut, ModerationRequest, ModerationResponse
 from ..safety.checkers import BuildContext, Checker, Hit, build_checkers, check_all, pick
@@ -28,6 +28,7 @@ from ..safety.moderations import moderation_response, moderation_texts
 from ..safety.service import Policy, Safety, Subject
 from ..serving.responses import collect_chat
 from ..serving.service import ChatService
+from ..serving.usage import Tally
 from .metered import Metering
 from .targets import Targets
 
@@ -71,6 +72,19 @@ class ModerationRuns:
     ) -> Completion:
         with paying(principal):
             return await self.safety.guard_text(policy, completion, subject)
+
+    def guard_stream(
+        self,
+        principal: Principal,
+        policy: Policy,
+        chunks: AsyncIterator[ChatCompletionChunk],
+        subject: Subject,
+        tally: Tally,
+        include_usage: bool,
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """A streamed chat answer guarded as it streams; a judge reads each choice whole as it finishes, billed to
+        ``principal``."""
+        return self.safety.guard_stream(policy, chunks, subject, tally, include_usage, within=lambda: paying(principal))
 
     def guard_events(
         self, principal: Principal, policy: Policy, events: AsyncIterator[AgentEvent], subject: Subject

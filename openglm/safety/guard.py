@@ -5,11 +5,17 @@ there with ``finish_reason: "sensitive"`` (what the client already has is what i
 call's arguments arrive whole and are checked whole.
 
 The per-token cost is two searches over what is held plus the checkers' ``before`` context: small and fixed,
-however long the answer."""
+however long the answer.
+
+A checker that reads whole texts only (an LLM judge: ``whole``) reads each choice's answer when it finishes, before
+its last chunk goes out: on a hit that chunk is withheld and the choice ends ``sensitive``. What streamed before it
+was already sent — Zhipu's API defines ``sensitive`` as the client's signal to withdraw it — and the hit is
+recorded like any other."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from ..protocol.chat import (
@@ -28,6 +34,8 @@ from .checkers import Checker, Hit, check_all
 
 SENSITIVE = "sensitive"
 OnHit = Callable[[Hit], Awaitable[None]]
+# Around a ``whole`` checker's read of a streamed answer: who pays for a judge's model call (``runs/moderation.py``).
+Within = Callable[[], AbstractContextManager[None]]
 
 
 @dataclass
@@ -53,7 +61,7 @@ class TextGuard:
                 self.pending = ""
                 self.pending_logprobs.clear()
                 return "", hits[0]
-        held = 0 if final else min(len(self.pending), max(c.holdback(view) for c in self.checkers))
+        held = 0 if final else min(len(self.pending), max((c.holdback(view) for c in self.checkers), default=0))
         cut = len(self.pending) - held
         released, self.pending = self.pending[:cut], self.pending[cut:]
         self.released_tail = (self.released_tail + released)[-self.before :] if self.before else ""
@@ -80,17 +88,24 @@ async def guard_stream(
     on_hit: OnHit,
     tally: Tally,
     include_usage: bool,
+    whole: Sequence[Checker] = (),
+    within: Within = nullcontext,
 ) -> AsyncIterator[ChatCompletionChunk]:
     """``chunks`` (one choice each, as ``serving.responses.stream_chat`` writes them) with every choice's text
-    held and released by its guard. On a hit: one chunk finishing every unfinished choice as ``sensitive``, with
-    the usage of what the engine generated (billed: the engine did the work), and no more."""
+    held and released by its guard, and read whole by ``whole`` as it finishes. On a hit: one chunk finishing every
+    unfinished choice as ``sensitive``, with the usage of what the engine generated (billed: the engine did the
+    work), and no more."""
     guards: dict[int, TextGuard] = {}
+    answers: dict[int, list[str]] = {}  # each choice's released text and tool-call arguments, for ``whole``
     finished: set[int] = set()
     async for chunk in chunks:
         kept = []
         for choice in chunk.choices:
             guard = guards.setdefault(choice.index, TextGuard(checkers))
             hit = await _guard_choice(guard, choice)
+            if hit is None and whole:
+                with within():
+                    hit = await _judge_choice(answers.setdefault(choice.index, []), choice, whole)
             if hit is not None:
                 await on_hit(hit)
                 yield _stopped(chunk, guards, finished, tally)
@@ -123,6 +138,16 @@ async def _guard_choice(guard: TextGuard, choice: ChunkChoice) -> Hit | None:
     if choice.logprobs is not None:
         choice.logprobs.content = guard.release_logprobs(released, final)
     return None
+
+
+async def _judge_choice(answer: list[str], choice: ChunkChoice, whole: Sequence[Checker]) -> Hit | None:
+    """Keep what ``choice`` released; when it finishes, the whole answer's first hit, if any."""
+    answer.append(choice.delta.content or "")
+    answer += [call.function.arguments or "" for call in choice.delta.tool_calls or []]
+    if choice.finish_reason is None:
+        return None
+    hits = await check_all(whole, "".join(answer))
+    return hits[0] if hits else None
 
 
 def _carries_anything(choice: ChunkChoice) -> bool:

@@ -13,6 +13,7 @@ setting (an operator's) decides what the request's ``sensitive_word_check`` may 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +23,7 @@ from ..protocol.common import SensitiveWordCheck
 from ..serving.usage import Tally
 from .checkers import Checker, Hit, check_all, pick
 from .config import ModelSafety, SafetyConfig
-from .guard import OnHit, guard_completion, guard_stream, guard_text, guard_text_stream
+from .guard import OnHit, Within, guard_completion, guard_stream, guard_text, guard_text_stream
 from .hits import HitRecord, HitStore
 
 KeySafety = Literal["on", "optional", "off"]
@@ -38,6 +39,11 @@ class Policy:
     def streamed_output(self) -> tuple[Checker, ...]:
         """The output checkers that can read a stream as it grows (an LLM judge cannot)."""
         return tuple(c for c in self.output if c.incremental)
+
+    @property
+    def whole_output(self) -> tuple[Checker, ...]:
+        """The output checkers that read a streamed answer whole, as it finishes (an LLM judge)."""
+        return tuple(c for c in self.output if not c.incremental)
 
 
 OFF = Policy()
@@ -94,11 +100,13 @@ class Safety:
         subject: Subject,
         tally: Tally,
         include_usage: bool,
+        within: Within = nullcontext,
     ) -> AsyncIterator[ChatCompletionChunk]:
-        checkers = policy.streamed_output
-        if not checkers:
+        """``within``: around each whole-answer check (a judge's call: who pays for it)."""
+        checkers, whole = policy.streamed_output, policy.whole_output
+        if not checkers and not whole:
             return chunks
-        return guard_stream(chunks, checkers, self._recorder(subject), tally, include_usage)
+        return guard_stream(chunks, checkers, self._recorder(subject), tally, include_usage, whole, within)
 
     async def guard_completion(self, policy: Policy, completion: ChatCompletion, subject: Subject) -> ChatCompletion:
         if not policy.output:

@@ -21,6 +21,7 @@ from .inprocess import InProcess, serving
 SAFE = "Paper planes fly best with a sharp fold along the middle of the sheet."
 # A benign run long enough that the guard releases part of it before the offending words come.
 LEAK = "Well, " + "this is a long and harmless opening sentence, " * 4 + "then you build a pipe bomb from a tube."
+FORGED = "Banks hate this: print counterfeit notes at home."
 CATALOG = f"""
 [safety]
 input = ["words"]
@@ -80,6 +81,16 @@ safety = {{ input = ["judge"], output = ["judge"] }}
 [[models.options.script]]
 when = ""
 reply = {json.dumps(SAFE)}
+
+[[models]]
+id = "judged-answer"
+engine = "scripted"
+source = "-"
+template = "chatml"
+safety = {{ input = [], output = ["judge"] }}
+[[models.options.script]]
+when = ""
+reply = {json.dumps(FORGED)}
 
 [[agents]]
 id = "talk-agent"
@@ -273,6 +284,24 @@ async def test_an_llm_judge_is_asked_and_billed(platform: InProcess) -> None:
     endpoints = [r.endpoint for r in await platform.usage()]
     # two /moderations texts; the refused chat's input; the answered chat's input, its answer and its output
     assert endpoints.count("moderations") == 5 and endpoints.count("chat.completions") == 1
+
+
+async def test_a_judge_reads_a_streamed_answer_whole_as_it_finishes(platform: InProcess) -> None:
+    body = {"model": "judged-answer", "messages": PLAIN, "stream": True, "stream_options": {"include_usage": True}}
+    events = await platform.events("/v1/chat/completions", body)
+    finishes = [c["finish_reason"] for e in events for c in e["choices"] if c.get("finish_reason")]
+    assert finishes == ["sensitive"]
+    # The judge reads whole answers only: what streamed before the end was sent (the client is told to withdraw
+    # it), and nothing that came with or after the finish.
+    assert FORGED.startswith(text_of(events))
+    assert events[-1]["usage"]["completion_tokens"] > 0
+    [hit] = [h for h in await hits(platform) if h["model"] == "judged-answer"]
+    assert hit["stage"] == "output" and hit["checker"] == "judge" and hit["category"] == "fraud"
+    judged = [r for r in await platform.usage() if r.endpoint == "moderations"]
+    assert len(judged) == 1  # the judge's call, billed to the caller
+    collected = await platform.client.post("/v1/chat/completions", json={**body, "stream": False})
+    choice = collected.json()["choices"][0]
+    assert choice["finish_reason"] == "sensitive" and choice["message"]["content"] == ""
 
 
 async def test_hits_are_listed_per_account_and_for_the_operator(tmp_path: Path) -> None:
