@@ -223,7 +223,9 @@ def test_images_and_tools_together_on_a_llamacpp_model(seeing: RunningServer) ->
 
 def test_an_image_the_projector_cannot_read_is_a_400(seeing: RunningServer) -> None:
     client = openai.OpenAI(base_url=f"{seeing.url}/v1", api_key="sk-test", max_retries=0)
-    broken = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
+    # A PNG whose header says 40×40 (it passes the size check) and whose pixel data is not deflate: only decoding fails.
+    header = png(40, 40)[:33]  # signature and IHDR
+    broken = base64.b64encode(header + b"\x00\x00\x00\x04IDATjunk\x00\x00\x00\x00").decode()
     content = [
         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{broken}"}},
         {"type": "text", "text": "?"},

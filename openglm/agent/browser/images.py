@@ -6,8 +6,9 @@ part made a ``data:`` URL the engine can pass on, so the engine's server never f
     http(s) URL                 fetched through the SSRF-safe fetcher of user-supplied addresses (public addresses,
                                 or OPENGLM_HTTP_TOOLS_ALLOW), at most MAX_IMAGE_BYTES, an image type required
 
-Anything else is a 400 naming the part. Images to a model that cannot see are refused where messages are read
-(``serving/messages.py``: 1210), never dropped."""
+Every image's width and height are read from its header and bounded (``pixels.py``: a small file can claim more
+pixels than a decoder can allocate). Anything else is a 400 naming the part. Images to a model that cannot see
+are refused where messages are read (``serving/messages.py``: 1210), never dropped."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 from ...errors import InvalidFieldError
 from ...protocol.chat import ChatCompletionRequest, ContentPart
 from .fetch import FetchError, SafeFetcher
+from .pixels import MAX_PIXELS, dimensions
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGES = 16
@@ -65,11 +67,11 @@ class ImageInputs:
             media_type = header[5:].split(";")[0].strip().lower()
             if not media_type.startswith("image/") or ";base64" not in header:
                 raise InvalidFieldError(f"{where}: a data URL of a base64 image (data:image/...;base64,...)")
-            _decoded(payload, where)
+            _bounded(_decoded(payload, where), where)
             return url
         if url.startswith(("http://", "https://")):
             return await self._fetched(url, where)
-        data = _decoded(url, where)  # Zhipu's SDK sends the base64 alone
+        data = _bounded(_decoded(url, where), where)  # Zhipu's SDK sends the base64 alone
         return f"data:{_sniffed(data, where)};base64,{base64.b64encode(data).decode()}"
 
     async def _fetched(self, url: str, where: str) -> str:
@@ -83,6 +85,7 @@ class ImageInputs:
             raise InvalidFieldError(f"{where}: the image URL answered {reply.status_code}")
         if len(reply.body) > MAX_IMAGE_BYTES:
             raise InvalidFieldError(f"{where}: the image is larger than {MAX_IMAGE_BYTES} bytes")
+        _bounded(reply.body, where)
         media_type = reply.headers.get("content-type", "").split(";")[0].strip().lower()
         if not media_type.startswith("image/"):
             media_type = _sniffed(reply.body, where)
@@ -104,6 +107,18 @@ def _decoded(payload: str, where: str) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidFieldError(f"{where}: not a URL, a data URL or base64 image data") from None
+
+
+def _bounded(data: bytes, where: str) -> bytes:
+    size = dimensions(data)
+    if size is None:
+        raise InvalidFieldError(f"{where}: not an image whose size can be read (PNG, JPEG, GIF, WebP, BMP)")
+    width, height = size
+    if width * height > MAX_PIXELS or not width or not height:
+        raise InvalidFieldError(
+            f"{where}: the image is {width}×{height} pixels; at most {MAX_PIXELS:,} pixels, neither side 0"
+        )
+    return data
 
 
 def _sniffed(data: bytes, where: str) -> str:
