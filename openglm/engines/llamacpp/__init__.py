@@ -63,6 +63,7 @@ class LlamaCppEngine(Engine):
         self.grammars: GrammarCache | None = None
         self.projector: Projector | None = None
         self.takes_images = spec.mmproj is not None
+        self._reading = asyncio.Lock()  # one request's images through the projector at a time
 
     async def start(self) -> None:
         from .grammars import GrammarCache
@@ -168,7 +169,8 @@ class LlamaCppEngine(Engine):
                 raise
             return tokens, placed
 
-        return await asyncio.to_thread(read)
+        async with self._reading:  # requests wait here, not in the shared thread pool, for the projector
+            return await asyncio.to_thread(read)
 
     def model_tokenize(self, text: str) -> list[int]:
         """Text inside a prompt (after its start): no BOS, special tokens parsed as the template wrote them."""
