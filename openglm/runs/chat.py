@@ -222,7 +222,7 @@ class ChatRuns:
         tally = started.call.tally
         if body.stream:
             chunks = completion_chunks(started.run, tally)
-            return started.stream(self.moderation.safety.guard_text_stream(policy, chunks, answered, tally))
+            return started.stream(self.moderation.guard_text_stream(principal, policy, chunks, answered, tally))
 
         async def answer() -> Completion:
             completion = await collect_completion(started.run, tally)

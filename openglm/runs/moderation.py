@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from ..accounts.auth import Principal
-from ..agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolInput
+from ..agent.loop import AgentEvent, Finished, FunctionCall, Text, ToolCallsEnd, ToolInput
 from ..errors import InvalidFieldError
 from ..glms.chat_request import message_text
 from ..protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completion
@@ -86,43 +86,65 @@ class ModerationRuns:
         ``principal``."""
         return self.safety.guard_stream(policy, chunks, subject, tally, include_usage, within=lambda: paying(principal))
 
+    def guard_text_stream(
+        self,
+        principal: Principal,
+        policy: Policy,
+        chunks: AsyncIterator[Completion],
+        subject: Subject,
+        tally: Tally,
+    ) -> AsyncIterator[Completion]:
+        """A streamed legacy completion, guarded as ``guard_stream`` guards chat."""
+        return self.safety.guard_text_stream(policy, chunks, subject, tally, within=lambda: paying(principal))
+
     def guard_events(
         self, principal: Principal, policy: Policy, events: AsyncIterator[AgentEvent], subject: Subject
     ) -> AsyncIterator[AgentEvent]:
         """An agent's events with its text held by a ``TextGuard`` (flushed whole before any tool step) and every
         tool input and function call checked whole: a hit withholds what is pending and ends the run as
-        ``sensitive``."""
-        checkers = policy.streamed_output
-        if not checkers:
+        ``sensitive``. A judge (``whole_output``) reads each round whole — what it wrote, its code, its calls —
+        before its tools run and before the run finishes, billed to ``principal``."""
+        checkers, whole = policy.streamed_output, policy.whole_output
+        if not checkers and not whole:
             return events
-        return self._guarded_events(principal, checkers, events, subject)
+        return self._guarded_events(principal, checkers, whole, events, subject)
 
     async def _guarded_events(
         self,
         principal: Principal,
         checkers: tuple[Checker, ...],
+        whole: tuple[Checker, ...],
         events: AsyncIterator[AgentEvent],
         subject: Subject,
     ) -> AsyncIterator[AgentEvent]:
         guard = TextGuard(checkers)
         code: dict[str, str] = {}
+        written: list[str] = []  # this round's text, code and call arguments, for the judge
         async for event in events:
             hit: Hit | None = None
             if isinstance(event, Text):
                 released, hit = await guard.feed(event.text, final=False)
                 if hit is None:
                     if released:
+                        written.append(released)
                         yield Text(released)
                     continue
             else:
                 released, hit = await guard.feed("", final=True)
                 if hit is None and released:
+                    written.append(released)
                     yield Text(released)
                 if hit is None and isinstance(event, ToolInput):
                     code[event.call_id] = code.get(event.call_id, "") + event.fragment
+                    written.append(event.fragment)
                     hit = next(iter(await check_all(checkers, code[event.call_id])), None)
                 if hit is None and isinstance(event, FunctionCall):
+                    written.append(event.arguments)
                     hit = next(iter(await check_all(checkers, event.arguments)), None)
+                if hit is None and whole and isinstance(event, ToolCallsEnd | Finished) and "".join(written):
+                    with paying(principal):
+                        hit = next(iter(await check_all(whole, "".join(written))), None)
+                    written.clear()
             if hit is not None:
                 await self.safety.record(subject, "output", [hit])
                 yield Finished(SENSITIVE, "failed")

@@ -204,11 +204,14 @@ async def guard_text_stream(
     checkers: Sequence[Checker],
     on_hit: OnHit,
     tally: Tally,
+    whole: Sequence[Checker] = (),
+    within: Within = nullcontext,
 ) -> AsyncIterator[Completion]:
-    """Legacy text completions, as ``guard_stream`` does chat. Their log-probabilities (parallel lists, not
-    per-token entries) are held until their choice finishes cleanly."""
+    """Legacy text completions, as ``guard_stream`` does chat (``whole`` too). Their log-probabilities (parallel
+    lists, not per-token entries) are held until their choice finishes cleanly."""
     guards: dict[int, TextGuard] = {}
     held: dict[int, list[CompletionLogprobs]] = {}
+    answers: dict[int, list[str]] = {}
     finished: set[int] = set()
     async for chunk in chunks:
         kept = []
@@ -216,6 +219,11 @@ async def guard_text_stream(
             guard = guards.setdefault(choice.index, TextGuard(checkers))
             final = choice.finish_reason is not None
             released, hit = await guard.feed(choice.text, final)
+            answer = answers.setdefault(choice.index, [])
+            answer.append(released)
+            if hit is None and whole and final:
+                with within():
+                    hit = next(iter(await check_all(whole, "".join(answer))), None)
             if hit is not None:
                 await on_hit(hit)
                 tally.completion_tokens = tally.generated

@@ -114,12 +114,17 @@ class Safety:
         return await guard_completion(completion, policy.output, self._recorder(subject))
 
     def guard_text_stream(
-        self, policy: Policy, chunks: AsyncIterator[Completion], subject: Subject, tally: Tally
+        self,
+        policy: Policy,
+        chunks: AsyncIterator[Completion],
+        subject: Subject,
+        tally: Tally,
+        within: Within = nullcontext,
     ) -> AsyncIterator[Completion]:
-        checkers = policy.streamed_output
-        if not checkers:
+        checkers, whole = policy.streamed_output, policy.whole_output
+        if not checkers and not whole:
             return chunks
-        return guard_text_stream(chunks, checkers, self._recorder(subject), tally)
+        return guard_text_stream(chunks, checkers, self._recorder(subject), tally, whole, within)
 
     async def guard_text(self, policy: Policy, completion: Completion, subject: Subject) -> Completion:
         if not policy.output:

@@ -96,6 +96,10 @@ reply = {json.dumps(FORGED)}
 id = "talk-agent"
 model = "echo"
 
+[[agents]]
+id = "judged-agent"
+model = "judged-answer"
+
 # Never reached: the input is refused before anything is embedded.
 [[embeddings]]
 id = "emb"
@@ -302,6 +306,19 @@ async def test_a_judge_reads_a_streamed_answer_whole_as_it_finishes(platform: In
     collected = await platform.client.post("/v1/chat/completions", json={**body, "stream": False})
     choice = collected.json()["choices"][0]
     assert choice["finish_reason"] == "sensitive" and choice["message"]["content"] == ""
+
+
+async def test_a_judge_reads_streamed_completions_and_agent_rounds_whole(platform: InProcess) -> None:
+    body = {"model": "judged-answer", "prompt": "Tell me something.", "max_tokens": 50, "stream": True}
+    events = await platform.events("/v1/completions", body)
+    assert FORGED.startswith("".join(c["text"] for e in events for c in e["choices"]))
+    assert [c["finish_reason"] for e in events for c in e["choices"] if c.get("finish_reason")] == ["sensitive"]
+    agent = {"model": "judged-agent", "messages": PLAIN, "stream": True}
+    events = await platform.events("/v1/chat/completions", agent)
+    assert events[-1]["choices"][0]["finish_reason"] == "sensitive"
+    assert [h["checker"] for h in await hits(platform)] == ["judge", "judge"]
+    endpoints = [r.endpoint for r in await platform.usage()]
+    assert endpoints.count("moderations") == 2  # each whole answer judged once, billed to the caller
 
 
 async def test_hits_are_listed_per_account_and_for_the_operator(tmp_path: Path) -> None:
