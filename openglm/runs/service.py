@@ -21,6 +21,7 @@ from ..agent.browser.images import ImageInputs
 from ..agent.service import AgentService
 from ..agent.tools.web_browser import WebBrowser
 from ..embeddings.service import EmbeddingService
+from ..errors import UnsupportedError
 from ..files.store import FileStore
 from ..glms.builder import BuilderTurn, Draft, builder_tools, chat_request, merge, parse_output
 from ..glms.conversations import ConversationStore
@@ -40,7 +41,7 @@ from ..safety.hits import HitStore
 from ..safety.service import Subject
 from ..serving.models import ModelPool
 from ..serving.responses import collect_chat
-from ..serving.service import ChatService
+from ..serving.service import ChatService, has_image_parts
 from ..serving.usage import UsageBound, token_bound
 from ..tuning.service import FineTuningService
 from ..websearch.search import WebSearch
@@ -174,6 +175,11 @@ class RunService:
         request = ChatCompletionRequest(
             model=body.model, messages=body.messages, tools=body.tools, meta=body.meta, max_tokens=1
         )
+        if served.spec.vision and has_image_parts(request):  # (a model that cannot see refuses them: 1210)
+            raise UnsupportedError(
+                "the tokenizer counts text: an image's tokens depend on the model's reading of it, and are counted "
+                "in usage.prompt_tokens when the request runs"
+            )
         plan = await self.chat.plan(request, adapter)
         tokens = await served.engine.count_tokens(plan.generations[0].prompt)
         request_id = str(body.request_id) if body.request_id is not None else plan.id

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from zhipuai import ZhipuAI
@@ -249,3 +250,12 @@ def test_an_agent_whose_model_sees_reads_the_image_itself(seeing: RunningServer)
     seen, unseen = ask_agent([image, text]), ask_agent([text])
     # The image's 4 embeddings are in the agent's prompt: not an "[image 1]" marker and a look_at_image tool.
     assert abs(seen.usage.prompt_tokens - unseen.usage.prompt_tokens - N_PATCHES) <= 2
+
+
+def test_the_tokenizer_says_it_counts_text_only_for_images(seeing: RunningServer) -> None:
+    content = [{"type": "image_url", "image_url": {"url": RED}}, {"type": "text", "text": "What colour is it?"}]
+    body = {"model": "tiny-vl", "messages": [{"role": "user", "content": content}]}
+    refused = httpx.post(f"{seeing.url}/api/paas/v4/tokenizer", json=body, timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "1212"
+    text = {"model": "tiny-vl", "messages": [{"role": "user", "content": "What colour is it?"}]}
+    assert httpx.post(f"{seeing.url}/api/paas/v4/tokenizer", json=text, timeout=30).json()["usage"]["prompt_tokens"] > 0
