@@ -161,7 +161,7 @@ class LlamaCppEngine(Engine):
                     picture = projector.picture(image, number)
                     tokens += picture.before
                     placed.append(Placed(len(tokens), picture))
-                    tokens += [picture.placeholder] * picture.n_tokens + picture.after
+                    tokens += picture.placeholders + picture.after
                     tokens += self.model_tokenize(text)
             except BaseException:
                 for done in placed:

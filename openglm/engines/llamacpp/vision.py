@@ -9,9 +9,10 @@ does not stall the sequences being generated. The prompt's text is tokenized by 
 image itself goes through libmtmd, which is given nothing but its own marker and the image, so no text a user wrote
 can ever be read as an image.
 
-In ``Sequence.tokens`` an image's positions hold a placeholder id: negative (never a vocabulary token, never fed
-to llama_decode) and the same for the same image bytes, so a prefix that contains an image is reused only by a
-prompt with that very image (a conversation that goes on about a picture reads it once).
+In ``Sequence.tokens`` an image's positions hold placeholder ids: negative (never a vocabulary token, never fed
+to llama_decode), 31 bits of a hash of the image's bytes at each position (SHAKE-256, a different part at each),
+so a prefix that contains an image is reused only by a prompt with that very image (a conversation that goes on
+about a picture reads it once) — 124 bits at least must agree, and a match never ends inside an image.
 
 Models whose image positions are not one per embedding (M-RoPE: the Qwen2-VL family) are not served by this
 engine; a remote engine (vLLM, SGLang) serves them.
@@ -43,7 +44,7 @@ class Picture:
     chunk: ctypes.c_void_p
     embeddings: ctypes.Array[ctypes.c_float]
     n_tokens: int
-    placeholder: int
+    placeholders: list[int]
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -143,7 +144,7 @@ class Projector:
         owned = mtmd.mtmd_input_chunk_copy(chunk)
         if not owned:
             raise EngineError(f"image {number}: out of memory")
-        return Picture(before, after, owned, embeddings, n_tokens, placeholder_id(image))
+        return Picture(before, after, owned, embeddings, n_tokens, placeholder_ids(image, n_tokens))
 
     def decode(self, lctx: ctypes.c_void_p, placed: Placed, slot: int, batch_size: int) -> int:
         """Decode a picture's embeddings into ``slot``'s cells at its positions (decode thread only); llama.cpp's
@@ -165,6 +166,7 @@ class Projector:
         )
 
 
-def placeholder_id(image: bytes) -> int:
-    """A negative id standing for ``image`` at each of its positions: equal for equal bytes only."""
-    return -1 - int.from_bytes(hashlib.blake2b(image, digest_size=4).digest(), "big")
+def placeholder_ids(image: bytes, n_tokens: int) -> list[int]:
+    """Negative ids standing for ``image`` at its ``n_tokens`` positions: equal for equal bytes only."""
+    digest = hashlib.shake_256(image).digest(4 * n_tokens)
+    return [-1 - (int.from_bytes(digest[4 * i : 4 * i + 4], "big") & 0x7FFFFFFF) for i in range(n_tokens)]
