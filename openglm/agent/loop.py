@@ -145,8 +145,11 @@ class AgentLoop:
             )
         messages = list(request.messages)
         vision = self.tools.get("vision")
-        sees = self.served(spec.model, adapter).engine.takes_images  # reads images in its tool rounds: they stay
-        if isinstance(vision, VisionTool) and has_image_parts(request) and not sees:
+        if (
+            isinstance(vision, VisionTool)
+            and has_image_parts(request)
+            and not self.served(spec.model, adapter).engine.takes_images  # else the images stay: the model reads them
+        ):
             # The agent's model reads numbered markers; the vision tool looks at the images themselves.
             messages, urls = numbered_images(messages, len(vision.attached(state_key)) + 1)
             vision.attach(state_key, urls)
