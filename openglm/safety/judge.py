@@ -2,8 +2,9 @@
 
 Options: ``model`` (a catalog chat model; required) and ``max_chars`` (how much of a long text the judge reads:
 its start and its end, default 6,000 characters). The model's call is billed to whoever's text it judged, like
-any other call (the run service supplies ``ask``). It reads whole texts only: on a stream it is not consulted
-(word lists are), so an operator who wants it on output pairs it with non-streamed answers."""
+any other call (the run service supplies ``ask``). It reads whole texts only: on a stream it reads each answer
+as it finishes, and each agent round before its tools run (``guard.py``, ``runs/moderation.py``); word lists read
+streams as they grow."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class LlmJudge:
     before = 0
 
     def holdback(self, text: str) -> int:
-        return 0  # whole texts only: never asked about a stream
+        return 0  # whole texts only: never asked about a stream still growing
 
     def __init__(self, name: str, model: str, ask: Ask, max_chars: int = 6000):
         self.name = name
