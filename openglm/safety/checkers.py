@@ -55,7 +55,7 @@ CHECKER_KINDS: Registry[CheckerFactory] = Registry("moderation checker")
 
 
 def build_checkers(specs: Sequence[CheckerSpec], context: BuildContext) -> dict[str, Checker]:
-    from . import judge, words  # noqa: F401  (they register the built-in kinds)
+    from . import classifier, judge, words  # noqa: F401  (they register the built-in kinds)
 
     built: dict[str, Checker] = {}
     for spec in specs:
