@@ -100,5 +100,5 @@ def test_operator_lists_are_read_and_mistakes_are_reported(tmp_path: Path) -> No
         listing(lists=[str(tmp_path / "missing.toml")])
     with pytest.raises(re.error, match=r"missing \)"):
         listing(patterns={"x": ["(unclosed"]})
-    with pytest.raises(KeyError, match="unknown moderation checker 'nope'; known: llm_judge, words"):
+    with pytest.raises(KeyError, match="unknown moderation checker 'nope'; known: classifier, llm_judge, words"):
         build_checkers([CheckerSpec(name="a", kind="nope")], BuildContext())
