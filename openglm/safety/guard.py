@@ -219,11 +219,12 @@ async def guard_text_stream(
             guard = guards.setdefault(choice.index, TextGuard(checkers))
             final = choice.finish_reason is not None
             released, hit = await guard.feed(choice.text, final)
-            answer = answers.setdefault(choice.index, [])
-            answer.append(released)
-            if hit is None and whole and final:
-                with within():
-                    hit = next(iter(await check_all(whole, "".join(answer))), None)
+            if whole:  # only a whole-text checker needs the answer kept
+                answer = answers.setdefault(choice.index, [])
+                answer.append(released)
+                if hit is None and final:
+                    with within():
+                        hit = next(iter(await check_all(whole, "".join(answer))), None)
             if hit is not None:
                 await on_hit(hit)
                 tally.completion_tokens = tally.generated
