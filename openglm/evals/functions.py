@@ -3,7 +3,9 @@ deterministic implementation of each (the function's result the client sends bac
 task here is copied from a public benchmark.
 
 ``split``: functions whose *calls* appear in training data (``train``) and those only ever called in held-out
-tasks (``heldout``; they may still be offered as distractors in training)."""
+tasks (``heldout``; they may still be offered as distractors in training); ``practice`` functions are offered
+only by the All Tools practice families (``alltools/choosing.py``, train split), never by a held-out task or
+another suite."""
 
 from __future__ import annotations
 
@@ -267,4 +269,228 @@ FUNCTIONS: list[UserFunction] = [
         _music,
     ),
 ]
-BY_NAME = {function.name: function for function in FUNCTIONS}
+
+
+# ---------------------------------------------------------------- practice functions (All Tools train families)
+#
+# A model trained on a dozen functions learns "a city → get_weather" instead of "the function whose name and
+# description match the request". These invented functions are offered only by the practice families
+# (``alltools/choosing.py``, generator version 4): many share an argument (a city, a room, a number) so the name,
+# not the argument, must decide. They are kept out of ``FUNCTIONS``, so every other family's tasks and the
+# function-calling suite are what they were; none does what a held-out function does (no flights, table
+# bookings, local times or meetings).
+
+
+def _measured(field: str, low: int, high: int, scale: float = 1.0) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An implementation that reports ``field``: a stable number for the arguments, with the arguments echoed."""
+
+    def implementation(a: dict[str, Any]) -> dict[str, Any]:
+        value = _number(field + str(sorted(a.items())).lower(), low, high)
+        return {
+            **{k: v for k, v in a.items() if isinstance(v, str | int | float)},
+            field: value if scale == 1 else round(value * scale, 2),
+        }
+
+    return implementation
+
+
+def _done(status: str, field: str = "", low: int = 0, high: int = 0) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """An action's implementation: its status, the arguments, and an id or a number when ``field`` is named."""
+
+    def implementation(a: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": status, **{k: v for k, v in a.items() if isinstance(v, str | int | float)}}
+        if field:
+            out[field] = _number(status + str(sorted(a.items())).lower(), low, high)
+        return out
+
+    return implementation
+
+
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+PRACTICE_FUNCTIONS: list[UserFunction] = [
+    UserFunction(
+        "get_humidity",
+        "Relative humidity (percent) in a city now.",
+        _obj({"city": STR}, ["city"]),
+        "practice",
+        _measured("humidity_percent", 15, 98),
+    ),
+    UserFunction(
+        "get_uv_index",
+        "Today's UV index of a city.",
+        _obj({"city": STR}, ["city"]),
+        "practice",
+        _measured("uv_index", 1, 11),
+    ),
+    UserFunction(
+        "get_pollen_count",
+        "The pollen count of a city today (grains per cubic metre).",
+        _obj({"city": STR}, ["city"]),
+        "practice",
+        _measured("pollen", 5, 240),
+    ),
+    UserFunction(
+        "get_traffic",
+        "Current traffic delay on a city's main roads, in minutes.",
+        _obj({"city": STR}, ["city"]),
+        "practice",
+        _measured("delay_minutes", 0, 55),
+    ),
+    UserFunction(
+        "get_sunrise",
+        "Today's sunrise and sunset times (HH:MM) in a city.",
+        _obj({"city": STR}, ["city"]),
+        "practice",
+        lambda a: {
+            "city": a.get("city"),
+            "sunrise": f"0{_number('rise' + str(a.get('city')).lower(), 5, 7)}:{_number(str(a), 10, 59)}",
+            "sunset": f"{_number('set' + str(a.get('city')).lower(), 17, 21)}:{_number(str(a), 10, 59):02d}",
+        },
+    ),
+    UserFunction(
+        "find_parking",
+        "Free parking spaces in a city's centre now.",
+        _obj({"city": STR}, ["city"]),
+        "practice",
+        _measured("free_spaces", 0, 400),
+    ),
+    UserFunction(
+        "get_fuel_price",
+        "Today's fuel price per litre in a city.",
+        _obj({"city": STR, "fuel": {"type": "string", "enum": ["petrol", "diesel"]}}, ["city", "fuel"]),
+        "practice",
+        _measured("price_per_litre", 120, 260, 0.01),
+    ),
+    UserFunction(
+        "check_train",
+        "Whether a train (by its number) is on time, and its delay in minutes.",
+        _obj({"train_number": STR}, ["train_number"]),
+        "practice",
+        _measured("delay_minutes", 0, 40),
+    ),
+    UserFunction(
+        "get_bus_arrival",
+        "Minutes until the next bus at a stop.",
+        _obj({"stop": STR}, ["stop"]),
+        "practice",
+        _measured("minutes", 1, 25),
+    ),
+    UserFunction(
+        "get_calories",
+        "Calories in one portion of a food.",
+        _obj({"food": STR}, ["food"]),
+        "practice",
+        _measured("calories", 40, 900),
+    ),
+    UserFunction(
+        "get_team_score",
+        "The score of a sports team's latest game.",
+        _obj({"team": STR}, ["team"]),
+        "practice",
+        lambda a: {
+            "team": a.get("team"),
+            "score": f"{_number('for' + str(a), 0, 5)}-{_number('against' + str(a), 0, 5)}",
+        },
+    ),
+    UserFunction(
+        "get_news",
+        "The latest headline on a topic.",
+        _obj({"topic": STR}, ["topic"]),
+        "practice",
+        lambda a: {
+            "topic": a.get("topic"),
+            "headline": f"{str(a.get('topic', '')).capitalize()} story #"
+            f"{_number('news' + str(a), 100, 999)} tops the news",
+        },
+    ),
+    UserFunction(
+        "check_balance",
+        "The balance of one of the user's bank accounts.",
+        _obj({"account": {"type": "string", "enum": ["checking", "savings"]}}, ["account"]),
+        "practice",
+        _measured("balance", 1000, 900000, 0.01),
+    ),
+    UserFunction(
+        "get_battery_level",
+        "The battery level (percent) of one of the user's devices.",
+        _obj({"device": STR}, ["device"]),
+        "practice",
+        _measured("battery_percent", 3, 100),
+    ),
+    UserFunction(
+        "list_events",
+        "Concerts, plays and other events in a city today.",
+        _obj({"city": STR}, ["city"]),
+        "practice",
+        lambda a: {
+            "city": a.get("city"),
+            "events": [
+                {
+                    "name": f"{kind} {_number(kind + str(a), 2, 9)}",
+                    "time": f"{_number('at' + kind + str(a), 17, 21)}:00",
+                    "price": _number("price" + kind + str(a), 10, 90),
+                }
+                for kind in ("Jazz night", "Open-air theatre")
+            ],
+        },
+    ),
+    UserFunction(
+        "turn_on_lights",
+        "Switch on the lights in a room of the user's home.",
+        _obj({"room": STR}, ["room"]),
+        "practice",
+        _done("on"),
+    ),
+    UserFunction(
+        "set_thermostat",
+        "Set a room's heating to a temperature in degrees Celsius.",
+        _obj({"room": STR, "temperature": INT}, ["room", "temperature"]),
+        "practice",
+        _done("set"),
+    ),
+    UserFunction(
+        "lock_door",
+        "Lock a door of the user's home.",
+        _obj({"door": STR}, ["door"]),
+        "practice",
+        _done("locked"),
+    ),
+    UserFunction(
+        "water_garden",
+        "Water a zone of the garden for a number of minutes.",
+        _obj({"zone": STR, "minutes": INT}, ["zone", "minutes"]),
+        "practice",
+        _done("watering"),
+    ),
+    UserFunction(
+        "order_pizza",
+        "Order a pizza for delivery.",
+        _obj({"size": {"type": "string", "enum": ["small", "medium", "large"]}, "topping": STR}, ["size", "topping"]),
+        "practice",
+        _done("ordered", "arrives_in_minutes", 20, 50),
+    ),
+    UserFunction(
+        "send_sms",
+        "Send a text message to a phone number.",
+        _obj({"phone": STR, "message": STR}, ["phone", "message"]),
+        "practice",
+        _done("sent", "message_number", 1000, 9999),
+    ),
+    UserFunction(
+        "pay_bill",
+        "Pay a bill to a company.",
+        _obj({"company": STR, "amount": NUM}, ["company", "amount"]),
+        "practice",
+        _done("paid", "receipt", 10000, 99999),
+    ),
+    UserFunction(
+        "rent_bike",
+        "Rent a bike at a station.",
+        _obj({"station": STR}, ["station"]),
+        "practice",
+        _done("unlocked", "bike", 100, 999),
+    ),
+]
+# Every function a task may offer or a client may run, by name.
+BY_NAME = {function.name: function for function in [*FUNCTIONS, *PRACTICE_FUNCTIONS]}

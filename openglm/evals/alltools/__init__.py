@@ -5,3 +5,7 @@ running the real tools."""
 # (the order of the training file and of the eval's report).
 from . import families as _families  # noqa: F401
 from . import reading as _reading  # noqa: F401  (generator version 3)
+
+# isort: split
+from . import choosing as _choosing  # noqa: F401  (generator version 4)
+from . import everyday as _everyday  # noqa: F401  (generator version 4)

@@ -9,11 +9,13 @@ import random
 import pytest
 
 from openglm.evals.alltools.checks import has_number, has_term, judge, numbers_in
+from openglm.evals.alltools.choosing import practice_task
 from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
 from openglm.evals.alltools.data import training_instances
 from openglm.evals.alltools.tasks import Answer, Call, Instance, families
 from openglm.evals.alltools.world import World
 from openglm.evals.client import AgentTurn, ToolStep
+from openglm.evals.functions import BY_NAME, FUNCTIONS, PRACTICE_FUNCTIONS
 from openglm.evals.suites.alltools import AllToolsSuite
 
 
@@ -135,3 +137,41 @@ def test_function_tasks_offer_five_functions_including_the_one_to_call() -> None
             assert instance.expect.tool.removeprefix("function:") in instance.functions
             tools = request_tools(instance.functions)
             assert [t["type"] for t in tools[:3]] == ["code_interpreter", "web_browser", "drawing_tool"]
+
+
+def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
+    """The invented practice functions (generator version 4) are taught in their own train families; every other
+    family — held-out ones included — offers only the evals' pool, so adding them changed no other task."""
+    practice = {f.name for f in PRACTICE_FUNCTIONS}
+    assert practice.isdisjoint(f.name for f in FUNCTIONS) and practice <= set(BY_NAME)
+    rng, world = random.Random(4), World(0)
+    called = set()
+    for name, family in families.items():
+        if family.category != "function":
+            continue
+        for _ in range(30):
+            instance = family.make(rng, world)
+            offered_practice = practice & set(instance.functions)
+            if name.startswith("fn-practice-"):
+                assert family.split == "train"
+                called.add(instance.expect.tool)
+                # Decoys share the called function's first argument where others have it (a city among cities).
+                target = instance.expect.tool.removeprefix("function:") if instance.expect.tool else ""
+                assert target in practice
+                first = next(iter(BY_NAME[target].parameters["properties"]))
+                if first == "city":
+                    alike = [
+                        f for f in instance.functions if f != target and first in BY_NAME[f].parameters["properties"]
+                    ]
+                    assert len(alike) >= 2, instance.functions
+            else:
+                assert not offered_practice, (name, instance.functions)
+    assert len(called) >= 15  # most practice functions are called in 90 tasks
+
+
+def test_a_practice_function_with_a_list_result_is_read_from_its_first_item() -> None:
+    instance = practice_task(random.Random(1), ["list_events"])
+    result = function_result("list_events", json.dumps(instance.expect.arguments))
+    assert instance.expect.result_words == [str(result["events"][0]["price"])]
+    answer = instance.script[0][1]([])
+    assert isinstance(answer, Answer) and str(result["events"][0]["price"]) in answer.text
