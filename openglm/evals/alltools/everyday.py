@@ -40,11 +40,11 @@ NAMES_FOR = {
     "robot": "Bolt",
 }
 FUN_FACTS = {
-    "octopuses": ("Octopuses have three hearts.", "hearts"),
-    "honey": ("Honey never spoils if it is kept sealed.", "spoils"),
-    "the moon": ("The Moon moves about 3.8 centimetres away from Earth every year.", "Earth"),
-    "bananas": ("Bananas are berries, botanically speaking.", "berries"),
-    "giraffes": ("A giraffe's tongue can be about 50 centimetres long.", "tongue"),
+    "octopuses": "Octopuses have three hearts.",
+    "honey": "Honey never spoils if it is kept sealed.",
+    "the moon": "The Moon moves about 3.8 centimetres away from Earth every year.",
+    "bananas": "Bananas are berries, botanically speaking.",
+    "giraffes": "A giraffe's tongue can be about 50 centimetres long.",
 }
 
 
@@ -71,13 +71,13 @@ def _chat_give_me(rng: random.Random, world: World) -> Instance:
 @family("chat-tell-me", "chat", "train")
 def _chat_tell_me(rng: random.Random, world: World) -> Instance:
     topic = rng.choice(sorted(FUN_FACTS))
-    fact, word = FUN_FACTS[topic]
     question = _pick(
         rng,
         ["Tell me a fun fact about {t}.", "Tell me something surprising about {t}.", "Give me a fun fact about {t}."],
         t=topic,
     )
-    return _chat(question, f"Here's one: {fact}", [[word]])
+    # Any true fact answers it: judged on using no tool and answering in words of its own, not on one fact.
+    return _chat(question, f"Here's one: {FUN_FACTS[topic]}", [])
 
 
 # ---------------------------------------------------------------- "how many …?" with a web cue: the browser
