@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,12 +165,36 @@ async def run_eval(ctx: JobContext) -> dict[str, Any]:
         await ctx.event(f"done: {tally.done} tasks, {tally.failed} failed, in {finished.wall_s:.1f} s")
         return {"tasks": tally.done, "failed": tally.failed, "wall_s": round(finished.wall_s, 1)}
     finally:
-        if client is not None:
-            await client.close()
-        if env is not None:
-            env.stop()
-            await asyncio.to_thread(shutil.rmtree, env.work_dir, True)
-        await asyncio.shield(revoke(keys.db, runs, run.id, key.id))
+        # The key goes first and whole: a cancel arrives twice (the handler's own progress check raises, then the
+        # runner's heartbeat cancels the task), and the second one, landing in a slower step of this cleanup, left
+        # the key alive until it expired — and ended the run "cancelled" while it was still listed.
+        await _despite_cancellation(_clean_up(keys.db, runs, run.id, key.id, client, env))
+
+
+async def _clean_up(
+    db: Database, runs: EvalRuns, run_id: str, key_id: str, client: EvalClient | None, env: EvalEnvironment | None
+) -> None:
+    await revoke(db, runs, run_id, key_id)
+    if client is not None:
+        await client.close()
+    if env is not None:
+        env.stop()
+        await asyncio.to_thread(shutil.rmtree, env.work_dir, True)
+
+
+async def _despite_cancellation(step: Coroutine[Any, Any, None]) -> None:
+    """Run ``step`` to its end even when this task is cancelled (once or more) meanwhile; the cancellation is
+    raised after it."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _renewed(keys: AccountStore, key_id: str, expires: datetime) -> datetime:

@@ -4,6 +4,8 @@ deleting the key a dead worker's run left behind."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from openglm.accounts.auth import Principal
@@ -11,7 +13,7 @@ from openglm.accounts.sealing import SecretBox
 from openglm.accounts.store import AccountStore
 from openglm.errors import ConcurrencyLimitError, InvalidFieldError, NotFoundError
 from openglm.evals.base import Outcome
-from openglm.evals.job import KIND, TEXT_KEPT, report_of
+from openglm.evals.job import KIND, TEXT_KEPT, _despite_cancellation, report_of
 from openglm.evals.runner import EvalRun
 from openglm.evals.runs import EvalRuns, RunRequest
 from openglm.evals.service import EvalService
@@ -89,3 +91,24 @@ async def test_the_lost_job_hook_deletes_the_key_a_dead_workers_run_left(
     [view] = [v for v in await accounts.keys(alice.account_id, include_deleted=True) if v.key.id == key.id]
     assert view.key.status == "deleted" and view.key.sealed_secret is None
     assert (await service.runs.get(run.id)).key_id is None
+
+
+async def test_the_runs_cleanup_ends_even_when_cancelled_twice_meanwhile() -> None:
+    """A cancelled run is cancelled twice (its own progress check, then the runner's heartbeat): the key's
+    revocation and the rest of the cleanup still run to their end, and the cancellation comes after."""
+    done: list[str] = []
+
+    async def cleanup() -> None:
+        await asyncio.sleep(0.05)
+        done.append("revoked")
+        await asyncio.sleep(0.05)
+        done.append("cleaned")
+
+    outer = asyncio.ensure_future(_despite_cancellation(cleanup()))
+    await asyncio.sleep(0.01)
+    outer.cancel()
+    await asyncio.sleep(0.06)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert done == ["revoked", "cleaned"]
