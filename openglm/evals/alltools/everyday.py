@@ -16,8 +16,8 @@ from __future__ import annotations
 import random
 
 from .breadth import _pick
-from .families import NAMES, _chat, _code, _file_task, _series, one_page
-from .tasks import Answer, Expect, Instance, family, fixed
+from .families import NAMES, _chat, _file_task, _series, one_page
+from .tasks import Expect, Instance, family
 from .world import World
 
 # ---------------------------------------------------------------- "give me …" and "tell me …" with no tool
@@ -212,6 +212,4 @@ def _chart_histogram(rng: random.Random, world: World) -> Instance:
         f"import matplotlib.pyplot as plt\nvalues = [{listing}]\nplt.hist(values, bins=5)\n"
         "plt.savefig('histogram.png')\nprint('saved histogram.png')"
     )
-    return Instance(
-        [question], Expect("code_interpreter", file_ext=".png"), [fixed(_code(code), Answer("Here is the histogram."))]
-    )
+    return _file_task(question, code, Expect("code_interpreter", file_ext=".png"), "Here is the histogram.")
