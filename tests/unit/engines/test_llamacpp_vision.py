@@ -5,6 +5,7 @@ multimodal library decodes, encodes and projects each image, and the scheduler d
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from pathlib import Path
 from typing import Any
@@ -112,23 +113,35 @@ def test_a_prefix_with_an_image_is_reused_only_with_that_image(tiny_gguf: Path, 
 def test_images_survive_preemption_under_kv_pressure(
     tiny_gguf: Path, mmproj: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A preempted sequence is recomputed with its image: its answer goes on as the unpreempted one does. Not
+    token for token: llama.cpp's CPU kernels are not batch-invariant (the recompute prefills in one batch what was
+    decoded a token at a time), so on this tiny random model a near-tie can flip late in a long answer. A lost or
+    swapped image changes the whole answer (the control below), far past that tolerance."""
     questions = [f"Question number {i}: what colour is shown here, and why?" for i in range(6)]
     images = [(RED,), (BLUE,)] * 3
+    swapped = [(BLUE,), (RED,)] * 3
 
-    async def together(kv_tokens: int, parallel: int) -> list[dict[str, Any]]:
+    async def together(kv_tokens: int, parallel: int, pictures: list[tuple[bytes, ...]]) -> list[str]:
         eng = engine(tiny_gguf, mmproj, kv_tokens=kv_tokens, parallel=parallel, prefix_cache=False)
         await eng.start()
         try:
-            jobs = [generate(eng, prompt(q), i, max_tokens=100) for q, i in zip(questions, images, strict=True)]
-            return list(await asyncio.gather(*jobs))
+            jobs = [generate(eng, prompt(q), i, max_tokens=100) for q, i in zip(questions, pictures, strict=True)]
+            return [answer["text"] for answer in await asyncio.gather(*jobs)]
         finally:
             await eng.stop()
 
-    roomy = run(together(4096, 6))
+    roomy = run(together(4096, 6, images))
+    control = run(together(4096, 6, swapped))
     with caplog.at_level(logging.INFO, logger="openglm.engines.llamacpp.scheduler"):
-        tight = run(together(200, 6))  # two sequences are let in, then outgrow it: one is preempted, recomputed
+        tight = run(together(200, 6, images))  # two sequences are let in, then outgrow it: one is preempted, recomputed
     assert "preempting" in caplog.text
-    assert [a["text"] for a in tight] == [a["text"] for a in roomy]
+    assert all(similarity(t, r) >= 0.9 for t, r in zip(tight, roomy, strict=True)), (tight, roomy)
+    assert all(similarity(c, r) <= 0.5 for c, r in zip(control, roomy, strict=True)), (control, roomy)
+
+
+def similarity(a: str, b: str) -> float:
+    """How much of two answers' words agree in order (1.0: the same answer)."""
+    return difflib.SequenceMatcher(None, a.split(), b.split(), autojunk=False).ratio()
 
 
 def test_bytes_that_are_not_an_image_are_refused_before_any_output(tiny_gguf: Path, mmproj: Path) -> None:
