@@ -101,6 +101,7 @@ def _data(args: argparse.Namespace) -> int:
 
     only = _split_names(args.family) if args.family else None
     command = " ".join(["openglm eval data", *sys.argv[3:]])
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # before the lessons run, not after (they take minutes)
     manifest = asyncio.run(
         generate(
             args.out,
