@@ -236,10 +236,16 @@ class SandboxedKernel:
 
     def remove_workspace(self) -> None:
         """Unmount the workspace (and everything the kernel wrote with it), then remove its mount point."""
+        self.unmount_workspace()
+        remove_workspace(self.workspace)
+
+    def unmount_workspace(self) -> None:
+        """Unmount the workspace (and everything the kernel wrote with it), leaving its empty mount point."""
         if self.files is not None:
             self.files.close()
             self.files = None
-        remove_workspace(self.workspace)
+        with contextlib.suppress(OSError):
+            umount(str(self.workspace))
 
     def _spec(self) -> SandboxSpec:
         python = sys.executable

@@ -27,9 +27,10 @@ import fcntl
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,12 @@ class KernelPool:
         self._starting: dict[str, _Starting] = {}  # conversation -> its kernel being taken over or started
         self._background: set[asyncio.Task[None]] = set()  # shutdowns no caller waits for (or that outlive one)
         self.cgroups: CgroupTree | None = None
+        # Workspaces are unmounted at once but their mount points removed only while no kernel is starting: a
+        # starting kernel's bwrap copies the server's mounts (every workspace among them), then remounts each
+        # read-only; a mount point removed in between is detached from that copy, the remount fails and so did
+        # the kernel ("Can't bind mount /oldroot/ on /newroot/: … remount …/sandboxes/<id>: No such file").
+        self._kernels_starting = 0
+        self._empty_workspaces: list[Path] = []
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -381,7 +388,8 @@ class KernelPool:
             kernel = SandboxedKernel(
                 self.policy, self.root / secrets.token_hex(8), uid, [str(self.root), *self.hidden], cgroup
             )
-            await kernel.start()
+            with self._kernel_starting():
+                await kernel.start()
         except BaseException:
             if kernel is not None:
                 await self._dispose(kernel)  # removes its cgroup too
@@ -425,6 +433,24 @@ class KernelPool:
             return uid
         raise RuntimeError("no free sandbox uid")
 
+    @contextlib.contextmanager
+    def _kernel_starting(self) -> Iterator[None]:
+        self._kernels_starting += 1
+        try:
+            yield
+        finally:
+            self._kernels_starting -= 1
+            self._remove_when_no_kernel_starts()
+
+    def _remove_when_no_kernel_starts(self, *mount_points: Path) -> None:
+        """Remove these unmounted workspaces' mount points, and those left earlier, once no kernel is starting."""
+        self._empty_workspaces += mount_points
+        if self._kernels_starting:
+            return
+        for path in self._empty_workspaces:
+            shutil.rmtree(path, ignore_errors=True)
+        self._empty_workspaces.clear()
+
     def _remove_stale_workspaces(self) -> None:
         """Workspaces a crashed server left mounted. A workspace belongs to its kernel's uid, whose lock a live
         server holds (another server may share this root): one whose uid lock is free belongs to nobody."""
@@ -459,7 +485,8 @@ class KernelPool:
         async def shut_down() -> None:
             try:
                 await kernel.shutdown()  # waits until the uid's processes are gone; removes its cgroup
-                kernel.remove_workspace()
+                kernel.unmount_workspace()
+                self._remove_when_no_kernel_starts(kernel.workspace)
             finally:
                 self._free_uid(kernel.uid)
                 if not keep:

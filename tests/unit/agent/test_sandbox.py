@@ -199,6 +199,35 @@ async def test_kernels_cannot_see_each_other(pool: KernelPool) -> None:
     assert peek.logs == "[] ['1', '2']\n"  # an empty workspace of its own; in sight: its init and itself
 
 
+async def test_a_workspaces_mount_point_is_removed_only_while_no_kernel_starts(pool: KernelPool) -> None:
+    """A starting kernel's bwrap copies the server's mounts, every workspace among them, then remounts each one;
+    a mount point removed in between failed that start under load ("Can't bind mount /oldroot/ on /newroot/: …
+    remount …/sandboxes/<id>: No such file or directory"). The workspace is unmounted at once; its mount point
+    goes once no kernel is starting."""
+    async with pool.session("a") as first:
+        workspace = first.workspace
+    with pool._kernel_starting():  # as while a kernel's bwrap sets up
+        await pool.release("a")
+        assert workspace.exists() and not os.path.ismount(workspace)
+    deadline = time.monotonic() + 30
+    while pool._kernels_starting and time.monotonic() < deadline:  # the warm refill may be starting one too
+        await asyncio.sleep(0.05)
+    assert not workspace.exists()
+
+
+async def test_kernels_start_while_others_are_removed(pool: KernelPool) -> None:
+    """Kernels started while others shut down, over and over: every one starts."""
+
+    async def one(n: int) -> str:
+        async with pool.session(f"churn-{n}") as kernel:
+            out = (await kernel.execute(f"print({n})")).logs
+        await pool.release(f"churn-{n}")
+        return out
+
+    for _ in range(3):
+        assert await asyncio.gather(*(one(n) for n in range(4))) == [f"{n}\n" for n in range(4)]
+
+
 async def test_two_servers_never_give_two_kernels_one_uid(data_dir: Path) -> None:
     """Pools of different servers on one machine claim uids through shared locks."""
     pools = [KernelPool(POLICY, data_dir / f"sandboxes-{n}", warm=0, max_kernels=1) for n in range(2)]
