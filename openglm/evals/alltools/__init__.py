@@ -9,3 +9,6 @@ from . import reading as _reading  # noqa: F401  (generator version 3)
 # isort: split
 from . import choosing as _choosing  # noqa: F401  (generator version 4)
 from . import everyday as _everyday  # noqa: F401  (generator version 4)
+
+# isort: split
+from . import rehearsal as _rehearsal  # noqa: F401  (generator version 5)

@@ -38,7 +38,7 @@ from .tasks import Instance, families
 from .teacher import Lesson, classroom
 from .world import World
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"
 TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+ (the eval's are named apart: World("eval-<seed>"))
 # The training website's port: its URLs are in the observations and in the browser calls the lines teach, so a port
 # chosen at random would make every run's file different. (The one the shipped adapter's data was made on.)

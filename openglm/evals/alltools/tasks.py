@@ -32,7 +32,15 @@ class Answer:
     text: str
 
 
-Step = Callable[[list[str]], Call | Answer]  # observations of this turn so far → the next reply
+@dataclass(frozen=True)
+class Rehearse:
+    """The student's own base model answers (greedy, up to ``max_tokens``): a lesson that keeps what the base
+    does for plain requests, so tuning for tools does not change it."""
+
+    max_tokens: int
+
+
+Step = Callable[[list[str]], Call | Answer | Rehearse]  # observations of this turn so far → the next reply
 
 
 @dataclass
@@ -84,13 +92,13 @@ def family(name: str, category: str, split: str) -> Callable[[Callable[[random.R
     return register
 
 
-def fixed(*steps: Call | Answer) -> list[Step]:
+def fixed(*steps: Call | Answer | Rehearse) -> list[Step]:
     """Steps that do not depend on what the tools return."""
     return [_constant(step) for step in steps]
 
 
-def _constant(step: Call | Answer) -> Step:
-    def reply(observations: list[str]) -> Call | Answer:
+def _constant(step: Call | Answer | Rehearse) -> Step:
+    def reply(observations: list[str]) -> Call | Answer | Rehearse:
         return step
 
     return reply

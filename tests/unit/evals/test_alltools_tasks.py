@@ -12,11 +12,12 @@ from openglm.evals.alltools.checks import has_number, has_term, judge, numbers_i
 from openglm.evals.alltools.choosing import practice_task
 from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
 from openglm.evals.alltools.data import training_instances
-from openglm.evals.alltools.tasks import Answer, Call, Instance, families
+from openglm.evals.alltools.tasks import Answer, Call, Instance, Rehearse, families
 from openglm.evals.alltools.world import World
 from openglm.evals.client import AgentTurn, ToolStep
 from openglm.evals.functions import BY_NAME, FUNCTIONS, PRACTICE_FUNCTIONS
 from openglm.evals.suites.alltools import AllToolsSuite
+from openglm.evals.suites.instructions import KINDS, PROMPTS, InstructionsSuite
 
 
 def test_every_category_has_train_and_heldout_families() -> None:
@@ -82,6 +83,9 @@ def _teacher_exchange(instance_turns: list[str], script: list, observe) -> list[
             out = step(observations)
             if isinstance(out, Answer):
                 turn.content = out.text
+                break
+            if isinstance(out, Rehearse):  # the base model writes it: any plain answer of its own
+                turn.content = "Here is how it goes, in a few plain words."
                 break
             assert isinstance(out, Call)
             kind = {"python": "code_interpreter", "simple_browser": "web_browser", "cogview": "drawing_tool"}.get(
@@ -175,3 +179,16 @@ def test_a_practice_function_with_a_list_result_is_read_from_its_first_item() ->
     assert instance.expect.result_words == [str(result["events"][0]["price"])]
     answer = instance.script[0][1]([])
     assert isinstance(answer, Answer) and str(result["events"][0]["price"]) in answer.text
+
+
+def test_rehearsal_requests_are_none_of_the_instructions_suites() -> None:
+    """Rehearsal lessons are plain requests answered by the base model; the instructions suite's requests and
+    instruction wordings stay unseen, so that suite still measures what tuning did to plain chat."""
+    suite = InstructionsSuite()
+    wordings = {kind.wording(kind.draw(random.Random(0), PROMPTS[0])) for kind in KINDS.values()}
+    requests = {p.text for p in PROMPTS}
+    for name, instance in training_instances(1, 24, ["rehearse-explain", "rehearse-shaped"]):
+        assert instance.expect.tool is None and isinstance(instance.script[0][0]([]), Rehearse), name
+        question = instance.turns[0]
+        assert not any(r in question for r in requests) and not any(w in question for w in wordings)
+        assert not any(question in t.data["prompt"] for t in suite.tasks(0))
