@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -97,9 +98,9 @@ def test_cancel_frees_the_slot() -> None:
             handle = await eng.submit(GenerationRequest(chat("Write a long poem."), GREEDY, 500))
             async for _ in handle:
                 break  # leaving the loop cancels
-            for _ in range(100):
-                if eng.stats()["active"] == 0:
-                    break
+            # Freed at the scheduler's next step: a bound for a loaded machine, not a speed target.
+            deadline = time.monotonic() + 60
+            while eng.stats()["active"] and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             return eng.stats()
         finally:
