@@ -234,13 +234,9 @@ class SandboxedKernel:
         except OSError as exc:
             raise KernelStartError(f"cannot give the sandbox its workspace: {exc}") from None
 
-    def remove_workspace(self) -> None:
-        """Unmount the workspace (and everything the kernel wrote with it), then remove its mount point."""
-        self.unmount_workspace()
-        remove_workspace(self.workspace)
-
     def unmount_workspace(self) -> None:
-        """Unmount the workspace (and everything the kernel wrote with it), leaving its empty mount point."""
+        """Unmount the workspace (and everything the kernel wrote with it), leaving its empty mount point for the
+        pool to remove when no kernel is starting (``KernelPool._remove_when_no_kernel_starts``)."""
         if self.files is not None:
             self.files.close()
             self.files = None
