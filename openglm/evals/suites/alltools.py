@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..alltools.checks import judge
-from ..alltools.conversation import drive
+from ..alltools.conversation import Exchange, drive
 from ..alltools.tasks import Expect, families
 from ..alltools.world import World
 from ..base import Outcome, Suite, Task, default_summary, eval_suites, mean, median
@@ -18,11 +18,34 @@ from ..client import EvalClient
 from ..environment import EvalEnvironment
 
 TASKS_PER_FAMILY = 8
+CALL_TEXT_KEPT = 600  # characters of a call's input or output the transcript keeps: enough to see why it failed
 
 
 def eval_world(seed: int) -> World:
     """The eval's world: named apart from training worlds (``World(1000 + seed)``), whatever the seeds."""
     return World(f"eval-{seed}")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= CALL_TEXT_KEPT else text[:CALL_TEXT_KEPT] + "…"
+
+
+def _calls(exchange: Exchange) -> list[dict[str, Any]]:
+    """What the model called in this turn, in order — the code it ran, the page it opened, the drawing prompt, the
+    function and its arguments — with what each returned, so a failed task's report shows where it went wrong."""
+    calls: list[dict[str, Any]] = []
+    for turn in exchange.turns:
+        for step in turn.steps:
+            outputs = [
+                _cut(str(output.get("logs") or output.get("url") or output.get("file") or output))
+                for output in step.outputs
+            ]
+            calls.append({"tool": step.type, "input": _cut(step.input), "outputs": outputs})
+        calls.extend(
+            {"tool": f"function:{function['name']}", "input": _cut(function["arguments"])}
+            for function in turn.functions
+        )
+    return calls
 
 
 @eval_suites.register("alltools")
@@ -73,7 +96,13 @@ class AllToolsSuite(Suite):
             detail="; ".join(verdict.reasons),
             metrics=verdict.metrics,
             transcript=[
-                {"user": e.user, "answer": e.answer, "tools": e.tools, "function_results": e.function_results}
+                {
+                    "user": e.user,
+                    "calls": _calls(e),
+                    "answer": e.answer,
+                    "tools": e.tools,
+                    "function_results": e.function_results,
+                }
                 for e in exchanges
             ],
         )

@@ -192,3 +192,17 @@ def test_rehearsal_requests_are_none_of_the_instructions_suites() -> None:
         question = instance.turns[0]
         assert not any(r in question for r in requests) and not any(w in question for w in wordings)
         assert not any(question in t.data["prompt"] for t in suite.tasks(0))
+
+
+def test_the_eval_transcript_keeps_each_calls_input_and_output_cut_to_a_bound() -> None:
+    from openglm.evals.suites.alltools import CALL_TEXT_KEPT, _calls
+
+    turn = AgentTurn(
+        steps=[ToolStep("code_interpreter", input="print(6 * 7)", outputs=[{"type": "logs", "logs": "42\n"}])],
+        functions=[{"id": "c1", "name": "get_weather", "arguments": '{"city": "Oslo"}'}],
+    )
+    long = AgentTurn(steps=[ToolStep("drawing_tool", input="x" * (CALL_TEXT_KEPT + 50))])
+    calls = _calls(Exchange("q", [turn, long]))
+    assert calls[0] == {"tool": "code_interpreter", "input": "print(6 * 7)", "outputs": ["42\n"]}
+    assert calls[1] == {"tool": "function:get_weather", "input": '{"city": "Oslo"}'}
+    assert calls[2]["input"] == "x" * CALL_TEXT_KEPT + "…"
