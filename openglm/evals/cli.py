@@ -97,8 +97,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from .alltools.data import generate
+    from .alltools.data import GENERATOR_VERSION, OLDEST_VERSION, generate
 
+    version = int(GENERATOR_VERSION) if args.generator_version is None else args.generator_version
+    if not OLDEST_VERSION <= version <= int(GENERATOR_VERSION):
+        print(
+            f"openglm eval: --generator-version {version}: this code makes versions {OLDEST_VERSION} to "
+            f"{GENERATOR_VERSION}",
+            file=sys.stderr,
+        )
+        return 2
     only = _split_names(args.family) if args.family else None
     command = " ".join(["openglm eval data", *sys.argv[3:]])
     args.out.parent.mkdir(parents=True, exist_ok=True)  # before the lessons run, not after (they take minutes)
@@ -111,6 +119,7 @@ def _data(args: argparse.Namespace) -> int:
             student=args.student,
             only=only,
             command=command,
+            version=version,
         )
     )
     manifest_path = args.out.with_suffix(".manifest.json")
@@ -158,6 +167,11 @@ def add_parsers(sub: Any, serve: Any) -> None:
     data.add_argument("--seed", type=int, default=1)
     data.add_argument("--student", default="default", help="the catalog model whose chat format the data uses")
     data.add_argument("--family", action="append", help="only these training families (comma-separated)")
+    data.add_argument(
+        "--generator-version",
+        type=int,
+        help="make an older version's data, as a recipe's generator_version records it (default: the newest)",
+    )
     data.set_defaults(func=_data, serve=serve)
     shipping = commands.add_parser("ship", help="copy a fine-tuning job's adapter into the package, with its recipe")
     shipping.add_argument("--url", required=True, help="the server that ran the job")

@@ -492,5 +492,16 @@ PRACTICE_FUNCTIONS: list[UserFunction] = [
         _done("unlocked", "bike", 100, 999),
     ),
 ]
+# Practice functions of generator version 6, called by their own family (``fn-practice-dated``) and kept out of
+# the decoys v4's practice families draw, so those families' lessons stay the ones earlier adapters learnt.
+LATER_PRACTICE_FUNCTIONS: list[UserFunction] = [
+    UserFunction(
+        "get_rain_forecast",
+        "The chance of rain (percent) in a city on a day (YYYY-MM-DD).",
+        _obj({"city": STR, "date": STR}, ["city", "date"]),
+        "practice",
+        _measured("rain_chance_percent", 0, 100),
+    ),
+]
 # Every function a task may offer or a client may run, by name.
-BY_NAME = {function.name: function for function in [*FUNCTIONS, *PRACTICE_FUNCTIONS]}
+BY_NAME = {function.name: function for function in [*FUNCTIONS, *PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS]}

@@ -12,3 +12,6 @@ from . import everyday as _everyday  # noqa: F401  (generator version 4)
 
 # isort: split
 from . import rehearsal as _rehearsal  # noqa: F401  (generator version 5)
+
+# isort: split
+from . import carrying as _carrying  # noqa: F401  (generator version 6)

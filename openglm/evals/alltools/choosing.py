@@ -211,9 +211,9 @@ def _decoys(rng: random.Random, target: str) -> list[str]:
     return offered
 
 
-def practice_task(rng: random.Random, names: list[str]) -> Instance:
+def practice_task(rng: random.Random, names: list[str], lessons: dict[str, Lesson] | None = None) -> Instance:
     name = rng.choice(names)
-    lesson = LESSONS[name]
+    lesson = (lessons or LESSONS)[name]
     arguments = lesson.arguments(rng)
     result = BY_NAME[name].call(dict(arguments))
     question = rng.choice(lesson.asks).format(**arguments)

@@ -38,7 +38,10 @@ from .tasks import Instance, families
 from .teacher import Lesson, classroom
 from .world import World
 
-GENERATOR_VERSION = "5"
+GENERATOR_VERSION = "6"
+# The oldest version this code still makes byte for byte (families, instances and wordings gated by ``since`` and
+# ``version``): the shipped adapter's data stays reproducible while the generator moves ahead of it.
+OLDEST_VERSION = 5
 TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+ (the eval's are named apart: World("eval-<seed>"))
 # The training website's port: its URLs are in the observations and in the browser calls the lines teach, so a port
 # chosen at random would make every run's file different. (The one the shipped adapter's data was made on.)
@@ -47,6 +50,12 @@ TEACHER_AGENT = "teacher-alltools"
 # Lines of these categories are written this many times: requests that need no tool are a small share of the
 # families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello".
 REPEATS = {"chat": 3}
+# How people open or close a request, put around a third each of the tool lessons' first turns (v6): a 135M model
+# keys on the exact wordings it was taught, and every held-out request is worded anew. Drawn from a generator of its
+# own, so each family's instances are the ones earlier versions made. Chat lessons are left as asked: their answers
+# reply to the exact words.
+OPENERS = ["Hi! ", "Hey, ", "Quick question: ", "Please help me with this. ", "Hello. ", "I have a task for you. "]
+CLOSERS = [" Thanks!", " Thank you.", " Please.", " Can you do that?", " I'd appreciate it.", " Thanks in advance."]
 TOOL_FAILED = "[the tool failed: "  # how the agent tells the model a tool raised (agent/loop.py)
 
 
@@ -67,21 +76,31 @@ class Manifest:
         return self.__dict__.copy()
 
 
-def training_instances(seed: int, per_family: int, only: list[str] | None = None) -> list[tuple[str, Instance]]:
-    """``per_family`` distinct instances of every training family, in a fixed order; ``only``: of these families
-    (the same instances as in the whole set: they are chosen over all families, then filtered)."""
+def training_instances(
+    seed: int, per_family: int, only: list[str] | None = None, version: int = int(GENERATOR_VERSION)
+) -> list[tuple[str, Instance]]:
+    """``per_family`` distinct instances of every training family of generator ``version``, in a fixed order;
+    ``only``: of these families (the same instances as in the whole set: they are chosen over all families, then
+    filtered)."""
+    if not OLDEST_VERSION <= version <= int(GENERATOR_VERSION):
+        raise ValueError(
+            f"generator version {version}: this code makes versions {OLDEST_VERSION} to {GENERATOR_VERSION}"
+        )
     world = World(TRAIN_WORLD_BASE + seed)
     chosen = []
     openings: set[str] = set()  # a lesson is found by its first user turn: unique across families
     for name, family in families.items():
-        if family.split != "train":
+        if family.split != "train" or family.since > version:
             continue
         rng = random.Random(f"alltools-train-{seed}-{name}")
+        wording = random.Random(f"alltools-wording-{seed}-{name}")
         taken = 0
         for _ in range(per_family * 20):
             if taken == per_family:
                 break
             instance = family.make(rng, world)
+            if version >= 6 and family.category != "chat":
+                instance.turns[0] = reworded(wording, instance.turns[0])
             # The teacher finds a lesson by its opening in the prompt: no opening may hold another one.
             if any(instance.turns[0] in known or known in instance.turns[0] for known in openings):
                 continue
@@ -89,6 +108,16 @@ def training_instances(seed: int, per_family: int, only: list[str] | None = None
             taken += 1
             chosen.append((name, instance))
     return [(name, instance) for name, instance in chosen if not only or name in only]
+
+
+def reworded(rng: random.Random, request: str) -> str:
+    """``request`` as it is, or with a greeting before it or a courtesy after it (a third each)."""
+    how = rng.randrange(3)
+    if how == 1:
+        return rng.choice(OPENERS) + request
+    if how == 2:
+        return request + rng.choice(CLOSERS)
+    return request
 
 
 class RecordingChat:
@@ -229,15 +258,16 @@ async def generate(
     only: list[str] | None = None,
     concurrency: int = 4,
     command: str = "",
+    version: int = int(GENERATOR_VERSION),
 ) -> Manifest:
     """Run every training instance through the platform ``serve`` starts; the lines to ``out``, its manifest."""
     from ...serving.toolcalls.base import get_parser
 
-    manifest = Manifest(GENERATOR_VERSION, seed, per_family, student, command)
+    instances = training_instances(seed, per_family, only, version)
+    manifest = Manifest(str(version), seed, per_family, student, command)
     spec = Catalog.from_file(Settings().models_file).lookup(student)
     renderer = Renderer.for_gguf(resolve_source(spec.source), spec.template, spec.tool_parser)
     classroom.parser = get_parser(spec.tool_parser if spec.tool_parser != "auto" else "hermes")([])
-    instances = training_instances(seed, per_family, only)
     env = EvalEnvironment.start(pages=World(TRAIN_WORLD_BASE + seed).pages(), site_port=TRAIN_SITE_PORT)
     results: list[list[dict[str, Any]] | None] = [None] * len(instances)
     gate = asyncio.Semaphore(concurrency)

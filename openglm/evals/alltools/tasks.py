@@ -77,16 +77,19 @@ class Family:
     category: str  # code | file | browser | drawing | function | chat
     split: str  # train | heldout
     make: Callable[[random.Random, World], Instance]
+    since: int = 1  # the data generator version that added it: older versions' data is made without it
 
 
 families: dict[str, Family] = {}
 
 
-def family(name: str, category: str, split: str) -> Callable[[Callable[[random.Random, World], Instance]], Any]:
+def family(
+    name: str, category: str, split: str, since: int = 1
+) -> Callable[[Callable[[random.Random, World], Instance]], Any]:
     def register(make: Callable[[random.Random, World], Instance]) -> Callable[[random.Random, World], Instance]:
         if name in families:
             raise ValueError(f"task family {name!r} is defined twice")
-        families[name] = Family(name, category, split, make)
+        families[name] = Family(name, category, split, make, since)
         return make
 
     return register

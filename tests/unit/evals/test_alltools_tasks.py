@@ -15,7 +15,7 @@ from openglm.evals.alltools.data import training_instances
 from openglm.evals.alltools.tasks import Answer, Call, Instance, Rehearse, families
 from openglm.evals.alltools.world import World
 from openglm.evals.client import AgentTurn, ToolStep
-from openglm.evals.functions import BY_NAME, FUNCTIONS, PRACTICE_FUNCTIONS
+from openglm.evals.functions import BY_NAME, FUNCTIONS, LATER_PRACTICE_FUNCTIONS, PRACTICE_FUNCTIONS
 from openglm.evals.suites.alltools import AllToolsSuite
 from openglm.evals.suites.instructions import KINDS, PROMPTS, InstructionsSuite
 
@@ -146,8 +146,9 @@ def test_function_tasks_offer_five_functions_including_the_one_to_call() -> None
 def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
     """The invented practice functions (generator version 4) are taught in their own train families; every other
     family — held-out ones included — offers only the evals' pool, so adding them changed no other task."""
-    practice = {f.name for f in PRACTICE_FUNCTIONS}
+    practice = {f.name for f in [*PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS]}
     assert practice.isdisjoint(f.name for f in FUNCTIONS) and practice <= set(BY_NAME)
+    later = {f.name for f in LATER_PRACTICE_FUNCTIONS}
     rng, world = random.Random(4), World(0)
     called = set()
     for name, family in families.items():
@@ -162,6 +163,8 @@ def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
                 # Decoys share the called function's first argument where others have it (a city among cities).
                 target = instance.expect.tool.removeprefix("function:") if instance.expect.tool else ""
                 assert target in practice
+                # v6's functions are no decoys of v4's families (whose lessons the v5 adapter learnt).
+                assert family.since >= 6 or not later & set(instance.functions), (name, instance.functions)
                 first = next(iter(BY_NAME[target].parameters["properties"]))
                 if first == "city":
                     alike = [
@@ -194,6 +197,33 @@ def test_rehearsal_requests_are_none_of_the_instructions_suites() -> None:
         assert not any(question in t.data["prompt"] for t in suite.tasks(0))
 
 
+def test_tool_lessons_are_reworded_around_the_familys_own_request_and_chat_is_not() -> None:
+    """Generator v6 puts an opener before or a courtesy after about a third each of the tool lessons' first turns;
+    what is inside is the request the family made (its instances are those of earlier versions), and chat lessons
+    keep their exact words (their answers reply to them)."""
+    from openglm.evals.alltools.data import CLOSERS, OPENERS, TRAIN_WORLD_BASE
+
+    training = training_instances(seed=1, per_family=6)
+    opened = closed = 0
+    for name in {n for n, _ in training}:
+        family = families[name]
+        made = family.make  # the family's own requests, drawn as training_instances draws them
+        rng, world = random.Random(f"alltools-train-1-{name}"), World(TRAIN_WORLD_BASE + 1)
+        own = {made(rng, world).turns[0] for _ in range(60)}
+        for turn in (i.turns[0] for n, i in training if n == name):
+            request = turn
+            for opener in OPENERS:
+                if request.startswith(opener):
+                    request, opened = request.removeprefix(opener), opened + 1
+            for closer in CLOSERS:
+                if request.endswith(closer) and request.removesuffix(closer) in own:
+                    request, closed = request.removesuffix(closer), closed + 1
+            assert request in own, (name, turn)
+            if family.category == "chat":
+                assert request == turn, (name, turn)
+    assert opened > 20 and closed > 20
+
+
 def test_the_eval_transcript_keeps_each_calls_input_and_output_cut_to_a_bound() -> None:
     from openglm.evals.suites.alltools import CALL_TEXT_KEPT, _calls
 
@@ -206,3 +236,23 @@ def test_the_eval_transcript_keeps_each_calls_input_and_output_cut_to_a_bound() 
     assert calls[0] == {"tool": "code_interpreter", "input": "print(6 * 7)", "outputs": ["42\n"]}
     assert calls[1] == {"tool": "function:get_weather", "input": '{"city": "Oslo"}'}
     assert calls[2]["input"] == "x" * CALL_TEXT_KEPT + "…"
+
+
+def test_an_older_generator_version_makes_its_own_families_and_wordings() -> None:
+    """Version 5 (the shipped adapter's data) is made without v6's families and without rewording. The byte-for-byte
+    check against the shipped recipe's hashes is the integration test's (tests/integration/test_evals_alltools.py).
+    """
+    from openglm.evals.alltools.data import CLOSERS, GENERATOR_VERSION, OLDEST_VERSION, OPENERS
+
+    older = training_instances(seed=1, per_family=6, version=5)
+    newer = training_instances(seed=1, per_family=6)
+    added = {name for name, family in families.items() if family.since == 6 and family.split == "train"}
+    assert added and {name for name, _ in older} == {name for name, _ in newer} - added
+    for name, instance in older:
+        request = instance.turns[0]
+        if families[name].category != "chat":
+            assert not request.startswith(tuple(OPENERS)) and not request.endswith(tuple(CLOSERS)), (name, request)
+    with pytest.raises(ValueError, match="versions 5 to"):
+        training_instances(seed=1, per_family=1, version=OLDEST_VERSION - 1)
+    with pytest.raises(ValueError):
+        training_instances(seed=1, per_family=1, version=int(GENERATOR_VERSION) + 1)
