@@ -97,15 +97,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from .alltools.data import GENERATOR_VERSION, OLDEST_VERSION, generate
+    from .alltools.data import GENERATOR_VERSION, VERSIONS, generate
 
-    version = int(GENERATOR_VERSION) if args.generator_version is None else args.generator_version
-    if not OLDEST_VERSION <= version <= int(GENERATOR_VERSION):
-        print(
-            f"openglm eval: --generator-version {version}: this code makes versions {OLDEST_VERSION} to "
-            f"{GENERATOR_VERSION}",
-            file=sys.stderr,
-        )
+    version = GENERATOR_VERSION if args.generator_version is None else args.generator_version
+    if version not in VERSIONS:  # refused before the platform starts
+        print(f"openglm eval: --generator-version: this code makes {VERSIONS[0]} to {VERSIONS[-1]}", file=sys.stderr)
         return 2
     only = _split_names(args.family) if args.family else None
     command = " ".join(["openglm eval data", *sys.argv[3:]])

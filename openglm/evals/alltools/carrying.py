@@ -16,11 +16,10 @@ or months, no weekdays, word counts, percentages or spreads, no company or museu
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
 
 from .breadth import PEOPLE, _pick
 from .choosing import Lesson, practice_task
-from .families import CITIES, DETAIL, SUBJECTS, _code_task, _draw_steps, one_page
+from .families import CITIES, DETAIL, SUBJECTS, _code_task, _draw_steps, future_day, one_page
 from .tasks import Expect, Instance, family
 from .world import World
 
@@ -86,9 +85,9 @@ def _labelled(rng: random.Random, world: World) -> Instance:
     while len(set(data.values())) < len(data):  # one answer
         data = {label: rng.randrange(low, high) for label in data}
     listing = ", ".join(f"{k} {v}" for k, v in data.items())
-    pick = "max" if which == "most" else "min"
-    code = f"{kind} = {data!r}\nprint({pick}({kind}, key={kind}.get))"
-    chosen = max(data, key=lambda k: data[k]) if pick == "max" else min(data, key=lambda k: data[k])
+    pick = max if which == "most" else min
+    code = f"{kind} = {data!r}\nprint({pick.__name__}({kind}, key={kind}.get))"
+    chosen = pick(data, key=data.__getitem__)
     instance = _code_task(wording.format(d=listing), code, 0, f"{{out}} has the {which} {kind}.")
     instance.expect = Expect("code_interpreter", words=[[chosen]])
     return instance
@@ -122,15 +121,11 @@ def _browse_plain(rng: random.Random, world: World) -> Instance:
 # ---------------------------------------------------------------- a function whose argument is a date, as written
 
 
-def _future_day(rng: random.Random) -> str:
-    return (date(2027, 1, 1) + timedelta(days=rng.randrange(0, 365))).isoformat()
-
-
 DATED = {
     "get_rain_forecast": Lesson(
         ["Will it rain in {city} on {date}?", "What's the chance of rain in {city} on {date}?"],
         "The chance of rain in {city} on {date} is {rain_chance_percent} percent.",
-        lambda rng: {"city": rng.choice(CITIES), "date": _future_day(rng)},
+        lambda rng: {"city": rng.choice(CITIES), "date": future_day(rng)},
         "rain_chance_percent",
     )
 }

@@ -38,10 +38,10 @@ from .tasks import Instance, families
 from .teacher import Lesson, classroom
 from .world import World
 
-GENERATOR_VERSION = "6"
-# The oldest version this code still makes byte for byte (families, instances and wordings gated by ``since`` and
-# ``version``): the shipped adapter's data stays reproducible while the generator moves ahead of it.
-OLDEST_VERSION = 5
+GENERATOR_VERSION = 6
+# The versions this code still makes byte for byte (families gated by their ``since``, wordings by
+# ``REWORDED_SINCE``): the shipped adapter's data stays reproducible while the generator moves ahead of it.
+VERSIONS = range(5, GENERATOR_VERSION + 1)
 TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+ (the eval's are named apart: World("eval-<seed>"))
 # The training website's port: its URLs are in the observations and in the browser calls the lines teach, so a port
 # chosen at random would make every run's file different. (The one the shipped adapter's data was made on.)
@@ -50,12 +50,13 @@ TEACHER_AGENT = "teacher-alltools"
 # Lines of these categories are written this many times: requests that need no tool are a small share of the
 # families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello".
 REPEATS = {"chat": 3}
-# How people open or close a request, put around a third each of the tool lessons' first turns (v6): a 135M model
+# How people open or close a request, put around a third each of the tool lessons' first turns: a 135M model
 # keys on the exact wordings it was taught, and every held-out request is worded anew. Drawn from a generator of its
 # own, so each family's instances are the ones earlier versions made. Chat lessons are left as asked: their answers
 # reply to the exact words.
 OPENERS = ["Hi! ", "Hey, ", "Quick question: ", "Please help me with this. ", "Hello. ", "I have a task for you. "]
 CLOSERS = [" Thanks!", " Thank you.", " Please.", " Can you do that?", " I'd appreciate it.", " Thanks in advance."]
+REWORDED_SINCE = 6
 TOOL_FAILED = "[the tool failed: "  # how the agent tells the model a tool raised (agent/loop.py)
 
 
@@ -77,15 +78,13 @@ class Manifest:
 
 
 def training_instances(
-    seed: int, per_family: int, only: list[str] | None = None, version: int = int(GENERATOR_VERSION)
+    seed: int, per_family: int, only: list[str] | None = None, version: int = GENERATOR_VERSION
 ) -> list[tuple[str, Instance]]:
     """``per_family`` distinct instances of every training family of generator ``version``, in a fixed order;
     ``only``: of these families (the same instances as in the whole set: they are chosen over all families, then
     filtered)."""
-    if not OLDEST_VERSION <= version <= int(GENERATOR_VERSION):
-        raise ValueError(
-            f"generator version {version}: this code makes versions {OLDEST_VERSION} to {GENERATOR_VERSION}"
-        )
+    if version not in VERSIONS:
+        raise ValueError(f"generator version {version}: this code makes versions {VERSIONS[0]} to {VERSIONS[-1]}")
     world = World(TRAIN_WORLD_BASE + seed)
     chosen = []
     openings: set[str] = set()  # a lesson is found by its first user turn: unique across families
@@ -99,7 +98,7 @@ def training_instances(
             if taken == per_family:
                 break
             instance = family.make(rng, world)
-            if version >= 6 and family.category != "chat":
+            if version >= REWORDED_SINCE and family.category != "chat":
                 instance.turns[0] = reworded(wording, instance.turns[0])
             # The teacher finds a lesson by its opening in the prompt: no opening may hold another one.
             if any(instance.turns[0] in known or known in instance.turns[0] for known in openings):
@@ -258,7 +257,7 @@ async def generate(
     only: list[str] | None = None,
     concurrency: int = 4,
     command: str = "",
-    version: int = int(GENERATOR_VERSION),
+    version: int = GENERATOR_VERSION,
 ) -> Manifest:
     """Run every training instance through the platform ``serve`` starts; the lines to ``out``, its manifest."""
     from ...serving.toolcalls.base import get_parser

@@ -136,6 +136,11 @@ def _day(rng: random.Random) -> date:
     return date(1990, 1, 1) + timedelta(days=rng.randrange(0, 16_000))
 
 
+def future_day(rng: random.Random, within: int = 365) -> str:
+    """A day of 2027, as users write it and functions take it (ISO)."""
+    return (date(2027, 1, 1) + timedelta(days=rng.randrange(0, within))).isoformat()
+
+
 @family("date-diff", "code", "train")
 def _date_diff(rng: random.Random, world: World) -> Instance:
     first, second = sorted([_day(rng), _day(rng)])
@@ -686,7 +691,7 @@ def _fn_package(rng: random.Random, world: World) -> Instance:
 @family("fn-flights", "function", "heldout")
 def _fn_flights(rng: random.Random, world: World) -> Instance:
     origin, destination = rng.sample(CITIES, k=2)
-    day = (date(2027, 1, 1) + timedelta(days=rng.randrange(0, 300))).isoformat()
+    day = future_day(rng, within=300)
     question = f"Find me a flight from {origin} to {destination} on {day}."
     task = _function_task(
         rng, "search_flights", question, {"origin": origin, "destination": destination, "date": day}, "", []

@@ -242,7 +242,7 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
     """Version 5 (the shipped adapter's data) is made without v6's families and without rewording. The byte-for-byte
     check against the shipped recipe's hashes is the integration test's (tests/integration/test_evals_alltools.py).
     """
-    from openglm.evals.alltools.data import CLOSERS, GENERATOR_VERSION, OLDEST_VERSION, OPENERS
+    from openglm.evals.alltools.data import CLOSERS, OPENERS, VERSIONS
 
     older = training_instances(seed=1, per_family=6, version=5)
     newer = training_instances(seed=1, per_family=6)
@@ -253,6 +253,6 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
         if families[name].category != "chat":
             assert not request.startswith(tuple(OPENERS)) and not request.endswith(tuple(CLOSERS)), (name, request)
     with pytest.raises(ValueError, match="versions 5 to"):
-        training_instances(seed=1, per_family=1, version=OLDEST_VERSION - 1)
+        training_instances(seed=1, per_family=1, version=VERSIONS[0] - 1)
     with pytest.raises(ValueError):
-        training_instances(seed=1, per_family=1, version=int(GENERATOR_VERSION) + 1)
+        training_instances(seed=1, per_family=1, version=VERSIONS[-1] + 1)
