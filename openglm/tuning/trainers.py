@@ -78,7 +78,7 @@ class Metrics:
     step: int
     total_steps: int
     epoch: float
-    trained_tokens: int  # tokens through the model so far, across epochs (what is billed)
+    trained_tokens: int  # the examples' tokens trained so far, across epochs (what is billed)
     loss: float | None = None
     eval_loss: float | None = None
     accuracy: float | None = None  # mean token accuracy of the training batch, if the trainer computes it

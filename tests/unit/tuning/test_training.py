@@ -18,6 +18,7 @@ Measured on the 2-core test machine (shared), recorded when these tests were wri
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -191,16 +192,55 @@ def test_packed_examples_do_not_see_each_other(tiny_base_model: Any, tiny_render
     tiny_base_model.eval()
     with torch.no_grad():
         together = label_logprobs(tiny_base_model, packed)
-        alone = torch.cat([label_logprobs(tiny_base_model, pack([[e]], 4096)[0]) for e in examples])
+        placed = sorted(examples, key=lambda e: e.input_ids)  # the order the pass lays them out in
+        alone = torch.cat([label_logprobs(tiny_base_model, pack([[e]], 4096)[0]) for e in placed])
         sums = sequence_logprobs(tiny_base_model, packed)
         # What the check would see if they did: the same row as one sequence (positions not restarting).
-        crossed = label_logprobs(tiny_base_model, replace(packed, position_ids=torch.arange(packed.tokens)[None]))
+        crossed = label_logprobs(tiny_base_model, replace(packed, position_ids=torch.arange(packed.width)[None]))
     torch.testing.assert_close(together, alone, atol=2e-4, rtol=1e-4)
     assert float((crossed - alone).abs().max()) > 0.1  # measured: 0.88
     assert sums.shape == (3,)
     # Two rows when the budget is smaller than the three together; no example is split.
-    rows = pack([[e] for e in examples], budget=len(examples[0].input_ids) + len(examples[1].input_ids))
+    rows = pack([[e] for e in examples], budget=len(placed[0].input_ids) + len(placed[1].input_ids))
     assert [r.examples for r in rows] == [2, 1]
+
+
+def test_examples_that_start_alike_share_their_start_and_get_the_logprobs_they_get_alone(
+    tiny_base_model: Any, tiny_renderer: Renderer
+) -> None:
+    """A tool listing common to a step's examples is computed once per row: each example's rest attends to that one
+    copy and to itself, with positions continuing from it, and every label's log-prob is what the example alone gets.
+    """
+    system = "You can call these tools: " + ", ".join(f"tool_{n} (does thing {n})" for n in range(12)) + "."
+    lines = [
+        [{"role": "system", "content": system}, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        for q, a in [("Hi!", "Hello there."), ("2+2?", "4"), ("Name a colour.", "Blue.")]
+    ]
+    other = [{"role": "user", "content": "Unrelated."}, {"role": "assistant", "content": "Yes."}]
+    examples = [tiny_renderer.chat({"messages": m})[0] for m in [*lines, other]]
+    (packed,) = pack([[e] for e in examples], budget=4096)
+    alone_width = sum(len(e.input_ids) for e in examples)
+    assert packed.tokens == alone_width  # billed and reported as the examples' own tokens
+    common = next(
+        i for i, (a, b) in enumerate(zip(examples[0].input_ids, examples[1].input_ids, strict=False)) if a != b
+    )
+    assert common >= 32
+    assert packed.width == alone_width - 2 * common  # three alike examples: their start computed once, not thrice
+    assert packed.attention is not None
+    tiny_base_model.eval()
+    with torch.no_grad():
+        together = sequence_logprobs(tiny_base_model, packed)
+        alone = torch.stack([sequence_logprobs(tiny_base_model, pack([[e]], 4096)[0])[0] for e in examples])
+    # The pass numbers examples in the order it placed them (alike starts next to each other).
+    placed = sorted(range(len(examples)), key=lambda i: examples[i].input_ids)
+    torch.testing.assert_close(together, alone[placed], atol=2e-4, rtol=1e-4)
+    # At a budget of one example, alike examples still share a row up to twice the budget (their attention per token
+    # stays below that of unrelated examples at the budget); the unrelated one gets a row of its own.
+    widest = max(len(e.input_ids) for e in examples)
+    assert sorted(r.examples for r in pack([[e] for e in examples], budget=widest)) == [1, 3]
+    # Nothing shared (a start that long is never common): each example laid out whole, the plain layout.
+    rows = pack([[e] for e in examples], budget=widest, min_shared=sys.maxsize)
+    assert len(rows) == 4 and all(r.attention is None and r.width == r.tokens for r in rows)
 
 
 def test_dpo_raises_the_preferred_replys_margin(model: Any, renderer: Renderer) -> None:
