@@ -15,3 +15,6 @@ from . import rehearsal as _rehearsal  # noqa: F401  (generator version 5)
 
 # isort: split
 from . import carrying as _carrying  # noqa: F401  (generator version 6)
+
+# isort: split
+from . import composing as _composing  # noqa: F401  (generator version 7)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import random
 
@@ -10,6 +12,7 @@ import pytest
 
 from openglm.evals.alltools.checks import has_number, has_term, judge, numbers_in
 from openglm.evals.alltools.choosing import practice_task
+from openglm.evals.alltools.composing import WORDS as RULE_WORDS
 from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
 from openglm.evals.alltools.data import training_instances
 from openglm.evals.alltools.tasks import Answer, Call, Instance, Rehearse, families
@@ -17,7 +20,7 @@ from openglm.evals.alltools.world import World
 from openglm.evals.client import AgentTurn, ToolStep
 from openglm.evals.functions import BY_NAME, FUNCTIONS, LATER_PRACTICE_FUNCTIONS, PRACTICE_FUNCTIONS
 from openglm.evals.suites.alltools import AllToolsSuite
-from openglm.evals.suites.instructions import KINDS, PROMPTS, InstructionsSuite
+from openglm.evals.suites.instructions import END_PHRASES, KEYWORDS, KINDS, PROMPTS, START_WORDS, InstructionsSuite
 
 
 def test_every_category_has_train_and_heldout_families() -> None:
@@ -190,7 +193,11 @@ def test_rehearsal_requests_are_none_of_the_instructions_suites() -> None:
     suite = InstructionsSuite()
     wordings = {kind.wording(kind.draw(random.Random(0), PROMPTS[0])) for kind in KINDS.values()}
     requests = {p.text for p in PROMPTS}
-    for name, instance in training_instances(1, 24, ["rehearse-explain", "rehearse-shaped"]):
+    suite_words = {w.lower() for w in (*KEYWORDS, *END_PHRASES, *START_WORDS)}
+    assert suite_words.isdisjoint(w.lower() for words in RULE_WORDS.values() for w in words)  # v7's instructions
+    rehearsals = [name for name in families if name.startswith("rehearse-")]
+    assert len(rehearsals) == 4
+    for name, instance in training_instances(1, 24, rehearsals):
         assert instance.expect.tool is None and isinstance(instance.script[0][0]([]), Rehearse), name
         question = instance.turns[0]
         assert not any(r in question for r in requests) and not any(w in question for w in wordings)
@@ -239,15 +246,18 @@ def test_the_eval_transcript_keeps_each_calls_input_and_output_cut_to_a_bound() 
 
 
 def test_an_older_generator_version_makes_its_own_families_and_wordings() -> None:
-    """Version 5 (the shipped adapter's data) is made without v6's families and without rewording. The byte-for-byte
-    check against the shipped recipe's hashes is the integration test's (tests/integration/test_evals_alltools.py).
-    """
+    """Version 5 is made without later versions' families and without rewording, version 6 without version 7's
+    families. The byte-for-byte check against the shipped recipe's hashes is the integration test's
+    (tests/integration/test_evals_alltools.py)."""
     from openglm.evals.alltools.data import CLOSERS, OPENERS, VERSIONS
 
     older = training_instances(seed=1, per_family=6, version=5)
     newer = training_instances(seed=1, per_family=6)
-    added = {name for name, family in families.items() if family.since == 6 and family.split == "train"}
+    added = {name for name, family in families.items() if family.since > 5 and family.split == "train"}
     assert added and {name for name, _ in older} == {name for name, _ in newer} - added
+    sixth = {name for name, _ in training_instances(seed=1, per_family=6, version=6)}
+    assert sixth == {name for name, _ in newer} - {name for name, f in families.items() if f.since == 7}
+    assert sixth != {name for name, _ in newer}
     for name, instance in older:
         request = instance.turns[0]
         if families[name].category != "chat":
@@ -256,3 +266,39 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
         training_instances(seed=1, per_family=1, version=VERSIONS[0] - 1)
     with pytest.raises(ValueError):
         training_instances(seed=1, per_family=1, version=VERSIONS[-1] + 1)
+
+
+def test_version_7_teaches_the_failed_steps_without_a_heldout_request_or_sentence() -> None:
+    """The v7 families teach a weekday, words counted with split() and reading a company's page inside other
+    requests: none uses a held-out family's wording or the ``count-words`` family's sentences."""
+    from openglm.evals.alltools.families import SENTENCES
+
+    names = [name for name, family in families.items() if family.since == 7 and family.category != "chat"]
+    assert len(names) == 5
+    heldout = {t.data["turns"][0] for t in AllToolsSuite().tasks(0) if families[t.family].split == "heldout"}
+    held_words = {" ".join(s.split()[i : i + 4]) for s in SENTENCES for i in range(len(s.split()) - 3)}
+    for name, instance in training_instances(1, 24, names):
+        question = instance.turns[0]
+        assert not any(question in h or h in question for h in heldout), question
+        assert not any(words in question for words in held_words), question
+        code = instance.script[0][0]([])
+        if name.startswith("text-"):
+            assert isinstance(code, Call) and ".split()" in code.arguments["code"], code
+        if name == "date-trip-weekday":
+            assert isinstance(code, Call) and "strftime('%A')" in code.arguments["code"]
+            assert len(instance.expect.words) == 2  # the date and its weekday
+
+
+def test_a_trip_lesson_answers_with_the_date_and_weekday_its_code_printed() -> None:
+    instance = families["date-trip-weekday"].make(random.Random(3), World(0))
+    code = instance.script[0][0]([])
+    assert isinstance(code, Call)
+    namespace: dict[str, object] = {}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(code.arguments["code"], namespace)
+    answer = instance.script[0][1]([printed.getvalue()])
+    assert isinstance(answer, Answer)
+    day, weekday = printed.getvalue().split()
+    assert day in answer.text and weekday in answer.text
+    assert [day] in instance.expect.words and [weekday] in instance.expect.words
