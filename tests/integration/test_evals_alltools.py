@@ -97,3 +97,18 @@ async def test_the_recorded_data_command_writes_the_trained_lines(tmp_path: Path
     )
     assert manifest.dropped == {}
     assert manifest.family_sha256 == {name: data["family_sha256"][name] for name in families}
+
+
+async def test_the_company_page_lessons_run_through_the_real_browser(tmp_path: Path) -> None:
+    """Generator v7's two browser families (a product's page then its maker's; a company's page then its town's)
+    run their scripts against the training website through the real browser tool: every lesson is kept and
+    answers citing the page it opened last."""
+    families = ["browse-maker-home", "browse-company-town"]
+    out = tmp_path / "part.jsonl"
+    manifest = await generate(out, serve=serve_in_process, seed=1, per_family=2, student="default", only=families)
+    assert manifest.dropped == {} and manifest.families == {name: 2 for name in families}
+    for line in out.read_text().splitlines():
+        messages = json.loads(line)["messages"]
+        calls = [m for m in messages if m["role"] == "assistant" and m.get("tool_calls")]
+        assert len(calls) == 3  # search, open the first page, open the linked one
+        assert "【" in messages[-1]["content"] and "†" in messages[-1]["content"]

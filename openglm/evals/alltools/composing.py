@@ -24,17 +24,15 @@ import random
 from datetime import timedelta
 
 from .breadth import _pick
-from .families import _browse, _cited, _code, _code_task, _day, _link, _search_and_open
-from .rehearsal import REHEARSAL_TOKENS, SUBJECTS
-from .tasks import Answer, Expect, Instance, Rehearse, Step, family, fixed
+from .families import _browse, _cited, _code, _code_task, _day, _link, _printed, _search_and_open
+from .rehearsal import SUBJECTS, _rehearsal
+from .tasks import Answer, Expect, Instance, Step, family
 from .world import World
-
-V7 = 7
 
 # ---------------------------------------------------------------- code: a weekday as part of a date computed
 
 
-@family("date-trip-weekday", "code", "train", since=V7)
+@family("date-trip-weekday", "code", "train", since=7)
 def _trip_weekday(rng: random.Random, world: World) -> Instance:
     start, days = _day(rng), rng.randrange(3, 400)
     end = start + timedelta(days=days)
@@ -54,8 +52,8 @@ def _trip_weekday(rng: random.Random, world: World) -> Instance:
     )
 
     def answer(obs: list[str]) -> Answer:
-        printed = obs[-1].strip().split()
-        return Answer(f"That is {printed[0]}, a {printed[1]}.")
+        day, weekday = _printed(obs).split()
+        return Answer(f"That is {day}, a {weekday}.")
 
     steps: list[Step] = [lambda _obs: _code(code), answer]
     return Instance([question], Expect("code_interpreter", words=[[end.isoformat()], [end.strftime("%A")]]), [steps])
@@ -82,7 +80,7 @@ def _clause(rng: random.Random) -> str:
     return " ".join(words[start : start + rng.randrange(5, len(words) - start + 1)])
 
 
-@family("text-word-limit", "code", "train", since=V7)
+@family("text-word-limit", "code", "train", since=7)
 def _word_limit(rng: random.Random, world: World) -> Instance:
     text = _clause(rng)
     count = len(text.split())
@@ -103,7 +101,7 @@ def _word_limit(rng: random.Random, world: World) -> Instance:
     )
 
 
-@family("text-words-with-letter", "code", "train", since=V7)
+@family("text-words-with-letter", "code", "train", since=7)
 def _words_with_letter(rng: random.Random, world: World) -> Instance:
     text = _clause(rng)
     letter = rng.choice(sorted({c for c in text if c.isalpha()}))
@@ -124,7 +122,7 @@ def _words_with_letter(rng: random.Random, world: World) -> Instance:
 # ---------------------------------------------------------------- the browser: reading a company's page
 
 
-@family("browse-maker-home", "browser", "train", since=V7)
+@family("browse-maker-home", "browser", "train", since=7)
 def _maker_home(rng: random.Random, world: World) -> Instance:
     """The product's page, then its maker's, where the headquarters are read (not the founding facts)."""
     product = rng.choice(world.products)
@@ -145,10 +143,10 @@ def _maker_home(rng: random.Random, world: World) -> Instance:
     return Instance([question], Expect("web_browser", words=[[maker.town.name]], cite=maker.path), [steps])
 
 
-@family("browse-company-town", "browser", "train", since=V7)
+@family("browse-company-town", "browser", "train", since=7)
 def _company_town(rng: random.Random, world: World) -> Instance:
-    """A fact about the town a company is based in: the company's page, then the town's (no word of searching in
-    half the wordings)."""
+    """A fact about the town a company is based in: the company's page, then the town's (a word of searching in
+    one wording of three)."""
     company = rng.choice(world.companies)
     town = company.town
     population = f"{town.population:,}"
@@ -196,7 +194,7 @@ RULES = {  # kind → wordings (this module's own; ``{n}`` a count, ``{w}`` a wo
     "short": ("Say it in no more than {n} words.",),
     "no_commas": ("Leave out commas entirely.",),
 }
-WORDS = {
+RULE_WORDS = {
     "first_word": ("Sure", "Yes", "Imagine", "Once", "Look"),
     "last_words": ("See you soon.", "Have a nice day.", "That is my answer."),
     "mention": ("window", "river", "blanket", "candle", "morning"),
@@ -207,7 +205,7 @@ APART = {frozenset(("list", "paragraphs")), frozenset(("title", "first_word"))} 
 
 def _rule(rng: random.Random, kind: str) -> str:
     wording = rng.choice(RULES[kind])
-    return wording.format(n=rng.choice(COUNTS.get(kind, (0,))), w=rng.choice(WORDS.get(kind, ("",))))
+    return wording.format(n=rng.choice(COUNTS.get(kind, (0,))), w=rng.choice(RULE_WORDS.get(kind, ("",))))
 
 
 def _instructed(rng: random.Random, rules: int) -> Instance:
@@ -216,14 +214,14 @@ def _instructed(rng: random.Random, rules: int) -> Instance:
         kinds = rng.sample(sorted(RULES), k=rules)
     request = _pick(rng, list(ASKS), s=rng.choice(SUBJECTS))
     question = " ".join([request, *(_rule(rng, kind) for kind in kinds)])
-    return Instance([question], Expect(None), [fixed(Rehearse(REHEARSAL_TOKENS))])
+    return _rehearsal(question)
 
 
-@family("rehearse-one-rule", "chat", "train", since=V7)
+@family("rehearse-one-rule", "chat", "train", since=7)
 def _one_rule(rng: random.Random, world: World) -> Instance:
     return _instructed(rng, 1)
 
 
-@family("rehearse-two-rules", "chat", "train", since=V7)
+@family("rehearse-two-rules", "chat", "train", since=7)
 def _two_rules(rng: random.Random, world: World) -> Instance:
     return _instructed(rng, 2)

@@ -12,7 +12,7 @@ import pytest
 
 from openglm.evals.alltools.checks import has_number, has_term, judge, numbers_in
 from openglm.evals.alltools.choosing import practice_task
-from openglm.evals.alltools.composing import WORDS as RULE_WORDS
+from openglm.evals.alltools.composing import RULE_WORDS
 from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
 from openglm.evals.alltools.data import training_instances
 from openglm.evals.alltools.tasks import Answer, Call, Instance, Rehearse, families
