@@ -24,7 +24,7 @@ import random
 from datetime import timedelta
 
 from .breadth import _pick
-from .families import _browse, _cited, _code, _code_task, _day, _link, _printed, _search_and_open
+from .families import _code, _code_task, _day, _printed, two_hop
 from .rehearsal import SUBJECTS, _rehearsal
 from .tasks import Answer, Expect, Instance, Step, family
 from .world import World
@@ -135,11 +135,8 @@ def _maker_home(rng: random.Random, world: World) -> Instance:
         ],
         p=product.name,
     )
-    steps: list[Step] = [
-        *_search_and_open(product.name, product.path),
-        lambda obs: _browse(f"open_url({_link(obs[-1], maker.path)!r})"),
-        _cited(f"The {product.name} is made by {maker.name}, whose headquarters are in {maker.town.name} {{cite}}."),
-    ]
+    answer = f"The {product.name} is made by {maker.name}, whose headquarters are in {maker.town.name} {{cite}}."
+    steps = two_hop(product.name, product.path, maker.path, answer)
     return Instance([question], Expect("web_browser", words=[[maker.town.name]], cite=maker.path), [steps])
 
 
@@ -169,11 +166,7 @@ def _company_town(rng: random.Random, world: World) -> Instance:
             ),
         ]
     )
-    steps: list[Step] = [
-        *_search_and_open(company.name, company.path),
-        lambda obs: _browse(f"open_url({_link(obs[-1], town.path)!r})"),
-        _cited(f"{company.name} is based in {town.name}, {fact} {{cite}}."),
-    ]
+    steps = two_hop(company.name, company.path, town.path, f"{company.name} is based in {town.name}, {fact} {{cite}}.")
     return Instance([question.format(c=company.name)], Expect("web_browser", words=[words], cite=town.path), [steps])
 
 

@@ -390,6 +390,15 @@ def _cited(answer: str) -> Step:
     return step
 
 
+def two_hop(name: str, path: str, linked: str, answer: str) -> list[Step]:
+    """Search for ``name``, open the result at ``path``, follow its link to ``linked``, answer citing that page."""
+    return [
+        *_search_and_open(name, path),
+        lambda obs: _browse(f"open_url({_link(obs[-1], linked)!r})"),
+        _cited(answer),
+    ]
+
+
 def one_page(name: str, path: str, question: str, answer: str, value: object) -> Instance:
     """A fact on one page: search for ``name``, open the result at ``path``, answer citing it. ``question`` and
     ``answer`` have ``{n}`` for the name, ``answer`` ``{v}`` for the value and ``{cite}`` for the citation."""
