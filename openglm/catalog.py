@@ -6,7 +6,7 @@ import importlib.util
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -92,6 +92,9 @@ class ModelSpec(BaseModel):
     # A LoRA adapter (a llama.cpp adapter GGUF: a path or "package:<module>/<file>") that All Tools agents running
     # on this model (catalog agents, GLMs, the Assistant API) plan with; plain chat with the model stays the base.
     agent_adapter: str | None = None
+    # Who writes an agent's plain reply — a turn where the adapter chose no tool: "adapter", or "base" (the adapter
+    # only decides; the reply is written again on the base weights, so tuning for tools leaves plain chat as it was).
+    agent_plain_replies: Literal["adapter", "base"] = "adapter"
     # The model's own content-safety checkers ({input = [...], output = [...]}); None: the catalog's [safety].
     safety: ModelSafety | None = None
     variants: list[ModelVariant] = Field(default_factory=list)

@@ -7,7 +7,7 @@ which ``agent/stream.py`` writes in the glm-4-alltools wire format.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,9 @@ from ..protocol.chat import (
     ToolCallFunction,
     ToolDefinition,
 )
+from ..serving.choice import ChoiceEvent
 from ..serving.models import ServedModel
-from ..serving.service import ChatService, has_image_parts
+from ..serving.service import ChatRun, ChatService, has_image_parts
 from ..serving.toolcalls.base import ContentDelta, ToolCallDelta
 from ..serving.usage import Tally, UsageBound
 from ..tuning.finetuned import AdapterTarget
@@ -98,6 +99,9 @@ class AgentRun:
     finish_reason: str = "stop"  # of the latest round: "length" when it ran out of tokens
     # The agent's model is a fine-tuned one (``spec.model`` its id): every round runs on its base with this adapter.
     adapter: AdapterTarget | None = None
+    # The adapter is the catalog's agent adapter with ``agent_plain_replies = "base"``: it decides whether a turn
+    # needs a tool, and a plain reply to the user is written on the base weights.
+    plain_replies_on_base: bool = False
 
 
 class AgentLoop:
@@ -119,8 +123,12 @@ class AgentLoop:
     ) -> AgentRun:
         """``adapter``: ``spec.model`` is a fine-tuned model, resolved (for its owner) to its base and adapter; else
         the catalog model's own agent adapter (``agent_adapter``), if it has one and the agent is not ``base_only``."""
+        plain_replies_on_base = False
         if adapter is None and not spec.base_only:
             adapter = self.chat.models.agent_adapter(spec.model)
+            plain_replies_on_base = (
+                adapter is not None and self.chat.models.get(spec.model).spec.agent_plain_replies == "base"
+            )
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         # Tool state (kernel, browser session, last image prompt) is the account's own: two accounts choosing the
         # same conversation id must not share a kernel.
@@ -160,7 +168,16 @@ class AgentLoop:
             messages = with_replayed_calls(messages, native_code=native_code)
         if spec.system and not any(m.role == "system" for m in messages):
             messages.insert(0, ChatMessage(role="system", content=spec.system))
-        return AgentRun(spec, request, builtins, functions, conversation, messages, adapter=adapter)
+        return AgentRun(
+            spec,
+            request,
+            builtins,
+            functions,
+            conversation,
+            messages,
+            adapter=adapter,
+            plain_replies_on_base=plain_replies_on_base,
+        )
 
     def served(self, model: str, adapter: AdapterTarget | None) -> ServedModel:
         """What the agent's rounds run on: a catalog model, or a fine-tuned one on its base."""
@@ -249,13 +266,19 @@ class AgentLoop:
         first: bool,
         reserve: RoundReservation | None = None,
     ) -> AsyncIterator[AgentEvent]:
-        plan = await self.chat.plan(self.round_request(run, first=first), run.adapter)
+        request = self.round_request(run, first=first)
+        to_user = self._replies_to_user(run, request)
+        # With no tool to choose there is nothing for the adapter to decide: the base answers straight away.
+        plan = await self.chat.plan(request, None if to_user and request.tools is None else run.adapter)
         if reserve is not None and not first:
             await reserve(plan.usage_bound())
         chat_run = await self.chat.submit(plan)
+        events = self.chat.events(chat_run)
+        if to_user and request.tools is not None:
+            chat_run, events = await self._plain_reply_on_base(request, chat_run, events)
         tally.prompt_tokens += chat_run.prompt_tokens
         content: list[str] = []
-        async for event in self.chat.events(chat_run):
+        async for event in events:
             tally.completion_tokens += event.n_tokens
             tally.generated += event.n_tokens
             if event.finish_reason:
@@ -268,6 +291,37 @@ class AgentLoop:
                     for out in self._call_delta(run, calls, delta):
                         yield out
         run.messages.append(_assistant_message("".join(content), calls))
+
+    @staticmethod
+    def _replies_to_user(run: AgentRun, request: ChatCompletionRequest) -> bool:
+        """The round answers the user's message (no tool result to read yet), no tool is forced, and the run's
+        plain replies are the base weights' to write."""
+        return (
+            run.plain_replies_on_base
+            and bool(run.messages)
+            and run.messages[-1].role == "user"
+            and request.tool_choice in (None, "auto")
+        )
+
+    async def _plain_reply_on_base(
+        self, request: ChatCompletionRequest, probe: ChatRun, events: AsyncIterator[ChoiceEvent]
+    ) -> tuple[ChatRun, AsyncIterator[ChoiceEvent]]:
+        """Read the adapter's round up to its first delta: a tool call goes on as it is; prose is stopped and the
+        round asked again of the base weights, whose reply (tool call or prose) is the round's. Only that round is
+        billed: the few probe tokens the adapter spent deciding are the platform's cost."""
+        held: list[ChoiceEvent] = []
+        async for event in events:
+            held.append(event)
+            if event.deltas or event.finish_reason:
+                break
+        first = next((delta for event in held for delta in event.deltas), None)
+        if not isinstance(first, ContentDelta):
+            return probe, _chained(held, events)
+        probe.cancel()
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
+        base = await self.chat.submit(await self.chat.plan(request))
+        return base, self.chat.events(base)
 
     def _offer(self, run: AgentRun, tool: AgentTool, context: ToolContext) -> ToolDefinition:
         """The template's own section for a built-in it knows (GLM-4: python, simple_browser, cogview, with the
@@ -304,6 +358,13 @@ class AgentLoop:
                 observation = f"[the tool failed: {exc}]"
             yield ToolOutputs(tool.type, outputs)
             run.messages.append(ChatMessage(role="tool", tool_call_id=call.call_id, content=observation))
+
+
+async def _chained(held: list[ChoiceEvent], rest: AsyncIterator[ChoiceEvent]) -> AsyncIterator[ChoiceEvent]:
+    for event in held:
+        yield event
+    async for event in rest:
+        yield event
 
 
 def _assistant_message(content: str, calls: list[_Call]) -> ChatMessage:

@@ -6,6 +6,8 @@ whose ``when`` occurs in the rendered prompt gives the reply (``when = ""`` matc
 pieces of a few characters as if they were tokens, one every ``pace`` seconds (default 0: as fast as the event
 loop goes; a pace makes calls overlap the way real generations do). Grammars are not applied. ``fail_after = N``
 makes every generation fail (an engine error) after its first N tokens, as a crashed or disconnected engine does.
+``adapter_script`` (rules of the same shape) makes the engine serve LoRA adapters: a generation that carries one
+answers from those rules instead, so what sits above can tell the adapter's replies from the base's.
 
     [[models]]
     id = "scripted"
@@ -75,10 +77,9 @@ class ScriptedHandle(GenerationHandle):
 class ScriptedEngine(Engine):
     def __init__(self, spec: ModelSpec, settings: Settings):
         self.spec = spec
-        script: Any = spec.options.get("script", [])
-        if not isinstance(script, list) or not all(isinstance(r, dict) and "reply" in r for r in script):
-            raise EngineError(f"model {spec.id}: options.script must be a list of {{when, reply}} tables")
-        self.rules = [(str(rule.get("when", "")), str(rule["reply"])) for rule in script]
+        self.rules = _rules(spec, "script")
+        self.adapter_rules = _rules(spec, "adapter_script") if "adapter_script" in spec.options else None
+        self.serves_adapters = self.adapter_rules is not None
         self.pace = float(spec.options.get("pace", 0.0))
         fail_after = spec.options.get("fail_after")
         self.fail_after = None if fail_after is None else int(fail_after)
@@ -91,5 +92,13 @@ class ScriptedEngine(Engine):
         prompt_tokens = max(1, len(request.prompt) // CHARS_PER_TOKEN)
         if prompt_tokens > self.spec.context_length:
             raise PromptTooLongError(f"prompt of {prompt_tokens} tokens exceeds {self.spec.context_length}")
-        reply = next((reply for when, reply in self.rules if when in request.prompt), "")
+        rules = self.rules if request.adapter is None or self.adapter_rules is None else self.adapter_rules
+        reply = next((reply for when, reply in rules if when in request.prompt), "")
         return ScriptedHandle(reply, prompt_tokens, request.max_tokens, self.pace, self.fail_after)
+
+
+def _rules(spec: ModelSpec, option: str) -> list[tuple[str, str]]:
+    script: Any = spec.options.get(option, [])
+    if not isinstance(script, list) or not all(isinstance(r, dict) and "reply" in r for r in script):
+        raise EngineError(f"model {spec.id}: options.{option} must be a list of {{when, reply}} tables")
+    return [(str(rule.get("when", "")), str(rule["reply"])) for rule in script]

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from openglm.agent.loop import AgentLoop
+from openglm.agent.loop import AgentLoop, FunctionCall, Text
 from openglm.catalog import AgentSpec, Catalog, CatalogError, ModelSpec
 from openglm.config import Settings
 from openglm.protocol.chat import ChatCompletionRequest
 from openglm.serving.models import ModelPool
 from openglm.serving.service import ChatService
+from openglm.serving.usage import Tally
 from openglm.tuning.finetuned import AdapterTarget
 
 
@@ -66,3 +67,82 @@ def test_a_model_without_an_agent_adapter_plans_on_its_base() -> None:
 def test_a_missing_agent_adapter_fails_the_start(tmp_path: Path) -> None:
     with pytest.raises(CatalogError):
         pool_with("package:openglm/adapters/no-such-adapter.gguf")
+
+
+WEATHER_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+
+
+def deciding_pool(plain_replies: str) -> ModelPool:
+    """The base answers "base prose" to everything; the adapter calls get_weather for the weather and writes
+    "adapter prose" otherwise."""
+    spec = ModelSpec(
+        id="base-model",
+        aliases=["default"],
+        engine="scripted",
+        source="-",
+        tool_parser="hermes",
+        agent_adapter="package:openglm/adapters/alltools-smollm2-135m.gguf",
+        agent_plain_replies=plain_replies,
+        options={
+            "script": [{"when": "", "reply": "base prose"}],
+            "adapter_script": [{"when": "in Paris", "reply": WEATHER_CALL}, {"when": "", "reply": "adapter prose"}],
+        },
+    )
+    pool = ModelPool(Catalog([spec]), Settings(load_models=""))
+    asyncio.run(pool.start())
+    return pool
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
+
+
+def turn(pool: ModelPool, text: str, *, tools: bool = True) -> tuple[str, list[str], Tally]:
+    """One agent request's text, the functions it called, and what it was billed for."""
+    body: dict[str, object] = {"model": "agent", "messages": [{"role": "user", "content": text}]}
+    if tools:
+        body["tools"] = [WEATHER_TOOL]
+    loop = AgentLoop(ChatService(pool), {})
+    run = loop.prepare(AgentSpec(id="agent", model="default"), ChatCompletionRequest.model_validate(body), "acct")
+    tally = Tally()
+
+    async def collect() -> tuple[str, list[str]]:
+        text, calls = "", []
+        async for event in loop.run(run, tally):
+            if isinstance(event, Text):
+                text += event.text
+            elif isinstance(event, FunctionCall) and event.name:
+                calls.append(event.name)
+        return text, calls
+
+    text_out, calls = asyncio.run(collect())
+    return text_out, calls, tally
+
+
+def test_plain_replies_on_base_the_adapter_decides_and_the_base_writes_the_prose() -> None:
+    pool, one_round = deciding_pool("base"), deciding_pool("adapter")
+    try:
+        text, calls, tally = turn(pool, "hello there")
+        assert (text, calls) == ("base prose", [])
+        # Billed once, for the base's round: the same prompt as a round with no probe before it.
+        assert tally.prompt_tokens == turn(one_round, "hello there")[2].prompt_tokens > 0
+        assert tally.completion_tokens == tally.generated == len("base prose") // 4 + 1
+        # With no tool to choose, the base answers without asking the adapter.
+        assert turn(pool, "hello there", tools=False)[0] == "base prose"
+        # A tool call is the adapter's, as it was: the loop hands the user's function back to the client.
+        text, calls, _ = turn(pool, "the weather in Paris?")
+        assert calls == ["get_weather"] and text == ""
+    finally:
+        asyncio.run(pool.stop())
+        asyncio.run(one_round.stop())
+
+
+def test_plain_replies_on_the_adapter_by_default() -> None:
+    pool = deciding_pool("adapter")
+    try:
+        assert turn(pool, "hello there")[:2] == ("adapter prose", [])
+        assert turn(pool, "the weather in Paris?")[1] == ["get_weather"]
+    finally:
+        asyncio.run(pool.stop())
