@@ -285,6 +285,9 @@ class InstructionsSuite(Suite):
             passed=not missed,
             score=len(kept) / len(results),
             latency_s=reply.latency_s,
+            # An agent asked a plain question may still call a tool (and answer from its result): kept, so the
+            # report says how often tool use, not the writing, is what took an instruction away.
+            tools=[name for name, _ in reply.tool_calls],
             detail=f"followed: {', '.join(kept) or 'none'}; missed: {', '.join(missed) or 'none'}",
             metrics={**given, "followed": float(len(kept))},
             transcript=[*messages, {"role": "assistant", "content": reply.content}],
@@ -298,5 +301,6 @@ class InstructionsSuite(Suite):
         summary["metrics"] = {
             "all followed (tasks)": mean([1.0 if o.passed else 0.0 for o in outcomes]),
             "followed (instructions)": kept / given if given else 0.0,
+            "no tool called": mean([0.0 if o.tools else 1.0 for o in outcomes]),
         }
         return summary

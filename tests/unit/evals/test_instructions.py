@@ -98,11 +98,14 @@ def test_summary_scores_tasks_and_instructions() -> None:
 
     outcomes = [
         Outcome("a", "lowercase", "heldout", True, 1.0, metrics={"instructions": 2.0, "followed": 2.0}),
-        Outcome("b", "title", "heldout", False, 0.5, metrics={"instructions": 2.0, "followed": 1.0}),
+        Outcome(
+            "b", "title", "heldout", False, 0.5, tools=["drawing_tool"], metrics={"instructions": 2.0, "followed": 1.0}
+        ),
         Outcome("c", "title", "heldout", False, 0.0, error="refused", metrics={"instructions": 1.0, "followed": 0.0}),
     ]
     summary = InstructionsSuite().summarize(outcomes)
     assert summary["score"] == pytest.approx(0.5)
     assert summary["metrics"]["all followed (tasks)"] == pytest.approx(1 / 3)
     assert summary["metrics"]["followed (instructions)"] == pytest.approx(3 / 5)
+    assert summary["metrics"]["no tool called"] == pytest.approx(2 / 3)
     assert summary["families"] == {"lowercase": 1.0, "title": 0.25}
