@@ -112,3 +112,26 @@ async def test_the_company_page_lessons_run_through_the_real_browser(tmp_path: P
         calls = [m for m in messages if m["role"] == "assistant" and m.get("tool_calls")]
         assert len(calls) == 3  # search, open the first page, open the linked one
         assert "【" in messages[-1]["content"] and "†" in messages[-1]["content"]
+
+
+async def test_a_plain_request_gets_the_base_agents_reply(eval_server: tuple[EvalEnvironment, EvalServer]) -> None:
+    """``agent_plain_replies = "base"`` on the shipped default: the adapter decides that a plain request needs no
+    tool, and the reply is the base weights' — the agent on the base weights' reply, with no tool called."""
+    _, server = eval_server
+    messages = [
+        {
+            "role": "user",
+            "content": "Describe the smell of fresh bread to someone who has never baked. Answer in at most 40 words.",
+        }
+    ]
+    client = EvalClient(server.url)
+    try:
+        base = await client.reply("glm-4-alltools-base", messages, temperature=0, max_tokens=40)
+        shipped = await client.reply("glm-4-alltools", messages, temperature=0, max_tokens=40)
+    finally:
+        await client.close()
+    assert shipped.tool_calls == [] and shipped.content
+    # The same weights and prompt, but not bit for bit the same computation: the base round runs beside the cells
+    # the adapter's probe added to the shared KV cache (attention over a longer cache sums in another order), so a
+    # late greedy word may differ. The reply must be the base's, not the adapter's short tool-lesson answer.
+    assert shipped.content.split()[:8] == base.content.split()[:8]
