@@ -269,12 +269,13 @@ class AgentLoop:
         request = self.round_request(run, first=first)
         to_user = self._replies_to_user(run, request)
         # With no tool to choose there is nothing for the adapter to decide: the base answers straight away.
-        plan = await self.chat.plan(request, None if to_user and request.tools is None else run.adapter)
+        undecided = request.tools is not None and request.tool_choice != "none"
+        plan = await self.chat.plan(request, None if to_user and not undecided else run.adapter)
         if reserve is not None and not first:
             await reserve(plan.usage_bound())
         chat_run = await self.chat.submit(plan)
         events = self.chat.events(chat_run)
-        if to_user and request.tools is not None:
+        if to_user and undecided:
             chat_run, events = await self._plain_reply_on_base(request, chat_run, events)
         tally.prompt_tokens += chat_run.prompt_tokens
         content: list[str] = []
@@ -300,22 +301,24 @@ class AgentLoop:
             run.plain_replies_on_base
             and bool(run.messages)
             and run.messages[-1].role == "user"
-            and request.tool_choice in (None, "auto")
+            and request.tool_choice in (None, "auto", "none")
         )
 
     async def _plain_reply_on_base(
         self, request: ChatCompletionRequest, probe: ChatRun, events: AsyncIterator[ChoiceEvent]
     ) -> tuple[ChatRun, AsyncIterator[ChoiceEvent]]:
-        """Read the adapter's round up to its first delta: a tool call goes on as it is; prose is stopped and the
-        round asked again of the base weights, whose reply (tool call or prose) is the round's. Only that round is
-        billed: the few probe tokens the adapter spent deciding are the platform's cost."""
+        """Read the adapter's round up to its first delta: a tool call goes on as it is; prose (or an empty reply)
+        is stopped and the round asked again of the base weights, whose reply (tool call or prose) is the round's.
+        Only that round is billed: the few probe tokens the adapter spent deciding are the platform's cost. A call
+        the adapter would write after a sentence is lost with the sentence (its lessons start calls at once; reading
+        the whole probe to find one would make every plain reply wait for the adapter's)."""
         held: list[ChoiceEvent] = []
         async for event in events:
             held.append(event)
             if event.deltas or event.finish_reason:
                 break
         first = next((delta for event in held for delta in event.deltas), None)
-        if not isinstance(first, ContentDelta):
+        if isinstance(first, ToolCallDelta):
             return probe, _chained(held, events)
         probe.cancel()
         if isinstance(events, AsyncGenerator):

@@ -72,7 +72,7 @@ def test_a_missing_agent_adapter_fails_the_start(tmp_path: Path) -> None:
 WEATHER_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
-def deciding_pool(plain_replies: str) -> ModelPool:
+def deciding_pool(plain_replies: str, adapter_prose: str = "adapter prose") -> ModelPool:
     """The base answers "base prose" to everything; the adapter calls get_weather for the weather and writes
     "adapter prose" otherwise."""
     spec = ModelSpec(
@@ -85,7 +85,7 @@ def deciding_pool(plain_replies: str) -> ModelPool:
         agent_plain_replies=plain_replies,
         options={
             "script": [{"when": "", "reply": "base prose"}],
-            "adapter_script": [{"when": "in Paris", "reply": WEATHER_CALL}, {"when": "", "reply": "adapter prose"}],
+            "adapter_script": [{"when": "in Paris", "reply": WEATHER_CALL}, {"when": "", "reply": adapter_prose}],
         },
     )
     pool = ModelPool(Catalog([spec]), Settings(load_models=""))
@@ -99,11 +99,15 @@ WEATHER_TOOL = {
 }
 
 
-def turn(pool: ModelPool, text: str, *, tools: bool = True) -> tuple[str, list[str], Tally]:
+def turn(
+    pool: ModelPool, text: str, *, tools: bool = True, tool_choice: str | None = None
+) -> tuple[str, list[str], Tally]:
     """One agent request's text, the functions it called, and what it was billed for."""
     body: dict[str, object] = {"model": "agent", "messages": [{"role": "user", "content": text}]}
     if tools:
         body["tools"] = [WEATHER_TOOL]
+    if tool_choice is not None:
+        body["tool_choice"] = tool_choice
     loop = AgentLoop(ChatService(pool), {})
     run = loop.prepare(AgentSpec(id="agent", model="default"), ChatCompletionRequest.model_validate(body), "acct")
     tally = Tally()
@@ -131,6 +135,7 @@ def test_plain_replies_on_base_the_adapter_decides_and_the_base_writes_the_prose
         assert tally.completion_tokens == tally.generated == len("base prose") // 4 + 1
         # With no tool to choose, the base answers without asking the adapter.
         assert turn(pool, "hello there", tools=False)[0] == "base prose"
+        assert turn(pool, "the weather in Paris?", tool_choice="none")[:2] == ("base prose", [])
         # A tool call is the adapter's, as it was: the loop hands the user's function back to the client.
         text, calls, _ = turn(pool, "the weather in Paris?")
         assert calls == ["get_weather"] and text == ""
@@ -144,5 +149,13 @@ def test_plain_replies_on_the_adapter_by_default() -> None:
     try:
         assert turn(pool, "hello there")[:2] == ("adapter prose", [])
         assert turn(pool, "the weather in Paris?")[1] == ["get_weather"]
+    finally:
+        asyncio.run(pool.stop())
+
+
+def test_an_empty_adapter_reply_is_asked_again_of_the_base() -> None:
+    pool = deciding_pool("base", adapter_prose="")
+    try:
+        assert turn(pool, "hello there")[:2] == ("base prose", [])
     finally:
         asyncio.run(pool.stop())
