@@ -95,6 +95,10 @@ class ModelSpec(BaseModel):
     # Who writes an agent's plain reply — a turn where the adapter chose no tool: "adapter", or "base" (the adapter
     # only decides; the reply is written again on the base weights, so tuning for tools leaves plain chat as it was).
     agent_plain_replies: Literal["adapter", "base"] = "adapter"
+    # With plain replies on the base: how sure the adapter must be that a user's message needs a tool — the
+    # probability of the first token of its call — for the call to go on; a less certain call is dropped and the
+    # base answers. 0 keeps every call (benchmarks/bench_tool_decision.py measures the trade).
+    agent_tool_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
     # The model's own content-safety checkers ({input = [...], output = [...]}); None: the catalog's [safety].
     safety: ModelSafety | None = None
     variants: list[ModelVariant] = Field(default_factory=list)

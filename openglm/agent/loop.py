@@ -6,6 +6,7 @@ which ``agent/stream.py`` writes in the glm-4-alltools wire format.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,8 @@ class AgentRun:
     # The adapter is the catalog's agent adapter with ``agent_plain_replies = "base"``: it decides whether a turn
     # needs a tool, and a plain reply to the user is written on the base weights.
     plain_replies_on_base: bool = False
+    # With plain replies on the base: the least probability of a call's first token for the adapter's call to go on.
+    tool_confidence: float = 0.0
 
 
 class AgentLoop:
@@ -123,12 +126,12 @@ class AgentLoop:
     ) -> AgentRun:
         """``adapter``: ``spec.model`` is a fine-tuned model, resolved (for its owner) to its base and adapter; else
         the catalog model's own agent adapter (``agent_adapter``), if it has one and the agent is not ``base_only``."""
-        plain_replies_on_base = False
+        plain_replies_on_base, tool_confidence = False, 0.0
         if adapter is None and not spec.base_only:
             adapter = self.chat.models.agent_adapter(spec.model)
-            plain_replies_on_base = (
-                adapter is not None and self.chat.models.get(spec.model).spec.agent_plain_replies == "base"
-            )
+            model_spec = self.chat.models.get(spec.model).spec if adapter is not None else None
+            if model_spec is not None and model_spec.agent_plain_replies == "base":
+                plain_replies_on_base, tool_confidence = True, model_spec.agent_tool_confidence
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         # Tool state (kernel, browser session, last image prompt) is the account's own: two accounts choosing the
         # same conversation id must not share a kernel.
@@ -177,6 +180,7 @@ class AgentLoop:
             messages,
             adapter=adapter,
             plain_replies_on_base=plain_replies_on_base,
+            tool_confidence=tool_confidence,
         )
 
     def served(self, model: str, adapter: AdapterTarget | None) -> ServedModel:
@@ -270,13 +274,18 @@ class AgentLoop:
         to_user = self._replies_to_user(run, request)
         # With no tool to choose there is nothing for the adapter to decide: the base answers straight away.
         undecided = request.tools is not None and request.tool_choice != "none"
-        plan = await self.chat.plan(request, None if to_user and not undecided else run.adapter)
+        deciding = to_user and undecided
+        asked = request
+        if deciding and run.tool_confidence > 0:
+            # The probe's first token says how sure the adapter is of a call (the base's round is asked as it was).
+            asked = request.model_copy(update={"logprobs": True, "top_logprobs": None})
+        plan = await self.chat.plan(asked, None if to_user and not undecided else run.adapter)
         if reserve is not None and not first:
             await reserve(plan.usage_bound())
         chat_run = await self.chat.submit(plan)
         events = self.chat.events(chat_run)
-        if to_user and undecided:
-            chat_run, events = await self._plain_reply_on_base(request, chat_run, events)
+        if deciding:
+            chat_run, events = await self._plain_reply_on_base(run, request, chat_run, events)
         tally.prompt_tokens += chat_run.prompt_tokens
         content: list[str] = []
         async for event in events:
@@ -305,10 +314,11 @@ class AgentLoop:
         )
 
     async def _plain_reply_on_base(
-        self, request: ChatCompletionRequest, probe: ChatRun, events: AsyncIterator[ChoiceEvent]
+        self, run: AgentRun, request: ChatCompletionRequest, probe: ChatRun, events: AsyncIterator[ChoiceEvent]
     ) -> tuple[ChatRun, AsyncIterator[ChoiceEvent]]:
-        """Read the adapter's round up to its first delta: a tool call goes on as it is; prose (or an empty reply)
-        is stopped and the round asked again of the base weights, whose reply (tool call or prose) is the round's.
+        """Read the adapter's round up to its first delta: a tool call goes on as it is (if the adapter was at least
+        ``run.tool_confidence`` sure of its first token); prose, an empty reply or an unsure call is stopped and the
+        round asked again of the base weights (without the probe's logprobs), whose reply is the round's.
         Only that round is billed: the few probe tokens the adapter spent deciding are the platform's cost. A call
         the adapter would write after a sentence is lost with the sentence (its lessons start calls at once; reading
         the whole probe to find one would make every plain reply wait for the adapter's)."""
@@ -318,7 +328,7 @@ class AgentLoop:
             if event.deltas or event.finish_reason:
                 break
         first = next((delta for event in held for delta in event.deltas), None)
-        if isinstance(first, ToolCallDelta):
+        if isinstance(first, ToolCallDelta) and _first_token_probability(held) >= run.tool_confidence:
             return probe, _chained(held, events)
         probe.cancel()
         if isinstance(events, AsyncGenerator):
@@ -361,6 +371,12 @@ class AgentLoop:
                 observation = f"[the tool failed: {exc}]"
             yield ToolOutputs(tool.type, outputs)
             run.messages.append(ChatMessage(role="tool", tool_call_id=call.call_id, content=observation))
+
+
+def _first_token_probability(held: list[ChoiceEvent]) -> float:
+    """The probability the model gave its first token (1 when the probe was not asked for logprobs)."""
+    first = next((token for event in held for token in event.logprobs), None)
+    return 1.0 if first is None else math.exp(first.logprob)
 
 
 async def _chained(held: list[ChoiceEvent], rest: AsyncIterator[ChoiceEvent]) -> AsyncIterator[ChoiceEvent]:

@@ -7,7 +7,8 @@ pieces of a few characters as if they were tokens, one every ``pace`` seconds (d
 loop goes; a pace makes calls overlap the way real generations do). Grammars are not applied. ``fail_after = N``
 makes every generation fail (an engine error) after its first N tokens, as a crashed or disconnected engine does.
 ``adapter_script`` (rules of the same shape) makes the engine serve LoRA adapters: a generation that carries one
-answers from those rules instead, so what sits above can tell the adapter's replies from the base's.
+answers from those rules instead, so what sits above can tell the adapter's replies from the base's. A rule's
+``probability`` (default 1) is what logprobs, when asked, say the model gave each of its pieces.
 
     [[models]]
     id = "scripted"
@@ -24,15 +25,24 @@ answers from those rules instead, so what sits above can tell the adapter's repl
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..catalog import ModelSpec
 from ..config import Settings
 from ..errors import EngineError, PromptTooLongError
-from .base import Engine, GenerationChunk, GenerationHandle, GenerationRequest, engines
+from .base import Engine, GenerationChunk, GenerationHandle, GenerationRequest, TokenLogprob, engines
 
 CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class Rule:
+    when: str
+    reply: str
+    probability: float = 1.0
 
 
 class ScriptedHandle(GenerationHandle):
@@ -43,8 +53,10 @@ class ScriptedHandle(GenerationHandle):
         max_tokens: int | None,
         pace: float = 0.0,
         fail_after: int | None = None,
+        logprob: float | None = None,
     ):
         self.prompt_tokens = prompt_tokens
+        self._logprob = logprob  # each piece's, when the request asked for logprobs
         self._reply = reply
         self._max_tokens = max_tokens
         self._pace = pace
@@ -65,7 +77,8 @@ class ScriptedHandle(GenerationHandle):
             await asyncio.sleep(self._pace)  # yield to the loop between "tokens", as a real engine does
             last = n == limit
             finish = ("stop" if limit == len(pieces) else "length") if last else None
-            yield GenerationChunk(text=piece, finish_reason=finish)
+            logprobs = [] if self._logprob is None else [TokenLogprob(piece, self._logprob, list(piece.encode()), [])]
+            yield GenerationChunk(text=piece, logprobs=logprobs, finish_reason=finish)
         if limit == 0:
             yield GenerationChunk(text="", n_tokens=0, finish_reason="stop")
 
@@ -93,12 +106,16 @@ class ScriptedEngine(Engine):
         if prompt_tokens > self.spec.context_length:
             raise PromptTooLongError(f"prompt of {prompt_tokens} tokens exceeds {self.spec.context_length}")
         rules = self.rules if request.adapter is None or self.adapter_rules is None else self.adapter_rules
-        reply = next((reply for when, reply in rules if when in request.prompt), "")
-        return ScriptedHandle(reply, prompt_tokens, request.max_tokens, self.pace, self.fail_after)
+        rule = next((rule for rule in rules if rule.when in request.prompt), Rule("", ""))
+        logprob = math.log(rule.probability) if request.sampling.logprobs else None
+        return ScriptedHandle(rule.reply, prompt_tokens, request.max_tokens, self.pace, self.fail_after, logprob)
 
 
-def _rules(spec: ModelSpec, option: str) -> list[tuple[str, str]]:
+def _rules(spec: ModelSpec, option: str) -> list[Rule]:
     script: Any = spec.options.get(option, [])
     if not isinstance(script, list) or not all(isinstance(r, dict) and "reply" in r for r in script):
         raise EngineError(f"model {spec.id}: options.{option} must be a list of {{when, reply}} tables")
-    return [(str(rule.get("when", "")), str(rule["reply"])) for rule in script]
+    rules = [Rule(str(r.get("when", "")), str(r["reply"]), float(r.get("probability", 1.0))) for r in script]
+    if not all(0 < rule.probability <= 1 for rule in rules):
+        raise EngineError(f"model {spec.id}: options.{option}: a rule's probability is in (0, 1]")
+    return rules

