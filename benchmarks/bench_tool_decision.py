@@ -4,10 +4,12 @@ requests that need a tool and on requests that need none, through the serving pa
 
 For each request the script prepares the agent's run exactly as a request to ``glm-4-alltools`` would (the same
 tools offered as the evals offer: every built-in, plus the task's user functions), plans its first round on the
-catalog's agent adapter and generates one token with its log-probability. A round whose first token opens a tool
-call (``<tool_call>``) is the adapter's decision to call a tool; the token's probability is how sure it is. The
-requests: the ``alltools`` suite's tasks (first turn; train and held-out families apart; chit-chat families need
-no tool) and the ``instructions`` suite's plain prompts (seeds 0–2; none needs a tool).
+catalog's agent adapter (asking for logprobs, as the loop's probe does) and generates up to the first token that is
+not whitespace. A round whose first token opens a tool call (``<tool_call>``) is the adapter's decision to call a
+tool; the token's probability is how sure it is. The requests: the ``alltools`` suite's tasks (the first turn only:
+a later turn, such as a drawing's edit, would need the agent's real reply to the first; train and held-out
+families apart; chit-chat families need no tool) and the ``instructions`` suite's plain prompts (seeds 0–2; none
+needs a tool).
 
 The summary says, for a few thresholds, how many of each group would still call a tool if a call needed that
 much confidence (``agent_tool_confidence`` in the catalog): the trade between tool tasks kept and plain requests
@@ -82,18 +84,21 @@ async def first_token(app: Any, agent: str, item: dict[str, Any]) -> dict[str, A
             "tools": item["tools"],
             "stream": True,
             "temperature": 0,
-            "max_tokens": 1,
-            "logprobs": True,
-            "top_logprobs": 5,
         }
     )
     loop = state.agents.loop
     run = loop.prepare(spec, request, "bench")
+    # The first token that is not whitespace is the one judged (as the loop does): a few tokens are enough.
+    probe = loop.round_request(run, first=True).model_copy(
+        update={"logprobs": True, "top_logprobs": 5, "max_tokens": 4}
+    )
     chat = state.chat
-    chat_run = await chat.submit(await chat.plan(loop.round_request(run, first=True), run.adapter))
+    chat_run = await chat.submit(await chat.plan(probe, run.adapter))
     async for event in chat.events(chat_run):
-        if event.logprobs:
-            token = event.logprobs[0]
+        for token in event.logprobs:
+            if not token.token.strip():
+                continue
+            chat_run.cancel()
             return {
                 "token": token.token,
                 "p": math.exp(token.logprob),

@@ -110,6 +110,15 @@ class ModelSpec(BaseModel):
     mmproj: str | None = None
 
     @model_validator(mode="after")
+    def _confidence_judges_a_deciding_adapter(self) -> ModelSpec:
+        if self.agent_tool_confidence > 0 and (self.agent_adapter is None or self.agent_plain_replies != "base"):
+            raise ValueError(
+                f"model {self.id!r}: agent_tool_confidence judges the calls of an agent_adapter whose plain replies "
+                'are the base\'s: set agent_adapter and agent_plain_replies = "base", or leave it out'
+            )
+        return self
+
+    @model_validator(mode="after")
     def _projector_sees(self) -> ModelSpec:
         if self.mmproj is not None:
             if self.engine != "llamacpp":

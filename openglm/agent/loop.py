@@ -247,6 +247,9 @@ class AgentLoop:
                 "tools": [self._offer(run, tool, context) for tool, context in run.builtins.values()] + run.functions,
                 "n": 1,
                 "stream": True,
+                # Agents return no logprobs: no round computes them (the adapter's probe asks for its own).
+                "logprobs": None,
+                "top_logprobs": None,
                 # A forced choice (required, a named tool) holds for the first round; later rounds must be free
                 # to answer, or the loop could only end at its round limit.
                 "tool_choice": run.request.tool_choice if first else "auto",
@@ -374,8 +377,10 @@ class AgentLoop:
 
 
 def _first_token_probability(held: list[ChoiceEvent]) -> float:
-    """The probability the model gave its first token (1 when the probe was not asked for logprobs)."""
-    first = next((token for event in held for token in event.logprobs), None)
+    """The probability the model gave the first token that is not whitespace — the one that opened the call (the
+    parser skips whitespace before a call's marker); 1 when the probe was not asked for logprobs (engines that
+    cannot report them are refused a threshold at the start)."""
+    first = next((token for event in held for token in event.logprobs if token.token.strip()), None)
     return 1.0 if first is None else math.exp(first.logprob)
 
 

@@ -134,6 +134,8 @@ class Engine(abc.ABC):
     takes_messages: bool = False
     # Whether ``submit`` reads a request's ``images`` itself (a llamacpp model with a projector).
     takes_images: bool = False
+    # Whether generations asked for logprobs carry them (``agent_tool_confidence`` needs the probe's first token's).
+    reports_logprobs: bool = True
 
     def refuse_adapter(self, request: GenerationRequest) -> None:
         if request.adapter is not None and not self.serves_adapters:

@@ -162,6 +162,7 @@ class RemoteEngine(Engine):
 
     serves_adapters = True
     takes_messages = True
+    reports_logprobs = False  # the upstream's logprobs are not asked for nor read back
 
     def __init__(self, spec: ModelSpec, settings: Settings):
         self.spec = spec

@@ -115,7 +115,10 @@ def _rules(spec: ModelSpec, option: str) -> list[Rule]:
     script: Any = spec.options.get(option, [])
     if not isinstance(script, list) or not all(isinstance(r, dict) and "reply" in r for r in script):
         raise EngineError(f"model {spec.id}: options.{option} must be a list of {{when, reply}} tables")
-    rules = [Rule(str(r.get("when", "")), str(r["reply"]), float(r.get("probability", 1.0))) for r in script]
+    try:
+        rules = [Rule(str(r.get("when", "")), str(r["reply"]), float(r.get("probability", 1.0))) for r in script]
+    except (TypeError, ValueError):
+        rules = [Rule("", "", 0.0)]  # not a number: refused below
     if not all(0 < rule.probability <= 1 for rule in rules):
-        raise EngineError(f"model {spec.id}: options.{option}: a rule's probability is in (0, 1]")
+        raise EngineError(f"model {spec.id}: options.{option}: a rule's probability is a number in (0, 1]")
     return rules

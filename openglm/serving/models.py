@@ -57,6 +57,11 @@ class ModelPool:
                     "(a remote engine can: GLM-4V or Qwen-VL served by vLLM or SGLang; the llamacpp engine can "
                     "with the model's projector as mmproj)"
                 )
+            if spec.agent_tool_confidence > 0 and not engine.reports_logprobs:
+                raise CatalogError(
+                    f"model {spec.id!r} sets agent_tool_confidence, but its {spec.engine} engine does not report "
+                    "logprobs, which the adapter's decision is judged by (the llamacpp and scripted engines do)"
+                )
             await engine.start()
             template = choose_template(spec.template, engine.template_hints())
             self._served[spec.id] = ServedModel(spec, engine, template, choose_parser(spec.tool_parser, template))

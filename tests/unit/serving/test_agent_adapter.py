@@ -185,6 +185,40 @@ def test_a_call_the_adapter_is_unsure_of_is_dropped_and_the_base_answers() -> No
             asyncio.run(pool.stop())
 
 
-def test_the_tool_confidence_is_a_probability() -> None:
+def test_the_tool_confidence_is_a_probability_that_judges_a_deciding_adapter() -> None:
+    deciding = {"agent_adapter": "a.gguf", "agent_plain_replies": "base"}
     with pytest.raises(ValueError):
-        ModelSpec(id="m", source="-", agent_tool_confidence=1.5)
+        ModelSpec(id="m", source="-", agent_tool_confidence=1.5, **deciding)
+    with pytest.raises(ValueError, match="agent_adapter"):
+        ModelSpec(id="m", source="-", agent_tool_confidence=0.9)  # no adapter to judge
+    with pytest.raises(ValueError, match="agent_plain_replies"):
+        ModelSpec(id="m", source="-", agent_tool_confidence=0.9, agent_adapter="a.gguf")  # the adapter writes all
+    assert ModelSpec(id="m", source="-", agent_tool_confidence=0.9, **deciding).agent_tool_confidence == 0.9
+
+
+def test_an_engine_without_logprobs_is_refused_a_tool_confidence(tmp_path: Path) -> None:
+    adapter = tmp_path / "agent.gguf"
+    adapter.write_bytes(b"GGUF")
+    spec = ModelSpec(
+        id="remote-model",
+        engine="remote",
+        source="http://127.0.0.1:9/v1",
+        agent_adapter=str(adapter),
+        agent_plain_replies="base",
+        agent_tool_confidence=0.9,
+    )
+    with pytest.raises(CatalogError, match="logprobs"):
+        asyncio.run(ModelPool(Catalog([spec]), Settings(load_models="")).start())
+
+
+def test_agent_rounds_do_not_compute_logprobs_a_client_asked_for() -> None:
+    """Agents return none; only the adapter's probe asks for its first token's."""
+    pool = deciding_pool("base", confidence=0.6)
+    try:
+        loop = AgentLoop(ChatService(pool), {})
+        body = {"model": "agent", "messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 3}
+        run = loop.prepare(AgentSpec(id="agent", model="default"), ChatCompletionRequest.model_validate(body), "a")
+        round_request = loop.round_request(run, first=True)
+        assert round_request.logprobs is None and round_request.top_logprobs is None
+    finally:
+        asyncio.run(pool.stop())
