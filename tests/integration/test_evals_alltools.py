@@ -21,7 +21,7 @@ from openglm.catalog import resolve_source
 from openglm.config import Settings
 from openglm.evals.alltools.data import VERSIONS, generate
 from openglm.evals.base import Task
-from openglm.evals.client import EvalClient
+from openglm.evals.client import EvalClient, Reply
 from openglm.evals.environment import EvalEnvironment
 from openglm.evals.report import write_report
 from openglm.evals.runner import run_suites
@@ -134,22 +134,21 @@ async def test_the_company_page_lessons_run_through_the_real_browser(tmp_path: P
         assert "【" in messages[-1]["content"] and "†" in messages[-1]["content"]
 
 
+async def replies(server: EvalServer, agents: list[str], text: str) -> list[Reply]:
+    """Each agent's greedy reply (40 tokens at most) to one plain request, offered every built-in tool, in turn."""
+    client = EvalClient(server.url)
+    try:
+        messages = [{"role": "user", "content": text}]
+        return [await client.reply(agent, messages, temperature=0, max_tokens=40) for agent in agents]
+    finally:
+        await client.close()
+
+
 async def test_a_plain_request_gets_the_base_agents_reply(eval_server: tuple[EvalEnvironment, EvalServer]) -> None:
     """``agent_plain_replies = "base"`` on the shipped default: the adapter decides that a plain request needs no
     tool, and the reply is the base weights' — the agent on the base weights' reply, with no tool called."""
-    _, server = eval_server
-    messages = [
-        {
-            "role": "user",
-            "content": "Describe the smell of fresh bread to someone who has never baked. Answer in at most 40 words.",
-        }
-    ]
-    client = EvalClient(server.url)
-    try:
-        base = await client.reply("glm-4-alltools-base", messages, temperature=0, max_tokens=40)
-        shipped = await client.reply("glm-4-alltools", messages, temperature=0, max_tokens=40)
-    finally:
-        await client.close()
+    text = "Describe the smell of fresh bread to someone who has never baked. Answer in at most 40 words."
+    base, shipped = await replies(eval_server[1], ["glm-4-alltools-base", "glm-4-alltools"], text)
     assert shipped.tool_calls == [] and shipped.content
     # The same weights and prompt, but not bit for bit the same computation: the base round runs beside the cells
     # the adapter's probe added to the shared KV cache (attention over a longer cache sums in another order), so a
@@ -163,13 +162,7 @@ async def test_a_call_the_adapter_is_unsure_of_goes_to_the_base(
     """``agent_tool_confidence`` on the shipped default: the adapter starts a tool call for this plain request (0.86
     for the call's first token, the next token 0.04: benchmarks/bench_tool_decision.py), below the threshold, so
     the shipped agent answers without a tool; the same adapter with every call kept calls one."""
-    _, server = eval_server
-    messages = [{"role": "user", "content": "Tell me how to make a cup of tea. Do not use any commas in your answer."}]
-    client = EvalClient(server.url)
-    try:
-        any_call = await client.reply("alltools-any-call", messages, temperature=0, max_tokens=40)
-        shipped = await client.reply("glm-4-alltools", messages, temperature=0, max_tokens=40)
-    finally:
-        await client.close()
+    text = "Tell me how to make a cup of tea. Do not use any commas in your answer."
+    any_call, shipped = await replies(eval_server[1], ["alltools-any-call", "glm-4-alltools"], text)
     assert any_call.tool_calls, any_call.content
     assert shipped.tool_calls == [] and shipped.content
