@@ -129,9 +129,10 @@ class AgentLoop:
         plain_replies_on_base, tool_confidence = False, 0.0
         if adapter is None and not spec.base_only:
             adapter = self.chat.models.agent_adapter(spec.model)
-            model_spec = self.chat.models.get(spec.model).spec if adapter is not None else None
-            if model_spec is not None and model_spec.agent_plain_replies == "base":
-                plain_replies_on_base, tool_confidence = True, model_spec.agent_tool_confidence
+            if adapter is not None:
+                model_spec = self.chat.models.get(spec.model).spec  # (a confidence implies plain replies on base)
+                plain_replies_on_base = model_spec.agent_plain_replies == "base"
+                tool_confidence = model_spec.agent_tool_confidence
         conversation = request.conversation_id or "conv_" + secrets.token_hex(12)
         # Tool state (kernel, browser session, last image prompt) is the account's own: two accounts choosing the
         # same conversation id must not share a kernel.

@@ -115,10 +115,9 @@ def _rules(spec: ModelSpec, option: str) -> list[Rule]:
     script: Any = spec.options.get(option, [])
     if not isinstance(script, list) or not all(isinstance(r, dict) and "reply" in r for r in script):
         raise EngineError(f"model {spec.id}: options.{option} must be a list of {{when, reply}} tables")
-    try:
-        rules = [Rule(str(r.get("when", "")), str(r["reply"]), float(r.get("probability", 1.0))) for r in script]
-    except (TypeError, ValueError):
-        rules = [Rule("", "", 0.0)]  # not a number: refused below
-    if not all(0 < rule.probability <= 1 for rule in rules):
-        raise EngineError(f"model {spec.id}: options.{option}: a rule's probability is a number in (0, 1]")
+    rules = [Rule(str(r.get("when", "")), str(r["reply"]), r.get("probability", 1.0)) for r in script]
+    for rule in rules:
+        number = isinstance(rule.probability, int | float) and not isinstance(rule.probability, bool)
+        if not (number and 0 < rule.probability <= 1):
+            raise EngineError(f"model {spec.id}: options.{option}: a rule's probability is a number in (0, 1]")
     return rules

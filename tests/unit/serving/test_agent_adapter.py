@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from openglm.agent.loop import AgentLoop, FunctionCall, Text
 from openglm.catalog import AgentSpec, Catalog, CatalogError, ModelSpec
 from openglm.config import Settings
+from openglm.errors import EngineError
 from openglm.protocol.chat import ChatCompletionRequest
 from openglm.serving.models import ModelPool
 from openglm.serving.service import ChatService
@@ -73,7 +75,11 @@ WEATHER_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Pari
 
 
 def deciding_pool(
-    plain_replies: str, adapter_prose: str = "adapter prose", *, confidence: float = 0.0, call_probability: float = 1.0
+    plain_replies: Literal["adapter", "base"],
+    adapter_prose: str = "adapter prose",
+    *,
+    confidence: float = 0.0,
+    call_probability: float = 1.0,
 ) -> ModelPool:
     """The base answers "base prose" to everything; the adapter calls get_weather for the weather (that sure of
     each token) and writes "adapter prose" otherwise."""
@@ -186,14 +192,17 @@ def test_a_call_the_adapter_is_unsure_of_is_dropped_and_the_base_answers() -> No
 
 
 def test_the_tool_confidence_is_a_probability_that_judges_a_deciding_adapter() -> None:
+    def spec(**fields: object) -> ModelSpec:
+        return ModelSpec.model_validate({"id": "m", "source": "-", **fields})
+
     deciding = {"agent_adapter": "a.gguf", "agent_plain_replies": "base"}
     with pytest.raises(ValueError):
-        ModelSpec(id="m", source="-", agent_tool_confidence=1.5, **deciding)
+        spec(agent_tool_confidence=1.5, **deciding)
     with pytest.raises(ValueError, match="agent_adapter"):
-        ModelSpec(id="m", source="-", agent_tool_confidence=0.9)  # no adapter to judge
+        spec(agent_tool_confidence=0.9)  # no adapter to judge
     with pytest.raises(ValueError, match="agent_plain_replies"):
-        ModelSpec(id="m", source="-", agent_tool_confidence=0.9, agent_adapter="a.gguf")  # the adapter writes all
-    assert ModelSpec(id="m", source="-", agent_tool_confidence=0.9, **deciding).agent_tool_confidence == 0.9
+        spec(agent_tool_confidence=0.9, agent_adapter="a.gguf")  # the adapter writes all
+    assert spec(agent_tool_confidence=0.9, **deciding).agent_tool_confidence == 0.9
 
 
 def test_an_engine_without_logprobs_is_refused_a_tool_confidence(tmp_path: Path) -> None:
@@ -222,3 +231,12 @@ def test_agent_rounds_do_not_compute_logprobs_a_client_asked_for() -> None:
         assert round_request.logprobs is None and round_request.top_logprobs is None
     finally:
         asyncio.run(pool.stop())
+
+
+@pytest.mark.parametrize("probability", [0, 1.5, "high", True])
+def test_a_scripted_rule_s_probability_is_a_number_in_zero_one(probability: object) -> None:
+    spec = ModelSpec(
+        id="m", engine="scripted", source="-", options={"script": [{"reply": "x", "probability": probability}]}
+    )
+    with pytest.raises(EngineError, match="probability"):
+        asyncio.run(ModelPool(Catalog([spec]), Settings(load_models="")).start())
