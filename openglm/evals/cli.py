@@ -47,6 +47,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"openglm eval: {exc.args[0]}", file=sys.stderr)
         return 2
     models = _split_names(args.model)
+    families = _split_names(args.family) if args.family else None
+    if families is not None:
+        known = sorted({task.family for suite in suites for task in suite.tasks(args.seed)})
+        unknown = [name for name in families if name not in known]
+        if unknown:
+            print(
+                f"openglm eval: --family {', '.join(unknown)}: not a family of these suites ({', '.join(known)})",
+                file=sys.stderr,
+            )
+            return 2
     # A run stopped with SIGTERM (a job runner, `kill`) unwinds like Ctrl-C, so the server it started is stopped.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     env = EvalEnvironment.start(pages=website_pages(suites, args.seed))
@@ -75,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
                     seed=args.seed,
                     split=args.split,
                     per_family=args.per_family,
+                    families=families,
                     concurrency=args.concurrency,
                     progress=None if args.quiet else progress,
                 )
@@ -152,6 +163,7 @@ def add_parsers(sub: Any, serve: Any) -> None:
     run.add_argument("--data-dir", type=Path, help="data directory of the started server (its fine-tuned models)")
     run.add_argument("--split", choices=["train", "heldout"], help="only this split's tasks (default: both)")
     run.add_argument("--per-family", type=int, help="at most this many tasks of each family")
+    run.add_argument("--family", action="append", help="only these families' tasks (comma-separated or repeated)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--concurrency", type=int, default=4)
     run.add_argument("--out", type=Path, default=Path("eval-report"))

@@ -35,7 +35,8 @@ def markdown(run: EvalRun, suites: Sequence[Suite], plots: dict[str, list[Path]]
         "# Evaluation report",
         "",
         f"Server {run.server}; started {run.started}, {run.wall_s:.0f} s; seed {run.seed}; "
-        f"split {run.split or 'all'}; tasks per family {run.per_family or 'all'}.",
+        f"split {run.split or 'all'}; tasks per family {run.per_family or 'all'}"
+        + (f"; families {', '.join(run.families)}." if run.families else "."),
         "",
     ]
     for suite in suites:

@@ -26,6 +26,7 @@ class EvalRun:
     seed: int = 0
     split: str | None = None
     per_family: int | None = None
+    families: list[str] | None = None
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     finished: str = ""
     wall_s: float = 0.0
@@ -40,6 +41,7 @@ class EvalRun:
             "seed": self.seed,
             "split": self.split,
             "per_family": self.per_family,
+            "families": self.families,
             "started": self.started,
             "finished": self.finished,
             "wall_s": round(self.wall_s, 1),
@@ -51,12 +53,17 @@ class EvalRun:
         }
 
 
-def choose_tasks(tasks: Sequence[Task], *, split: str | None, per_family: int | None) -> list[Task]:
-    """The tasks of ``split`` (all when None), at most ``per_family`` of each family, in the suite's order."""
+def choose_tasks(
+    tasks: Sequence[Task], *, split: str | None, per_family: int | None, families: Sequence[str] | None = None
+) -> list[Task]:
+    """The tasks of ``split`` (all when None) and of ``families`` (all when None), at most ``per_family`` of each
+    family, in the suite's order."""
     chosen: list[Task] = []
     taken: dict[str, int] = {}
     for task in tasks:
         if split is not None and task.split != split:
+            continue
+        if families is not None and task.family not in families:
             continue
         if per_family is not None and taken.get(task.family, 0) >= per_family:
             continue
@@ -86,14 +93,23 @@ async def run_suites(
     seed: int = 0,
     split: str | None = None,
     per_family: int | None = None,
+    families: Sequence[str] | None = None,
     concurrency: int = 4,
     progress: Progress | None = None,
 ) -> EvalRun:
-    run = EvalRun([s.name for s in suites], list(models), client.base_url, seed, split, per_family)
+    run = EvalRun(
+        [s.name for s in suites],
+        list(models),
+        client.base_url,
+        seed,
+        split,
+        per_family,
+        None if families is None else list(families),
+    )
     start = time.perf_counter()
     gate = asyncio.Semaphore(concurrency)
     for suite in suites:
-        tasks = choose_tasks(suite.tasks(seed), split=split, per_family=per_family)
+        tasks = choose_tasks(suite.tasks(seed), split=split, per_family=per_family, families=families)
         run.results[suite.name] = {}
         for model in models:  # one model at a time: models side by side must not slow each other down
 

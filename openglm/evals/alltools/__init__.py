@@ -18,3 +18,6 @@ from . import carrying as _carrying  # noqa: F401  (generator version 6)
 
 # isort: split
 from . import composing as _composing  # noqa: F401  (generator version 7)
+
+# isort: split
+from . import contrasting as _contrasting  # noqa: F401  (generator version 8)

@@ -15,7 +15,8 @@ suite: lists, titles and first words). Two more rehearsal families give plain re
 instructions, in this module's own words (none is the suite's wording, word or phrase), and the base model's own
 answer as the lesson, as ``rehearsal.py`` does for requests without them.
 
-All are ``train`` and ``since=7``: versions 5 and 6 are still made without them.
+All are ``train`` and ``since=7``: versions 5 and 6 are still made without them; version 8 replaces the trip lesson
+and the two-rule rehearsal with reworded families (``contrasting.py``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .world import World
 # ---------------------------------------------------------------- code: a weekday as part of a date computed
 
 
-@family("date-trip-weekday", "code", "train", since=7)
+@family("date-trip-weekday", "code", "train", since=7, until=7)  # reworded in v8: contrasting.py
 def _trip_weekday(rng: random.Random, world: World) -> Instance:
     start, days = _day(rng), rng.randrange(3, 400)
     end = start + timedelta(days=days)
@@ -201,9 +202,9 @@ def _rule(rng: random.Random, kind: str) -> str:
     return wording.format(n=rng.choice(COUNTS.get(kind, (0,))), w=rng.choice(RULE_WORDS.get(kind, ("",))))
 
 
-def _instructed(rng: random.Random, rules: int) -> Instance:
+def _instructed(rng: random.Random, rules: int, apart: set[frozenset[str]] = APART) -> Instance:
     kinds = rng.sample(sorted(RULES), k=rules)
-    while frozenset(kinds) in APART:
+    while frozenset(kinds) in apart:
         kinds = rng.sample(sorted(RULES), k=rules)
     request = _pick(rng, list(ASKS), s=rng.choice(SUBJECTS))
     question = " ".join([request, *(_rule(rng, kind) for kind in kinds)])
@@ -215,6 +216,6 @@ def _one_rule(rng: random.Random, world: World) -> Instance:
     return _instructed(rng, 1)
 
 
-@family("rehearse-two-rules", "chat", "train", since=7)
+@family("rehearse-two-rules", "chat", "train", since=7, until=7)  # its contradicting pairs kept apart in v8
 def _two_rules(rng: random.Random, world: World) -> Instance:
     return _instructed(rng, 2)

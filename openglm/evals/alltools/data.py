@@ -38,7 +38,7 @@ from .tasks import Instance, families
 from .teacher import Lesson, classroom
 from .world import World
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 # The versions this code still makes byte for byte (families gated by their ``since``, wordings by
 # ``REWORDED_SINCE``): the shipped adapter's data stays reproducible while the generator moves ahead of it.
 VERSIONS = range(5, GENERATOR_VERSION + 1)
@@ -48,8 +48,10 @@ TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+ (the eval's are named
 TRAIN_SITE_PORT = 34531
 TEACHER_AGENT = "teacher-alltools"
 # Lines of these categories are written this many times: requests that need no tool are a small share of the
-# families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello".
+# families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello". From version
+# 8 function lessons twice too: the v6 adapter named a wrong function on the eval's own training wordings.
 REPEATS = {"chat": 3}
+REPEATS_SINCE_8 = {"chat": 3, "function": 2}
 # How people open or close a request, put around a third each of the tool lessons' first turns: a 135M model
 # keys on the exact wordings it was taught, and every held-out request is worded anew. Drawn from a generator of its
 # own, so each family's instances are the ones earlier versions made. Chat lessons are left as asked: their answers
@@ -89,7 +91,7 @@ def training_instances(
     chosen = []
     openings: set[str] = set()  # a lesson is found by its first user turn: unique across families
     for name, family in families.items():
-        if family.split != "train" or family.since > version:
+        if not family.trains_in(version):
             continue
         rng = random.Random(f"alltools-train-{seed}-{name}")
         wording = random.Random(f"alltools-wording-{seed}-{name}")
@@ -302,7 +304,8 @@ async def generate(
             renderer.tokenizer.close()  # type: ignore[attr-defined]
     by_family: dict[str, list[str]] = {}
     for (family, _), lines in zip(instances, results, strict=True):
-        for line in (lines or []) * REPEATS.get(families[family].category, 1):
+        repeats = REPEATS_SINCE_8 if version >= 8 else REPEATS
+        for line in (lines or []) * repeats.get(families[family].category, 1):
             # Key order kept: it is the tool listing's order.
             by_family.setdefault(family, []).append(json.dumps(line, ensure_ascii=False) + "\n")
     manifest.families = {name: len(written) for name, written in by_family.items()}

@@ -78,18 +78,23 @@ class Family:
     split: str  # train | heldout
     make: Callable[[random.Random, World], Instance]
     since: int = 1  # the data generator version that added it: older versions' data is made without it
+    until: int | None = None  # the last generator version that trains on it (replaced by a later family); None: all
+
+    def trains_in(self, version: int) -> bool:
+        """Whether generator ``version``'s data has lessons of this family."""
+        return self.split == "train" and self.since <= version and (self.until is None or version <= self.until)
 
 
 families: dict[str, Family] = {}
 
 
 def family(
-    name: str, category: str, split: str, since: int = 1
+    name: str, category: str, split: str, since: int = 1, until: int | None = None
 ) -> Callable[[Callable[[random.Random, World], Instance]], Any]:
     def register(make: Callable[[random.Random, World], Instance]) -> Callable[[random.Random, World], Instance]:
         if name in families:
             raise ValueError(f"task family {name!r} is defined twice")
-        families[name] = Family(name, category, split, make, since)
+        families[name] = Family(name, category, split, make, since, until)
         return make
 
     return register

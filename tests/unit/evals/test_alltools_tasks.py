@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import random
+import re
 
 import pytest
 
@@ -14,7 +15,7 @@ from openglm.evals.alltools.checks import has_number, has_term, judge, numbers_i
 from openglm.evals.alltools.choosing import practice_task
 from openglm.evals.alltools.composing import RULE_WORDS
 from openglm.evals.alltools.conversation import Exchange, function_result, request_tools
-from openglm.evals.alltools.data import training_instances
+from openglm.evals.alltools.data import GENERATOR_VERSION, training_instances
 from openglm.evals.alltools.tasks import Answer, Call, Instance, Rehearse, families
 from openglm.evals.alltools.world import World
 from openglm.evals.client import AgentTurn, ToolStep
@@ -40,7 +41,7 @@ def test_tasks_are_deterministic_and_distinct() -> None:
 
 def test_training_data_never_holds_a_heldout_family_or_an_eval_request() -> None:
     training = training_instances(seed=1, per_family=30)
-    assert {name for name, _ in training} == {n for n, f in families.items() if f.split == "train"}
+    assert {name for name, _ in training} == {n for n, f in families.items() if f.trains_in(GENERATOR_VERSION)}
     # The judged turn of every held-out task (an edit's first turn, "Draw X.", is an ordinary drawing request).
     heldout = {t.data["turns"][-1] for t in AllToolsSuite().tasks(0) if t.split == "heldout"}
     trained = {turn for _, instance in training for turn in instance.turns}
@@ -196,7 +197,7 @@ def test_rehearsal_requests_are_none_of_the_instructions_suites() -> None:
     suite_words = {w.lower() for w in (*KEYWORDS, *END_PHRASES, *START_WORDS)}
     assert suite_words.isdisjoint(w.lower() for words in RULE_WORDS.values() for w in words)  # v7's instructions
     rehearsals = [name for name in families if name.startswith("rehearse-")]
-    assert len(rehearsals) == 4
+    assert len(rehearsals) == 5
     for name, instance in training_instances(1, 24, rehearsals):
         assert instance.expect.tool is None and isinstance(instance.script[0][0]([]), Rehearse), name
         question = instance.turns[0]
@@ -256,8 +257,14 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
     added = {name for name, family in families.items() if family.since > 5 and family.split == "train"}
     assert added and {name for name, _ in older} == {name for name, _ in newer} - added
     sixth = {name for name, _ in training_instances(seed=1, per_family=6, version=6)}
-    assert sixth == {name for name, _ in newer} - {name for name, f in families.items() if f.since == 7}
-    assert sixth != {name for name, _ in newer}
+    seventh = {name for name, _ in training_instances(seed=1, per_family=6, version=7)}
+    assert sixth == seventh - {name for name, f in families.items() if f.since == 7}
+    assert sixth != seventh
+    # Version 8 replaced two of v7's families (``until=7``) and added its own.
+    retired = {name for name, f in families.items() if f.until == 7}
+    assert retired == {"date-trip-weekday", "rehearse-two-rules"} and retired <= seventh
+    eighth = {name for name, f in families.items() if f.since == 8}
+    assert {name for name, _ in newer} == (seventh - retired) | eighth
     for name, instance in older:
         request = instance.turns[0]
         if families[name].category != "chat":
@@ -277,7 +284,7 @@ def test_version_7_teaches_the_failed_steps_without_a_heldout_request_or_sentenc
     assert len(names) == 5
     heldout = {t.data["turns"][0] for t in AllToolsSuite().tasks(0) if families[t.family].split == "heldout"}
     held_words = {" ".join(s.split()[i : i + 4]) for s in SENTENCES for i in range(len(s.split()) - 3)}
-    for name, instance in training_instances(1, 24, names):
+    for name, instance in training_instances(1, 24, names, version=7):
         question = instance.turns[0]
         assert not any(question in h or h in question for h in heldout), question
         assert not any(words in question for words in held_words), question
@@ -302,3 +309,46 @@ def test_a_trip_lesson_answers_with_the_date_and_weekday_its_code_printed() -> N
     day, weekday = printed.getvalue().split()
     assert day in answer.text and weekday in answer.text
     assert [day] in instance.expect.words and [weekday] in instance.expect.words
+
+
+def test_version_8_look_alike_lessons_offer_what_the_v6_adapter_mistook_and_call_no_heldout_function() -> None:
+    from openglm.evals.alltools.contrasting import LOOK_ALIKES
+
+    heldout = {t.data["turns"][0] for t in AllToolsSuite().tasks(0) if families[t.family].split == "heldout"}
+    taught = set()
+    for _, instance in training_instances(1, 24, ["fn-look-alike"]):
+        assert instance.expect.tool is not None
+        called = instance.expect.tool.removeprefix("function:")
+        taught.add(called)
+        assert BY_NAME[called].split == "train" and called in instance.functions
+        assert "get_local_time" in instance.functions and len(set(instance.functions)) == 5
+        assert instance.turns[0] not in heldout
+        call = instance.script[0][0]([])
+        assert isinstance(call, Call) and call.name == called
+        assert str(instance.expect.result_words[0]) in instance.script[0][1]([]).text  # type: ignore[union-attr]
+    assert taught == set(LOOK_ALIKES)
+
+
+def test_version_8_trip_lesson_shares_no_words_with_the_heldout_weekday_family() -> None:
+    for _, instance in training_instances(1, 24, ["date-trip-day-name"]):
+        question = instance.turns[0].lower()
+        assert "weekday" not in question and "day of the week" not in question, question
+        code = instance.script[0][0]([])
+        assert isinstance(code, Call) and "strftime('%A')" in code.arguments["code"]
+
+
+def test_version_8_two_rule_rehearsals_never_ask_contradicting_rules() -> None:
+    from openglm.evals.alltools.composing import RULES
+    from openglm.evals.alltools.contrasting import CONTRADICTING
+
+    def pattern(wording: str) -> str:
+        return ".+?".join(re.escape(part) for part in re.split(r"\{[nw]\}", wording))
+
+    def kinds(question: str) -> frozenset[str]:
+        return frozenset(k for k, wordings in RULES.items() for w in wordings if re.search(pattern(w), question))
+
+    seen = [kinds(i.turns[0]) for _, i in training_instances(1, 40, ["rehearse-two-rules-apart"])]
+    assert all(len(pair) == 2 for pair in seen)
+    assert not set(seen) & CONTRADICTING
+    old = [kinds(i.turns[0]) for _, i in training_instances(1, 40, ["rehearse-two-rules"], version=7)]
+    assert set(old) & CONTRADICTING  # what v7 asked and v8 no longer does
