@@ -35,18 +35,21 @@ from .world import World
 
 @family("date-trip-weekday", "code", "train", since=7, until=7)  # reworded in v8: contrasting.py
 def _trip_weekday(rng: random.Random, world: World) -> Instance:
-    start, days = _day(rng), rng.randrange(3, 400)
-    end = start + timedelta(days=days)
-    question = _pick(
+    return trip_lesson(
         rng,
         [
             "I set off on {d} and travel for {n} days. On what date, and what day of the week, do I get back?",
             "My parcel ships on {d} and takes {n} days. Which date and weekday will it arrive?",
             "A course starts on {d} and lasts {n} days. Give the end date and its weekday.",
         ],
-        d=start.isoformat(),
-        n=days,
     )
+
+
+def trip_lesson(rng: random.Random, wordings: list[str]) -> Instance:
+    """A start date and a number of days; the code prints the end date and its day's name, the answer says both."""
+    start, days = _day(rng), rng.randrange(3, 400)
+    end = start + timedelta(days=days)
+    question = _pick(rng, wordings, d=start.isoformat(), n=days)
     code = (
         f"from datetime import date, timedelta\nend = date{start.timetuple()[:3]} + timedelta(days={days})\n"
         "print(end, end.strftime('%A'))"

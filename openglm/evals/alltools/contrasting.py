@@ -20,14 +20,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from ..functions import BY_NAME
-from .breadth import _pick
-from .composing import APART, _instructed
-from .families import CITIES, CURRENCIES, REMINDERS, SYMBOLS, _code, _day, _printed
-from .tasks import Answer, Call, Expect, Instance, Step, family, fixed
+from .composing import APART, _instructed, trip_lesson
+from .families import CITIES, CURRENCIES, REMINDERS, SYMBOLS
+from .tasks import Answer, Call, Expect, Instance, family, fixed
 from .world import World
 
 
@@ -135,9 +133,7 @@ def _fn_look_alike(rng: random.Random, world: World) -> Instance:
 def _trip_day_name(rng: random.Random, world: World) -> Instance:
     """v7's ``date-trip-weekday`` with none of the held-out ``weekday`` family's words ("day of the week",
     "weekday")."""
-    start, days = _day(rng), rng.randrange(3, 400)
-    end = start + timedelta(days=days)
-    question = _pick(
+    return trip_lesson(
         rng,
         [
             "I set off on {d} and travel for {n} days. Give the date I get back and the name of that day.",
@@ -145,20 +141,7 @@ def _trip_day_name(rng: random.Random, world: World) -> Instance:
             "Friday or another day?",
             "A course starts on {d} and lasts {n} days. When does it end? Name the date and the day.",
         ],
-        d=start.isoformat(),
-        n=days,
     )
-    code = (
-        f"from datetime import date, timedelta\nend = date{start.timetuple()[:3]} + timedelta(days={days})\n"
-        "print(end, end.strftime('%A'))"
-    )
-
-    def answer(obs: list[str]) -> Answer:
-        day, name = _printed(obs).split()
-        return Answer(f"That is {day}, a {name}.")
-
-    steps: list[Step] = [lambda _obs: _code(code), answer]
-    return Instance([question], Expect("code_interpreter", words=[[end.isoformat()], [end.strftime("%A")]]), [steps])
 
 
 # Rule pairs no answer can satisfy together, or that fight over the reply's first words.
