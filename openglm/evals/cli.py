@@ -47,8 +47,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"openglm eval: {exc.args[0]}", file=sys.stderr)
         return 2
     models = _split_names(args.model)
-    families = _split_names(args.family) if args.family else None
+    families = _split_names(args.family) if args.family is not None else None
     if families is not None:
+        if not families:
+            print("openglm eval: --family: no family named", file=sys.stderr)
+            return 2
         known = sorted({task.family for suite in suites for task in suite.tasks(args.seed)})
         unknown = [name for name in families if name not in known]
         if unknown:

@@ -205,7 +205,7 @@ def _rule(rng: random.Random, kind: str) -> str:
     return wording.format(n=rng.choice(COUNTS.get(kind, (0,))), w=rng.choice(RULE_WORDS.get(kind, ("",))))
 
 
-def _instructed(rng: random.Random, rules: int, apart: set[frozenset[str]] = APART) -> Instance:
+def instructed(rng: random.Random, rules: int, apart: set[frozenset[str]] = APART) -> Instance:
     kinds = rng.sample(sorted(RULES), k=rules)
     while frozenset(kinds) in apart:
         kinds = rng.sample(sorted(RULES), k=rules)
@@ -216,9 +216,9 @@ def _instructed(rng: random.Random, rules: int, apart: set[frozenset[str]] = APA
 
 @family("rehearse-one-rule", "chat", "train", since=7)
 def _one_rule(rng: random.Random, world: World) -> Instance:
-    return _instructed(rng, 1)
+    return instructed(rng, 1)
 
 
 @family("rehearse-two-rules", "chat", "train", since=7, until=7)  # its contradicting pairs kept apart in v8
 def _two_rules(rng: random.Random, world: World) -> Instance:
-    return _instructed(rng, 2)
+    return instructed(rng, 2)

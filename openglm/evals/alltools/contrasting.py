@@ -5,9 +5,10 @@ The v6 adapter (shipped) names a wrong function in about one function task of si
 eval's own *training* functions asked in their training wordings: ``get_local_time`` for "the weather in Oslo right
 now" or a stock quote, ``get_stock_price`` for the weather, ``get_weather`` for a parcel — the names that take a
 city or that "right now" points to. ``fn-look-alike`` asks for one of the training functions in new wordings full
-of such words ("right now", "today", "at the moment") with the functions it was mistaken for always offered beside
-it (``get_local_time``, a held-out function, is only ever *offered*: no lesson calls it), so only what the request
-asks for can decide. Function lessons are also written twice from this version on (``data.REPEATS``).
+of such words ("right now", "today", "at the moment") with ``get_local_time`` always offered beside it (a held-out
+function: only ever *offered*, no lesson calls it) and four of the other look-alikes drawn at random (each in about
+three lessons of four), so only what the request asks for can decide. Function lessons are also written twice from
+this version on (``data.REPEATS_SINCE_8``).
 
 v7's trip lesson asked for "the day of the week", the held-out ``weekday`` family's phrase: ``date-trip-day-name``
 teaches the same step worded apart from it (v7's family trains up to version 7 only). And some rule pairs of v7's
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..functions import BY_NAME
-from .composing import APART, _instructed, trip_lesson
+from .composing import APART, instructed, trip_lesson
 from .families import CITIES, CURRENCIES, REMINDERS, SYMBOLS
 from .tasks import Answer, Call, Expect, Instance, family, fixed
 from .world import World
@@ -104,7 +105,8 @@ LOOK_ALIKES: dict[str, LookAlike] = {
         "time",
     ),
 }
-# What the v6 adapter named instead of the five above: always offered beside the one asked for.
+# What the v6 adapter named instead of the five above: get_local_time offered in every lesson, the others drawn
+# with the five (``_look_alikes_offered``).
 MISTAKEN_FOR = ["get_local_time", "get_weather", "get_stock_price", "track_package"]
 
 
@@ -125,6 +127,8 @@ def _fn_look_alike(rng: random.Random, world: World) -> Instance:
     result = BY_NAME[name].call(dict(arguments))
     question = rng.choice(lesson.asks).format(**arguments)
     expect = Expect(f"function:{name}", arguments=dict(arguments), result_words=[str(result[lesson.reported])])
+    # The result's fields win over the arguments': v8's currency lines say "1424.0 GBP" (the result's float amount);
+    # kept, since changing it would change v8's recorded data.
     steps = fixed(Call(name, dict(arguments)), Answer(lesson.answer.format(**{**arguments, **result})))
     return Instance([question], expect, [steps], functions=_look_alikes_offered(rng, name))
 
@@ -156,4 +160,4 @@ CONTRADICTING = {
 
 @family("rehearse-two-rules-apart", "chat", "train", since=8)
 def _two_rules_apart(rng: random.Random, world: World) -> Instance:
-    return _instructed(rng, 2, APART | CONTRADICTING)
+    return instructed(rng, 2, APART | CONTRADICTING)

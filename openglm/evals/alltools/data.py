@@ -39,8 +39,9 @@ from .teacher import Lesson, classroom
 from .world import World
 
 GENERATOR_VERSION = 8
-# The versions this code still makes byte for byte (families gated by their ``since``, wordings by
-# ``REWORDED_SINCE``): the shipped adapter's data stays reproducible while the generator moves ahead of it.
+# The versions this code still makes byte for byte (families gated by their ``since`` and ``until``, wordings by
+# ``REWORDED_SINCE``, repeats by ``REPEATED_FUNCTIONS_SINCE``): the shipped adapter's data stays reproducible while
+# the generator moves ahead of it.
 VERSIONS = range(5, GENERATOR_VERSION + 1)
 TRAIN_WORLD_BASE = 1000  # training worlds are seeds 1000+ (the eval's are named apart: World("eval-<seed>"))
 # The training website's port: its URLs are in the observations and in the browser calls the lines teach, so a port
@@ -51,6 +52,7 @@ TEACHER_AGENT = "teacher-alltools"
 # families, and a model that sees a tool called in 95 % of its lessons learns to call one for "hello". From version
 # 8 function lessons twice too: the v6 adapter named a wrong function on the eval's own training wordings.
 REPEATS = {"chat": 3}
+REPEATED_FUNCTIONS_SINCE = 8
 REPEATS_SINCE_8 = {"chat": 3, "function": 2}
 # How people open or close a request, put around a third each of the tool lessons' first turns: a 135M model
 # keys on the exact wordings it was taught, and every held-out request is worded anew. Drawn from a generator of its
@@ -304,7 +306,7 @@ async def generate(
             renderer.tokenizer.close()  # type: ignore[attr-defined]
     by_family: dict[str, list[str]] = {}
     for (family, _), lines in zip(instances, results, strict=True):
-        repeats = REPEATS_SINCE_8 if version >= 8 else REPEATS
+        repeats = REPEATS_SINCE_8 if version >= REPEATED_FUNCTIONS_SINCE else REPEATS
         for line in (lines or []) * repeats.get(families[family].category, 1):
             # Key order kept: it is the tool listing's order.
             by_family.setdefault(family, []).append(json.dumps(line, ensure_ascii=False) + "\n")

@@ -311,22 +311,26 @@ def test_a_trip_lesson_answers_with_the_date_and_weekday_its_code_printed() -> N
     assert [day] in instance.expect.words and [weekday] in instance.expect.words
 
 
-def test_version_8_look_alike_lessons_offer_what_the_v6_adapter_mistook_and_call_no_heldout_function() -> None:
-    from openglm.evals.alltools.contrasting import LOOK_ALIKES
+def test_version_8_look_alike_lessons_always_offer_get_local_time_and_call_no_heldout_function() -> None:
+    from openglm.evals.alltools.contrasting import LOOK_ALIKES, MISTAKEN_FOR
 
     heldout = {t.data["turns"][0] for t in AllToolsSuite().tasks(0) if families[t.family].split == "heldout"}
-    taught = set()
+    taught, offered = set(), []
     for _, instance in training_instances(1, 24, ["fn-look-alike"]):
         assert instance.expect.tool is not None
         called = instance.expect.tool.removeprefix("function:")
         taught.add(called)
         assert BY_NAME[called].split == "train" and called in instance.functions
         assert "get_local_time" in instance.functions and len(set(instance.functions)) == 5
-        assert instance.turns[0] not in heldout
+        assert set(instance.functions) <= {*MISTAKEN_FOR, *LOOK_ALIKES}
+        offered += instance.functions
+        assert not any(instance.turns[0] in h or h in instance.turns[0] for h in heldout), instance.turns[0]
         call = instance.script[0][0]([])
         assert isinstance(call, Call) and call.name == called
         assert str(instance.expect.result_words[0]) in instance.script[0][1]([]).text  # type: ignore[union-attr]
     assert taught == set(LOOK_ALIKES)
+    # Every other look-alike is a decoy in some lessons, not in all (four are drawn of the rest).
+    assert all(0 < offered.count(name) < 24 for name in set(MISTAKEN_FOR) - {"get_local_time"}), offered
 
 
 def test_version_8_trip_lesson_shares_no_words_with_the_heldout_weekday_family() -> None:

@@ -27,3 +27,6 @@ def test_an_unknown_family_is_refused_with_the_known_ones_before_anything_starts
     assert _run(args) == 2
     error = capsys.readouterr().err
     assert "--family no-such: not a family of these suites" in error and "fn-weather" in error
+    args.family = [" , "]  # names nothing: refused rather than a run of no task
+    assert _run(args) == 2
+    assert "--family: no family named" in capsys.readouterr().err
