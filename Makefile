@@ -6,6 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # Test processes. Two take the suite from ~40 to ~26 minutes on two cores (much of it waits on servers and kernels);
 # each takes whole test modules (--dist loadfile), so a module's server fixtures are started once, in one worker.
+# Each worker's models get cores / workers threads (tests/fixtures/cores.py): spinning thread pools must not share cores.
 TEST_WORKERS ?= 2
 
 .PHONY: serve test lint bench clean chromium sandbox-tools

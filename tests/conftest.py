@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +12,13 @@ import pytest
 from openglm.store.db import Database, open_database
 
 from .databases import database_url, pgvector_server
+from .fixtures.cores import TEST_THREADS
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every server, engine and embedding model a test starts (in this process or a child, which inherits the
+    # environment) reads its threads from here unless the test names its own: see fixtures/cores.py.
+    os.environ.setdefault("OPENGLM_THREADS", str(TEST_THREADS))
 
 
 @pytest.fixture(scope="session")

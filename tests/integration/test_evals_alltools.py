@@ -67,10 +67,6 @@ def eval_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Eval
     env.stop()
 
 
-# Seven agent tasks on the real model: ~25 s alone, but under `make test` the other worker may run the engine tests
-# that decode with several adapters at once on the same 2 cores (2026-12-07: 186 s each beside it), and this test
-# went past the default 300 s with every task still progressing (its server's log: no request failed or hung).
-@pytest.mark.timeout(600)
 async def test_alltools_tasks_run_on_the_shipped_adapter(
     eval_server: tuple[EvalEnvironment, EvalServer], tmp_path: Path
 ) -> None:

@@ -19,6 +19,7 @@ import openai
 import pytest
 from zhipuai import ZhipuAI
 
+from ..fixtures.cores import TEST_THREADS
 from ..fixtures.image_server import png
 from ..fixtures.tiny_mmproj import N_PATCHES, write_tiny_mmproj
 from ..fixtures.tiny_model import N_EMBD
@@ -127,7 +128,7 @@ mmproj = "{mmproj}"
 template = "chatml"
 context_length = 1024
 [models.options]
-threads = 2
+threads = {TEST_THREADS}
 parallel = 4
 
 [[agents]]

@@ -20,6 +20,7 @@ from openglm.embeddings.local import LlamaCppEmbeddings, LocalBackend, ModelFact
 from openglm.embeddings.remote import RemoteEmbeddings
 from openglm.errors import EngineError, InvalidRequestError, PromptTooLongError, RateLimitError
 
+from ...fixtures.cores import TEST_THREADS
 from ...fixtures.minilm_gguf import write_minilm_gguf
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -35,7 +36,7 @@ def spec(**fields: object) -> EmbeddingSpec:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def minilm() -> AsyncIterator[SentenceTransformersBackend]:
-    backend = SentenceTransformersBackend(spec(max_input_tokens=256), threads=2)
+    backend = SentenceTransformersBackend(spec(max_input_tokens=256), threads=TEST_THREADS)
     await backend.start()
     yield backend
     await backend.close()
@@ -44,7 +45,9 @@ async def minilm() -> AsyncIterator[SentenceTransformersBackend]:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def gguf(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LlamaCppEmbeddings]:
     path = write_minilm_gguf(tmp_path_factory.mktemp("gguf") / "minilm.gguf")
-    backend = LlamaCppEmbeddings(spec(engine="llamacpp", source=str(path), options={"batch_tokens": 1024}), threads=2)
+    backend = LlamaCppEmbeddings(
+        spec(engine="llamacpp", source=str(path), options={"batch_tokens": 1024}), threads=TEST_THREADS
+    )
     await backend.start()
     yield backend
     await backend.close()

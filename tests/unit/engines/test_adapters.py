@@ -197,9 +197,6 @@ def test_least_recently_used_adapters_are_evicted(
     assert stats["loaded_adapters"] == 1
 
 
-# Real-model decoding with several adapters: 186 s in one make test of 2026-12-07 and past 300 s in another, beside
-# the All Tools eval test on the other worker (439 s then). The fix is to keep the two from running at once.
-@pytest.mark.timeout(600)
 def test_kv_cache_pressure_preempts_across_adapter_groups(adapters: dict[str, AdapterRef]) -> None:
     """Four sequences in three adapter groups overflow a small KV cache: the youngest is preempted and
     recomputed under its own adapter, and every sequence still runs to its length."""

