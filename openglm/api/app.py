@@ -41,6 +41,7 @@ from ..serving.models import ModelPool
 from ..serving.service import ChatService
 from ..tuning.finetuned import FineTunedModels
 from ..tuning.service import FineTuningService
+from ..tuning.trainers import continues_adapters
 from ..untrusted import pool as untrusted
 from ..web.assets import WebAssets
 from .errors import http_error, validation_error
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 blobs,
                 FineTunedModels(platform.db, blobs.root, app.state.files.quota),
                 serving=pool.merged,
+                continues_adapters=continues_adapters(settings.fine_tuning_trainer),
             )
             app.state.evals = EvalService(jobs, EvalRuns(platform.db))
             app.state.runs = RunService(

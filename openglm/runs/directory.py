@@ -115,7 +115,7 @@ class ModelDirectory:
             root=record.base_model,
             context_length=base.context_length if base is not None else 0,
             kind="chat",
-            fine_tunable=False,  # adapters do not stack: a job trains on the base
+            fine_tunable=self.fine_tuning.continuable(record),  # a job trains its adapter further, on its base
         )
 
     def _created(self, source: str, remote: bool) -> int:

@@ -1,4 +1,5 @@
 """``openglm finetune create | list | show | events | cancel``: fine-tuning jobs through a running server's API.
+(And ``openglm adapters import``, an operator's command on the server's own database: ``imported.py``.)
 
 A client of the HTTP API like any SDK (``/v1/files``, ``/v1/fine_tuning/jobs...``), not of the store: it works
 against a server on another machine. The server is ``--url`` or ``OPENGLM_URL`` (default: this machine's
@@ -458,7 +459,9 @@ def add_parsers(sub: Any) -> None:
     commands = parser.add_subparsers(dest="action", required=True)
     create_parser = commands.add_parser("create", parents=[server], help="start a job; prints its id")
     create_parser.add_argument("training_file", help="a local JSONL file (uploaded, purpose fine-tune) or a file id")
-    create_parser.add_argument("--model", required=True, help="the base model (a catalog model of the server)")
+    create_parser.add_argument(
+        "--model", required=True, help="the base model (a catalog model), or your fine-tuned model to train further"
+    )
     create_parser.add_argument("--method", choices=("supervised", "dpo"), default="supervised")
     create_parser.add_argument("--validation-file", help="a local JSONL file or a file id")
     create_parser.add_argument("--epochs", type=_number, help='a number or "auto"')
@@ -484,6 +487,53 @@ def add_parsers(sub: Any) -> None:
     cancel_parser = commands.add_parser("cancel", parents=[server], help="cancel a queued or running job")
     cancel_parser.add_argument("job_id")
     cancel_parser.set_defaults(func=_run(cancel))
+    adapters = sub.add_parser("adapters", help="LoRA adapters made elsewhere, as fine-tuned models (operators)")
+    adapter_commands = adapters.add_subparsers(dest="action", required=True)
+    importing = adapter_commands.add_parser(
+        "import", help="a llama.cpp LoRA adapter GGUF as a fine-tuned model of an account; prints its id"
+    )
+    importing.add_argument("adapter", type=Path, help="the adapter GGUF")
+    importing.add_argument("--base", required=True, help="the catalog model it adapts")
+    importing.add_argument("--account", required=True, help="the account that will own it (id or name)")
+    importing.add_argument("--suffix", help="part of the model's name")
+    importing.set_defaults(func=import_command)
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """``openglm adapters import``: the server's own settings (database, data directory, catalog) like the other
+    operator commands; a running server serves the model at once (fine-tuned models are read per request)."""
+    import asyncio
+
+    from ..accounts.cli import open_store
+    from ..catalog import Catalog
+    from ..errors import OpenGLMError
+    from ..files.blobs import LocalBlobStore
+    from ..files.quota import StorageQuota
+    from .imported import import_adapter
+
+    settings = Settings()
+
+    async def main() -> str:
+        async with open_store(settings) as store:
+            account = (await store.account_view(args.account)).account
+            record = await import_adapter(
+                store.db,
+                LocalBlobStore(settings.data_dir / "blobs"),
+                StorageQuota(store.db, settings.storage_quota_bytes()),
+                Catalog.from_file(settings.models_file),
+                account_id=account.id,
+                base=args.base,
+                adapter=args.adapter,
+                label=args.suffix,
+            )
+            return record.id
+
+    try:
+        print(asyncio.run(main()))
+    except OpenGLMError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _follow_arguments(parser: argparse.ArgumentParser) -> None:

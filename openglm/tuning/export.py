@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .lora import gguf_tensor_base, lora_modules
+from .lora import LoRALinear, gguf_tensor_base, lora_modules
 
 # GGUF architectures whose converter permutes Q/K rows and whose transformers loader undoes it (verified: llama).
 PERMUTED_ARCHITECTURES = frozenset({"llama"})
@@ -32,6 +32,13 @@ def rotary_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
     rows = weight.shape[0]
     per_head = rows // heads
     return weight.reshape(heads, 2, per_head // 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
+
+
+def hugging_face_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """``rotary_rows`` undone: GGML's interleaved pairs back to each head's [first half | second half]."""
+    rows = weight.shape[0]
+    per_head = rows // heads
+    return weight.reshape(heads, per_head // 2, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
 
 
 def export_adapter(
@@ -82,3 +89,37 @@ def export_adapter(
     writer.close()
     os.replace(partial, out)
     return out
+
+
+def read_adapter(
+    model: nn.Module, path: str | os.PathLike[str], *, architecture: str, permute_qk: bool | None = None
+) -> dict[str, torch.Tensor]:
+    """An adapter GGUF (``export_adapter``'s, or llama.cpp's converter's) as the state ``lora.load_adapter_state``
+    loads into ``model`` (fp32, the Hugging Face layout): what a job that continues a fine-tuned model starts from.
+    ValueError when it does not fit the model: another module, a shape that differs."""
+    import gguf
+
+    config = model.config
+    heads = int(config.num_attention_heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    if permute_qk is None:
+        permute_qk = architecture in PERMUTED_ARCHITECTURES
+    modules: dict[str, str] = {}  # the GGUF's tensor base name -> the module's name
+    for name, module in model.named_modules():
+        base = gguf_tensor_base(name)
+        if base is not None and isinstance(module, nn.Linear | LoRALinear):
+            modules[base] = name
+    state: dict[str, torch.Tensor] = {}
+    for tensor in gguf.GGUFReader(str(path)).tensors:
+        base, _, part = tensor.name.rpartition(".")
+        if base not in modules or part not in ("lora_a", "lora_b"):
+            raise ValueError(f"the adapter's tensor {tensor.name!r} has no module in this model")
+        value = torch.from_numpy(np.array(tensor.data, dtype=np.float32)).reshape(
+            tuple(int(d) for d in reversed(tensor.shape))
+        )
+        if permute_qk and part == "lora_b" and base.endswith(".attn_q.weight"):
+            value = hugging_face_rows(value, heads)
+        elif permute_qk and part == "lora_b" and base.endswith(".attn_k.weight"):
+            value = hugging_face_rows(value, kv_heads)
+        state[f"{modules[base]}.{part}"] = value
+    return state

@@ -37,6 +37,7 @@ from ..jobs.store import JobStore
 from ..store.types import utcnow
 from .billing import Billing, charge
 from .finetuned import FineTunedModels, FineTunedRecord, adapter_key
+from .pipeline import CONTINUES_FILE
 from .results import loss_curve_png, metrics_csv
 from .trainers import Hyperparameters, Metrics, TrainerUnavailable, TrainingOutcome, TrainingTask, trainers
 
@@ -170,6 +171,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(str(exc.args[0]), code="trainer_unavailable") from None
     workdir = settings.fine_tuning_root() / ctx.job_id
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    continues = await _continued_adapter(shop, payload, workdir)
     task = TrainingTask(
         job_id=ctx.job_id,
         base=spec,
@@ -181,6 +183,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         workdir=workdir,
         resume=resume.get("trainer") if resume.get("stage") == "training" else None,
         threads=settings.fine_tuning_threads,
+        continues=continues,
     )
     started = ctx.lease.job.started_at or utcnow()
     billing = Billing(account_id, payload.get("key_id"), spec.id, int(payload["price_per_1k"]), started)
@@ -200,6 +203,27 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
     # The adapter is a blob now and the result is checkpointed: the trainer's checkpoints are not needed again.
     await asyncio.to_thread(shutil.rmtree, workdir, True)
     return result
+
+
+async def _continued_adapter(shop: Workshop, payload: dict[str, Any], workdir: Path) -> Path | None:
+    """The adapter of the fine-tuned model the job continues, copied into its workdir by its first attempt: the job's
+    own copy from then on, whatever becomes of the model. A model deleted before that fails the job saying so."""
+    parent = payload.get("continues")
+    if parent is None:
+        return None
+    path = workdir / CONTINUES_FILE
+    if not path.exists():
+        try:
+            data = await shop.blobs.get(str(parent["adapter_blob"]))
+        except FileNotFoundError:
+            raise JobFailed(
+                f"the fine-tuned model {parent['model']} this job continues was deleted before the job started",
+                code="model_not_found",
+            ) from None
+        partial = path.with_suffix(".partial")
+        await asyncio.to_thread(partial.write_bytes, data)
+        partial.replace(path)
+    return path
 
 
 async def finish(

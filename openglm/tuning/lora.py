@@ -2,7 +2,8 @@
 
 ``attach_lora`` wraps each target ``nn.Linear`` in a :class:`LoRALinear` (``y = W x + (alpha / r) · B A x``, A
 Kaiming-initialised, B zero, so a fresh adapter changes nothing) and freezes every base weight. The adapter can be
-switched off for the whole model (:func:`adapter_disabled`), which makes the same model the DPO reference.
+switched off for the whole model (:func:`adapter_disabled`); DPO's reference (:func:`reference_model`) is the base
+with the adapter off, or with the adapter a continued job started from (:func:`keep_as_reference`).
 Shapes follow PEFT and llama.cpp: A is (r, in), B is (out, r).
 """
 
@@ -43,12 +44,15 @@ class LoRALinear(nn.Module):  # type: ignore[misc]
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
         self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.enabled = True
+        # A frozen copy of (A, B) the reference model applies (``as_reference``): the adapter a job continues.
+        self.reference: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.as_reference = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.base(x)
-        if not self.enabled:
+        if not self.enabled or (self.as_reference and self.reference is None):
             return out
-        a, b = self.lora_a, self.lora_b
+        a, b = self.reference if self.as_reference and self.reference is not None else (self.lora_a, self.lora_b)
         if x.dtype != a.dtype and not torch.is_autocast_enabled("cpu"):
             a, b = a.to(x.dtype), b.to(x.dtype)
         delta = nn.functional.linear(nn.functional.linear(self.dropout(x), a), b)
@@ -112,6 +116,27 @@ def adapter_disabled(model: nn.Module) -> Iterator[None]:
     finally:
         for m, was in zip(modules, previous, strict=True):
             m.enabled = was
+
+
+def keep_as_reference(model: nn.Module) -> None:
+    """The adapter as it is now becomes the reference model's (``reference_model``): a job that continues a
+    fine-tuned model compares its DPO policy with that model, not with the bare base."""
+    for module in lora_modules(model).values():
+        module.reference = (module.lora_a.detach().clone(), module.lora_b.detach().clone())
+
+
+@contextmanager
+def reference_model(model: nn.Module) -> Iterator[None]:
+    """DPO's reference, for as long as the block runs: the base with the adapter kept by ``keep_as_reference``, or
+    the bare base when none was kept (the adapter off). No second copy of the base's weights either way."""
+    modules = list(lora_modules(model).values())
+    for m in modules:
+        m.as_reference = True
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.as_reference = False
 
 
 def gguf_tensor_base(module_name: str) -> str | None:

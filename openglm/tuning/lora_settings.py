@@ -40,6 +40,9 @@ GGUF_HEADER_BYTES = 1024
 GGUF_BYTES_PER_TENSOR = 128
 
 
+Shapes = dict[tuple[int, str], tuple[int, int]]  # (layer, llama.cpp target name) -> (in, out)
+
+
 @dataclass(frozen=True)
 class LoRASettings:
     rank: int = DEFAULT_RANK
@@ -102,18 +105,28 @@ def matrix_shapes(gguf_path: str) -> dict[tuple[int, str], tuple[int, int]] | No
         stat = os.stat(gguf_path)
     except OSError:
         return None
-    return _matrix_shapes(gguf_path, stat.st_size, stat.st_mtime_ns)
+    return _gguf_facts(gguf_path, stat.st_size, stat.st_mtime_ns)[1]
+
+
+def gguf_architecture(gguf_path: str) -> str | None:
+    """The GGUF's ``general.architecture`` (None: not a GGUF), read with its shapes (one read, cached)."""
+    try:
+        stat = os.stat(gguf_path)
+    except OSError:
+        return None
+    return _gguf_facts(gguf_path, stat.st_size, stat.st_mtime_ns)[0]
 
 
 @functools.lru_cache(maxsize=16)
-def _matrix_shapes(path: str, size: int, mtime_ns: int) -> dict[tuple[int, str], tuple[int, int]] | None:
-    """``size`` and ``mtime_ns`` key the cache: a replaced file is read again."""
+def _gguf_facts(path: str, size: int, mtime_ns: int) -> tuple[str | None, Shapes | None]:
+    """The architecture and the adaptable matrices' shapes. ``size`` and ``mtime_ns`` key the cache: a replaced
+    file is read again."""
     try:
         import gguf
 
         reader = gguf.GGUFReader(path)
     except Exception:  # not a GGUF (or not one this gguf package reads): no estimate
-        return None
+        return None, None
     wanted = set(TARGETS.values())
     shapes: dict[tuple[int, str], tuple[int, int]] = {}
     for tensor in reader.tensors:
@@ -121,4 +134,72 @@ def _matrix_shapes(path: str, size: int, mtime_ns: int) -> dict[tuple[int, str],
         if len(parts) == 4 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in wanted and parts[3] == "weight":
             n_in, n_out = (int(d) for d in tensor.shape[:2])  # ggml's order: the input dimension first
             shapes[(int(parts[1]), parts[2])] = (n_in, n_out)
-    return shapes or None
+    return _architecture(reader), shapes or None
+
+
+def adapter_settings(adapter_path: str | os.PathLike[str]) -> LoRASettings:
+    """The shape of a llama.cpp LoRA adapter GGUF (what a job that continues it must keep): its rank (from the
+    tensors), ``adapter.lora.alpha`` and the targets it adapts. ValueError when the file is not such an adapter, or
+    its tensors disagree on the rank."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(adapter_path))
+    except Exception as exc:
+        raise ValueError(f"not a GGUF file ({exc})") from None
+    field = reader.get_field("adapter.lora.alpha")
+    kind = reader.get_field("adapter.type")
+    if field is None or kind is None or bytes(kind.parts[kind.data[0]]).decode() != "lora":
+        raise ValueError("not a llama.cpp LoRA adapter (no adapter.type = lora and adapter.lora.alpha)")
+    alpha = float(field.parts[field.data[0]][0])
+    by_target = {target: name for name, target in TARGETS.items()}
+    ranks: set[int] = set()
+    targets: set[str] = set()
+    for tensor in reader.tensors:
+        parts = tensor.name.split(".")
+        if len(parts) != 5 or parts[0] != "blk" or parts[3] != "weight" or parts[2] not in by_target:
+            raise ValueError(f"tensor {tensor.name!r} is not one a LoRA of this platform adapts")
+        targets.add(by_target[parts[2]])
+        if parts[4] == "lora_a":
+            ranks.add(int(tensor.shape[1]))  # ggml's order: (in, rank)
+    if len(ranks) != 1:
+        raise ValueError(f"the adapter's matrices have {'no' if not ranks else 'different'} ranks")
+    return LoRASettings(rank=ranks.pop(), alpha=alpha, targets=tuple(name for name in TARGETS if name in targets))
+
+
+def adapter_misfit(adapter_path: str | os.PathLike[str], base_gguf: str) -> str | None:
+    """Why a LoRA adapter GGUF does not fit the base GGUF (None: it does, and llama.cpp will load it): its
+    architecture must be the base's, every matrix one of the base's adaptable ones, in F16 or F32, with both A
+    (ggml: in × rank) and B (rank × out) of the base's shapes at the adapter's one rank."""
+    import gguf
+
+    try:
+        shape = adapter_settings(adapter_path)
+        reader = gguf.GGUFReader(str(adapter_path))
+    except ValueError as exc:
+        return str(exc)
+    shapes, base_architecture = matrix_shapes(base_gguf), gguf_architecture(base_gguf)
+    if shapes is None or base_architecture is None:
+        return "the base is not a GGUF model with llama.cpp's tensor names"
+    if _architecture(reader) != base_architecture:
+        return f"an adapter for {_architecture(reader)!r} models; the base is {base_architecture!r}"
+    parts: dict[tuple[int, str], set[str]] = {}
+    float_types = {gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32}
+    for tensor in reader.tensors:
+        _, layer, target, _, part = tensor.name.split(".")  # adapter_settings checked the names
+        if (int(layer), target) not in shapes:
+            return f"the base has no {layer}.{target} matrix for {tensor.name}"
+        n_in, n_out = shapes[(int(layer), target)]
+        expected = (n_in, shape.rank) if part == "lora_a" else (shape.rank, n_out)
+        if tuple(int(d) for d in tensor.shape) != expected:
+            return f"{tensor.name} is {list(tensor.shape)}; the base needs {list(expected)} (ggml's order)"
+        if tensor.tensor_type not in float_types:
+            return f"{tensor.name} is {tensor.tensor_type.name}; adapters are F16 or F32"
+        parts.setdefault((int(layer), target), set()).add(part)
+    half = next((f"blk.{k[0]}.{k[1]}" for k, found in parts.items() if found != {"lora_a", "lora_b"}), None)
+    return f"{half} has only one of lora_a and lora_b" if half else None
+
+
+def _architecture(reader: Any) -> str | None:
+    field = reader.get_field("general.architecture")
+    return None if field is None else bytes(field.parts[field.data[0]]).decode()

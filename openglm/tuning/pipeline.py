@@ -33,6 +33,7 @@ from .trainers import Metrics, TrainingOutcome, TrainingReporter, TrainingTask
 
 CHECKPOINT_DIR = "checkpoint"
 ADAPTER_FILE = "adapter.gguf"
+CONTINUES_FILE = "continues.gguf"  # the adapter a continued job starts from, copied into its workdir
 
 Send = Callable[..., None]
 
@@ -133,14 +134,16 @@ def run(
     should_stop: Callable[[], bool],
     should_pause: Callable[[], bool] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Render the lines with the serving template, load the base, train (resuming from ``workdir``), export.
+    """Render the lines with the serving template, load the base (and the adapter a continued job starts from),
+    train (resuming from ``workdir``), export.
     ``should_stop`` ends the run between steps (``train.TrainingCancelled``); ``should_pause`` does too, after a
     checkpoint of the steps so far (``train.TrainingPaused``, which the host reports as ``("paused",)``)."""
     import torch
     from transformers.utils import logging as transformers_logging
 
-    from .export import export_adapter
+    from .export import export_adapter, read_adapter
     from .lora import LoRAConfig
+    from .lora_settings import adapter_settings
     from .render import Example, Preference, Renderer
     from .train import Hyperparameters, Progress, Trainer, compute_dtype, load_base_model
 
@@ -182,6 +185,17 @@ def run(
     model = load_base_model(
         task.base_path, threads=max(1, task.threads), dtype=compute_dtype(hyperparameters.precision)
     )
+    initial = None
+    if task.continues is not None:
+        shape = adapter_settings(task.continues)
+        lora = hyperparameters.lora
+        if (shape.rank, shape.alpha, shape.targets) != (lora.rank, lora.alpha, lora.targets):
+            raise ValueError(
+                f"the adapter this job continues has rank {shape.rank}, alpha {shape.alpha:g} and targets "
+                f"{', '.join(shape.targets)}; the job asks for rank {lora.rank}, alpha {lora.alpha:g} and "
+                f"{', '.join(lora.targets)}"
+            )
+        initial = read_adapter(model, task.continues, architecture=architecture)
 
     class Reporting(Trainer):
         def save_checkpoint(self, step: int, trained_tokens: int, *args: Any) -> Path:
@@ -208,10 +222,13 @@ def run(
         should_cancel=should_stop,
         should_pause=should_pause,
         threads=max(1, task.threads),
+        initial_adapter=initial,
     )
     send(
         "message",
-        f"loaded {task.base.id} for training in {time.monotonic() - began:.1f} s: {len(train_items)} "
+        f"loaded {task.base.id} for training in {time.monotonic() - began:.1f} s"
+        + (f", starting from the adapter it continues ({len(initial) // 2} matrices)" if initial else "")
+        + f": {len(train_items)} "
         f"{'pairs' if task.method == 'dpo' else 'examples'}, {trainer.total_steps} steps, "
         f"{torch.get_num_threads()} threads, niceness {os.nice(0)}",
     )

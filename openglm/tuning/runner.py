@@ -4,7 +4,9 @@ code the ``local`` trainer's process runs: the same renderer, trainer, checkpoin
 
 The job directory (written by the platform on a filesystem both sides see at the same path):
 
-    job.json          the base (catalog id, GGUF path, template, tool-call format), method, hyperparameters, threads
+    job.json          the base (catalog id, GGUF path, template, tool-call format), method, hyperparameters, threads,
+                      and "continues": the name of the adapter file a continued job starts from, or null
+    continues.gguf    that adapter (a job that continues a fine-tuned model)
     training.jsonl    the validated training lines (rendered here, by the serving templates: one renderer)
     validation.jsonl  the validation lines (may be empty)
     attempt           the platform's current attempt; a runner whose attempt is no longer written here stops
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 from dataclasses import asdict
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import ModelSpec
-from .pipeline import limit_threads, run
+from .pipeline import CONTINUES_FILE, limit_threads, run
 from .trainers import Hyperparameters, TrainingTask
 
 JOB_FILE = "job.json"
@@ -61,7 +64,10 @@ def write_job(job_dir: Path, task: TrainingTask, attempt: str) -> None:
         },
         "hyperparameters": asdict(task.hyperparameters),
         "threads": task.threads,
+        "continues": CONTINUES_FILE if task.continues is not None else None,
     }
+    if task.continues is not None and task.continues != job_dir / CONTINUES_FILE:
+        shutil.copyfile(task.continues, job_dir / CONTINUES_FILE)
     for name, lines in ((TRAINING_FILE, task.training), (VALIDATION_FILE, task.validation)):
         if not (job_dir / name).exists():
             _write_atomically(job_dir / name, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
@@ -86,6 +92,7 @@ def read_task(job_dir: Path, threads: int | None = None) -> TrainingTask:
         hyperparameters=Hyperparameters.of(job["hyperparameters"]),
         workdir=job_dir,
         threads=threads or int(job["threads"]),
+        continues=job_dir / CONTINUES_FILE if job.get("continues") else None,
     )
 
 

@@ -36,7 +36,7 @@ from ..jobs.store import JobEventRecord, JobNotFinished, JobRecord, JobStateErro
 from ..untrusted.pool import shared_pool
 from .finetuned import AdapterTarget, FineTunedModels, FineTunedRecord, is_fine_tuned_name, merged_key
 from .handler import JOB_PREFIX, KIND
-from .lora_settings import LoRASettings, adapter_bytes, resolve_lora
+from .lora_settings import LoRASettings, adapter_bytes, adapter_settings, resolve_lora
 from .merge import Quantization
 from .merge_job import JOB_PREFIX as MERGE_PREFIX
 from .merge_job import KIND as MERGE_KIND
@@ -102,6 +102,14 @@ class MergeStatus:
 
 
 @dataclass(frozen=True)
+class Continued:
+    """The fine-tuned model a job continues and its adapter's shape, which the job keeps."""
+
+    record: FineTunedRecord
+    shape: LoRASettings
+
+
+@dataclass(frozen=True)
 class EventPage:
     events: list[JobEventRecord]
     has_more: bool
@@ -116,8 +124,11 @@ class FineTuningService:
         blobs: BlobStore,
         models: FineTunedModels,
         serving: MergedServing | None = None,
+        continues_adapters: bool = True,
     ):
         self.catalog = catalog
+        # Whether this server's trainer can start from a fine-tuned model's adapter (the ``remote`` one cannot).
+        self.continues_adapters = continues_adapters
         self.jobs = jobs
         self.files = files
         self.blobs = blobs
@@ -127,12 +138,18 @@ class FineTuningService:
     # --- jobs ------------------------------------------------------------------------
 
     async def create(self, principal: Principal, request: JobRequest) -> JobRecord:
-        spec = self.trainable_base(request.model)
+        """A job on a catalog model, or on one of the caller's fine-tuned models: then it trains that model's
+        adapter further, on its base and in its shape, and makes a new fine-tuned model (the first one stays)."""
+        parent = await self._continued(principal, request.model)
+        spec = self.trainable_base(parent.record.base_model if parent else request.model)
         training = await self._checked_file(principal, request.training_file, request.method, "training_file")
         if request.validation_file is not None:
             await self._checked_file(principal, request.validation_file, request.method, "validation_file")
         hyperparameters = resolve_hyperparameters(
-            request.method_hyperparameters.over(request.hyperparameters), request.method, training["lines"]
+            request.method_hyperparameters.over(request.hyperparameters),
+            request.method,
+            training["lines"],
+            adapter=parent.shape if parent else None,
         )
         hyperparameters["seed"] = request.seed if request.seed is not None else secrets.randbelow(2**31)
         price = to_nano(spec.effective_prices().fine_tuning)
@@ -153,16 +170,35 @@ class FineTuningService:
             "price_per_1k": price,
             "lines": training["lines"],
             "estimated_tokens": estimated,
+            "continues": {"model": parent.record.id, "adapter_blob": parent.record.adapter_blob} if parent else None,
         }
         return await self.jobs.submit(KIND, payload, account_id=principal.account_id, prefix=JOB_PREFIX)
+
+    async def _continued(self, principal: Principal, name: str) -> Continued | None:
+        """The caller's fine-tuned model a job continues (None: ``name`` is not a fine-tuned model's), or a 4xx:
+        another account's is not found, this server's trainer cannot start from an adapter, the file is unreadable."""
+        if not is_fine_tuned_name(name):
+            return None
+        record = await self.models.get(principal.account_id, name)
+        if not self.continues_adapters:
+            raise InvalidFieldError(
+                f"model: this server's trainer cannot start from a fine-tuned model's adapter; fine-tune "
+                f"{record.base_model!r}, the base of {name!r}, instead"
+            )
+        try:
+            shape = await asyncio.to_thread(adapter_settings, self.models.blob_root / record.adapter_blob)
+        except (OSError, ValueError) as exc:
+            raise InvalidFieldError(f"model {name!r}: its adapter cannot be trained further here ({exc})") from None
+        return Continued(record, shape)
+
+    def continuable(self, record: FineTunedRecord) -> bool:
+        """Whether a job can train this fine-tuned model further here (the web app's base picker)."""
+        return self.continues_adapters and self.fine_tunable(record.base_model)
 
     def trainable_base(self, name: str) -> ModelSpec:
         """The catalog entry a job trains on, or a 4xx saying why this one cannot be."""
         if is_fine_tuned_name(name):
-            raise InvalidFieldError(
-                f"model: {name!r} is a fine-tuned model; fine-tune its base model instead (stacked adapters are "
-                "not supported)"
-            )
+            raise InvalidFieldError(f"model: {name!r} is a fine-tuned model, not a base model of the catalog")
         try:
             spec = self.catalog.lookup(name)
         except ModelNotFoundError:
@@ -404,8 +440,11 @@ def event_id(job_id: str, seq: int) -> str:
     return f"ftevent-{job_id.removeprefix(JOB_PREFIX + '-')}-{seq}"
 
 
-def resolve_hyperparameters(choice: HyperparameterChoice, method: str, lines: int) -> dict[str, Any]:
-    """Numbers for every "auto" or missing value, checked against the bounds."""
+def resolve_hyperparameters(
+    choice: HyperparameterChoice, method: str, lines: int, adapter: LoRASettings | None = None
+) -> dict[str, Any]:
+    """Numbers for every "auto" or missing value, checked against the bounds. ``adapter``: the shape of the adapter
+    a job continues, which its rank, alpha and targets are (a value that differs is refused)."""
     n_epochs = DEFAULT_EPOCHS if choice.n_epochs in (None, "auto") else choice.n_epochs
     batch_size = min(DEFAULT_BATCH, max(1, lines)) if choice.batch_size in (None, "auto") else choice.batch_size
     rate = 1.0 if choice.learning_rate_multiplier in (None, "auto") else choice.learning_rate_multiplier
@@ -418,6 +457,8 @@ def resolve_hyperparameters(choice: HyperparameterChoice, method: str, lines: in
         raise InvalidFieldError('hyperparameters.learning_rate_multiplier must be above 0 and at most 10, or "auto"')
     resolved: dict[str, Any] = {"n_epochs": n_epochs, "batch_size": batch_size, "learning_rate_multiplier": rate}
     lora = resolve_lora(choice.lora_rank, choice.lora_alpha, choice.lora_dropout, choice.lora_target_modules)
+    if adapter is not None:
+        lora = kept_shape(choice, lora, adapter)
     resolved.update(
         lora_rank=lora.rank,
         lora_alpha=lora.alpha,
@@ -433,3 +474,21 @@ def resolve_hyperparameters(choice: HyperparameterChoice, method: str, lines: in
     elif choice.beta is not None:
         raise InvalidFieldError("hyperparameters.beta is a DPO hyperparameter; this is a supervised job")
     return resolved
+
+
+def kept_shape(choice: HyperparameterChoice, asked: LoRASettings, adapter: LoRASettings) -> LoRASettings:
+    """A continued job's LoRA settings: the adapter's rank, alpha and targets (a value the job set that differs is
+    refused, naming the field), the job's own dropout."""
+    given = {
+        "lora_rank": (choice.lora_rank, asked.rank, adapter.rank),
+        "lora_alpha": (choice.lora_alpha, asked.alpha, adapter.alpha),
+        "lora_target_modules": (choice.lora_target_modules, asked.targets, adapter.targets),
+    }
+    for field, (value, wanted, kept) in given.items():
+        if value not in (None, "auto") and wanted != kept:
+            shown = ", ".join(kept) if isinstance(kept, tuple) else f"{kept:g}"
+            raise InvalidFieldError(
+                f"hyperparameters.{field}: the fine-tuned model this job continues has {shown}, and a continued "
+                f'job keeps its adapter\'s shape (leave {field} out, or "auto")'
+            )
+    return replace(adapter, dropout=asked.dropout)

@@ -1,4 +1,5 @@
-"""LoRA training in torch: SFT (loss on assistant tokens only) and DPO (the base, adapter off, as the reference).
+"""LoRA training in torch: SFT (loss on assistant tokens only) and DPO (the reference: the base with the adapter off,
+or with the adapter a continued job started from).
 
 What makes it lean on a CPU:
 - **Logits only where there is a label.** The decoder's hidden states go through ``lm_head`` only at the positions
@@ -44,7 +45,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .lora import LoRAConfig, adapter_disabled, adapter_parameters, adapter_state, attach_lora, load_adapter_state
+from .lora import (
+    LoRAConfig,
+    adapter_parameters,
+    adapter_state,
+    attach_lora,
+    keep_as_reference,
+    load_adapter_state,
+    reference_model,
+)
 from .render import IGNORE, Example, Preference
 
 BASE_LEARNING_RATE = 2e-4  # × learning_rate_multiplier
@@ -331,6 +340,7 @@ class Trainer:
         should_cancel: Callable[[], bool] | None = None,
         should_pause: Callable[[], bool] | None = None,
         threads: int | None = None,
+        initial_adapter: dict[str, torch.Tensor] | None = None,
     ):
         if not train:
             raise ValueError("no training examples")
@@ -346,6 +356,9 @@ class Trainer:
         self.should_cancel = should_cancel
         self.should_pause = should_pause
         self.threads = threads
+        # The adapter of the fine-tuned model a job continues (``export.read_adapter``): where training starts, and
+        # DPO's reference. None: a fresh adapter, which changes nothing, on the base as the reference.
+        self.initial_adapter = initial_adapter
         self.steps_per_epoch = math.ceil(len(self.train_items) / hyperparameters.batch_size)
         self.total_steps = self.steps_per_epoch * hyperparameters.n_epochs
 
@@ -357,6 +370,9 @@ class Trainer:
         hp = self.hp
         torch.manual_seed(hp.seed)  # the adapter's initialisation
         prepare_model(self.model, hp)
+        if self.initial_adapter is not None:  # before the resume, whose checkpoint holds the steps taken from it
+            load_adapter_state(self.model, self.initial_adapter)
+            keep_as_reference(self.model)
         parameters = adapter_parameters(self.model)
         optimizer = torch.optim.AdamW(parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay)
         warmup = int(self.total_steps * hp.warmup_ratio)
@@ -446,7 +462,7 @@ class Trainer:
         beta = self.hp.beta
         total, tokens = 0.0, 0
         for batch in pack([pair.examples() for pair in pairs], self.hp.max_tokens_per_pass):
-            with torch.no_grad(), adapter_disabled(self.model):
+            with torch.no_grad(), reference_model(self.model):
                 reference = sequence_logprobs(self.model, batch)
             with torch.set_grad_enabled(train):
                 policy = sequence_logprobs(self.model, batch)

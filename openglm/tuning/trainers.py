@@ -69,6 +69,9 @@ class TrainingTask:
     workdir: Path  # the trainer's own: checkpoints, the adapter it writes
     resume: dict[str, Any] | None = None  # what the trainer saved with ``checkpoint`` on an earlier attempt
     threads: int = 1
+    # The adapter GGUF of the fine-tuned model this job continues (its own copy under ``workdir``): training starts
+    # from it, in its shape (``hyperparameters`` say the same), and DPO compares with it. None: a fresh adapter.
+    continues: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,22 @@ class TrainerUnavailable(Exception):
     """The chosen trainer cannot run here (its code or a dependency is missing); the job fails saying so."""
 
 
+def continues_adapters(name: str) -> bool:
+    """Whether the named trainer can start a job from a fine-tuned model's adapter (``TrainingTask.continues``)."""
+    try:
+        factory = trainers.get(name)
+    except KeyError:
+        return False
+    return bool(getattr(factory, "continues_adapters", False))
+
+
 @trainers.register("local")
 class LocalTrainer:
     """LoRA training in torch on this machine, in a niced worker process of its own (``local.py``): SFT with the
     loss on assistant tokens, DPO against the base with the adapter off, validation loss, checkpoints, a fixed
     seed, exported to llama.cpp's adapter format. Nothing heavy is imported until a job trains."""
+
+    continues_adapters = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -147,10 +161,15 @@ class LocalTrainer:
 class RemoteFineTuningTrainer:
     """An OpenAI-compatible fine-tuning API trains (another OpenGLM, a provider); its adapter is served here."""
 
+    # The remote knows only its own models: an adapter made here cannot be its starting point.
+    continues_adapters = False
+
     def __init__(self, settings: Settings):
         self.settings = settings
 
     async def train(self, task: TrainingTask, reporter: TrainingReporter) -> TrainingOutcome:
+        if task.continues is not None:  # the service refuses such a job; one queued under another trainer fails
+            raise TrainerUnavailable("the remote trainer cannot start from a fine-tuned model's adapter")
         from .remote import RemoteTrainer
 
         return await RemoteTrainer(self.settings).train(task, reporter)
@@ -160,6 +179,8 @@ class RemoteFineTuningTrainer:
 class CommandTrainer:
     """A cluster (Slurm, Kubernetes, anything with a command that waits) runs ``python -m openglm.tuning.runner``
     on a job directory this server writes on a shared filesystem."""
+
+    continues_adapters = True
 
     def __init__(self, settings: Settings):
         self.settings = settings

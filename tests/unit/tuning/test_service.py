@@ -50,7 +50,7 @@ def test_a_local_gguf_base_is_trainable_by_any_of_its_names(tmp_path: Path) -> N
         ("gpu-box", InvalidFieldError, "served by the remote engine"),
         ("script", InvalidFieldError, "served by the scripted engine"),
         ("missing", InvalidFieldError, "gone.gguf is neither on this server"),
-        ("ft:local:x:1234", InvalidFieldError, "is a fine-tuned model; fine-tune its base"),
+        ("ft:local:x:1234", InvalidFieldError, "is a fine-tuned model, not a base model of the catalog"),
     ],
 )
 def test_a_base_that_cannot_be_trained_says_why(tmp_path: Path, name: str, error: type[Exception], says: str) -> None:
@@ -108,6 +108,31 @@ def test_lora_settings_resolve_in_the_model_s_order_and_their_bounds_say_which_f
     ]:
         with pytest.raises(InvalidFieldError, match=says):
             resolve_hyperparameters(choice, "supervised", 10)
+
+
+def test_a_continued_job_keeps_its_adapter_s_shape_and_refuses_another() -> None:
+    """The fine-tuned model's adapter decides rank, alpha and targets; the job keeps its own dropout and may repeat
+    a value that agrees; one that differs is refused naming its field."""
+    adapter = LoRASettings(rank=4, alpha=6.0, targets=("q_proj", "v_proj"))
+
+    def lora(choice: HyperparameterChoice) -> dict[str, object]:
+        resolved = resolve_hyperparameters(choice, "supervised", 4, adapter=adapter)
+        return {k: v for k, v in resolved.items() if k.startswith("lora_")}
+
+    kept = {"lora_rank": 4, "lora_alpha": 6.0, "lora_target_modules": ["q_proj", "v_proj"]}
+    assert lora(HyperparameterChoice()) == {**kept, "lora_dropout": 0.0}
+    assert lora(HyperparameterChoice(lora_rank="auto", lora_dropout=0.2)) == {**kept, "lora_dropout": 0.2}
+    # The same values given: alpha not given follows the adapter, not "2 × rank".
+    same = HyperparameterChoice(lora_rank=4, lora_target_modules=["v_proj", "q_proj"])
+    assert lora(same) == {**kept, "lora_dropout": 0.0}
+    for choice, says in [
+        (HyperparameterChoice(lora_rank=8), "lora_rank: the fine-tuned model this job continues has 4"),
+        (HyperparameterChoice(lora_alpha=16), "lora_alpha: the fine-tuned model this job continues has 6"),
+        (HyperparameterChoice(lora_target_modules=["q_proj"]), "lora_target_modules: .* has q_proj, v_proj"),
+        (HyperparameterChoice(lora_rank=0), "lora_rank must be an integer"),  # bounds first, as for any job
+    ]:
+        with pytest.raises(InvalidFieldError, match=says):
+            lora(choice)
 
 
 def test_the_adapter_size_follows_from_the_base_s_shapes_and_the_rank(tmp_path: Path) -> None:
