@@ -1,4 +1,4 @@
-"""Training-only task families of generator version 8: the right function among look-alikes, and v7's two
+"""Training-only task families of generator versions 8 and 9: the right function among look-alikes, and v7's two
 families reworded.
 
 The v6 adapter (shipped) names a wrong function in about one function task of six, and most misses are on the
@@ -14,6 +14,10 @@ v7's trip lesson asked for "the day of the week", the held-out ``weekday`` famil
 teaches the same step worded apart from it (v7's family trains up to version 7 only). And some rule pairs of v7's
 ``rehearse-two-rules`` contradicted each other (small letters with a capitalised first word; a dashed list that
 must start with a given word or a title): ``rehearse-two-rules-apart`` keeps those apart.
+
+Version 9 replaces ``fn-look-alike`` with ``fn-look-alike-drawn``: the same lessons, with the decoys drawn evenly
+(``get_local_time`` no longer in every one: always offered and never called, it taught the v8 adapter to avoid it)
+and the answer saying the amount asked for.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..functions import BY_NAME
+from .choosing import CITY_FUNCTIONS
 from .composing import APART, instructed, trip_lesson
 from .families import CITIES, CURRENCIES, REMINDERS, SYMBOLS
 from .tasks import Answer, Call, Expect, Instance, family, fixed
@@ -119,18 +124,42 @@ def _look_alikes_offered(rng: random.Random, target: str) -> list[str]:
     return offered
 
 
-@family("fn-look-alike", "function", "train", since=8)
+@family("fn-look-alike", "function", "train", since=8, until=8)
 def _fn_look_alike(rng: random.Random, world: World) -> Instance:
+    # The result's fields win over the arguments': v8's currency lines say "1424.0 GBP" (the result's float amount);
+    # kept, since changing it would change v8's recorded data (version 9's family says the amount asked for).
+    return _look_alike_lesson(rng, _look_alikes_offered, arguments_win=False)
+
+
+# Version 9: v8's always-offered get_local_time taught the v8 adapter to avoid it (a held-out function: its eval
+# tasks fell from 4 to 3 of 4, and search_flights lost to find_recipe). Here the four decoys are drawn evenly from
+# the other look-alikes, the practice functions that take a city and get_local_time — one name among the thirteen others.
+DRAWN_DECOYS = sorted({*MISTAKEN_FOR, *LOOK_ALIKES, *CITY_FUNCTIONS})
+
+
+def _decoys_drawn(rng: random.Random, target: str) -> list[str]:
+    offered = [target, *rng.sample([name for name in DRAWN_DECOYS if name != target], k=4)]
+    rng.shuffle(offered)
+    return offered
+
+
+@family("fn-look-alike-drawn", "function", "train", since=9)
+def _fn_look_alike_drawn(rng: random.Random, world: World) -> Instance:
+    return _look_alike_lesson(rng, _decoys_drawn, arguments_win=True)
+
+
+def _look_alike_lesson(
+    rng: random.Random, decoys: Callable[[random.Random, str], list[str]], *, arguments_win: bool
+) -> Instance:
     name = rng.choice(sorted(LOOK_ALIKES))
     lesson = LOOK_ALIKES[name]
     arguments = lesson.arguments(rng)
     result = BY_NAME[name].call(dict(arguments))
     question = rng.choice(lesson.asks).format(**arguments)
     expect = Expect(f"function:{name}", arguments=dict(arguments), result_words=[str(result[lesson.reported])])
-    # The result's fields win over the arguments': v8's currency lines say "1424.0 GBP" (the result's float amount);
-    # kept, since changing it would change v8's recorded data.
-    steps = fixed(Call(name, dict(arguments)), Answer(lesson.answer.format(**{**arguments, **result})))
-    return Instance([question], expect, [steps], functions=_look_alikes_offered(rng, name))
+    fields = {**result, **arguments} if arguments_win else {**arguments, **result}
+    steps = fixed(Call(name, dict(arguments)), Answer(lesson.answer.format(**fields)))
+    return Instance([question], expect, [steps], functions=decoys(rng, name))
 
 
 @family("date-trip-day-name", "code", "train", since=8)

@@ -149,7 +149,9 @@ def test_function_tasks_offer_five_functions_including_the_one_to_call() -> None
 
 def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
     """The invented practice functions (generator version 4) are taught in their own train families; every other
-    family — held-out ones included — offers only the evals' pool, so adding them changed no other task."""
+    family — held-out ones included — offers only the evals' pool, so adding them changed no other task. The one
+    exception came later and changed no older family either: version 9's look-alike lessons draw decoys from the
+    practice functions that take a city too."""
     practice = {f.name for f in [*PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS]}
     assert practice.isdisjoint(f.name for f in FUNCTIONS) and practice <= set(BY_NAME)
     later = {f.name for f in LATER_PRACTICE_FUNCTIONS}
@@ -175,7 +177,7 @@ def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
                         f for f in instance.functions if f != target and first in BY_NAME[f].parameters["properties"]
                     ]
                     assert len(alike) >= 2, instance.functions
-            else:
+            elif name != "fn-look-alike-drawn":
                 assert not offered_practice, (name, instance.functions)
     assert len(called) >= 15  # most practice functions are called in 90 tasks
 
@@ -263,8 +265,12 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
     # Version 8 replaced two of v7's families (``until=7``) and added its own.
     retired = {name for name, f in families.items() if f.until == 7}
     assert retired == {"date-trip-weekday", "rehearse-two-rules"} and retired <= seventh
-    eighth = {name for name, f in families.items() if f.since == 8}
-    assert {name for name, _ in newer} == (seventh - retired) | eighth
+    eighth = {name for name, _ in training_instances(seed=1, per_family=6, version=8)}
+    assert eighth == (seventh - retired) | {name for name, f in families.items() if f.since == 8}
+    # Version 9 replaced v8's look-alike family.
+    assert {name for name, f in families.items() if f.until == 8} == {"fn-look-alike"}
+    ninth = {name for name, f in families.items() if f.since == 9}
+    assert {name for name, _ in newer} == (eighth - {"fn-look-alike"}) | ninth
     for name, instance in older:
         request = instance.turns[0]
         if families[name].category != "chat":
@@ -316,7 +322,7 @@ def test_version_8_look_alike_lessons_always_offer_get_local_time_and_call_no_he
 
     heldout = {t.data["turns"][0] for t in AllToolsSuite().tasks(0) if families[t.family].split == "heldout"}
     taught, offered = set(), []
-    for _, instance in training_instances(1, 24, ["fn-look-alike"]):
+    for _, instance in training_instances(1, 24, ["fn-look-alike"], version=8):
         assert instance.expect.tool is not None
         called = instance.expect.tool.removeprefix("function:")
         taught.add(called)
@@ -331,6 +337,29 @@ def test_version_8_look_alike_lessons_always_offer_get_local_time_and_call_no_he
     assert taught == set(LOOK_ALIKES)
     # Every other look-alike is a decoy in some lessons, not in all (four are drawn of the rest).
     assert all(0 < offered.count(name) < 24 for name in set(MISTAKEN_FOR) - {"get_local_time"}), offered
+
+
+def test_version_9_look_alike_lessons_draw_their_decoys_evenly_and_say_the_amount_asked_for() -> None:
+    from openglm.evals.alltools.contrasting import DRAWN_DECOYS, LOOK_ALIKES
+
+    assert not training_instances(1, 4, ["fn-look-alike"], version=9)  # v8's family trains up to version 8
+    lessons = training_instances(1, 60, ["fn-look-alike-drawn"], version=9)
+    offered: list[str] = []
+    for _, instance in lessons:
+        assert instance.expect.tool is not None
+        called = instance.expect.tool.removeprefix("function:")
+        assert called in LOOK_ALIKES and called in instance.functions and len(set(instance.functions)) == 5
+        assert set(instance.functions) <= set(DRAWN_DECOYS)
+        answer = instance.script[0][1]([])
+        assert isinstance(answer, Answer)
+        if called == "convert_currency":  # v8 said the result's float ("1424.0 GBP"); v9 the amount asked for
+            call = instance.script[0][0]([])
+            assert isinstance(call, Call) and answer.text.startswith(f"{call.arguments['amount']} ")
+        offered += [name for name in instance.functions if name != called]
+    # get_local_time is one decoy among the others: in about 4 lessons of 13, never in all (v8: in every one).
+    share = offered.count("get_local_time") / len(lessons)
+    assert 0.15 < share < 0.5, share
+    assert {*offered} == set(DRAWN_DECOYS)
 
 
 def test_version_8_trip_lesson_shares_no_words_with_the_heldout_weekday_family() -> None:
