@@ -17,7 +17,11 @@ from .fixtures.cores import TEST_THREADS
 
 def pytest_configure(config: pytest.Config) -> None:
     # Every server, engine and embedding model a test starts (in this process or a child, which inherits the
-    # environment) reads its threads from here unless the test names its own: see fixtures/cores.py.
+    # environment) reads its threads from here unless the test names its own: see fixtures/cores.py. Not in the
+    # controller of an xdist run: its workers start with its environment, and each sets its own share (a value the
+    # user set before pytest started is kept everywhere).
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
     os.environ.setdefault("OPENGLM_THREADS", str(TEST_THREADS))
 
 

@@ -95,8 +95,9 @@ def read_adapter(
     model: nn.Module, path: str | os.PathLike[str], *, architecture: str, permute_qk: bool | None = None
 ) -> dict[str, torch.Tensor]:
     """An adapter GGUF (``export_adapter``'s, or llama.cpp's converter's) as the state ``lora.load_adapter_state``
-    loads into ``model`` (fp32, the Hugging Face layout): what a job that continues a fine-tuned model starts from.
-    ValueError when it does not fit the model: another module, a shape that differs."""
+    loads into ``model`` (fp32, the Hugging Face layout): what a job that continues a fine-tuned model starts from
+    (``lora.start_from``, which refuses a shape that differs). ValueError for a tensor of a module the model
+    lacks."""
     import gguf
 
     config = model.config

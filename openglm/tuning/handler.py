@@ -171,7 +171,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(str(exc.args[0]), code="trainer_unavailable") from None
     workdir = settings.fine_tuning_root() / ctx.job_id
     workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    continues = await _continued_adapter(shop, payload, workdir)
+    continues = await _continued_adapter(shop, payload, account_id, workdir)
     task = TrainingTask(
         job_id=ctx.job_id,
         base=spec,
@@ -205,7 +205,7 @@ async def fine_tune(ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-async def _continued_adapter(shop: Workshop, payload: dict[str, Any], workdir: Path) -> Path | None:
+async def _continued_adapter(shop: Workshop, payload: dict[str, Any], account_id: str, workdir: Path) -> Path | None:
     """The adapter of the fine-tuned model the job continues, copied into its workdir by its first attempt: the job's
     own copy from then on, whatever becomes of the model. A model deleted before that fails the job saying so."""
     parent = payload.get("continues")
@@ -213,15 +213,19 @@ async def _continued_adapter(shop: Workshop, payload: dict[str, Any], workdir: P
         return None
     path = workdir / CONTINUES_FILE
     if not path.exists():
+        deleted = JobFailed(
+            f"the fine-tuned model {parent['model']} this job continues was deleted before the job started",
+            code="model_not_found",
+        )
         try:
-            data = await shop.blobs.get(str(parent["adapter_blob"]))
-        except FileNotFoundError:
-            raise JobFailed(
-                f"the fine-tuned model {parent['model']} this job continues was deleted before the job started",
-                code="model_not_found",
-            ) from None
+            record = await shop.models.get(account_id, str(parent["model"]))
+        except ModelNotFoundError:
+            raise deleted from None
         partial = path.with_suffix(".partial")
-        await asyncio.to_thread(partial.write_bytes, data)
+        try:
+            await asyncio.to_thread(shutil.copyfile, shop.models.blob_root / record.adapter_blob, partial)
+        except FileNotFoundError:  # deleted between the two reads
+            raise deleted from None
         partial.replace(path)
     return path
 

@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 
 from ..catalog import Catalog, CatalogError, resolve_source
-from ..errors import InvalidFieldError, StorageQuotaError
+from ..errors import InvalidFieldError
 from ..files.blobs import LocalBlobStore
 from ..files.quota import StorageQuota
 from ..store.db import Database
@@ -63,6 +63,6 @@ async def import_adapter(
             owned_by=account_id,
             size=len(data),
         )
-    except StorageQuotaError:
+    except BaseException:  # the quota's refusal, or anything else: no blob without its model
         await blobs.delete(key)
         raise

@@ -55,7 +55,8 @@ class LoRALinear(nn.Module):  # type: ignore[misc]
         a, b = self.reference if self.as_reference and self.reference is not None else (self.lora_a, self.lora_b)
         if x.dtype != a.dtype and not torch.is_autocast_enabled("cpu"):
             a, b = a.to(x.dtype), b.to(x.dtype)
-        delta = nn.functional.linear(nn.functional.linear(self.dropout(x), a), b)
+        # No dropout for the reference: it is a fixed model (DPO's reference is computed in train mode).
+        delta = nn.functional.linear(nn.functional.linear(x if self.as_reference else self.dropout(x), a), b)
         return out + delta * self.scale
 
 
@@ -102,6 +103,23 @@ def load_adapter_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None
         for key, value in state.items():
             name, part = key.rsplit(".", 1)
             getattr(modules[name], part).copy_(value)
+
+
+def start_from(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load the adapter a continued job starts from (``export.read_adapter``'s state) into the fresh modules. It may
+    adapt fewer layers than the job does (an adapter made elsewhere, trained on some layers only): the others keep
+    their fresh start, B = 0, which changes nothing. ValueError for a module the model lacks or a shape that
+    differs."""
+    modules = lora_modules(model)
+    with torch.no_grad():
+        for key, value in state.items():
+            name, _, part = key.rpartition(".")
+            if name not in modules or part not in ("lora_a", "lora_b"):
+                raise ValueError(f"the adapter's {key} has no LoRA module in this model")
+            target = getattr(modules[name], part)
+            if tuple(target.shape) != tuple(value.shape):
+                raise ValueError(f"the adapter's {key} is {list(value.shape)}; this model's is {list(target.shape)}")
+            target.copy_(value)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ the shapes an adapter's size follows from: rank × (in + out) values per adapted
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -152,13 +153,23 @@ def adapter_settings(adapter_path: str | os.PathLike[str]) -> LoRASettings:
     if field is None or kind is None or bytes(kind.parts[kind.data[0]]).decode() != "lora":
         raise ValueError("not a llama.cpp LoRA adapter (no adapter.type = lora and adapter.lora.alpha)")
     alpha = float(field.parts[field.data[0]][0])
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"its adapter.lora.alpha is {alpha}; it must be a number above 0")
     by_target = {target: name for name, target in TARGETS.items()}
     ranks: set[int] = set()
     targets: set[str] = set()
     for tensor in reader.tensors:
         parts = tensor.name.split(".")
-        if len(parts) != 5 or parts[0] != "blk" or parts[3] != "weight" or parts[2] not in by_target:
-            raise ValueError(f"tensor {tensor.name!r} is not one a LoRA of this platform adapts")
+        if (
+            len(parts) != 5
+            or parts[0] != "blk"
+            or not parts[1].isdigit()
+            or parts[2] not in by_target
+            or parts[3] != "weight"
+            or parts[4] not in ("lora_a", "lora_b")
+            or len(tensor.shape) != 2
+        ):
+            raise ValueError(f"tensor {tensor.name!r} is not a LoRA matrix of this platform's targets")
         targets.add(by_target[parts[2]])
         if parts[4] == "lora_a":
             ranks.add(int(tensor.shape[1]))  # ggml's order: (in, rank)

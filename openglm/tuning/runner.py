@@ -66,8 +66,10 @@ def write_job(job_dir: Path, task: TrainingTask, attempt: str) -> None:
         "threads": task.threads,
         "continues": CONTINUES_FILE if task.continues is not None else None,
     }
-    if task.continues is not None and task.continues != job_dir / CONTINUES_FILE:
-        shutil.copyfile(task.continues, job_dir / CONTINUES_FILE)
+    copy = job_dir / CONTINUES_FILE
+    if task.continues is not None and task.continues != copy and not copy.exists():
+        shutil.copyfile(task.continues, copy.with_suffix(".partial"))
+        os.replace(copy.with_suffix(".partial"), copy)
     for name, lines in ((TRAINING_FILE, task.training), (VALIDATION_FILE, task.validation)):
         if not (job_dir / name).exists():
             _write_atomically(job_dir / name, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))

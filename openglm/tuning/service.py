@@ -18,6 +18,7 @@ needs from serving (the pool's merged engines), passed in by the app.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -485,7 +486,12 @@ def kept_shape(choice: HyperparameterChoice, asked: LoRASettings, adapter: LoRAS
         "lora_target_modules": (choice.lora_target_modules, asked.targets, adapter.targets),
     }
     for field, (value, wanted, kept) in given.items():
-        if value not in (None, "auto") and wanted != kept:
+        # Alpha is read back from the GGUF's float32: 0.1 given is 0.1 kept.
+        if isinstance(kept, float) and isinstance(wanted, float):
+            same = math.isclose(wanted, kept, rel_tol=1e-6)
+        else:
+            same = wanted == kept
+        if value not in (None, "auto") and not same:
             shown = ", ".join(kept) if isinstance(kept, tuple) else f"{kept:g}"
             raise InvalidFieldError(
                 f"hyperparameters.{field}: the fine-tuned model this job continues has {shown}, and a continued "

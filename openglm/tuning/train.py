@@ -53,6 +53,7 @@ from .lora import (
     keep_as_reference,
     load_adapter_state,
     reference_model,
+    start_from,
 )
 from .render import IGNORE, Example, Preference
 
@@ -371,7 +372,7 @@ class Trainer:
         torch.manual_seed(hp.seed)  # the adapter's initialisation
         prepare_model(self.model, hp)
         if self.initial_adapter is not None:  # before the resume, whose checkpoint holds the steps taken from it
-            load_adapter_state(self.model, self.initial_adapter)
+            start_from(self.model, self.initial_adapter)
             keep_as_reference(self.model)
         parameters = adapter_parameters(self.model)
         optimizer = torch.optim.AdamW(parameters, lr=hp.learning_rate, weight_decay=hp.weight_decay)

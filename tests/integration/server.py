@@ -42,8 +42,7 @@ class RunningServer:
         # file sits beside the data directory, so a server restarted on a test's data directory finds its key.
         data_dir = Path((env or {}).get("OPENGLM_DATA_DIR") or log.parent / f"data-{self.port}")
         self.env = {
-            **os.environ,
-            "OPENGLM_THREADS": "2",
+            **os.environ,  # OPENGLM_THREADS: the worker's share of the cores (tests/fixtures/cores.py)
             "OPENGLM_DATA_DIR": str(data_dir),
             "OPENGLM_SECRET_KEY_FILE": str(data_dir.parent / f"{data_dir.name}-config" / "secret.key"),
             **(env or {}),

