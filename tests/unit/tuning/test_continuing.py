@@ -255,3 +255,46 @@ def test_an_adapter_fits_only_the_base_it_was_made_for(
     assert adapter_misfit(tiny_gguf, str(tiny_gguf)) == (
         "not a llama.cpp LoRA adapter (no adapter.type = lora and adapter.lora.alpha)"
     )
+
+
+async def test_the_job_copies_its_parent_s_adapter_once_and_fails_when_the_parent_is_gone(tmp_path: Path) -> None:
+    """The handler's side: the first attempt copies the model's blob into the workdir (the job's own from then on);
+    a model deleted before that — its row hidden, or its blob gone — fails the job with model_not_found."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from openglm.errors import ModelNotFoundError
+    from openglm.jobs.context import JobFailed
+    from openglm.tuning.finetuned import FineTunedRecord
+    from openglm.tuning.handler import _continued_adapter
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (blobs / "adapter-ftjob-1.gguf").write_bytes(b"the parent's adapter")
+    present = {"ft:m:a:1"}
+
+    class Models:
+        blob_root = blobs
+
+        async def get(self, account_id: str, name: str) -> FineTunedRecord:
+            if account_id != "alice" or name not in present:
+                raise ModelNotFoundError(f"model {name!r} does not exist")
+            return FineTunedRecord(name, "alice", "m", "ftjob-1", "adapter-ftjob-1.gguf", "alice", datetime.now(UTC))
+
+    shop: Any = SimpleNamespace(models=Models())
+    payload = {"continues": {"model": "ft:m:a:1", "adapter_blob": "adapter-ftjob-1.gguf"}}
+    assert await _continued_adapter(shop, {"continues": None}, "alice", tmp_path / "w0") is None
+    work = tmp_path / "w1"
+    work.mkdir()
+    copied = await _continued_adapter(shop, payload, "alice", work)
+    assert copied == work / "continues.gguf" and copied.read_bytes() == b"the parent's adapter"
+    present.clear()  # deleted after the first attempt copied it: a later attempt goes on with its copy
+    assert await _continued_adapter(shop, payload, "alice", work) == copied
+    for workdir, blob_gone in ((tmp_path / "w2", False), (tmp_path / "w3", True)):
+        workdir.mkdir()
+        if blob_gone:
+            present.add("ft:m:a:1")
+            (blobs / "adapter-ftjob-1.gguf").unlink()
+        with pytest.raises(JobFailed, match="was deleted before the job started") as failed:
+            await _continued_adapter(shop, payload, "alice", workdir)
+        assert failed.value.code == "model_not_found" and not list(workdir.iterdir())
