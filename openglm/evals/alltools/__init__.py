@@ -21,3 +21,6 @@ from . import composing as _composing  # noqa: F401  (generator version 7)
 
 # isort: split
 from . import contrasting as _contrasting  # noqa: F401  (generator version 8)
+
+# isort: split
+from . import verbs as _verbs  # noqa: F401  (generator version 10)

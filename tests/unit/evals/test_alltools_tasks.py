@@ -150,8 +150,8 @@ def test_function_tasks_offer_five_functions_including_the_one_to_call() -> None
 def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
     """The invented practice functions (generator version 4) are taught in their own train families; every other
     family — held-out ones included — offers only the evals' pool, so adding them changed no other task. The one
-    exception came later and changed no older family either: version 9's look-alike lessons draw decoys from the
-    practice functions that take a city too."""
+    exceptions came later and changed no older family either: version 9's look-alike lessons draw decoys from the
+    practice functions that take a city too, and version 10's verb lessons call and offer practice functions."""
     practice = {f.name for f in [*PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS]}
     assert practice.isdisjoint(f.name for f in FUNCTIONS) and practice <= set(BY_NAME)
     later = {f.name for f in LATER_PRACTICE_FUNCTIONS}
@@ -177,7 +177,7 @@ def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
                         f for f in instance.functions if f != target and first in BY_NAME[f].parameters["properties"]
                     ]
                     assert len(alike) >= 2, instance.functions
-            elif name != "fn-look-alike-drawn":
+            elif name not in ("fn-look-alike-drawn", "fn-verb-decoy"):
                 assert not offered_practice, (name, instance.functions)
     assert len(called) >= 15  # most practice functions are called in 90 tasks
 
@@ -269,8 +269,10 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
     assert eighth == (seventh - retired) | {name for name, f in families.items() if f.since == 8}
     # Version 9 replaced v8's look-alike family.
     assert {name for name, f in families.items() if f.until == 8} == {"fn-look-alike"}
-    ninth = {name for name, f in families.items() if f.since == 9}
-    assert {name for name, _ in newer} == (eighth - {"fn-look-alike"}) | ninth
+    ninth = {name for name, _ in training_instances(seed=1, per_family=6, version=9)}
+    assert ninth == (eighth - {"fn-look-alike"}) | {name for name, f in families.items() if f.since == 9}
+    # Version 10 added a family and retired none.
+    assert {name for name, _ in newer} == ninth | {"fn-verb-decoy"}
     for name, instance in older:
         request = instance.turns[0]
         if families[name].category != "chat":
@@ -360,6 +362,37 @@ def test_version_9_look_alike_lessons_draw_their_decoys_evenly_and_say_the_amoun
     share = offered.count("get_local_time") / len(lessons)
     assert 0.15 < share < 0.5, share
     assert {*offered} == set(DRAWN_DECOYS)
+
+
+def test_version_10_verb_lessons_offer_a_function_named_with_the_requests_verb_and_no_heldout_one() -> None:
+    from openglm.evals.alltools.verbs import POOL, TARGETS
+
+    assert not training_instances(1, 4, ["fn-verb-decoy"], version=9)
+    heldout_functions = {f.name for f in FUNCTIONS if f.split == "heldout"}
+    heldout = {t.data["turns"][0] for t in AllToolsSuite().tasks(0) if families[t.family].split == "heldout"}
+    lessons = training_instances(1, 80, ["fn-verb-decoy"], version=10)
+    own_verb, taught = 0, set()
+    for _, instance in lessons:
+        assert instance.expect.tool is not None
+        called = instance.expect.tool.removeprefix("function:")
+        taught.add(called)
+        offered = set(instance.functions)
+        assert called in TARGETS and called in offered and len(offered) == 5 and offered <= set(POOL)
+        assert not offered & heldout_functions
+        request = instance.turns[0]
+        assert not any(request in h or h in request for h in heldout), request
+        asked = next(a for a in TARGETS[called].asks if a.wording.split("{")[0] in request)
+        named_with_verb = [f for f in offered - {called} if f.split("_")[0] == asked.verb]
+        assert named_with_verb or not [f for f in POOL if f != called and f.split("_")[0] == asked.verb], request
+        own_verb += called.split("_")[0] == asked.verb
+        call = instance.script[0][0]([])
+        assert isinstance(call, Call) and call.name == called
+        assert set(BY_NAME[called].parameters["required"]) <= set(call.arguments), call
+        answer = instance.script[0][1]([])
+        assert isinstance(answer, Answer) and str(instance.expect.result_words[0]) in answer.text
+    # Mostly another function's verb; some lessons the target's own, beside a decoy sharing it.
+    assert 0 < own_verb < len(lessons) / 3, own_verb
+    assert len(taught) >= 20
 
 
 def test_version_8_trip_lesson_shares_no_words_with_the_heldout_weekday_family() -> None:
