@@ -143,9 +143,19 @@ def _data(args: argparse.Namespace) -> int:
 def _ship(args: argparse.Namespace) -> int:
     from .alltools.ship import ship
 
-    adapter, recipe = ship(
-        args.url, args.api_key or os.environ.get("OPENGLM_API_KEY"), args.job, args.manifest, args.name, args.command
-    )
+    try:
+        adapter, recipe = ship(
+            args.url,
+            args.api_key or os.environ.get("OPENGLM_API_KEY"),
+            args.job,
+            args.manifest,
+            args.name,
+            args.command,
+            parent=args.parent,
+        )
+    except ValueError as exc:
+        print(f"openglm eval ship: {exc}", file=sys.stderr)
+        return 2
     print(f"shipped {adapter} ({adapter.stat().st_size:,} bytes) with its recipe {recipe}")
     return 0
 
@@ -188,7 +198,16 @@ def add_parsers(sub: Any, serve: Any) -> None:
     shipping.add_argument("--url", required=True, help="the server that ran the job")
     shipping.add_argument("--api-key")
     shipping.add_argument("--job", required=True, help="the succeeded fine-tuning job")
-    shipping.add_argument("--manifest", type=Path, required=True, help="the training data's manifest")
+    shipping.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        required=True,
+        help="the training data's manifest (repeated: data files written one after another, in that order)",
+    )
+    shipping.add_argument(
+        "--parent", type=Path, help="the recipe of the adapter the job continued (a job on an ft: model)"
+    )
     shipping.add_argument("--name", default="alltools-smollm2-135m", help="file name (without extension)")
     shipping.add_argument("--command", required=True, help="the training command, as run (recorded)")
     shipping.set_defaults(func=_ship)
