@@ -1,4 +1,5 @@
-"""A training-only task family of generator version 10: the function the request's *object* names, not its verb.
+"""Training-only task families of generator versions 10 and 11: the function the request's *object* names, not
+its verb.
 
 The v6 adapter (shipped) and the v9 lessons continued from it still name a function whose name starts with the
 request's first word: "Find me …" → ``find_recipe``, "Add an expense …" → ``add_todo``, "Check …" → ``check_train``.
@@ -9,14 +10,15 @@ A 135M model keys on the exact words it was taught, and every training request f
 ("Find a parking space …" beside ``find_recipe``) and with another (the earlier families already ask most ``get_``
 functions with "get" beside other ``get_`` functions), so neither "same verb" nor "other verb" decides — only what
 is asked for. Only training and practice functions are called or offered (no held-out function appears at all), and no
-request asks for what a held-out function does (no flights, tables, local times or meetings).
+request asks for what a held-out function does (no flights, tables, local times or meetings). Version 11 rewords a
+few of version 10's requests (``REWORDED``): one shared the held-out flight request's frame.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..function_tasks import DISHES, PLACES, SONGS, TODOS
@@ -192,10 +194,45 @@ def _offered(rng: random.Random, target: str, verb: str) -> list[str]:
     return offered
 
 
-@family("fn-verb-decoy", "function", "train", since=10)
+@family("fn-verb-decoy", "function", "train", since=10, until=10)
 def _fn_verb_decoy(rng: random.Random, world: World) -> Instance:
-    name = rng.choice(sorted(TARGETS))
-    target = TARGETS[name]
+    return _verb_lesson(rng, TARGETS)
+
+
+# Version 11: v10's taxi wording ("Find me a cab to …; pick me up at …") had the frame of the held-out flight
+# request ("Find me a flight from … to …"), and a few wordings were unidiomatic or asked the wrong thing ("Check that
+# the kitchen is set to 20 degrees" is a question, not an order; "a avocado").
+REWORDED = {
+    "set_thermostat": [
+        "Get the {room} to {temperature} degrees.",
+        "Set the heating in the {room} to {temperature} degrees.",
+    ],
+    "call_taxi": [
+        "Get me a taxi from {pickup} to {destination}.",
+        "Set up a taxi from {pickup} to {destination} for me.",
+    ],
+    "get_calories": ["Find out how many calories one {food} has.", "Check the calories in one {food}."],
+    "log_expense": [
+        "Add an expense of {amount} dollars for {category} on {date}.",
+        "Add {amount} dollars of {category} spending to my expenses, dated {date}.",
+        "Get this {category} expense on the books: {amount} dollars on {date}.",
+    ],
+    "check_balance": ["Check how much my {account} account holds.", "Find out what my {account} account holds."],
+}
+TARGETS_SINCE_11 = {
+    name: replace(target, asks=_asks(*REWORDED[name])) if name in REWORDED else target
+    for name, target in TARGETS.items()
+}
+
+
+@family("fn-verb-decoy-reworded", "function", "train", since=11)
+def _fn_verb_decoy_reworded(rng: random.Random, world: World) -> Instance:
+    return _verb_lesson(rng, TARGETS_SINCE_11)
+
+
+def _verb_lesson(rng: random.Random, targets: dict[str, Target]) -> Instance:
+    name = rng.choice(sorted(targets))
+    target = targets[name]
     asked = rng.choice(target.asks)
     arguments = target.arguments(rng)
     result = BY_NAME[name].call(dict(arguments))

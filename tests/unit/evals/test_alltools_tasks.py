@@ -177,7 +177,7 @@ def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
                         f for f in instance.functions if f != target and first in BY_NAME[f].parameters["properties"]
                     ]
                     assert len(alike) >= 2, instance.functions
-            elif name not in ("fn-look-alike-drawn", "fn-verb-decoy"):
+            elif name not in ("fn-look-alike-drawn", "fn-verb-decoy", "fn-verb-decoy-reworded"):
                 assert not offered_practice, (name, instance.functions)
     assert len(called) >= 15  # most practice functions are called in 90 tasks
 
@@ -271,8 +271,10 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
     assert {name for name, f in families.items() if f.until == 8} == {"fn-look-alike"}
     ninth = {name for name, _ in training_instances(seed=1, per_family=6, version=9)}
     assert ninth == (eighth - {"fn-look-alike"}) | {name for name, f in families.items() if f.since == 9}
-    # Version 10 added a family and retired none.
-    assert {name for name, _ in newer} == ninth | {"fn-verb-decoy"}
+    # Version 10 added a family; version 11 replaced it with its rewording.
+    tenth = {name for name, _ in training_instances(seed=1, per_family=6, version=10)}
+    assert tenth == ninth | {"fn-verb-decoy"}
+    assert {name for name, _ in newer} == ninth | {"fn-verb-decoy-reworded"}
     for name, instance in older:
         request = instance.turns[0]
         if families[name].category != "chat":
@@ -364,35 +366,58 @@ def test_version_9_look_alike_lessons_draw_their_decoys_evenly_and_say_the_amoun
     assert {*offered} == set(DRAWN_DECOYS)
 
 
-def test_version_10_verb_lessons_offer_a_function_named_with_the_requests_verb_and_no_heldout_one() -> None:
-    from openglm.evals.alltools.verbs import POOL, TARGETS
+@pytest.mark.parametrize(("name", "version"), [("fn-verb-decoy", 10), ("fn-verb-decoy-reworded", 11)])
+def test_verb_lessons_offer_a_function_named_with_the_requests_verb_and_no_heldout_one(name: str, version: int) -> None:
+    from openglm.evals.alltools.verbs import POOL, TARGETS, TARGETS_SINCE_11
+    from openglm.evals.function_tasks import check_arguments
 
-    assert not training_instances(1, 4, ["fn-verb-decoy"], version=9)
+    targets = TARGETS if version == 10 else TARGETS_SINCE_11
+    assert not training_instances(1, 4, [name], version=version - 1)
     heldout_functions = {f.name for f in FUNCTIONS if f.split == "heldout"}
-    heldout = {t.data["turns"][0] for t in AllToolsSuite().tasks(0) if families[t.family].split == "heldout"}
-    lessons = training_instances(1, 80, ["fn-verb-decoy"], version=10)
+    heldout = {
+        t.data["turns"][0]
+        for seed in range(3)
+        for t in AllToolsSuite().tasks(seed)
+        if families[t.family].split == "heldout"
+    }
+    held_words = {" ".join(h.split()[i : i + 4]).lower() for h in heldout for i in range(len(h.split()) - 3)}
+    lessons = training_instances(1, 80, [name], version=version)
     own_verb, taught = 0, set()
     for _, instance in lessons:
         assert instance.expect.tool is not None
         called = instance.expect.tool.removeprefix("function:")
         taught.add(called)
         offered = set(instance.functions)
-        assert called in TARGETS and called in offered and len(offered) == 5 and offered <= set(POOL)
+        assert called in targets and called in offered and len(offered) == 5 and offered <= set(POOL)
         assert not offered & heldout_functions
         request = instance.turns[0]
         assert not any(request in h or h in request for h in heldout), request
-        asked = next(a for a in TARGETS[called].asks if a.wording.split("{")[0] in request)
+        if version >= 11:  # v10's taxi lesson shared a held-out request's frame ("Find me a … to …")
+            assert not any(words in request.lower() for words in held_words), request
+        asked = next(a for a in targets[called].asks if a.wording.split("{")[0] in request)
         named_with_verb = [f for f in offered - {called} if f.split("_")[0] == asked.verb]
         assert named_with_verb or not [f for f in POOL if f != called and f.split("_")[0] == asked.verb], request
         own_verb += called.split("_")[0] == asked.verb
         call = instance.script[0][0]([])
         assert isinstance(call, Call) and call.name == called
-        assert set(BY_NAME[called].parameters["required"]) <= set(call.arguments), call
+        arguments = json.dumps(call.arguments)
+        assert check_arguments(call.arguments, arguments, BY_NAME[called].parameters) is None, call
         answer = instance.script[0][1]([])
         assert isinstance(answer, Answer) and str(instance.expect.result_words[0]) in answer.text
     # Mostly another function's verb; some lessons the target's own, beside a decoy sharing it.
     assert 0 < own_verb < len(lessons) / 3, own_verb
     assert len(taught) >= 20
+
+
+def test_versions_10_and_11_change_no_older_familys_lessons() -> None:
+    def requests(version: int) -> dict[str, list[list[str]]]:
+        by_family: dict[str, list[list[str]]] = {}
+        for name, instance in training_instances(1, 6, version=version):
+            by_family.setdefault(name, []).append(instance.turns)
+        return by_family
+
+    ninth, tenth, eleventh = requests(9), requests(10), requests(11)
+    assert {name: tenth[name] for name in ninth} == ninth == {name: eleventh[name] for name in ninth}
 
 
 def test_version_8_trip_lesson_shares_no_words_with_the_heldout_weekday_family() -> None:
