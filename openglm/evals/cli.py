@@ -141,6 +141,8 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _ship(args: argparse.Namespace) -> int:
+    import httpx
+
     from .alltools.ship import ship
 
     try:
@@ -153,7 +155,7 @@ def _ship(args: argparse.Namespace) -> int:
             args.command,
             parent=args.parent,
         )
-    except ValueError as exc:
+    except (ValueError, httpx.HTTPError) as exc:
         print(f"openglm eval ship: {exc}", file=sys.stderr)
         return 2
     print(f"shipped {adapter} ({adapter.stat().st_size:,} bytes) with its recipe {recipe}")
