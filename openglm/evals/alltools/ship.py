@@ -96,7 +96,7 @@ def check_parts(parts: list[dict[str, Any]], training_file: bytes) -> None:
         text = "".join(lines[start : start + part["lines"]])
         if hashlib.sha256(text.encode()).hexdigest() != part["sha256"]:
             raise ValueError(
-                f"manifest {n + 1} ({part['command']}) does not match lines {start + 1}-{start + part['lines']} "
+                f"manifest {n + 1} ({part['command'][:80]}) does not match lines {start + 1}-{start + part['lines']} "
                 "of the job's training file"
             )
         start += part["lines"]
