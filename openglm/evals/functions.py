@@ -503,5 +503,183 @@ LATER_PRACTICE_FUNCTIONS: list[UserFunction] = [
         _measured("rain_chance_percent", 0, 100),
     ),
 ]
+
+
+def _invented(
+    name: str, description: str, properties: dict[str, Any], implementation: Callable[[dict[str, Any]], dict[str, Any]]
+) -> UserFunction:
+    return UserFunction(name, description, _obj(properties, list(properties)), "practice", implementation)
+
+
+DAY = {"type": "string", "description": "YYYY-MM-DD"}
+# Invented functions of generator version 12 (``alltools/inventing.py``), one or a few lessons each: many names and
+# descriptions the model has seen once or twice, rather than many lessons on the same few, so that choosing by what
+# a function does is what the lessons have in common. Offered and called only by that family.
+INVENTED_FUNCTIONS: list[UserFunction] = [
+    _invented("get_wind_speed", "Wind speed in a city now, in km/h.", {"city": STR}, _measured("wind_kmh", 0, 90)),
+    _invented(
+        "get_air_pressure", "Air pressure in a city now, in hPa.", {"city": STR}, _measured("pressure_hpa", 960, 1045)
+    ),
+    _invented(
+        "get_rent_price",
+        "Average monthly rent of a one-bedroom flat in a city.",
+        {"city": STR},
+        _measured("monthly_rent", 400, 3200),
+    ),
+    _invented("get_ice_thickness", "Thickness of the ice on a lake, in cm.", {"lake": STR}, _measured("ice_cm", 0, 40)),
+    _invented("get_snow_depth", "Snow depth at a ski resort, in cm.", {"resort": STR}, _measured("snow_cm", 0, 320)),
+    _invented(
+        "get_water_temperature",
+        "Sea temperature at a beach, in degrees Celsius.",
+        {"beach": STR},
+        _measured("water_celsius", 8, 29),
+    ),
+    _invented(
+        "get_noise_level", "Noise level on a street now, in decibels.", {"street": STR}, _measured("decibels", 35, 95)
+    ),
+    _invented(
+        "get_bin_collection",
+        "Days until the next rubbish collection on a street.",
+        {"street": STR},
+        _measured("days_until", 0, 6),
+    ),
+    _invented(
+        "report_pothole",
+        "Report a pothole on a street to the city council.",
+        {"street": STR},
+        _done("reported", "report_number", 1000, 9999),
+    ),
+    _invented(
+        "get_book_rating",
+        "Readers' average rating of a book, out of 5.",
+        {"book": STR},
+        _measured("stars", 10, 50, 0.1),
+    ),
+    _invented(
+        "get_library_due",
+        "Days until a book the user borrowed from the library must go back.",
+        {"book": STR},
+        _measured("days_left", 0, 21),
+    ),
+    _invented(
+        "renew_loan", "Extend the user's library loan of a book.", {"book": STR}, _done("renewed", "weeks_added", 1, 3)
+    ),
+    _invented("get_film_score", "Critics' score of a film, from 0 to 100.", {"film": STR}, _measured("score", 12, 98)),
+    _invented("get_song_length", "Length of a song in seconds.", {"song": STR}, _measured("seconds", 120, 420)),
+    _invented("get_gym_occupancy", "How many people are at a gym now.", {"gym": STR}, _measured("people", 0, 120)),
+    _invented(
+        "get_bikes_available", "Bikes free to rent at a bike station now.", {"station": STR}, _measured("bikes", 0, 25)
+    ),
+    _invented("get_step_count", "Steps the user walked on a day.", {"date": DAY}, _measured("steps", 800, 19000)),
+    _invented(
+        "get_sleep_hours",
+        "Hours the user slept the night before a day.",
+        {"date": DAY},
+        _measured("hours", 40, 95, 0.1),
+    ),
+    _invented(
+        "get_heart_rate",
+        "The user's resting heart rate on a day, from their watch (beats per minute).",
+        {"date": DAY},
+        _measured("bpm", 48, 90),
+    ),
+    _invented(
+        "get_watering_interval",
+        "How many days a kind of houseplant can go between waterings.",
+        {"plant": STR},
+        _measured("days", 2, 21),
+    ),
+    _invented(
+        "get_vaccine_due",
+        "Days until one of the user's pets is due a vaccination.",
+        {"pet": STR},
+        _measured("days", 3, 300),
+    ),
+    _invented(
+        "feed_pet",
+        "Drop a portion of food (grams) from a pet's automatic feeder.",
+        {"pet": STR, "grams": INT},
+        _done("fed"),
+    ),
+    _invented(
+        "get_homework_due",
+        "Days until the child's homework in a school subject is due.",
+        {"subject": STR},
+        _measured("days", 0, 10),
+    ),
+    _invented(
+        "get_exam_grade",
+        "The grade (0-100) of the user's latest exam in a school subject.",
+        {"subject": STR},
+        _measured("grade", 35, 100),
+    ),
+    _invented(
+        "cancel_subscription",
+        "Cancel one of the user's subscriptions.",
+        {"service": STR},
+        _done("cancelled", "refund", 0, 30),
+    ),
+    _invented(
+        "get_subscription_cost",
+        "Monthly price of one of the user's subscriptions, in dollars.",
+        {"service": STR},
+        _measured("monthly_price", 3, 30),
+    ),
+    _invented("add_to_shopping_list", "Add an item to the user's shopping list.", {"item": STR}, _done("added")),
+    _invented("call_contact", "Start a phone call to one of the user's contacts.", {"contact": STR}, _done("calling")),
+    _invented(
+        "transfer_money",
+        "Send money (dollars) to one of the user's contacts.",
+        {"contact": STR, "amount": NUM},
+        _done("sent", "transfer_id", 10000, 99999),
+    ),
+    _invented(
+        "share_location",
+        "Share the user's live location with a contact for some minutes.",
+        {"contact": STR, "minutes": INT},
+        _done("sharing"),
+    ),
+    _invented("block_number", "Block calls and texts from a phone number.", {"phone": STR}, _done("blocked")),
+    _invented(
+        "donate",
+        "Give money (dollars) to a charity.",
+        {"charity": STR, "amount": NUM},
+        _done("donated", "receipt", 1000, 9999),
+    ),
+    _invented("open_window", "Open the window of a room in the user's home.", {"room": STR}, _done("open")),
+    _invented("close_blinds", "Lower the blinds in a room of the user's home.", {"room": STR}, _done("closed")),
+    _invented("start_vacuum", "Send the robot vacuum cleaner to clean a room.", {"room": STR}, _done("cleaning")),
+    _invented(
+        "preheat_oven", "Heat the oven to a temperature in degrees Celsius.", {"temperature": INT}, _done("heating")
+    ),
+    _invented(
+        "start_dishwasher",
+        "Start the dishwasher on one of its programmes.",
+        {"programme": {"type": "string", "enum": ["eco", "quick", "intensive"]}},
+        _done("running", "minutes", 30, 150),
+    ),
+    _invented(
+        "mute_notifications", "Silence the phone's notifications for some minutes.", {"minutes": INT}, _done("muted")
+    ),
+    _invented("set_alarm", "Set a wake-up alarm (HH:MM).", {"time": STR}, _done("set")),
+    _invented(
+        "order_flowers",
+        "Have a bouquet of flowers delivered to an address.",
+        {"flowers": STR, "address": STR},
+        _done("ordered", "arrives_in_hours", 2, 30),
+    ),
+    _invented(
+        "get_parking_fee", "Hourly fee at a car park.", {"car_park": STR}, _measured("fee_per_hour", 50, 600, 0.01)
+    ),
+    _invented(
+        "get_clinic_wait",
+        "Waiting time at a doctor's clinic now, in minutes.",
+        {"clinic": STR},
+        _measured("minutes", 5, 120),
+    ),
+]
 # Every function a task may offer or a client may run, by name.
-BY_NAME = {function.name: function for function in [*FUNCTIONS, *PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS]}
+BY_NAME = {
+    function.name: function
+    for function in [*FUNCTIONS, *PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS, *INVENTED_FUNCTIONS]
+}

@@ -24,3 +24,6 @@ from . import contrasting as _contrasting  # noqa: F401  (generator version 8)
 
 # isort: split
 from . import verbs as _verbs  # noqa: F401  (generator version 10)
+
+# isort: split
+from . import inventing as _inventing  # noqa: F401  (generator version 12)

@@ -211,7 +211,12 @@ def _decoys(rng: random.Random, target: str) -> list[str]:
     return offered
 
 
-def practice_task(rng: random.Random, names: list[str], lessons: dict[str, Lesson] | None = None) -> Instance:
+def practice_task(
+    rng: random.Random,
+    names: list[str],
+    lessons: dict[str, Lesson] | None = None,
+    decoys: Callable[[random.Random, str], list[str]] | None = None,
+) -> Instance:
     name = rng.choice(names)
     lesson = (lessons or LESSONS)[name]
     arguments = lesson.arguments(rng)
@@ -221,7 +226,7 @@ def practice_task(rng: random.Random, names: list[str], lessons: dict[str, Lesso
     reported = reported[0]["price"] if isinstance(reported, list) else reported
     expect = Expect(f"function:{name}", arguments=dict(arguments), result_words=[str(reported)])
     steps = fixed(Call(name, dict(arguments)), Answer(lesson.answer.format(**{**arguments, **result})))
-    return Instance([question], expect, [steps], functions=_decoys(rng, name))
+    return Instance([question], expect, [steps], functions=(decoys or _decoys)(rng, name))
 
 
 CITY_FUNCTIONS = [f.name for f in PRACTICE_FUNCTIONS if "city" in f.parameters["properties"]]

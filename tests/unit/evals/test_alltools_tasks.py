@@ -19,7 +19,13 @@ from openglm.evals.alltools.data import GENERATOR_VERSION, training_instances
 from openglm.evals.alltools.tasks import Answer, Call, Instance, Rehearse, families
 from openglm.evals.alltools.world import World
 from openglm.evals.client import AgentTurn, ToolStep
-from openglm.evals.functions import BY_NAME, FUNCTIONS, LATER_PRACTICE_FUNCTIONS, PRACTICE_FUNCTIONS
+from openglm.evals.functions import (
+    BY_NAME,
+    FUNCTIONS,
+    INVENTED_FUNCTIONS,
+    LATER_PRACTICE_FUNCTIONS,
+    PRACTICE_FUNCTIONS,
+)
 from openglm.evals.suites.alltools import AllToolsSuite
 from openglm.evals.suites.instructions import END_PHRASES, KEYWORDS, KINDS, PROMPTS, START_WORDS, InstructionsSuite
 
@@ -155,6 +161,7 @@ def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
     practice = {f.name for f in [*PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS]}
     assert practice.isdisjoint(f.name for f in FUNCTIONS) and practice <= set(BY_NAME)
     later = {f.name for f in LATER_PRACTICE_FUNCTIONS}
+    invented = {f.name for f in INVENTED_FUNCTIONS}
     rng, world = random.Random(4), World(0)
     called = set()
     for name, family in families.items():
@@ -177,8 +184,10 @@ def test_practice_functions_are_offered_only_by_the_practice_families() -> None:
                         f for f in instance.functions if f != target and first in BY_NAME[f].parameters["properties"]
                     ]
                     assert len(alike) >= 2, instance.functions
-            elif name not in ("fn-look-alike-drawn", "fn-verb-decoy", "fn-verb-decoy-reworded"):
+            elif name not in ("fn-look-alike-drawn", "fn-verb-decoy", "fn-verb-decoy-reworded", "fn-invented"):
                 assert not offered_practice, (name, instance.functions)
+            if name != "fn-invented":  # version 12's invented functions appear in their own lessons only
+                assert not invented & set(instance.functions), (name, instance.functions)
     assert len(called) >= 15  # most practice functions are called in 90 tasks
 
 
@@ -271,10 +280,12 @@ def test_an_older_generator_version_makes_its_own_families_and_wordings() -> Non
     assert {name for name, f in families.items() if f.until == 8} == {"fn-look-alike"}
     ninth = {name for name, _ in training_instances(seed=1, per_family=6, version=9)}
     assert ninth == (eighth - {"fn-look-alike"}) | {name for name, f in families.items() if f.since == 9}
-    # Version 10 added a family; version 11 replaced it with its rewording.
+    # Version 10 added a family; version 11 replaced it with its rewording; version 12 added one.
     tenth = {name for name, _ in training_instances(seed=1, per_family=6, version=10)}
     assert tenth == ninth | {"fn-verb-decoy"}
-    assert {name for name, _ in newer} == ninth | {"fn-verb-decoy-reworded"}
+    eleventh = {name for name, _ in training_instances(seed=1, per_family=6, version=11)}
+    assert eleventh == ninth | {"fn-verb-decoy-reworded"}
+    assert {name for name, _ in newer} == eleventh | {"fn-invented"}
     for name, instance in older:
         request = instance.turns[0]
         if families[name].category != "chat":
@@ -417,8 +428,58 @@ def test_versions_10_and_11_change_no_older_familys_lessons() -> None:
             by_family.setdefault(name, []).append(instance.turns)
         return by_family
 
-    ninth, tenth, eleventh = requests(9), requests(10), requests(11)
+    ninth, tenth, eleventh, twelfth = requests(9), requests(10), requests(11), requests(12)
     assert {name: tenth[name] for name in ninth} == ninth == {name: eleventh[name] for name in ninth}
+    assert {name: twelfth[name] for name in eleventh} == eleventh
+
+
+def _taking_an_argument_of(called: str, names: set[str]) -> set[str]:
+    keys = set(BY_NAME[called].parameters["properties"])
+    return {name for name in names - {called} if keys & set(BY_NAME[name].parameters["properties"])}
+
+
+def test_version_12_teaches_each_invented_function_beside_alike_ones_and_no_heldout_one() -> None:
+    from openglm.evals.alltools.inventing import LESSONS, OFFERABLE
+    from openglm.evals.function_tasks import check_arguments
+    from openglm.evals.functions import INVENTED_FUNCTIONS
+
+    invented = {f.name for f in INVENTED_FUNCTIONS}
+    assert set(LESSONS) == invented and len(invented) == 42
+    assert invented.isdisjoint(f.name for f in [*FUNCTIONS, *PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS])
+    assert not training_instances(1, 4, ["fn-invented"], version=11)
+    heldout_functions = {f.name for f in FUNCTIONS if f.split == "heldout"}
+    heldout = {
+        t.data["turns"][0]
+        for seed in range(3)
+        for t in AllToolsSuite().tasks(seed)
+        if families[t.family].split == "heldout"
+    }
+    held_words = {" ".join(h.split()[i : i + 4]).lower() for h in heldout for i in range(len(h.split()) - 3)}
+    assert len(training_instances(1, 4, ["fn-invented"], version=12)) == 4
+    # Straight from the family (training_instances' uniqueness check is quadratic in all families' lessons).
+    rng, world = random.Random(7), World(1001)
+    lessons = [families["fn-invented"].make(rng, world) for _ in range(200)]
+    taught, with_alike = set(), 0
+    for instance in lessons:
+        assert instance.expect.tool is not None
+        called = instance.expect.tool.removeprefix("function:")
+        taught.add(called)
+        offered = set(instance.functions)
+        assert called in invented and called in offered and len(offered) == 5 and offered <= set(OFFERABLE)
+        assert not offered & heldout_functions
+        request = instance.turns[0]
+        assert not any(words in request.lower() for words in held_words), request
+        # A decoy taking one of its arguments (a room among rooms) whenever there is one to offer.
+        alike = _taking_an_argument_of(called, offered)
+        assert alike or not _taking_an_argument_of(called, set(OFFERABLE)), instance.functions
+        with_alike += bool(alike)
+        call = instance.script[0][0]([])
+        assert isinstance(call, Call) and call.name == called
+        assert check_arguments(call.arguments, json.dumps(call.arguments), BY_NAME[called].parameters) is None, call
+        answer = instance.script[0][1]([])
+        assert isinstance(answer, Answer) and str(instance.expect.result_words[0]) in answer.text, answer
+    assert taught == invented  # 200 lessons reach all 42
+    assert with_alike > 0.7 * len(lessons), with_alike  # a few functions' arguments are theirs alone (a lake)
 
 
 def test_version_8_trip_lesson_shares_no_words_with_the_heldout_weekday_family() -> None:
