@@ -4,8 +4,8 @@ task here is copied from a public benchmark.
 
 ``split``: functions whose *calls* appear in training data (``train``) and those only ever called in held-out
 tasks (``heldout``; they may still be offered as distractors in training); ``practice`` functions are offered
-only by the All Tools practice families (``alltools/choosing.py``, train split), never by a held-out task or
-another suite."""
+only by the All Tools training families (``alltools/choosing.py`` and the later lessons: ``carrying``,
+``contrasting``, ``verbs``, ``inventing``), never by a held-out task or another suite."""
 
 from __future__ import annotations
 
@@ -541,7 +541,7 @@ INVENTED_FUNCTIONS: list[UserFunction] = [
         "get_bin_collection",
         "Days until the next rubbish collection on a street.",
         {"street": STR},
-        _measured("days_until", 0, 6),
+        _measured("days_until", 1, 6),
     ),
     _invented(
         "report_pothole",
@@ -559,10 +559,10 @@ INVENTED_FUNCTIONS: list[UserFunction] = [
         "get_library_due",
         "Days until a book the user borrowed from the library must go back.",
         {"book": STR},
-        _measured("days_left", 0, 21),
+        _measured("days_left", 1, 21),
     ),
     _invented(
-        "renew_loan", "Extend the user's library loan of a book.", {"book": STR}, _done("renewed", "weeks_added", 1, 3)
+        "renew_loan", "Extend the user's library loan of a book.", {"book": STR}, _done("renewed", "weeks_added", 2, 4)
     ),
     _invented("get_film_score", "Critics' score of a film, from 0 to 100.", {"film": STR}, _measured("score", 12, 98)),
     _invented("get_song_length", "Length of a song in seconds.", {"song": STR}, _measured("seconds", 120, 420)),
@@ -604,20 +604,20 @@ INVENTED_FUNCTIONS: list[UserFunction] = [
     _invented(
         "get_homework_due",
         "Days until the child's homework in a school subject is due.",
-        {"subject": STR},
-        _measured("days", 0, 10),
+        {"school_subject": STR},
+        _measured("days", 1, 10),
     ),
     _invented(
         "get_exam_grade",
         "The grade (0-100) of the user's latest exam in a school subject.",
-        {"subject": STR},
+        {"school_subject": STR},
         _measured("grade", 35, 100),
     ),
     _invented(
         "cancel_subscription",
         "Cancel one of the user's subscriptions.",
         {"service": STR},
-        _done("cancelled", "refund", 0, 30),
+        _done("cancelled", "refund", 2, 30),
     ),
     _invented(
         "get_subscription_cost",

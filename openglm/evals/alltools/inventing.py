@@ -3,16 +3,19 @@
 Every continuation of the shipped v6 adapter that raised its choice among the training functions (v9, v10) cost it
 held-out functions: more lessons on the same 13 training and 27 practice functions teach their names rather than
 the skill of reading a function's description. ``fn-invented`` calls 42 further invented functions
-(``functions.INVENTED_FUNCTIONS``), each asked in two wordings that mostly avoid the words of its name, and offers
-it beside functions that take one of its arguments (a book among books, a contact among contacts), drawn from the
-invented ones and the earlier training pool. With a few lessons per function and many functions, what the lessons
-share is choosing by what a function does. No held-out function is called or offered, and no request asks for
-what one does (no flights, tables, local times or meetings).
+(``functions.INVENTED_FUNCTIONS``), dealt so that each is called once before any twice, each asked in two
+wordings that mostly avoid the words of its name, and offers it beside functions that take an argument of the same
+name (a book among books, a contact among contacts) where any does — 31 of the 42 — drawn from the invented ones
+and the earlier training pool. With a lesson or two per function and many functions, what the lessons share is
+choosing by what a function does. As a training family it is an eval family too (train split, 4 tasks a seed). No
+held-out function is called or offered, and no request asks for what one does (no flights, tables, local times or
+meetings).
 """
 
 from __future__ import annotations
 
 import random
+import weakref
 from datetime import date, timedelta
 from typing import Any
 
@@ -36,7 +39,7 @@ PETS = ["Biscuit", "Luna", "Pepper", "Mochi", "Rex"]
 SUBJECTS = ["maths", "history", "biology", "geography", "chemistry"]
 SERVICES = ["StreamMax", "NewsDaily", "CloudBox", "FitPlus", "SongCloud"]
 ITEMS = ["eggs", "oat milk", "coffee beans", "bin bags", "tomatoes", "rice"]
-CONTACTS = ["Mum", "Dr Patel", "Aunt Rosa", "Tom", "Ines"]
+CONTACTS = ["Mum", "Sam", "Aunt Rosa", "Tom", "Ines"]
 CHARITIES = ["Ocean Rescue", "Food For All", "Paws Shelter", "Clean Air Fund"]
 FLOWERS = ["roses", "tulips", "sunflowers", "lilies"]
 ADDRESSES = ["12 Elm Street", "4 Harbour Road", "88 Mill Lane", "31 Orchard Way"]
@@ -73,7 +76,7 @@ LESSONS: dict[str, Lesson] = {
         "wind_kmh",
     ),
     "get_air_pressure": Lesson(
-        ["What's the barometric reading in {city}?", "Is the pressure low in {city} right now?"],
+        ["Tell me the barometric pressure for {city}.", "Has the air pressure dropped in {city} today?"],
         "The air pressure in {city} is {pressure_hpa} hPa.",
         _pick(city=CITIES),
         "pressure_hpa",
@@ -154,13 +157,13 @@ LESSONS: dict[str, Lesson] = {
         "seconds",
     ),
     "get_gym_occupancy": Lesson(
-        ["Is {gym} crowded right now?", "How many people are working out at {gym}?"],
+        ["Is {gym} packed at the moment?", "How full is {gym} just now?"],
         "There are {people} people at {gym} now.",
         _pick(gym=GYMS),
         "people",
     ),
     "get_bikes_available": Lesson(
-        ["Are there any bikes left at {station}?", "Can I still take a bike from {station}, or are they all gone?"],
+        ["Are there any bikes left at {station}?", "How many bikes are still parked at {station}?"],
         "There are {bikes} bikes free at {station}.",
         _pick(station=STOPS),
         "bikes",
@@ -185,7 +188,7 @@ LESSONS: dict[str, Lesson] = {
     ),
     "get_watering_interval": Lesson(
         ["How often should my {plant} get water?", "My {plant} looks dry. How many days can it go without water?"],
-        "A {plant} can go {days} days between waterings.",
+        "Your {plant} can go {days} days between waterings.",
         _pick(plant=PLANTS),
         "days",
     ),
@@ -202,15 +205,18 @@ LESSONS: dict[str, Lesson] = {
         "grams",
     ),
     "get_homework_due": Lesson(
-        ["When must the {subject} homework be handed in?", "How long do the kids have for their {subject} homework?"],
-        "The {subject} homework is due in {days} days.",
-        _pick(subject=SUBJECTS),
+        [
+            "When must the {school_subject} homework be handed in?",
+            "How long do the kids have for their {school_subject} homework?",
+        ],
+        "The {school_subject} homework is due in {days} days.",
+        _pick(school_subject=SUBJECTS),
         "days",
     ),
     "get_exam_grade": Lesson(
-        ["What did I get in the {subject} exam?", "How did my last {subject} test go?"],
-        "You scored {grade} in the {subject} exam.",
-        _pick(subject=SUBJECTS),
+        ["What did I get in the {school_subject} exam?", "How did my last {school_subject} test go?"],
+        "You scored {grade} in the {school_subject} exam.",
+        _pick(school_subject=SUBJECTS),
         "grade",
     ),
     "cancel_subscription": Lesson(
@@ -226,8 +232,8 @@ LESSONS: dict[str, Lesson] = {
         "monthly_price",
     ),
     "add_to_shopping_list": Lesson(
-        ["We're out of {item}; note it for the next shop.", "Remember to buy {item} when I go shopping."],
-        "{item} is on your shopping list.",
+        ["We're out of {item}; note it for the next shop.", "Put {item} on the shopping list."],
+        "Added {item} to your shopping list.",
         _pick(item=ITEMS),
         "item",
     ),
@@ -238,7 +244,7 @@ LESSONS: dict[str, Lesson] = {
         "contact",
     ),
     "transfer_money": Lesson(
-        ["Send {amount} dollars to {contact}.", "I owe {contact} {amount} dollars; pay them back."],
+        ["Send {amount} dollars to {contact}.", "Move {amount} dollars from my account to {contact}."],
         "Sent {amount} dollars to {contact} (transfer {transfer_id}).",
         _with_number("amount", 5, 400, contact=CONTACTS),
         "transfer_id",
@@ -259,13 +265,13 @@ LESSONS: dict[str, Lesson] = {
         "status",
     ),
     "donate": Lesson(
-        ["Give {amount} dollars to {charity} from me.", "I'd like to support {charity} with {amount} dollars."],
+        ["Give {amount} dollars to {charity} from me.", "Make a {amount}-dollar donation to {charity}."],
         "You gave {amount} dollars to {charity} (receipt {receipt}).",
         _with_number("amount", 5, 300, charity=CHARITIES),
         "receipt",
     ),
     "open_window": Lesson(
-        ["Let some fresh air into the {room}.", "It's stuffy in the {room}; open it up."],
+        ["Let some fresh air into the {room}.", "It's stuffy in the {room}; open a window."],
         "The {room} window is {status}.",
         _pick(room=ROOMS),
         "status",
@@ -289,7 +295,7 @@ LESSONS: dict[str, Lesson] = {
         "temperature",
     ),
     "start_dishwasher": Lesson(
-        ["Run the dishes on {programme}.", "Start a {programme} wash of the plates."],
+        ["Run the dishwasher on {programme}.", "Start a {programme} wash of the dishes."],
         "The dishwasher is running the {programme} programme for {minutes} minutes.",
         _pick(programme=["eco", "quick", "intensive"]),
         "minutes",
@@ -344,6 +350,20 @@ def _decoys(rng: random.Random, target: str) -> list[str]:
     return offered
 
 
+# Each run of the family owns its generator (``training_instances`` and the eval suite make one per family and
+# seed): the deal in progress is kept beside it, and goes with it.
+_hands: weakref.WeakKeyDictionary[random.Random, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _dealt(rng: random.Random) -> str:
+    """The next function of a deal: every invented function once, in an order drawn from ``rng``, then again. Drawn
+    independently, 40 lessons called 24 to 28 of the 42 and some five times; dealt, each is called once or twice."""
+    hand = _hands.setdefault(rng, [])
+    if not hand:
+        hand.extend(rng.sample(INVENTED, k=len(INVENTED)))
+    return hand.pop()
+
+
 @family("fn-invented", "function", "train", since=12)
 def _fn_invented(rng: random.Random, world: World) -> Instance:
-    return practice_task(rng, INVENTED, LESSONS, _decoys)
+    return practice_task(rng, [_dealt(rng)], LESSONS, _decoys)

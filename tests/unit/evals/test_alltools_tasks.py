@@ -8,6 +8,7 @@ import io
 import json
 import random
 import re
+from typing import Any
 
 import pytest
 
@@ -421,11 +422,13 @@ def test_verb_lessons_offer_a_function_named_with_the_requests_verb_and_no_heldo
     assert len(taught) >= 20
 
 
-def test_versions_10_and_11_change_no_older_familys_lessons() -> None:
-    def requests(version: int) -> dict[str, list[list[str]]]:
-        by_family: dict[str, list[list[str]]] = {}
+def test_versions_10_to_12_change_no_older_familys_lessons() -> None:
+    """Each lesson whole: its turns, the functions offered and what is expected (the teacher's steps follow)."""
+
+    def requests(version: int) -> dict[str, list[dict[str, Any]]]:
+        by_family: dict[str, list[dict[str, Any]]] = {}
         for name, instance in training_instances(1, 6, version=version):
-            by_family.setdefault(name, []).append(instance.turns)
+            by_family.setdefault(name, []).append(instance.task_data())
         return by_family
 
     ninth, tenth, eleventh, twelfth = requests(9), requests(10), requests(11), requests(12)
@@ -455,7 +458,10 @@ def test_version_12_teaches_each_invented_function_beside_alike_ones_and_no_held
         if families[t.family].split == "heldout"
     }
     held_words = {" ".join(h.split()[i : i + 4]).lower() for h in heldout for i in range(len(h.split()) - 3)}
-    assert len(training_instances(1, 4, ["fn-invented"], version=12)) == 4
+    # Dealt: 42 lessons of a seed call each function once.
+    for seed in range(3):
+        dealt = [i.expect.tool for _, i in training_instances(seed, 42, ["fn-invented"], version=12)]
+        assert sorted(dealt) == sorted(f"function:{name}" for name in invented), seed
     # Straight from the family (training_instances' uniqueness check is quadratic in all families' lessons).
     rng, world = random.Random(7), World(1001)
     lessons = [families["fn-invented"].make(rng, world) for _ in range(200)]
