@@ -378,6 +378,17 @@ def test_version_9_look_alike_lessons_draw_their_decoys_evenly_and_say_the_amoun
     assert {*offered} == set(DRAWN_DECOYS)
 
 
+def _heldout_requests() -> tuple[set[str], set[str]]:
+    """The first turns of the held-out tasks of seeds 0–2, and every run of four words in them (lower case)."""
+    heldout = {
+        t.data["turns"][0]
+        for seed in range(3)
+        for t in AllToolsSuite().tasks(seed)
+        if families[t.family].split == "heldout"
+    }
+    return heldout, {" ".join(h.split()[i : i + 4]).lower() for h in heldout for i in range(len(h.split()) - 3)}
+
+
 @pytest.mark.parametrize(("name", "version"), [("fn-verb-decoy", 10), ("fn-verb-decoy-reworded", 11)])
 def test_verb_lessons_offer_a_function_named_with_the_requests_verb_and_no_heldout_one(name: str, version: int) -> None:
     from openglm.evals.alltools.verbs import POOL, TARGETS, TARGETS_SINCE_11
@@ -386,13 +397,7 @@ def test_verb_lessons_offer_a_function_named_with_the_requests_verb_and_no_heldo
     targets = TARGETS if version == 10 else TARGETS_SINCE_11
     assert not training_instances(1, 4, [name], version=version - 1)
     heldout_functions = {f.name for f in FUNCTIONS if f.split == "heldout"}
-    heldout = {
-        t.data["turns"][0]
-        for seed in range(3)
-        for t in AllToolsSuite().tasks(seed)
-        if families[t.family].split == "heldout"
-    }
-    held_words = {" ".join(h.split()[i : i + 4]).lower() for h in heldout for i in range(len(h.split()) - 3)}
+    heldout, held_words = _heldout_requests()
     lessons = training_instances(1, 80, [name], version=version)
     own_verb, taught = 0, set()
     for _, instance in lessons:
@@ -451,13 +456,7 @@ def test_version_12_teaches_each_invented_function_beside_alike_ones_and_no_held
     assert invented.isdisjoint(f.name for f in [*FUNCTIONS, *PRACTICE_FUNCTIONS, *LATER_PRACTICE_FUNCTIONS])
     assert not training_instances(1, 4, ["fn-invented"], version=11)
     heldout_functions = {f.name for f in FUNCTIONS if f.split == "heldout"}
-    heldout = {
-        t.data["turns"][0]
-        for seed in range(3)
-        for t in AllToolsSuite().tasks(seed)
-        if families[t.family].split == "heldout"
-    }
-    held_words = {" ".join(h.split()[i : i + 4]).lower() for h in heldout for i in range(len(h.split()) - 3)}
+    heldout, held_words = _heldout_requests()
     # Dealt: 42 lessons of a seed call each function once.
     for seed in range(3):
         dealt = [i.expect.tool for _, i in training_instances(seed, 42, ["fn-invented"], version=12)]
@@ -474,6 +473,7 @@ def test_version_12_teaches_each_invented_function_beside_alike_ones_and_no_held
         assert called in invented and called in offered and len(offered) == 5 and offered <= set(OFFERABLE)
         assert not offered & heldout_functions
         request = instance.turns[0]
+        assert not any(request in h or h in request for h in heldout), request
         assert not any(words in request.lower() for words in held_words), request
         # A decoy taking one of its arguments (a room among rooms) whenever there is one to offer.
         alike = _taking_an_argument_of(called, offered)
